@@ -1,0 +1,540 @@
+//! The job record — the user-facing truth about one job — and its status machine.
+//!
+//! ```text
+//!            start(1)               complete(n)
+//!   queued ───────────▶ running ───────────────▶ completed
+//!     ▲                 │  │ ▲
+//!     │ retry(n)        │  │ │ start(n+1): a new attempt takes over a stalled one
+//!     └─────────────────┘  │ └─┘
+//!                          │ fail(n)
+//!                          └───────────────────▶ failed
+//! ```
+//!
+//! `attempts` counts attempts started. A writer owns attempt `n` and every write it makes is
+//! *fenced* by `n`:
+//!
+//! * **start(n)** — allowed from `queued` or `running` when `attempts == n − 1` and
+//!   `n ≤ max_attempts`; sets `running`, `attempts = n`. Starting from `running` is how a reclaimed
+//!   job's new attempt fences out the worker that stalled.
+//! * **progress / complete / retry (n)** — allowed only in `running` with `attempts == n`.
+//! * **fail(n)** — allowed when the writer owns attempt `n` (`running`, `attempts == n`) or is
+//!   about to start it (`queued` or `running`, `attempts == n − 1`): a job found invalid, or
+//!   stalled too often, fails without running.
+//! * `completed` and `failed` are terminal: nothing moves them again.
+//!
+//! A write from an older attempt therefore changes nothing and reports [`TransitionError`]. The
+//! store applies the same guards in SQL so they hold across processes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorClass, JobId, TenantId, TicketId};
+
+/// Where a job stands, as its user sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Recorded and waiting for a worker (first run or a scheduled retry).
+    Queued,
+    /// A worker is running an attempt.
+    Running,
+    /// Finished with output. Terminal.
+    Completed,
+    /// Finished without output; `error_class` and `error_message` say why. Terminal.
+    Failed,
+}
+
+impl JobStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [JobStatus; 4] = [Self::Queued, Self::Running, Self::Completed, Self::Failed];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored or user-supplied name.
+    ///
+    /// # Errors
+    /// A message naming the valid statuses.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s:?}; expected queued, running, completed or failed"))
+    }
+
+    /// Whether nothing can change this status any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A percentage, 0 to 100.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Progress(u8);
+
+impl Progress {
+    /// 0 %.
+    pub const ZERO: Progress = Progress(0);
+    /// 100 %.
+    pub const DONE: Progress = Progress(100);
+
+    /// A progress of `percent`.
+    ///
+    /// # Errors
+    /// When `percent` is above 100.
+    pub fn new(percent: u8) -> Result<Self, String> {
+        if percent > 100 {
+            Err(format!("progress must be between 0 and 100, got {percent}"))
+        } else {
+            Ok(Self(percent))
+        }
+    }
+
+    /// The percentage.
+    pub fn percent(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Progress {
+    type Error = String;
+    fn try_from(value: u8) -> Result<Self, String> {
+        Self::new(value)
+    }
+}
+
+impl From<Progress> for u8 {
+    fn from(p: Progress) -> u8 {
+        p.0
+    }
+}
+
+/// What a producer supplies to record a new job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The stable job id ([`JobId::for_ticket`] or [`JobId::for_idempotency_key`]).
+    pub job_id: JobId,
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// The ticket to triage.
+    pub ticket_id: TicketId,
+    /// The ticket revision the job was requested for.
+    pub ticket_revision: u64,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+}
+
+/// The durable, user-facing record of one job (the guide's `TicketJobRecord`, extended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The stable job id.
+    pub job_id: JobId,
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// The ticket being triaged.
+    pub ticket_id: TicketId,
+    /// The ticket revision the job was requested for.
+    pub ticket_revision: u64,
+    /// Where the job stands.
+    pub status: JobStatus,
+    /// The pipeline stage last reported, if any.
+    pub stage: Option<String>,
+    /// Progress of the current attempt.
+    pub progress: Progress,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed in all.
+    pub max_attempts: u32,
+    /// When a scheduled retry is due (set while `queued` for a retry).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The result, once `completed`.
+    pub output: Option<serde_json::Value>,
+    /// The last failure's message (kept while a retry is scheduled, and when `failed`).
+    pub error_message: Option<String>,
+    /// The last failure's class.
+    pub error_class: Option<ErrorClass>,
+    /// When the record was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Why a transition was refused. The record is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    /// The job already reached a terminal status.
+    #[error("job is already {status}; terminal statuses are final")]
+    Terminal {
+        /// The terminal status.
+        status: JobStatus,
+    },
+    /// The writer's attempt is not the current one (a stale worker, or a duplicate delivery).
+    #[error("attempt {attempt} is stale: the job is {status} with {attempts} attempt(s) started")]
+    StaleAttempt {
+        /// The attempt the writer claimed.
+        attempt: u32,
+        /// The record's status.
+        status: JobStatus,
+        /// The record's attempts.
+        attempts: u32,
+    },
+    /// Starting attempt `attempt` would exceed `max_attempts`.
+    #[error("attempt {attempt} exceeds the limit of {max_attempts} attempts")]
+    AttemptsExhausted {
+        /// The attempt that was to start.
+        attempt: u32,
+        /// The limit.
+        max_attempts: u32,
+    },
+    /// A retry was requested but no attempt remains.
+    #[error("no attempt left to retry: {attempts} of {max_attempts} used")]
+    NoAttemptsLeft {
+        /// Attempts used.
+        attempts: u32,
+        /// The limit.
+        max_attempts: u32,
+    },
+}
+
+impl JobRecord {
+    /// The `queued` record written before anything reaches the queue.
+    pub fn pending(job: NewJob, now: DateTime<Utc>) -> Self {
+        Self {
+            job_id: job.job_id,
+            tenant_id: job.tenant_id,
+            ticket_id: job.ticket_id,
+            ticket_revision: job.ticket_revision,
+            status: JobStatus::Queued,
+            stage: None,
+            progress: Progress::ZERO,
+            attempts: 0,
+            max_attempts: job.max_attempts,
+            next_attempt_at: None,
+            output: None,
+            error_message: None,
+            error_class: None,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    fn check_not_terminal(&self) -> Result<(), TransitionError> {
+        if self.status.is_terminal() {
+            Err(TransitionError::Terminal { status: self.status })
+        } else {
+            Ok(())
+        }
+    }
+
+    fn stale(&self, attempt: u32) -> TransitionError {
+        TransitionError::StaleAttempt { attempt, status: self.status, attempts: self.attempts }
+    }
+
+    /// Whether the writer of `attempt` owns the running attempt.
+    fn owns(&self, attempt: u32) -> bool {
+        self.status == JobStatus::Running && self.attempts == attempt
+    }
+
+    /// Whether `attempt` is the next one to start.
+    fn is_next(&self, attempt: u32) -> bool {
+        !self.status.is_terminal() && attempt >= 1 && self.attempts == attempt - 1
+    }
+
+    /// Starts attempt `attempt` (1-based): `queued|running → running`.
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`], [`TransitionError::StaleAttempt`] unless
+    /// `attempts == attempt − 1`, [`TransitionError::AttemptsExhausted`] past `max_attempts`.
+    pub fn start(&self, attempt: u32, now: DateTime<Utc>) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        if !self.is_next(attempt) {
+            return Err(self.stale(attempt));
+        }
+        if attempt > self.max_attempts {
+            return Err(TransitionError::AttemptsExhausted { attempt, max_attempts: self.max_attempts });
+        }
+        Ok(Self {
+            status: JobStatus::Running,
+            attempts: attempt,
+            stage: None,
+            progress: Progress::ZERO,
+            next_attempt_at: None,
+            started_at: Some(now),
+            updated_at: now,
+            ..self.clone()
+        })
+    }
+
+    /// Records progress of the running attempt.
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`] or [`TransitionError::StaleAttempt`].
+    pub fn progress(
+        &self,
+        attempt: u32,
+        stage: &str,
+        progress: Progress,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        if !self.owns(attempt) {
+            return Err(self.stale(attempt));
+        }
+        Ok(Self { stage: Some(stage.to_owned()), progress, updated_at: now, ..self.clone() })
+    }
+
+    /// Completes the running attempt with `output`: `running → completed`.
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`] or [`TransitionError::StaleAttempt`].
+    pub fn complete(
+        &self,
+        attempt: u32,
+        output: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        if !self.owns(attempt) {
+            return Err(self.stale(attempt));
+        }
+        Ok(Self {
+            status: JobStatus::Completed,
+            progress: Progress::DONE,
+            output: Some(output),
+            error_message: None,
+            error_class: None,
+            next_attempt_at: None,
+            updated_at: now,
+            finished_at: Some(now),
+            ..self.clone()
+        })
+    }
+
+    /// Fails the job for good: `queued|running → failed`.
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`], or [`TransitionError::StaleAttempt`] unless the writer owns
+    /// attempt `attempt` or it is the next attempt to start.
+    pub fn fail(
+        &self,
+        attempt: u32,
+        class: ErrorClass,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        if !self.owns(attempt) && !self.is_next(attempt) {
+            return Err(self.stale(attempt));
+        }
+        Ok(Self {
+            status: JobStatus::Failed,
+            attempts: attempt,
+            error_message: Some(message.to_owned()),
+            error_class: Some(class),
+            next_attempt_at: None,
+            updated_at: now,
+            finished_at: Some(now),
+            ..self.clone()
+        })
+    }
+
+    /// Schedules the next attempt after attempt `attempt` failed: `running → queued`.
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`], [`TransitionError::StaleAttempt`], or
+    /// [`TransitionError::NoAttemptsLeft`] when `attempts == max_attempts`.
+    pub fn retry(
+        &self,
+        attempt: u32,
+        class: ErrorClass,
+        message: &str,
+        next_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        if !self.owns(attempt) {
+            return Err(self.stale(attempt));
+        }
+        if self.attempts >= self.max_attempts {
+            return Err(TransitionError::NoAttemptsLeft {
+                attempts: self.attempts,
+                max_attempts: self.max_attempts,
+            });
+        }
+        Ok(Self {
+            status: JobStatus::Queued,
+            stage: None,
+            progress: Progress::ZERO,
+            next_attempt_at: Some(next_attempt_at),
+            error_message: Some(message.to_owned()),
+            error_class: Some(class),
+            updated_at: now,
+            ..self.clone()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+
+    fn t(s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, s).single().expect("time")
+    }
+
+    fn record(status: JobStatus, attempts: u32) -> JobRecord {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let ticket = TicketId::parse("T-1").expect("ticket");
+        let job = NewJob {
+            job_id: JobId::for_ticket(&tenant, &ticket, 1),
+            tenant_id: tenant,
+            ticket_id: ticket,
+            ticket_revision: 1,
+            max_attempts: 3,
+        };
+        JobRecord { status, attempts, ..JobRecord::pending(job, t(0)) }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        Start,
+        Progress,
+        Complete,
+        Fail,
+        Retry,
+    }
+
+    fn apply(r: &JobRecord, op: Op, attempt: u32) -> Result<JobRecord, TransitionError> {
+        match op {
+            Op::Start => r.start(attempt, t(1)),
+            Op::Progress => r.progress(attempt, "classify", Progress::new(50).expect("p"), t(1)),
+            Op::Complete => r.complete(attempt, json!({"ok": true}), t(1)),
+            Op::Fail => r.fail(attempt, ErrorClass::Invalid, "bad", t(1)),
+            Op::Retry => r.retry(attempt, ErrorClass::Retryable, "slow", t(9), t(1)),
+        }
+    }
+
+    #[test]
+    fn transition_table() {
+        use JobStatus::*;
+        use Op::*;
+        // (status, attempts, op, attempt, Ok(new status) | Err(kind))
+        type Row = (JobStatus, u32, Op, u32, Result<JobStatus, &'static str>);
+        let table: &[Row] = &[
+            (Queued, 0, Start, 1, Ok(Running)),
+            (Queued, 0, Start, 2, Err("stale")),
+            (Queued, 1, Start, 1, Err("stale")), // duplicate delivery of attempt 1
+            (Queued, 1, Start, 2, Ok(Running)),  // after a scheduled retry
+            (Running, 1, Start, 2, Ok(Running)), // takeover of a stalled attempt
+            (Running, 1, Start, 1, Err("stale")),
+            (Running, 3, Start, 4, Err("exhausted")),
+            (Completed, 1, Start, 2, Err("terminal")),
+            (Failed, 1, Start, 2, Err("terminal")),
+            (Running, 1, Progress, 1, Ok(Running)),
+            (Running, 2, Progress, 1, Err("stale")),
+            (Queued, 1, Progress, 1, Err("stale")),
+            (Running, 1, Complete, 1, Ok(Completed)),
+            (Running, 2, Complete, 1, Err("stale")), // the stalled worker comes back late
+            (Queued, 0, Complete, 1, Err("stale")),
+            (Completed, 1, Complete, 1, Err("terminal")),
+            (Failed, 1, Complete, 1, Err("terminal")),
+            (Running, 1, Fail, 1, Ok(Failed)),
+            (Queued, 0, Fail, 1, Ok(Failed)),  // invalid before running
+            (Running, 3, Fail, 4, Ok(Failed)), // stalled too often
+            (Running, 2, Fail, 1, Err("stale")),
+            (Completed, 1, Fail, 1, Err("terminal")),
+            (Running, 1, Retry, 1, Ok(Queued)),
+            (Running, 3, Retry, 3, Err("no attempts left")),
+            (Running, 2, Retry, 1, Err("stale")),
+            (Queued, 1, Retry, 1, Err("stale")),
+            (Failed, 1, Retry, 1, Err("terminal")),
+        ];
+        for (status, attempts, op, attempt, want) in table {
+            let before = record(*status, *attempts);
+            let got = apply(&before, *op, *attempt);
+            match (want, &got) {
+                (Ok(s), Ok(after)) => assert_eq!(after.status, *s, "{status} {attempts} {op:?}({attempt})"),
+                (Err(kind), Err(e)) => {
+                    let kind_of = match e {
+                        TransitionError::Terminal { .. } => "terminal",
+                        TransitionError::StaleAttempt { .. } => "stale",
+                        TransitionError::AttemptsExhausted { .. } => "exhausted",
+                        TransitionError::NoAttemptsLeft { .. } => "no attempts left",
+                    };
+                    assert_eq!(kind_of, *kind, "{status} {attempts} {op:?}({attempt}): {e}");
+                }
+                _ => panic!("{status} {attempts} {op:?}({attempt}): want {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn transitions_set_the_fields_users_see() {
+        let r = record(JobStatus::Queued, 0).start(1, t(1)).expect("start");
+        assert_eq!((r.attempts, r.started_at, r.updated_at), (1, Some(t(1)), t(1)));
+        let p = r.progress(1, "load", Progress::new(33).expect("p"), t(2)).expect("progress");
+        assert_eq!((p.stage.as_deref(), p.progress.percent()), (Some("load"), 33));
+
+        let q = p.retry(1, ErrorClass::Retryable, "provider timeout", t(30), t(3)).expect("retry");
+        assert_eq!(q.status, JobStatus::Queued);
+        assert_eq!(q.next_attempt_at, Some(t(30)));
+        assert_eq!(q.error_message.as_deref(), Some("provider timeout"));
+        assert_eq!((q.progress, q.stage.clone()), (Progress::ZERO, None));
+
+        let r2 = q.start(2, t(31)).expect("second attempt");
+        assert_eq!(r2.next_attempt_at, None);
+        let done = r2.complete(2, json!({"category": "billing"}), t(32)).expect("complete");
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.progress, Progress::DONE);
+        assert_eq!(done.output, Some(json!({"category": "billing"})));
+        assert_eq!((done.error_message.clone(), done.error_class), (None, None));
+        assert_eq!(done.finished_at, Some(t(32)));
+
+        let failed = r2.fail(2, ErrorClass::Alert, "tenant mismatch", t(33)).expect("fail");
+        assert_eq!(failed.error_class, Some(ErrorClass::Alert));
+        assert_eq!(failed.finished_at, Some(t(33)));
+    }
+
+    #[test]
+    fn refused_transitions_explain_themselves() {
+        let done = record(JobStatus::Completed, 1);
+        let e = done.start(2, t(1)).expect_err("terminal");
+        assert_eq!(e.to_string(), "job is already completed; terminal statuses are final");
+        let e = record(JobStatus::Running, 2).complete(1, json!(null), t(1)).expect_err("stale");
+        assert_eq!(e.to_string(), "attempt 1 is stale: the job is running with 2 attempt(s) started");
+    }
+
+    #[test]
+    fn status_and_progress_parsing() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()), Ok(s));
+        }
+        assert!(JobStatus::parse("done").expect_err("bad").contains("expected queued"));
+        assert!(Progress::new(100).is_ok());
+        assert_eq!(Progress::new(101), Err("progress must be between 0 and 100, got 101".into()));
+        assert!(serde_json::from_str::<Progress>("150").is_err());
+    }
+}
