@@ -12,7 +12,7 @@
 //! | permission or tenant mismatch | alert | fail now, audit row, error log, alert event |
 //!
 //! Non-idempotent side effects are not a failure case: they only run through the operation log
-//! ([`crate::ops`]), so retrying a job that performed them is safe.
+//! ([`crate::OperationLog`]), so retrying a job that performed them is safe.
 //!
 //! [`RetryPolicy::decide`] turns (case, attempt, now, a random number) into a [`Decision`]. It is a
 //! pure function: the caller supplies the clock and the randomness, so every rule is table-tested.

@@ -1,1 +1,181 @@
-//! stub
+//! `longhaul-store`: application storage — the user-facing truth — with sqlx.
+//!
+//! One [`Store`], two backends: PostgreSQL for production (several pods share it) and SQLite, the
+//! embedded default when no `DATABASE_URL` is given (a file created on first use). Both run the
+//! same SQL text (positional `$n` parameters, `ON CONFLICT`, `RETURNING`); each has its own
+//! migrations under `migrations/{postgres,sqlite}`, with aligned numbering, embedded in the binary.
+//!
+//! - [`jobs`] — job records: create-pending-or-return-existing, fenced status writes, reads and
+//!   keyset pagination, always scoped by tenant.
+//! - [`tenants`] — tenants with hashed API keys, and tickets with revisions.
+//! - [`ops`] — the side-effect operation log and the audit log.
+//! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
+//!
+//! Time comes from the caller's clock only through `now` values taken here with microsecond
+//! precision, so a record read back equals the record written on both backends.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend,
+/// so the SQL and the decoding are written once.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Postgres($pool) => $body,
+            $crate::Backend::Sqlite($pool) => $body,
+        }
+    };
+}
+
+pub mod error;
+pub mod jobs;
+pub mod ops;
+pub mod tenants;
+
+pub use error::StoreError;
+pub use jobs::{JobPage, WriteOutcome};
+pub use ops::AuditEntry;
+pub use tenants::{ApiKey, Tenant, Ticket};
+
+/// The database used when no URL is configured: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://longhaul.db";
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before getting a retryable error. This bounds how
+    /// long a request can hang while the database is down.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(2) }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Application storage. Cheap to clone (it holds a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+impl Store {
+    /// Connects to `url` — `postgres://…`/`postgresql://…` or `sqlite://…` — or to
+    /// [`DEFAULT_DATABASE_URL`] when `url` is `None`. A SQLite file is created if missing and runs
+    /// in WAL mode with full synchronous commits. Migrations are not applied; see [`Store::migrate`].
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for a URL that names neither backend or does not parse;
+    /// [`StoreError::Database`] when the database cannot be reached.
+    pub async fn connect(url: Option<&str>, options: &StoreOptions) -> Result<Self, StoreError> {
+        let url = url.unwrap_or(DEFAULT_DATABASE_URL);
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("invalid SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Backend::Sqlite(pool)
+        } else {
+            let scheme = url.split(':').next().unwrap_or_default();
+            return Err(StoreError::Config(format!(
+                "unsupported database URL scheme {scheme:?}: use postgres://… or sqlite://…"
+            )));
+        };
+        Ok(Self { backend })
+    }
+
+    /// Connects and applies pending migrations.
+    ///
+    /// # Errors
+    /// As [`Store::connect`] and [`Store::migrate`].
+    pub async fn connect_and_migrate(url: Option<&str>, options: &StoreOptions) -> Result<Self, StoreError> {
+        let store = Self::connect(url, options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations that have not run yet. Safe to call from several processes
+    /// at once (sqlx takes an advisory lock on PostgreSQL).
+    ///
+    /// # Errors
+    /// [`StoreError::Migrate`] when a migration fails or the applied history differs from the
+    /// embedded one.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Postgres(pool) => PG_MIGRATOR.run(pool).await?,
+            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which backend this store uses.
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Postgres(_) => BackendKind::Postgres,
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+}
+
+/// The current time at the precision both backends store (microseconds).
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

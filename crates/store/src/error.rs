@@ -1,0 +1,70 @@
+//! [`StoreError`]: what can go wrong talking to application storage, split into retryable
+//! (the database is unavailable or busy) and permanent failures.
+
+use longhaul_core::{FailureCase, JobError};
+
+/// An application-storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The configuration is unusable (for example an unsupported URL).
+    #[error("{0}")]
+    Config(String),
+    /// A referenced row does not exist (or belongs to another tenant).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A row holds a value the code cannot represent; the database was changed outside longhaul.
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: the database was unreachable, timed out, or
+    /// reported a serialization failure, deadlock or lock contention.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(db) => {
+                    let code = db.code().unwrap_or_default();
+                    // PostgreSQL: serialization_failure, deadlock_detected, connection exceptions
+                    // (08xxx), insufficient resources (53xxx), operator intervention (57xxx).
+                    // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+                    matches!(code.as_ref(), "40001" | "40P01")
+                        || ["08", "53", "57"].iter().any(|p| code.starts_with(p))
+                        || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+                }
+                _ => false,
+            },
+            Self::Migrate(_) | Self::Config(_) | Self::NotFound(_) | Self::Corrupt { .. } => false,
+        }
+    }
+}
+
+impl From<StoreError> for JobError {
+    /// Storage failures inside a pipeline are temporary infrastructure errors when retryable,
+    /// invalid job data when the row is missing, and retryable otherwise (a retry is the safe
+    /// default: the attempt limit still bounds it).
+    fn from(e: StoreError) -> Self {
+        let case = match e {
+            StoreError::NotFound(_) => FailureCase::InvalidJobData,
+            _ => FailureCase::TemporaryInfrastructure,
+        };
+        JobError::new(case, e.to_string())
+    }
+}

@@ -1,0 +1,507 @@
+//! Job records: create-pending-or-return-existing, the fenced status writes of the core status
+//! machine, and tenant-scoped reads with keyset pagination.
+//!
+//! Each status write is one guarded `UPDATE … RETURNING` whose `WHERE` clause is the core rule for
+//! that transition (see `longhaul_core::record`), plus its audit row in the same transaction. When
+//! the guard refuses, nothing changes and the caller gets [`WriteOutcome::Refused`] with the current
+//! record and the core's reason.
+
+use chrono::{DateTime, Utc};
+use longhaul_core::{
+    ErrorClass, JobId, JobRecord, JobStatus, NewJob, Progress, TenantId, TicketId, TransitionError,
+};
+use serde_json::{Value, json};
+use sqlx::types::Json;
+
+use crate::{Store, StoreError, now, ops::audit_sql};
+
+/// The job-record columns, in [`JobRow`] order. Macros, so every statement is a `&'static str`
+/// assembled at compile time from constants (no SQL is built at run time).
+macro_rules! columns {
+    () => {
+        "job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts, \
+         next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at"
+    };
+}
+
+/// A fenced `UPDATE`: `$1` job, `$2` tenant, `$3` attempt, then the transition's own parameters.
+macro_rules! fenced_update {
+    (set: $set:expr, guard: $guard:expr) => {
+        concat!(
+            "UPDATE jobs SET ",
+            $set,
+            " WHERE job_id = $1 AND tenant_id = $2 AND (",
+            $guard,
+            ") RETURNING ",
+            columns!()
+        )
+    };
+}
+
+/// The running attempt `$3` is owned by the writer.
+macro_rules! owns {
+    () => {
+        "status = 'running' AND attempts = $3"
+    };
+}
+
+/// `$3` is the next attempt to start.
+macro_rules! is_next {
+    () => {
+        "status IN ('queued', 'running') AND attempts = $3 - 1"
+    };
+}
+
+const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM jobs WHERE job_id = $1 AND tenant_id = $2");
+
+/// The largest page [`Store::list_jobs`] returns.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// The result of a fenced write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    /// The write was applied; the record as it now stands.
+    Applied(JobRecord),
+    /// The guard refused the write (a stale attempt, or a terminal record); nothing changed.
+    Refused {
+        /// The record as it stands.
+        current: JobRecord,
+        /// Why, in the core's words.
+        reason: TransitionError,
+    },
+}
+
+impl WriteOutcome {
+    /// The record after the write, if it was applied.
+    pub fn applied(self) -> Option<JobRecord> {
+        match self {
+            Self::Applied(r) => Some(r),
+            Self::Refused { .. } => None,
+        }
+    }
+}
+
+/// One page of [`Store::list_jobs`], newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// The records.
+    pub jobs: Vec<JobRecord>,
+    /// Pass back as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    job_id: String,
+    tenant_id: String,
+    ticket_id: String,
+    ticket_revision: i64,
+    status: String,
+    stage: Option<String>,
+    progress: i32,
+    attempts: i32,
+    max_attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    output: Option<Json<Value>>,
+    error_message: Option<String>,
+    error_class: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PagedJobRow {
+    seq: i64,
+    #[sqlx(flatten)]
+    job: JobRow,
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { table: "jobs", detail: detail.to_string() }
+}
+
+fn to_u32(field: &str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| corrupt(format!("{field} = {v} is out of range")))
+}
+
+fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        let percent = u8::try_from(r.progress).map_err(|_| corrupt(format!("progress = {}", r.progress)))?;
+        Ok(JobRecord {
+            job_id: JobId::parse(r.job_id).map_err(corrupt)?,
+            tenant_id: TenantId::parse(r.tenant_id).map_err(corrupt)?,
+            ticket_id: TicketId::parse(r.ticket_id).map_err(corrupt)?,
+            ticket_revision: u64::try_from(r.ticket_revision)
+                .map_err(|_| corrupt(format!("ticket_revision = {}", r.ticket_revision)))?,
+            status: JobStatus::parse(&r.status).map_err(corrupt)?,
+            stage: r.stage,
+            progress: Progress::new(percent).map_err(corrupt)?,
+            attempts: to_u32("attempts", r.attempts.into())?,
+            max_attempts: to_u32("max_attempts", r.max_attempts.into())?,
+            next_attempt_at: r.next_attempt_at,
+            output: r.output.map(|j| j.0),
+            error_message: r.error_message,
+            error_class: r.error_class.as_deref().map(ErrorClass::parse).transpose().map_err(corrupt)?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+/// The core transition a guarded write mirrors.
+type Rule<'a> = Box<dyn Fn(&JobRecord) -> Result<JobRecord, TransitionError> + Send + Sync + 'a>;
+
+/// A fenced transition: the SQL that applies it, and the core rule that explains a refusal.
+struct Transition<'a> {
+    /// The guarded statement, from [`fenced_update!`].
+    sql: &'static str,
+    /// Extra parameters, bound in order from `$4`.
+    params: Vec<Param>,
+    /// The audit action written when applied (none for progress).
+    audit: Option<(&'static str, Value)>,
+    /// The core rule, to explain a refusal.
+    rule: Rule<'a>,
+}
+
+enum Param {
+    Text(Option<String>),
+    Int(i32),
+    Time(Option<DateTime<Utc>>),
+    Json(Option<Value>),
+}
+
+impl Store {
+    /// Writes the `queued` record for `job`, or returns the existing record with the same job id.
+    /// Atomic under concurrency: any number of simultaneous calls create one row, and exactly one
+    /// caller gets `true` (created). Appends an `enqueued` or `duplicate_enqueue` audit row.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the job id exists under another tenant (never for ids derived
+    /// by the core), [`StoreError::Database`] when the database fails.
+    pub async fn create_pending(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
+        let record = JobRecord::pending(job, now());
+        const INSERT: &str = concat!(
+            "INSERT INTO jobs (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, $6, NULL, NULL, NULL, NULL, $7, $7, NULL, NULL) \
+             ON CONFLICT (job_id) DO NOTHING RETURNING ",
+            columns!()
+        );
+        let r = &record;
+        let (row, created) = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted: Option<JobRow> = sqlx::query_as(INSERT)
+                .bind(r.job_id.as_str())
+                .bind(r.tenant_id.as_str())
+                .bind(r.ticket_id.as_str())
+                .bind(i64::try_from(r.ticket_revision).unwrap_or(i64::MAX))
+                .bind(JobStatus::Queued.as_str())
+                .bind(to_i32(r.max_attempts))
+                .bind(r.created_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (row, created) = match inserted {
+                Some(row) => (row, true),
+                None => {
+                    let existing: Option<JobRow> = sqlx::query_as(SELECT_ONE)
+                        .bind(r.job_id.as_str())
+                        .bind(r.tenant_id.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    (existing.ok_or(StoreError::NotFound("job"))?, false)
+                }
+            };
+            let action = if created { "enqueued" } else { "duplicate_enqueue" };
+            sqlx::query(audit_sql())
+                .bind(r.tenant_id.as_str())
+                .bind(Some(r.job_id.as_str()))
+                .bind(action)
+                .bind(Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>((row, created))
+        })?;
+        Ok((row.try_into()?, created))
+    }
+
+    /// Reads one job of `tenant`. Another tenant's job reads as `None`, like a missing one.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn get_job(&self, tenant: &TenantId, job: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let row: Option<JobRow> = on_pool!(self, pool => {
+            sqlx::query_as(SELECT_ONE).bind(job.as_str()).bind(tenant.as_str()).fetch_optional(pool).await
+        })?;
+        row.map(JobRecord::try_from).transpose()
+    }
+
+    /// Lists `tenant`'s jobs, newest first, optionally only those in `status`. `limit` is clamped to
+    /// 1..=[`MAX_PAGE_SIZE`]; `cursor` is a previous page's `next_cursor`.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for a cursor this store did not issue; [`StoreError::Database`].
+    pub async fn list_jobs(
+        &self,
+        tenant: &TenantId,
+        status: Option<JobStatus>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<JobPage, StoreError> {
+        let after = match cursor {
+            None => i64::MAX,
+            Some(c) => c
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| StoreError::Config(format!("invalid cursor {c:?}")))?,
+        };
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        const SQL: &str = concat!(
+            "SELECT seq, ",
+            columns!(),
+            " FROM jobs WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND seq < $3 \
+             ORDER BY seq DESC LIMIT $4"
+        );
+        let rows: Vec<PagedJobRow> = on_pool!(self, pool => {
+            sqlx::query_as(SQL)
+                .bind(tenant.as_str())
+                .bind(status.map(JobStatus::as_str))
+                .bind(after)
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await
+        })?;
+        let more = rows.len() > limit as usize;
+        let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut last_seq = None;
+        for row in rows.into_iter().take(limit as usize) {
+            last_seq = Some(row.seq);
+            jobs.push(JobRecord::try_from(row.job)?);
+        }
+        let next_cursor = if more { last_seq.map(|s| s.to_string()) } else { None };
+        Ok(JobPage { jobs, next_cursor })
+    }
+
+    /// Starts attempt `attempt`: `queued|running → running` when `attempts == attempt − 1` and
+    /// attempts remain. Audited as `started`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the job does not exist for `tenant`; [`StoreError::Database`].
+    pub async fn start(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        attempt: u32,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = now();
+        self.transition(tenant, job, attempt, Transition {
+            sql: fenced_update!(
+                set: "status = 'running', attempts = $3, stage = NULL, progress = 0, next_attempt_at = NULL, \
+                      started_at = $4, updated_at = $4",
+                guard: concat!(is_next!(), " AND $3 <= max_attempts")
+            ),
+            params: vec![Param::Time(Some(now))],
+            audit: Some(("started", json!({ "attempt": attempt }))),
+            rule: Box::new(move |r| r.start(attempt, now)),
+        })
+        .await
+    }
+
+    /// Records the running attempt's stage and progress.
+    ///
+    /// # Errors
+    /// As [`Store::start`].
+    pub async fn record_progress(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        attempt: u32,
+        stage: &str,
+        progress: Progress,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = now();
+        let stage_owned = stage.to_owned();
+        self.transition(
+            tenant,
+            job,
+            attempt,
+            Transition {
+                sql: fenced_update!(set: "stage = $4, progress = $5, updated_at = $6", guard: owns!()),
+                params: vec![
+                    Param::Text(Some(stage.to_owned())),
+                    Param::Int(i32::from(progress.percent())),
+                    Param::Time(Some(now)),
+                ],
+                audit: None,
+                rule: Box::new(move |r| r.progress(attempt, &stage_owned, progress, now)),
+            },
+        )
+        .await
+    }
+
+    /// Completes the running attempt with `output`. Audited as `completed`.
+    ///
+    /// # Errors
+    /// As [`Store::start`].
+    pub async fn complete(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        attempt: u32,
+        output: &Value,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = now();
+        let out = output.clone();
+        self.transition(
+            tenant,
+            job,
+            attempt,
+            Transition {
+                sql: fenced_update!(
+                    set: "status = 'completed', progress = 100, output = $4, error_message = NULL, \
+                          error_class = NULL, next_attempt_at = NULL, updated_at = $5, finished_at = $5",
+                    guard: owns!()
+                ),
+                params: vec![Param::Json(Some(output.clone())), Param::Time(Some(now))],
+                audit: Some(("completed", json!({ "attempt": attempt }))),
+                rule: Box::new(move |r| r.complete(attempt, out.clone(), now)),
+            },
+        )
+        .await
+    }
+
+    /// Fails the job for good with `class` and `message`. Audited as `failed`, or `alert` for the
+    /// alert class.
+    ///
+    /// # Errors
+    /// As [`Store::start`].
+    pub async fn fail(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        attempt: u32,
+        class: ErrorClass,
+        message: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = now();
+        let msg = message.to_owned();
+        let action = if class == ErrorClass::Alert { "alert" } else { "failed" };
+        self.transition(
+            tenant,
+            job,
+            attempt,
+            Transition {
+                sql: fenced_update!(
+                    set: "status = 'failed', attempts = $3, error_class = $4, error_message = $5, \
+                          next_attempt_at = NULL, updated_at = $6, finished_at = $6",
+                    guard: concat!("(", owns!(), ") OR (", is_next!(), ")")
+                ),
+                params: vec![
+                    Param::Text(Some(class.as_str().to_owned())),
+                    Param::Text(Some(message.to_owned())),
+                    Param::Time(Some(now)),
+                ],
+                audit: Some((action, json!({ "attempt": attempt, "class": class, "message": message }))),
+                rule: Box::new(move |r| r.fail(attempt, class, &msg, now)),
+            },
+        )
+        .await
+    }
+
+    /// Schedules the next attempt after attempt `attempt` failed with a retryable error:
+    /// `running → queued` with `next_attempt_at` and the error kept. Audited as `retry_scheduled`.
+    ///
+    /// # Errors
+    /// As [`Store::start`].
+    pub async fn schedule_retry(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        attempt: u32,
+        class: ErrorClass,
+        message: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = now();
+        let msg = message.to_owned();
+        self.transition(tenant, job, attempt, Transition {
+            sql: fenced_update!(
+                set: "status = 'queued', stage = NULL, progress = 0, error_class = $4, error_message = $5, \
+                      next_attempt_at = $6, updated_at = $7",
+                guard: concat!(owns!(), " AND attempts < max_attempts")
+            ),
+            params: vec![
+                Param::Text(Some(class.as_str().to_owned())),
+                Param::Text(Some(message.to_owned())),
+                Param::Time(Some(next_attempt_at)),
+                Param::Time(Some(now)),
+            ],
+            audit: Some((
+                "retry_scheduled",
+                json!({ "attempt": attempt, "class": class, "message": message, "next_attempt_at": next_attempt_at }),
+            )),
+            rule: Box::new(move |r| r.retry(attempt, class, &msg, next_attempt_at, now)),
+        })
+        .await
+    }
+
+    async fn transition(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        attempt: u32,
+        t: Transition<'_>,
+    ) -> Result<WriteOutcome, StoreError> {
+        let attempt_param = i32::try_from(attempt)
+            .map_err(|_| StoreError::Config(format!("attempt {attempt} is out of range")))?;
+        let now = now();
+        let updated: Option<JobRow> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut q = sqlx::query_as(t.sql).bind(job.as_str()).bind(tenant.as_str()).bind(attempt_param);
+            for p in &t.params {
+                q = match p {
+                    Param::Text(v) => q.bind(v.clone()),
+                    Param::Int(v) => q.bind(*v),
+                    Param::Time(v) => q.bind(*v),
+                    Param::Json(v) => q.bind(v.clone().map(Json)),
+                };
+            }
+            let row: Option<JobRow> = q.fetch_optional(&mut *tx).await?;
+            if let (Some(_), Some((action, detail))) = (&row, &t.audit) {
+                sqlx::query(audit_sql())
+                    .bind(tenant.as_str())
+                    .bind(Some(job.as_str()))
+                    .bind(*action)
+                    .bind(Json(detail.clone()))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(row)
+        })?;
+        if let Some(row) = updated {
+            return Ok(WriteOutcome::Applied(row.try_into()?));
+        }
+        let current = self.get_job(tenant, job).await?.ok_or(StoreError::NotFound("job"))?;
+        let reason = match (t.rule)(&current) {
+            Err(reason) => reason,
+            // The row changed between the guarded write and this read: report it as stale.
+            Ok(_) => {
+                TransitionError::StaleAttempt { attempt, status: current.status, attempts: current.attempts }
+            }
+        };
+        Ok(WriteOutcome::Refused { current, reason })
+    }
+}

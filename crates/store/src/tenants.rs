@@ -1,0 +1,286 @@
+//! Tenants, with API keys stored as SHA-256 hashes, and tickets, whose revision bumps on every
+//! update (a new revision is a new triage job).
+//!
+//! API keys are 256-bit random tokens, so a fast hash is enough: nobody can brute-force the
+//! preimage, and authentication stays one indexed lookup on the request path.
+
+use chrono::{DateTime, Utc};
+use longhaul_core::{TenantId, TicketId};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::types::Json;
+
+use crate::{Store, StoreError, now};
+
+/// The prefix of every API key.
+pub const API_KEY_PREFIX: &str = "lh_";
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Its id.
+    pub tenant_id: TenantId,
+    /// A display name.
+    pub name: String,
+    /// Where triage results are delivered, if anywhere.
+    pub webhook_url: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A freshly issued API key. Shown to its owner once; its `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// The secret, to print once to its owner.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// A ticket as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// Its id.
+    pub ticket_id: TicketId,
+    /// Bumped on every update, starting at 1.
+    pub revision: u64,
+    /// Subject line.
+    pub subject: String,
+    /// Body text.
+    pub body: String,
+    /// What triage applied, if anything.
+    pub triage: Option<Value>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    tenant_id: String,
+    name: String,
+    webhook_url: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    tenant_id: String,
+    ticket_id: String,
+    revision: i64,
+    subject: String,
+    body: String,
+    triage: Option<Json<Value>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn corrupt(table: &'static str) -> impl Fn(String) -> StoreError {
+    move |detail| StoreError::Corrupt { table, detail }
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+    fn try_from(r: TenantRow) -> Result<Self, StoreError> {
+        Ok(Tenant {
+            tenant_id: TenantId::parse(r.tenant_id).map_err(|e| corrupt("tenants")(e.to_string()))?,
+            name: r.name,
+            webhook_url: r.webhook_url,
+            created_at: r.created_at,
+        })
+    }
+}
+
+impl TryFrom<TicketRow> for Ticket {
+    type Error = StoreError;
+    fn try_from(r: TicketRow) -> Result<Self, StoreError> {
+        let bad = corrupt("tickets");
+        Ok(Ticket {
+            tenant_id: TenantId::parse(r.tenant_id).map_err(|e| bad(e.to_string()))?,
+            ticket_id: TicketId::parse(r.ticket_id).map_err(|e| bad(e.to_string()))?,
+            revision: u64::try_from(r.revision).map_err(|_| bad(format!("revision = {}", r.revision)))?,
+            subject: r.subject,
+            body: r.body,
+            triage: r.triage.map(|j| j.0),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+fn hash_key(key: &str) -> Vec<u8> {
+    Sha256::digest(key.as_bytes()).to_vec()
+}
+
+/// Compares two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn new_api_key() -> Result<ApiKey, StoreError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Config(format!("the OS random source failed: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(ApiKey(format!("{API_KEY_PREFIX}{hex}")))
+}
+
+impl Store {
+    /// Creates a tenant and issues its API key (returned once, stored only as a hash).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`], including a unique violation when the tenant exists.
+    pub async fn create_tenant(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        webhook_url: Option<&str>,
+    ) -> Result<(Tenant, ApiKey), StoreError> {
+        let key = new_api_key()?;
+        let hash = hash_key(key.expose());
+        let now = now();
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO tenants (tenant_id, name, api_key_hash, webhook_url, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(&hash)
+            .bind(webhook_url)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        let tenant = Tenant {
+            tenant_id: tenant.clone(),
+            name: name.to_owned(),
+            webhook_url: webhook_url.map(str::to_owned),
+            created_at: now,
+        };
+        Ok((tenant, key))
+    }
+
+    /// Reads a tenant.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let row: Option<TenantRow> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT tenant_id, name, webhook_url, created_at FROM tenants WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(Tenant::try_from).transpose()
+    }
+
+    /// The tenant owning `api_key`, or `None` for an unknown key.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn authenticate(&self, api_key: &str) -> Result<Option<TenantId>, StoreError> {
+        let hash = hash_key(api_key);
+        let row: Option<(String, Vec<u8>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT tenant_id, api_key_hash FROM tenants WHERE api_key_hash = $1")
+                .bind(&hash)
+                .fetch_optional(pool)
+                .await
+        })?;
+        match row {
+            Some((tenant, stored)) if constant_time_eq(&stored, &hash) => {
+                Ok(Some(TenantId::parse(tenant).map_err(|e| corrupt("tenants")(e.to_string()))?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Creates ticket `ticket` at revision 1, or updates its subject and body and bumps its
+    /// revision. Returns the ticket as stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] (a foreign-key violation for an unknown tenant).
+    pub async fn upsert_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+        subject: &str,
+        body: &str,
+    ) -> Result<Ticket, StoreError> {
+        let now = now();
+        let row: TicketRow = on_pool!(self, pool => {
+            sqlx::query_as(
+                "INSERT INTO tickets (tenant_id, ticket_id, revision, subject, body, triage, created_at, updated_at) \
+                 VALUES ($1, $2, 1, $3, $4, NULL, $5, $5) \
+                 ON CONFLICT (tenant_id, ticket_id) DO UPDATE SET revision = tickets.revision + 1, \
+                 subject = excluded.subject, body = excluded.body, updated_at = excluded.updated_at \
+                 RETURNING tenant_id, ticket_id, revision, subject, body, triage, created_at, updated_at",
+            )
+            .bind(tenant.as_str())
+            .bind(ticket.as_str())
+            .bind(subject)
+            .bind(body)
+            .bind(now)
+            .fetch_one(pool)
+            .await
+        })?;
+        row.try_into()
+    }
+
+    /// Reads one ticket of `tenant`; another tenant's ticket reads as `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn get_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let row: Option<TicketRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT tenant_id, ticket_id, revision, subject, body, triage, created_at, updated_at \
+                 FROM tickets WHERE tenant_id = $1 AND ticket_id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(ticket.as_str())
+            .fetch_optional(pool)
+            .await
+        })?;
+        row.map(Ticket::try_from).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_are_random_prefixed_and_redacted() {
+        let a = new_api_key().expect("key");
+        let b = new_api_key().expect("key");
+        assert_ne!(a, b);
+        assert!(a.expose().starts_with(API_KEY_PREFIX));
+        assert_eq!(a.expose().len(), API_KEY_PREFIX.len() + 64);
+        assert_eq!(format!("{a:?}"), "ApiKey(<redacted>)");
+    }
+
+    #[test]
+    fn constant_time_eq_table() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,304 @@
+//! Job records: creation under concurrency, fenced writes, tenancy, pagination, and agreement of
+//! the SQL guards with the core status machine.
+
+use chrono::Utc;
+use longhaul_core::{ErrorClass, JobRecord, JobStatus, Progress, TransitionError};
+use longhaul_store::{Store, WriteOutcome};
+use serde_json::json;
+
+use crate::harness::{conformance, setup_job, tenant};
+
+fn applied(outcome: WriteOutcome) -> JobRecord {
+    match outcome {
+        WriteOutcome::Applied(r) => r,
+        WriteOutcome::Refused { reason, .. } => panic!("write refused: {reason}"),
+    }
+}
+
+conformance!(create_pending_returns_existing, |store: Store| async move {
+    let job = setup_job(&store, "acme", "T-1", 3).await;
+    let (first, created) = store.create_pending(job.clone()).await.expect("create");
+    assert!(created);
+    assert_eq!(first.status, JobStatus::Queued);
+    assert_eq!((first.attempts, first.max_attempts, first.progress), (0, 3, Progress::ZERO));
+
+    let (again, created) = store.create_pending(job.clone()).await.expect("duplicate");
+    assert!(!created);
+    assert_eq!(again, first);
+
+    let fetched = store.get_job(&job.tenant_id, &job.job_id).await.expect("get").expect("present");
+    assert_eq!(fetched, first);
+
+    let audit = store.job_audit(&job.tenant_id, &job.job_id).await.expect("audit");
+    let actions: Vec<_> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["enqueued", "duplicate_enqueue"]);
+});
+
+conformance!(fifty_concurrent_creates_make_one_row, |store: Store| async move {
+    let job = setup_job(&store, "acme", "T-race", 3).await;
+    let calls = (0..50).map(|_| {
+        let store = store.clone();
+        let job = job.clone();
+        tokio::spawn(async move { store.create_pending(job).await })
+    });
+    let results = futures::future::join_all(calls).await;
+    let mut created = 0;
+    let mut records = Vec::new();
+    for r in results {
+        let (record, was_new) = r.expect("task").expect("create");
+        created += usize::from(was_new);
+        records.push(record);
+    }
+    assert_eq!(created, 1, "exactly one caller creates the row");
+    assert!(records.iter().all(|r| r == &records[0]), "every caller gets the same record");
+    let page = store.list_jobs(&job.tenant_id, None, 100, None).await.expect("list");
+    assert_eq!(page.jobs.len(), 1, "one row in storage");
+    let audit = store.job_audit(&job.tenant_id, &job.job_id).await.expect("audit");
+    assert_eq!(audit.iter().filter(|a| a.action == "enqueued").count(), 1);
+    assert_eq!(audit.iter().filter(|a| a.action == "duplicate_enqueue").count(), 49);
+});
+
+conformance!(stale_attempt_changes_nothing, |store: Store| async move {
+    let job = setup_job(&store, "acme", "T-stale", 3).await;
+    let (t, j) = (job.tenant_id.clone(), job.job_id.clone());
+    store.create_pending(job).await.expect("create");
+    applied(store.start(&t, &j, 1).await.expect("start 1"));
+    // Attempt 1 stalls; attempt 2 takes over.
+    applied(store.start(&t, &j, 2).await.expect("takeover"));
+    let before = store.get_job(&t, &j).await.expect("get").expect("present");
+
+    // The stalled worker comes back and tries every write it could make.
+    let outcomes = [
+        store.record_progress(&t, &j, 1, "classify", Progress::new(50).expect("p")).await,
+        store.complete(&t, &j, 1, &json!({"from": "stale"})).await,
+        store.schedule_retry(&t, &j, 1, ErrorClass::Retryable, "stale", Utc::now()).await,
+        store.fail(&t, &j, 1, ErrorClass::Invalid, "stale").await,
+        store.start(&t, &j, 1).await,
+    ];
+    for outcome in outcomes {
+        match outcome.expect("write") {
+            WriteOutcome::Refused { current, reason } => {
+                assert_eq!(current, before);
+                assert!(
+                    matches!(reason, TransitionError::StaleAttempt { attempt: 1, attempts: 2, .. }),
+                    "{reason}"
+                );
+            }
+            WriteOutcome::Applied(r) => panic!("stale write applied: {r:?}"),
+        }
+    }
+    assert_eq!(store.get_job(&t, &j).await.expect("get").expect("present"), before, "record unchanged");
+});
+
+conformance!(lifecycle_with_retry, |store: Store| async move {
+    let job = setup_job(&store, "acme", "T-life", 3).await;
+    let (t, j) = (job.tenant_id.clone(), job.job_id.clone());
+    store.create_pending(job).await.expect("create");
+
+    let r = applied(store.start(&t, &j, 1).await.expect("start"));
+    assert_eq!((r.status, r.attempts), (JobStatus::Running, 1));
+    assert!(r.started_at.is_some());
+    let r =
+        applied(store.record_progress(&t, &j, 1, "load", Progress::new(33).expect("p")).await.expect("p"));
+    assert_eq!((r.stage.as_deref(), r.progress.percent()), (Some("load"), 33));
+
+    let due = Utc::now() + chrono::Duration::seconds(30);
+    let r = applied(
+        store
+            .schedule_retry(&t, &j, 1, ErrorClass::Retryable, "provider timed out", due)
+            .await
+            .expect("retry"),
+    );
+    assert_eq!(r.status, JobStatus::Queued);
+    assert_eq!(r.error_message.as_deref(), Some("provider timed out"));
+    assert_eq!(r.error_class, Some(ErrorClass::Retryable));
+    let stored_due = r.next_attempt_at.expect("due");
+    assert!((stored_due - due).num_milliseconds().abs() < 1, "{stored_due} vs {due}");
+
+    applied(store.start(&t, &j, 2).await.expect("start 2"));
+    let output = json!({"category": "billing", "priority": "high", "labels": ["refund"]});
+    let done = applied(store.complete(&t, &j, 2, &output).await.expect("complete"));
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.output, Some(output));
+    assert_eq!(
+        (done.progress, done.error_message.clone(), done.next_attempt_at),
+        (Progress::DONE, None, None)
+    );
+    assert!(done.finished_at.is_some());
+
+    // Terminal is final.
+    match store.start(&t, &j, 3).await.expect("write") {
+        WriteOutcome::Refused {
+            reason: TransitionError::Terminal { status: JobStatus::Completed }, ..
+        } => {}
+        other => panic!("terminal record moved: {other:?}"),
+    }
+    let actions: Vec<_> =
+        store.job_audit(&t, &j).await.expect("audit").into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["enqueued", "started", "retry_scheduled", "started", "completed"]);
+});
+
+conformance!(fail_paths_and_alert_audit, |store: Store| async move {
+    let invalid = setup_job(&store, "acme", "T-invalid", 3).await;
+    store.create_pending(invalid.clone()).await.expect("create");
+    // Found invalid before running: fails from queued as attempt 1.
+    let r = applied(
+        store
+            .fail(
+                &invalid.tenant_id,
+                &invalid.job_id,
+                1,
+                ErrorClass::Invalid,
+                "ticket T-invalid does not exist",
+            )
+            .await
+            .expect("fail"),
+    );
+    assert_eq!((r.status, r.attempts, r.error_class), (JobStatus::Failed, 1, Some(ErrorClass::Invalid)));
+
+    let alert = setup_job(&store, "acme", "T-alert", 3).await;
+    store.create_pending(alert.clone()).await.expect("create");
+    applied(store.start(&alert.tenant_id, &alert.job_id, 1).await.expect("start"));
+    applied(
+        store
+            .fail(&alert.tenant_id, &alert.job_id, 1, ErrorClass::Alert, "tenant mismatch")
+            .await
+            .expect("fail"),
+    );
+    let audit = store.job_audit(&alert.tenant_id, &alert.job_id).await.expect("audit");
+    let last = audit.last().expect("audit rows");
+    assert_eq!(last.action, "alert");
+    assert_eq!(last.detail["message"], "tenant mismatch");
+
+    // Retry with no attempts left is refused; max_attempts bounds start too.
+    let one = setup_job(&store, "acme", "T-one", 1).await;
+    store.create_pending(one.clone()).await.expect("create");
+    applied(store.start(&one.tenant_id, &one.job_id, 1).await.expect("start"));
+    match store.schedule_retry(&one.tenant_id, &one.job_id, 1, ErrorClass::Retryable, "x", Utc::now()).await {
+        Ok(WriteOutcome::Refused { reason: TransitionError::NoAttemptsLeft { .. }, .. }) => {}
+        other => panic!("retry past max_attempts: {other:?}"),
+    }
+    match store.start(&one.tenant_id, &one.job_id, 2).await {
+        Ok(WriteOutcome::Refused { reason: TransitionError::AttemptsExhausted { .. }, .. }) => {}
+        other => panic!("start past max_attempts: {other:?}"),
+    }
+});
+
+conformance!(tenants_never_see_each_other, |store: Store| async move {
+    let a = setup_job(&store, "tenant-a", "T-1", 3).await;
+    let b = setup_job(&store, "tenant-b", "T-1", 3).await;
+    store.create_pending(a.clone()).await.expect("create a");
+    assert_ne!(a.job_id, b.job_id, "same ticket id, different tenants, different jobs");
+
+    assert_eq!(store.get_job(&b.tenant_id, &a.job_id).await.expect("get"), None);
+    assert!(store.list_jobs(&b.tenant_id, None, 10, None).await.expect("list").jobs.is_empty());
+    let err = store.start(&b.tenant_id, &a.job_id, 1).await.expect_err("cross-tenant write");
+    assert!(matches!(err, longhaul_store::StoreError::NotFound("job")), "{err}");
+    let untouched = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("present");
+    assert_eq!(untouched.status, JobStatus::Queued);
+    assert!(store.job_audit(&b.tenant_id, &a.job_id).await.expect("audit").is_empty());
+});
+
+conformance!(keyset_pagination, |store: Store| async move {
+    let t = tenant("pager");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let job = setup_job(&store, "pager", &format!("T-{i}"), 3).await;
+        ids.push(job.job_id.clone());
+        store.create_pending(job).await.expect("create");
+    }
+    // Complete two so the status filter has something to separate.
+    for id in &ids[..2] {
+        applied(store.start(&t, id, 1).await.expect("start"));
+        applied(store.complete(&t, id, 1, &json!({})).await.expect("complete"));
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut sizes = Vec::new();
+    loop {
+        let page = store.list_jobs(&t, None, 3, cursor.as_deref()).await.expect("page");
+        sizes.push(page.jobs.len());
+        seen.extend(page.jobs.into_iter().map(|j| j.job_id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [3, 3, 1]);
+    let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+
+    let queued = store.list_jobs(&t, Some(JobStatus::Queued), 100, None).await.expect("queued");
+    assert_eq!(queued.jobs.len(), 5);
+    assert!(queued.jobs.iter().all(|j| j.status == JobStatus::Queued));
+    assert_eq!(queued.next_cursor, None);
+    let completed = store.list_jobs(&t, Some(JobStatus::Completed), 100, None).await.expect("completed");
+    assert_eq!(completed.jobs.len(), 2);
+
+    for bad in ["abc", "-1", "0", ""] {
+        let err = store.list_jobs(&t, None, 3, Some(bad)).await.expect_err("bad cursor");
+        assert!(err.to_string().contains("invalid cursor"), "{err}");
+    }
+});
+
+conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
+    // Drive random writes through both the store and the core status machine; they must agree on
+    // every outcome and on the resulting record.
+    let mut seed: u64 = 0x5eed_1234_abcd_9876;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    for j in 0..6 {
+        let job = setup_job(&store, "model", &format!("T-{j}"), 3).await;
+        let (t, id) = (job.tenant_id.clone(), job.job_id.clone());
+        let (mut model, _) = store.create_pending(job).await.expect("create");
+        for _ in 0..25 {
+            let attempt = u32::try_from(next(5)).expect("small");
+            let now = Utc::now();
+            let (outcome, expected) = match next(5) {
+                0 => (store.start(&t, &id, attempt).await, model.start(attempt, now)),
+                1 => {
+                    let p = Progress::new(40).expect("p");
+                    (
+                        store.record_progress(&t, &id, attempt, "classify", p).await,
+                        model.progress(attempt, "classify", p, now),
+                    )
+                }
+                2 => (
+                    store.complete(&t, &id, attempt, &json!({"n": attempt})).await,
+                    model.complete(attempt, json!({"n": attempt}), now),
+                ),
+                3 => (
+                    store.fail(&t, &id, attempt, ErrorClass::Invalid, "bad").await,
+                    model.fail(attempt, ErrorClass::Invalid, "bad", now),
+                ),
+                _ => (
+                    store.schedule_retry(&t, &id, attempt, ErrorClass::Retryable, "slow", now).await,
+                    model.retry(attempt, ErrorClass::Retryable, "slow", now, now),
+                ),
+            };
+            match (outcome.expect("write"), expected) {
+                (WriteOutcome::Applied(got), Ok(want)) => {
+                    assert_eq!(
+                        (got.status, got.attempts, &got.stage, got.progress, &got.output, &got.error_class),
+                        (
+                            want.status,
+                            want.attempts,
+                            &want.stage,
+                            want.progress,
+                            &want.output,
+                            &want.error_class
+                        )
+                    );
+                    model = got;
+                }
+                (WriteOutcome::Refused { current, reason }, Err(want)) => {
+                    assert_eq!(reason, want);
+                    assert_eq!(current, model);
+                }
+                (got, want) => panic!("store and core disagree on {model:?}: store {got:?}, core {want:?}"),
+            }
+        }
+    }
+});

@@ -1,0 +1,8 @@
+//! Store conformance suite: every test runs against SQLite and PostgreSQL, each on a database of
+//! its own (a temporary SQLite file; a fresh PostgreSQL database dropped afterwards), so the suite
+//! runs in parallel and leaves nothing behind.
+
+mod harness;
+mod jobs;
+mod ops;
+mod tenants;

@@ -1,0 +1,22 @@
+# longhaul — everyday commands. `just` lists them.
+
+default:
+    @just --list
+
+# The full test suite: starts PostgreSQL and Redis if needed, lints, then runs every test.
+test:
+    bash scripts/test.sh
+
+# Formatting, clippy with -D warnings, and docs with -D warnings.
+check:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Start PostgreSQL and Redis if they are not running.
+services:
+    bash scripts/services.sh

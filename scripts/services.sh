@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Makes sure the services the test suite talks to answer on loopback: PostgreSQL on 5432 and
+# Redis on 6379. Starts each one that is installed but not running, with the same commands this
+# kind of machine uses at boot. Installs neither; says how when one is missing.
+set -euo pipefail
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() {
+  local name=$1 port=$2
+  for _ in $(seq 1 60); do
+    answers "$port" && return 0
+    sleep 0.5
+  done
+  echo "services: $name did not start answering on 127.0.0.1:$port within 30 s" >&2
+  return 1
+}
+
+if ! answers 5432; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    echo "services: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    wait_for PostgreSQL 5432
+  else
+    echo "services: PostgreSQL is not running and not installed (apt-get install postgresql)" >&2
+    exit 1
+  fi
+fi
+
+if ! answers 6379; then
+  if command -v redis-server >/dev/null 2>&1; then
+    echo "services: starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for Redis 6379
+  else
+    echo "services: Redis is not running and not installed (apt-get install redis-server)" >&2
+    exit 1
+  fi
+fi
