@@ -1,0 +1,306 @@
+//! What travels through the streams: [`JobEntry`] (a job to run) and [`Event`] (a lifecycle
+//! event), with their field encodings. Decoding validates every field with the core's rules and
+//! names the first bad one.
+//!
+//! Job entry fields: `j` job id, `t` tenant, `k` ticket, `r` ticket revision, `a` attempt,
+//! `e` enqueue time (ms since the epoch), and optionally `tp`, the W3C `traceparent` of the request.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use longhaul_core::{JobId, TenantId, TicketId};
+
+/// A job as it travels through the jobs stream: what a worker needs to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEntry {
+    /// The job.
+    pub job_id: JobId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// The ticket.
+    pub ticket_id: TicketId,
+    /// The ticket revision requested.
+    pub ticket_revision: u64,
+    /// The attempt this entry was enqueued for (1 for a first run, n+1 after a retry of n).
+    pub attempt: u32,
+    /// When the job was first enqueued, in ms since the Unix epoch (for latency figures).
+    pub enqueued_at_ms: u64,
+    /// The W3C trace context of the request that created the job, if any.
+    pub traceparent: Option<String>,
+}
+
+/// Why a stream entry could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+impl JobEntry {
+    /// The stream fields, as (name, value) pairs.
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = vec![
+            ("j", self.job_id.to_string()),
+            ("t", self.tenant_id.to_string()),
+            ("k", self.ticket_id.to_string()),
+            ("r", self.ticket_revision.to_string()),
+            ("a", self.attempt.to_string()),
+            ("e", self.enqueued_at_ms.to_string()),
+        ];
+        if let Some(tp) = &self.traceparent {
+            f.push(("tp", tp.clone()));
+        }
+        f
+    }
+
+    /// Decodes stream fields.
+    ///
+    /// # Errors
+    /// [`DecodeError`] naming the missing or invalid field.
+    pub fn from_fields(fields: &HashMap<String, Vec<u8>>) -> Result<Self, DecodeError> {
+        let text = |name: &str| -> Result<&str, DecodeError> {
+            let raw = fields.get(name).ok_or_else(|| DecodeError(format!("field {name:?} is missing")))?;
+            std::str::from_utf8(raw).map_err(|_| DecodeError(format!("field {name:?} is not UTF-8")))
+        };
+        let number = |name: &str| -> Result<u64, DecodeError> {
+            let s = text(name)?;
+            s.parse().map_err(|_| DecodeError(format!("field {name:?} is not a number: {s:?}")))
+        };
+        let bad =
+            |name: &'static str| move |e: longhaul_core::IdError| DecodeError(format!("field {name:?}: {e}"));
+        // Checked in field order, so the message names the first bad field.
+        let job_id = JobId::parse(text("j")?).map_err(bad("j"))?;
+        let tenant_id = TenantId::parse(text("t")?).map_err(bad("t"))?;
+        let ticket_id = TicketId::parse(text("k")?).map_err(bad("k"))?;
+        let ticket_revision = number("r")?;
+        let attempt = number("a")?;
+        let attempt = u32::try_from(attempt)
+            .ok()
+            .filter(|a| *a >= 1)
+            .ok_or_else(|| DecodeError(format!("field \"a\" is not a valid attempt: {attempt}")))?;
+        Ok(Self {
+            job_id,
+            tenant_id,
+            ticket_id,
+            ticket_revision,
+            attempt,
+            enqueued_at_ms: number("e")?,
+            traceparent: fields.get("tp").map(|v| String::from_utf8_lossy(v).into_owned()),
+        })
+    }
+}
+
+/// The kinds of lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The job completed.
+    Completed,
+    /// The job failed for good.
+    Failed,
+    /// An attempt failed and a retry is scheduled.
+    Retrying,
+    /// The job was delivered too often without finishing, and failed.
+    Stalled,
+    /// A stage reported progress.
+    Progress,
+    /// A permission or tenancy violation: an operator must look.
+    Alert,
+}
+
+impl EventKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::Stalled => "stalled",
+            Self::Progress => "progress",
+            Self::Alert => "alert",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Completed, Self::Failed, Self::Retrying, Self::Stalled, Self::Progress, Self::Alert]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lifecycle event on the events stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The job.
+    pub job_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// The attempt concerned.
+    pub attempt: u32,
+    /// When it happened, ms since the epoch.
+    pub at_ms: u64,
+    /// How long the attempt ran, in ms.
+    pub run_ms: Option<u64>,
+    /// Enqueue to this event, in ms.
+    pub total_ms: Option<u64>,
+    /// Why it failed (failed, retrying, stalled, alert).
+    pub reason: Option<String>,
+    /// The error class (`retryable`, `invalid`, `alert`).
+    pub class: Option<String>,
+    /// The stage (progress).
+    pub stage: Option<String>,
+    /// The overall progress (progress).
+    pub progress: Option<u8>,
+}
+
+impl Event {
+    /// An event of `kind` for a job, with the optional fields empty.
+    pub fn new(kind: EventKind, job_id: &str, tenant_id: &str, attempt: u32, at_ms: u64) -> Self {
+        Self {
+            kind,
+            job_id: job_id.to_owned(),
+            tenant_id: tenant_id.to_owned(),
+            attempt,
+            at_ms,
+            run_ms: None,
+            total_ms: None,
+            reason: None,
+            class: None,
+            stage: None,
+            progress: None,
+        }
+    }
+
+    /// The stream fields.
+    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = vec![
+            ("type", self.kind.as_str().to_owned()),
+            ("job", self.job_id.clone()),
+            ("tenant", self.tenant_id.clone()),
+            ("attempt", self.attempt.to_string()),
+            ("at", self.at_ms.to_string()),
+        ];
+        let optional = [
+            ("run_ms", self.run_ms.map(|v| v.to_string())),
+            ("total_ms", self.total_ms.map(|v| v.to_string())),
+            ("reason", self.reason.clone()),
+            ("class", self.class.clone()),
+            ("stage", self.stage.clone()),
+            ("progress", self.progress.map(|v| v.to_string())),
+        ];
+        f.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+        f
+    }
+
+    /// Decodes stream fields.
+    ///
+    /// # Errors
+    /// [`DecodeError`] naming the missing or invalid field.
+    pub fn from_fields(fields: &HashMap<String, Vec<u8>>) -> Result<Self, DecodeError> {
+        let text = |name: &str| fields.get(name).map(|v| String::from_utf8_lossy(v).into_owned());
+        let required =
+            |name: &str| text(name).ok_or_else(|| DecodeError(format!("field {name:?} is missing")));
+        let number = |name: &str| -> Result<Option<u64>, DecodeError> {
+            text(name)
+                .map(|s| s.parse().map_err(|_| DecodeError(format!("field {name:?} is not a number: {s:?}"))))
+                .transpose()
+        };
+        let kind_name = required("type")?;
+        let kind = EventKind::parse(&kind_name)
+            .ok_or_else(|| DecodeError(format!("unknown event type {kind_name:?}")))?;
+        let attempt = number("attempt")?.ok_or_else(|| DecodeError("field \"attempt\" is missing".into()))?;
+        Ok(Self {
+            kind,
+            job_id: required("job")?,
+            tenant_id: required("tenant")?,
+            attempt: u32::try_from(attempt)
+                .map_err(|_| DecodeError(format!("attempt {attempt} out of range")))?,
+            at_ms: number("at")?.ok_or_else(|| DecodeError("field \"at\" is missing".into()))?,
+            run_ms: number("run_ms")?,
+            total_ms: number("total_ms")?,
+            reason: text("reason"),
+            class: text("class"),
+            stage: text("stage"),
+            progress: number("progress")?.map(|p| u8::try_from(p.min(100)).unwrap_or(100)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> HashMap<String, Vec<u8>> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())).collect()
+    }
+
+    fn entry() -> JobEntry {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let ticket = TicketId::parse("T-1").expect("ticket");
+        JobEntry {
+            job_id: JobId::for_ticket(&tenant, &ticket, 2),
+            tenant_id: tenant,
+            ticket_id: ticket,
+            ticket_revision: 2,
+            attempt: 1,
+            enqueued_at_ms: 1_700_000_000_000,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        }
+    }
+
+    #[test]
+    fn job_entry_round_trips() {
+        let e = entry();
+        let f: HashMap<String, Vec<u8>> =
+            e.to_fields().into_iter().map(|(k, v)| (k.to_owned(), v.into_bytes())).collect();
+        assert_eq!(JobEntry::from_fields(&f), Ok(e));
+    }
+
+    #[test]
+    fn job_entry_decode_errors_name_the_field() {
+        let good = entry();
+        let base: Vec<(&str, String)> = good.to_fields();
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            ("j", None, "field \"j\" is missing"),
+            ("j", Some("job_xyz"), "field \"j\": \"job_xyz\" is not a job id"),
+            ("t", Some("a b"), "field \"t\": tenant id contains ' '"),
+            ("r", Some("two"), "field \"r\" is not a number: \"two\""),
+            ("a", Some("0"), "field \"a\" is not a valid attempt: 0"),
+            ("a", Some("99999999999"), "not a valid attempt"),
+            ("e", None, "field \"e\" is missing"),
+        ];
+        for (field, value, want) in cases {
+            let mut pairs: Vec<(&str, &str)> =
+                base.iter().filter(|(k, _)| k != field).map(|(k, v)| (*k, v.as_str())).collect();
+            if let Some(v) = value {
+                pairs.push((field, v));
+            }
+            let err = JobEntry::from_fields(&fields(&pairs)).expect_err("must fail");
+            assert!(err.0.contains(want), "{field}: {err} lacks {want}");
+        }
+        let mut binary: HashMap<String, Vec<u8>> =
+            base.iter().map(|(k, v)| ((*k).to_owned(), v.clone().into_bytes())).collect();
+        binary.insert("j".into(), vec![0xff, 0xfe]);
+        assert!(JobEntry::from_fields(&binary).expect_err("binary").0.contains("not UTF-8"));
+    }
+
+    #[test]
+    fn event_round_trips_and_validates() {
+        let mut e = Event::new(EventKind::Failed, "job_1", "acme", 3, 42);
+        e.reason = Some("provider returned 400".into());
+        e.class = Some("invalid".into());
+        e.run_ms = Some(17);
+        let f: HashMap<String, Vec<u8>> =
+            e.to_fields().into_iter().map(|(k, v)| (k.to_owned(), v.into_bytes())).collect();
+        assert_eq!(Event::from_fields(&f), Ok(e));
+        let bad =
+            fields(&[("type", "exploded"), ("job", "j"), ("tenant", "t"), ("attempt", "1"), ("at", "1")]);
+        assert_eq!(Event::from_fields(&bad), Err(DecodeError("unknown event type \"exploded\"".into())));
+    }
+}

@@ -1,0 +1,100 @@
+//! Key names. Every key of one queue shares the hash tag `{<queue>}`, so every script touches a
+//! single Redis Cluster slot.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `<prefix>:{<queue>}:jobs` | stream | job entries; consumer group of the workers |
+//! | `<prefix>:{<queue>}:delayed` | sorted set | retries waiting for their due time (score: ms) |
+//! | `<prefix>:{<queue>}:events` | stream | lifecycle events, trimmed; consumer group of queue-events |
+//! | `<prefix>:{<queue>}:dead` | stream | entries that could not be decoded, with their raw fields |
+//! | `<prefix>:{<queue>}:job:<job id>` | string | the attempt of the job's live entry: present while the job is in the stream, pending or delayed |
+
+use crate::QueueError;
+
+/// The key names of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpace {
+    base: String,
+}
+
+fn validate(what: &str, s: &str) -> Result<(), QueueError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(QueueError::Config(format!(
+            "queue {what} {s:?} must be 1–64 characters of ASCII letters, digits, '-', '_', '.' or ':'"
+        )))
+    }
+}
+
+impl KeySpace {
+    /// The keys of queue `queue` under `prefix`.
+    ///
+    /// # Errors
+    /// [`QueueError::Config`] when either name is empty, too long, or contains characters outside
+    /// `A–Z a–z 0–9 - _ . :` (braces would break the hash tag).
+    pub fn new(prefix: &str, queue: &str) -> Result<Self, QueueError> {
+        validate("prefix", prefix)?;
+        validate("name", queue)?;
+        Ok(Self { base: format!("{prefix}:{{{queue}}}") })
+    }
+
+    /// The common start of every key, `<prefix>:{<queue>}`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The jobs stream.
+    pub fn jobs(&self) -> String {
+        format!("{}:jobs", self.base)
+    }
+
+    /// The delayed-retry sorted set.
+    pub fn delayed(&self) -> String {
+        format!("{}:delayed", self.base)
+    }
+
+    /// The lifecycle events stream.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.base)
+    }
+
+    /// The dead-letter stream.
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.base)
+    }
+
+    /// The presence key of one job.
+    pub fn job(&self, job_id: &str) -> String {
+        format!("{}:job:{job_id}", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let k = KeySpace::new("longhaul", "triage").expect("keys");
+        for key in [k.jobs(), k.delayed(), k.events(), k.dead(), k.job("job_1")] {
+            assert!(key.starts_with("longhaul:{triage}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        for (prefix, queue, ok) in [
+            ("longhaul", "triage", true),
+            ("", "q", false),
+            ("p", "", false),
+            ("p", "a{b}", false),
+            ("p q", "q", false),
+        ] {
+            assert_eq!(KeySpace::new(prefix, queue).is_ok(), ok, "{prefix:?} {queue:?}");
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! [`Queue`]: the shared handle to one queue's keys, and every operation that does not block.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use longhaul_core::JobId;
+use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::entry::{Event, JobEntry};
+use crate::reader::{Consumer, EventReader};
+use crate::{KeySpace, QueueError, scripts};
+
+/// Queue settings.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// First part of every key (`<prefix>:{<queue>}:…`).
+    pub prefix: String,
+    /// The queue name; also the hash tag.
+    pub queue: String,
+    /// The workers' consumer group on the jobs stream.
+    pub group: String,
+    /// An entry idle longer than this is considered abandoned and may be reclaimed.
+    pub lease: Duration,
+    /// Deliveries after which a reclaimed entry is reported as stalled instead of handed out.
+    pub max_deliveries: u64,
+    /// Approximate length the events stream is trimmed to.
+    pub events_maxlen: u64,
+    /// Approximate length the dead-letter stream is trimmed to.
+    pub dead_maxlen: u64,
+    /// Upper bound on every Redis call (and on connecting).
+    pub op_timeout: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "longhaul".into(),
+            queue: "triage".into(),
+            group: "workers".into(),
+            lease: Duration::from_secs(30),
+            max_deliveries: 5,
+            events_maxlen: 100_000,
+            dead_maxlen: 10_000,
+            op_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// An entry handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The stream entry id.
+    pub id: String,
+    /// The job.
+    pub entry: JobEntry,
+    /// How many times the entry has been delivered, this time included.
+    pub deliveries: u64,
+}
+
+/// What [`Queue::reclaim`] took over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Entries to run again (now owned by the reclaiming consumer).
+    pub deliveries: Vec<Delivery>,
+    /// Entries delivered more than `max_deliveries` times: fail them in application storage, then
+    /// [`Queue::finish`] them with a `stalled` event. They are owned by the reclaiming consumer.
+    pub stalled: Vec<Delivery>,
+    /// Pending entries whose stream entry no longer existed (Redis removed them from the pending
+    /// list); the reconciler restores their jobs from application storage.
+    pub deleted: Vec<String>,
+    /// Entries that could not be decoded and were dead-lettered.
+    pub dead_lettered: usize,
+}
+
+/// What [`Queue::promote_due`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promoted {
+    /// Jobs moved into the jobs stream.
+    pub count: u64,
+    /// When the next delayed job is due (ms since the epoch), if any is waiting.
+    pub next_due_ms: Option<u64>,
+}
+
+/// The backlog, for metrics and autoscaling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Entries in the jobs stream (waiting or in flight).
+    pub stream_length: u64,
+    /// Entries delivered but not yet acknowledged.
+    pub pending: u64,
+    /// Entries not yet delivered to the group (`None` when Redis cannot tell).
+    pub lag: Option<u64>,
+    /// Retries waiting for their due time.
+    pub delayed: u64,
+    /// Entries in the dead-letter stream.
+    pub dead_letters: u64,
+    /// Entries in the events stream.
+    pub events_length: u64,
+}
+
+/// The result of the start-up eviction check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvictionCheck {
+    /// `maxmemory-policy` is `noeviction`: Redis refuses writes instead of dropping keys.
+    Safe,
+    /// Another policy: Redis may evict queue keys under memory pressure, which loses jobs.
+    Unsafe(String),
+    /// The policy could not be read (for example `CONFIG` is disabled).
+    Unknown(String),
+}
+
+/// A handle to one queue. Cheap to clone; all clones share one multiplexed connection.
+#[derive(Clone)]
+pub struct Queue {
+    pub(crate) client: redis::Client,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: KeySpace,
+    pub(crate) config: Arc<QueueConfig>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry credentials: never print the client.
+        f.debug_struct("Queue").field("keys", &self.keys).field("config", &self.config).finish()
+    }
+}
+
+pub(crate) fn connection_config(
+    response_timeout: Duration,
+    connect_timeout: Duration,
+) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(connect_timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+impl Queue {
+    /// A queue on the Redis at `url` (`redis://`, `rediss://`, with optional ACL user and
+    /// password). Connects lazily, so a service can start while Redis is down; the first call
+    /// reports the outage.
+    ///
+    /// # Errors
+    /// [`QueueError::Config`] for an invalid URL or key names.
+    pub fn new(url: &str, config: QueueConfig) -> Result<Self, QueueError> {
+        let keys = KeySpace::new(&config.prefix, &config.queue)?;
+        if config.group.is_empty() {
+            return Err(QueueError::Config("consumer group name must not be empty".into()));
+        }
+        if config.op_timeout.is_zero() || config.lease.is_zero() {
+            return Err(QueueError::Config("op_timeout and lease must be greater than zero".into()));
+        }
+        let client = redis::Client::open(url).map_err(|e| {
+            QueueError::Config(format!("invalid Redis URL: {}", e.detail().unwrap_or("cannot parse")))
+        })?;
+        let conn = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            connection_config(config.op_timeout, config.op_timeout),
+        )?;
+        Ok(Self { client, conn, keys, config: Arc::new(config) })
+    }
+
+    /// The key names.
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Runs `fut` within the operation timeout.
+    pub(crate) async fn bounded<T>(
+        &self,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, redis::RedisError>>,
+    ) -> Result<T, QueueError> {
+        match tokio::time::timeout(limit, fut).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(QueueError::Timeout(limit)),
+        }
+    }
+
+    async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QueueError> {
+        let mut conn = self.conn.clone();
+        self.bounded(self.config.op_timeout, cmd.query_async(&mut conn)).await
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
+        let mut conn = self.conn.clone();
+        self.bounded(self.config.op_timeout, invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Checks that Redis answers (for `/readyz`).
+    ///
+    /// # Errors
+    /// A connection error or [`QueueError::Timeout`].
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let _: String = self.call(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    /// Start-up: creates the consumer groups (idempotent) and warns when Redis may evict keys.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached.
+    pub async fn prepare(&self, events_group: Option<&str>) -> Result<EvictionCheck, QueueError> {
+        self.ensure_group(&self.keys.jobs(), &self.config.group).await?;
+        if let Some(group) = events_group {
+            self.ensure_group(&self.keys.events(), group).await?;
+        }
+        let check = self.eviction_policy().await?;
+        match &check {
+            EvictionCheck::Safe => {}
+            EvictionCheck::Unsafe(policy) => tracing::warn!(
+                maxmemory_policy = %policy,
+                "Redis maxmemory-policy is not noeviction: under memory pressure Redis may evict queue keys, \
+                 which loses jobs until the reconciler restores them. Set maxmemory-policy noeviction."
+            ),
+            EvictionCheck::Unknown(why) => {
+                tracing::warn!(reason = %why, "could not read Redis maxmemory-policy; make sure it is noeviction")
+            }
+        }
+        Ok(check)
+    }
+
+    /// Creates consumer group `group` on `stream` (and the stream), from its first entry.
+    /// An existing group is left as it is.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached.
+    pub async fn ensure_group(&self, stream: &str, group: &str) -> Result<(), QueueError> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE").arg(stream).arg(group).arg("0").arg("MKSTREAM");
+        match self.call::<Value>(&cmd).await {
+            Ok(_) => Ok(()),
+            Err(QueueError::Redis(e)) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `maxmemory-policy`.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached (a refused `CONFIG` is [`EvictionCheck::Unknown`]).
+    pub async fn eviction_policy(&self) -> Result<EvictionCheck, QueueError> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        match self.call::<Vec<String>>(&cmd).await {
+            Ok(v) => Ok(match v.get(1).map(String::as_str) {
+                Some("noeviction") => EvictionCheck::Safe,
+                Some(other) => EvictionCheck::Unsafe(other.to_owned()),
+                None => EvictionCheck::Unknown("CONFIG GET returned no value".into()),
+            }),
+            Err(QueueError::Redis(e)) if !e.is_io_error() && !e.is_timeout() => {
+                Ok(EvictionCheck::Unknown(e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds `entry` to the jobs stream unless the job already has a live entry (in the stream,
+    /// pending, or waiting as a delayed retry). Returns whether an entry was added.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn enqueue(&self, entry: &JobEntry) -> Result<bool, QueueError> {
+        let mut inv = scripts::ENQUEUE.prepare_invoke();
+        inv.key(self.keys.job(entry.job_id.as_str())).key(self.keys.jobs()).arg(entry.attempt);
+        for (k, v) in entry.to_fields() {
+            inv.arg(k).arg(v);
+        }
+        let id: Option<String> = self.run(&inv).await?;
+        Ok(id.is_some())
+    }
+
+    /// Whether the job has a live entry — the reconciler's test.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn has_trace(&self, job: &JobId) -> Result<bool, QueueError> {
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.keys.job(job.as_str()));
+        let n: u64 = self.call(&cmd).await?;
+        Ok(n > 0)
+    }
+
+    /// Acks and deletes a delivery's entry, drops the job's presence key (if it still belongs to
+    /// this attempt) and appends `event` — atomically. Returns whether the entry was still pending.
+    /// Call it only after application storage holds the outcome.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn finish(&self, delivery: &Delivery, event: &Event) -> Result<bool, QueueError> {
+        let mut inv = scripts::FINISH.prepare_invoke();
+        inv.key(self.keys.jobs())
+            .key(self.keys.job(delivery.entry.job_id.as_str()))
+            .key(self.keys.events())
+            .arg(&self.config.group)
+            .arg(&delivery.id)
+            .arg(delivery.entry.attempt)
+            .arg(self.config.events_maxlen);
+        for (k, v) in event.to_fields() {
+            inv.arg(k).arg(v);
+        }
+        let acked: u64 = self.run(&inv).await?;
+        Ok(acked == 1)
+    }
+
+    /// Acks and deletes a delivery's entry and schedules `next` (the job's next attempt) at
+    /// `due_ms`, appending `event` — atomically. Call it only after application storage holds the
+    /// scheduled retry.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn retry(
+        &self,
+        delivery: &Delivery,
+        next: &JobEntry,
+        due_ms: u64,
+        event: &Event,
+    ) -> Result<(), QueueError> {
+        let member: Vec<String> = next.to_fields().into_iter().flat_map(|(k, v)| [k.to_owned(), v]).collect();
+        let member = serde_json::to_string(&member).map_err(|e| QueueError::Protocol(e.to_string()))?;
+        let mut inv = scripts::RETRY.prepare_invoke();
+        inv.key(self.keys.jobs())
+            .key(self.keys.delayed())
+            .key(self.keys.job(next.job_id.as_str()))
+            .key(self.keys.events())
+            .arg(&self.config.group)
+            .arg(&delivery.id)
+            .arg(due_ms)
+            .arg(member)
+            .arg(next.attempt)
+            .arg(self.config.events_maxlen);
+        for (k, v) in event.to_fields() {
+            inv.arg(k).arg(v);
+        }
+        let _: u64 = self.run(&inv).await?;
+        Ok(())
+    }
+
+    /// Moves up to `limit` retries due at `now_ms` into the jobs stream. Safe with any number of
+    /// concurrent promoters: each job is promoted once. A blocked reader wakes at once.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn promote_due(&self, now_ms: u64, limit: usize) -> Result<Promoted, QueueError> {
+        let mut inv = scripts::PROMOTE.prepare_invoke();
+        inv.key(self.keys.delayed()).key(self.keys.jobs()).arg(now_ms).arg(limit.max(1));
+        let (count, next): (u64, Option<String>) = self.run(&inv).await?;
+        let next_due_ms = next.and_then(|s| s.parse::<f64>().ok()).map(|f| f.max(0.0) as u64);
+        Ok(Promoted { count, next_due_ms })
+    }
+
+    /// Appends an event (progress, alert) outside a finish or retry.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn publish(&self, event: &Event) -> Result<(), QueueError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys.events()).arg("MAXLEN").arg("~").arg(self.config.events_maxlen).arg("*");
+        for (k, v) in event.to_fields() {
+            cmd.arg(k).arg(v);
+        }
+        let _: String = self.call(&cmd).await?;
+        Ok(())
+    }
+
+    /// Resets the idle time of entries `consumer` still owns, keeping their delivery counts.
+    /// Returns the ids it no longer owns: another consumer reclaimed them, or they were finished.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn heartbeat(&self, consumer: &str, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = scripts::HEARTBEAT.prepare_invoke();
+        inv.key(self.keys.jobs()).arg(&self.config.group).arg(consumer);
+        for id in ids {
+            inv.arg(id);
+        }
+        self.run(&inv).await
+    }
+
+    /// Takes over up to `count` entries idle longer than the lease, scanning the pending list from
+    /// `cursor` (`"0-0"` to start). Returns what was taken and the cursor for the next call
+    /// (`"0-0"` once the scan wrapped).
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        count: usize,
+        cursor: &str,
+    ) -> Result<(Reclaimed, String), QueueError> {
+        let lease_ms = u64::try_from(self.config.lease.as_millis()).unwrap_or(u64::MAX);
+        let mut inv = scripts::RECLAIM.prepare_invoke();
+        inv.key(self.keys.jobs())
+            .arg(&self.config.group)
+            .arg(consumer)
+            .arg(lease_ms)
+            .arg(count.max(1))
+            .arg(cursor);
+        let reply: Value = self.run(&inv).await?;
+        let Value::Array(parts) = reply else {
+            return Err(QueueError::Protocol(format!("XAUTOCLAIM script returned {reply:?}")));
+        };
+        let mut parts = parts.into_iter();
+        let next = parts.next().and_then(|v| as_string(&v)).unwrap_or_else(|| "0-0".into());
+        let mut out = Reclaimed::default();
+        if let Some(Value::Array(entries)) = parts.next() {
+            for e in entries {
+                let Value::Array(triple) = e else { continue };
+                let [id, fields, deliveries] = <[Value; 3]>::try_from(triple)
+                    .map_err(|_| QueueError::Protocol("reclaimed entry is not {id, fields, count}".into()))?;
+                let id =
+                    as_string(&id).ok_or_else(|| QueueError::Protocol("entry id is not a string".into()))?;
+                let deliveries = match deliveries {
+                    Value::Int(n) => u64::try_from(n).unwrap_or(0),
+                    _ => 0,
+                };
+                match self.decode_or_dead_letter(&id, fields_of(&fields)).await? {
+                    Some(entry) => {
+                        let d = Delivery { id, entry, deliveries };
+                        if deliveries > self.config.max_deliveries {
+                            out.stalled.push(d);
+                        } else {
+                            out.deliveries.push(d);
+                        }
+                    }
+                    None => out.dead_lettered += 1,
+                }
+            }
+        }
+        if let Some(Value::Array(deleted)) = parts.next() {
+            out.deleted = deleted.iter().filter_map(as_string).collect();
+        }
+        Ok((out, next))
+    }
+
+    /// Decodes an entry; an undecodable one is dead-lettered (copied with its raw fields and the
+    /// reason, then acked and deleted) and `None` is returned.
+    pub(crate) async fn decode_or_dead_letter(
+        &self,
+        id: &str,
+        fields: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    ) -> Result<Option<JobEntry>, QueueError> {
+        let reason = match &fields {
+            None => "the entry was deleted while pending".to_owned(),
+            Some(pairs) => {
+                let map: HashMap<String, Vec<u8>> =
+                    pairs.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone())).collect();
+                match JobEntry::from_fields(&map) {
+                    Ok(entry) => return Ok(Some(entry)),
+                    Err(e) => e.0,
+                }
+            }
+        };
+        tracing::warn!(entry_id = %id, %reason, "dead-lettering an undecodable job entry");
+        let mut inv = scripts::DEAD_LETTER.prepare_invoke();
+        inv.key(self.keys.jobs())
+            .key(self.keys.dead())
+            .arg(&self.config.group)
+            .arg(id)
+            .arg(&reason)
+            .arg(self.config.dead_maxlen);
+        for (k, v) in fields.unwrap_or_default() {
+            inv.arg(k).arg(v);
+        }
+        let _: u64 = self.run(&inv).await?;
+        Ok(None)
+    }
+
+    /// The backlog.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XLEN").arg(self.keys.jobs());
+        pipe.cmd("ZCARD").arg(self.keys.delayed());
+        pipe.cmd("XLEN").arg(self.keys.dead());
+        pipe.cmd("XLEN").arg(self.keys.events());
+        let mut conn = self.conn.clone();
+        let (stream_length, delayed, dead_letters, events_length): (u64, u64, u64, u64) =
+            self.bounded(self.config.op_timeout, pipe.query_async(&mut conn)).await?;
+        let mut stats =
+            QueueStats { stream_length, delayed, dead_letters, events_length, ..Default::default() };
+        let mut cmd = redis::cmd("XINFO");
+        cmd.arg("GROUPS").arg(self.keys.jobs());
+        let groups: Value = match self.call(&cmd).await {
+            Ok(v) => v,
+            Err(QueueError::Redis(e)) if e.code().is_none() || e.to_string().contains("no such key") => {
+                return Ok(stats);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Value::Array(groups) = groups {
+            for g in groups {
+                let info = map_of(&g);
+                if info.get("name").and_then(as_string).as_deref() == Some(self.config.group.as_str()) {
+                    stats.pending = info.get("pending").and_then(as_u64).unwrap_or(0);
+                    stats.lag = info.get("lag").and_then(as_u64);
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// A reader in the workers' group, named `name`, with a connection of its own (its blocking
+    /// reads must not stall other calls). Use a name that is stable across restarts of the same
+    /// process slot (the pod name), so a restarted worker takes back its own pending entries.
+    ///
+    /// # Errors
+    /// [`QueueError::Config`] for an empty name.
+    pub fn consumer(&self, name: &str) -> Result<Consumer, QueueError> {
+        Consumer::new(self.clone(), name)
+    }
+
+    /// A reader of the events stream in consumer group `group`, named `name`.
+    ///
+    /// # Errors
+    /// [`QueueError::Config`] for an empty name.
+    pub fn event_reader(&self, group: &str, name: &str) -> Result<EventReader, QueueError> {
+        EventReader::new(self.clone(), group, name)
+    }
+}
+
+pub(crate) fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => as_string(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+/// A flat `[k1, v1, k2, v2, …]` array (or a RESP3 map) as a map.
+fn map_of(v: &Value) -> HashMap<String, Value> {
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => as_string(k).map(|k| (k, v.clone())),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(pairs) => pairs.iter().filter_map(|(k, v)| as_string(k).map(|k| (k, v.clone()))).collect(),
+        _ => HashMap::new(),
+    }
+}
+
+/// An entry's field list; `None` for a deleted entry (nil fields).
+pub(crate) fn fields_of(v: &Value) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let bytes = |v: &Value| match v {
+        Value::BulkString(b) => b.clone(),
+        other => as_string(other).unwrap_or_default().into_bytes(),
+    };
+    match v {
+        Value::Array(items) => Some(
+            items
+                .chunks(2)
+                .filter_map(|kv| match kv {
+                    [k, v] => Some((bytes(k), bytes(v))),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        Value::Map(pairs) => Some(pairs.iter().map(|(k, v)| (bytes(k), bytes(v))).collect()),
+        _ => None,
+    }
+}

@@ -1,0 +1,118 @@
+//! The Lua scripts: every multi-step change of queue state is one script, so it is atomic.
+//! Each touches only keys passed in `KEYS`, all of one hash tag.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Idempotent enqueue. KEYS: job key, jobs stream. ARGV: attempt, then entry field/value pairs.
+/// Returns the new entry id, or nil when the job already has a live entry.
+pub(crate) static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return false end
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+",
+    )
+});
+
+/// Finish a delivery (completed, failed, stalled): ack and delete the entry, drop the job key if it
+/// still belongs to this attempt, append the event.
+/// KEYS: jobs stream, job key, events stream. ARGV: group, entry id, attempt, events maxlen, event
+/// field/value pairs. Returns 1 if the entry was pending, 0 otherwise.
+pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+return acked
+",
+    )
+});
+
+/// Schedule a retry: ack and delete the entry, put the next entry in the delayed set, point the
+/// job key at the next attempt, append the `retrying` event.
+/// KEYS: jobs stream, delayed set, job key, events stream. ARGV: group, entry id, due ms, next entry
+/// (JSON array of field/value pairs), next attempt, events maxlen, event field/value pairs.
+pub(crate) static RETRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[5])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, 7))
+return acked
+",
+    )
+});
+
+/// Move due retries into the jobs stream. KEYS: delayed set, jobs stream. ARGV: now ms, limit.
+/// Returns {promoted count, score of the next due member or false}.
+pub(crate) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(member)))
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {#due, nxt[2] or false}
+",
+    )
+});
+
+/// Reclaim entries idle longer than the lease, with their delivery counts.
+/// KEYS: jobs stream. ARGV: group, consumer, min idle ms, count, cursor.
+/// Returns {next cursor, {{id, fields, deliveries}...}, {deleted ids}}.
+pub(crate) static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[5], 'COUNT', ARGV[4])
+local out = {}
+for i, e in ipairs(r[2]) do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+  local deliveries = 0
+  if p[1] then deliveries = p[1][4] end
+  out[i] = {e[1], e[2], deliveries}
+end
+return {r[1], out, r[3] or {}}
+",
+    )
+});
+
+/// Heartbeat: reset the idle time of the entries this consumer still owns, without bumping their
+/// delivery counts. KEYS: jobs stream. ARGV: group, consumer, ids...
+/// Returns the ids this consumer no longer owns (lease lost).
+pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local lost = {}
+for i = 3, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    lost[#lost + 1] = ARGV[i]
+  end
+end
+return lost
+",
+    )
+});
+
+/// Dead-letter an undecodable entry: copy it with the reason, then ack and delete it.
+/// KEYS: jobs stream, dead stream. ARGV: group, entry id, reason, dead maxlen, raw field/value pairs.
+pub(crate) static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'source_id', ARGV[2], 'reason', ARGV[3], unpack(ARGV, 5))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});

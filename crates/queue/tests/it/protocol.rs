@@ -1,0 +1,404 @@
+//! The Redis Streams protocol: enqueue, consume, lease, reclaim, retry, events, dead letters.
+
+use std::time::{Duration, Instant};
+
+use longhaul_queue::{Event, EventKind, now_ms};
+use redis::AsyncCommands;
+
+use crate::harness::{entry, raw, test_queue, wait_until};
+
+const NO_WAIT: Duration = Duration::from_millis(1);
+
+fn event(kind: EventKind, d: &longhaul_queue::Delivery) -> Event {
+    Event::new(kind, d.entry.job_id.as_str(), d.entry.tenant_id.as_str(), d.entry.attempt, now_ms())
+}
+
+#[tokio::test]
+async fn duplicate_enqueue_makes_one_entry() {
+    let q = test_queue(|_| {}).await;
+    let e = entry("T-1");
+    assert!(q.enqueue(&e).await.expect("first"));
+    assert!(!q.enqueue(&e).await.expect("second"));
+    assert!(!q.enqueue(&e).await.expect("third"));
+    let mut conn = raw().await;
+    let len: u64 = conn.xlen(q.keys().jobs()).await.expect("xlen");
+    assert_eq!(len, 1);
+    assert!(q.has_trace(&e.job_id).await.expect("trace"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_enqueues_make_one_entry() {
+    let q = test_queue(|_| {}).await;
+    let e = entry("T-race");
+    let calls = (0..50).map(|_| {
+        let queue = q.queue.clone();
+        let e = e.clone();
+        tokio::spawn(async move { queue.enqueue(&e).await })
+    });
+    let added = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("enqueue"))
+        .filter(|new| *new)
+        .count();
+    assert_eq!(added, 1);
+    let mut conn = raw().await;
+    let len: u64 = conn.xlen(q.keys().jobs()).await.expect("xlen");
+    assert_eq!(len, 1);
+}
+
+#[tokio::test]
+async fn entry_carries_what_a_worker_needs() {
+    let q = test_queue(|_| {}).await;
+    let mut e = entry("T-ctx");
+    e.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    q.enqueue(&e).await.expect("enqueue");
+    let mut c = q.consumer("w1").expect("consumer");
+    let got = c.fetch(10, NO_WAIT).await.expect("fetch");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].entry, e);
+    assert_eq!(got[0].deliveries, 1);
+}
+
+#[tokio::test]
+async fn fetch_takes_at_most_the_free_capacity() {
+    let q = test_queue(|_| {}).await;
+    for i in 0..5 {
+        q.enqueue(&entry(&format!("T-{i}"))).await.expect("enqueue");
+    }
+    let mut c = q.consumer("w1").expect("consumer");
+    assert_eq!(c.fetch(0, NO_WAIT).await.expect("fetch").len(), 0);
+    assert_eq!(c.fetch(2, NO_WAIT).await.expect("fetch").len(), 2);
+    assert_eq!(c.fetch(10, NO_WAIT).await.expect("fetch").len(), 3);
+}
+
+#[tokio::test]
+async fn group_creation_is_idempotent() {
+    let q = test_queue(|_| {}).await;
+    q.prepare(Some("queue-events")).await.expect("again");
+    q.ensure_group(&q.keys().jobs(), "workers").await.expect("BUSYGROUP tolerated");
+}
+
+#[tokio::test]
+async fn restarted_consumer_takes_back_its_own_pending_entries_first() {
+    let q = test_queue(|_| {}).await;
+    for i in 0..3 {
+        q.enqueue(&entry(&format!("T-{i}"))).await.expect("enqueue");
+    }
+    let mut first = q.consumer("pod-a").expect("consumer");
+    let held = first.fetch(2, NO_WAIT).await.expect("fetch");
+    assert_eq!(held.len(), 2);
+    drop(first); // the process dies without acking
+
+    let mut restarted = q.consumer("pod-a").expect("consumer");
+    let again = restarted.fetch(10, NO_WAIT).await.expect("fetch own pending");
+    let ids: Vec<_> = again.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids, held.iter().map(|d| d.id.clone()).collect::<Vec<_>>());
+    assert!(again.iter().all(|d| d.deliveries == 2), "{again:?}");
+    // Then the new entry.
+    let new = restarted.fetch(10, NO_WAIT).await.expect("fetch new");
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].entry.ticket_id.as_str(), "T-2");
+}
+
+#[tokio::test]
+async fn unacked_entry_is_reclaimed_after_the_lease() {
+    let q = test_queue(|c| c.lease = Duration::from_millis(200)).await;
+    q.enqueue(&entry("T-stall")).await.expect("enqueue");
+    let mut dead = q.consumer("dead-worker").expect("consumer");
+    let taken = dead.fetch(1, NO_WAIT).await.expect("fetch");
+    assert_eq!(taken.len(), 1);
+
+    let mut rescuer = q.consumer("rescuer").expect("consumer");
+    // Not before the lease ran out.
+    let early = rescuer.reclaim(10).await.expect("reclaim");
+    assert!(early.deliveries.is_empty(), "reclaimed before the lease expired: {early:?}");
+    let reclaimed = wait_until(Duration::from_secs(5), "reclaim after the lease", async || {
+        let r = rescuer.reclaim(10).await.expect("reclaim");
+        if r.deliveries.is_empty() { Err(r) } else { Ok(r) }
+    })
+    .await;
+    assert_eq!(reclaimed.deliveries.len(), 1);
+    let d = &reclaimed.deliveries[0];
+    assert_eq!((d.id.as_str(), d.deliveries), (taken[0].id.as_str(), 2));
+    // The old owner has lost the lease and is told so.
+    assert_eq!(dead.heartbeat(std::slice::from_ref(&d.id)).await.expect("heartbeat"), vec![d.id.clone()]);
+}
+
+async fn idle_ms(q: &longhaul_queue::Queue, id: &str) -> (u64, u64) {
+    let mut conn = raw().await;
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(q.keys().jobs())
+        .arg("workers")
+        .arg(id)
+        .arg(id)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("xpending");
+    let (_, _, idle, deliveries) = rows.into_iter().next().expect("pending");
+    (idle, deliveries)
+}
+
+#[tokio::test]
+async fn heartbeat_prevents_reclaim_without_bumping_deliveries() {
+    let q = test_queue(|c| c.lease = Duration::from_millis(300)).await;
+    q.enqueue(&entry("T-alive")).await.expect("enqueue");
+    let mut worker = q.consumer("alive").expect("consumer");
+    let d = worker.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+
+    // Let the entry go idle past the lease, then heartbeat just before anyone reclaims.
+    wait_until(Duration::from_secs(5), "entry idle past the lease", async || {
+        let (idle, _) = idle_ms(&q, &d.id).await;
+        if idle >= 300 { Ok(()) } else { Err(idle) }
+    })
+    .await;
+    assert!(worker.heartbeat(std::slice::from_ref(&d.id)).await.expect("heartbeat").is_empty(), "lease kept");
+    let (idle, deliveries) = idle_ms(&q, &d.id).await;
+    assert!(idle < 300, "idle time reset, got {idle}");
+    assert_eq!(deliveries, 1, "heartbeat must not count as a delivery");
+
+    let mut other = q.consumer("other").expect("consumer");
+    let r = other.reclaim(10).await.expect("reclaim");
+    assert!(r.deliveries.is_empty() && r.stalled.is_empty(), "heartbeated entry was reclaimed: {r:?}");
+}
+
+#[tokio::test]
+async fn entries_delivered_too_often_are_reported_stalled() {
+    let q = test_queue(|c| {
+        c.lease = Duration::from_millis(50);
+        c.max_deliveries = 2;
+    })
+    .await;
+    q.enqueue(&entry("T-poison-pill")).await.expect("enqueue");
+    let mut a = q.consumer("a").expect("consumer");
+    a.fetch(1, NO_WAIT).await.expect("fetch"); // delivery 1
+    let mut b = q.consumer("b").expect("consumer");
+    let second = wait_until(Duration::from_secs(5), "second delivery", async || {
+        let r = b.reclaim(10).await.expect("reclaim");
+        if r.deliveries.is_empty() { Err(r) } else { Ok(r) }
+    })
+    .await;
+    assert_eq!(second.deliveries[0].deliveries, 2);
+    let third = wait_until(Duration::from_secs(5), "third delivery", async || {
+        let r = a.reclaim(10).await.expect("reclaim");
+        if r.stalled.is_empty() { Err(r) } else { Ok(r) }
+    })
+    .await;
+    assert!(third.deliveries.is_empty());
+    let stalled = &third.stalled[0];
+    assert_eq!(stalled.deliveries, 3);
+    // The worker fails it in storage, then finishes it with a stalled event.
+    q.finish(stalled, &event(EventKind::Stalled, stalled)).await.expect("finish");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.stream_length), (0, 0));
+}
+
+#[tokio::test]
+async fn finish_acks_deletes_and_appends_the_event_atomically() {
+    let q = test_queue(|_| {}).await;
+    let e = entry("T-done");
+    q.enqueue(&e).await.expect("enqueue");
+    let mut c = q.consumer("w").expect("consumer");
+    let d = c.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+    let mut ev = event(EventKind::Completed, &d);
+    ev.run_ms = Some(12);
+    assert!(q.finish(&d, &ev).await.expect("finish"));
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.stream_length, stats.pending, stats.events_length), (0, 0, 1));
+    assert!(!q.has_trace(&e.job_id).await.expect("trace"), "job key dropped");
+    // A second finish of the same delivery (a redelivered duplicate) is harmless.
+    assert!(!q.finish(&d, &ev).await.expect("finish again"));
+}
+
+#[tokio::test]
+async fn retry_is_promoted_at_its_due_time_and_not_before() {
+    let q = test_queue(|_| {}).await;
+    let e = entry("T-retry");
+    q.enqueue(&e).await.expect("enqueue");
+    let mut c = q.consumer("w").expect("consumer");
+    let d = c.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+
+    let due = now_ms() + 60_000;
+    let next = longhaul_queue::JobEntry { attempt: 2, ..d.entry.clone() };
+    let mut ev = event(EventKind::Retrying, &d);
+    ev.reason = Some("provider timed out".into());
+    q.retry(&d, &next, due, &ev).await.expect("retry");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.stream_length, stats.pending, stats.delayed), (0, 0, 1));
+    assert!(q.has_trace(&e.job_id).await.expect("trace"), "a delayed job still has a trace");
+    assert!(!q.enqueue(&e).await.expect("enqueue"), "no second live entry while delayed");
+
+    let early = q.promote_due(due - 1, 100).await.expect("promote");
+    assert_eq!(early.count, 0);
+    assert_eq!(early.next_due_ms, Some(due));
+    let on_time = q.promote_due(due, 100).await.expect("promote");
+    assert_eq!((on_time.count, on_time.next_due_ms), (1, None));
+    let again = c.fetch(1, NO_WAIT).await.expect("fetch");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].entry, next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_promoters_promote_each_job_once() {
+    let q = test_queue(|_| {}).await;
+    let mut c = q.consumer("w").expect("consumer");
+    for i in 0..60 {
+        q.enqueue(&entry(&format!("T-{i}"))).await.expect("enqueue");
+    }
+    let now = now_ms();
+    for d in c.fetch(100, NO_WAIT).await.expect("fetch") {
+        let next = longhaul_queue::JobEntry { attempt: 2, ..d.entry.clone() };
+        q.retry(&d, &next, now, &event(EventKind::Retrying, &d)).await.expect("retry");
+    }
+    let promoters = (0..8).map(|_| {
+        let queue = q.queue.clone();
+        tokio::spawn(async move {
+            let mut total = 0;
+            loop {
+                let p = queue.promote_due(now, 7).await.expect("promote");
+                total += p.count;
+                if p.count == 0 {
+                    return total;
+                }
+            }
+        })
+    });
+    let total: u64 = futures::future::join_all(promoters).await.into_iter().map(|r| r.expect("task")).sum();
+    assert_eq!(total, 60);
+    let all = c.fetch(1000, NO_WAIT).await.expect("fetch");
+    let mut jobs: Vec<_> = all.iter().map(|d| d.entry.job_id.clone()).collect();
+    jobs.sort();
+    jobs.dedup();
+    assert_eq!((all.len(), jobs.len()), (60, 60), "each job exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_reader_sees_a_promoted_job_promptly() {
+    let q = test_queue(|_| {}).await;
+    q.enqueue(&entry("T-wake")).await.expect("enqueue");
+    let mut c = q.consumer("w").expect("consumer");
+    let d = c.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+    let next = longhaul_queue::JobEntry { attempt: 2, ..d.entry.clone() };
+    let due = now_ms() + 100_000;
+    q.retry(&d, &next, due, &event(EventKind::Retrying, &d)).await.expect("retry");
+
+    let block = Duration::from_secs(20);
+    let reader = tokio::spawn(async move {
+        let started = Instant::now();
+        let got = c.fetch(1, block).await.expect("blocking fetch");
+        (got, started.elapsed())
+    });
+    // Promote once the reader is blocked: the group shows it as a consumer with a recent read.
+    wait_until(Duration::from_secs(5), "reader blocked", async || {
+        let mut conn = raw().await;
+        let clients: String =
+            redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.expect("client list");
+        if clients.lines().any(|l| l.contains("cmd=xreadgroup") && l.contains("flags=b")) {
+            Ok(())
+        } else {
+            Err("not blocked")
+        }
+    })
+    .await;
+    assert_eq!(q.promote_due(due, 10).await.expect("promote").count, 1);
+    let (got, waited) = reader.await.expect("reader");
+    assert_eq!(got.len(), 1);
+    assert!(waited < block / 2, "the blocked reader waited {waited:?}; it must wake at promotion");
+}
+
+#[tokio::test]
+async fn poison_entry_is_dead_lettered_and_the_consumer_continues() {
+    let q = test_queue(|_| {}).await;
+    let mut conn = raw().await;
+    let _: String =
+        conn.xadd(q.keys().jobs(), "*", &[("j", "not-a-job"), ("junk", "\u{1F4A3}")]).await.expect("xadd");
+    q.enqueue(&entry("T-good")).await.expect("enqueue");
+    let mut c = q.consumer("w").expect("consumer");
+    let got = c.fetch(10, NO_WAIT).await.expect("fetch");
+    assert_eq!(got.len(), 1, "only the valid entry is handed out");
+    assert_eq!(got[0].entry.ticket_id.as_str(), "T-good");
+
+    let dead: redis::streams::StreamRangeReply = conn.xrange_all(q.keys().dead()).await.expect("xrange");
+    assert_eq!(dead.ids.len(), 1);
+    let fields = &dead.ids[0].map;
+    let reason: String = redis::from_redis_value(fields["reason"].clone()).expect("reason");
+    assert!(reason.contains("\"j\": \"not-a-job\" is not a job id"), "{reason}");
+    let junk: String = redis::from_redis_value(fields["junk"].clone()).expect("raw field kept");
+    assert_eq!(junk, "\u{1F4A3}");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(
+        (stats.pending, stats.stream_length, stats.dead_letters),
+        (1, 1, 1),
+        "poison acked and deleted"
+    );
+}
+
+#[tokio::test]
+async fn events_of_a_job_arrive_in_order() {
+    let q = test_queue(|_| {}).await;
+    q.enqueue(&entry("T-events")).await.expect("enqueue");
+    let mut c = q.consumer("w").expect("consumer");
+    let d = c.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+    for (stage, p) in [("load", 33), ("classify", 66), ("apply", 99)] {
+        let mut ev = event(EventKind::Progress, &d);
+        ev.stage = Some(stage.into());
+        ev.progress = Some(p);
+        q.publish(&ev).await.expect("publish");
+    }
+    q.finish(&d, &event(EventKind::Completed, &d)).await.expect("finish");
+
+    let mut reader = q.event_reader("queue-events", "qe-1").expect("reader");
+    let got = reader.read(100, NO_WAIT).await.expect("read");
+    let seen: Vec<_> = got.iter().map(|r| (r.event.kind, r.event.stage.clone())).collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Progress, Some("load".into())),
+            (EventKind::Progress, Some("classify".into())),
+            (EventKind::Progress, Some("apply".into())),
+            (EventKind::Completed, None),
+        ]
+    );
+    assert!(got.iter().all(|r| r.event.job_id == d.entry.job_id.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_event_readers_share_events_each_once() {
+    let q = test_queue(|_| {}).await;
+    for i in 0..200 {
+        q.publish(&Event::new(EventKind::Completed, &format!("job-{i}"), "acme", 1, now_ms()))
+            .await
+            .expect("publish");
+    }
+    let mut a = q.event_reader("queue-events", "qe-a").expect("reader");
+    let mut b = q.event_reader("queue-events", "qe-b").expect("reader");
+    let mut seen = Vec::new();
+    loop {
+        let ra = a.read(7, NO_WAIT).await.expect("read a");
+        let rb = b.read(5, NO_WAIT).await.expect("read b");
+        if ra.is_empty() && rb.is_empty() {
+            break;
+        }
+        a.ack(&ra.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).await.expect("ack");
+        b.ack(&rb.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).await.expect("ack");
+        seen.extend(ra.into_iter().chain(rb).map(|r| r.event.job_id));
+    }
+    let total = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!((total, seen.len()), (200, 200));
+}
+
+#[tokio::test]
+async fn events_stream_is_trimmed() {
+    let q = test_queue(|c| c.events_maxlen = 100).await;
+    for i in 0..3000 {
+        q.publish(&Event::new(EventKind::Progress, &format!("job-{i}"), "acme", 1, now_ms()))
+            .await
+            .expect("publish");
+    }
+    let len = q.stats().await.expect("stats").events_length;
+    // Approximate trimming removes whole radix-tree nodes (100 entries by default).
+    assert!((100..=300).contains(&len), "events stream holds {len} entries");
+}

@@ -1,0 +1,76 @@
+//! Outages: every call returns within its bound; bad configuration is refused up front.
+
+use std::time::{Duration, Instant};
+
+use longhaul_queue::{EvictionCheck, Queue, QueueConfig, QueueError};
+
+use crate::harness::{entry, random_hex, test_queue};
+
+fn config(op_timeout: Duration) -> QueueConfig {
+    QueueConfig { prefix: format!("lhtest-{}", random_hex()), op_timeout, ..QueueConfig::default() }
+}
+
+#[tokio::test]
+async fn nothing_listening_errors_within_the_bound() {
+    let q = Queue::new("redis://127.0.0.1:1", config(Duration::from_millis(500))).expect("lazy queue");
+    let started = Instant::now();
+    let err = q.enqueue(&entry("T-1")).await.expect_err("nothing listens on port 1");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(err.is_retryable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_within_the_bound() {
+    // Accepts connections and never replies: the hang a paused or overloaded Redis causes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let q =
+        Queue::new(&format!("redis://127.0.0.1:{port}"), config(Duration::from_millis(400))).expect("queue");
+    for call in 0..2 {
+        let started = Instant::now();
+        let err = q.enqueue(&entry("T-1")).await.expect_err("no answer");
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "call {call} took {took:?}");
+        assert!(err.is_retryable(), "{err:?}");
+    }
+    let mut consumer = q.consumer("w").expect("consumer");
+    let started = Instant::now();
+    consumer.fetch(1, Duration::from_millis(100)).await.expect_err("blocking read bounded too");
+    assert!(started.elapsed() < Duration::from_millis(1500), "fetch took {:?}", started.elapsed());
+    hold.abort();
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused_with_a_clear_message() {
+    let err = Queue::new("http://127.0.0.1:6379", config(Duration::from_secs(1))).expect_err("bad scheme");
+    assert!(matches!(err, QueueError::Config(_)), "{err:?}");
+    assert!(err.to_string().starts_with("invalid Redis URL"), "{err}");
+    let err = Queue::new(
+        "redis://127.0.0.1",
+        QueueConfig { queue: "a{b}".into(), ..config(Duration::from_secs(1)) },
+    )
+    .expect_err("brace in name");
+    assert!(err.to_string().contains("queue name \"a{b}\""), "{err}");
+    let err = Queue::new("redis://127.0.0.1", config(Duration::ZERO)).expect_err("zero timeout");
+    assert!(err.to_string().contains("op_timeout"), "{err}");
+}
+
+#[tokio::test]
+async fn eviction_policy_is_checked() {
+    let q = test_queue(|_| {}).await;
+    let mut conn = crate::harness::raw().await;
+    let policy: Vec<String> =
+        redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").query_async(&mut conn).await.expect("config");
+    let expected = if policy[1] == "noeviction" {
+        EvictionCheck::Safe
+    } else {
+        EvictionCheck::Unsafe(policy[1].clone())
+    };
+    assert_eq!(q.eviction_policy().await.expect("check"), expected);
+}
