@@ -20,3 +20,7 @@ fmt:
 # Start PostgreSQL and Redis if they are not running.
 services:
     bash scripts/services.sh
+
+# Queue-only micro-benchmark against local Redis (prints one JSON line).
+bench-queue:
+    cargo bench -p longhaul-queue --bench queue

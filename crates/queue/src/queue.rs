@@ -300,19 +300,31 @@ impl Queue {
     /// # Errors
     /// When Redis cannot be reached in time.
     pub async fn finish(&self, delivery: &Delivery, event: &Event) -> Result<bool, QueueError> {
-        let mut inv = scripts::FINISH.prepare_invoke();
-        inv.key(self.keys.jobs())
-            .key(self.keys.job(delivery.entry.job_id.as_str()))
-            .key(self.keys.events())
-            .arg(&self.config.group)
-            .arg(&delivery.id)
-            .arg(delivery.entry.attempt)
-            .arg(self.config.events_maxlen);
-        for (k, v) in event.to_fields() {
-            inv.arg(k).arg(v);
+        Ok(self.finish_batch(&[(delivery, event)]).await? == 1)
+    }
+
+    /// [`Queue::finish`] for many deliveries in one atomic step and one round trip: how a
+    /// worker's completer finishes the jobs of concurrent tasks together. Returns how many entries
+    /// were still pending.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn finish_batch(&self, batch: &[(&Delivery, &Event)]) -> Result<u64, QueueError> {
+        if batch.is_empty() {
+            return Ok(0);
         }
-        let acked: u64 = self.run(&inv).await?;
-        Ok(acked == 1)
+        let mut inv = scripts::FINISH.prepare_invoke();
+        inv.key(self.keys.jobs()).key(self.keys.events());
+        inv.arg(&self.config.group).arg(self.config.events_maxlen).arg(batch.len());
+        for (delivery, event) in batch {
+            inv.key(self.keys.job(delivery.entry.job_id.as_str()));
+            let fields = event.to_fields();
+            inv.arg(&delivery.id).arg(delivery.entry.attempt).arg(fields.len() * 2);
+            for (k, v) in fields {
+                inv.arg(k).arg(v);
+            }
+        }
+        self.run(&inv).await
     }
 
     /// Acks and deletes a delivery's entry and schedules `next` (the job's next attempt) at

@@ -16,17 +16,26 @@ return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
     )
 });
 
-/// Finish a delivery (completed, failed, stalled): ack and delete the entry, drop the job key if it
-/// still belongs to this attempt, append the event.
-/// KEYS: jobs stream, job key, events stream. ARGV: group, entry id, attempt, events maxlen, event
-/// field/value pairs. Returns 1 if the entry was pending, 0 otherwise.
+/// Finish deliveries (completed, failed, stalled) in one step: for each, drop the job key if it
+/// still belongs to this attempt and append its event; then ack and delete all the entries.
+/// KEYS: jobs stream, events stream, one job key per delivery. ARGV: group, events maxlen, count,
+/// then per delivery: entry id, attempt, number of event arguments, event field/value pairs.
+/// Returns how many entries were still pending.
 pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+local n = tonumber(ARGV[3])
+local ids = {}
+local pos = 4
+for i = 1, n do
+  local nf = tonumber(ARGV[pos + 2])
+  ids[i] = ARGV[pos]
+  if redis.call('GET', KEYS[2 + i]) == ARGV[pos + 1] then redis.call('DEL', KEYS[2 + i]) end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, pos + 3, pos + 2 + nf))
+  pos = pos + 3 + nf
+end
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+redis.call('XDEL', KEYS[1], unpack(ids))
 return acked
 ",
     )

@@ -1,0 +1,174 @@
+//! Queue-only benchmark against a real Redis: N single enqueues from 32 concurrent callers, then a
+//! worker with concurrency 32 running a no-op job and finishing each entry (ack + delete + event).
+//! The same shape as the BullMQ peer's `bare-queue-single-add` scenario. Prints one JSON line.
+//!
+//! `BENCH_N` (default 20000), `CALLERS` (32), `CONCURRENCY` (32), `REDIS_URL`.
+//! Uses a private key prefix and deletes its keys afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use longhaul_core::{JobId, TenantId, TicketId};
+use longhaul_queue::{Delivery, Event, EventKind, JobEntry, Queue, QueueConfig, now_ms};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Total command calls from `INFO commandstats`, excluding INFO itself.
+async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.expect("info");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::main]
+async fn main() {
+    let n = env_usize("BENCH_N", 20_000);
+    let callers = env_usize("CALLERS", 32);
+    let concurrency = env_usize("CONCURRENCY", 32);
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut suffix = [0u8; 4];
+    getrandom::fill(&mut suffix).expect("random");
+    let prefix = format!("lhbench-{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let queue =
+        Queue::new(&url, QueueConfig { prefix: prefix.clone(), ..QueueConfig::default() }).expect("queue");
+    queue.prepare(None).await.expect("prepare");
+    let mut admin = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin");
+
+    let tenant = TenantId::parse("bench").expect("tenant");
+    let entries: Arc<Vec<JobEntry>> = Arc::new(
+        (0..n)
+            .map(|i| {
+                let ticket = TicketId::parse(format!("T-{i}")).expect("ticket");
+                JobEntry {
+                    job_id: JobId::for_ticket(&tenant, &ticket, 1),
+                    tenant_id: tenant.clone(),
+                    ticket_id: ticket,
+                    ticket_revision: 1,
+                    attempt: 1,
+                    enqueued_at_ms: now_ms(),
+                    traceparent: None,
+                }
+            })
+            .collect(),
+    );
+
+    // Phase 1: enqueue.
+    let calls0 = command_calls(&mut admin).await;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let queue = queue.clone();
+            let entries = entries.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for e in entries.iter().skip(c).step_by(callers) {
+                    let s = Instant::now();
+                    assert!(queue.enqueue(e).await.expect("enqueue"), "every job is new");
+                    lat.push(s.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = Vec::with_capacity(n);
+    for t in tasks {
+        latencies.extend(t.await.expect("caller"));
+    }
+    let enqueue_secs = started.elapsed().as_secs_f64();
+    let calls1 = command_calls(&mut admin).await;
+
+    // Phase 2: process, shaped like the worker: a fetcher reads at most the free capacity, each
+    // job runs in its own task, and a completer finishes the jobs that are done in batches.
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut consumer = queue.consumer("bench-worker").expect("consumer");
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(Delivery, OwnedSemaphorePermit)>();
+    let completer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut finished = 0usize;
+            let mut batch = Vec::with_capacity(concurrency);
+            while finished < n {
+                if done_rx.recv_many(&mut batch, concurrency).await == 0 {
+                    break;
+                }
+                let events: Vec<Event> = batch
+                    .iter()
+                    .map(|(d, _)| {
+                        Event::new(
+                            EventKind::Completed,
+                            d.entry.job_id.as_str(),
+                            d.entry.tenant_id.as_str(),
+                            1,
+                            now_ms(),
+                        )
+                    })
+                    .collect();
+                let pairs: Vec<(&Delivery, &Event)> = batch.iter().map(|(d, _)| d).zip(&events).collect();
+                queue.finish_batch(&pairs).await.expect("finish");
+                finished += batch.len();
+                batch.clear(); // releases the permits
+            }
+            finished
+        })
+    };
+    let started = Instant::now();
+    let mut fetched = 0usize;
+    while fetched < n {
+        let first = permits.clone().acquire_owned().await.expect("permit");
+        let free = permits.available_permits() + 1;
+        let batch = consumer.fetch(free, Duration::from_millis(50)).await.expect("fetch");
+        let mut first = Some(first);
+        for d in batch {
+            let permit = match first.take() {
+                Some(p) => p,
+                None => permits.clone().acquire_owned().await.expect("permit"),
+            };
+            fetched += 1;
+            let done_tx = done_tx.clone();
+            tokio::spawn(async move {
+                // The job: a no-op, as in the peer benchmark.
+                done_tx.send((d, permit)).expect("completer alive");
+            });
+        }
+    }
+    assert_eq!(completer.await.expect("completer"), n);
+    let process_secs = started.elapsed().as_secs_f64();
+    let calls2 = command_calls(&mut admin).await;
+
+    // Verify before printing.
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!((stats.stream_length, stats.pending), (0, 0), "every entry acked and deleted");
+    assert_eq!(stats.events_length as usize, n.min(stats.events_length as usize));
+
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
+    let add_cmds = (calls1 - calls0) as f64 / n as f64;
+    let process_cmds = (calls2 - calls1) as f64 / n as f64;
+    println!(
+        "{{\"scenario\":\"queue-only\",\"n\":{n},\"callers\":{callers},\"concurrency\":{concurrency},\
+         \"adds_per_s\":{:.0},\"processed_per_s\":{:.0},\"enqueue_p50_ms\":{:.2},\"enqueue_p99_ms\":{:.2},\
+         \"redis_cmds_per_job\":{:.1},\"redis_cmds_add\":{:.1},\"redis_cmds_process\":{:.1}}}",
+        n as f64 / enqueue_secs,
+        n as f64 / process_secs,
+        pct(0.5),
+        pct(0.99),
+        add_cmds + process_cmds,
+        add_cmds,
+        process_cmds,
+    );
+
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut admin).await.expect("keys");
+    if !keys.is_empty() {
+        let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut admin).await.expect("cleanup");
+    }
+}
