@@ -25,6 +25,15 @@ async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
         .sum()
 }
 
+/// Redis server CPU seconds (user + sys) from `INFO cpu`.
+async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.expect("info");
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        .sum()
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_usize("BENCH_N", 20_000);
@@ -63,6 +72,7 @@ async fn main() {
 
     // Phase 1: enqueue.
     let calls0 = command_calls(&mut admin).await;
+    let cpu0 = redis_cpu(&mut admin).await;
     let started = Instant::now();
     let tasks: Vec<_> = (0..callers)
         .map(|c| {
@@ -85,6 +95,7 @@ async fn main() {
     }
     let enqueue_secs = started.elapsed().as_secs_f64();
     let calls1 = command_calls(&mut admin).await;
+    let cpu1 = redis_cpu(&mut admin).await;
 
     // Phase 2: process, shaped like the worker: a fetcher reads at most the free capacity, each
     // job runs in its own task, and a completer finishes the jobs that are done in batches.
@@ -143,6 +154,7 @@ async fn main() {
     assert_eq!(completer.await.expect("completer"), n);
     let process_secs = started.elapsed().as_secs_f64();
     let calls2 = command_calls(&mut admin).await;
+    let cpu2 = redis_cpu(&mut admin).await;
 
     // Verify before printing.
     let stats = queue.stats().await.expect("stats");
@@ -156,7 +168,7 @@ async fn main() {
     println!(
         "{{\"scenario\":\"queue-only\",\"n\":{n},\"callers\":{callers},\"concurrency\":{concurrency},\
          \"adds_per_s\":{:.0},\"processed_per_s\":{:.0},\"enqueue_p50_ms\":{:.2},\"enqueue_p99_ms\":{:.2},\
-         \"redis_cmds_per_job\":{:.1},\"redis_cmds_add\":{:.1},\"redis_cmds_process\":{:.1}}}",
+         \"redis_cmds_per_job\":{:.1},\"redis_cmds_add\":{:.1},\"redis_cmds_process\":{:.1},\"redis_cpu_ms_per_job_add\":{:.4},\"redis_cpu_ms_per_job_process\":{:.4}}}",
         n as f64 / enqueue_secs,
         n as f64 / process_secs,
         pct(0.5),
@@ -164,6 +176,8 @@ async fn main() {
         add_cmds + process_cmds,
         add_cmds,
         process_cmds,
+        (cpu1 - cpu0) * 1000.0 / n as f64,
+        (cpu2 - cpu1) * 1000.0 / n as f64,
     );
 
     let keys: Vec<String> =
