@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use longhaul_core::{JobId, TenantId, TicketId};
-use longhaul_queue::{Delivery, Event, EventKind, JobEntry, Queue, QueueConfig, now_ms};
+use longhaul_queue::{Delivery, Event, EventKind, Finish, JobEntry, Queue, QueueConfig, now_ms};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -34,7 +34,7 @@ async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
         .sum()
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let n = env_usize("BENCH_N", 20_000);
     let callers = env_usize("CALLERS", 32);
@@ -97,13 +97,23 @@ async fn main() {
     let calls1 = command_calls(&mut admin).await;
     let cpu1 = redis_cpu(&mut admin).await;
 
-    // Phase 2: process, shaped like the worker: a fetcher reads at most the free capacity, each
-    // job runs in its own task, and a completer finishes the jobs that are done in batches.
+    // Phase 2: process, shaped like the worker: each job runs in its own task holding a permit
+    // (concurrency); a completer finishes the jobs that are done in one script call, which also
+    // takes as many new entries as it freed; a fetcher fills capacity that is still free.
     let permits = Arc::new(Semaphore::new(concurrency));
-    let mut consumer = queue.consumer("bench-worker").expect("consumer");
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(Delivery, OwnedSemaphorePermit)>();
+    let spawn_job =
+        |d: Delivery, permit: OwnedSemaphorePermit, tx: &tokio::sync::mpsc::UnboundedSender<_>| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                // The job: a no-op, as in the peer benchmark.
+                tx.send((d, permit)).expect("completer alive");
+            });
+        };
+    let started = Instant::now();
     let completer = {
         let queue = queue.clone();
+        let done_tx = done_tx.clone();
         tokio::spawn(async move {
             let mut finished = 0usize;
             let mut batch = Vec::with_capacity(concurrency);
@@ -123,35 +133,41 @@ async fn main() {
                         )
                     })
                     .collect();
-                let pairs: Vec<(&Delivery, &Event)> = batch.iter().map(|(d, _)| d).zip(&events).collect();
-                queue.finish_batch(&pairs).await.expect("finish");
+                let items: Vec<Finish<'_>> = batch
+                    .iter()
+                    .zip(&events)
+                    .map(|((d, _), e)| Finish { delivery: d, event: Some(e), release: true })
+                    .collect();
+                let (_, next) =
+                    queue.finish_batch(&items, "bench-worker", batch.len()).await.expect("finish");
                 finished += batch.len();
-                batch.clear(); // releases the permits
+                let mut permits: Vec<OwnedSemaphorePermit> = batch.drain(..).map(|(_, p)| p).collect();
+                for d in next {
+                    let permit = permits.pop().expect("one freed permit per taken entry");
+                    spawn_job(d, permit, &done_tx);
+                }
             }
             finished
         })
     };
-    let started = Instant::now();
-    let mut fetched = 0usize;
-    while fetched < n {
-        let first = permits.clone().acquire_owned().await.expect("permit");
-        let free = permits.available_permits() + 1;
-        let batch = consumer.fetch(free, Duration::from_millis(50)).await.expect("fetch");
-        let mut first = Some(first);
-        for d in batch {
-            let permit = match first.take() {
-                Some(p) => p,
-                None => permits.clone().acquire_owned().await.expect("permit"),
-            };
-            fetched += 1;
-            let done_tx = done_tx.clone();
-            tokio::spawn(async move {
-                // The job: a no-op, as in the peer benchmark.
-                done_tx.send((d, permit)).expect("completer alive");
-            });
+    let mut consumer = queue.consumer("bench-worker").expect("consumer");
+    let fetcher = tokio::spawn(async move {
+        loop {
+            let Ok(first) = permits.clone().acquire_owned().await else { return };
+            let free = permits.available_permits() + 1;
+            let batch = consumer.fetch(free, Duration::from_millis(20)).await.expect("fetch");
+            let mut first = Some(first);
+            for d in batch {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => permits.clone().acquire_owned().await.expect("permit"),
+                };
+                spawn_job(d, permit, &done_tx);
+            }
         }
-    }
+    });
     assert_eq!(completer.await.expect("completer"), n);
+    fetcher.abort();
     let process_secs = started.elapsed().as_secs_f64();
     let calls2 = command_calls(&mut admin).await;
     let cpu2 = redis_cpu(&mut admin).await;

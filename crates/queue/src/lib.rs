@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use entry::{DecodeError, Event, EventKind, JobEntry};
 pub use keys::KeySpace;
-pub use queue::{Delivery, EvictionCheck, Promoted, Queue, QueueConfig, QueueStats, Reclaimed};
+pub use queue::{Delivery, EvictionCheck, Finish, Promoted, Queue, QueueConfig, QueueStats, Reclaimed};
 pub use reader::{Consumer, EventReader, ReceivedEvent};
 
 /// A queue failure.

@@ -60,6 +60,18 @@ pub struct Delivery {
     pub deliveries: u64,
 }
 
+/// One delivery to finish in [`Queue::finish_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    /// The delivery.
+    pub delivery: &'a Delivery,
+    /// The lifecycle event to append, if any (none when acking a duplicate of a finished job).
+    pub event: Option<&'a Event>,
+    /// Whether to drop the job's presence key (if it still holds this delivery's attempt). False
+    /// when the job lives on in another entry, e.g. a duplicate dropped while another attempt runs.
+    pub release: bool,
+}
+
 /// What [`Queue::reclaim`] took over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reclaimed {
@@ -300,31 +312,47 @@ impl Queue {
     /// # Errors
     /// When Redis cannot be reached in time.
     pub async fn finish(&self, delivery: &Delivery, event: &Event) -> Result<bool, QueueError> {
-        Ok(self.finish_batch(&[(delivery, event)]).await? == 1)
+        let item = Finish { delivery, event: Some(event), release: true };
+        let (acked, _) = self.finish_batch(&[item], "", 0).await?;
+        Ok(acked == 1)
     }
 
-    /// [`Queue::finish`] for many deliveries in one atomic step and one round trip: how a
-    /// worker's completer finishes the jobs of concurrent tasks together. Returns how many entries
-    /// were still pending.
+    /// Finishes a batch of deliveries in one atomic step and one round trip — how a worker's
+    /// completer finishes the jobs of concurrent tasks together — and, in the same step, takes up to
+    /// `take` new entries for `consumer` (the capacity the batch frees). Returns how many entries
+    /// were still pending, and the new deliveries.
     ///
     /// # Errors
     /// When Redis cannot be reached in time.
-    pub async fn finish_batch(&self, batch: &[(&Delivery, &Event)]) -> Result<u64, QueueError> {
-        if batch.is_empty() {
-            return Ok(0);
+    pub async fn finish_batch(
+        &self,
+        batch: &[Finish<'_>],
+        consumer: &str,
+        take: usize,
+    ) -> Result<(u64, Vec<Delivery>), QueueError> {
+        if batch.is_empty() && take == 0 {
+            return Ok((0, Vec::new()));
         }
         let mut inv = scripts::FINISH.prepare_invoke();
         inv.key(self.keys.jobs()).key(self.keys.events());
-        inv.arg(&self.config.group).arg(self.config.events_maxlen).arg(batch.len());
-        for (delivery, event) in batch {
-            inv.key(self.keys.job(delivery.entry.job_id.as_str()));
-            let fields = event.to_fields();
-            inv.arg(&delivery.id).arg(delivery.entry.attempt).arg(fields.len() * 2);
+        inv.arg(&self.config.group).arg(self.config.events_maxlen).arg(batch.len()).arg(consumer).arg(take);
+        for item in batch {
+            inv.key(self.keys.job(item.delivery.entry.job_id.as_str()));
+            let fields = item.event.map(Event::to_fields).unwrap_or_default();
+            let attempt = if item.release { item.delivery.entry.attempt.to_string() } else { String::new() };
+            inv.arg(&item.delivery.id).arg(attempt).arg(fields.len() * 2);
             for (k, v) in fields {
                 inv.arg(k).arg(v);
             }
         }
-        self.run(&inv).await
+        let (acked, taken): (u64, Value) = self.run(&inv).await?;
+        let mut deliveries = Vec::new();
+        for (id, fields) in crate::reader::parse_read_reply(taken)? {
+            if let Some(entry) = self.decode_or_dead_letter(&id, fields).await? {
+                deliveries.push(Delivery { id, entry, deliveries: 1 });
+            }
+        }
+        Ok((acked, deliveries))
     }
 
     /// Acks and deletes a delivery's entry and schedules `next` (the job's next attempt) at

@@ -101,9 +101,9 @@ impl GroupReader {
 }
 
 /// `XREADGROUP` reply → entries. Nil (timeout) → none.
-fn parse_read_reply(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
+pub(crate) fn parse_read_reply(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
     let streams = match reply {
-        Value::Nil => return Ok(Vec::new()),
+        Value::Nil | Value::Boolean(false) => return Ok(Vec::new()),
         Value::Array(streams) => streams,
         Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
         other => return Err(QueueError::Protocol(format!("XREADGROUP returned {other:?}"))),

@@ -17,26 +17,38 @@ return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
 });
 
 /// Finish deliveries (completed, failed, stalled) in one step: for each, drop the job key if it
-/// still belongs to this attempt and append its event; then ack and delete all the entries.
+/// still belongs to this attempt and append its event (if any); then ack and delete all the
+/// entries; then hand the freed capacity new entries, so a busy worker needs one round trip per
+/// batch instead of two.
 /// KEYS: jobs stream, events stream, one job key per delivery. ARGV: group, events maxlen, count,
-/// then per delivery: entry id, attempt, number of event arguments, event field/value pairs.
-/// Returns how many entries were still pending.
+/// consumer, entries to take, then per delivery: entry id, attempt ("" to keep the job key),
+/// number of event arguments, event field/value pairs.
+/// Returns {entries still pending that were acked, new entries or false}.
 pub(crate) static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local n = tonumber(ARGV[3])
 local ids = {}
-local pos = 4
+local pos = 6
 for i = 1, n do
   local nf = tonumber(ARGV[pos + 2])
   ids[i] = ARGV[pos]
-  if redis.call('GET', KEYS[2 + i]) == ARGV[pos + 1] then redis.call('DEL', KEYS[2 + i]) end
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, pos + 3, pos + 2 + nf))
+  if ARGV[pos + 1] ~= '' and redis.call('GET', KEYS[2 + i]) == ARGV[pos + 1] then redis.call('DEL', KEYS[2 + i]) end
+  if nf > 0 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, pos + 3, pos + 2 + nf))
+  end
   pos = pos + 3 + nf
 end
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
-return acked
+local acked = 0
+if n > 0 then
+  acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  redis.call('XDEL', KEYS[1], unpack(ids))
+end
+local taken = false
+if tonumber(ARGV[5]) > 0 then
+  taken = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[4], 'COUNT', ARGV[5], 'STREAMS', KEYS[1], '>')
+end
+return {acked, taken}
 ",
     )
 });

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use longhaul_queue::{Event, EventKind, now_ms};
+use longhaul_queue::{Event, EventKind, Finish, now_ms};
 use redis::AsyncCommands;
 
 use crate::harness::{entry, raw, test_queue, wait_until};
@@ -401,4 +401,36 @@ async fn events_stream_is_trimmed() {
     let len = q.stats().await.expect("stats").events_length;
     // Approximate trimming removes whole radix-tree nodes (100 entries by default).
     assert!((100..=300).contains(&len), "events stream holds {len} entries");
+}
+
+#[tokio::test]
+async fn finish_batch_takes_new_entries_for_the_freed_capacity() {
+    let q = test_queue(|_| {}).await;
+    for i in 0..5 {
+        q.enqueue(&entry(&format!("T-{i}"))).await.expect("enqueue");
+    }
+    let mut c = q.consumer("w").expect("consumer");
+    let first = c.fetch(2, NO_WAIT).await.expect("fetch");
+    let events: Vec<Event> = first.iter().map(|d| event(EventKind::Completed, d)).collect();
+    let items: Vec<Finish<'_>> = first
+        .iter()
+        .zip(&events)
+        .map(|(d, e)| Finish { delivery: d, event: Some(e), release: true })
+        .collect();
+    let (acked, next) = q.finish_batch(&items, "w", 2).await.expect("finish and take");
+    assert_eq!(acked, 2);
+    let tickets: Vec<_> = next.iter().map(|d| d.entry.ticket_id.as_str().to_owned()).collect();
+    assert_eq!(tickets, ["T-2", "T-3"]);
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.stream_length, stats.pending, stats.events_length), (3, 2, 2));
+
+    // Acking a duplicate without an event and without releasing keeps the job's trace.
+    let dup = &next[0];
+    let (acked, none) = q
+        .finish_batch(&[Finish { delivery: dup, event: None, release: false }], "w", 0)
+        .await
+        .expect("ack dup");
+    assert_eq!((acked, none.len()), (1, 0));
+    assert!(q.has_trace(&dup.entry.job_id).await.expect("trace"), "the job keeps its presence key");
+    assert_eq!(q.stats().await.expect("stats").events_length, 2, "no event for a dropped duplicate");
 }
