@@ -5,7 +5,7 @@
 //!   transitions are pure functions fenced by attempt number.
 //! - [`retry`] — the guide's retry table as [`FailureCase`] → [`ErrorClass`], and the
 //!   [`RetryPolicy`] (exponential backoff, full jitter, cap, attempt limit).
-//! - [`pipeline`] — the [`Pipeline`], [`PipelineObserver`] and [`OperationLog`] traits.
+//! - [`pipeline`] — the [`Pipeline`], [`PipelineObserver`], [`OperationLog`] and [`TicketStore`] traits.
 //!
 //! Storage (`longhaul-store`) and the queue (`longhaul-queue`) apply these rules; they never
 //! restate them.
@@ -18,6 +18,7 @@ pub mod retry;
 pub use ids::{IdError, IdempotencyKey, JobId, OperationId, TenantId, TicketId};
 pub use pipeline::{
     JobContext, NoopObserver, OperationLog, OperationState, Pipeline, PipelineObserver, StageEvent,
+    TicketStore, TicketView, run_effect,
 };
 pub use record::{JobRecord, JobStatus, NewJob, Progress, TransitionError};
 pub use retry::{Decision, ErrorClass, FailureCase, JobError, PolicyError, RetryPolicy};

@@ -148,3 +148,126 @@ pub trait OperationLog: Send + Sync {
         result: &serde_json::Value,
     ) -> impl Future<Output = Result<(), JobError>> + Send;
 }
+
+/// A ticket as a pipeline sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketView {
+    /// The owning tenant, as stored.
+    pub tenant_id: TenantId,
+    /// The ticket.
+    pub ticket_id: TicketId,
+    /// Its current revision.
+    pub revision: u64,
+    /// Subject line.
+    pub subject: String,
+    /// Body text.
+    pub body: String,
+}
+
+/// How a pipeline reaches tickets and tenant settings in application storage. Every call is
+/// scoped by tenant.
+pub trait TicketStore: Send + Sync {
+    /// Loads ticket `ticket` of `tenant`; `None` when it does not exist for that tenant.
+    ///
+    /// # Errors
+    /// A retryable [`JobError`] when storage cannot be reached.
+    fn load_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> impl Future<Output = Result<Option<TicketView>, JobError>> + Send;
+
+    /// Writes the triage result onto the ticket (its `triage` field), tagged with the operation id.
+    ///
+    /// # Errors
+    /// A retryable [`JobError`] when storage cannot be reached; an invalid one when the ticket is gone.
+    fn write_triage(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+        triage: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// The tenant's webhook URL, if one is configured.
+    ///
+    /// # Errors
+    /// A retryable [`JobError`] when storage cannot be reached.
+    fn tenant_webhook(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<String>, JobError>> + Send;
+}
+
+/// Runs side effect `effect` of stage `stage` at most once per operation id: if the operation log
+/// says it is done, returns the stored result without running `effect`; otherwise runs it with the
+/// operation id (to pass on as the receiver's idempotency key) and records its result.
+///
+/// # Errors
+/// The effect's [`JobError`], or the log's.
+pub async fn run_effect<L, F, Fut>(
+    log: &L,
+    ctx: &JobContext,
+    stage: &str,
+    effect: &str,
+    run: F,
+) -> Result<serde_json::Value, JobError>
+where
+    L: OperationLog + ?Sized,
+    F: FnOnce(OperationId) -> Fut,
+    Fut: Future<Output = Result<serde_json::Value, JobError>>,
+{
+    let op = OperationId::derive(&ctx.job_id, stage, effect);
+    if let Some(OperationState::Done { result }) = log.begin(ctx, &op, stage, effect).await? {
+        return Ok(result);
+    }
+    let result = run(op.clone()).await?;
+    log.finish(ctx, &op, &result).await?;
+    Ok(result)
+}
+
+impl<T: TicketStore + ?Sized> TicketStore for &T {
+    fn load_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> impl Future<Output = Result<Option<TicketView>, JobError>> + Send {
+        (**self).load_ticket(tenant, ticket)
+    }
+
+    fn write_triage(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+        triage: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        (**self).write_triage(tenant, ticket, triage)
+    }
+
+    fn tenant_webhook(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<String>, JobError>> + Send {
+        (**self).tenant_webhook(tenant)
+    }
+}
+
+impl<T: OperationLog + ?Sized> OperationLog for &T {
+    fn begin(
+        &self,
+        ctx: &JobContext,
+        op: &OperationId,
+        stage: &str,
+        effect: &str,
+    ) -> impl Future<Output = Result<Option<OperationState>, JobError>> + Send {
+        (**self).begin(ctx, op, stage, effect)
+    }
+
+    fn finish(
+        &self,
+        ctx: &JobContext,
+        op: &OperationId,
+        result: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), JobError>> + Send {
+        (**self).finish(ctx, op, result)
+    }
+}

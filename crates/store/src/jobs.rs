@@ -246,6 +246,18 @@ impl Store {
         row.map(JobRecord::try_from).transpose()
     }
 
+    /// The tenant that owns job `job`, whoever asks. Only for integrity checks inside the worker
+    /// (a queue entry claiming the wrong tenant is an alert); never exposed through the API.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn job_owner(&self, job: &JobId) -> Result<Option<TenantId>, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT tenant_id FROM jobs WHERE job_id = $1").bind(job.as_str()).fetch_optional(pool).await
+        })?;
+        row.map(|(t,)| TenantId::parse(t).map_err(corrupt)).transpose()
+    }
+
     /// Lists `tenant`'s jobs, newest first, optionally only those in `status`. `limit` is clamped to
     /// 1..=[`MAX_PAGE_SIZE`]; `cursor` is a previous page's `next_cursor`.
     ///

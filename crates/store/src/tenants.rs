@@ -262,6 +262,61 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Writes the triage result onto a ticket of `tenant`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the ticket does not exist for `tenant`; [`StoreError::Database`].
+    pub async fn write_ticket_triage(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+        triage: &Value,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE tickets SET triage = $3, updated_at = $4 WHERE tenant_id = $1 AND ticket_id = $2")
+                .bind(tenant.as_str())
+                .bind(ticket.as_str())
+                .bind(Json(triage))
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if updated == 1 { Ok(()) } else { Err(StoreError::NotFound("ticket")) }
+    }
+}
+
+impl longhaul_core::TicketStore for Store {
+    async fn load_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> Result<Option<longhaul_core::TicketView>, longhaul_core::JobError> {
+        Ok(self.get_ticket(tenant, ticket).await?.map(|t| longhaul_core::TicketView {
+            tenant_id: t.tenant_id,
+            ticket_id: t.ticket_id,
+            revision: t.revision,
+            subject: t.subject,
+            body: t.body,
+        }))
+    }
+
+    async fn write_triage(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+        triage: &Value,
+    ) -> Result<(), longhaul_core::JobError> {
+        Ok(self.write_ticket_triage(tenant, ticket, triage).await?)
+    }
+
+    async fn tenant_webhook(&self, tenant: &TenantId) -> Result<Option<String>, longhaul_core::JobError> {
+        Ok(self.get_tenant(tenant).await?.and_then(|t| t.webhook_url))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,153 @@
+//! `longhaul-triage`: the ticket-triage pipeline.
+//!
+//! Three stages, each reported to the [`PipelineObserver`]:
+//!
+//! 1. **load** (0 → 33 %) — the ticket, from application storage through [`TicketStore`], scoped
+//!    by tenant. A missing ticket or an older revision than requested is invalid job data; a ticket
+//!    whose stored tenant differs from the job's is a permission failure (alert).
+//! 2. **classify** (33 → 66 %) — a [`Classifier`]: the built-in [`RuleClassifier`] (default,
+//!    offline) or the OpenAI-compatible [`HttpClassifier`].
+//! 3. **apply** (66 → 100 %) — writes the result onto the ticket and delivers the tenant's webhook,
+//!    each through the operation log ([`run_effect`]) so a retried job never repeats them; the
+//!    webhook carries `Idempotency-Key: <operation id>`.
+//!
+//! The pipeline depends on traits only — no database, no Redis — and runs directly in unit tests.
+
+pub mod classify;
+pub mod http;
+
+use longhaul_core::{
+    FailureCase, JobContext, JobError, OperationLog, Pipeline, PipelineObserver, Progress, StageEvent,
+    TicketStore, run_effect,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use classify::{Category, Classification, Classifier, Priority, RuleClassifier};
+pub use http::{HttpClassifier, HttpClassifierConfig, HttpWebhook, WebhookSender};
+
+/// Stage names, in order.
+pub const STAGES: [&str; 3] = ["load", "classify", "apply"];
+
+/// What a completed triage job stores as its output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriageOutput {
+    /// The classification applied.
+    pub classification: Classification,
+    /// The ticket revision that was triaged.
+    pub ticket_revision: u64,
+    /// The webhook delivery's stored result, when the tenant has a webhook.
+    pub webhook: Option<Value>,
+}
+
+/// A classifier chosen at run time.
+#[derive(Debug, Clone)]
+pub enum Provider {
+    /// The built-in rules.
+    Rules(RuleClassifier),
+    /// An OpenAI-compatible endpoint.
+    Http(HttpClassifier),
+}
+
+impl Classifier for Provider {
+    async fn classify(&self, ticket: &longhaul_core::TicketView) -> Result<Classification, JobError> {
+        match self {
+            Self::Rules(c) => c.classify(ticket).await,
+            Self::Http(c) => c.classify(ticket).await,
+        }
+    }
+}
+
+/// The triage pipeline over its collaborators.
+#[derive(Debug, Clone)]
+pub struct TriagePipeline<T, O, C, W> {
+    tickets: T,
+    ops: O,
+    classifier: C,
+    webhook: W,
+}
+
+impl<T, O, C, W> TriagePipeline<T, O, C, W> {
+    /// A pipeline reading tickets from `tickets`, logging side effects in `ops`, classifying with
+    /// `classifier` and delivering webhooks with `webhook`.
+    pub fn new(tickets: T, ops: O, classifier: C, webhook: W) -> Self {
+        Self { tickets, ops, classifier, webhook }
+    }
+}
+
+fn percent(p: u8) -> Progress {
+    // Invariant: every call site passes a constant ≤ 100.
+    Progress::new(p.min(100)).unwrap_or(Progress::DONE)
+}
+
+impl<T, O, C, W> Pipeline for TriagePipeline<T, O, C, W>
+where
+    T: TicketStore,
+    O: OperationLog,
+    C: Classifier,
+    W: WebhookSender,
+{
+    type Output = TriageOutput;
+
+    async fn run(&self, ctx: &JobContext, observer: &dyn PipelineObserver) -> Result<TriageOutput, JobError> {
+        let event = |e: StageEvent<'_>| observer.on_event(ctx, e);
+
+        event(StageEvent::Started { stage: "load", progress: percent(0) });
+        let ticket = self.tickets.load_ticket(&ctx.tenant_id, &ctx.ticket_id).await?.ok_or_else(|| {
+            JobError::new(FailureCase::InvalidJobData, format!("ticket {} does not exist", ctx.ticket_id))
+        })?;
+        if ticket.tenant_id != ctx.tenant_id || ticket.ticket_id != ctx.ticket_id {
+            return Err(JobError::new(
+                FailureCase::PermissionDenied,
+                format!(
+                    "tenant mismatch: job of tenant {} loaded ticket of tenant {}",
+                    ctx.tenant_id, ticket.tenant_id
+                ),
+            ));
+        }
+        if ticket.revision < ctx.ticket_revision {
+            return Err(JobError::new(
+                FailureCase::InvalidJobData,
+                format!(
+                    "revision {} was requested but ticket {} is at revision {}",
+                    ctx.ticket_revision, ctx.ticket_id, ticket.revision
+                ),
+            ));
+        }
+        event(StageEvent::Finished { stage: "load", progress: percent(33) });
+
+        event(StageEvent::Started { stage: "classify", progress: percent(33) });
+        let classification = self.classifier.classify(&ticket).await?;
+        event(StageEvent::Finished { stage: "classify", progress: percent(66) });
+
+        event(StageEvent::Started { stage: "apply", progress: percent(66) });
+        let triage =
+            json!({ "classification": classification, "job_id": ctx.job_id, "revision": ticket.revision });
+        run_effect(&self.ops, ctx, "apply", "ticket-update", |_op| async {
+            self.tickets.write_triage(&ctx.tenant_id, &ctx.ticket_id, &triage).await?;
+            Ok(json!({ "written": true }))
+        })
+        .await?;
+        event(StageEvent::Progress { stage: "apply", progress: percent(83) });
+        let webhook = match self.tickets.tenant_webhook(&ctx.tenant_id).await? {
+            None => None,
+            Some(url) => {
+                let payload = json!({
+                    "event": "ticket.triaged",
+                    "tenant_id": ctx.tenant_id,
+                    "ticket_id": ctx.ticket_id,
+                    "job_id": ctx.job_id,
+                    "revision": ticket.revision,
+                    "classification": classification,
+                });
+                let delivered = run_effect(&self.ops, ctx, "apply", "webhook", |op| async move {
+                    self.webhook.deliver(&url, &op, &payload).await
+                })
+                .await?;
+                Some(delivered)
+            }
+        };
+        event(StageEvent::Finished { stage: "apply", progress: percent(100) });
+        Ok(TriageOutput { classification, ticket_revision: ticket.revision, webhook })
+    }
+}

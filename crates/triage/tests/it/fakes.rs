@@ -1,0 +1,137 @@
+//! In-memory stand-ins for application storage, a scripted classifier and a recording webhook.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use longhaul_core::{
+    JobContext, JobError, OperationId, OperationLog, OperationState, PipelineObserver, StageEvent, TenantId,
+    TicketId, TicketStore, TicketView,
+};
+use longhaul_triage::{Classification, Classifier, RuleClassifier, WebhookSender};
+use serde_json::Value;
+
+#[derive(Default)]
+pub struct MemStore {
+    pub tickets: Mutex<HashMap<(String, String), TicketView>>,
+    pub triage_writes: Mutex<Vec<Value>>,
+    pub webhooks: Mutex<HashMap<String, String>>,
+    pub ops: Mutex<HashMap<String, OperationState>>,
+}
+
+impl MemStore {
+    pub fn with_ticket(tenant: &str, ticket: &str, subject: &str, body: &str) -> Self {
+        let s = Self::default();
+        s.put(tenant, ticket, subject, body);
+        s
+    }
+
+    pub fn put(&self, tenant: &str, ticket: &str, subject: &str, body: &str) {
+        let view = TicketView {
+            tenant_id: TenantId::parse(tenant).expect("tenant"),
+            ticket_id: TicketId::parse(ticket).expect("ticket"),
+            revision: 1,
+            subject: subject.into(),
+            body: body.into(),
+        };
+        self.tickets.lock().expect("lock").insert((tenant.into(), ticket.into()), view);
+    }
+}
+
+impl TicketStore for MemStore {
+    async fn load_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> Result<Option<TicketView>, JobError> {
+        Ok(self.tickets.lock().expect("lock").get(&(tenant.to_string(), ticket.to_string())).cloned())
+    }
+    async fn write_triage(
+        &self,
+        _tenant: &TenantId,
+        _ticket: &TicketId,
+        triage: &Value,
+    ) -> Result<(), JobError> {
+        self.triage_writes.lock().expect("lock").push(triage.clone());
+        Ok(())
+    }
+    async fn tenant_webhook(&self, tenant: &TenantId) -> Result<Option<String>, JobError> {
+        Ok(self.webhooks.lock().expect("lock").get(tenant.as_str()).cloned())
+    }
+}
+
+impl OperationLog for MemStore {
+    async fn begin(
+        &self,
+        ctx: &JobContext,
+        op: &OperationId,
+        _stage: &str,
+        _effect: &str,
+    ) -> Result<Option<OperationState>, JobError> {
+        let mut ops = self.ops.lock().expect("lock");
+        let before = ops.get(op.as_str()).cloned();
+        if !matches!(before, Some(OperationState::Done { .. })) {
+            ops.insert(op.to_string(), OperationState::Started { attempt: ctx.attempt });
+        }
+        Ok(before)
+    }
+    async fn finish(&self, _ctx: &JobContext, op: &OperationId, result: &Value) -> Result<(), JobError> {
+        self.ops
+            .lock()
+            .expect("lock")
+            .insert(op.to_string(), OperationState::Done { result: result.clone() });
+        Ok(())
+    }
+}
+
+/// Answers from a script, then falls back to the rules.
+#[derive(Default)]
+pub struct ScriptedClassifier {
+    pub answers: Mutex<VecDeque<Result<Classification, JobError>>>,
+}
+
+impl ScriptedClassifier {
+    pub fn failing_with(errors: Vec<JobError>) -> Self {
+        Self { answers: Mutex::new(errors.into_iter().map(Err).collect()) }
+    }
+}
+
+impl Classifier for ScriptedClassifier {
+    async fn classify(&self, ticket: &TicketView) -> Result<Classification, JobError> {
+        let next = self.answers.lock().expect("lock").pop_front();
+        match next {
+            Some(answer) => answer,
+            None => Ok(RuleClassifier::classify_now(ticket)),
+        }
+    }
+}
+
+/// Records every delivery; fails the first `fail_first` ones after "sending" (to model a crash
+/// between the effect and its record).
+#[derive(Default)]
+pub struct RecordingWebhook {
+    pub deliveries: Mutex<Vec<(String, String)>>,
+}
+
+impl WebhookSender for RecordingWebhook {
+    async fn deliver(&self, url: &str, op: &OperationId, _payload: &Value) -> Result<Value, JobError> {
+        self.deliveries.lock().expect("lock").push((url.to_owned(), op.to_string()));
+        Ok(serde_json::json!({ "delivered": true }))
+    }
+}
+
+/// Records stage events as (kind, stage, percent).
+#[derive(Default)]
+pub struct RecordingObserver {
+    pub events: Mutex<Vec<(&'static str, String, u8)>>,
+}
+
+impl PipelineObserver for RecordingObserver {
+    fn on_event(&self, _ctx: &JobContext, event: StageEvent<'_>) {
+        let kind = match event {
+            StageEvent::Started { .. } => "started",
+            StageEvent::Progress { .. } => "progress",
+            StageEvent::Finished { .. } => "finished",
+        };
+        self.events.lock().expect("lock").push((kind, event.stage().to_owned(), event.progress().percent()));
+    }
+}

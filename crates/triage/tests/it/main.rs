@@ -1,0 +1,6 @@
+//! Triage tests: the pipeline run directly on in-memory fakes, and the HTTP edges against a local
+//! HTTP server.
+
+mod fakes;
+mod http;
+mod pipeline;

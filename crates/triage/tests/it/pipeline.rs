@@ -1,0 +1,178 @@
+//! The pipeline, run directly: no Redis, no database.
+
+use longhaul_core::{
+    ErrorClass, FailureCase, JobContext, JobError, JobId, OperationId, OperationState, Pipeline, TenantId,
+    TicketId,
+};
+use longhaul_triage::{Category, Priority, TriagePipeline};
+
+use crate::fakes::{MemStore, RecordingObserver, RecordingWebhook, ScriptedClassifier};
+
+fn ctx(tenant: &str, ticket: &str, attempt: u32) -> JobContext {
+    let tenant_id = TenantId::parse(tenant).expect("tenant");
+    let ticket_id = TicketId::parse(ticket).expect("ticket");
+    JobContext {
+        job_id: JobId::for_ticket(&tenant_id, &ticket_id, 1),
+        tenant_id,
+        ticket_id,
+        ticket_revision: 1,
+        attempt,
+    }
+}
+
+type Triage<'a> = TriagePipeline<&'a MemStore, &'a MemStore, &'a ScriptedClassifier, &'a RecordingWebhook>;
+
+fn pipeline<'a>(
+    store: &'a MemStore,
+    classifier: &'a ScriptedClassifier,
+    webhook: &'a RecordingWebhook,
+) -> Triage<'a> {
+    TriagePipeline::new(store, store, classifier, webhook)
+}
+
+#[tokio::test]
+async fn success_produces_the_classification_and_applies_it() {
+    let store = MemStore::with_ticket("acme", "SUP-1", "Refund please", "I was charged twice");
+    store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/triage".into());
+    let (classifier, webhook, observer) =
+        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
+    let out =
+        pipeline(&store, &classifier, &webhook).run(&ctx("acme", "SUP-1", 1), &observer).await.expect("run");
+    assert_eq!(
+        (out.classification.category, out.classification.priority),
+        (Category::Billing, Priority::High)
+    );
+    assert_eq!(out.ticket_revision, 1);
+    assert_eq!(out.webhook, Some(serde_json::json!({ "delivered": true })));
+    let writes = store.triage_writes.lock().expect("lock").clone();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0]["classification"]["category"], "billing");
+    let deliveries = webhook.deliveries.lock().expect("lock").clone();
+    let job = ctx("acme", "SUP-1", 1).job_id;
+    assert_eq!(
+        deliveries,
+        [(
+            "http://hooks.invalid/triage".to_string(),
+            OperationId::derive(&job, "apply", "webhook").to_string()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn progress_sequence_is_reported_in_order() {
+    let store = MemStore::with_ticket("acme", "SUP-1", "Hello", "Thanks");
+    let (classifier, webhook, observer) =
+        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
+    pipeline(&store, &classifier, &webhook).run(&ctx("acme", "SUP-1", 1), &observer).await.expect("run");
+    let events = observer.events.lock().expect("lock").clone();
+    let expected: Vec<(&str, String, u8)> = vec![
+        ("started", "load".into(), 0),
+        ("finished", "load".into(), 33),
+        ("started", "classify".into(), 33),
+        ("finished", "classify".into(), 66),
+        ("started", "apply".into(), 66),
+        ("progress", "apply".into(), 83),
+        ("finished", "apply".into(), 100),
+    ];
+    assert_eq!(events, expected);
+}
+
+#[tokio::test]
+async fn each_error_class_is_reported() {
+    let store = MemStore::with_ticket("acme", "SUP-1", "Hello", "Thanks");
+    // A ticket stored under another tenant id than the one it was loaded for: a forged or
+    // misrouted job must not touch it.
+    store.tickets.lock().expect("lock").insert(
+        ("acme".into(), "SUP-X".into()),
+        longhaul_core::TicketView {
+            tenant_id: TenantId::parse("globex").expect("tenant"),
+            ticket_id: TicketId::parse("SUP-X").expect("ticket"),
+            revision: 1,
+            subject: "s".into(),
+            body: "b".into(),
+        },
+    );
+    let webhook = RecordingWebhook::default();
+    let observer = RecordingObserver::default();
+    let cases: Vec<(JobContext, ScriptedClassifier, FailureCase, ErrorClass, &str)> = vec![
+        (
+            ctx("acme", "SUP-404", 1),
+            ScriptedClassifier::default(),
+            FailureCase::InvalidJobData,
+            ErrorClass::Invalid,
+            "ticket SUP-404 does not exist",
+        ),
+        (
+            ctx("acme", "SUP-X", 1),
+            ScriptedClassifier::default(),
+            FailureCase::PermissionDenied,
+            ErrorClass::Alert,
+            "tenant mismatch",
+        ),
+        (
+            JobContext { ticket_revision: 5, ..ctx("acme", "SUP-1", 1) },
+            ScriptedClassifier::default(),
+            FailureCase::InvalidJobData,
+            ErrorClass::Invalid,
+            "revision 5 was requested",
+        ),
+        (
+            ctx("acme", "SUP-1", 1),
+            ScriptedClassifier::failing_with(vec![JobError::new(
+                FailureCase::ProviderTimeout,
+                "classifier timed out",
+            )]),
+            FailureCase::ProviderTimeout,
+            ErrorClass::Retryable,
+            "timed out",
+        ),
+        (
+            ctx("acme", "SUP-1", 1),
+            ScriptedClassifier::failing_with(vec![JobError::new(
+                FailureCase::ProviderRejected,
+                "answer out of schema",
+            )]),
+            FailureCase::ProviderRejected,
+            ErrorClass::Invalid,
+            "out of schema",
+        ),
+    ];
+    for (ctx, classifier, case, class, message) in cases {
+        let err = pipeline(&store, &classifier, &webhook).run(&ctx, &observer).await.expect_err(message);
+        assert_eq!((err.case, err.class()), (case, class), "{message}");
+        assert!(err.message.contains(message), "{}", err.message);
+    }
+    assert!(store.triage_writes.lock().expect("lock").is_empty(), "no failed run applied anything");
+    assert!(webhook.deliveries.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn effects_are_not_repeated_when_the_same_job_runs_again() {
+    let store = MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes");
+    store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/t".into());
+    let (classifier, webhook, observer) =
+        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
+    let p = pipeline(&store, &classifier, &webhook);
+    let first = p.run(&ctx("acme", "SUP-1", 1), &observer).await.expect("first");
+    // The worker died before acking: the same job runs again as attempt 2.
+    let second = p.run(&ctx("acme", "SUP-1", 2), &observer).await.expect("second");
+    assert_eq!(first, second, "the stored results are reused");
+    assert_eq!(store.triage_writes.lock().expect("lock").len(), 1, "ticket written once");
+    assert_eq!(webhook.deliveries.lock().expect("lock").len(), 1, "webhook delivered once");
+}
+
+#[tokio::test]
+async fn an_interrupted_effect_is_redone_with_the_same_operation_id() {
+    let store = MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes");
+    store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/t".into());
+    let c = ctx("acme", "SUP-1", 2);
+    let op = OperationId::derive(&c.job_id, "apply", "webhook");
+    // Attempt 1 began the delivery and died before recording it.
+    store.ops.lock().expect("lock").insert(op.to_string(), OperationState::Started { attempt: 1 });
+    let (classifier, webhook, observer) =
+        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
+    pipeline(&store, &classifier, &webhook).run(&c, &observer).await.expect("run");
+    let deliveries = webhook.deliveries.lock().expect("lock").clone();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].1, op.to_string(), "the receiver sees the same idempotency key");
+}
