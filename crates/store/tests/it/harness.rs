@@ -1,78 +1,22 @@
 //! Test databases and the `conformance!` macro that runs one test body on both backends.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 
-use futures::FutureExt;
 use longhaul_core::{JobId, NewJob, TenantId, TicketId};
-use longhaul_store::{Store, StoreOptions};
-use sqlx::{Connection, PgConnection};
+use longhaul_store::Store;
 
-/// The PostgreSQL server tests create their databases on (`LONGHAUL_TEST_PG_URL`, default: the
-/// local server as `postgres`).
-pub fn pg_admin_url() -> String {
-    std::env::var("LONGHAUL_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
+pub use longhaul_testkit::Backend as Kind;
 
-fn unique_name() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("random");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("longhaul_test_{hex}")
-}
-
-/// Which backend a conformance test runs on.
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs `body` against a fresh, migrated store of `kind`, then removes the database, also when
-/// `body` panics.
+/// Runs `body` against a fresh, migrated store of `kind`; the database is removed afterwards, also
+/// when `body` panics.
 pub async fn with_store<F, Fut>(kind: Kind, body: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
-    match kind {
-        Kind::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}", dir.path().join("longhaul.db").display());
-            let store =
-                Store::connect_and_migrate(Some(&url), &StoreOptions::default()).await.expect("sqlite store");
-            let result = AssertUnwindSafe(body(store.clone())).catch_unwind().await;
-            store.close().await;
-            if let Err(panic) = result {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Kind::Postgres => {
-            let admin = pg_admin_url();
-            let name = unique_name();
-            let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL admin connection");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let url = match admin.rfind('/') {
-                Some(i) => format!("{}/{name}", &admin[..i]),
-                None => panic!("LONGHAUL_TEST_PG_URL has no database path: {admin}"),
-            };
-            let store =
-                Store::connect_and_migrate(Some(&url), &StoreOptions::default()).await.expect("pg store");
-            let result = AssertUnwindSafe(body(store.clone())).catch_unwind().await;
-            store.close().await;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                .execute(&mut conn)
-                .await
-                .expect("drop test database");
-            if let Err(panic) = result {
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
+    let db = longhaul_testkit::TestDb::new(kind).await;
+    body(db.store.clone()).await;
+    db.store.close().await;
 }
 
 /// Defines a test that runs the same body on SQLite and on PostgreSQL:

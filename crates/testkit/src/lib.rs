@@ -1,0 +1,174 @@
+//! Test fixtures shared by the crates' integration tests (a dev-dependency only).
+//!
+//! - [`TestDb`] — a migrated [`Store`] on a database of its own: a temporary SQLite file, or a
+//!   fresh PostgreSQL database dropped when the fixture is dropped (also after a panic).
+//! - [`TestQueue`] — a prepared [`Queue`] under a random key prefix whose keys are deleted on drop.
+//! - [`wait_until`] — polls a condition with a deadline and reports the last state seen; tests never
+//!   sleep to synchronise.
+//!
+//! `LONGHAUL_TEST_PG_URL` and `LONGHAUL_TEST_REDIS_URL` point the fixtures at other servers.
+
+use std::time::{Duration, Instant};
+
+use longhaul_queue::{Queue, QueueConfig};
+use longhaul_store::{Store, StoreOptions};
+use sqlx::{Connection, PgConnection};
+
+/// Which database a [`TestDb`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn pg_admin_url() -> String {
+    std::env::var("LONGHAUL_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// The Redis tests use.
+pub fn redis_url() -> String {
+    std::env::var("LONGHAUL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// 12 random hex digits.
+pub fn random_hex() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS random source");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A migrated store on a database of its own.
+pub struct TestDb {
+    /// The store.
+    pub store: Store,
+    /// The URL the store was opened with (for starting binaries against it).
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestDb {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl TestDb {
+    /// A fresh, migrated database of `backend`.
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("longhaul.db").display());
+                let store = Store::connect_and_migrate(Some(&url), &StoreOptions::default())
+                    .await
+                    .expect("sqlite store");
+                Self { store, url, pg_name: None, _dir: Some(dir) }
+            }
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let name = format!("longhaul_test_{}", random_hex());
+                let mut conn = PgConnection::connect(&admin).await.expect("PostgreSQL admin connection");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base =
+                    admin.rsplit_once('/').map(|(b, _)| b).expect("LONGHAUL_TEST_PG_URL has a database path");
+                let url = format!("{base}/{name}");
+                let store =
+                    Store::connect_and_migrate(Some(&url), &StoreOptions::default()).await.expect("pg store");
+                Self { store, url, pg_name: Some(name), _dir: None }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else { return };
+        // Drop cannot await: drop the database from a thread with a runtime of its own.
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&pg_admin_url()).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+/// A prepared queue under a random key prefix; its keys are deleted on drop.
+pub struct TestQueue {
+    /// The queue.
+    pub queue: Queue,
+    /// Its key prefix.
+    pub prefix: String,
+}
+
+impl std::ops::Deref for TestQueue {
+    type Target = Queue;
+    fn deref(&self) -> &Queue {
+        &self.queue
+    }
+}
+
+impl TestQueue {
+    /// A prepared queue (consumer groups created) with its configuration adjusted by `tweak`.
+    pub async fn new(tweak: impl FnOnce(&mut QueueConfig)) -> Self {
+        let prefix = format!("lhtest-{}", random_hex());
+        let mut config = QueueConfig { prefix: prefix.clone(), ..QueueConfig::default() };
+        tweak(&mut config);
+        let queue = Queue::new(&redis_url(), config).expect("queue");
+        queue.prepare(Some("queue-events")).await.expect("prepare the queue");
+        Self { queue, prefix }
+    }
+
+    /// A raw connection, to inspect keys directly.
+    pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connection")
+    }
+}
+
+impl Drop for TestQueue {
+    fn drop(&mut self) {
+        // Synchronous client: Drop cannot await. Only this test's own keys are touched.
+        let Ok(client) = redis::Client::open(redis_url()) else { return };
+        let Ok(mut conn) = client.get_connection() else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut conn).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Ok`, or panics at `timeout` with the last state seen.
+pub async fn wait_until<T, S: std::fmt::Debug>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, S>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last state: {last:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}

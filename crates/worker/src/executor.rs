@@ -1,0 +1,339 @@
+//! The executor: runs one delivery and writes its outcome to application storage. It returns what
+//! the completer must then do with the queue entry — never the other way round, so nothing is
+//! acknowledged that storage does not hold.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use longhaul_core::{
+    Decision, ErrorClass, FailureCase, JobContext, JobError, JobRecord, Pipeline, RetryPolicy,
+    TransitionError,
+};
+use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
+use longhaul_store::WriteOutcome;
+use serde_json::json;
+
+use crate::Shared;
+use crate::progress::Observer;
+
+/// What to do with the queue entry once storage holds the outcome.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Ack and delete the entry; append `event` if any; drop the job's presence key if `release`.
+    Finish {
+        /// The lifecycle event.
+        event: Option<Event>,
+        /// Whether the job is done with the queue (false for a dropped duplicate).
+        release: bool,
+    },
+    /// Ack the entry and schedule `next` at `due_ms`.
+    Retry {
+        /// The next attempt's entry.
+        next: JobEntry,
+        /// When it is due.
+        due_ms: u64,
+        /// The `retrying` event.
+        event: Event,
+    },
+    /// Storage could not be written (or another attempt owns the job): leave the entry pending,
+    /// stop heart-beating it, and let the lease expire so it is reclaimed.
+    Leave,
+}
+
+fn event(kind: EventKind, delivery: &Delivery, attempt: u32, started: Option<Instant>) -> Event {
+    let now = now_ms();
+    let mut e =
+        Event::new(kind, delivery.entry.job_id.as_str(), delivery.entry.tenant_id.as_str(), attempt, now);
+    e.run_ms = started.map(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX));
+    e.total_ms = Some(now.saturating_sub(delivery.entry.enqueued_at_ms));
+    e
+}
+
+/// Runs `delivery` to an outcome. `stalled`: the entry was delivered too often; fail it unrun.
+pub(crate) async fn execute<P: Pipeline + 'static>(
+    shared: &Arc<Shared<P>>,
+    delivery: &Delivery,
+    stalled: bool,
+) -> Outcome {
+    let entry = &delivery.entry;
+    let store = &shared.store;
+    let record = match store.get_job(&entry.tenant_id, &entry.job_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return unknown_job(shared, delivery).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the job record; leaving the entry for a retry");
+            return Outcome::Leave;
+        }
+    };
+    if record.status.is_terminal() {
+        tracing::info!(status = %record.status, "job already finished; acknowledging the duplicate delivery");
+        return Outcome::Finish { event: None, release: true };
+    }
+    let attempt = record.attempts + 1;
+    tracing::Span::current().record("attempt", attempt);
+
+    if stalled {
+        let message = format!("stalled: delivered {} times without finishing", delivery.deliveries);
+        return fail(
+            shared,
+            delivery,
+            &record,
+            attempt,
+            ErrorClass::Retryable,
+            &message,
+            EventKind::Stalled,
+            None,
+        )
+        .await;
+    }
+
+    let running = match store.start(&entry.tenant_id, &entry.job_id, attempt).await {
+        Ok(WriteOutcome::Applied(r)) => r,
+        Ok(WriteOutcome::Refused {
+            reason: TransitionError::AttemptsExhausted { max_attempts, .. },
+            current,
+        }) => {
+            let message =
+                format!("no attempt left: all {max_attempts} were used by runs that never finished");
+            return fail(
+                shared,
+                delivery,
+                &current,
+                attempt,
+                ErrorClass::Retryable,
+                &message,
+                EventKind::Failed,
+                None,
+            )
+            .await;
+        }
+        Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. }) => {
+            return Outcome::Finish { event: None, release: true };
+        }
+        Ok(WriteOutcome::Refused { reason, .. }) => {
+            tracing::info!(%reason, "another attempt owns this job; dropping the duplicate entry");
+            return Outcome::Finish { event: None, release: false };
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot mark the job running; leaving the entry for a retry");
+            return Outcome::Leave;
+        }
+    };
+    tracing::info!(deliveries = delivery.deliveries, "job started");
+
+    let ctx = JobContext {
+        job_id: entry.job_id.clone(),
+        tenant_id: entry.tenant_id.clone(),
+        ticket_id: entry.ticket_id.clone(),
+        ticket_revision: entry.ticket_revision,
+        attempt,
+    };
+    let started = Instant::now();
+    let result = run_pipeline(shared, &ctx).await;
+    let Some(result) = result else {
+        tracing::warn!("shutdown grace period over: leaving the job for another worker");
+        return Outcome::Leave;
+    };
+    // Progress written before the outcome, so the events of a job stay in order.
+    crate::progress::flush(shared).await;
+
+    match result {
+        Ok(output) => match store.complete(&entry.tenant_id, &entry.job_id, attempt, &output).await {
+            Ok(WriteOutcome::Applied(_)) => {
+                tracing::info!(run_ms = started.elapsed().as_millis() as u64, "job completed");
+                Outcome::Finish {
+                    event: Some(event(EventKind::Completed, delivery, attempt, Some(started))),
+                    release: true,
+                }
+            }
+            Ok(refused) => stale(refused),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record completion; leaving the entry for a retry");
+                Outcome::Leave
+            }
+        },
+        Err(error) => after_failure(shared, delivery, &running, attempt, &error, started).await,
+    }
+}
+
+/// A write was refused after the run: the record is terminal (ack) or another attempt owns it.
+fn stale(refused: WriteOutcome) -> Outcome {
+    match refused {
+        WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. } => {
+            Outcome::Finish { event: None, release: true }
+        }
+        other => {
+            tracing::warn!(outcome = ?other, "the attempt was taken over while it ran; its result is discarded");
+            Outcome::Leave
+        }
+    }
+}
+
+/// Runs the pipeline in a task of its own, so a panic is caught and reported as a failure. `None`
+/// when the grace period ended first.
+async fn run_pipeline<P: Pipeline + 'static>(
+    shared: &Arc<Shared<P>>,
+    ctx: &JobContext,
+) -> Option<Result<serde_json::Value, JobError>> {
+    let pipeline = shared.pipeline.clone();
+    let observer = Observer::new(shared.progress_tx.clone());
+    let task_ctx = ctx.clone();
+    let span = tracing::Span::current();
+    let handle = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let output = pipeline.run(&task_ctx, &observer).await?;
+            serde_json::to_value(output).map_err(|e| {
+                JobError::new(FailureCase::InvalidJobData, format!("output is not serialisable: {e}"))
+            })
+        },
+        span,
+    ));
+    let abort = handle.abort_handle();
+    tokio::select! {
+        () = shared.hard_stop.cancelled() => {
+            abort.abort();
+            None
+        }
+        joined = handle => Some(match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let text = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!(panic = %text, "a pipeline stage panicked");
+                Err(JobError::new(FailureCase::StagePanicked, format!("stage panicked: {text}")))
+            }
+            Err(_) => Err(JobError::new(FailureCase::TemporaryInfrastructure, "pipeline task was cancelled")),
+        }),
+    }
+}
+
+/// Applies the retry policy to a failed attempt.
+async fn after_failure<P: Pipeline + 'static>(
+    shared: &Arc<Shared<P>>,
+    delivery: &Delivery,
+    record: &JobRecord,
+    attempt: u32,
+    error: &JobError,
+    started: Instant,
+) -> Outcome {
+    let s = &shared.settings;
+    let max_attempts = record.max_attempts.min(s.max_attempts).max(1);
+    let policy =
+        RetryPolicy::new(max_attempts, s.backoff_base, s.backoff_cap.max(s.backoff_base)).unwrap_or_default();
+    let now = chrono::Utc::now();
+    match policy.decide(error, attempt, now, crate::unit_random()) {
+        Decision::Retry { at } => {
+            let entry = &delivery.entry;
+            let written = shared
+                .store
+                .schedule_retry(&entry.tenant_id, &entry.job_id, attempt, error.class(), &error.message, at)
+                .await;
+            match written {
+                Ok(WriteOutcome::Applied(_)) => {
+                    let due_ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+                    tracing::warn!(error = %error.message, case = ?error.case, next_attempt_at = %at, "attempt failed; retry scheduled");
+                    let mut ev = event(EventKind::Retrying, delivery, attempt, Some(started));
+                    ev.reason = Some(error.message.clone());
+                    ev.class = Some(error.class().as_str().to_owned());
+                    Outcome::Retry {
+                        next: JobEntry { attempt: attempt + 1, ..entry.clone() },
+                        due_ms,
+                        event: ev,
+                    }
+                }
+                Ok(refused) => stale(refused),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record the retry; leaving the entry for a retry");
+                    Outcome::Leave
+                }
+            }
+        }
+        Decision::Fail { class, alert, exhausted } => {
+            let message = if exhausted {
+                format!("{} (gave up after {attempt} attempts)", error.message)
+            } else {
+                error.message.clone()
+            };
+            let kind = if alert { EventKind::Alert } else { EventKind::Failed };
+            fail(shared, delivery, record, attempt, class, &message, kind, Some(started)).await
+        }
+    }
+}
+
+/// Fails the job for good in storage, then says how to finish its entry.
+#[allow(clippy::too_many_arguments)]
+async fn fail<P: Pipeline + 'static>(
+    shared: &Arc<Shared<P>>,
+    delivery: &Delivery,
+    record: &JobRecord,
+    attempt: u32,
+    class: ErrorClass,
+    message: &str,
+    kind: EventKind,
+    started: Option<Instant>,
+) -> Outcome {
+    let entry = &delivery.entry;
+    match shared.store.fail(&entry.tenant_id, &entry.job_id, attempt, class, message).await {
+        Ok(WriteOutcome::Applied(_)) => {
+            match kind {
+                EventKind::Alert => {
+                    tracing::error!(error = %message, class = %class, "job failed: permission or tenant violation")
+                }
+                _ => {
+                    tracing::warn!(error = %message, class = %class, prior_status = %record.status, "job failed")
+                }
+            }
+            let mut ev = event(kind, delivery, attempt, started);
+            ev.reason = Some(message.to_owned());
+            ev.class = Some(class.as_str().to_owned());
+            Outcome::Finish { event: Some(ev), release: true }
+        }
+        Ok(refused) => stale(refused),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record the failure; leaving the entry for a retry");
+            Outcome::Leave
+        }
+    }
+}
+
+/// The entry names a job its tenant does not have. If another tenant owns that job, the entry is
+/// forged or misrouted: alert. If nobody does, it is invalid data.
+async fn unknown_job<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &Delivery) -> Outcome {
+    let entry = &delivery.entry;
+    match shared.store.job_owner(&entry.job_id).await {
+        Ok(Some(owner)) => {
+            let message = format!(
+                "tenant mismatch: entry claims tenant {} but the job belongs to {owner}",
+                entry.tenant_id
+            );
+            tracing::error!(error = %message, "queue entry claims the wrong tenant");
+            let detail =
+                json!({ "claimed_tenant": entry.tenant_id, "entry_id": delivery.id, "message": message });
+            if let Err(e) = shared.store.append_audit(&owner, Some(&entry.job_id), "alert", &detail).await {
+                tracing::warn!(error = %e, "cannot write the alert audit row; leaving the entry for a retry");
+                return Outcome::Leave;
+            }
+            let mut ev = event(EventKind::Alert, delivery, entry.attempt, None);
+            ev.reason = Some(message);
+            ev.class = Some(ErrorClass::Alert.as_str().to_owned());
+            // The owner's real job lives on in its own entry: keep its presence key.
+            Outcome::Finish { event: Some(ev), release: false }
+        }
+        Ok(None) => {
+            let message = format!("job {} has no record in application storage", entry.job_id);
+            tracing::warn!(error = %message, "dropping an entry for an unknown job");
+            let mut ev = event(EventKind::Failed, delivery, entry.attempt, None);
+            ev.reason = Some(message);
+            ev.class = Some(ErrorClass::Invalid.as_str().to_owned());
+            Outcome::Finish { event: Some(ev), release: true }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look the job up; leaving the entry for a retry");
+            Outcome::Leave
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! `longhaul-worker`: consumes jobs from the Redis Streams queue, runs the pipeline, and records
+//! status, progress and output in application storage — acknowledging an entry only after its
+//! outcome is stored.
+//!
+//! Roles, each a task:
+//! - **fetcher** ([`Worker::run`]) — reads at most the free capacity from the consumer group,
+//!   reclaims entries whose workers died, and spawns one executor per delivery;
+//! - **executor** ([`executor`]) — fences the record by attempt, runs the pipeline (a panic is
+//!   caught), classifies failures and writes the outcome to storage;
+//! - **completer** ([`completer`]) — acks/deletes finished entries and appends their events in
+//!   batches (taking new entries for the freed capacity in the same call), schedules retries;
+//! - **progress writer** ([`progress`]) — persists throttled progress and emits `progress` events;
+//! - **heartbeat** and **promoter** — keep in-flight entries leased; move due retries back into the
+//!   stream.
+
+pub mod completer;
+pub mod executor;
+pub mod progress;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use longhaul_core::Pipeline;
+use longhaul_queue::{Delivery, Queue};
+use longhaul_store::Store;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+/// How the worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// This process's name in the consumer group; keep it stable across restarts of one pod.
+    pub consumer: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How often in-flight entries are heart-beaten (well below the queue's lease).
+    pub heartbeat: Duration,
+    /// How often entries of dead workers are looked for.
+    pub reclaim_every: Duration,
+    /// Longest blocking read.
+    pub block: Duration,
+    /// Cap on attempts, whatever a record asks for.
+    pub max_attempts: u32,
+    /// Backoff base delay.
+    pub backoff_base: Duration,
+    /// Backoff cap.
+    pub backoff_cap: Duration,
+    /// On shutdown, how long in-flight jobs may run on before they are left for reclaim.
+    pub shutdown_grace: Duration,
+    /// Least time between two progress writes of one job within a stage.
+    pub progress_interval: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            consumer: "worker".into(),
+            concurrency: 16,
+            heartbeat: Duration::from_secs(10),
+            reclaim_every: Duration::from_secs(15),
+            block: Duration::from_secs(2),
+            max_attempts: 10,
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(25),
+            progress_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What every task of one worker shares.
+pub(crate) struct Shared<P> {
+    pub store: Store,
+    pub queue: Queue,
+    pub pipeline: Arc<P>,
+    pub settings: WorkerSettings,
+    /// Entry ids being worked on by this process (heart-beaten).
+    pub inflight: Mutex<HashSet<String>>,
+    pub done_tx: mpsc::UnboundedSender<completer::Done>,
+    pub progress_tx: mpsc::UnboundedSender<progress::Message>,
+    pub tracker: TaskTracker,
+    /// Cancelled when the grace period ends: executors abandon their jobs.
+    pub hard_stop: CancellationToken,
+    /// Cancelled when shutdown begins: nothing new is taken.
+    pub stopping: CancellationToken,
+}
+
+impl<P: Pipeline + 'static> Shared<P> {
+    /// Starts an executor for `delivery`, holding `permit` until its outcome is handled.
+    pub(crate) fn spawn_executor(
+        self: &Arc<Self>,
+        delivery: Delivery,
+        permit: OwnedSemaphorePermit,
+        stalled: bool,
+    ) {
+        self.inflight_insert(&delivery.id);
+        let span = tracing::info_span!(
+            "job",
+            job_id = %delivery.entry.job_id,
+            tenant_id = %delivery.entry.tenant_id,
+            attempt = tracing::field::Empty,
+            entry_id = %delivery.id,
+        );
+        let shared = self.clone();
+        self.tracker.spawn(
+            async move {
+                let outcome = executor::execute(&shared, &delivery, stalled).await;
+                let _ = shared.done_tx.send(completer::Done { delivery, outcome, permit });
+            }
+            .instrument(span),
+        );
+    }
+
+    pub(crate) fn inflight_insert(&self, id: &str) {
+        if let Ok(mut set) = self.inflight.lock() {
+            set.insert(id.to_owned());
+        }
+    }
+
+    pub(crate) fn inflight_remove(&self, id: &str) {
+        if let Ok(mut set) = self.inflight.lock() {
+            set.remove(id);
+        }
+    }
+
+    fn inflight_ids(&self) -> Vec<String> {
+        self.inflight.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// A worker: build it, then [`Worker::run`] it until its shutdown token is cancelled.
+pub struct Worker<P> {
+    store: Store,
+    queue: Queue,
+    pipeline: Arc<P>,
+    settings: WorkerSettings,
+}
+
+impl<P: Pipeline + 'static> Worker<P> {
+    /// A worker running `pipeline` on jobs from `queue`, recording them in `store`.
+    pub fn new(store: Store, queue: Queue, pipeline: P, settings: WorkerSettings) -> Self {
+        Self { store, queue, pipeline: Arc::new(pipeline), settings }
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops reading, lets in-flight jobs finish within
+    /// the grace period, leaves the rest pending for reclaim, and returns.
+    ///
+    /// # Errors
+    /// Only when the consumer cannot be created (invalid name); outages are waited out.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let settings = self.settings.clone();
+        let concurrency = settings.concurrency.max(1);
+        wait_for_queue(&self.queue, &shutdown).await;
+        let mut consumer =
+            self.queue.consumer(&settings.consumer).context("failed to create the consumer")?;
+
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: self.store,
+            queue: self.queue,
+            pipeline: self.pipeline,
+            settings: settings.clone(),
+            inflight: Mutex::new(HashSet::new()),
+            done_tx,
+            progress_tx,
+            tracker: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+            stopping: shutdown.clone(),
+        });
+        let background = TaskTracker::new();
+        let bg_stop = CancellationToken::new();
+        background.spawn(completer::run(shared.clone(), done_rx, bg_stop.clone()));
+        background.spawn(progress::run(shared.clone(), progress_rx, bg_stop.clone()));
+        background.spawn(heartbeat(shared.clone(), bg_stop.clone()));
+        background.spawn(promoter(shared.clone(), shutdown.clone()));
+        tracing::info!(consumer = %settings.consumer, concurrency, "worker started");
+
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let mut reclaim_tick = tokio::time::interval(settings.reclaim_every);
+        reclaim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                permit = permits.clone().acquire_owned() => {
+                    let Ok(permit) = permit else { break };
+                    let free = permits.available_permits() + 1;
+                    let fetched = tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        r = consumer.fetch(free, settings.block) => r,
+                    };
+                    match fetched {
+                        Ok(deliveries) => {
+                            backoff = Duration::from_millis(100);
+                            let mut first = Some(permit);
+                            for d in deliveries {
+                                let p = match first.take() {
+                                    Some(p) => p,
+                                    None => match permits.clone().acquire_owned().await {
+                                        Ok(p) => p,
+                                        Err(_) => break,
+                                    },
+                                };
+                                shared.spawn_executor(d, p, false);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the queue; retrying");
+                            drop(permit);
+                            tokio::select! {
+                                () = shutdown.cancelled() => break,
+                                () = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+                _ = reclaim_tick.tick() => {
+                    match consumer.reclaim(concurrency).await {
+                        Ok(r) => {
+                            if !r.deleted.is_empty() {
+                                tracing::warn!(entries = ?r.deleted, "pending entries were deleted from the stream; the reconciler restores their jobs");
+                            }
+                            let taken = r.deliveries.into_iter().map(|d| (d, false)).chain(r.stalled.into_iter().map(|d| (d, true)));
+                            for (d, stalled) in taken {
+                                if stalled {
+                                    tracing::warn!(job_id = %d.entry.job_id, deliveries = d.deliveries, "entry stalled too often");
+                                } else {
+                                    tracing::info!(job_id = %d.entry.job_id, deliveries = d.deliveries, "reclaimed an abandoned entry");
+                                }
+                                match permits.clone().acquire_owned().await {
+                                    Ok(p) => shared.spawn_executor(d, p, stalled),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot reclaim abandoned entries"),
+                    }
+                }
+            }
+        }
+
+        tracing::info!(in_flight = shared.inflight_ids().len(), grace = ?settings.shutdown_grace, "worker stopping");
+        shared.tracker.close();
+        if tokio::time::timeout(settings.shutdown_grace, shared.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                "grace period over: leaving unfinished jobs pending for another worker to reclaim"
+            );
+            shared.hard_stop.cancel();
+            shared.tracker.wait().await;
+        }
+        bg_stop.cancel();
+        background.close();
+        background.wait().await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+/// Creates the consumer group, retrying while Redis is unreachable.
+async fn wait_for_queue(queue: &Queue, shutdown: &CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match queue.prepare(None).await {
+            Ok(_) => return,
+            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "Redis is not available yet"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn heartbeat<P: Pipeline + 'static>(shared: Arc<Shared<P>>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.settings.heartbeat);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ids = shared.inflight_ids();
+        if ids.is_empty() {
+            continue;
+        }
+        match shared.queue.heartbeat(&shared.settings.consumer, &ids).await {
+            Ok(lost) if !lost.is_empty() => {
+                tracing::warn!(entries = ?lost, "lease lost: another worker took these entries over");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn promoter<P: Pipeline + 'static>(shared: Arc<Shared<P>>, stop: CancellationToken) {
+    loop {
+        let now = longhaul_queue::now_ms();
+        let wait = match shared.queue.promote_due(now, 500).await {
+            Ok(p) if p.count >= 500 => Duration::ZERO,
+            Ok(p) => p
+                .next_due_ms
+                .map_or(Duration::from_secs(1), |due| Duration::from_millis(due.saturating_sub(now))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot promote due retries");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait.min(Duration::from_secs(1))) => {}
+        }
+    }
+}
+
+/// A random number in `[0, 1)` for backoff jitter.
+pub(crate) fn unit_random() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
