@@ -94,6 +94,12 @@ impl<T: Classifier + ?Sized> Classifier for &T {
     }
 }
 
+impl<T: Classifier + ?Sized> Classifier for std::sync::Arc<T> {
+    fn classify(&self, ticket: &TicketView) -> impl Future<Output = Result<Classification, JobError>> + Send {
+        (**self).classify(ticket)
+    }
+}
+
 /// The built-in classifier: keyword rules, deterministic and offline.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleClassifier;

@@ -1,0 +1,246 @@
+//! Workers that die or stop mid-job: nothing is lost, nothing is done twice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use longhaul_core::{JobContext, JobError, JobStatus, OperationId, Pipeline, PipelineObserver};
+use longhaul_triage::RuleClassifier;
+use tokio::sync::Notify;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::harness::*;
+
+/// Runs the inner pipeline; on attempt 1 it then hangs forever — the process dies after the side
+/// effects and before the outcome is recorded or the entry acknowledged.
+struct HangAfterFirstRun<P> {
+    inner: P,
+}
+
+impl<P: Pipeline> Pipeline for HangAfterFirstRun<P> {
+    type Output = P::Output;
+    async fn run(&self, ctx: &JobContext, observer: &dyn PipelineObserver) -> Result<P::Output, JobError> {
+        let out = self.inner.run(ctx, observer).await?;
+        if ctx.attempt == 1 {
+            std::future::pending::<()>().await;
+        }
+        Ok(out)
+    }
+}
+
+both_backends!(side_effects_happen_once_when_a_worker_dies_before_the_ack, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let q = TestQueue::new(fast_queue).await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
+    ensure_tenant(&db, Some(&format!("{}/hooks/triage", receiver.uri()))).await;
+    let job = submit(&db, &q, "SUP-10", "Refund", "Charged twice", 5).await;
+
+    let first = spawn_killable(
+        &db.url,
+        &longhaul_testkit::redis_url(),
+        q.config().clone(),
+        |store| HangAfterFirstRun { inner: triage(&store, RuleClassifier) },
+        settings("doomed"),
+    );
+    wait_until(Duration::from_secs(10), "the first webhook delivery", async || {
+        let n = receiver.received_requests().await.unwrap_or_default().len();
+        if n >= 1 { Ok(()) } else { Err(n) }
+    })
+    .await;
+    first.kill();
+    let before = db.get_job(&tenant(), &job).await.expect("read").expect("exists");
+    assert_eq!((before.status, before.attempts), (JobStatus::Running, 1), "died mid-job");
+
+    let survivor =
+        spawn_worker(&db, &q, HangAfterFirstRun { inner: triage(&db, RuleClassifier) }, settings("survivor"));
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    assert_eq!(done.attempts, 2, "the reclaimed job ran as attempt 2");
+    survivor.shutdown().await.expect("shutdown");
+
+    let requests = receiver.received_requests().await.expect("recorded requests");
+    assert_eq!(requests.len(), 1, "exactly one delivery");
+    let key = requests[0].headers.get("idempotency-key").expect("idempotency key").to_str().expect("ascii");
+    assert_eq!(key, OperationId::derive(&job, "apply", "webhook").as_str());
+    assert_eq!(done.output.expect("output")["webhook"]["delivered"], true, "the stored result was reused");
+});
+
+/// Hangs on attempt 1 before doing anything; completes later attempts.
+struct HangFirstAttempt;
+
+impl Pipeline for HangFirstAttempt {
+    type Output = serde_json::Value;
+    async fn run(&self, ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+        if ctx.attempt == 1 {
+            std::future::pending::<()>().await;
+        }
+        Ok(serde_json::json!({ "attempt": ctx.attempt }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_of_a_dead_worker_is_reclaimed_and_completed() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let q = TestQueue::new(fast_queue).await;
+    let job = submit(&db, &q, "SUP-11", "s", "b", 5).await;
+    let doomed = spawn_killable(
+        &db.url,
+        &longhaul_testkit::redis_url(),
+        q.config().clone(),
+        |_| HangFirstAttempt,
+        settings("doomed"),
+    );
+    wait_status(&db, &job, JobStatus::Running).await;
+    doomed.kill();
+    let survivor = spawn_worker(&db, &q, HangFirstAttempt, settings("survivor"));
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    assert_eq!(done.output, Some(serde_json::json!({ "attempt": 2 })));
+    survivor.shutdown().await.expect("shutdown");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.stream_length, stats.pending), (0, 0));
+}
+
+/// Counts its runs.
+struct Counting {
+    runs: Arc<AtomicU32>,
+}
+
+impl Pipeline for Counting {
+    type Output = serde_json::Value;
+    async fn run(&self, _ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(serde_json::json!({}))
+    }
+}
+
+both_backends!(an_entry_of_a_finished_job_is_acked_without_running, |backend| async move {
+    let db = TestDb::new(backend).await;
+    let q = TestQueue::new(fast_queue).await;
+    let job = submit(&db, &q, "SUP-12", "s", "b", 5).await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let worker = spawn_worker(&db, &q, Counting { runs: runs.clone() }, settings("w1"));
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    // A late duplicate entry (a reconciler race, a replayed enqueue).
+    assert!(q.enqueue(&entry(&job, &done.ticket_id, 1)).await.expect("enqueue"));
+    wait_until(Duration::from_secs(10), "the duplicate acknowledged", async || {
+        let s = q.stats().await.expect("stats");
+        if s.stream_length == 0 && s.pending == 0 { Ok(()) } else { Err(s) }
+    })
+    .await;
+    worker.shutdown().await.expect("shutdown");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "ran once");
+    assert_eq!(db.get_job(&tenant(), &job).await.expect("read"), Some(done), "record unchanged");
+});
+
+/// Waits for the test's signal before finishing.
+struct Gated {
+    gate: Arc<Notify>,
+}
+
+impl Pipeline for Gated {
+    type Output = serde_json::Value;
+    async fn run(&self, _ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+        self.gate.notified().await;
+        Ok(serde_json::json!({ "gated": true }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_lets_in_flight_jobs_finish() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let q = TestQueue::new(fast_queue).await;
+    let job = submit(&db, &q, "SUP-13", "s", "b", 5).await;
+    let gate = Arc::new(Notify::new());
+    let worker = spawn_worker(&db, &q, Gated { gate: gate.clone() }, settings("w1"));
+    wait_status(&db, &job, JobStatus::Running).await;
+    worker.stop.cancel(); // SIGTERM
+    gate.notify_one();
+    worker.handle.await.expect("task").expect("clean exit");
+    let done = db.get_job(&tenant(), &job).await.expect("read").expect("exists");
+    assert_eq!(done.status, JobStatus::Completed);
+    let stats = q.stats().await.expect("stats");
+    assert_eq!((stats.stream_length, stats.pending), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_leaves_unfinished_jobs_pending_after_the_grace_period() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let q = TestQueue::new(fast_queue).await;
+    let job = submit(&db, &q, "SUP-14", "s", "b", 5).await;
+    let mut s = settings("w1");
+    s.shutdown_grace = Duration::from_millis(300);
+    let gate = Arc::new(Notify::new());
+    let worker = spawn_worker(&db, &q, Gated { gate: gate.clone() }, s);
+    wait_status(&db, &job, JobStatus::Running).await;
+    let started = Instant::now();
+    worker.shutdown().await.expect("clean exit");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped within the grace period: {:?}",
+        started.elapsed()
+    );
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(stats.pending, 1, "left pending for another worker");
+    // Another worker picks it up after the lease and completes it.
+    gate.notify_waiters();
+    let next = spawn_worker(&db, &q, Counting { runs: Arc::new(AtomicU32::new(0)) }, settings("w2"));
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    assert_eq!(done.attempts, 2);
+    next.shutdown().await.expect("shutdown");
+}
+
+/// Waits for the gate on attempt 1 only.
+struct GatedFirstAttempt {
+    gate: Arc<Notify>,
+}
+
+impl Pipeline for GatedFirstAttempt {
+    type Output = serde_json::Value;
+    async fn run(&self, ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+        if ctx.attempt == 1 {
+            self.gate.notified().await;
+        }
+        Ok(serde_json::json!({ "attempt": ctx.attempt }))
+    }
+}
+
+async fn set_database_reachable(name: &str, reachable: bool) {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(&longhaul_testkit::pg_admin_url()).await.expect("admin");
+    let sql = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("alter database");
+    if !reachable {
+        let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(kill)).execute(&mut admin).await.expect("terminate");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_is_acked_while_the_database_is_down() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let name = db.url.rsplit('/').next().expect("database name").to_owned();
+    let q = TestQueue::new(fast_queue).await;
+    let job = submit(&db, &q, "SUP-15", "s", "b", 5).await;
+    let gate = Arc::new(Notify::new());
+    let worker = spawn_worker(&db, &q, GatedFirstAttempt { gate: gate.clone() }, settings("w1"));
+    wait_status(&db, &job, JobStatus::Running).await;
+
+    set_database_reachable(&name, false).await;
+    gate.notify_one(); // the attempt finishes while its outcome cannot be written
+    // The entry must stay in the stream, pending, for as long as the outcome is not recorded.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let s = q.stats().await.expect("stats");
+        assert_eq!((s.stream_length, s.pending), (1, 1), "acked an outcome that was never recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set_database_reachable(&name, true).await;
+
+    // Back: the entry's lease runs out, it is reclaimed, and the job completes.
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    assert_eq!(done.output, Some(serde_json::json!({ "attempt": 2 })));
+    worker.shutdown().await.expect("shutdown");
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.stream_length, s.pending), (0, 0));
+}

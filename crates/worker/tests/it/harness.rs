@@ -1,0 +1,252 @@
+//! Running workers against a test database and queue; test pipelines and classifiers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use longhaul_core::{
+    FailureCase, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, NewJob, Pipeline, TenantId, TicketId,
+    TicketView,
+};
+use longhaul_queue::{JobEntry, Queue, QueueConfig};
+use longhaul_store::{Store, StoreOptions};
+pub use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
+use longhaul_triage::{Classification, Classifier, HttpWebhook, RuleClassifier, TriagePipeline};
+use longhaul_worker::{Worker, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+
+/// Settings for fast tests: short lease and heartbeat, small backoff.
+pub fn settings(consumer: &str) -> WorkerSettings {
+    WorkerSettings {
+        consumer: consumer.into(),
+        concurrency: 4,
+        heartbeat: Duration::from_millis(100),
+        reclaim_every: Duration::from_millis(100),
+        block: Duration::from_millis(200),
+        max_attempts: 10,
+        backoff_base: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(5),
+        progress_interval: Duration::ZERO,
+    }
+}
+
+/// Queue settings for fast tests: a lease of 400 ms.
+pub fn fast_queue(c: &mut QueueConfig) {
+    c.lease = Duration::from_millis(400);
+    c.max_deliveries = 5;
+}
+
+/// A worker running on the test's runtime until `stop` is cancelled.
+pub struct Running {
+    pub stop: CancellationToken,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.handle.await.expect("worker task")
+    }
+}
+
+pub fn spawn_worker<P: Pipeline + 'static>(
+    store: &Store,
+    queue: &Queue,
+    pipeline: P,
+    settings: WorkerSettings,
+) -> Running {
+    let stop = CancellationToken::new();
+    let worker = Worker::new(store.clone(), queue.clone(), pipeline, settings);
+    let handle = tokio::spawn(worker.run(stop.clone()));
+    Running { stop, handle }
+}
+
+/// A worker on a runtime of its own, so it can be killed outright: every task it spawned stops at
+/// once, nothing is acknowledged or cleaned up — a process that died.
+pub struct Killable {
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Killable {
+    pub fn kill(mut self) {
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().expect("worker thread");
+        }
+    }
+}
+
+pub fn spawn_killable<P, F>(
+    db_url: &str,
+    redis_url: &str,
+    queue_config: QueueConfig,
+    make: F,
+    settings: WorkerSettings,
+) -> Killable
+where
+    P: Pipeline + 'static,
+    F: FnOnce(Store) -> P + Send + 'static,
+{
+    let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+    let (db_url, redis_url) = (db_url.to_owned(), redis_url.to_owned());
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let store = Store::connect(Some(&db_url), &StoreOptions::default()).await.expect("store");
+            let queue = Queue::new(&redis_url, queue_config).expect("queue");
+            let worker = Worker::new(store.clone(), queue, make(store), settings);
+            tokio::select! {
+                r = worker.run(CancellationToken::new()) => r.expect("worker"),
+                _ = killed => {}
+            }
+        });
+        // Drop every task of this "process" without letting it finish anything.
+        rt.shutdown_background();
+    });
+    Killable { kill: Some(kill), thread: Some(thread) }
+}
+
+pub fn tenant() -> TenantId {
+    TenantId::parse("acme").expect("tenant")
+}
+
+/// Creates the tenant (optionally with a webhook) if needed.
+pub async fn ensure_tenant(store: &Store, webhook: Option<&str>) {
+    if store.get_tenant(&tenant()).await.expect("tenant").is_none() {
+        store.create_tenant(&tenant(), "Acme", webhook).await.expect("create tenant");
+    }
+}
+
+/// What a producer does: store the ticket, write the pending record, then enqueue.
+pub async fn submit(
+    store: &Store,
+    queue: &Queue,
+    ticket: &str,
+    subject: &str,
+    body: &str,
+    max_attempts: u32,
+) -> JobId {
+    ensure_tenant(store, None).await;
+    let ticket_id = TicketId::parse(ticket).expect("ticket");
+    let stored = store.upsert_ticket(&tenant(), &ticket_id, subject, body).await.expect("ticket");
+    let job_id = JobId::for_ticket(&tenant(), &ticket_id, stored.revision);
+    submit_job(store, queue, &job_id, &ticket_id, stored.revision, max_attempts).await;
+    job_id
+}
+
+/// Records and enqueues a job for a ticket that may not exist.
+pub async fn submit_job(
+    store: &Store,
+    queue: &Queue,
+    job_id: &JobId,
+    ticket: &TicketId,
+    revision: u64,
+    max_attempts: u32,
+) {
+    ensure_tenant(store, None).await;
+    let job = NewJob {
+        job_id: job_id.clone(),
+        tenant_id: tenant(),
+        ticket_id: ticket.clone(),
+        ticket_revision: revision,
+        max_attempts,
+    };
+    store.create_pending(job).await.expect("pending record");
+    queue.enqueue(&entry(job_id, ticket, revision)).await.expect("enqueue");
+}
+
+pub fn entry(job_id: &JobId, ticket: &TicketId, revision: u64) -> JobEntry {
+    JobEntry {
+        job_id: job_id.clone(),
+        tenant_id: tenant(),
+        ticket_id: ticket.clone(),
+        ticket_revision: revision,
+        attempt: 1,
+        enqueued_at_ms: longhaul_queue::now_ms(),
+        traceparent: None,
+    }
+}
+
+/// A job id for a ticket that does not exist.
+pub fn orphan_job(ticket: &str) -> (JobId, TicketId) {
+    let ticket = TicketId::parse(ticket).expect("ticket");
+    let key = IdempotencyKey::parse(format!("orphan-{ticket}")).expect("key");
+    (JobId::for_idempotency_key(&tenant(), &key), ticket)
+}
+
+/// Waits until the job reaches `status`.
+pub async fn wait_status(store: &Store, job: &JobId, status: JobStatus) -> JobRecord {
+    wait_until(Duration::from_secs(15), &format!("job {job} {status}"), async || {
+        let r = store.get_job(&tenant(), job).await.expect("read record").expect("record exists");
+        if r.status == status { Ok(r) } else { Err((r.status, r.attempts, r.error_message)) }
+    })
+    .await
+}
+
+/// Fails with `case` for the first `failures` calls, then classifies by the rules.
+pub struct FlakyClassifier {
+    pub failures: AtomicU32,
+    pub case: FailureCase,
+    pub calls: AtomicU32,
+}
+
+impl FlakyClassifier {
+    pub fn new(failures: u32, case: FailureCase) -> Arc<Self> {
+        Arc::new(Self { failures: AtomicU32::new(failures), case, calls: AtomicU32::new(0) })
+    }
+}
+
+impl Classifier for FlakyClassifier {
+    async fn classify(&self, ticket: &TicketView) -> Result<Classification, JobError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(JobError::new(self.case, format!("provider {:?} (scripted)", self.case)));
+        }
+        Ok(RuleClassifier::classify_now(ticket))
+    }
+}
+
+pub type Triage<C> = TriagePipeline<Store, Store, C, HttpWebhook>;
+
+/// The real triage pipeline with classifier `c`.
+pub fn triage<C: Classifier>(store: &Store, c: C) -> Triage<C> {
+    TriagePipeline::new(
+        store.clone(),
+        store.clone(),
+        c,
+        HttpWebhook::new(Duration::from_secs(5)).expect("webhook"),
+    )
+}
+
+/// Defines a test that runs on SQLite and on PostgreSQL.
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                let body = $body;
+                body($crate::harness::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                let body = $body;
+                body($crate::harness::Backend::Postgres).await;
+            }
+        }
+    };
+}
+pub(crate) use both_backends;

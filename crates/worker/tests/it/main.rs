@@ -1,0 +1,6 @@
+//! Worker tests on real Redis, and on PostgreSQL and SQLite: the guide's checklist items 4–7 and the
+//! crash cases.
+
+mod crashes;
+mod harness;
+mod lifecycle;
