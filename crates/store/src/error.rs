@@ -43,9 +43,10 @@ impl StoreError {
                 sqlx::Error::Database(db) => {
                     let code = db.code().unwrap_or_default();
                     // PostgreSQL: serialization_failure, deadlock_detected, connection exceptions
-                    // (08xxx), insufficient resources (53xxx), operator intervention (57xxx).
+                    // (08xxx), insufficient resources (53xxx), operator intervention (57xxx), and
+                    // 55000, which a server answers while a database refuses connections.
                     // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
-                    matches!(code.as_ref(), "40001" | "40P01")
+                    matches!(code.as_ref(), "40001" | "40P01" | "55000")
                         || ["08", "53", "57"].iter().any(|p| code.starts_with(p))
                         || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
                 }

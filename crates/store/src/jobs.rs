@@ -258,6 +258,29 @@ impl Store {
         row.map(|(t,)| TenantId::parse(t).map_err(corrupt)).transpose()
     }
 
+    /// Live jobs (queued or running) of every tenant not updated since `cutoff`, in creation order
+    /// after `after_seq` — the reconciler's scan. Returns `(seq, record)` pairs; pass the last seq
+    /// back to continue.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn stale_live_jobs(
+        &self,
+        cutoff: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, JobRecord)>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT seq, ",
+            columns!(),
+            " FROM jobs WHERE status IN ('queued', 'running') AND updated_at < $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        let rows: Vec<PagedJobRow> = on_pool!(self, pool => {
+            sqlx::query_as(SQL).bind(cutoff).bind(after_seq).bind(i64::from(limit.max(1))).fetch_all(pool).await
+        })?;
+        rows.into_iter().map(|r| Ok((r.seq, JobRecord::try_from(r.job)?))).collect()
+    }
+
     /// Lists `tenant`'s jobs, newest first, optionally only those in `status`. `limit` is clamped to
     /// 1..=[`MAX_PAGE_SIZE`]; `cursor` is a previous page's `next_cursor`.
     ///

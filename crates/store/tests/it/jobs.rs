@@ -302,3 +302,32 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
         }
     }
 });
+
+conformance!(stale_live_jobs_lists_only_old_unfinished_records, |store: Store| async move {
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let job = setup_job(&store, if i % 2 == 0 { "acme" } else { "globex" }, &format!("T-{i}"), 3).await;
+        ids.push((job.tenant_id.clone(), job.job_id.clone()));
+        store.create_pending(job).await.expect("create");
+    }
+    // One running, one finished.
+    applied(store.start(&ids[1].0, &ids[1].1, 1).await.expect("start"));
+    applied(store.start(&ids[2].0, &ids[2].1, 1).await.expect("start"));
+    applied(store.complete(&ids[2].0, &ids[2].1, 1, &json!({})).await.expect("complete"));
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    let all = store.stale_live_jobs(later, 0, 100).await.expect("scan");
+    let found: Vec<_> = all.iter().map(|(_, r)| r.job_id.clone()).collect();
+    assert_eq!(
+        found,
+        [ids[0].1.clone(), ids[1].1.clone(), ids[3].1.clone()],
+        "every tenant, live only, in order"
+    );
+    let page = store.stale_live_jobs(later, all[0].0, 1).await.expect("next page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].1.job_id, ids[1].1);
+    let earlier = Utc::now() - chrono::Duration::seconds(60);
+    assert!(
+        store.stale_live_jobs(earlier, 0, 100).await.expect("scan").is_empty(),
+        "recent records are left alone"
+    );
+});

@@ -1,0 +1,150 @@
+//! [`ApiError`]: every error answer is `application/problem+json` with a `retryable` flag. Client
+//! errors explain themselves field by field; server errors say little to the client and everything
+//! to the log.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use longhaul_queue::QueueError;
+use longhaul_store::StoreError;
+use serde::Serialize;
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field (JSON name, `path.ticket_id`, or a header name).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// An error on `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// An API error.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The request is malformed (unparsable body, bad header, bad query).
+    BadRequest(String, Vec<FieldError>),
+    /// The request is well-formed but its values are not acceptable.
+    Unprocessable(String, Vec<FieldError>),
+    /// No valid API key.
+    Unauthorized,
+    /// Missing — or another tenant's, which is answered the same way.
+    NotFound(&'static str),
+    /// The body is larger than allowed.
+    PayloadTooLarge(usize),
+    /// A dependency is down; try again after the given delay.
+    Unavailable(&'static str, Duration),
+    /// A bug or an unexpected failure.
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    retryable: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        match self {
+            Self::BadRequest(d, _) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request", d.clone()),
+            Self::Unprocessable(d, _) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request", d.clone())
+            }
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "a valid API key is required: Authorization: Bearer <key>".into(),
+            ),
+            Self::NotFound(what) => {
+                (StatusCode::NOT_FOUND, "not-found", "Not found", format!("{what} not found"))
+            }
+            Self::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Payload too large",
+                format!("the request body exceeds {limit} bytes"),
+            ),
+            Self::Unavailable(what, _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                format!("{what} is unavailable; retry later"),
+            ),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "an unexpected error occurred; it has been logged".into(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title, detail) = self.parts();
+        let retryable = matches!(self, Self::Unavailable(..));
+        let errors = match &self {
+            Self::BadRequest(_, e) | Self::Unprocessable(_, e) => e.clone(),
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            retryable,
+            errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Self::Unavailable(_, after) = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
+        }
+        if matches!(status, StatusCode::UNAUTHORIZED) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_retryable() {
+            tracing::warn!(error = %e, "application storage unavailable");
+            Self::Unavailable("application storage", Duration::from_secs(2))
+        } else {
+            tracing::error!(error = %e, "application storage failed");
+            Self::Internal
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        if e.is_retryable() {
+            tracing::warn!(error = %e, "queue unavailable");
+            Self::Unavailable("the queue", Duration::from_secs(2))
+        } else {
+            tracing::error!(error = %e, "queue failed");
+            Self::Internal
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `longhaul-producer`: the HTTP API (and the library behind the CLI) that validates a request,
+//! writes the pending job record, and only then enqueues — plus the reconciler that enqueues again
+//! any live record the queue has lost.
+//!
+//! - [`app`] — the axum router (tests drive it with `oneshot`, `main` serves it);
+//! - [`api`] — handlers and extractors (bearer auth, problem-document JSON rejections);
+//! - [`error`] — [`error::ApiError`] → `application/problem+json` with `retryable`;
+//! - [`reconcile_once`] / [`run_reconciler`] — no leader needed: enqueue is idempotent by job id.
+
+pub mod api;
+pub mod error;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use longhaul_queue::{JobEntry, Queue};
+use longhaul_service::health;
+use longhaul_store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// API behaviour.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Attempts each new job is allowed.
+    pub max_attempts: u32,
+    /// `Retry-After` sent with 503 answers.
+    pub retry_after: Duration,
+    /// Upper bound on every request.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            retry_after: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Application storage.
+    pub store: Store,
+    /// The queue.
+    pub queue: Queue,
+    /// Behaviour.
+    pub settings: ApiSettings,
+}
+
+/// The API router, health endpoints included.
+pub fn app(state: AppState) -> Router {
+    let ready: health::ReadyCheck = {
+        let (store, queue) = (state.store.clone(), state.queue.clone());
+        std::sync::Arc::new(move || {
+            let (store, queue) = (store.clone(), queue.clone());
+            Box::pin(async move {
+                store.ping().await.map_err(|e| format!("database: {e}"))?;
+                queue.ping().await.map_err(|e| format!("redis: {e}"))
+            })
+        })
+    };
+    let timeout = state.settings.request_timeout;
+    Router::new()
+        .route("/v1/tickets", post(api::upsert_ticket))
+        .route("/v1/tickets/{ticket_id}", get(api::get_ticket))
+        .route("/v1/tickets/{ticket_id}/triage", post(api::triage))
+        .route("/v1/jobs", get(api::list_jobs))
+        .route("/v1/jobs/{job_id}", get(api::get_job))
+        .fallback(api::not_found)
+        .with_state(state)
+        .merge(health::router(ready))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+}
+
+/// Enqueues again every live record (queued or running) not updated for `older_than` whose job has
+/// no trace in Redis — the enqueue failed, or Redis lost its data. Several replicas may run it at
+/// once: enqueue is idempotent by job id. Returns how many jobs were restored.
+///
+/// # Errors
+/// When storage or Redis cannot be reached.
+pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) -> anyhow::Result<usize> {
+    let cutoff =
+        chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
+    let mut after = 0;
+    let mut restored = 0;
+    loop {
+        let batch =
+            store.stale_live_jobs(cutoff, after, 500).await.map_err(|e: StoreError| anyhow::anyhow!(e))?;
+        let Some((last, _)) = batch.last() else { break };
+        after = *last;
+        for (_, record) in batch {
+            if queue.has_trace(&record.job_id).await? {
+                continue;
+            }
+            let entry = JobEntry {
+                job_id: record.job_id.clone(),
+                tenant_id: record.tenant_id.clone(),
+                ticket_id: record.ticket_id.clone(),
+                ticket_revision: record.ticket_revision,
+                attempt: record.attempts + 1,
+                enqueued_at_ms: u64::try_from(record.created_at.timestamp_millis()).unwrap_or(0),
+                traceparent: None,
+            };
+            if queue.enqueue(&entry).await? {
+                tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, status = %record.status,
+                    "reconciler restored a job the queue had lost");
+                restored += 1;
+            }
+        }
+    }
+    Ok(restored)
+}
+
+/// Runs [`reconcile_once`] every `every` until `stop`.
+pub async fn run_reconciler(
+    store: Store,
+    queue: Queue,
+    every: Duration,
+    older_than: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match reconcile_once(&store, &queue, older_than).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(restored = n, "reconciler pass"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "reconciler pass failed; will retry"),
+        }
+    }
+}

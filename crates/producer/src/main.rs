@@ -1,0 +1,214 @@
+//! The `producer` binary: the HTTP API and the operator CLI.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use longhaul_core::{JobId, NewJob, TenantId, TicketId};
+use longhaul_producer::{ApiSettings, AppState, app, run_reconciler};
+use longhaul_queue::{JobEntry, now_ms};
+use longhaul_service::args::{DatabaseArgs, LogArgs, QueueArgs, Secret, parse_positive_duration};
+use longhaul_service::{shutdown, telemetry};
+use longhaul_store::{Store, StoreOptions};
+
+/// longhaul producer: the HTTP API that validates a triage request, records the job, then
+/// enqueues it — and the operator CLI.
+#[derive(Debug, Parser)]
+#[command(name = "producer", version)]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (and run the reconciler).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Record and enqueue a triage job for an existing ticket; prints the job as JSON.
+    Enqueue(EnqueueArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its API key (shown once; only its hash is stored).
+    Create {
+        /// The tenant id (1–64 of A–Z a–z 0–9 - _ . :).
+        id: String,
+        /// Display name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where triage results are POSTed.
+        #[arg(long)]
+        webhook_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "LONGHAUL_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Attempts each new job is allowed.
+    #[arg(long, env = "LONGHAUL_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
+    /// Upper bound on every request.
+    #[arg(long, env = "LONGHAUL_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    request_timeout: Duration,
+    /// How often the reconciler looks for live jobs the queue has lost.
+    #[arg(long, env = "LONGHAUL_RECONCILE_EVERY", default_value = "30s", value_parser = parse_positive_duration)]
+    reconcile_every: Duration,
+    /// Only records not updated for this long are reconciled (leave in-flight enqueues alone).
+    #[arg(long, env = "LONGHAUL_RECONCILE_AFTER", default_value = "60s", value_parser = parse_positive_duration)]
+    reconcile_after: Duration,
+    /// Do not apply database migrations at start-up.
+    #[arg(long, env = "LONGHAUL_SKIP_MIGRATIONS")]
+    skip_migrations: bool,
+}
+
+#[derive(Debug, Args)]
+struct EnqueueArgs {
+    #[command(flatten)]
+    queue: QueueArgs,
+    /// The tenant.
+    #[arg(long)]
+    tenant: String,
+    /// The ticket (must exist).
+    #[arg(long)]
+    ticket: String,
+    /// Attempts allowed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = telemetry::init(cli.log.log_format) {
+        eprintln!("producer: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "producer failed");
+            eprintln!("producer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(db: &DatabaseArgs) -> anyhow::Result<Store> {
+    let options = StoreOptions { max_connections: db.db_pool, acquire_timeout: db.db_timeout };
+    Store::connect(db.database_url.as_ref().map(Secret::expose), &options)
+        .await
+        .context("failed to connect to application storage")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = connect(&cli.database).await?;
+    match cli.command {
+        Command::Migrate => {
+            store.migrate().await.context("failed to apply migrations")?;
+            println!("migrations applied");
+        }
+        Command::Tenant(TenantCommand::Create { id, name, webhook_url }) => {
+            store.migrate().await.context("failed to apply migrations")?;
+            let tenant = TenantId::parse(id)?;
+            if let Some(url) =
+                webhook_url.as_deref().filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+            {
+                bail!("--webhook-url must start with http:// or https://, got {url:?}");
+            }
+            let name = name.unwrap_or_else(|| tenant.to_string());
+            let (_, key) = store
+                .create_tenant(&tenant, &name, webhook_url.as_deref())
+                .await
+                .with_context(|| format!("failed to create tenant {tenant} (does it exist already?)"))?;
+            println!("{}", key.expose());
+        }
+        Command::Enqueue(args) => {
+            let tenant = TenantId::parse(args.tenant)?;
+            let ticket_id = TicketId::parse(args.ticket)?;
+            let ticket = store
+                .get_ticket(&tenant, &ticket_id)
+                .await?
+                .with_context(|| format!("ticket {ticket_id} of tenant {tenant} does not exist"))?;
+            let job_id = JobId::for_ticket(&tenant, &ticket_id, ticket.revision);
+            let job = NewJob {
+                job_id: job_id.clone(),
+                tenant_id: tenant.clone(),
+                ticket_id: ticket_id.clone(),
+                ticket_revision: ticket.revision,
+                max_attempts: args.max_attempts,
+            };
+            let (record, created) = store.create_pending(job).await?;
+            if created {
+                let queue = args.queue.queue(|_| {})?;
+                let entry = JobEntry {
+                    job_id,
+                    tenant_id: tenant,
+                    ticket_id,
+                    ticket_revision: ticket.revision,
+                    attempt: 1,
+                    enqueued_at_ms: now_ms(),
+                    traceparent: None,
+                };
+                queue
+                    .enqueue(&entry)
+                    .await
+                    .context("recorded, but the enqueue failed; the reconciler will retry it")?;
+            }
+            println!("{}", serde_json::to_string(&record)?);
+        }
+        Command::Serve(args) => serve(store, args).await?,
+    }
+    Ok(())
+}
+
+async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
+    if !args.skip_migrations {
+        store.migrate().await.context("failed to apply migrations")?;
+    }
+    let queue = args.queue.queue(|_| {})?;
+    if let Err(e) = queue.prepare(None).await {
+        tracing::warn!(error = %e, "Redis is not reachable at start-up; requests answer 503 until it is");
+    }
+    let shutdown = shutdown::on_signal();
+    let reconciler = tokio::spawn(run_reconciler(
+        store.clone(),
+        queue.clone(),
+        args.reconcile_every,
+        args.reconcile_after,
+        shutdown.clone(),
+    ));
+    let settings = ApiSettings {
+        max_attempts: args.max_attempts,
+        retry_after: Duration::from_secs(2),
+        request_timeout: args.request_timeout,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "producer API listening");
+    axum::serve(listener, app(AppState { store: store.clone(), queue, settings }))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("the HTTP server failed")?;
+    shutdown.cancel();
+    let _ = reconciler.await;
+    store.close().await;
+    tracing::info!("producer stopped");
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Outages: Redis down, database down, and the reconciler restoring what the queue lost.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use longhaul_core::{JobId, JobStatus, TenantId};
+use longhaul_producer::reconcile_once;
+use longhaul_queue::{Queue, QueueConfig};
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_outage_answers_503_fast_and_the_record_is_reconciled_later() {
+    let t = TestApp::new(Backend::Postgres).await;
+    t.ticket(&t.key, "T-1").await;
+    // The same API, its queue pointing where nothing listens.
+    let dead = Queue::new(
+        "redis://127.0.0.1:1",
+        QueueConfig { prefix: t.queue.prefix.clone(), ..QueueConfig::default() },
+    )
+    .expect("queue");
+    let router = t.with_queue(dead);
+    let started = Instant::now();
+    let r = call(&router, Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None, &[]).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
+    let p = problem(&r, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(p["retryable"], true);
+    assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
+
+    // The pending record was written before the enqueue was tried; no entry exists.
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let jobs = t.db.list_jobs(&tenant, None, 10, None).await.expect("list").jobs;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].status, jobs[0].attempts), (JobStatus::Queued, 0));
+    assert_eq!(t.stream_len().await, 0);
+
+    // Redis is back: the reconciler enqueues it, once, however often it runs.
+    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 1);
+    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 0);
+    assert_eq!(t.stream_len().await, 1);
+    // A retried request now sees the existing job.
+    let again = t.call(Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None).await;
+    assert_eq!(
+        (again.status, again.json["job_id"].clone()),
+        (StatusCode::OK, serde_json::json!(jobs[0].job_id))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reconciler_restores_jobs_after_redis_loses_the_queue() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    for i in 0..3 {
+        t.ticket(&t.key, &format!("T-{i}")).await;
+        assert_eq!(
+            t.call(Method::POST, &format!("/v1/tickets/T-{i}/triage"), Some(&t.key), None).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    // Redis loses this queue's keys (only this test's prefix).
+    let mut conn = t.queue.raw().await;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}:*", t.queue.prefix)).query_async(&mut conn).await.expect("keys");
+    let _: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("del");
+    t.queue.prepare(None).await.expect("group back");
+    // Recent records are left alone (their enqueue may be in flight) ...
+    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::from_secs(3600)).await.expect("reconcile"), 0);
+    // ... older ones are restored, each once, even with several reconcilers at once.
+    let runs = (0..4).map(|_| reconcile_once(&t.db, &t.queue, Duration::ZERO));
+    let restored: usize =
+        futures::future::join_all(runs).await.into_iter().map(|r| r.expect("reconcile")).sum();
+    assert_eq!(restored, 3);
+    assert_eq!(t.stream_len().await, 3);
+    for i in 0..3 {
+        let job = JobId::for_ticket(
+            &TenantId::parse("acme").expect("t"),
+            &longhaul_core::TicketId::parse(format!("T-{i}")).expect("t"),
+            1,
+        );
+        assert!(t.queue.has_trace(&job).await.expect("trace"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_outage_answers_503_and_enqueues_nothing() {
+    use sqlx::Connection as _;
+    let t = TestApp::new(Backend::Postgres).await;
+    t.ticket(&t.key, "T-1").await;
+    let name = t.db.url.rsplit('/').next().expect("db name").to_owned();
+    let mut admin = sqlx::PgConnection::connect(&longhaul_testkit::pg_admin_url()).await.expect("admin");
+    let set = |on: bool| sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {on}"));
+    sqlx::raw_sql(set(false)).execute(&mut admin).await.expect("block");
+    let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(kill)).execute(&mut admin).await.expect("terminate");
+
+    let started = Instant::now();
+    let r = t.call(Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "answered in {:?}", started.elapsed());
+    assert_eq!(problem(&r, StatusCode::SERVICE_UNAVAILABLE)["retryable"], true);
+    assert!(r.headers.get("retry-after").is_some());
+    assert_eq!(t.stream_len().await, 0, "nothing enqueued");
+
+    sqlx::raw_sql(set(true)).execute(&mut admin).await.expect("unblock");
+    let r = wait_until(Duration::from_secs(10), "the database back", async || {
+        let r = t.call(Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None).await;
+        if r.status == StatusCode::ACCEPTED { Ok(r) } else { Err(r.status) }
+    })
+    .await;
+    assert_eq!(r.json["status"], "queued");
+    assert_eq!(t.stream_len().await, 1);
+}
