@@ -208,7 +208,8 @@ pub async fn triage(
         ticket_revision: ticket.revision,
         attempt: 1,
         enqueued_at_ms: now_ms(),
-        traceparent: None,
+        // The worker's spans become children of this request's span.
+        traceparent: longhaul_service::trace::traceparent(&tracing::Span::current()),
     };
     if let Err(e) = state.queue.enqueue(&entry).await {
         tracing::warn!(job_id = %entry.job_id, error = %e, "enqueue failed; the record stays queued for the reconciler");

@@ -78,9 +78,30 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{job_id}", get(api::get_job))
         .fallback(api::not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(trace_request))
         .merge(health::router(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+}
+
+/// One span per API request, continuing the caller's trace when it sends a `traceparent` header.
+async fn trace_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let span = tracing::info_span!(
+        "http.request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = tracing::field::Empty,
+    );
+    if let Some(parent) = request.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+        longhaul_service::trace::set_parent(&span, parent);
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
 }
 
 /// Enqueues again every live record (queued or running) not updated for `older_than` whose job has

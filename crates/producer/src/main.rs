@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use longhaul_core::{JobId, NewJob, TenantId, TicketId};
 use longhaul_producer::{ApiSettings, AppState, app, run_reconciler};
 use longhaul_queue::{JobEntry, now_ms};
-use longhaul_service::args::{DatabaseArgs, LogArgs, QueueArgs, Secret, parse_positive_duration};
-use longhaul_service::{shutdown, telemetry};
+use longhaul_service::args::{DatabaseArgs, QueueArgs, Secret, TelemetryArgs, parse_positive_duration};
+use longhaul_service::shutdown;
+use longhaul_service::telemetry::Telemetry;
 use longhaul_store::{Store, StoreOptions};
 
 /// longhaul producer: the HTTP API that validates a triage request, records the job, then
@@ -20,7 +21,7 @@ struct Cli {
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
-    log: LogArgs,
+    telemetry: TelemetryArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,10 +96,18 @@ struct EnqueueArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = telemetry::init(cli.log.log_format) {
-        eprintln!("producer: {e:#}");
-        return std::process::ExitCode::FAILURE;
-    }
+    let _telemetry = match Telemetry::init(
+        "producer",
+        cli.telemetry.log_format,
+        cli.telemetry.otlp_endpoint.as_deref(),
+        false,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("producer: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -113,10 +113,14 @@ pub struct DatabaseArgs {
     pub db_timeout: Duration,
 }
 
-/// Logging settings.
+/// Logging, tracing and metrics export settings.
 #[derive(Debug, Clone, Args)]
-pub struct LogArgs {
+pub struct TelemetryArgs {
     /// Log format: auto (JSON unless stdout is a terminal), json or text. RUST_LOG filters.
     #[arg(long, env = "LONGHAUL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); traces and metrics are
+    /// exported there when set.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }

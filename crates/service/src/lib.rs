@@ -2,7 +2,8 @@
 //!
 //! - [`args`] — clap flag groups with environment fallbacks (Redis and queue, database, logging)
 //!   and [`Secret`], a string that never prints.
-//! - [`telemetry`] — tracing set-up: JSON lines when stdout is not a terminal, text on a terminal.
+//! - [`telemetry`] — logs (JSON or text), OpenTelemetry traces and metrics (OTLP, Prometheus text).
+//! - [`trace`] — W3C trace context into and out of a queue entry.
 //! - [`shutdown`] — one [`CancellationToken`](tokio_util::sync::CancellationToken) cancelled by
 //!   SIGTERM or ctrl-c.
 //! - [`health`] — the `/healthz` and `/readyz` admin endpoints.
@@ -11,5 +12,6 @@ pub mod args;
 pub mod health;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
-pub use args::{DatabaseArgs, LogArgs, QueueArgs, Secret};
+pub use args::{DatabaseArgs, QueueArgs, Secret, TelemetryArgs};

@@ -22,6 +22,7 @@ use longhaul_core::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 pub use classify::{Category, Classification, Classifier, Priority, RuleClassifier};
 pub use http::{HttpClassifier, HttpClassifierConfig, HttpWebhook, WebhookSender};
@@ -93,9 +94,14 @@ where
         let event = |e: StageEvent<'_>| observer.on_event(ctx, e);
 
         event(StageEvent::Started { stage: "load", progress: percent(0) });
-        let ticket = self.tickets.load_ticket(&ctx.tenant_id, &ctx.ticket_id).await?.ok_or_else(|| {
-            JobError::new(FailureCase::InvalidJobData, format!("ticket {} does not exist", ctx.ticket_id))
-        })?;
+        let ticket = self
+            .tickets
+            .load_ticket(&ctx.tenant_id, &ctx.ticket_id)
+            .instrument(tracing::info_span!("stage", stage = "load"))
+            .await?
+            .ok_or_else(|| {
+                JobError::new(FailureCase::InvalidJobData, format!("ticket {} does not exist", ctx.ticket_id))
+            })?;
         if ticket.tenant_id != ctx.tenant_id || ticket.ticket_id != ctx.ticket_id {
             return Err(JobError::new(
                 FailureCase::PermissionDenied,
@@ -117,10 +123,38 @@ where
         event(StageEvent::Finished { stage: "load", progress: percent(33) });
 
         event(StageEvent::Started { stage: "classify", progress: percent(33) });
-        let classification = self.classifier.classify(&ticket).await?;
+        let classification = self
+            .classifier
+            .classify(&ticket)
+            .instrument(tracing::info_span!("stage", stage = "classify"))
+            .await?;
         event(StageEvent::Finished { stage: "classify", progress: percent(66) });
 
         event(StageEvent::Started { stage: "apply", progress: percent(66) });
+        let webhook = self
+            .apply(ctx, &ticket, &classification, &event)
+            .instrument(tracing::info_span!("stage", stage = "apply"))
+            .await?;
+        event(StageEvent::Finished { stage: "apply", progress: percent(100) });
+        Ok(TriageOutput { classification, ticket_revision: ticket.revision, webhook })
+    }
+}
+
+impl<T, O, C, W> TriagePipeline<T, O, C, W>
+where
+    T: TicketStore,
+    O: OperationLog,
+    C: Classifier,
+    W: WebhookSender,
+{
+    /// The apply stage: the ticket update, then the webhook, each at most once per operation id.
+    async fn apply(
+        &self,
+        ctx: &JobContext,
+        ticket: &longhaul_core::TicketView,
+        classification: &Classification,
+        event: &(dyn Fn(StageEvent<'_>) + Send + Sync),
+    ) -> Result<Option<Value>, JobError> {
         let triage =
             json!({ "classification": classification, "job_id": ctx.job_id, "revision": ticket.revision });
         run_effect(&self.ops, ctx, "apply", "ticket-update", |_op| async {
@@ -147,7 +181,6 @@ where
                 Some(delivered)
             }
         };
-        event(StageEvent::Finished { stage: "apply", progress: percent(100) });
-        Ok(TriageOutput { classification, ticket_revision: ticket.revision, webhook })
+        Ok(webhook)
     }
 }

@@ -105,6 +105,9 @@ impl<P: Pipeline + 'static> Shared<P> {
             attempt = tracing::field::Empty,
             entry_id = %delivery.id,
         );
+        if let Some(parent) = &delivery.entry.traceparent {
+            longhaul_service::trace::set_parent(&span, parent);
+        }
         let shared = self.clone();
         self.tracker.spawn(
             async move {

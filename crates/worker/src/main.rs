@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
-use longhaul_service::args::{DatabaseArgs, LogArgs, QueueArgs, Secret, parse_positive_duration};
-use longhaul_service::{health, shutdown, telemetry};
+use longhaul_service::args::{DatabaseArgs, QueueArgs, Secret, TelemetryArgs, parse_positive_duration};
+use longhaul_service::telemetry::Telemetry;
+use longhaul_service::{health, shutdown};
 use longhaul_store::{Store, StoreOptions};
 use longhaul_triage::{
     HttpClassifier, HttpClassifierConfig, HttpWebhook, Provider, RuleClassifier, TriagePipeline,
@@ -33,7 +34,7 @@ struct Cli {
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
-    log: LogArgs,
+    telemetry: TelemetryArgs,
 
     /// Name in the consumer group; keep it stable across restarts of one pod so a restarted worker
     /// takes back its own pending entries. Default: $HOSTNAME-<pid>.
@@ -100,10 +101,18 @@ struct Cli {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = telemetry::init(cli.log.log_format) {
-        eprintln!("worker: {e:#}");
-        return std::process::ExitCode::FAILURE;
-    }
+    let _telemetry = match Telemetry::init(
+        "worker",
+        cli.telemetry.log_format,
+        cli.telemetry.otlp_endpoint.as_deref(),
+        false,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("worker: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -4,3 +4,4 @@
 mod crashes;
 mod harness;
 mod lifecycle;
+mod telemetry;

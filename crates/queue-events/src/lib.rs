@@ -1,0 +1,187 @@
+//! `longhaul-queue-events`: reads the lifecycle events stream in its own consumer group and turns
+//! each event into one structured log line and metric updates. Replicas share the events (each is
+//! handled once); a restarted replica first handles its own unacknowledged events.
+//!
+//! It never writes application storage — it does not even depend on the store crate. Product
+//! state belongs to the producer and the worker; this is for operators.
+//!
+//! Metrics (OpenTelemetry instruments; OTLP and Prometheus `/metrics`):
+//! - `longhaul_job_events_total{event, class}` — completed, failed, retrying, stalled, alert;
+//! - `longhaul_job_duration_seconds{event, kind}` — `kind="total"`: enqueue → event;
+//!   `kind="run"`: the attempt's run time;
+//! - `longhaul_queue_lag`, `longhaul_queue_pending`, `longhaul_queue_delayed`,
+//!   `longhaul_queue_dead_letters` — the backlog, sampled every `--stats-every`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use longhaul_queue::{Event, EventKind, EventReader, Queue, QueueStats};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use tokio_util::sync::CancellationToken;
+
+/// The instruments queue-events records.
+#[derive(Clone)]
+pub struct EventMetrics {
+    events: Counter<u64>,
+    duration: Histogram<f64>,
+    backlog: Arc<Mutex<QueueStats>>,
+}
+
+impl std::fmt::Debug for EventMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventMetrics")
+    }
+}
+
+impl EventMetrics {
+    /// Creates the instruments on `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        let events = meter
+            .u64_counter("longhaul.job.events")
+            .with_description("Lifecycle events of jobs, by event and error class")
+            .build();
+        let duration = meter
+            .f64_histogram("longhaul.job.duration")
+            .with_unit("s")
+            .with_description("Job durations: kind=total from enqueue, kind=run for the attempt")
+            .with_boundaries(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ])
+            .build();
+        let backlog = Arc::new(Mutex::new(QueueStats::default()));
+        let gauge = |name: &'static str, description: &'static str, pick: fn(&QueueStats) -> u64| {
+            let backlog = backlog.clone();
+            meter
+                .u64_observable_gauge(name)
+                .with_description(description)
+                .with_callback(move |observer| {
+                    if let Ok(stats) = backlog.lock() {
+                        observer.observe(pick(&stats), &[]);
+                    }
+                })
+                .build()
+        };
+        // The gauges live as long as the meter provider; their handles need not be kept.
+        gauge("longhaul.queue.lag", "Entries not yet delivered to the workers' group", |s| {
+            s.lag.unwrap_or(0)
+        });
+        gauge("longhaul.queue.pending", "Entries delivered and not yet acknowledged", |s| s.pending);
+        gauge("longhaul.queue.delayed", "Retries waiting for their due time", |s| s.delayed);
+        gauge("longhaul.queue.dead_letters", "Entries in the dead-letter stream", |s| s.dead_letters);
+        Self { events, duration, backlog }
+    }
+
+    /// Records one event.
+    pub fn record(&self, event: &Event) {
+        if event.kind == EventKind::Progress {
+            return;
+        }
+        let class = event.class.clone().unwrap_or_default();
+        self.events.add(1, &[KeyValue::new("event", event.kind.as_str()), KeyValue::new("class", class)]);
+        let kind = KeyValue::new("event", event.kind.as_str());
+        if let Some(ms) = event.total_ms {
+            self.duration.record(ms as f64 / 1000.0, &[kind.clone(), KeyValue::new("kind", "total")]);
+        }
+        if let Some(ms) = event.run_ms {
+            self.duration.record(ms as f64 / 1000.0, &[kind, KeyValue::new("kind", "run")]);
+        }
+    }
+
+    /// Replaces the backlog the gauges report.
+    pub fn set_backlog(&self, stats: QueueStats) {
+        if let Ok(mut b) = self.backlog.lock() {
+            *b = stats;
+        }
+    }
+}
+
+/// Writes the operator's log line for `event`.
+pub fn log(event: &Event) {
+    let (job, tenant, attempt) = (&event.job_id, &event.tenant_id, event.attempt);
+    let total_ms = event.total_ms.unwrap_or_default();
+    let run_ms = event.run_ms.unwrap_or_default();
+    let reason = event.reason.as_deref().unwrap_or("");
+    let class = event.class.as_deref().unwrap_or("");
+    match event.kind {
+        EventKind::Completed => {
+            tracing::info!(job_id = %job, tenant_id = %tenant, attempt, total_ms, run_ms, "job completed")
+        }
+        EventKind::Failed => tracing::warn!(job_id = %job, tenant_id = %tenant, attempt, total_ms, run_ms,
+            failed_reason = %reason, error_class = %class, "job failed"),
+        EventKind::Retrying => tracing::warn!(job_id = %job, tenant_id = %tenant, attempt, run_ms,
+            failed_reason = %reason, error_class = %class, "job retrying"),
+        EventKind::Stalled => tracing::error!(job_id = %job, tenant_id = %tenant, attempt, total_ms,
+            failed_reason = %reason, "job stalled"),
+        EventKind::Alert => tracing::error!(job_id = %job, tenant_id = %tenant, attempt,
+            failed_reason = %reason, error_class = %class, "ALERT: permission or tenant violation"),
+        EventKind::Progress => tracing::debug!(job_id = %job, tenant_id = %tenant, attempt,
+            stage = event.stage.as_deref().unwrap_or(""), progress = event.progress.unwrap_or(0), "job progress"),
+    }
+}
+
+/// Reads events until `stop`: logs, records, then acknowledges each batch. Outages are waited out.
+pub async fn run(mut reader: EventReader, metrics: EventMetrics, batch: usize, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let got = tokio::select! {
+            () = stop.cancelled() => return,
+            r = reader.read(batch, Duration::from_secs(2)) => r,
+        };
+        match got {
+            Ok(events) => {
+                backoff = Duration::from_millis(100);
+                for received in &events {
+                    log(&received.event);
+                    metrics.record(&received.event);
+                }
+                let ids: Vec<String> = events.into_iter().map(|r| r.id).collect();
+                if let Err(e) = reader.ack(&ids).await {
+                    tracing::warn!(error = %e, "cannot acknowledge events; they will be handled again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot read events; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Samples the backlog every `every` until `stop`.
+pub async fn sample_backlog(queue: Queue, metrics: EventMetrics, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match queue.stats().await {
+            Ok(stats) => metrics.set_backlog(stats),
+            Err(e) => tracing::warn!(error = %e, "cannot read the backlog"),
+        }
+    }
+}
+
+/// The admin routes: `/healthz`, `/readyz` and `/metrics` (Prometheus text format from `registry`).
+pub fn admin_router(
+    ready: longhaul_service::health::ReadyCheck,
+    registry: prometheus::Registry,
+) -> axum::Router {
+    longhaul_service::health::router(ready).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    longhaul_service::telemetry::render_prometheus(&registry),
+                )
+            }
+        }),
+    )
+}

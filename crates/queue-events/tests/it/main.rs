@@ -1,0 +1,152 @@
+//! queue-events on real Redis: events handled once across replicas, metric values, `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use longhaul_queue::{Event, EventKind, now_ms};
+use longhaul_queue_events::{EventMetrics, admin_router, run};
+use longhaul_service::health::ReadyCheck;
+use longhaul_service::telemetry::{providers, render_prometheus};
+use longhaul_testkit::{TestQueue, wait_until};
+use opentelemetry::metrics::MeterProvider as _;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+/// A metrics pipeline of its own (no global state), rendered as Prometheus text.
+fn metrics() -> (EventMetrics, prometheus::Registry, opentelemetry_sdk::metrics::SdkMeterProvider) {
+    let (_, provider, registry) = providers("queue-events-test", None, true).expect("providers");
+    let metrics = EventMetrics::new(&provider.meter("test"));
+    (metrics, registry.expect("registry"), provider)
+}
+
+/// The value of the series `name` whose labels contain every `label`.
+fn value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn event(kind: EventKind, i: usize) -> Event {
+    let mut e = Event::new(kind, &format!("job_{i:032x}"), "acme", 1, now_ms());
+    e.total_ms = Some(1500);
+    e.run_ms = Some(40);
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_handle_each_event_once() {
+    let q = TestQueue::new(|_| {}).await;
+    for i in 0..300 {
+        q.publish(&event(EventKind::Completed, i)).await.expect("publish");
+    }
+    let stop = CancellationToken::new();
+    let (m1, r1, _p1) = metrics();
+    let (m2, r2, _p2) = metrics();
+    let a = tokio::spawn(run(q.event_reader("queue-events", "qe-a").expect("reader"), m1, 16, stop.clone()));
+    let b = tokio::spawn(run(q.event_reader("queue-events", "qe-b").expect("reader"), m2, 16, stop.clone()));
+    let count = |r: &prometheus::Registry| {
+        value(&render_prometheus(r), "longhaul_job_events_total", &["event=\"completed\""]).unwrap_or(0.0)
+    };
+    let total = wait_until(Duration::from_secs(10), "all events handled", async || {
+        let n = count(&r1) + count(&r2);
+        if n >= 300.0 { Ok(n) } else { Err(n) }
+    })
+    .await;
+    // Pending is empty: everything handled was acknowledged.
+    wait_until(Duration::from_secs(5), "events acknowledged", async || {
+        let mut conn = q.raw().await;
+        let summary: (u64, Option<String>, Option<String>, Option<Vec<(String, String)>>) =
+            redis::cmd("XPENDING")
+                .arg(q.keys().events())
+                .arg("queue-events")
+                .query_async(&mut conn)
+                .await
+                .expect("xpending");
+        if summary.0 == 0 { Ok(()) } else { Err(summary.0) }
+    })
+    .await;
+    stop.cancel();
+    a.await.expect("reader a");
+    b.await.expect("reader b");
+    assert_eq!(total, 300.0, "each event counted exactly once across both replicas");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_values_follow_the_events() {
+    let (m, registry, _provider) = metrics();
+    let mut kinds = vec![EventKind::Completed; 3];
+    kinds.extend([
+        EventKind::Failed,
+        EventKind::Failed,
+        EventKind::Retrying,
+        EventKind::Stalled,
+        EventKind::Alert,
+    ]);
+    kinds.extend([EventKind::Progress; 5]);
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let mut e = event(kind, i);
+        e.class = match kind {
+            EventKind::Failed => Some("invalid".into()),
+            EventKind::Retrying => Some("retryable".into()),
+            EventKind::Alert => Some("alert".into()),
+            _ => None,
+        };
+        m.record(&e);
+    }
+    m.set_backlog(longhaul_queue::QueueStats {
+        pending: 7,
+        lag: Some(11),
+        delayed: 2,
+        dead_letters: 1,
+        ..Default::default()
+    });
+    let text = render_prometheus(&registry);
+    let events = |event: &str, class: &str| {
+        value(
+            &text,
+            "longhaul_job_events_total",
+            &[&format!("event=\"{event}\""), &format!("class=\"{class}\"")],
+        )
+    };
+    assert_eq!(events("completed", ""), Some(3.0), "{text}");
+    assert_eq!(events("failed", "invalid"), Some(2.0));
+    assert_eq!(events("retrying", "retryable"), Some(1.0));
+    assert_eq!(events("stalled", ""), Some(1.0));
+    assert_eq!(events("alert", "alert"), Some(1.0));
+    assert_eq!(events("progress", ""), None, "progress is not counted");
+    let count =
+        value(&text, "longhaul_job_duration_seconds_count", &["event=\"completed\"", "kind=\"total\""]);
+    let sum = value(&text, "longhaul_job_duration_seconds_sum", &["event=\"completed\"", "kind=\"total\""]);
+    assert_eq!((count, sum), (Some(3.0), Some(4.5)));
+    assert_eq!(
+        value(&text, "longhaul_job_duration_seconds_count", &["event=\"completed\"", "kind=\"run\""]),
+        Some(3.0)
+    );
+    assert_eq!(value(&text, "longhaul_queue_pending", &[]), Some(7.0));
+    assert_eq!(value(&text, "longhaul_queue_lag", &[]), Some(11.0));
+    assert_eq!(value(&text, "longhaul_queue_delayed", &[]), Some(2.0));
+    assert_eq!(value(&text, "longhaul_queue_dead_letters", &[]), Some(1.0));
+}
+
+#[tokio::test]
+async fn metrics_endpoint_serves_prometheus_text() {
+    let (m, registry, _provider) = metrics();
+    m.record(&event(EventKind::Completed, 1));
+    let ready: ReadyCheck = Arc::new(|| Box::pin(async { Ok(()) }));
+    let response = admin_router(ready, registry)
+        .oneshot(Request::builder().uri("/metrics").body(Body::empty()).expect("request"))
+        .await
+        .expect("call");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4");
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    let text = String::from_utf8(body.to_vec()).expect("utf-8");
+    assert!(text.contains("# TYPE longhaul_job_events_total counter"), "{text}");
+    assert!(text.contains("# TYPE longhaul_job_duration_seconds histogram"), "{text}");
+    assert_eq!(value(&text, "longhaul_job_events_total", &["event=\"completed\""]), Some(1.0));
+}
