@@ -60,14 +60,16 @@ async fn replicas_handle_each_event_once() {
     // Pending is empty: everything handled was acknowledged.
     wait_until(Duration::from_secs(5), "events acknowledged", async || {
         let mut conn = q.raw().await;
-        let summary: (u64, Option<String>, Option<String>, Option<Vec<(String, String)>>) =
-            redis::cmd("XPENDING")
-                .arg(q.keys().events())
-                .arg("queue-events")
-                .query_async(&mut conn)
-                .await
-                .expect("xpending");
-        if summary.0 == 0 { Ok(()) } else { Err(summary.0) }
+        let summary: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(q.keys().events())
+            .arg("queue-events")
+            .query_async(&mut conn)
+            .await
+            .expect("xpending");
+        match summary.first() {
+            Some(redis::Value::Int(0)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     })
     .await;
     stop.cancel();
