@@ -24,3 +24,11 @@ services:
 # Queue-only micro-benchmark against local Redis (prints one JSON line).
 bench-queue:
     cargo bench -p longhaul-queue --bench queue
+
+# The one-command demo: the whole system on embedded defaults (SQLite; Redis or a private redis-server).
+demo:
+    bash scripts/demo.sh
+
+# Producer, two workers and queue-events on embedded defaults, until ctrl-c.
+up:
+    bash scripts/up.sh

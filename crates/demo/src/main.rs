@@ -1,0 +1,446 @@
+//! `longhaul-demo`: runs the whole system on embedded defaults and shows it working.
+//!
+//! SQLite in a temporary directory for application storage; Redis at `REDIS_URL` or — when nothing
+//! answers there and `redis-server` is installed — a private redis-server on a free loopback port.
+//! It starts the producer, two workers and queue-events as real processes, creates a tenant and a
+//! handful of sample tickets, submits triage jobs through the HTTP API, shows live progress, prints
+//! the final records and a few queue-events log lines, and shuts everything down with SIGTERM.
+//!
+//! The workers use the OpenAI-compatible provider pointed at a small local stand-in (also serving
+//! the tenant's webhook), so every status appears: one ticket's provider answers 503 twice (the job
+//! retries, then completes) and one gets an answer outside the schema (the job fails as invalid).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+const TICKETS: &[(&str, &str, &str)] = &[
+    (
+        "SUP-1001",
+        "Charged twice this month",
+        "My card was charged twice for the Pro subscription. Please refund one.",
+    ),
+    ("SUP-1002", "App crashes on export", "The iOS app crashes every time I export a report to PDF."),
+    (
+        "SUP-1003",
+        "Locked out after 2FA reset",
+        "I reset my phone and now I cannot log in, 2FA codes are rejected.",
+    ),
+    ("SUP-1004", "Dark mode would be nice", "Feature suggestion: a dark theme for the dashboard."),
+    ("SUP-1005", "Dashboard down [flaky]", "The dashboard is down for our whole team since 9am, urgent."),
+    (
+        "SUP-1006",
+        "Weird characters in invoice [broken]",
+        "The invoice PDF shows question marks instead of umlauts.",
+    ),
+];
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Children that get SIGTERM (then SIGKILL after a grace period) when dropped.
+struct Processes {
+    children: Vec<(String, Child)>,
+}
+
+impl Processes {
+    fn stop(&mut self) {
+        for (_, child) in &self.children {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (name, child) in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        println!("  {name} exited ({status})");
+                        break;
+                    }
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        println!("  {name} killed after the grace period");
+                        break;
+                    }
+                }
+            }
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn answers(addr: &str) -> bool {
+    addr.parse::<SocketAddr>()
+        .is_ok_and(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
+/// `host:port` of a `redis://` URL (no credentials, default port 6379).
+fn redis_addr(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("redis://")?;
+    let host_port = rest.rsplit('@').next()?.split('/').next()?;
+    let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:6379") };
+    Some(host_port.replace("localhost", "127.0.0.1"))
+}
+
+fn binaries() -> anyhow::Result<PathBuf> {
+    let dir = std::env::current_exe()?.parent().context("no directory for the demo binary")?.to_path_buf();
+    for bin in ["producer", "worker", "queue-events"] {
+        if !dir.join(bin).exists() {
+            bail!("{} is missing: build the binaries first (cargo build --bins)", dir.join(bin).display());
+        }
+    }
+    Ok(dir)
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn spawn(
+    procs: &mut Processes,
+    bin: &Path,
+    name: &str,
+    args: &[&str],
+    env: &HashMap<&str, String>,
+    log: &Path,
+) -> anyhow::Result<()> {
+    let out = std::fs::File::create(log)?;
+    let child = Command::new(bin)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("LONGHAUL_LOG_FORMAT", "json")
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    procs.children.push((name.to_owned(), child));
+    Ok(())
+}
+
+/// The stand-in provider and webhook receiver.
+#[derive(Clone, Default)]
+struct FakeProvider {
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+    webhooks: Arc<Mutex<Vec<String>>>,
+}
+
+async fn chat(State(fake): State<FakeProvider>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    let content = body.pointer("/messages/1/content").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let n = {
+        let mut calls = fake.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let n = calls.entry(content.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if content.contains("[flaky]") && n <= 2 {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "model overloaded"})));
+    }
+    let answer = if content.contains("[broken]") {
+        "Sure! I think this ticket is about billing.".to_owned()
+    } else {
+        let (subject, body) = content
+            .strip_prefix("Subject: ")
+            .unwrap_or(&content)
+            .split_once("\n\n")
+            .unwrap_or((&content, ""));
+        let ticket = longhaul_core::TicketView {
+            tenant_id: longhaul_core::TenantId::parse("demo")
+                .unwrap_or_else(|_| unreachable!("valid literal")),
+            ticket_id: longhaul_core::TicketId::parse("x").unwrap_or_else(|_| unreachable!("valid literal")),
+            revision: 1,
+            subject: subject.to_owned(),
+            body: body.to_owned(),
+        };
+        serde_json::to_string(&longhaul_triage::RuleClassifier::classify_now(&ticket)).unwrap_or_default()
+    };
+    (
+        StatusCode::OK,
+        Json(json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]})),
+    )
+}
+
+async fn webhook(State(fake): State<FakeProvider>, headers: axum::http::HeaderMap) -> StatusCode {
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    fake.webhooks.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+    StatusCode::NO_CONTENT
+}
+
+async fn run() -> anyhow::Result<()> {
+    let bin = binaries()?;
+    let dir = std::env::temp_dir().join(format!("longhaul-demo-{}", random_suffix()));
+    std::fs::create_dir_all(&dir)?;
+    println!("longhaul demo — working directory {}", dir.display());
+    let mut procs = Processes { children: Vec::new() };
+
+    // Redis: the configured one, or a private one.
+    let configured = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis_url = if redis_addr(&configured).is_some_and(|a| answers(&a)) {
+        println!("using Redis at {configured}");
+        configured
+    } else {
+        let port = free_port()?;
+        let server = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no Redis answers at {configured} and redis-server is not installed: install it \
+                 (apt-get install redis-server) or set REDIS_URL to a running Redis 7"
+                )
+            })?;
+        procs.children.push(("redis-server".into(), server));
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answers(&addr) {
+            if Instant::now() > deadline {
+                bail!("the private redis-server did not start on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("started a private redis-server on {addr}");
+        format!("redis://{addr}")
+    };
+
+    // The stand-in provider and webhook receiver.
+    let fake = FakeProvider::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let fake_addr = listener.local_addr()?;
+    let router = axum::Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/webhook", post(webhook))
+        .with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let database_url = format!("sqlite://{}", dir.join("longhaul.db").display());
+    let api_port = free_port()?;
+    let mut env: HashMap<&str, String> = HashMap::new();
+    env.insert("DATABASE_URL", database_url);
+    env.insert("REDIS_URL", redis_url);
+    env.insert("LONGHAUL_QUEUE_PREFIX", format!("demo-{}", random_suffix()));
+    env.insert("LONGHAUL_PROVIDER", "openai".into());
+    env.insert("LONGHAUL_PROVIDER_BASE_URL", format!("http://{fake_addr}/v1"));
+    env.insert("LONGHAUL_PROVIDER_TIMEOUT", "5s".into());
+    env.insert("LONGHAUL_BACKOFF_BASE", "700ms".into());
+    env.insert("LONGHAUL_BACKOFF_CAP", "2s".into());
+    env.insert("LONGHAUL_PROGRESS_INTERVAL", "0s".into());
+    env.insert("LONGHAUL_ADMIN_ADDR", "127.0.0.1:0".into());
+    env.insert("LONGHAUL_LISTEN", format!("127.0.0.1:{api_port}"));
+    env.insert("LONGHAUL_STATS_EVERY", "1s".into());
+
+    // The tenant (this also migrates the database).
+    let out = Command::new(bin.join("producer"))
+        .args([
+            "tenant",
+            "create",
+            "demo",
+            "--name",
+            "Demo Corp",
+            "--webhook-url",
+            &format!("http://{fake_addr}/webhook"),
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("LONGHAUL_LOG_FORMAT", "text")
+        .env("RUST_LOG", "warn")
+        .output()?;
+    if !out.status.success() {
+        bail!("producer tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    println!("created tenant demo (API key {}…)", &key[..key.len().min(10)]);
+
+    spawn(&mut procs, &bin.join("producer"), "producer", &["serve"], &env, &dir.join("producer.log"))?;
+    for (i, name) in ["worker-1", "worker-2"].iter().enumerate() {
+        let mut env = env.clone();
+        env.insert("LONGHAUL_CONSUMER_NAME", (*name).to_owned());
+        env.insert("LONGHAUL_CONCURRENCY", (2 + i).to_string());
+        spawn(&mut procs, &bin.join("worker"), name, &[], &env, &dir.join(format!("{name}.log")))?;
+    }
+    spawn(&mut procs, &bin.join("queue-events"), "queue-events", &[], &env, &dir.join("queue-events.log"))?;
+
+    let api = format!("http://127.0.0.1:{api_port}");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if http.get(format!("{api}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the producer did not become ready; see {}", dir.join("producer.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("producer, 2 workers and queue-events are up; API at {api}\n");
+
+    let mut jobs = Vec::new();
+    for (id, subject, body) in TICKETS {
+        http.post(format!("{api}/v1/tickets"))
+            .bearer_auth(&key)
+            .json(&json!({"ticket_id": id, "subject": subject, "body": body}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let r = http.post(format!("{api}/v1/tickets/{id}/triage")).bearer_auth(&key).send().await?;
+        let status = r.status();
+        let job: Value = r.json().await?;
+        println!("POST /v1/tickets/{id}/triage → {status} job {}", job["job_id"].as_str().unwrap_or("?"));
+        jobs.push((id.to_string(), job["job_id"].as_str().unwrap_or_default().to_owned()));
+    }
+    let again = http.post(format!("{api}/v1/tickets/SUP-1001/triage")).bearer_auth(&key).send().await?;
+    println!("POST /v1/tickets/SUP-1001/triage again → {} (the same job: ids are stable)\n", again.status());
+
+    let finals = watch(&http, &api, &key, &jobs).await?;
+
+    println!("\nFinal records (GET /v1/jobs/{{id}}):");
+    for (ticket, record) in &finals {
+        let outcome = match record["status"].as_str() {
+            Some("completed") => format!(
+                "{} / {}",
+                record["output"]["classification"]["category"].as_str().unwrap_or("?"),
+                record["output"]["classification"]["priority"].as_str().unwrap_or("?")
+            ),
+            _ => format!(
+                "{}: {}",
+                record["error_class"].as_str().unwrap_or("?"),
+                record["error_message"].as_str().unwrap_or("")
+            ),
+        };
+        println!(
+            "  {ticket:<9} {:<9} attempts {}  {outcome}",
+            record["status"].as_str().unwrap_or("?"),
+            record["attempts"]
+        );
+    }
+    let hooks = fake.webhooks.lock().unwrap_or_else(|e| e.into_inner()).len();
+    println!(
+        "\nwebhook deliveries received: {hooks} (one per completed job, each with its operation id as Idempotency-Key)"
+    );
+
+    // Give queue-events a moment to log the last events, then show some of its lines.
+    let log = dir.join("queue-events.log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && !std::fs::read_to_string(&log).unwrap_or_default().contains("job failed")
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("\nqueue-events log lines (what operators tail):");
+    for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else { continue };
+        let message = v["message"].as_str().unwrap_or("");
+        if message.starts_with("job ") {
+            println!(
+                "  {:<5} {:<14} job_id={} attempt={} {}",
+                v["level"].as_str().unwrap_or(""),
+                message,
+                v["job_id"].as_str().unwrap_or(""),
+                v["attempt"],
+                v["failed_reason"].as_str().map(|r| format!("reason={r:?}")).unwrap_or_default()
+            );
+        }
+    }
+
+    println!("\nshutting down (SIGTERM):");
+    procs.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let failed = finals.iter().filter(|(_, r)| r["status"] == "failed").count();
+    let completed = finals.iter().filter(|(_, r)| r["status"] == "completed").count();
+    if completed != TICKETS.len() - 1 || failed != 1 {
+        bail!("expected {} completed and 1 failed job, got {completed} and {failed}", TICKETS.len() - 1);
+    }
+    println!("done: {completed} completed (one after retries), {failed} failed as invalid.");
+    Ok(())
+}
+
+/// Polls every job until all are terminal, showing progress. Returns the final records.
+async fn watch(
+    http: &reqwest::Client,
+    api: &str,
+    key: &str,
+    jobs: &[(String, String)],
+) -> anyhow::Result<Vec<(String, Value)>> {
+    let terminal = std::io::stdout().is_terminal();
+    let multi = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template("{prefix:<9} [{bar:30}] {pos:>3}% {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bars: Vec<_> = jobs
+        .iter()
+        .map(|(ticket, _)| {
+            let bar = if terminal {
+                multi.add(indicatif::ProgressBar::new(100))
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(style.clone());
+            bar.set_prefix(ticket.clone());
+            bar
+        })
+        .collect();
+    let mut last_seen: Vec<String> = vec![String::new(); jobs.len()];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut finals = Vec::new();
+        for (i, (ticket, job)) in jobs.iter().enumerate() {
+            let record: Value =
+                http.get(format!("{api}/v1/jobs/{job}")).bearer_auth(key).send().await?.json().await?;
+            let status = record["status"].as_str().unwrap_or("?").to_owned();
+            let progress = record["progress"].as_u64().unwrap_or(0);
+            let stage = record["stage"].as_str().unwrap_or("").to_owned();
+            let line = format!("{status} {stage} {progress}% attempt {}", record["attempts"]);
+            if terminal {
+                bars[i].set_position(progress);
+                bars[i].set_message(format!("{status} {stage} (attempt {})", record["attempts"]));
+            } else if last_seen[i] != line {
+                println!("  {ticket:<9} {line}");
+            }
+            last_seen[i] = line;
+            if status == "completed" || status == "failed" {
+                finals.push((ticket.clone(), record));
+            }
+        }
+        if finals.len() == jobs.len() {
+            for bar in &bars {
+                bar.finish();
+            }
+            return Ok(finals);
+        }
+        if Instant::now() > deadline {
+            bail!("not every job finished within 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
