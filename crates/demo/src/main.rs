@@ -65,7 +65,8 @@ struct Processes {
 impl Processes {
     fn stop(&mut self) {
         for (_, child) in &self.children {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ =
+                Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         for (name, child) in &mut self.children {

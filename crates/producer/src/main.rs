@@ -101,6 +101,7 @@ async fn main() -> std::process::ExitCode {
         cli.telemetry.log_format,
         cli.telemetry.otlp_endpoint.as_deref(),
         false,
+        !matches!(cli.command, Command::Serve(_)),
     ) {
         Ok(t) => t,
         Err(e) => {

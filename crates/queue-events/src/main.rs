@@ -48,6 +48,7 @@ async fn main() -> std::process::ExitCode {
         cli.telemetry.log_format,
         cli.telemetry.otlp_endpoint.as_deref(),
         true,
+        false,
     ) {
         Ok(t) => t,
         Err(e) => {

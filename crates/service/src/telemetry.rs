@@ -135,6 +135,7 @@ pub fn render_prometheus(registry: &prometheus::Registry) -> String {
 
 impl Telemetry {
     /// Installs logs, traces and metrics for `service` globally. Call once, at the top of `main`.
+    /// Logs go to stdout (services), or to stderr for commands whose stdout is their output.
     ///
     /// # Errors
     /// When an exporter cannot be built or a subscriber is already installed.
@@ -143,15 +144,21 @@ impl Telemetry {
         format: LogFormat,
         otlp_endpoint: Option<&str>,
         prometheus: bool,
+        logs_to_stderr: bool,
     ) -> anyhow::Result<Self> {
         global::set_text_map_propagator(TraceContextPropagator::new());
         let (tracer_provider, meter_provider, registry) = providers(service, otlp_endpoint, prometheus)?;
         global::set_tracer_provider(tracer_provider.clone());
         global::set_meter_provider(meter_provider.clone());
         let tracer = tracer_provider.tracer(service.to_owned());
-        subscriber(format.is_json(std::io::stdout().is_terminal()), std::io::stdout, Some(tracer))
-            .try_init()
-            .map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
+        let installed = if logs_to_stderr {
+            subscriber(format.is_json(std::io::stderr().is_terminal()), std::io::stderr, Some(tracer))
+                .try_init()
+        } else {
+            subscriber(format.is_json(std::io::stdout().is_terminal()), std::io::stdout, Some(tracer))
+                .try_init()
+        };
+        installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
         Ok(Self { tracer_provider, meter_provider, registry })
     }
 

@@ -106,6 +106,7 @@ async fn main() -> std::process::ExitCode {
         cli.telemetry.log_format,
         cli.telemetry.otlp_endpoint.as_deref(),
         false,
+        false,
     ) {
         Ok(t) => t,
         Err(e) => {
