@@ -32,3 +32,10 @@ demo:
 # Producer, two workers and queue-events on embedded defaults, until ctrl-c.
 up:
     bash scripts/up.sh
+
+# End-to-end benchmarks against local Redis and PostgreSQL (one JSON line per scenario), then the
+# queue-only one. BENCH_N, CALLERS, PACED_RATE, PACED_SECONDS, SCENARIOS adjust them.
+bench:
+    cargo build --release --bins
+    target/release/longhaul-bench
+    cargo bench -p longhaul-queue --bench queue

@@ -121,6 +121,11 @@ both_backends!(an_entry_of_a_finished_job_is_acked_without_running, |backend| as
     let runs = Arc::new(AtomicU32::new(0));
     let worker = spawn_worker(&db, &q, Counting { runs: runs.clone() }, settings("w1"));
     let done = wait_status(&db, &job, JobStatus::Completed).await;
+    // Storage is written before the entry is acked: wait for the ack to drop the job's trace.
+    wait_until(Duration::from_secs(10), "the entry acknowledged", async || {
+        if q.has_trace(&job).await.expect("trace") { Err("trace") } else { Ok(()) }
+    })
+    .await;
     // A late duplicate entry (a reconciler race, a replayed enqueue).
     assert!(q.enqueue(&entry(&job, &done.ticket_id, 1)).await.expect("enqueue"));
     wait_until(Duration::from_secs(10), "the duplicate acknowledged", async || {

@@ -1,0 +1,342 @@
+//! `longhaul-bench`: the product benchmark. Starts the real producer, two workers (total
+//! concurrency 32) and queue-events — release builds from this binary's directory — against local
+//! Redis and a fresh PostgreSQL database, and prints one JSON line per scenario:
+//!
+//! - `product`: `BENCH_N` (default 20 000) triage requests from `CALLERS` (32) concurrent HTTP
+//!   callers, the three-stage pipeline with the rule-based classifier, progress per stage, completed
+//!   record with output;
+//! - `paced`: `PACED_RATE` (100) jobs/s for `PACED_SECONDS` (30) — latency under normal load.
+//!
+//! Every run verifies its results (every record completed, one `completed` event per job) before
+//! printing. Figures: jobs/s end to end, enqueue latency p50/p99 (the triage request), enqueue →
+//! completed p50/p99 (from the records' own timestamps), Redis commands per job (`INFO
+//! commandstats`), SQL statements and commits per job (`pg_stat_statements`,
+//! `pg_stat_database`), and each process's peak RSS.
+//!
+//! Tickets are created before the clock starts: a job is one triage request, as in the peer's
+//! workload (one status row and one queue add per job).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::json;
+use sqlx::{Connection as _, PgConnection};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 5];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+struct System {
+    procs: Vec<Proc>,
+    api: String,
+    key: String,
+    db_url: String,
+    admin_url: String,
+    db_name: String,
+    prefix: String,
+    redis_url: String,
+}
+
+impl System {
+    fn stop(&mut self) {
+        for p in &self.procs {
+            let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).stderr(Stdio::null()).status();
+        }
+        for p in &mut self.procs {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline && p.child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+        self.procs.clear();
+    }
+
+    /// Peak resident memory of every process, in MiB.
+    fn peak_rss(&self) -> HashMap<String, f64> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).ok()?;
+                let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+                Some((p.name.clone(), (kb / 1024.0 * 10.0).round() / 10.0))
+            })
+            .collect()
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn start(bins: &PathBuf) -> anyhow::Result<System> {
+    let admin_url = std::env::var("BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let db_name = format!("longhaul_bench_{}", random_hex());
+    let mut admin = PgConnection::connect(&admin_url).await.context("PostgreSQL")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut admin).await?;
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b).context("BENCH_PG_URL needs a database path")?;
+    let db_url = format!("{base}/{db_name}");
+    let prefix = format!("lhbench-{}", random_hex());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let env: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", db_url.clone()),
+        ("REDIS_URL", redis_url.clone()),
+        ("LONGHAUL_QUEUE_PREFIX", prefix.clone()),
+        ("LONGHAUL_LOG_FORMAT", "json".into()),
+        ("RUST_LOG", "warn".into()),
+        ("LONGHAUL_LISTEN", format!("127.0.0.1:{port}")),
+        ("LONGHAUL_ADMIN_ADDR", "127.0.0.1:0".into()),
+        ("LONGHAUL_DB_POOL", "20".into()),
+        ("LONGHAUL_PROGRESS_INTERVAL", "0s".into()),
+    ];
+    let out = Command::new(bins.join("producer"))
+        .args(["tenant", "create", "bench"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()?;
+    if !out.status.success() {
+        bail!("tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    let mut procs = Vec::new();
+    let mut spawn = |name: &str, bin: &str, args: &[&str], extra: &[(&str, &str)]| -> anyhow::Result<()> {
+        let child = Command::new(bins.join(bin))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        procs.push(Proc { name: name.to_owned(), child });
+        Ok(())
+    };
+    spawn("producer", "producer", &["serve", "--skip-migrations"], &[])?;
+    spawn("worker-1", "worker", &["--skip-migrations"], &[("LONGHAUL_CONSUMER_NAME", "bench-w1"), ("LONGHAUL_CONCURRENCY", "16")])?;
+    spawn("worker-2", "worker", &["--skip-migrations"], &[("LONGHAUL_CONSUMER_NAME", "bench-w2"), ("LONGHAUL_CONCURRENCY", "16")])?;
+    spawn("queue-events", "queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "bench-qe")])?;
+    let system = System { procs, api: format!("http://127.0.0.1:{port}"), key, db_url, admin_url, db_name, prefix, redis_url };
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http.get(format!("{}/readyz", system.api)).send().await.is_ok_and(|r| r.status().is_success()) {
+        if Instant::now() > deadline {
+            bail!("the producer did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(system)
+}
+
+async fn redis_calls(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
+    Ok(info
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum())
+}
+
+/// (statements, commits) so far in the bench database; statements need pg_stat_statements.
+async fn sql_counts(admin: &mut PgConnection, db: &str) -> (Option<i64>, i64) {
+    let statements: Option<i64> = sqlx::query_scalar(
+        "SELECT sum(calls)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
+    )
+    .bind(db)
+    .fetch_one(&mut *admin)
+    .await
+    .ok()
+    .flatten();
+    let commits: i64 = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
+        .bind(db)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap_or(0);
+    (statements, commits)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let v = sorted[((sorted.len() as f64 - 1.0) * p).round() as usize];
+    (v * 100.0).round() / 100.0
+}
+
+async fn scenario(bins: &PathBuf, name: &str, n: usize, callers: usize, rate: Option<f64>) -> anyhow::Result<serde_json::Value> {
+    let mut sys = start(bins).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(callers).build()?;
+    // Tickets first, untimed.
+    let created = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (http, api, key, permit) = (http.clone(), sys.api.clone(), sys.key.clone(), created.clone().acquire_owned().await?);
+        set.spawn(async move {
+            let r = http
+                .post(format!("{api}/v1/tickets"))
+                .bearer_auth(&key)
+                .json(&json!({"ticket_id": format!("T-{i}"), "subject": "App crashes on export", "body": "Since the update the app crashes. I was charged twice too."}))
+                .send()
+                .await;
+            drop(permit);
+            r.map(|r| r.status().is_success()).unwrap_or(false)
+        });
+    }
+    while let Some(ok) = set.join_next().await {
+        if !ok? {
+            bail!("ticket creation failed");
+        }
+    }
+    let mut redis_conn = redis::Client::open(sys.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+    let mut admin = PgConnection::connect(&sys.admin_url).await?;
+    // Statement counts need pg_stat_statements preloaded (the peer's services.sh sets it up).
+    let _ = sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&mut admin).await;
+    let _ = sqlx::raw_sql("SELECT pg_stat_statements_reset()").execute(&mut admin).await;
+    let calls0 = redis_calls(&mut redis_conn).await?;
+    let (stmts0, commits0) = sql_counts(&mut admin, &sys.db_name).await;
+
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut callers_set = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let (http, api, key, next) = (http.clone(), sys.api.clone(), sys.key.clone(), next.clone());
+        callers_set.spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                if let Some(rate) = rate {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let t = Instant::now();
+                let r = http.post(format!("{api}/v1/tickets/T-{i}/triage")).bearer_auth(&key).send().await?;
+                if r.status().as_u16() != 202 {
+                    bail!("triage T-{i} answered {}", r.status());
+                }
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        });
+    }
+    let mut enqueue: Vec<f64> = Vec::with_capacity(n);
+    while let Some(r) = callers_set.join_next().await {
+        enqueue.extend(r??);
+    }
+    let enqueue_secs = started.elapsed().as_secs_f64();
+    let mut db = PgConnection::connect(&sys.db_url).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status IN ('completed', 'failed')").fetch_one(&mut db).await?;
+        if done as usize >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {done} of {n} jobs finished");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    let calls1 = redis_calls(&mut redis_conn).await?;
+    let (stmts1, commits1) = sql_counts(&mut admin, &sys.db_name).await;
+    let rss = sys.peak_rss();
+
+    // Verify: every record completed with output; one completed event per job reached queue-events.
+    let completed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed' AND output IS NOT NULL").fetch_one(&mut db).await?;
+    if completed as usize != n {
+        bail!("{completed} of {n} jobs completed with output");
+    }
+    let mut e2e: Vec<f64> = sqlx::query_scalar("SELECT (extract(epoch FROM finished_at - created_at) * 1000)::float8 FROM jobs")
+        .fetch_all(&mut db)
+        .await?;
+    e2e.sort_by(f64::total_cmp);
+    enqueue.sort_by(f64::total_cmp);
+    let events_stream = format!("{}:{{triage}}:events", sys.prefix);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events: Vec<(String, Vec<(String, String)>)> =
+            redis::cmd("XRANGE").arg(&events_stream).arg("-").arg("+").query_async(&mut redis_conn).await.unwrap_or_default();
+        let completed_events = events.iter().filter(|(_, f)| f.iter().any(|(k, v)| k == "type" && v == "completed")).count();
+        // The events stream is trimmed at 100 000 entries: count only when it cannot have been.
+        if events.len() < 100_000 && completed_events != n {
+            bail!("{completed_events} completed events for {n} jobs");
+        }
+        let pending: Vec<redis::Value> =
+            redis::cmd("XPENDING").arg(&events_stream).arg("queue-events").query_async(&mut redis_conn).await?;
+        let lag_zero = matches!(pending.first(), Some(redis::Value::Int(0)));
+        if lag_zero || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sys.stop();
+    let per_job = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(a), Some(b)) => Some(((b - a) as f64 / n as f64 * 10.0).round() / 10.0),
+        _ => None,
+    };
+    let out = json!({
+        "scenario": name,
+        "n": n,
+        "callers": callers,
+        "worker_concurrency": 32,
+        "offered_rate": rate,
+        "jobs_per_s": (n as f64 / total_secs).round(),
+        "enqueue_per_s": (n as f64 / enqueue_secs).round(),
+        "enqueue_p50_ms": pct(&enqueue, 0.5),
+        "enqueue_p99_ms": pct(&enqueue, 0.99),
+        "e2e_p50_ms": pct(&e2e, 0.5),
+        "e2e_p99_ms": pct(&e2e, 0.99),
+        "redis_cmds_per_job": ((calls1 - calls0) as f64 / n as f64 * 10.0).round() / 10.0,
+        "sql_statements_per_job": per_job(stmts0, stmts1),
+        "sql_commits_per_job": per_job(Some(commits0), Some(commits1)),
+        "peak_rss_mib": rss,
+        "verified": true,
+    });
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sys.db_name))).execute(&mut admin).await?;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", sys.prefix)).query_async(&mut redis_conn).await?;
+    if !keys.is_empty() {
+        let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut redis_conn).await?;
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let bins = std::env::current_exe()?.parent().context("binary directory")?.to_path_buf();
+    for bin in ["producer", "worker", "queue-events"] {
+        if !bins.join(bin).exists() {
+            bail!("{} is missing: cargo build --release --bins", bins.join(bin).display());
+        }
+    }
+    let scenarios = std::env::var("SCENARIOS").unwrap_or_else(|_| "product paced".into());
+    for s in scenarios.split_whitespace() {
+        let out = match s {
+            "product" => scenario(&bins, "product", env_usize("BENCH_N", 20_000), env_usize("CALLERS", 32), None).await?,
+            "paced" => {
+                let rate = env_usize("PACED_RATE", 100);
+                let n = rate * env_usize("PACED_SECONDS", 30);
+                scenario(&bins, "paced", n, env_usize("CALLERS", 32), Some(rate as f64)).await?
+            }
+            other => bail!("unknown scenario {other:?} (product, paced)"),
+        };
+        println!("{out}");
+    }
+    Ok(())
+}
