@@ -17,7 +17,7 @@
 //! workload (one status row and one queue add per job).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +55,11 @@ struct System {
 impl System {
     fn stop(&mut self) {
         for p in &self.procs {
-            let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(p.child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
         }
         for p in &mut self.procs {
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -74,7 +78,13 @@ impl System {
             .iter()
             .filter_map(|p| {
                 let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).ok()?;
-                let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+                let kb: f64 = status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()?;
                 Some((p.name.clone(), (kb / 1024.0 * 10.0).round() / 10.0))
             })
             .collect()
@@ -87,8 +97,9 @@ impl Drop for System {
     }
 }
 
-async fn start(bins: &PathBuf) -> anyhow::Result<System> {
-    let admin_url = std::env::var("BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+async fn start(bins: &Path) -> anyhow::Result<System> {
+    let admin_url = std::env::var("BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let db_name = format!("longhaul_bench_{}", random_hex());
     let mut admin = PgConnection::connect(&admin_url).await.context("PostgreSQL")?;
@@ -129,10 +140,29 @@ async fn start(bins: &PathBuf) -> anyhow::Result<System> {
         Ok(())
     };
     spawn("producer", "producer", &["serve", "--skip-migrations"], &[])?;
-    spawn("worker-1", "worker", &["--skip-migrations"], &[("LONGHAUL_CONSUMER_NAME", "bench-w1"), ("LONGHAUL_CONCURRENCY", "16")])?;
-    spawn("worker-2", "worker", &["--skip-migrations"], &[("LONGHAUL_CONSUMER_NAME", "bench-w2"), ("LONGHAUL_CONCURRENCY", "16")])?;
+    spawn(
+        "worker-1",
+        "worker",
+        &["--skip-migrations"],
+        &[("LONGHAUL_CONSUMER_NAME", "bench-w1"), ("LONGHAUL_CONCURRENCY", "16")],
+    )?;
+    spawn(
+        "worker-2",
+        "worker",
+        &["--skip-migrations"],
+        &[("LONGHAUL_CONSUMER_NAME", "bench-w2"), ("LONGHAUL_CONCURRENCY", "16")],
+    )?;
     spawn("queue-events", "queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "bench-qe")])?;
-    let system = System { procs, api: format!("http://127.0.0.1:{port}"), key, db_url, admin_url, db_name, prefix, redis_url };
+    let system = System {
+        procs,
+        api: format!("http://127.0.0.1:{port}"),
+        key,
+        db_url,
+        admin_url,
+        db_name,
+        prefix,
+        redis_url,
+    };
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http.get(format!("{}/readyz", system.api)).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -179,14 +209,21 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-async fn scenario(bins: &PathBuf, name: &str, n: usize, callers: usize, rate: Option<f64>) -> anyhow::Result<serde_json::Value> {
+async fn scenario(
+    bins: &PathBuf,
+    name: &str,
+    n: usize,
+    callers: usize,
+    rate: Option<f64>,
+) -> anyhow::Result<serde_json::Value> {
     let mut sys = start(bins).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(callers).build()?;
     // Tickets first, untimed.
     let created = Arc::new(tokio::sync::Semaphore::new(64));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
-        let (http, api, key, permit) = (http.clone(), sys.api.clone(), sys.key.clone(), created.clone().acquire_owned().await?);
+        let (http, api, key, permit) =
+            (http.clone(), sys.api.clone(), sys.key.clone(), created.clone().acquire_owned().await?);
         set.spawn(async move {
             let r = http
                 .post(format!("{api}/v1/tickets"))
@@ -203,7 +240,8 @@ async fn scenario(bins: &PathBuf, name: &str, n: usize, callers: usize, rate: Op
             bail!("ticket creation failed");
         }
     }
-    let mut redis_conn = redis::Client::open(sys.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+    let mut redis_conn =
+        redis::Client::open(sys.redis_url.as_str())?.get_multiplexed_async_connection().await?;
     let mut admin = PgConnection::connect(&sys.admin_url).await?;
     // Statement counts need pg_stat_statements preloaded (the peer's services.sh sets it up).
     let _ = sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&mut admin).await;
@@ -244,7 +282,10 @@ async fn scenario(bins: &PathBuf, name: &str, n: usize, callers: usize, rate: Op
     let mut db = PgConnection::connect(&sys.db_url).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let done: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status IN ('completed', 'failed')").fetch_one(&mut db).await?;
+        let done: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status IN ('completed', 'failed')")
+                .fetch_one(&mut db)
+                .await?;
         if done as usize >= n {
             break;
         }
@@ -259,27 +300,40 @@ async fn scenario(bins: &PathBuf, name: &str, n: usize, callers: usize, rate: Op
     let rss = sys.peak_rss();
 
     // Verify: every record completed with output; one completed event per job reached queue-events.
-    let completed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed' AND output IS NOT NULL").fetch_one(&mut db).await?;
+    let completed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed' AND output IS NOT NULL")
+            .fetch_one(&mut db)
+            .await?;
     if completed as usize != n {
         bail!("{completed} of {n} jobs completed with output");
     }
-    let mut e2e: Vec<f64> = sqlx::query_scalar("SELECT (extract(epoch FROM finished_at - created_at) * 1000)::float8 FROM jobs")
-        .fetch_all(&mut db)
-        .await?;
+    let mut e2e: Vec<f64> =
+        sqlx::query_scalar("SELECT (extract(epoch FROM finished_at - created_at) * 1000)::float8 FROM jobs")
+            .fetch_all(&mut db)
+            .await?;
     e2e.sort_by(f64::total_cmp);
     enqueue.sort_by(f64::total_cmp);
     let events_stream = format!("{}:{{triage}}:events", sys.prefix);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let events: Vec<(String, Vec<(String, String)>)> =
-            redis::cmd("XRANGE").arg(&events_stream).arg("-").arg("+").query_async(&mut redis_conn).await.unwrap_or_default();
-        let completed_events = events.iter().filter(|(_, f)| f.iter().any(|(k, v)| k == "type" && v == "completed")).count();
+        let events: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(&events_stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis_conn)
+            .await
+            .unwrap_or_default();
+        let completed_events =
+            events.iter().filter(|(_, f)| f.iter().any(|(k, v)| k == "type" && v == "completed")).count();
         // The events stream is trimmed at 100 000 entries: count only when it cannot have been.
         if events.len() < 100_000 && completed_events != n {
             bail!("{completed_events} completed events for {n} jobs");
         }
-        let pending: Vec<redis::Value> =
-            redis::cmd("XPENDING").arg(&events_stream).arg("queue-events").query_async(&mut redis_conn).await?;
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(&events_stream)
+            .arg("queue-events")
+            .query_async(&mut redis_conn)
+            .await?;
         let lag_zero = matches!(pending.first(), Some(redis::Value::Int(0)));
         if lag_zero || Instant::now() > deadline {
             break;
@@ -309,8 +363,11 @@ async fn scenario(bins: &PathBuf, name: &str, n: usize, callers: usize, rate: Op
         "peak_rss_mib": rss,
         "verified": true,
     });
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sys.db_name))).execute(&mut admin).await?;
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", sys.prefix)).query_async(&mut redis_conn).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sys.db_name)))
+        .execute(&mut admin)
+        .await?;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}:*", sys.prefix)).query_async(&mut redis_conn).await?;
     if !keys.is_empty() {
         let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut redis_conn).await?;
     }
@@ -328,7 +385,10 @@ async fn main() -> anyhow::Result<()> {
     let scenarios = std::env::var("SCENARIOS").unwrap_or_else(|_| "product paced".into());
     for s in scenarios.split_whitespace() {
         let out = match s {
-            "product" => scenario(&bins, "product", env_usize("BENCH_N", 20_000), env_usize("CALLERS", 32), None).await?,
+            "product" => {
+                scenario(&bins, "product", env_usize("BENCH_N", 20_000), env_usize("CALLERS", 32), None)
+                    .await?
+            }
             "paced" => {
                 let rate = env_usize("PACED_RATE", 100);
                 let n = rate * env_usize("PACED_SECONDS", 30);

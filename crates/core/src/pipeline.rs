@@ -177,16 +177,18 @@ pub trait TicketStore: Send + Sync {
         ticket: &TicketId,
     ) -> impl Future<Output = Result<Option<TicketView>, JobError>> + Send;
 
-    /// Writes the triage result onto the ticket (its `triage` field), tagged with the operation id.
+    /// Writes the triage result onto the ticket (its `triage` field) at most once per operation id,
+    /// in one transaction with the operation's record: a local effect needs no separate
+    /// begin/finish. Returns the stored result (the first write's, on a repeat).
     ///
     /// # Errors
     /// A retryable [`JobError`] when storage cannot be reached; an invalid one when the ticket is gone.
     fn write_triage(
         &self,
-        tenant: &TenantId,
-        ticket: &TicketId,
+        ctx: &JobContext,
+        op: &OperationId,
         triage: &serde_json::Value,
-    ) -> impl Future<Output = Result<(), JobError>> + Send;
+    ) -> impl Future<Output = Result<serde_json::Value, JobError>> + Send;
 
     /// The tenant's webhook URL, if one is configured.
     ///
@@ -236,11 +238,11 @@ impl<T: TicketStore + ?Sized> TicketStore for &T {
 
     fn write_triage(
         &self,
-        tenant: &TenantId,
-        ticket: &TicketId,
+        ctx: &JobContext,
+        op: &OperationId,
         triage: &serde_json::Value,
-    ) -> impl Future<Output = Result<(), JobError>> + Send {
-        (**self).write_triage(tenant, ticket, triage)
+    ) -> impl Future<Output = Result<serde_json::Value, JobError>> + Send {
+        (**self).write_triage(ctx, op, triage)
     }
 
     fn tenant_webhook(

@@ -502,7 +502,6 @@ impl Store {
             .map_err(|_| StoreError::Config(format!("attempt {attempt} is out of range")))?;
         let now = now();
         let updated: Option<JobRow> = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
             let mut q = sqlx::query_as(t.sql).bind(job.as_str()).bind(tenant.as_str()).bind(attempt_param);
             for p in &t.params {
                 q = match p {
@@ -512,19 +511,26 @@ impl Store {
                     Param::Json(v) => q.bind(v.clone().map(Json)),
                 };
             }
-            let row: Option<JobRow> = q.fetch_optional(&mut *tx).await?;
-            if let (Some(_), Some((action, detail))) = (&row, &t.audit) {
-                sqlx::query(audit_sql())
-                    .bind(tenant.as_str())
-                    .bind(Some(job.as_str()))
-                    .bind(*action)
-                    .bind(Json(detail.clone()))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            match &t.audit {
+                // A single statement needs no explicit transaction (progress writes).
+                None => q.fetch_optional(pool).await.map_err(StoreError::from),
+                Some((action, detail)) => {
+                    let mut tx = pool.begin().await?;
+                    let row: Option<JobRow> = q.fetch_optional(&mut *tx).await?;
+                    if row.is_some() {
+                        sqlx::query(audit_sql())
+                            .bind(tenant.as_str())
+                            .bind(Some(job.as_str()))
+                            .bind(*action)
+                            .bind(Json(detail.clone()))
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(row)
+                }
             }
-            tx.commit().await?;
-            Ok::<_, StoreError>(row)
         })?;
         if let Some(row) = updated {
             return Ok(WriteOutcome::Applied(row.try_into()?));

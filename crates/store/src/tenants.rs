@@ -263,28 +263,59 @@ impl Store {
 }
 
 impl Store {
-    /// Writes the triage result onto a ticket of `tenant`.
+    /// Writes the triage result onto the ticket of `ctx` at most once per operation id `op`, in one
+    /// transaction with the operation's `done` record. Returns the stored result.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] when the ticket does not exist for `tenant`; [`StoreError::Database`].
+    /// [`StoreError::NotFound`] when the ticket does not exist for the tenant; [`StoreError::Database`].
     pub async fn write_ticket_triage(
         &self,
-        tenant: &TenantId,
-        ticket: &TicketId,
+        ctx: &longhaul_core::JobContext,
+        op: &longhaul_core::OperationId,
         triage: &Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Value, StoreError> {
         let now = now();
-        let updated = on_pool!(self, pool => {
-            sqlx::query("UPDATE tickets SET triage = $3, updated_at = $4 WHERE tenant_id = $1 AND ticket_id = $2")
-                .bind(tenant.as_str())
-                .bind(ticket.as_str())
+        let result = serde_json::json!({ "written": true });
+        let attempt = i32::try_from(ctx.attempt).unwrap_or(i32::MAX);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let inserted: Option<(String,)> = sqlx::query_as(
+                "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt, result, \
+                 created_at, updated_at) VALUES ($1, $2, $3, 'apply', 'ticket-update', 'done', $4, $5, $6, $6) \
+                 ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id",
+            )
+            .bind(op.as_str())
+            .bind(ctx.tenant_id.as_str())
+            .bind(ctx.job_id.as_str())
+            .bind(attempt)
+            .bind(Json(&result))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if inserted.is_none() {
+                let stored: Option<(Option<Json<Value>>,)> = sqlx::query_as(
+                    "SELECT result FROM operations WHERE operation_id = $1 AND tenant_id = $2",
+                )
+                .bind(op.as_str())
+                .bind(ctx.tenant_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                return Ok(stored.and_then(|(r,)| r).map(|j| j.0).unwrap_or(Value::Null));
+            }
+            let updated = sqlx::query("UPDATE tickets SET triage = $3, updated_at = $4 WHERE tenant_id = $1 AND ticket_id = $2")
+                .bind(ctx.tenant_id.as_str())
+                .bind(ctx.ticket_id.as_str())
                 .bind(Json(triage))
                 .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        if updated == 1 { Ok(()) } else { Err(StoreError::NotFound("ticket")) }
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated != 1 {
+                return Err(StoreError::NotFound("ticket"));
+            }
+            tx.commit().await?;
+            Ok(result)
+        })
     }
 }
 
@@ -305,11 +336,11 @@ impl longhaul_core::TicketStore for Store {
 
     async fn write_triage(
         &self,
-        tenant: &TenantId,
-        ticket: &TicketId,
+        ctx: &longhaul_core::JobContext,
+        op: &longhaul_core::OperationId,
         triage: &Value,
-    ) -> Result<(), longhaul_core::JobError> {
-        Ok(self.write_ticket_triage(tenant, ticket, triage).await?)
+    ) -> Result<Value, longhaul_core::JobError> {
+        Ok(self.write_ticket_triage(ctx, op, triage).await?)
     }
 
     async fn tenant_webhook(&self, tenant: &TenantId) -> Result<Option<String>, longhaul_core::JobError> {

@@ -8,8 +8,8 @@
 //! 2. **classify** (33 → 66 %) — a [`Classifier`]: the built-in [`RuleClassifier`] (default,
 //!    offline) or the OpenAI-compatible [`HttpClassifier`].
 //! 3. **apply** (66 → 100 %) — writes the result onto the ticket and delivers the tenant's webhook,
-//!    each through the operation log ([`run_effect`]) so a retried job never repeats them; the
-//!    webhook carries `Idempotency-Key: <operation id>`.
+//!    each at most once per operation id — the ticket update atomically with its operation record,
+//!    the webhook through the operation log ([`run_effect`]) with `Idempotency-Key: <operation id>`.
 //!
 //! The pipeline depends on traits only — no database, no Redis — and runs directly in unit tests.
 
@@ -157,11 +157,9 @@ where
     ) -> Result<Option<Value>, JobError> {
         let triage =
             json!({ "classification": classification, "job_id": ctx.job_id, "revision": ticket.revision });
-        run_effect(&self.ops, ctx, "apply", "ticket-update", |_op| async {
-            self.tickets.write_triage(&ctx.tenant_id, &ctx.ticket_id, &triage).await?;
-            Ok(json!({ "written": true }))
-        })
-        .await?;
+        // A local effect: written atomically with its operation record.
+        let op = longhaul_core::OperationId::derive(&ctx.job_id, "apply", "ticket-update");
+        self.tickets.write_triage(ctx, &op, &triage).await?;
         event(StageEvent::Progress { stage: "apply", progress: percent(83) });
         let webhook = match self.tickets.tenant_webhook(&ctx.tenant_id).await? {
             None => None,

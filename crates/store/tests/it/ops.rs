@@ -87,3 +87,34 @@ async fn sqlite_file_is_created_on_first_use() {
     assert!(path.exists());
     store.close().await;
 }
+
+conformance!(ticket_triage_is_written_once_with_its_operation, |store: Store| async move {
+    let job = setup_job(&store, "acme", "T-tri", 3).await;
+    store.upsert_ticket(&job.tenant_id, &job.ticket_id, "s", "b").await.expect("ticket");
+    let ctx = JobContext {
+        job_id: job.job_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        ticket_id: job.ticket_id.clone(),
+        ticket_revision: 1,
+        attempt: 1,
+    };
+    let op = OperationId::derive(&job.job_id, "apply", "ticket-update");
+    let first = store.write_ticket_triage(&ctx, &op, &json!({"category": "bug"})).await.expect("write");
+    // A retried attempt writes again: nothing changes, the stored result comes back.
+    let again = store.write_ticket_triage(&ctx, &op, &json!({"category": "billing"})).await.expect("again");
+    assert_eq!(first, again);
+    let ticket = store.get_ticket(&job.tenant_id, &job.ticket_id).await.expect("get").expect("exists");
+    assert_eq!(ticket.triage, Some(json!({"category": "bug"})));
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("op"),
+        Some(OperationState::Done { result: first })
+    );
+    // A missing ticket writes neither the ticket nor the operation.
+    let ghost = JobContext { ticket_id: longhaul_core::TicketId::parse("T-ghost").expect("id"), ..ctx };
+    let op2 = OperationId::derive(&job.job_id, "apply", "ghost");
+    assert!(matches!(
+        store.write_ticket_triage(&ghost, &op2, &json!({})).await,
+        Err(StoreError::NotFound("ticket"))
+    ));
+    assert_eq!(store.get_operation(&job.tenant_id, &op2).await.expect("op"), None);
+});

@@ -47,12 +47,18 @@ impl TicketStore for MemStore {
     }
     async fn write_triage(
         &self,
-        _tenant: &TenantId,
-        _ticket: &TicketId,
+        _ctx: &JobContext,
+        op: &OperationId,
         triage: &Value,
-    ) -> Result<(), JobError> {
+    ) -> Result<Value, JobError> {
+        let mut ops = self.ops.lock().expect("lock");
+        if let Some(OperationState::Done { result }) = ops.get(op.as_str()) {
+            return Ok(result.clone());
+        }
         self.triage_writes.lock().expect("lock").push(triage.clone());
-        Ok(())
+        let result = serde_json::json!({ "written": true });
+        ops.insert(op.to_string(), OperationState::Done { result: result.clone() });
+        Ok(result)
     }
     async fn tenant_webhook(&self, tenant: &TenantId) -> Result<Option<String>, JobError> {
         Ok(self.webhooks.lock().expect("lock").get(tenant.as_str()).cloned())
