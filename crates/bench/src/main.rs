@@ -210,7 +210,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn scenario(
-    bins: &PathBuf,
+    bins: &Path,
     name: &str,
     n: usize,
     callers: usize,
