@@ -8,7 +8,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use longhaul_core::{IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, TenantId, TicketId};
-use longhaul_queue::{JobEntry, now_ms};
 use longhaul_store::Ticket;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -186,9 +185,12 @@ pub async fn triage(
         ticket_revision: ticket.revision,
         max_attempts: state.settings.max_attempts,
     };
-    // 1. The record, before anything reaches Redis.
-    let (record, created) = state.store.create_pending(new_job).await?;
-    if !created {
+    // The record first, then — only for a new job — the queue entry. The worker's spans become
+    // children of this request's span.
+    let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
+    let submitted = crate::submit(&state.store, &state.queue, new_job, traceparent).await?;
+    let record = submitted.record;
+    if !submitted.created {
         if record.ticket_id != ticket_id {
             return Err(ApiError::Unprocessable(
                 "this Idempotency-Key was already used for another ticket".into(),
@@ -200,19 +202,9 @@ pub async fn triage(
         }
         return Ok(job_response(StatusCode::OK, record));
     }
-    // 2. The queue entry. If Redis is down the record stays queued and the reconciler enqueues it.
-    let entry = JobEntry {
-        job_id,
-        tenant_id: tenant,
-        ticket_id,
-        ticket_revision: ticket.revision,
-        attempt: 1,
-        enqueued_at_ms: now_ms(),
-        // The worker's spans become children of this request's span.
-        traceparent: longhaul_service::trace::traceparent(&tracing::Span::current()),
-    };
-    if let Err(e) = state.queue.enqueue(&entry).await {
-        tracing::warn!(job_id = %entry.job_id, error = %e, "enqueue failed; the record stays queued for the reconciler");
+    if let Err(e) = submitted.enqueued {
+        // The record stays queued; the reconciler enqueues it once Redis is back.
+        tracing::warn!(job_id = %record.job_id, error = %e, "enqueue failed; the record stays queued for the reconciler");
         return Err(ApiError::Unavailable("the queue", state.settings.retry_after));
     }
     Ok(job_response(StatusCode::ACCEPTED, record))

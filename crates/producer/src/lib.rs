@@ -84,6 +84,43 @@ pub fn app(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
 }
 
+/// What [`submit`] did.
+#[derive(Debug)]
+pub struct Submitted {
+    /// The job record (new, or the existing one for a duplicate).
+    pub record: longhaul_core::JobRecord,
+    /// Whether this call created it.
+    pub created: bool,
+    /// For a created job: whether the queue took the entry. `Err` leaves the record queued for the
+    /// reconciler.
+    pub enqueued: Result<(), longhaul_queue::QueueError>,
+}
+
+/// The guide's order for one triage request: write the pending record (or find the existing one
+/// with the same job id), and only if it is new, enqueue it. Used by the API and the CLI.
+///
+/// # Errors
+/// When the record cannot be written; an enqueue failure is reported in [`Submitted::enqueued`].
+pub async fn submit(
+    store: &Store,
+    queue: &Queue,
+    job: longhaul_core::NewJob,
+    traceparent: Option<String>,
+) -> Result<Submitted, StoreError> {
+    let entry = JobEntry {
+        job_id: job.job_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        ticket_id: job.ticket_id.clone(),
+        ticket_revision: job.ticket_revision,
+        attempt: 1,
+        enqueued_at_ms: longhaul_queue::now_ms(),
+        traceparent,
+    };
+    let (record, created) = store.create_pending(job).await?;
+    let enqueued = if created { queue.enqueue(&entry).await.map(|_| ()) } else { Ok(()) };
+    Ok(Submitted { record, created, enqueued })
+}
+
 /// One span per API request, continuing the caller's trace when it sends a `traceparent` header.
 async fn trace_request(
     request: axum::extract::Request,

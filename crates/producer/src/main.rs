@@ -6,8 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use longhaul_core::{JobId, NewJob, TenantId, TicketId};
-use longhaul_producer::{ApiSettings, AppState, app, run_reconciler};
-use longhaul_queue::{JobEntry, now_ms};
+use longhaul_producer::{ApiSettings, AppState, app, run_reconciler, submit};
 use longhaul_service::args::{DatabaseArgs, QueueArgs, Secret, TelemetryArgs, parse_positive_duration};
 use longhaul_service::shutdown;
 use longhaul_service::telemetry::Telemetry;
@@ -155,31 +154,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .get_ticket(&tenant, &ticket_id)
                 .await?
                 .with_context(|| format!("ticket {ticket_id} of tenant {tenant} does not exist"))?;
-            let job_id = JobId::for_ticket(&tenant, &ticket_id, ticket.revision);
             let job = NewJob {
-                job_id: job_id.clone(),
-                tenant_id: tenant.clone(),
-                ticket_id: ticket_id.clone(),
+                job_id: JobId::for_ticket(&tenant, &ticket_id, ticket.revision),
+                tenant_id: tenant,
+                ticket_id,
                 ticket_revision: ticket.revision,
                 max_attempts: args.max_attempts,
             };
-            let (record, created) = store.create_pending(job).await?;
-            if created {
-                let queue = args.queue.queue(|_| {})?;
-                let entry = JobEntry {
-                    job_id,
-                    tenant_id: tenant,
-                    ticket_id,
-                    ticket_revision: ticket.revision,
-                    attempt: 1,
-                    enqueued_at_ms: now_ms(),
-                    traceparent: None,
-                };
-                queue
-                    .enqueue(&entry)
-                    .await
-                    .context("recorded, but the enqueue failed; the reconciler will retry it")?;
-            }
+            let queue = args.queue.queue(|_| {})?;
+            let submitted = submit(&store, &queue, job, None).await?;
+            submitted.enqueued.context("recorded, but the enqueue failed; the reconciler will retry it")?;
+            let record = submitted.record;
             println!("{}", serde_json::to_string(&record)?);
         }
         Command::Serve(args) => serve(store, args).await?,
