@@ -117,7 +117,6 @@ async fn start(bins: &Path) -> anyhow::Result<System> {
         ("LONGHAUL_LISTEN", format!("127.0.0.1:{port}")),
         ("LONGHAUL_ADMIN_ADDR", "127.0.0.1:0".into()),
         ("LONGHAUL_DB_POOL", "20".into()),
-        ("LONGHAUL_PROGRESS_INTERVAL", "0s".into()),
     ];
     let out = Command::new(bins.join("producer"))
         .args(["tenant", "create", "bench"])

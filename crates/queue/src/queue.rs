@@ -415,6 +415,32 @@ impl Queue {
         Ok(())
     }
 
+    /// [`Queue::publish`] for many events, pipelined in one round trip.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn publish_many(&self, events: &[Event]) -> Result<(), QueueError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for event in events {
+            let cmd = pipe
+                .cmd("XADD")
+                .arg(self.keys.events())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.config.events_maxlen)
+                .arg("*");
+            for (k, v) in event.to_fields() {
+                cmd.arg(k).arg(v);
+            }
+            cmd.ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.bounded(self.config.op_timeout, pipe.query_async::<()>(&mut conn)).await
+    }
+
     /// Resets the idle time of entries `consumer` still owns, keeping their delivery counts.
     /// Returns the ids it no longer owns: another consumer reclaimed them, or they were finished.
     ///

@@ -52,6 +52,9 @@ macro_rules! is_next {
     };
 }
 
+/// Records the running attempt's stage and progress: `$4` stage, `$5` percent, `$6` time.
+const PROGRESS_SQL: &str = fenced_update!(set: "stage = $4, progress = $5, updated_at = $6", guard: owns!());
+
 const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM jobs WHERE job_id = $1 AND tenant_id = $2");
 
 /// The largest page [`Store::list_jobs`] returns.
@@ -372,7 +375,7 @@ impl Store {
             job,
             attempt,
             Transition {
-                sql: fenced_update!(set: "stage = $4, progress = $5, updated_at = $6", guard: owns!()),
+                sql: PROGRESS_SQL,
                 params: vec![
                     Param::Text(Some(stage.to_owned())),
                     Param::Int(i32::from(progress.percent())),
@@ -383,6 +386,41 @@ impl Store {
             },
         )
         .await
+    }
+
+    /// [`Store::record_progress`] for many running attempts in one transaction (one commit).
+    /// Returns, per write, whether it was applied; a refused write (stale attempt, finished job)
+    /// changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`]: then none of the writes was applied.
+    pub async fn record_progress_many(
+        &self,
+        writes: &[(&TenantId, &JobId, u32, &str, Progress)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut applied = Vec::with_capacity(writes.len());
+            for (tenant, job, attempt, stage, progress) in writes {
+                let n = sqlx::query(PROGRESS_SQL)
+                    .bind(job.as_str())
+                    .bind(tenant.as_str())
+                    .bind(i32::try_from(*attempt).unwrap_or(i32::MAX))
+                    .bind(*stage)
+                    .bind(i32::from(progress.percent()))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                applied.push(n == 1);
+            }
+            tx.commit().await?;
+            Ok(applied)
+        })
     }
 
     /// Completes the running attempt with `output`. Audited as `completed`.

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use longhaul_core::{JobContext, Pipeline, PipelineObserver, Progress, StageEvent};
 use longhaul_queue::{Event, EventKind, now_ms};
-use longhaul_store::WriteOutcome;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +67,7 @@ pub(crate) async fn run<P: Pipeline + 'static>(
 ) {
     let mut last: HashMap<(String, u32), (String, Instant)> = HashMap::new();
     let mut batch = Vec::with_capacity(256);
+    let mut due: Vec<(JobContext, String, Progress)> = Vec::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -76,44 +76,65 @@ pub(crate) async fn run<P: Pipeline + 'static>(
         for message in batch.drain(..) {
             match message {
                 Message::Flush(done) => {
+                    // Everything sent before the flush is written before it is answered.
+                    write(&shared, std::mem::take(&mut due)).await;
                     let _ = done.send(());
                 }
                 Message::Update { ctx, stage, progress } => {
                     let key = (ctx.job_id.to_string(), ctx.attempt);
-                    let due = match last.get(&key) {
+                    let is_due = match last.get(&key) {
                         Some((s, at)) => *s != stage || at.elapsed() >= shared.settings.progress_interval,
                         None => true,
                     };
-                    if due {
-                        write(&shared, &ctx, &stage, progress).await;
-                        last.insert(key, (stage, Instant::now()));
+                    if is_due {
+                        last.insert(key, (stage.clone(), Instant::now()));
+                        due.push((ctx, stage, progress));
                     }
                 }
             }
         }
+        write(&shared, std::mem::take(&mut due)).await;
         if last.len() > 10_000 {
             last.retain(|_, (_, at)| at.elapsed().as_secs() < 600);
         }
     }
 }
 
-async fn write<P>(shared: &Shared<P>, ctx: &JobContext, stage: &str, progress: Progress) {
-    match shared.store.record_progress(&ctx.tenant_id, &ctx.job_id, ctx.attempt, stage, progress).await {
-        Ok(WriteOutcome::Applied(_)) => {}
-        Ok(WriteOutcome::Refused { reason, .. }) => {
-            tracing::debug!(job_id = %ctx.job_id, attempt = ctx.attempt, %reason, "progress not recorded");
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(job_id = %ctx.job_id, attempt = ctx.attempt, error = %e, "cannot record progress");
-            return;
-        }
+/// Writes a batch of progress updates in one transaction, then publishes their events in one
+/// round trip. Progress is best effort: a failure is logged, and the job's outcome still lands.
+async fn write<P>(shared: &Shared<P>, updates: Vec<(JobContext, String, Progress)>) {
+    if updates.is_empty() {
+        return;
     }
-    let mut event =
-        Event::new(EventKind::Progress, ctx.job_id.as_str(), ctx.tenant_id.as_str(), ctx.attempt, now_ms());
-    event.stage = Some(stage.to_owned());
-    event.progress = Some(progress.percent());
-    if let Err(e) = shared.queue.publish(&event).await {
-        tracing::warn!(job_id = %ctx.job_id, attempt = ctx.attempt, error = %e, "cannot publish a progress event");
+    let writes: Vec<_> = updates
+        .iter()
+        .map(|(ctx, stage, p)| (&ctx.tenant_id, &ctx.job_id, ctx.attempt, stage.as_str(), *p))
+        .collect();
+    let applied = match shared.store.record_progress_many(&writes).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            tracing::warn!(error = %e, updates = updates.len(), "cannot record progress");
+            return;
+        }
+    };
+    let events: Vec<Event> = updates
+        .iter()
+        .zip(applied)
+        .filter(|(_, applied)| *applied)
+        .map(|((ctx, stage, progress), _)| {
+            let mut event = Event::new(
+                EventKind::Progress,
+                ctx.job_id.as_str(),
+                ctx.tenant_id.as_str(),
+                ctx.attempt,
+                now_ms(),
+            );
+            event.stage = Some(stage.clone());
+            event.progress = Some(progress.percent());
+            event
+        })
+        .collect();
+    if let Err(e) = shared.queue.publish_many(&events).await {
+        tracing::warn!(error = %e, events = events.len(), "cannot publish progress events");
     }
 }

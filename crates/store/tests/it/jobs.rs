@@ -331,3 +331,21 @@ conformance!(stale_live_jobs_lists_only_old_unfinished_records, |store: Store| a
         "recent records are left alone"
     );
 });
+
+conformance!(progress_of_many_jobs_in_one_transaction, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-pa", 3).await;
+    let b = setup_job(&store, "acme", "T-pb", 3).await;
+    for j in [&a, &b] {
+        store.create_pending(j.clone()).await.expect("create");
+        applied(store.start(&j.tenant_id, &j.job_id, 1).await.expect("start"));
+    }
+    let p = Progress::new(66).expect("p");
+    // b's writer is stale (attempt 2 does not own the job): refused, a's applied.
+    let writes = [(&a.tenant_id, &a.job_id, 1, "classify", p), (&b.tenant_id, &b.job_id, 2, "classify", p)];
+    assert_eq!(store.record_progress_many(&writes).await.expect("batch"), [true, false]);
+    let ra = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
+    let rb = store.get_job(&b.tenant_id, &b.job_id).await.expect("get").expect("b");
+    assert_eq!((ra.stage.as_deref(), ra.progress.percent()), (Some("classify"), 66));
+    assert_eq!((rb.stage, rb.progress.percent()), (None, 0));
+    assert_eq!(store.record_progress_many(&[]).await.expect("empty"), Vec::<bool>::new());
+});

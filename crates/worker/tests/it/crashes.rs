@@ -44,9 +44,16 @@ both_backends!(side_effects_happen_once_when_a_worker_dies_before_the_ack, |back
         |store| HangAfterFirstRun { inner: triage(&store, RuleClassifier) },
         settings("doomed"),
     );
-    wait_until(Duration::from_secs(10), "the first webhook delivery", async || {
-        let n = receiver.received_requests().await.unwrap_or_default().len();
-        if n >= 1 { Ok(()) } else { Err(n) }
+    // Kill it once the delivery is recorded in the operation log (after the effect, before the
+    // outcome and the ack). A kill between the receiver's answer and that record would make the
+    // survivor deliver again with the same Idempotency-Key — the receiver's dedupe window, covered
+    // by the end-to-end SIGKILL test.
+    let op = OperationId::derive(&job, "apply", "webhook");
+    wait_until(Duration::from_secs(10), "the webhook delivery recorded", async || {
+        match db.get_operation(&tenant(), &op).await.expect("operation") {
+            Some(longhaul_core::OperationState::Done { .. }) => Ok(()),
+            other => Err(other),
+        }
     })
     .await;
     first.kill();
