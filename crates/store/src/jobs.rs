@@ -160,6 +160,87 @@ impl TryFrom<JobRow> for JobRecord {
     }
 }
 
+/// Binds a transition's own parameters (from `$4` on) to a query.
+macro_rules! bind_params {
+    ($q:expr, $params:expr) => {{
+        let mut q = $q;
+        for p in &$params {
+            q = match p {
+                Param::Text(v) => q.bind(v.clone()),
+                Param::Int(v) => q.bind(*v),
+                Param::Time(v) => q.bind(*v),
+                Param::Json(v) => q.bind(v.clone().map(Json)),
+            };
+        }
+        q
+    }};
+}
+
+/// Appends the audit row of an applied transition inside the same transaction.
+macro_rules! insert_audit {
+    ($tx:expr, $tenant:expr, $job:expr, $action:expr, $detail:expr, $now:expr) => {
+        sqlx::query(audit_sql())
+            .bind($tenant.as_str())
+            .bind(Some($job.as_str()))
+            .bind(*$action)
+            .bind(Json($detail.clone()))
+            .bind($now)
+            .execute($tx)
+            .await?;
+    };
+}
+
+/// A write [`Store::write_many`] can batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// [`Store::start`].
+    Start {
+        /// The tenant.
+        tenant: TenantId,
+        /// The job.
+        job: JobId,
+        /// The attempt to start.
+        attempt: u32,
+    },
+    /// [`Store::complete`].
+    Complete {
+        /// The tenant.
+        tenant: TenantId,
+        /// The job.
+        job: JobId,
+        /// The running attempt.
+        attempt: u32,
+        /// The output.
+        output: Value,
+    },
+}
+
+fn start_transition(attempt: u32, now: DateTime<Utc>) -> Transition<'static> {
+    Transition {
+        sql: fenced_update!(
+            set: "status = 'running', attempts = $3, stage = NULL, progress = 0, next_attempt_at = NULL, \
+                  started_at = $4, updated_at = $4",
+            guard: concat!(is_next!(), " AND $3 <= max_attempts")
+        ),
+        params: vec![Param::Time(Some(now))],
+        audit: Some(("started", json!({ "attempt": attempt }))),
+        rule: Box::new(move |r| r.start(attempt, now)),
+    }
+}
+
+fn complete_transition(attempt: u32, output: Value, now: DateTime<Utc>) -> Transition<'static> {
+    Transition {
+        sql: fenced_update!(
+            set: "status = 'completed', progress = 100, output = $4, error_message = NULL, \
+                  error_class = NULL, next_attempt_at = NULL, updated_at = $5, finished_at = $5",
+            guard: owns!()
+        ),
+        params: vec![Param::Json(Some(output.clone())), Param::Time(Some(now))],
+        audit: Some(("completed", json!({ "attempt": attempt }))),
+        rule: Box::new(move |r| r.complete(attempt, output.clone(), now)),
+    }
+}
+
 /// The core transition a guarded write mirrors.
 type Rule<'a> = Box<dyn Fn(&JobRecord) -> Result<JobRecord, TransitionError> + Send + Sync + 'a>;
 
@@ -342,18 +423,7 @@ impl Store {
         job: &JobId,
         attempt: u32,
     ) -> Result<WriteOutcome, StoreError> {
-        let now = now();
-        self.transition(tenant, job, attempt, Transition {
-            sql: fenced_update!(
-                set: "status = 'running', attempts = $3, stage = NULL, progress = 0, next_attempt_at = NULL, \
-                      started_at = $4, updated_at = $4",
-                guard: concat!(is_next!(), " AND $3 <= max_attempts")
-            ),
-            params: vec![Param::Time(Some(now))],
-            audit: Some(("started", json!({ "attempt": attempt }))),
-            rule: Box::new(move |r| r.start(attempt, now)),
-        })
-        .await
+        self.transition(tenant, job, attempt, start_transition(attempt, now())).await
     }
 
     /// Records the running attempt's stage and progress.
@@ -434,24 +504,54 @@ impl Store {
         attempt: u32,
         output: &Value,
     ) -> Result<WriteOutcome, StoreError> {
+        self.transition(tenant, job, attempt, complete_transition(attempt, output.clone(), now())).await
+    }
+
+    /// Applies many starts and completions in one transaction (one commit): how a worker records
+    /// the outcomes of concurrent jobs together. Each write is fenced exactly as its single form;
+    /// the outcomes come back in order.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`]: then none of the writes was applied (retry them one by one).
+    pub async fn write_many(&self, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now();
-        let out = output.clone();
-        self.transition(
-            tenant,
-            job,
-            attempt,
-            Transition {
-                sql: fenced_update!(
-                    set: "status = 'completed', progress = 100, output = $4, error_message = NULL, \
-                          error_class = NULL, next_attempt_at = NULL, updated_at = $5, finished_at = $5",
-                    guard: owns!()
-                ),
-                params: vec![Param::Json(Some(output.clone())), Param::Time(Some(now))],
-                audit: Some(("completed", json!({ "attempt": attempt }))),
-                rule: Box::new(move |r| r.complete(attempt, out.clone(), now)),
-            },
-        )
-        .await
+        let items: Vec<(&TenantId, &JobId, u32, Transition<'static>)> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Start { tenant, job, attempt } => {
+                    (tenant, job, *attempt, start_transition(*attempt, now))
+                }
+                Write::Complete { tenant, job, attempt, output } => {
+                    (tenant, job, *attempt, complete_transition(*attempt, output.clone(), now))
+                }
+            })
+            .collect();
+        let rows: Vec<Option<JobRow>> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut rows = Vec::with_capacity(items.len());
+            for (tenant, job, attempt, t) in &items {
+                let attempt = i32::try_from(*attempt).unwrap_or(i32::MAX);
+                let q = bind_params!(sqlx::query_as(t.sql).bind(job.as_str()).bind(tenant.as_str()).bind(attempt), t.params);
+                let row: Option<JobRow> = q.fetch_optional(&mut *tx).await?;
+                if let (Some(_), Some((action, detail))) = (&row, &t.audit) {
+                    insert_audit!(&mut *tx, tenant, job, action, detail, now);
+                }
+                rows.push(row);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(rows)
+        })?;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for ((tenant, job, attempt, t), row) in items.into_iter().zip(rows) {
+            outcomes.push(match row {
+                Some(row) => WriteOutcome::Applied(row.try_into()?),
+                None => self.refusal(tenant, job, attempt, &t).await?,
+            });
+        }
+        Ok(outcomes)
     }
 
     /// Fails the job for good with `class` and `message`. Audited as `failed`, or `alert` for the
@@ -540,15 +640,7 @@ impl Store {
             .map_err(|_| StoreError::Config(format!("attempt {attempt} is out of range")))?;
         let now = now();
         let updated: Option<JobRow> = on_pool!(self, pool => {
-            let mut q = sqlx::query_as(t.sql).bind(job.as_str()).bind(tenant.as_str()).bind(attempt_param);
-            for p in &t.params {
-                q = match p {
-                    Param::Text(v) => q.bind(v.clone()),
-                    Param::Int(v) => q.bind(*v),
-                    Param::Time(v) => q.bind(*v),
-                    Param::Json(v) => q.bind(v.clone().map(Json)),
-                };
-            }
+            let q = bind_params!(sqlx::query_as(t.sql).bind(job.as_str()).bind(tenant.as_str()).bind(attempt_param), t.params);
             match &t.audit {
                 // A single statement needs no explicit transaction (progress writes).
                 None => q.fetch_optional(pool).await.map_err(StoreError::from),
@@ -556,23 +648,27 @@ impl Store {
                     let mut tx = pool.begin().await?;
                     let row: Option<JobRow> = q.fetch_optional(&mut *tx).await?;
                     if row.is_some() {
-                        sqlx::query(audit_sql())
-                            .bind(tenant.as_str())
-                            .bind(Some(job.as_str()))
-                            .bind(*action)
-                            .bind(Json(detail.clone()))
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
+                        insert_audit!(&mut *tx, tenant, job, action, detail, now);
                     }
                     tx.commit().await?;
                     Ok(row)
                 }
             }
         })?;
-        if let Some(row) = updated {
-            return Ok(WriteOutcome::Applied(row.try_into()?));
+        match updated {
+            Some(row) => Ok(WriteOutcome::Applied(row.try_into()?)),
+            None => self.refusal(tenant, job, attempt, &t).await,
         }
+    }
+
+    /// Why a guarded write changed nothing: the current record and the core's reason.
+    async fn refusal(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        attempt: u32,
+        t: &Transition<'_>,
+    ) -> Result<WriteOutcome, StoreError> {
         let current = self.get_job(tenant, job).await?.ok_or(StoreError::NotFound("job"))?;
         let reason = match (t.rule)(&current) {
             Err(reason) => reason,

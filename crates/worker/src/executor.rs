@@ -10,7 +10,7 @@ use longhaul_core::{
     TransitionError,
 };
 use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
-use longhaul_store::WriteOutcome;
+use longhaul_store::{Write, WriteOutcome};
 use serde_json::json;
 
 use crate::Shared;
@@ -87,7 +87,8 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
         .await;
     }
 
-    let running = match store.start(&entry.tenant_id, &entry.job_id, attempt).await {
+    let start = Write::Start { tenant: entry.tenant_id.clone(), job: entry.job_id.clone(), attempt };
+    let running = match shared.record(start).await {
         Ok(WriteOutcome::Applied(r)) => r,
         Ok(WriteOutcome::Refused {
             reason: TransitionError::AttemptsExhausted { max_attempts, .. },
@@ -138,7 +139,15 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
     crate::progress::flush(shared).await;
 
     match result {
-        Ok(output) => match store.complete(&entry.tenant_id, &entry.job_id, attempt, &output).await {
+        Ok(output) => match shared
+            .record(Write::Complete {
+                tenant: entry.tenant_id.clone(),
+                job: entry.job_id.clone(),
+                attempt,
+                output,
+            })
+            .await
+        {
             Ok(WriteOutcome::Applied(_)) => {
                 tracing::info!(run_ms = started.elapsed().as_millis() as u64, "job completed");
                 Outcome::Finish {

@@ -9,13 +9,17 @@
 //!   caught), classifies failures and writes the outcome to storage;
 //! - **completer** ([`completer`]) — acks/deletes finished entries and appends their events in
 //!   batches (taking new entries for the freed capacity in the same call), schedules retries;
-//! - **progress writer** ([`progress`]) — persists throttled progress and emits `progress` events;
+//! - **recorder** — writes the starts and completions of concurrent jobs in one transaction (group
+//!   commit) and answers each executor after the commit;
+//! - **progress writer** ([`progress`]) — persists throttled progress in batches and emits
+//!   `progress` events;
 //! - **heartbeat** and **promoter** — keep in-flight entries leased; move due retries back into the
 //!   stream.
 
 pub mod completer;
 pub mod executor;
 pub mod progress;
+mod recorder;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -82,6 +86,7 @@ pub(crate) struct Shared<P> {
     pub inflight: Mutex<HashSet<String>>,
     pub done_tx: mpsc::UnboundedSender<completer::Done>,
     pub progress_tx: mpsc::UnboundedSender<progress::Message>,
+    pub recorder_tx: mpsc::UnboundedSender<recorder::Request>,
     pub tracker: TaskTracker,
     /// Cancelled when the grace period ends: executors abandon their jobs.
     pub hard_stop: CancellationToken,
@@ -116,6 +121,20 @@ impl<P: Pipeline + 'static> Shared<P> {
             }
             .instrument(span),
         );
+    }
+
+    /// Writes `write` through the recorder (group commit) and waits until it is committed.
+    pub(crate) async fn record(
+        &self,
+        write: longhaul_store::Write,
+    ) -> Result<longhaul_store::WriteOutcome, longhaul_store::StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.recorder_tx.send((write, tx)).is_err() {
+            return Err(longhaul_store::StoreError::Config("the recorder has stopped".into()));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(longhaul_store::StoreError::Config("the recorder dropped a write".into()))
+        })
     }
 
     pub(crate) fn inflight_insert(&self, id: &str) {
@@ -163,6 +182,7 @@ impl<P: Pipeline + 'static> Worker<P> {
 
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+        let (recorder_tx, recorder_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store: self.store,
             queue: self.queue,
@@ -171,6 +191,7 @@ impl<P: Pipeline + 'static> Worker<P> {
             inflight: Mutex::new(HashSet::new()),
             done_tx,
             progress_tx,
+            recorder_tx,
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             stopping: shutdown.clone(),
@@ -179,6 +200,7 @@ impl<P: Pipeline + 'static> Worker<P> {
         let bg_stop = CancellationToken::new();
         background.spawn(completer::run(shared.clone(), done_rx, bg_stop.clone()));
         background.spawn(progress::run(shared.clone(), progress_rx, bg_stop.clone()));
+        background.spawn(recorder::run(shared.clone(), recorder_rx, bg_stop.clone()));
         background.spawn(heartbeat(shared.clone(), bg_stop.clone()));
         background.spawn(promoter(shared.clone(), shutdown.clone()));
         tracing::info!(consumer = %settings.consumer, concurrency, "worker started");

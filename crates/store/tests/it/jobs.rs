@@ -349,3 +349,41 @@ conformance!(progress_of_many_jobs_in_one_transaction, |store: Store| async move
     assert_eq!((rb.stage, rb.progress.percent()), (None, 0));
     assert_eq!(store.record_progress_many(&[]).await.expect("empty"), Vec::<bool>::new());
 });
+
+conformance!(starts_and_completions_share_one_transaction, |store: Store| async move {
+    use longhaul_store::Write;
+    let a = setup_job(&store, "acme", "T-wa", 3).await;
+    let b = setup_job(&store, "acme", "T-wb", 3).await;
+    for j in [&a, &b] {
+        store.create_pending(j.clone()).await.expect("create");
+    }
+    applied(store.start(&b.tenant_id, &b.job_id, 1).await.expect("start b"));
+    let writes = [
+        Write::Start { tenant: a.tenant_id.clone(), job: a.job_id.clone(), attempt: 1 },
+        Write::Complete {
+            tenant: b.tenant_id.clone(),
+            job: b.job_id.clone(),
+            attempt: 1,
+            output: json!({"ok": 1}),
+        },
+        // Stale: b's attempt 1 is the running one, so a second start of attempt 1 is refused.
+        Write::Start { tenant: b.tenant_id.clone(), job: b.job_id.clone(), attempt: 1 },
+    ];
+    let outcomes = store.write_many(&writes).await.expect("batch");
+    assert!(matches!(&outcomes[0], WriteOutcome::Applied(r) if r.status == JobStatus::Running));
+    assert!(matches!(&outcomes[1], WriteOutcome::Applied(r) if r.status == JobStatus::Completed));
+    assert!(
+        matches!(&outcomes[2], WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. }),
+        "{:?}",
+        outcomes[2]
+    );
+    let audit_b: Vec<_> = store
+        .job_audit(&b.tenant_id, &b.job_id)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(audit_b, ["enqueued", "started", "completed"]);
+    assert!(store.write_many(&[]).await.expect("empty").is_empty());
+});
