@@ -4,4 +4,3 @@
 mod crashes;
 mod harness;
 mod lifecycle;
-mod telemetry;

@@ -1,6 +1,17 @@
 //! One trace from the HTTP request through every pipeline stage, and job log lines that carry the
 //! job's identity. Each test runs on a current-thread runtime of its own, so a thread-local
-//! subscriber sees every task.
+//! subscriber sees every task. A test binary of its own: `tracing` caches per call site whether
+//! anyone listens, and threads of other tests running without a subscriber must not share that
+//! cache with these.
+
+#[allow(
+    dead_code,
+    unused_macros,
+    unused_imports,
+    reason = "shared with the `it` test binary; not every helper is used here"
+)]
+#[path = "it/harness.rs"]
+mod harness;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -15,7 +26,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tower::ServiceExt as _;
 
-use crate::harness::*;
+use harness::*;
 
 /// Collects everything written to it.
 #[derive(Clone, Default)]
