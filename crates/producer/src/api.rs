@@ -188,7 +188,8 @@ pub async fn triage(
     // The record first, then — only for a new job — the queue entry. The worker's spans become
     // children of this request's span.
     let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
-    let submitted = crate::submit(&state.store, &state.queue, new_job, traceparent).await?;
+    let submitted =
+        crate::submit(&state.store, Some(&state.pending), &state.queue, new_job, traceparent).await?;
     let record = submitted.record;
     if !submitted.created {
         if record.ticket_id != ticket_id {

@@ -16,6 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use longhaul_core::{JobRecord, NewJob};
 use longhaul_queue::{JobEntry, Queue};
 use longhaul_service::health;
 use longhaul_store::{Store, StoreError};
@@ -55,6 +56,67 @@ pub struct AppState {
     pub queue: Queue,
     /// Behaviour.
     pub settings: ApiSettings,
+    /// Records concurrent requests' pending jobs together (group commit).
+    pub pending: PendingWriter,
+}
+
+impl AppState {
+    /// The state for `store` and `queue`; starts the pending-record writer (needs a Tokio runtime).
+    pub fn new(store: Store, queue: Queue, settings: ApiSettings) -> Self {
+        let pending = PendingWriter::spawn(store.clone());
+        Self { store, queue, settings, pending }
+    }
+}
+
+type PendingRequest = (NewJob, tokio::sync::oneshot::Sender<Result<(JobRecord, bool), StoreError>>);
+
+/// Writes the pending records of concurrent requests in one transaction (group commit); each
+/// request waits for its own commit. The task ends when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct PendingWriter {
+    tx: tokio::sync::mpsc::UnboundedSender<PendingRequest>,
+}
+
+impl PendingWriter {
+    /// Starts the writer task.
+    pub fn spawn(store: Store) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PendingRequest>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(64);
+            while rx.recv_many(&mut batch, 64).await > 0 {
+                let (jobs, replies): (Vec<NewJob>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
+                match store.create_pending_many(jobs.clone()).await {
+                    Ok(created) => {
+                        for (reply, result) in replies.into_iter().zip(created) {
+                            let _ = reply.send(Ok(result));
+                        }
+                    }
+                    Err(e) => {
+                        if jobs.len() > 1 {
+                            tracing::warn!(error = %e, jobs = jobs.len(), "batched pending records failed; writing them one by one");
+                        }
+                        for (job, reply) in jobs.into_iter().zip(replies) {
+                            let _ = reply.send(store.create_pending(job).await);
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Records `job` (or finds the existing record), after the batch it joined has committed.
+    ///
+    /// # Errors
+    /// As [`Store::create_pending`].
+    pub async fn create(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((job, tx))
+            .map_err(|_| StoreError::Config("the pending-record writer has stopped".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Config("the pending-record writer dropped a request".into())))
+    }
 }
 
 /// The API router, health endpoints included.
@@ -88,7 +150,7 @@ pub fn app(state: AppState) -> Router {
 #[derive(Debug)]
 pub struct Submitted {
     /// The job record (new, or the existing one for a duplicate).
-    pub record: longhaul_core::JobRecord,
+    pub record: JobRecord,
     /// Whether this call created it.
     pub created: bool,
     /// For a created job: whether the queue took the entry. `Err` leaves the record queued for the
@@ -103,8 +165,9 @@ pub struct Submitted {
 /// When the record cannot be written; an enqueue failure is reported in [`Submitted::enqueued`].
 pub async fn submit(
     store: &Store,
+    pending: Option<&PendingWriter>,
     queue: &Queue,
-    job: longhaul_core::NewJob,
+    job: NewJob,
     traceparent: Option<String>,
 ) -> Result<Submitted, StoreError> {
     let entry = JobEntry {
@@ -116,7 +179,10 @@ pub async fn submit(
         enqueued_at_ms: longhaul_queue::now_ms(),
         traceparent,
     };
-    let (record, created) = store.create_pending(job).await?;
+    let (record, created) = match pending {
+        Some(writer) => writer.create(job).await?,
+        None => store.create_pending(job).await?,
+    };
     let enqueued = if created { queue.enqueue(&entry).await.map(|_| ()) } else { Ok(()) };
     Ok(Submitted { record, created, enqueued })
 }

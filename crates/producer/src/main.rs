@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_attempts: args.max_attempts,
             };
             let queue = args.queue.queue(|_| {})?;
-            let submitted = submit(&store, &queue, job, None).await?;
+            let submitted = submit(&store, None, &queue, job, None).await?;
             submitted.enqueued.context("recorded, but the enqueue failed; the reconciler will retry it")?;
             let record = submitted.record;
             println!("{}", serde_json::to_string(&record)?);
@@ -197,7 +197,7 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "producer API listening");
-    axum::serve(listener, app(AppState { store: store.clone(), queue, settings }))
+    axum::serve(listener, app(AppState::new(store.clone(), queue, settings)))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
         .context("the HTTP server failed")?;

@@ -272,7 +272,18 @@ impl Store {
     /// [`StoreError::NotFound`] when the job id exists under another tenant (never for ids derived
     /// by the core), [`StoreError::Database`] when the database fails.
     pub async fn create_pending(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
-        let record = JobRecord::pending(job, now());
+        let mut out = self.create_pending_many(vec![job]).await?;
+        out.pop().ok_or(StoreError::NotFound("job"))
+    }
+
+    /// [`Store::create_pending`] for many jobs in one transaction (one commit): how the producer
+    /// records concurrent requests together. Results come back in the order given; a job id that
+    /// appears twice is created once. Rows are written in job-id order, so concurrent batches lock
+    /// in the same order and cannot deadlock.
+    ///
+    /// # Errors
+    /// As [`Store::create_pending`]; then none of the jobs was recorded.
+    pub async fn create_pending_many(&self, jobs: Vec<NewJob>) -> Result<Vec<(JobRecord, bool)>, StoreError> {
         const INSERT: &str = concat!(
             "INSERT INTO jobs (",
             columns!(),
@@ -280,43 +291,55 @@ impl Store {
              ON CONFLICT (job_id) DO NOTHING RETURNING ",
             columns!()
         );
-        let r = &record;
-        let (row, created) = on_pool!(self, pool => {
+        let now = now();
+        let records: Vec<JobRecord> = jobs.into_iter().map(|j| JobRecord::pending(j, now)).collect();
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_by(|&x, &y| records[x].job_id.cmp(&records[y].job_id));
+        let rows: Vec<(usize, JobRow, bool)> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let inserted: Option<JobRow> = sqlx::query_as(INSERT)
-                .bind(r.job_id.as_str())
-                .bind(r.tenant_id.as_str())
-                .bind(r.ticket_id.as_str())
-                .bind(i64::try_from(r.ticket_revision).unwrap_or(i64::MAX))
-                .bind(JobStatus::Queued.as_str())
-                .bind(to_i32(r.max_attempts))
-                .bind(r.created_at)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (row, created) = match inserted {
-                Some(row) => (row, true),
-                None => {
-                    let existing: Option<JobRow> = sqlx::query_as(SELECT_ONE)
-                        .bind(r.job_id.as_str())
-                        .bind(r.tenant_id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    (existing.ok_or(StoreError::NotFound("job"))?, false)
-                }
-            };
-            let action = if created { "enqueued" } else { "duplicate_enqueue" };
-            sqlx::query(audit_sql())
-                .bind(r.tenant_id.as_str())
-                .bind(Some(r.job_id.as_str()))
-                .bind(action)
-                .bind(Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
-                .bind(r.created_at)
-                .execute(&mut *tx)
-                .await?;
+            let mut rows = Vec::with_capacity(order.len());
+            for &i in &order {
+                let r = &records[i];
+                let inserted: Option<JobRow> = sqlx::query_as(INSERT)
+                    .bind(r.job_id.as_str())
+                    .bind(r.tenant_id.as_str())
+                    .bind(r.ticket_id.as_str())
+                    .bind(i64::try_from(r.ticket_revision).unwrap_or(i64::MAX))
+                    .bind(JobStatus::Queued.as_str())
+                    .bind(to_i32(r.max_attempts))
+                    .bind(r.created_at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let (row, created) = match inserted {
+                    Some(row) => (row, true),
+                    None => {
+                        let existing: Option<JobRow> = sqlx::query_as(SELECT_ONE)
+                            .bind(r.job_id.as_str())
+                            .bind(r.tenant_id.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        (existing.ok_or(StoreError::NotFound("job"))?, false)
+                    }
+                };
+                let action = if created { "enqueued" } else { "duplicate_enqueue" };
+                sqlx::query(audit_sql())
+                    .bind(r.tenant_id.as_str())
+                    .bind(Some(r.job_id.as_str()))
+                    .bind(action)
+                    .bind(Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
+                    .bind(r.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                rows.push((i, row, created));
+            }
             tx.commit().await?;
-            Ok::<_, StoreError>((row, created))
+            Ok::<_, StoreError>(rows)
         })?;
-        Ok((row.try_into()?, created))
+        let mut out: Vec<Option<(JobRecord, bool)>> = (0..records.len()).map(|_| None).collect();
+        for (i, row, created) in rows {
+            out[i] = Some((row.try_into()?, created));
+        }
+        out.into_iter().map(|o| o.ok_or(StoreError::NotFound("job"))).collect()
     }
 
     /// Reads one job of `tenant`. Another tenant's job reads as `None`, like a missing one.

@@ -66,8 +66,7 @@ async fn request_and_run() -> JobId {
     db.upsert_ticket(&tenant, &TicketId::parse("SUP-T").expect("t"), "Crash", "The app crashes")
         .await
         .expect("ticket");
-    let api =
-        app(AppState { store: db.store.clone(), queue: q.queue.clone(), settings: ApiSettings::default() });
+    let api = app(AppState::new(db.store.clone(), q.queue.clone(), ApiSettings::default()));
     let request = Request::builder()
         .method("POST")
         .uri("/v1/tickets/SUP-T/triage")

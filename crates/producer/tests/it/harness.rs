@@ -24,17 +24,13 @@ impl TestApp {
         let queue = TestQueue::new(|_| {}).await;
         let (_, key) =
             db.create_tenant(&TenantId::parse("acme").expect("tenant"), "Acme", None).await.expect("tenant");
-        let router = app(AppState {
-            store: db.store.clone(),
-            queue: queue.queue.clone(),
-            settings: ApiSettings::default(),
-        });
+        let router = app(AppState::new(db.store.clone(), queue.queue.clone(), ApiSettings::default()));
         Self { db, queue, router, key: key.expose().to_owned() }
     }
 
     /// The same API over another queue (e.g. one whose Redis is down).
     pub fn with_queue(&self, queue: Queue) -> Router {
-        app(AppState { store: self.db.store.clone(), queue, settings: ApiSettings::default() })
+        app(AppState::new(self.db.store.clone(), queue, ApiSettings::default()))
     }
 
     pub async fn key_for(&self, tenant: &str) -> String {

@@ -387,3 +387,14 @@ conformance!(starts_and_completions_share_one_transaction, |store: Store| async 
     assert_eq!(audit_b, ["enqueued", "started", "completed"]);
     assert!(store.write_many(&[]).await.expect("empty").is_empty());
 });
+
+conformance!(pending_records_of_many_requests_in_one_transaction, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-ma", 3).await;
+    let b = setup_job(&store, "acme", "T-mb", 3).await;
+    store.create_pending(b.clone()).await.expect("b exists already");
+    // Out of id order, b a duplicate of an existing record, a twice in one batch.
+    let results = store.create_pending_many(vec![b.clone(), a.clone(), a.clone()]).await.expect("batch");
+    let summary: Vec<_> = results.iter().map(|(r, created)| (r.job_id.clone(), *created)).collect();
+    assert_eq!(summary, [(b.job_id.clone(), false), (a.job_id.clone(), true), (a.job_id.clone(), false)]);
+    assert_eq!(store.list_jobs(&a.tenant_id, None, 10, None).await.expect("list").jobs.len(), 2);
+});
