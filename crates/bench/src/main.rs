@@ -185,7 +185,8 @@ async fn redis_calls(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
 /// (statements, commits) so far in the bench database; statements need pg_stat_statements.
 async fn sql_counts(admin: &mut PgConnection, db: &str) -> (Option<i64>, i64) {
     let statements: Option<i64> = sqlx::query_scalar(
-        "SELECT sum(calls)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = $1",
+        "SELECT COALESCE(sum(calls), 0)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+         WHERE d.datname = $1",
     )
     .bind(db)
     .fetch_one(&mut *admin)
