@@ -135,6 +135,75 @@ async fn metric_values_follow_the_events() {
     assert_eq!(value(&text, "longhaul_queue_dead_letters", &[]), Some(1.0));
 }
 
+/// The same known events through the SDK's in-memory exporter — what the OTLP exporter would send.
+#[tokio::test]
+async fn in_memory_exporter_sees_the_event_counts_durations_and_backlog() {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    let exporter = InMemoryMetricExporter::default();
+    let provider =
+        SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    let m = EventMetrics::new(&provider.meter("test"));
+    for (i, kind) in [EventKind::Completed, EventKind::Completed, EventKind::Failed, EventKind::Progress]
+        .into_iter()
+        .enumerate()
+    {
+        let mut e = event(kind, i);
+        e.class = (kind == EventKind::Failed).then(|| "invalid".to_owned());
+        m.record(&e);
+    }
+    m.set_backlog(longhaul_queue::QueueStats { pending: 4, delayed: 9, ..Default::default() });
+    provider.force_flush().expect("flush");
+
+    let exported = exporter.get_finished_metrics().expect("metrics");
+    let last = exported.last().expect("one export");
+    let metric = |name: &str| {
+        last.scope_metrics()
+            .flat_map(|s| s.metrics())
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| panic!("metric {name} exported"))
+    };
+    let has = |attrs: Vec<&opentelemetry::KeyValue>, key: &str, value: &str| {
+        attrs.iter().any(|kv| kv.key.as_str() == key && kv.value.as_str() == value)
+    };
+    let AggregatedMetrics::U64(MetricData::Sum(events)) = metric("longhaul.job.events").data() else {
+        panic!("events is a u64 sum");
+    };
+    let count = |event: &str, class: &str| {
+        events
+            .data_points()
+            .find(|p| {
+                has(p.attributes().collect(), "event", event) && has(p.attributes().collect(), "class", class)
+            })
+            .map(|p| p.value())
+    };
+    assert_eq!(count("completed", ""), Some(2));
+    assert_eq!(count("failed", "invalid"), Some(1));
+    assert_eq!(count("progress", ""), None, "progress is not counted");
+
+    let AggregatedMetrics::F64(MetricData::Histogram(durations)) = metric("longhaul.job.duration").data()
+    else {
+        panic!("duration is an f64 histogram");
+    };
+    let total = durations
+        .data_points()
+        .find(|p| {
+            has(p.attributes().collect(), "event", "completed")
+                && has(p.attributes().collect(), "kind", "total")
+        })
+        .expect("completed total durations");
+    assert_eq!((total.count(), total.sum()), (2, 3.0), "two jobs of 1.5 s each");
+
+    let gauge = |name: &str| match metric(name).data() {
+        AggregatedMetrics::U64(MetricData::Gauge(g)) => g.data_points().map(|p| p.value()).next(),
+        other => panic!("{name} is a u64 gauge: {other:?}"),
+    };
+    assert_eq!(gauge("longhaul.queue.pending"), Some(4));
+    assert_eq!(gauge("longhaul.queue.delayed"), Some(9));
+    assert_eq!(gauge("longhaul.queue.dead_letters"), Some(0));
+}
+
 #[tokio::test]
 async fn metrics_endpoint_serves_prometheus_text() {
     let (m, registry, _provider) = metrics();
