@@ -54,6 +54,8 @@ pub struct Fake {
     pub calls: Arc<Mutex<u32>>,
     /// Idempotency-Key of every webhook request, in arrival order.
     pub webhooks: Arc<Mutex<Vec<String>>>,
+    /// `(job_id, Idempotency-Key)` of every webhook request, in arrival order.
+    pub deliveries: Arc<Mutex<Vec<(String, String)>>>,
     /// While set, webhook requests hang without an answer (a receiver that is stuck).
     pub hang_webhooks: Arc<Mutex<bool>>,
     pub addr: std::net::SocketAddr,
@@ -78,8 +80,13 @@ async fn chat(State(fake): State<Fake>) -> (StatusCode, Json<Value>) {
     (StatusCode::OK, Json(json!({"choices": [{"message": {"role": "assistant", "content": content}}]})))
 }
 
-async fn webhook(State(fake): State<Fake>, headers: HeaderMap) -> StatusCode {
+async fn webhook(State(fake): State<Fake>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let job = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["job_id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    fake.deliveries.lock().expect("lock").push((job, key.clone()));
     fake.webhooks.lock().expect("lock").push(key);
     if *fake.hang_webhooks.lock().expect("lock") {
         std::future::pending::<()>().await;
@@ -94,6 +101,7 @@ impl Fake {
             mode: Arc::new(Mutex::new(mode)),
             calls: Arc::new(Mutex::new(0)),
             webhooks: Arc::new(Mutex::new(Vec::new())),
+            deliveries: Arc::new(Mutex::new(Vec::new())),
             hang_webhooks: Arc::new(Mutex::new(false)),
             addr: listener.local_addr().expect("addr"),
         };

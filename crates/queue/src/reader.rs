@@ -83,7 +83,19 @@ impl GroupReader {
         }
         cmd.arg("STREAMS").arg(&self.stream).arg(from);
         let mut conn = self.conn.clone();
-        let reply: Value = self.queue.bounded(limit, cmd.query_async(&mut conn)).await?;
+        let reply: Value = match self.queue.bounded(limit, cmd.query_async(&mut conn)).await {
+            Err(QueueError::Redis(e)) if e.code() == Some("NOGROUP") => {
+                // The group is gone: Redis restarted without its data, or someone deleted the
+                // stream. Recreate it from the stream's first entry (what the reconciler
+                // re-enqueues from application storage lands there) and read again.
+                tracing::warn!(stream = %self.stream, group = %self.group,
+                    "consumer group missing (did Redis lose its data?); recreating it");
+                self.queue.ensure_group(&self.stream, &self.group).await?;
+                self.pending_from = None;
+                self.queue.bounded(limit, cmd.query_async(&mut conn)).await?
+            }
+            other => other?,
+        };
         parse_read_reply(reply)
     }
 
