@@ -21,6 +21,13 @@ fmt:
 services:
     bash scripts/services.sh
 
+# The full fault suite (release binaries): worker churn over 5 000 jobs, Redis losing its data,
+# a 10 s PostgreSQL outage, poison entries, 50 000 jobs on 4 workers. One JSON line per scenario.
+# CI runs the same tests at a short size as part of `just test`. Figures: RELIABILITY.md.
+chaos:
+    cargo build --release --bins
+    LONGHAUL_CHAOS=full cargo test --release -p longhaul-e2e --test chaos -- --nocapture --test-threads=1
+
 # Queue-only micro-benchmark against local Redis (prints one JSON line).
 bench-queue:
     cargo bench -p longhaul-queue --bench queue

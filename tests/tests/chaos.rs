@@ -410,6 +410,7 @@ async fn load_completes_everything_and_leaves_no_residue_in_redis() {
         system.worker(&format!("load-{i}"));
     }
     let events = system.spawn("queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "qe-load")]);
+    let memory_before = used_memory(&system).await;
     let (jobs, _, _) = submit(&system, "load", n, 32).await;
     let submitted_at = started.elapsed();
     all_completed(&pool, n, Duration::from_secs(if full() { 1800 } else { 300 })).await;
@@ -457,10 +458,32 @@ async fn load_completes_everything_and_leaves_no_residue_in_redis() {
         }
     })
     .await;
+    // queue-events has acknowledged everything it read; the events stream is capped by its MAXLEN.
+    let events_pending: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg(keys.events())
+        .arg("queue-events")
+        .query_async(&mut conn)
+        .await
+        .expect("xpending events");
+    assert_eq!(events_pending.first(), Some(&redis::Value::Int(0)), "queue-events left entries pending");
+    let events_len: u64 = redis::cmd("XLEN").arg(keys.events()).query_async(&mut conn).await.expect("xlen");
     let mut figures = verify(&system, &pool, &jobs).await;
+    figures["redis_used_memory_before"] = json!(memory_before);
+    figures["redis_used_memory_after"] = json!(used_memory(&system).await);
+    figures["events_stream_len"] = json!(events_len);
     figures["workers"] = json!(4);
     figures["submit_seconds"] = json!(submitted_at.as_secs());
     figures["complete_seconds"] = json!(finished_at.as_secs());
     figures["jobs_per_second"] = json!((n as f64 / finished_at.as_secs_f64()).round());
     report("load", started, figures);
+}
+
+/// Redis `used_memory` (the whole server: other tests' keys count too when run in parallel).
+async fn used_memory(system: &System) -> u64 {
+    let mut conn = system.queue.raw().await;
+    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO")
 }

@@ -75,6 +75,7 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    auth_cache: std::sync::Arc<tenants::AuthCache>,
 }
 
 /// Which database a [`Store`] talks to.
@@ -125,7 +126,7 @@ impl Store {
                 "unsupported database URL scheme {scheme:?}: use postgres://… or sqlite://…"
             )));
         };
-        Ok(Self { backend })
+        Ok(Self { backend, auth_cache: std::sync::Arc::default() })
     }
 
     /// Connects and applies pending migrations.

@@ -2,7 +2,12 @@
 //! update (a new revision is a new triage job).
 //!
 //! API keys are 256-bit random tokens, so a fast hash is enough: nobody can brute-force the
-//! preimage, and authentication stays one indexed lookup on the request path.
+//! preimage, and authentication stays one indexed lookup on the request path — and none at all for
+//! a key verified in the last [`AUTH_CACHE_TTL`] (the hot path submits two requests per ticket).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use longhaul_core::{TenantId, TicketId};
@@ -11,6 +16,43 @@ use sha2::{Digest, Sha256};
 use sqlx::types::Json;
 
 use crate::{Store, StoreError, now};
+
+/// How long a verified API key is trusted without asking the database again. Keys are never
+/// revoked through the API; a key deleted from the database by hand stops working after this long.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// At most this many keys are remembered; the cache starts over when full.
+const AUTH_CACHE_MAX: usize = 10_000;
+
+/// Recently verified keys, by SHA-256 hash (the keys themselves are never kept). Only successful
+/// lookups are remembered, so unknown keys cannot grow it.
+#[derive(Default)]
+pub(crate) struct AuthCache {
+    entries: Mutex<HashMap<Vec<u8>, (TenantId, Instant)>>,
+}
+
+impl std::fmt::Debug for AuthCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthCache")
+    }
+}
+
+impl AuthCache {
+    fn get(&self, hash: &[u8], now: Instant) -> Option<TenantId> {
+        let entries = self.entries.lock().ok()?;
+        let (tenant, at) = entries.get(hash)?;
+        (now.saturating_duration_since(*at) < AUTH_CACHE_TTL).then(|| tenant.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, tenant: TenantId, now: Instant) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= AUTH_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (tenant, now));
+        }
+    }
+}
 
 /// The prefix of every API key.
 pub const API_KEY_PREFIX: &str = "lh_";
@@ -193,6 +235,9 @@ impl Store {
     /// [`StoreError::Database`] or [`StoreError::Corrupt`].
     pub async fn authenticate(&self, api_key: &str) -> Result<Option<TenantId>, StoreError> {
         let hash = hash_key(api_key);
+        if let Some(tenant) = self.auth_cache.get(&hash, Instant::now()) {
+            return Ok(Some(tenant));
+        }
         let row: Option<(String, Vec<u8>)> = on_pool!(self, pool => {
             sqlx::query_as("SELECT tenant_id, api_key_hash FROM tenants WHERE api_key_hash = $1")
                 .bind(&hash)
@@ -201,7 +246,9 @@ impl Store {
         })?;
         match row {
             Some((tenant, stored)) if constant_time_eq(&stored, &hash) => {
-                Ok(Some(TenantId::parse(tenant).map_err(|e| corrupt("tenants")(e.to_string()))?))
+                let tenant = TenantId::parse(tenant).map_err(|e| corrupt("tenants")(e.to_string()))?;
+                self.auth_cache.put(hash, tenant.clone(), Instant::now());
+                Ok(Some(tenant))
             }
             _ => Ok(None),
         }
@@ -368,5 +415,21 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn the_auth_cache_remembers_verified_keys_for_its_ttl_and_stays_bounded() {
+        let cache = AuthCache::default();
+        let t0 = Instant::now();
+        let acme = TenantId::parse("acme").expect("tenant");
+        assert_eq!(cache.get(&hash_key("k"), t0), None);
+        cache.put(hash_key("k"), acme.clone(), t0);
+        assert_eq!(cache.get(&hash_key("k"), t0 + Duration::from_secs(1)), Some(acme.clone()));
+        assert_eq!(cache.get(&hash_key("other"), t0), None, "another key is not the tenant's");
+        assert_eq!(cache.get(&hash_key("k"), t0 + AUTH_CACHE_TTL), None, "expired");
+        for i in 0..AUTH_CACHE_MAX + 1 {
+            cache.put(hash_key(&i.to_string()), acme.clone(), t0);
+        }
+        assert!(cache.entries.lock().expect("lock").len() <= AUTH_CACHE_MAX);
     }
 }
