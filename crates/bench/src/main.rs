@@ -11,7 +11,8 @@
 //! printing. Figures: jobs/s end to end, enqueue latency p50/p99 (the triage request), enqueue →
 //! completed p50/p99 (from the records' own timestamps), Redis commands per job (`INFO
 //! commandstats`), SQL statements and commits per job (`pg_stat_statements`,
-//! `pg_stat_database`), and each process's peak RSS.
+//! `pg_stat_database`), each process's peak RSS, and CPU milliseconds per job of every process
+//! on the path (ours, PostgreSQL's, redis-server, the load generator) — what limits the run.
 //!
 //! Tickets are created before the clock starts: a job is one triage request, as in the peer's
 //! workload (one status row and one queue add per job).
@@ -89,6 +90,80 @@ impl System {
             })
             .collect()
     }
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
+const TICKS_PER_S: f64 = 100.0;
+
+/// `(utime + stime, cutime + cstime)` of `pid`, in ticks; `None` if it is gone.
+fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<u64> = rest.split_whitespace().skip(11).take(4).filter_map(|v| v.parse().ok()).collect();
+    (f.len() == 4).then(|| (f[0] + f[1], f[2] + f[3]))
+}
+
+/// Pids whose command name is `comm`, with their parent pid.
+fn pids_named(comm: &str) -> Vec<(u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm))
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// CPU ticks used so far by every process that serves a run, by name. PostgreSQL: its live
+/// processes plus what the postmaster's exited children (closed connections) used.
+fn cpu_snapshot(procs: &[Proc]) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> =
+        procs.iter().filter_map(|p| Some((p.name.clone(), cpu_ticks(p.child.id())?.0))).collect();
+    let postgres = pids_named("postgres");
+    let own: std::collections::HashSet<u32> = postgres.iter().map(|(pid, _)| *pid).collect();
+    let pg: u64 = postgres
+        .iter()
+        .filter_map(|(pid, ppid)| {
+            let (mine, children) = cpu_ticks(*pid)?;
+            Some(if own.contains(ppid) { mine } else { mine + children })
+        })
+        .sum();
+    out.insert("postgres".into(), pg);
+    out.insert(
+        "redis-server".into(),
+        pids_named("redis-server").iter().filter_map(|(p, _)| cpu_ticks(*p)).map(|t| t.0).sum(),
+    );
+    out.insert("bench".into(), cpu_ticks(std::process::id()).map_or(0, |t| t.0));
+    out
+}
+
+/// The Redis server's own CPU time (`INFO cpu`), in ticks.
+async fn redis_cpu_ticks(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await?;
+    let secs: f64 = info
+        .lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split_once(':')?.1.trim().parse::<f64>().ok())
+        .sum();
+    Ok((secs * TICKS_PER_S) as u64)
+}
+
+/// CPU milliseconds per job between two snapshots.
+fn cpu_ms_per_job(
+    before: &HashMap<String, u64>,
+    after: &HashMap<String, u64>,
+    n: usize,
+) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (name, end) in after {
+        let start = before.get(name).copied().unwrap_or(0);
+        let ms = end.saturating_sub(start) as f64 / TICKS_PER_S * 1000.0 / n as f64;
+        out.insert(name.clone(), json!((ms * 100.0).round() / 100.0));
+    }
+    serde_json::Value::Object(out)
 }
 
 impl Drop for System {
@@ -248,6 +323,8 @@ async fn scenario(
     let _ = sqlx::raw_sql("SELECT pg_stat_statements_reset()").execute(&mut admin).await;
     let calls0 = redis_calls(&mut redis_conn).await?;
     let (stmts0, commits0) = sql_counts(&mut admin, &sys.db_name).await;
+    let mut cpu0 = cpu_snapshot(&sys.procs);
+    cpu0.insert("redis-server".into(), redis_cpu_ticks(&mut redis_conn).await?);
 
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -295,6 +372,8 @@ async fn scenario(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
+    let mut cpu1 = cpu_snapshot(&sys.procs);
+    cpu1.insert("redis-server".into(), redis_cpu_ticks(&mut redis_conn).await?);
     let calls1 = redis_calls(&mut redis_conn).await?;
     let (stmts1, commits1) = sql_counts(&mut admin, &sys.db_name).await;
     let rss = sys.peak_rss();
@@ -361,6 +440,7 @@ async fn scenario(
         "sql_statements_per_job": per_job(stmts0, stmts1),
         "sql_commits_per_job": per_job(Some(commits0), Some(commits1)),
         "peak_rss_mib": rss,
+        "cpu_ms_per_job": cpu_ms_per_job(&cpu0, &cpu1, n),
         "verified": true,
     });
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sys.db_name)))
