@@ -91,6 +91,8 @@ fn bad_settings_stop_every_binary_with_one_line_naming_the_setting() {
         assert_fails_naming(bin, &[("REDIS_URL_FILE", "/nonexistent/redis-url")], "REDIS_URL_FILE");
         assert_fails_naming(bin, &[("REDIS_URL_FILE", empty)], "REDIS_URL_FILE");
         assert_fails_naming(bin, &[("REDIS_URL", &acl_url), ("REDIS_URL_FILE", empty)], "REDIS_URL");
+        assert_fails_naming(bin, &[("REDIS_CA_FILE", "/nonexistent/ca.pem")], "REDIS_CA_FILE");
+        assert_fails_naming(bin, &[("REDIS_CA_FILE", empty)], "REDIS_CA_FILE");
         assert_fails_naming(bin, &[("LONGHAUL_EVENTS_MAXLEN", "5")], "LONGHAUL_EVENTS_MAXLEN");
         assert_fails_naming(
             bin,

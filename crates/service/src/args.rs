@@ -165,6 +165,9 @@ pub struct QueueArgs {
     /// File holding the Redis URL (e.g. a mounted Kubernetes secret); instead of --redis-url.
     #[arg(long, env = "REDIS_URL_FILE")]
     pub redis_url_file: Option<PathBuf>,
+    /// PEM file of the CA(s) to trust for rediss:// instead of the system's roots (a private CA).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// First part of every Redis key.
     #[arg(long, env = "LONGHAUL_QUEUE_PREFIX", default_value = "longhaul")]
     pub queue_prefix: String,
@@ -194,8 +197,14 @@ impl QueueArgs {
             events_maxlen: self.events_maxlen,
             ..QueueConfig::default()
         };
+        if let Some(path) = &self.redis_ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read REDIS_CA_FILE {}", path.display()))?;
+            config.tls_ca_pem = Some(pem);
+        }
         tweak(&mut config);
         Queue::new(url.expose(), config).map_err(|e| match e {
+            QueueError::Config(m) if m.contains("TLS") => anyhow!("REDIS_CA_FILE / REDIS_URL: {m}"),
             // The message never contains the URL itself.
             QueueError::Config(m) if m.starts_with("invalid Redis URL") => {
                 anyhow!("REDIS_URL is not a valid Redis URL (redis://… or rediss://…): {m}")
