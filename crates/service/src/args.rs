@@ -200,6 +200,9 @@ impl QueueArgs {
         if let Some(path) = &self.redis_ca_file {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read REDIS_CA_FILE {}", path.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                bail!("REDIS_CA_FILE {} holds no PEM certificate", path.display());
+            }
             config.tls_ca_pem = Some(pem);
         }
         tweak(&mut config);
