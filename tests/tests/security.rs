@@ -1,5 +1,5 @@
 //! Credentials in practice: a Redis ACL user limited to the test's key prefix runs the whole system,
-//! a wrong Redis password fails clearly, and no secret (database password, Redis password, tenant
+//! so does a TLS-only Redis (`rediss://`) with a private CA, a wrong Redis password fails clearly, and no secret (database password, Redis password, tenant
 //! API key, provider key) ever reaches a log line, `--help`, or an HTTP answer — on the normal path
 //! and on failure paths.
 
@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use longhaul_e2e::{Mode, System, bin_dir};
-use longhaul_testkit::{random_hex, redis_url, wait_until};
+use longhaul_testkit::{TlsRedis, random_hex, redis_url, wait_until};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -112,6 +112,44 @@ async fn a_redis_acl_user_limited_to_its_prefix_runs_the_system() {
     assert!(line.to_lowercase().contains("redis"), "the line names Redis: {line}");
     assert!(!sys.procs[bad].output().contains(&wrong), "the password is not logged");
     assert!(!sys.procs[bad].output().contains(&acl.password));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_system_runs_over_rediss_with_a_private_ca() {
+    let tls = TlsRedis::start();
+    let ca = tls.ca_file().to_str().expect("utf-8").to_owned();
+    let url = tls.url();
+    // The producer is ready only once its Redis answers: over TLS, trusting the CA from the file.
+    let mut sys = System::start(Mode::Ok, &[("REDIS_URL", &url), ("REDIS_CA_FILE", &ca)]).await;
+    let events = sys.spawn("queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "qe-tls")]);
+    sys.worker("w-tls");
+    sys.ticket("T-tls").await;
+    let (status, job) = sys.triage("T-tls").await;
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["job_id"].as_str().expect("id").to_owned();
+    sys.wait_status(&job_id, "completed", LONG).await;
+    wait_until(LONG, "queue-events saw the completion over TLS", async || {
+        let seen = sys
+            .log_lines(events)
+            .iter()
+            .any(|l| l["message"] == "job completed" && l["job_id"] == job_id.as_str());
+        if seen { Ok(()) } else { Err(sys.procs[events].output()) }
+    })
+    .await;
+    // Without the CA file the certificate is not trusted: the worker reports it and runs nothing.
+    let untrusted = sys.spawn_with(
+        "worker",
+        &["--skip-migrations"],
+        &[("LONGHAUL_CONSUMER_NAME", "w-untrusted")],
+        &["REDIS_CA_FILE"],
+    );
+    wait_until(LONG, "the untrusted-certificate error", async || {
+        let out = sys.procs[untrusted].output().to_lowercase();
+        if out.contains("certificate") || out.contains("issuer") { Ok(()) } else { Err(out) }
+    })
+    .await;
+    drop(sys);
+    drop(tls);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,108 +1,13 @@
 //! `rediss://`: a private `redis-server` with TLS only, its certificate signed by a throw-away CA
-//! generated here (the `openssl` CLI); the queue trusts that CA through
+//! ([`TlsRedis`], the `openssl` CLI); the queue trusts that CA through
 //! [`QueueConfig::tls_ca_pem`] (`REDIS_CA_FILE` in the binaries) and runs enqueue → fetch → finish.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use longhaul_queue::{Event, EventKind, Queue, QueueConfig, now_ms};
+use longhaul_testkit::TlsRedis;
 
 use crate::harness::{entry, random_hex, wait_until};
-
-/// A TLS-only `redis-server` on a free port; killed on drop.
-struct TlsRedis {
-    child: Child,
-    port: u16,
-    ca_pem: Vec<u8>,
-    dir: tempfile::TempDir,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is needed to generate test certificates");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl TlsRedis {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
-        ca.extend(["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=longhaul test CA"]);
-        openssl(dir.path(), &ca);
-        let mut csr = vec!["req"];
-        csr.extend(ec);
-        csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
-        openssl(dir.path(), &csr);
-        std::fs::write(
-            dir.path().join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("ext");
-        openssl(
-            dir.path(),
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.crt",
-                "-days",
-                "1",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-        let log = std::fs::File::create(dir.path().join("redis.log")).expect("log");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--tls-cert-file",
-                "server.crt",
-                "--tls-key-file",
-                "server.key",
-                "--tls-ca-cert-file",
-                "ca.crt",
-            ])
-            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", "."])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("redis-server (with TLS support) is needed");
-        let ca_pem = std::fs::read(dir.path().join("ca.crt")).expect("ca.crt");
-        Self { child, port, ca_pem, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("rediss://127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(ca: Option<Vec<u8>>) -> QueueConfig {
     QueueConfig {
