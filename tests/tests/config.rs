@@ -113,6 +113,9 @@ fn bad_settings_stop_every_binary_with_one_line_naming_the_setting() {
         assert_fails_naming(bin, &[("LONGHAUL_DB_TIMEOUT", "-1s")], "LONGHAUL_DB_TIMEOUT");
         assert_fails_naming(bin, &[("LONGHAUL_MAX_ATTEMPTS", "0")], "LONGHAUL_MAX_ATTEMPTS");
     }
+    // A refused connection says so (not just "pool timed out").
+    let (_, _, err) = run("producer", &["serve"], &[("DATABASE_URL", &bad_pg)]);
+    assert!(err.contains("refused"), "{err}");
     assert_fails_naming(&producer, &[("LONGHAUL_LISTEN", "everywhere")], "LONGHAUL_LISTEN");
     assert_fails_naming(&producer, &[("LONGHAUL_REQUEST_TIMEOUT", "0s")], "LONGHAUL_REQUEST_TIMEOUT");
     assert_fails_naming(
