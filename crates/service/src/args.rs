@@ -256,3 +256,56 @@ pub struct TelemetryArgs {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_comes_from_the_value_or_the_file_never_both() {
+        let dir = std::env::temp_dir().join(format!("longhaul-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("url");
+        std::fs::write(&file, "redis://u:p@h:6379\r\n").expect("write");
+        let from_file = secret_setting(None, Some(&file), "REDIS_URL").expect("file").expect("some");
+        assert_eq!(from_file.expose(), "redis://u:p@h:6379", "the trailing newline is dropped");
+        let value = Secret::new("redis://x");
+        assert_eq!(secret_setting(Some(&value), None, "REDIS_URL").expect("value"), Some(value.clone()));
+        assert_eq!(secret_setting(None, None, "REDIS_URL").expect("none"), None);
+        let both = secret_setting(Some(&value), Some(&file), "REDIS_URL").expect_err("both");
+        assert_eq!(both.to_string(), "set either REDIS_URL or REDIS_URL_FILE, not both");
+        let missing = secret_setting(None, Some(&dir.join("nope")), "REDIS_URL").expect_err("missing");
+        assert!(format!("{missing:#}").starts_with("cannot read REDIS_URL_FILE "), "{missing:#}");
+        std::fs::write(&file, " \n").expect("write");
+        let empty = secret_setting(None, Some(&file), "REDIS_URL").expect_err("empty");
+        assert!(empty.to_string().contains("is empty"), "{empty}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn error_lines_do_not_repeat_a_quoted_cause() {
+        #[derive(Debug)]
+        struct Inner;
+        impl std::fmt::Display for Inner {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("pool timed out")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "database error: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Outer(Inner)).context("failed to connect (DATABASE_URL)");
+        assert_eq!(error_line(&e), "failed to connect (DATABASE_URL): database error: pool timed out");
+        assert_eq!(error_line(&anyhow!("two\nlines")), "two lines");
+    }
+}

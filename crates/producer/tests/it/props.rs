@@ -17,7 +17,8 @@ use tower::ServiceExt;
 
 use crate::harness::*;
 
-/// Cases per property: enough to find shallow bugs, few enough for CI seconds.
+/// Cases per property: enough to find shallow bugs, few enough for CI seconds. `PROPTEST_CASES`
+/// raises it for a deeper run.
 const CASES: u32 = 96;
 
 /// A request as generated.
@@ -118,7 +119,8 @@ impl Fixture {
 }
 
 fn runner() -> TestRunner {
-    TestRunner::new(Config { cases: CASES, failure_persistence: None, ..Config::default() })
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(CASES);
+    TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() })
 }
 
 /// Arbitrary JSON, a few levels deep.
