@@ -58,10 +58,14 @@ pub struct Fake {
     pub deliveries: Arc<Mutex<Vec<(String, String)>>>,
     /// While set, webhook requests hang without an answer (a receiver that is stuck).
     pub hang_webhooks: Arc<Mutex<bool>>,
+    /// `Authorization` header of every provider request, in arrival order.
+    pub provider_auth: Arc<Mutex<Vec<String>>>,
     pub addr: std::net::SocketAddr,
 }
 
-async fn chat(State(fake): State<Fake>) -> (StatusCode, Json<Value>) {
+async fn chat(State(fake): State<Fake>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    fake.provider_auth.lock().expect("lock").push(auth);
     let n = {
         let mut calls = fake.calls.lock().expect("lock");
         *calls += 1;
@@ -103,6 +107,7 @@ impl Fake {
             webhooks: Arc::new(Mutex::new(Vec::new())),
             deliveries: Arc::new(Mutex::new(Vec::new())),
             hang_webhooks: Arc::new(Mutex::new(false)),
+            provider_auth: Arc::new(Mutex::new(Vec::new())),
             addr: listener.local_addr().expect("addr"),
         };
         let router = axum::Router::new()
@@ -182,6 +187,16 @@ impl System {
     /// A fresh PostgreSQL database with tenant `acme` (webhook → the stand-in), a private Redis
     /// prefix, and the producer serving. `extra` env applies to every process.
     pub async fn start(mode: Mode, extra: &[(&str, &str)]) -> Self {
+        Self::start_custom(mode, extra, |_, _| Vec::new()).await
+    }
+
+    /// As [`System::start`]; `env_for(queue prefix, database URL)` adds environment (applied after
+    /// `extra`) that depends on them, e.g. a Redis ACL user limited to the prefix.
+    pub async fn start_custom(
+        mode: Mode,
+        extra: &[(&str, &str)],
+        env_for: impl FnOnce(&str, &str) -> Vec<(String, String)>,
+    ) -> Self {
         let bins = bin_dir();
         let db = TestDb::new(Backend::Postgres).await;
         let queue = TestQueue::new(|_| {}).await;
@@ -215,6 +230,7 @@ impl System {
         for (k, v) in extra {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
+        env.extend(env_for(&queue.prefix, &db.url));
         let out = Command::new(bins.join("producer"))
             .args(["tenant", "create", "acme", "--webhook-url", &format!("http://{}/webhook", fake.addr)])
             .envs(&env)
@@ -248,12 +264,21 @@ impl System {
 
     /// Starts `bin` with `args`; returns its index in `procs`.
     pub fn spawn(&mut self, bin: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
+        self.spawn_with(bin, args, env, &[])
+    }
+
+    /// As [`System::spawn`], without the variables named in `remove`.
+    pub fn spawn_with(&mut self, bin: &str, args: &[&str], env: &[(&str, &str)], remove: &[&str]) -> usize {
         let name = format!("{bin}-{}", self.procs.len());
         let log = self.dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(self.bins.join(bin))
+        let mut command = Command::new(self.bins.join(bin));
+        for k in remove {
+            command.env_remove(k);
+        }
+        let child = command
             .args(args)
-            .envs(&self.env)
+            .envs(self.env.iter().filter(|(k, _)| !remove.contains(&k.as_str())))
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdout(out.try_clone().expect("log"))
             .stderr(out)

@@ -2,7 +2,7 @@
 //! record → enqueue. Invalid input creates neither a record nor a queue entry.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -134,8 +134,9 @@ pub async fn upsert_ticket(
 pub async fn get_ticket(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(ticket_id): Path<String>,
+    ticket_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<TicketOutput>, ApiError> {
+    let Ok(Path(ticket_id)) = ticket_id else { return Err(ApiError::NotFound("ticket")) };
     let ticket_id = TicketId::parse(ticket_id).map_err(|_| ApiError::NotFound("ticket"))?;
     let ticket = state.store.get_ticket(&tenant, &ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
     Ok(Json(ticket.into()))
@@ -166,9 +167,15 @@ fn job_response(status: StatusCode, record: JobRecord) -> Response {
 pub async fn triage(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(ticket_id): Path<String>,
+    ticket_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Path(ticket_id) = ticket_id.map_err(|_| {
+        ApiError::BadRequest(
+            "invalid ticket id".into(),
+            vec![FieldError::new("ticket_id", "must be UTF-8 text")],
+        )
+    })?;
     let ticket_id = TicketId::parse(ticket_id).map_err(|e| {
         ApiError::BadRequest("invalid ticket id".into(), vec![FieldError::new("ticket_id", e.to_string())])
     })?;
@@ -215,8 +222,9 @@ pub async fn triage(
 pub async fn get_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(job_id): Path<String>,
+    job_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobRecord>, ApiError> {
+    let Ok(Path(job_id)) = job_id else { return Err(ApiError::NotFound("job")) };
     let job_id = JobId::parse(job_id).map_err(|_| ApiError::NotFound("job"))?;
     let record = state.store.get_job(&tenant, &job_id).await?.ok_or(ApiError::NotFound("job"))?;
     Ok(Json(record))
@@ -281,4 +289,9 @@ pub async fn list_jobs(
 /// Any other path.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("route")
+}
+
+/// A known path with a method it does not accept.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }

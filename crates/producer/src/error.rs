@@ -37,6 +37,8 @@ pub enum ApiError {
     Unauthorized,
     /// Missing — or another tenant's, which is answered the same way.
     NotFound(&'static str),
+    /// The path exists, but not with this method.
+    MethodNotAllowed,
     /// The body is larger than allowed.
     PayloadTooLarge(usize),
     /// A dependency is down; try again after the given delay.
@@ -73,6 +75,12 @@ impl ApiError {
             Self::NotFound(what) => {
                 (StatusCode::NOT_FOUND, "not-found", "Not found", format!("{what} not found"))
             }
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this path does not accept this method".into(),
+            ),
             Self::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",

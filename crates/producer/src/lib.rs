@@ -139,6 +139,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs", get(api::list_jobs))
         .route("/v1/jobs/{job_id}", get(api::get_job))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::from_fn(trace_request))
         .merge(health::router(ready))

@@ -7,7 +7,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use longhaul_core::{JobId, NewJob, TenantId, TicketId};
 use longhaul_producer::{ApiSettings, AppState, app, run_reconciler, submit};
-use longhaul_service::args::{DatabaseArgs, QueueArgs, Secret, TelemetryArgs, parse_positive_duration};
+use longhaul_service::args::{
+    DatabaseArgs, QueueArgs, Secret, TelemetryArgs, error_line, parse_cli, parse_positive_duration,
+};
 use longhaul_service::shutdown;
 use longhaul_service::telemetry::Telemetry;
 use longhaul_store::{Store, StoreOptions};
@@ -94,7 +96,7 @@ struct EnqueueArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = parse_cli();
     let _telemetry = match Telemetry::init(
         "producer",
         cli.telemetry.log_format,
@@ -111,8 +113,9 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "producer failed");
-            eprintln!("producer: {e:#}");
+            let line = error_line(&e);
+            tracing::error!(error = %line, "producer failed");
+            eprintln!("producer: {line}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -120,9 +123,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn connect(db: &DatabaseArgs) -> anyhow::Result<Store> {
     let options = StoreOptions { max_connections: db.db_pool, acquire_timeout: db.db_timeout };
-    Store::connect(db.database_url.as_ref().map(Secret::expose), &options)
+    let url = db.url()?;
+    Store::connect(url.as_ref().map(Secret::expose), &options)
         .await
-        .context("failed to connect to application storage")
+        .context("failed to connect to application storage (DATABASE_URL)")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

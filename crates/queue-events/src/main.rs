@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use longhaul_queue_events::{EventMetrics, admin_router, run, sample_backlog};
-use longhaul_service::args::{QueueArgs, TelemetryArgs, parse_positive_duration};
+use longhaul_service::args::{QueueArgs, TelemetryArgs, error_line, parse_cli, parse_positive_duration};
 use longhaul_service::telemetry::Telemetry;
 use longhaul_service::{health, shutdown};
 
@@ -42,7 +42,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = parse_cli();
     let telemetry = match Telemetry::init(
         "queue-events",
         cli.telemetry.log_format,
@@ -59,7 +59,9 @@ async fn main() -> std::process::ExitCode {
     match serve(cli, &telemetry).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "queue-events failed");
+            let line = error_line(&e);
+            tracing::error!(error = %line, "queue-events failed");
+            eprintln!("queue-events: {line}");
             std::process::ExitCode::FAILURE
         }
     }

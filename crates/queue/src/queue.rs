@@ -32,6 +32,9 @@ pub struct QueueConfig {
     pub dead_maxlen: u64,
     /// Upper bound on every Redis call (and on connecting).
     pub op_timeout: Duration,
+    /// For `rediss://`: PEM certificate(s) of the CA(s) to trust instead of the system's roots
+    /// (a private CA). `None`: the system's trust store.
+    pub tls_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for QueueConfig {
@@ -45,6 +48,7 @@ impl Default for QueueConfig {
             events_maxlen: 100_000,
             dead_maxlen: 10_000,
             op_timeout: Duration::from_secs(2),
+            tls_ca_pem: None,
         }
     }
 }
@@ -166,9 +170,21 @@ impl Queue {
         if config.op_timeout.is_zero() || config.lease.is_zero() {
             return Err(QueueError::Config("op_timeout and lease must be greater than zero".into()));
         }
-        let client = redis::Client::open(url).map_err(|e| {
+        let mut client = redis::Client::open(url).map_err(|e| {
             QueueError::Config(format!("invalid Redis URL: {}", e.detail().unwrap_or("cannot parse")))
         })?;
+        if let Some(pem) = &config.tls_ca_pem {
+            if !url.starts_with("rediss://") {
+                return Err(QueueError::Config("a TLS CA is set, but the Redis URL is not rediss://".into()));
+            }
+            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
+            client = redis::Client::build_with_tls(url, certificates).map_err(|e| {
+                QueueError::Config(format!(
+                    "invalid TLS CA certificate (PEM expected): {}",
+                    e.detail().unwrap_or("cannot parse")
+                ))
+            })?;
+        }
         let conn = ConnectionManager::new_lazy_with_config(
             client.clone(),
             connection_config(config.op_timeout, config.op_timeout),

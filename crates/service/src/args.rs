@@ -1,9 +1,14 @@
-//! Flag groups shared by the binaries. Every flag has an environment fallback.
+//! Flag groups shared by the binaries. Every flag has an environment fallback; every credential
+//! (database URL, Redis URL, provider API key) can also be read from a file (`…_FILE`), as mounted
+//! from a Kubernetes secret. Also [`parse_cli`] and [`error_line`]: configuration errors end the
+//! process with one line on stderr that names the setting.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
-use longhaul_queue::{Queue, QueueConfig};
+use longhaul_queue::{Queue, QueueConfig, QueueError};
 
 use crate::telemetry::LogFormat;
 
@@ -43,6 +48,93 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Resolves a credential given either directly (`value`, from `--flag`/`NAME`) or as the path of a
+/// file holding it (`file`, from `--flag-file`/`NAME_FILE`). The file's trailing newline is removed.
+/// `name` is the environment variable, used in error messages (which never contain the secret).
+///
+/// # Errors
+/// Both given; the file missing, unreadable, not UTF-8, or empty.
+pub fn secret_setting(
+    value: Option<&Secret>,
+    file: Option<&Path>,
+    name: &str,
+) -> anyhow::Result<Option<Secret>> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("set either {name} or {name}_FILE, not both"),
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {name}_FILE {}", path.display()))?;
+            let secret = text.trim_end_matches(['\n', '\r']);
+            if secret.trim().is_empty() {
+                bail!("{name}_FILE {} is empty", path.display());
+            }
+            Ok(Some(Secret::new(secret)))
+        }
+    }
+}
+
+/// Parses the command line like `C::parse()`, except that an invalid value or usage error is
+/// reported as one line on stderr naming the flag and its environment variable (exit code 2).
+/// `--help` and `--version` behave as usual.
+pub fn parse_cli<C: clap::Parser>() -> C {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let e = match C::try_parse() {
+        Ok(cli) => return cli,
+        Err(e) => e,
+    };
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let command = C::command();
+    let text = e.render().to_string();
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("error: invalid arguments");
+    let env = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => env_of(&command, arg),
+        _ => None,
+    };
+    let bin = command.get_name().to_owned();
+    match env {
+        Some(env) => eprintln!("{bin}: {first} (flag or {env}); see --help"),
+        None => eprintln!("{bin}: {first}; see --help"),
+    }
+    std::process::exit(2);
+}
+
+/// The environment variable of the flag rendered as `arg` (`--name <NAME>`), in `command` or any
+/// of its subcommands.
+fn env_of(command: &clap::Command, arg: &str) -> Option<String> {
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    let own = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    own.or_else(|| command.get_subcommands().find_map(|sub| env_of(sub, arg)))
+}
+
+/// An error and its causes on one line, without repeating a cause its parent already quoted.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
 /// Parses a duration such as `500ms`, `30s` or `2m`.
 ///
 /// # Errors
@@ -60,12 +152,22 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     if d.is_zero() { Err("must be greater than zero".into()) } else { Ok(d) }
 }
 
+/// The Redis URL when none is configured.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
 /// Redis and queue settings.
 #[derive(Debug, Clone, Args)]
 pub struct QueueArgs {
     /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: Secret,
+    /// Default: redis://127.0.0.1:6379.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+    /// File holding the Redis URL (e.g. a mounted Kubernetes secret); instead of --redis-url.
+    #[arg(long, env = "REDIS_URL_FILE")]
+    pub redis_url_file: Option<PathBuf>,
+    /// PEM file of the CA(s) to trust for rediss:// instead of the system's roots (a private CA).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
     /// First part of every Redis key.
     #[arg(long, env = "LONGHAUL_QUEUE_PREFIX", default_value = "longhaul")]
     pub queue_prefix: String,
@@ -86,6 +188,8 @@ impl QueueArgs {
     /// # Errors
     /// When the URL or names are invalid.
     pub fn queue(&self, tweak: impl FnOnce(&mut QueueConfig)) -> anyhow::Result<Queue> {
+        let url = secret_setting(self.redis_url.as_ref(), self.redis_url_file.as_deref(), "REDIS_URL")?
+            .unwrap_or_else(|| Secret::new(DEFAULT_REDIS_URL));
         let mut config = QueueConfig {
             prefix: self.queue_prefix.clone(),
             queue: self.queue.clone(),
@@ -93,8 +197,23 @@ impl QueueArgs {
             events_maxlen: self.events_maxlen,
             ..QueueConfig::default()
         };
+        if let Some(path) = &self.redis_ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read REDIS_CA_FILE {}", path.display()))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                bail!("REDIS_CA_FILE {} holds no PEM certificate", path.display());
+            }
+            config.tls_ca_pem = Some(pem);
+        }
         tweak(&mut config);
-        Ok(Queue::new(self.redis_url.expose(), config)?)
+        Queue::new(url.expose(), config).map_err(|e| match e {
+            QueueError::Config(m) if m.contains("TLS") => anyhow!("REDIS_CA_FILE / REDIS_URL: {m}"),
+            // The message never contains the URL itself.
+            QueueError::Config(m) if m.starts_with("invalid Redis URL") => {
+                anyhow!("REDIS_URL is not a valid Redis URL (redis://… or rediss://…): {m}")
+            }
+            other => anyhow!(other).context("invalid queue settings (LONGHAUL_QUEUE_PREFIX, LONGHAUL_QUEUE)"),
+        })
     }
 }
 
@@ -105,12 +224,25 @@ pub struct DatabaseArgs {
     /// Unset: sqlite://longhaul.db in the working directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
+    /// File holding the database URL (e.g. a mounted Kubernetes secret); instead of --database-url.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Connections in the pool.
     #[arg(long, env = "LONGHAUL_DB_POOL", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool: u32,
     /// How long a request waits for a database connection before failing as retryable.
     #[arg(long, env = "LONGHAUL_DB_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
     pub db_timeout: Duration,
+}
+
+impl DatabaseArgs {
+    /// The configured database URL (`None`: the embedded default).
+    ///
+    /// # Errors
+    /// As [`secret_setting`].
+    pub fn url(&self) -> anyhow::Result<Option<Secret>> {
+        secret_setting(self.database_url.as_ref(), self.database_url_file.as_deref(), "DATABASE_URL")
+    }
 }
 
 /// Logging, tracing and metrics export settings.
@@ -123,4 +255,57 @@ pub struct TelemetryArgs {
     /// exported there when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_comes_from_the_value_or_the_file_never_both() {
+        let dir = std::env::temp_dir().join(format!("longhaul-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("url");
+        std::fs::write(&file, "redis://u:p@h:6379\r\n").expect("write");
+        let from_file = secret_setting(None, Some(&file), "REDIS_URL").expect("file").expect("some");
+        assert_eq!(from_file.expose(), "redis://u:p@h:6379", "the trailing newline is dropped");
+        let value = Secret::new("redis://x");
+        assert_eq!(secret_setting(Some(&value), None, "REDIS_URL").expect("value"), Some(value.clone()));
+        assert_eq!(secret_setting(None, None, "REDIS_URL").expect("none"), None);
+        let both = secret_setting(Some(&value), Some(&file), "REDIS_URL").expect_err("both");
+        assert_eq!(both.to_string(), "set either REDIS_URL or REDIS_URL_FILE, not both");
+        let missing = secret_setting(None, Some(&dir.join("nope")), "REDIS_URL").expect_err("missing");
+        assert!(format!("{missing:#}").starts_with("cannot read REDIS_URL_FILE "), "{missing:#}");
+        std::fs::write(&file, " \n").expect("write");
+        let empty = secret_setting(None, Some(&file), "REDIS_URL").expect_err("empty");
+        assert!(empty.to_string().contains("is empty"), "{empty}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn error_lines_do_not_repeat_a_quoted_cause() {
+        #[derive(Debug)]
+        struct Inner;
+        impl std::fmt::Display for Inner {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("pool timed out")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "database error: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = anyhow::Error::new(Outer(Inner)).context("failed to connect (DATABASE_URL)");
+        assert_eq!(error_line(&e), "failed to connect (DATABASE_URL): database error: pool timed out");
+        assert_eq!(error_line(&anyhow!("two\nlines")), "two lines");
+    }
 }

@@ -100,11 +100,25 @@ impl Store {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
-            let pool = PgPoolOptions::new()
+            let pool = match PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect)
-                .await?;
+                .connect_with(connect.clone())
+                .await
+            {
+                Ok(pool) => pool,
+                Err(sqlx::Error::PoolTimedOut) => {
+                    // The pool only says it timed out; one direct attempt says why (refused,
+                    // unknown host, authentication). Its messages never contain the password.
+                    use sqlx::ConnectOptions as _;
+                    let cause = match tokio::time::timeout(options.acquire_timeout, connect.connect()).await {
+                        Ok(Err(e)) => e,
+                        _ => sqlx::Error::PoolTimedOut,
+                    };
+                    return Err(StoreError::Database(cause));
+                }
+                Err(e) => return Err(e.into()),
+            };
             Backend::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)

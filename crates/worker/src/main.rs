@@ -1,12 +1,16 @@
 //! The `worker` binary: flags and wiring. The work itself is in the library.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
-use longhaul_service::args::{DatabaseArgs, QueueArgs, Secret, TelemetryArgs, parse_positive_duration};
+use longhaul_service::args::{
+    DatabaseArgs, QueueArgs, Secret, TelemetryArgs, error_line, parse_cli, parse_positive_duration,
+    secret_setting,
+};
 use longhaul_service::telemetry::Telemetry;
 use longhaul_service::{health, shutdown};
 use longhaul_store::{Store, StoreOptions};
@@ -90,6 +94,10 @@ struct Cli {
     /// API key for the openai provider.
     #[arg(long, env = "LONGHAUL_PROVIDER_API_KEY", hide_env_values = true)]
     provider_api_key: Option<Secret>,
+    /// File holding the provider API key (e.g. a mounted Kubernetes secret); instead of
+    /// --provider-api-key.
+    #[arg(long, env = "LONGHAUL_PROVIDER_API_KEY_FILE")]
+    provider_api_key_file: Option<PathBuf>,
     /// Limit on each provider request.
     #[arg(long, env = "LONGHAUL_PROVIDER_TIMEOUT", default_value = "20s", value_parser = parse_positive_duration)]
     provider_timeout: Duration,
@@ -100,7 +108,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = parse_cli();
     let _telemetry = match Telemetry::init(
         "worker",
         cli.telemetry.log_format,
@@ -117,7 +125,9 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "worker failed");
+            let line = error_line(&e);
+            tracing::error!(error = %line, "worker failed");
+            eprintln!("worker: {line}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -127,13 +137,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.heartbeat * 3 > cli.lease {
         bail!("--heartbeat ({:?}) must be at most a third of --lease ({:?})", cli.heartbeat, cli.lease);
     }
+    let api_key = secret_setting(
+        cli.provider_api_key.as_ref(),
+        cli.provider_api_key_file.as_deref(),
+        "LONGHAUL_PROVIDER_API_KEY",
+    )?;
     let provider = match cli.provider {
         ProviderKind::Rules => Provider::Rules(RuleClassifier),
         ProviderKind::Openai => Provider::Http(
             HttpClassifier::new(HttpClassifierConfig {
                 base_url: cli.provider_base_url.clone(),
                 model: cli.provider_model.clone(),
-                api_key: cli.provider_api_key.as_ref().map(|k| k.expose().to_owned()),
+                api_key: api_key.as_ref().map(|k| k.expose().to_owned()),
                 timeout: cli.provider_timeout,
             })
             .map_err(anyhow::Error::msg)?,
@@ -146,8 +161,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     let options =
         StoreOptions { max_connections: cli.database.db_pool, acquire_timeout: cli.database.db_timeout };
-    let url = cli.database.database_url.as_ref().map(Secret::expose);
-    let store = Store::connect(url, &options).await.context("failed to connect to application storage")?;
+    let url = cli.database.url()?;
+    let store = Store::connect(url.as_ref().map(Secret::expose), &options)
+        .await
+        .context("failed to connect to application storage (DATABASE_URL)")?;
     if !cli.skip_migrations {
         store.migrate().await.context("failed to apply migrations")?;
     }

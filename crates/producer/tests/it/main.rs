@@ -3,4 +3,6 @@
 
 mod api;
 mod harness;
+mod limits;
 mod outages;
+mod props;

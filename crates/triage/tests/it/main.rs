@@ -2,5 +2,6 @@
 //! HTTP server.
 
 mod fakes;
+mod hostile;
 mod http;
 mod pipeline;
