@@ -71,6 +71,25 @@ impl KeySpace {
     pub fn job(&self, job_id: &str) -> String {
         format!("{}:job:{job_id}", self.base)
     }
+
+    /// The Redis Cluster slot every key of this queue hashes to (CRC16 of the queue name, the
+    /// hash tag, modulo 16384).
+    pub fn slot(&self) -> u16 {
+        let tag = self.base.rsplit_once('{').map_or("", |(_, t)| t.trim_end_matches('}'));
+        crc16_xmodem(tag.as_bytes()) % 16384
+    }
+}
+
+/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
 }
 
 #[cfg(test)]
@@ -82,6 +101,15 @@ mod tests {
         let k = KeySpace::new("longhaul", "triage").expect("keys");
         for key in [k.jobs(), k.delayed(), k.events(), k.dead(), k.job("job_1")] {
             assert!(key.starts_with("longhaul:{triage}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn slot_is_the_hash_tag_slot() {
+        // Values from `CLUSTER KEYSLOT` on Redis 7.
+        for (queue, slot) in [("triage", 12920), ("foo", 12182), ("123456789", 12739)] {
+            let k = KeySpace::new("longhaul", queue).expect("keys");
+            assert_eq!(k.slot(), slot, "{queue}");
         }
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use longhaul_core::JobId;
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::conn::{RedisConnection, Target};
 use crate::entry::{Event, JobEntry};
 use crate::reader::{Consumer, EventReader};
 use crate::{KeySpace, QueueError, scripts};
@@ -127,8 +127,8 @@ pub enum EvictionCheck {
 /// A handle to one queue. Cheap to clone; all clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct Queue {
-    pub(crate) client: redis::Client,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) target: Target,
+    pub(crate) conn: RedisConnection,
     pub(crate) keys: KeySpace,
     pub(crate) config: Arc<QueueConfig>,
 }
@@ -140,21 +140,11 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-pub(crate) fn connection_config(
-    response_timeout: Duration,
-    connect_timeout: Duration,
-) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(connect_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500))
-}
-
 impl Queue {
-    /// A queue on the Redis at `url` (`redis://`, `rediss://`, with optional ACL user and
-    /// password). Connects lazily, so a service can start while Redis is down; the first call
-    /// reports the outage.
+    /// A queue on the Redis at `url`: `redis://` or `rediss://` for one server, with optional ACL
+    /// user and password; `redis+cluster://host:port,host:port…` (or `rediss+cluster://`) for a
+    /// Redis Cluster found from those seed nodes. Connects lazily, so a service can start while
+    /// Redis is down; the first call reports the outage.
     ///
     /// # Errors
     /// [`QueueError::Config`] for an invalid URL or key names.
@@ -166,14 +156,14 @@ impl Queue {
         if config.op_timeout.is_zero() || config.lease.is_zero() {
             return Err(QueueError::Config("op_timeout and lease must be greater than zero".into()));
         }
-        let client = redis::Client::open(url).map_err(|e| {
-            QueueError::Config(format!("invalid Redis URL: {}", e.detail().unwrap_or("cannot parse")))
-        })?;
-        let conn = ConnectionManager::new_lazy_with_config(
-            client.clone(),
-            connection_config(config.op_timeout, config.op_timeout),
-        )?;
-        Ok(Self { client, conn, keys, config: Arc::new(config) })
+        let target = Target::parse(url, config.op_timeout)?;
+        let conn = target.connect_lazy(config.op_timeout, config.op_timeout)?;
+        Ok(Self { target, conn, keys, config: Arc::new(config) })
+    }
+
+    /// Whether the queue lives on a Redis Cluster (a `redis+cluster://` URL).
+    pub fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
     }
 
     /// The key names.
@@ -203,6 +193,15 @@ impl Queue {
         self.bounded(self.config.op_timeout, cmd.query_async(&mut conn)).await
     }
 
+    /// Runs a keyless command on the server holding this queue's keys (on a cluster, the primary
+    /// owning the queue's slot).
+    async fn call_on_queue_node<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QueueError> {
+        let mut conn = self.conn.clone();
+        let slot = self.keys.slot();
+        let value = self.bounded(self.config.op_timeout, conn.query_on_slot(cmd, slot)).await?;
+        redis::from_redis_value(value).map_err(|e| QueueError::Protocol(e.to_string()))
+    }
+
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
@@ -211,12 +210,12 @@ impl Queue {
         self.bounded(self.config.op_timeout, invocation.invoke_async(&mut conn)).await
     }
 
-    /// Checks that Redis answers (for `/readyz`).
+    /// Checks that Redis answers (for `/readyz`); on a cluster, the primary holding this queue.
     ///
     /// # Errors
     /// A connection error or [`QueueError::Timeout`].
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let _: String = self.call(&redis::cmd("PING")).await?;
+        let _: String = self.call_on_queue_node(&redis::cmd("PING")).await?;
         Ok(())
     }
 
@@ -259,14 +258,14 @@ impl Queue {
         }
     }
 
-    /// Reads `maxmemory-policy`.
+    /// Reads `maxmemory-policy` — on a cluster, of the primary holding this queue.
     ///
     /// # Errors
     /// When Redis cannot be reached (a refused `CONFIG` is [`EvictionCheck::Unknown`]).
     pub async fn eviction_policy(&self) -> Result<EvictionCheck, QueueError> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        match self.call::<Vec<String>>(&cmd).await {
+        match self.call_on_queue_node::<Vec<String>>(&cmd).await {
             Ok(v) => Ok(match v.get(1).map(String::as_str) {
                 Some("noeviction") => EvictionCheck::Safe,
                 Some(other) => EvictionCheck::Unsafe(other.to_owned()),

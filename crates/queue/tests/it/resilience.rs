@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use longhaul_queue::{EvictionCheck, Queue, QueueConfig, QueueError};
 
-use crate::harness::{entry, random_hex, test_queue};
+use crate::harness::{entry, on_both_redis, random_hex, test_queue};
 
 fn config(op_timeout: Duration) -> QueueConfig {
     QueueConfig { prefix: format!("lhtest-{}", random_hex()), op_timeout, ..QueueConfig::default() }
@@ -61,6 +61,7 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
     assert!(err.to_string().contains("op_timeout"), "{err}");
 }
 
+on_both_redis! {
 #[tokio::test]
 async fn eviction_policy_is_checked() {
     let q = test_queue(|_| {}).await;
@@ -73,4 +74,5 @@ async fn eviction_policy_is_checked() {
         EvictionCheck::Unsafe(policy[1].clone())
     };
     assert_eq!(q.eviction_policy().await.expect("check"), expected);
+}
 }
