@@ -7,7 +7,8 @@
 //! - [`Consumer`] — one process's reader in the workers' consumer group: takes back its own pending
 //!   entries first, then reads new ones; dead-letters entries it cannot decode.
 //! - [`EventReader`] — a reader of the events stream in its own consumer group (queue-events).
-//! - [`keys`] — key names; all keys of a queue share one hash tag, so Redis Cluster works.
+//! - [`keys`] — key names; all keys of a queue share one hash tag, so Redis Cluster works;
+//!   [`partition_name`] splits a queue into partitions, one hash tag (slot) each.
 //! - [`RedisConnection`] — one Redis server (`redis://`) or a Redis Cluster
 //!   (`redis+cluster://seed,seed…`), chosen by the URL.
 //! - [`entry`] — [`JobEntry`] and [`Event`] and their field encodings.
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 pub use conn::RedisConnection;
 pub use entry::{DecodeError, Event, EventKind, JobEntry};
-pub use keys::KeySpace;
+pub use keys::{KeySpace, partition_name};
 pub use queue::{Delivery, EvictionCheck, Finish, Promoted, Queue, QueueConfig, QueueStats, Reclaimed};
 pub use reader::{Consumer, EventReader, ReceivedEvent};
 

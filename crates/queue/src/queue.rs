@@ -32,6 +32,9 @@ pub struct QueueConfig {
     pub dead_maxlen: u64,
     /// Upper bound on every Redis call (and on connecting).
     pub op_timeout: Duration,
+    /// Partitions producers split the queue into (`<queue>-0` … `<queue>-<n-1>`, a hash tag
+    /// each; see [`Queue::route`]). 1: not split. Consumers serve one queue name each.
+    pub partitions: u32,
 }
 
 impl Default for QueueConfig {
@@ -45,6 +48,7 @@ impl Default for QueueConfig {
             events_maxlen: 100_000,
             dead_maxlen: 10_000,
             op_timeout: Duration::from_secs(2),
+            partitions: 1,
         }
     }
 }
@@ -156,9 +160,50 @@ impl Queue {
         if config.op_timeout.is_zero() || config.lease.is_zero() {
             return Err(QueueError::Config("op_timeout and lease must be greater than zero".into()));
         }
+        if !(1..=1024).contains(&config.partitions) {
+            return Err(QueueError::Config(format!(
+                "queue partitions must be between 1 and 1024, got {}",
+                config.partitions
+            )));
+        }
+        if config.partitions > 1 {
+            // The longest partition name must be a valid queue name too.
+            KeySpace::new(&config.prefix, &format!("{}-{}", config.queue, config.partitions - 1))?;
+        }
         let target = Target::parse(url, config.op_timeout)?;
         let conn = target.connect_lazy(config.op_timeout, config.op_timeout)?;
         Ok(Self { target, conn, keys, config: Arc::new(config) })
+    }
+
+    /// The queue a job with `routing_key` (the producers use the ticket id) belongs to: this queue
+    /// when it is not partitioned, otherwise partition
+    /// [`partition_name`](crate::partition_name)`(queue, partitions, routing_key)`. The handle
+    /// shares this one's connection and settings.
+    ///
+    /// # Errors
+    /// [`QueueError::Config`] if the partition's name is invalid (checked by [`Queue::new`]).
+    pub fn route(&self, routing_key: &str) -> Result<Queue, QueueError> {
+        if self.config.partitions <= 1 {
+            return Ok(self.clone());
+        }
+        self.named(&crate::partition_name(&self.config.queue, self.config.partitions, routing_key))
+    }
+
+    /// Every partition (this queue itself when it is not partitioned), e.g. to prepare them all.
+    ///
+    /// # Errors
+    /// As [`Queue::route`].
+    pub fn partitions(&self) -> Result<Vec<Queue>, QueueError> {
+        if self.config.partitions <= 1 {
+            return Ok(vec![self.clone()]);
+        }
+        (0..self.config.partitions).map(|k| self.named(&format!("{}-{k}", self.config.queue))).collect()
+    }
+
+    fn named(&self, name: &str) -> Result<Queue, QueueError> {
+        let keys = KeySpace::new(&self.config.prefix, name)?;
+        let config = QueueConfig { queue: name.to_owned(), partitions: 1, ..(*self.config).clone() };
+        Ok(Self { target: self.target.clone(), conn: self.conn.clone(), keys, config: Arc::new(config) })
     }
 
     /// Whether the queue lives on a Redis Cluster (a `redis+cluster://` URL).

@@ -63,7 +63,8 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 /// Redis and queue settings.
 #[derive(Debug, Clone, Args)]
 pub struct QueueArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS; for a Redis Cluster,
+    /// redis+cluster://[user:password@]host:port[,host:port…] (seed nodes; rediss+cluster:// for TLS).
     #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: Secret,
     /// First part of every Redis key.

@@ -188,7 +188,7 @@ impl TestQueue {
     }
 
     /// A raw connection to this queue's Redis, to inspect keys directly.
-    pub fn raw(&self) -> RedisConnection {
+    pub async fn raw(&self) -> RedisConnection {
         RedisConnection::open(&self.url, Duration::from_secs(5)).expect("a valid test Redis URL")
     }
 }

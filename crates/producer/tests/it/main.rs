@@ -4,3 +4,4 @@
 mod api;
 mod harness;
 mod outages;
+mod partitions;

@@ -11,7 +11,7 @@ use crate::harness::entry;
 
 /// `CLUSTER SLOTS` as (first slot, last slot, primary address).
 async fn slot_map(q: &TestQueue) -> Vec<(u16, u16, String)> {
-    let mut conn = q.raw();
+    let mut conn = q.raw().await;
     let reply: Value =
         redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn).await.expect("cluster slots");
     let Value::Array(ranges) = reply else { panic!("CLUSTER SLOTS returned {reply:?}") };

@@ -59,6 +59,13 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
     assert!(err.to_string().contains("queue name \"a{b}\""), "{err}");
     let err = Queue::new("redis://127.0.0.1", config(Duration::ZERO)).expect_err("zero timeout");
     assert!(err.to_string().contains("op_timeout"), "{err}");
+    let err =
+        Queue::new("redis://127.0.0.1", QueueConfig { partitions: 0, ..config(Duration::from_secs(1)) })
+            .expect_err("zero partitions");
+    assert!(err.to_string().contains("partitions must be between 1 and 1024"), "{err}");
+    let long = QueueConfig { queue: "q".repeat(63), partitions: 10, ..config(Duration::from_secs(1)) };
+    let err = Queue::new("redis://127.0.0.1", long).expect_err("partition names too long");
+    assert!(err.to_string().contains("1–64 characters"), "{err}");
 }
 
 on_both_redis! {
