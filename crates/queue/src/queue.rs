@@ -228,7 +228,15 @@ impl Queue {
         fut: impl Future<Output = Result<T, redis::RedisError>>,
     ) -> Result<T, QueueError> {
         match tokio::time::timeout(limit, fut).await {
-            Ok(result) => Ok(result?),
+            Ok(Ok(v)) => Ok(v),
+            // A plain redis:// URL pointing at a Redis Cluster node: say how to configure it.
+            Ok(Err(e)) if !self.target.is_cluster() && matches!(e.code(), Some("MOVED" | "ASK")) => {
+                Err(QueueError::Config(format!(
+                    "Redis answered {}: it is a Redis Cluster node; use a redis+cluster://host:port,host:port… URL",
+                    e.code().unwrap_or("MOVED")
+                )))
+            }
+            Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QueueError::Timeout(limit)),
         }
     }
@@ -319,6 +327,7 @@ impl Queue {
             Err(QueueError::Redis(e)) if !e.is_io_error() && !e.is_timeout() => {
                 Ok(EvictionCheck::Unknown(e.to_string()))
             }
+            Err(QueueError::Protocol(why)) => Ok(EvictionCheck::Unknown(why)),
             Err(e) => Err(e),
         }
     }

@@ -113,3 +113,35 @@ async fn an_unreachable_cluster_errors_within_the_bound() {
     assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
     assert!(err.is_retryable(), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_plain_url_to_a_cluster_node_is_a_clear_configuration_error() {
+    // "triage" hashes to one slot; every seed that does not own it answers MOVED.
+    let url = cluster_url();
+    let seeds = url.strip_prefix("redis+cluster://").expect("the test cluster URL is redis+cluster://");
+    let mut moved = 0;
+    for seed in seeds.split(',') {
+        let config = QueueConfig { prefix: format!("lhtest-{}", random_hex()), ..QueueConfig::default() };
+        let q = Queue::new(&format!("redis://{seed}"), config).expect("plain queue");
+        match q.enqueue(&entry("T-1")).await {
+            Ok(_) => {
+                // The seed owning the slot accepts it; clean up this test's key.
+                let mut conn = redis::Client::open(format!("redis://{seed}"))
+                    .expect("client")
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("connection");
+                let _: u64 = conn
+                    .del(&[q.keys().jobs(), q.keys().job(entry("T-1").job_id.as_str())])
+                    .await
+                    .expect("del");
+            }
+            Err(e) => {
+                assert!(matches!(e, QueueError::Config(_)), "{e:?}");
+                assert!(e.to_string().contains("use a redis+cluster://"), "{e}");
+                moved += 1;
+            }
+        }
+    }
+    assert!(moved >= 1, "at least one of {seeds} does not own the slot");
+}
