@@ -3,7 +3,9 @@
 //! producers send each job to `partition_name(base, P, ticket)`; one worker loop per partition
 //! takes, finishes (ack + delete + `completed` event) and takes again in one script call per batch.
 //! Producers and workers run at the same time; the clock stops when every job is finished. Prints
-//! one JSON line per partition count, with where the partitions lived and each primary's CPU time.
+//! one JSON line per partition count: jobs/s, this process's and each primary's CPU seconds, where
+//! the partitions lived, and `busiest_primary_cap_jobs_per_s` — jobs divided by the busiest
+//! primary's CPU seconds, the ceiling if every primary had a core of its own.
 //!
 //! `BENCH_N` (jobs per run, default 30000), `PARTITIONS` (default `1,2,3`), `CALLERS` (concurrent
 //! enqueuers in total, default 32), `CONCURRENCY` (batch size per partition worker, default 32),
@@ -58,6 +60,16 @@ async fn node_cpu(addr: &str) -> f64 {
         .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
         .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
         .sum()
+}
+
+/// This process's CPU seconds (user + system), from `/proc/self/stat` (USER_HZ = 100); 0 elsewhere.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// A base name whose first `p` partitions sit on `p` different primaries.
@@ -161,6 +173,7 @@ async fn main() {
         let jobs = Arc::new(jobs);
         let cpu0: Vec<f64> = futures::future::join_all(primaries.iter().map(|a| node_cpu(a))).await;
 
+        let own0 = own_cpu();
         let started = Instant::now();
         let workers: Vec<_> = per_partition
             .iter()
@@ -180,6 +193,7 @@ async fn main() {
             t.await.expect("task");
         }
         let secs = started.elapsed().as_secs_f64();
+        let own = own_cpu() - own0;
         let cpu1: Vec<f64> = futures::future::join_all(primaries.iter().map(|a| node_cpu(a))).await;
 
         for (name, queue) in queues.iter() {
@@ -190,6 +204,8 @@ async fn main() {
             .iter()
             .map(|(name, jobs)| format!("\"{name}@{}\":{jobs}", owner(&map, name)))
             .collect();
+        // If every primary had a core of its own, the busiest one would cap throughput here.
+        let busiest = cpu0.iter().zip(&cpu1).map(|(c0, c1)| c1 - c0).fold(0.0_f64, f64::max);
         let cpu: Vec<String> = primaries
             .iter()
             .zip(cpu0.iter().zip(&cpu1))
@@ -197,8 +213,9 @@ async fn main() {
             .collect();
         println!(
             "{{\"scenario\":\"partitions\",\"partitions\":{p},\"n\":{n},\"callers\":{callers},\"concurrency\":{concurrency},\
-             \"jobs_per_s\":{:.0},\"seconds\":{secs:.2},\"jobs_per_partition\":{{{}}},\"redis_cpu_s\":{{{}}}}}",
+             \"jobs_per_s\":{:.0},\"seconds\":{secs:.2},\"busiest_primary_cap_jobs_per_s\":{:.0},\"client_cpu_s\":{own:.2},\"jobs_per_partition\":{{{}}},\"redis_cpu_s\":{{{}}}}}",
             n as f64 / secs,
+            n as f64 / busiest.max(0.001),
             placement.join(","),
             cpu.join(","),
         );
