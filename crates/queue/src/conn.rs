@@ -30,8 +30,8 @@ const CLUSTER_SCHEMES: [(&str, &str); 2] =
 pub(crate) enum Target {
     /// One server.
     Single(redis::Client),
-    /// A Redis Cluster.
-    Cluster(ClusterClient),
+    /// A Redis Cluster (boxed: the client is large).
+    Cluster(Box<ClusterClient>),
 }
 
 fn invalid(e: &redis::RedisError) -> QueueError {
@@ -79,7 +79,7 @@ impl Target {
             .retries(3)
             .max_retry_wait(500)
             .build()
-            .map(Self::Cluster)
+            .map(|client| Self::Cluster(Box::new(client)))
             .map_err(|e| invalid(&e))
     }
 

@@ -294,7 +294,7 @@ async fn blocked_reader_sees_a_promoted_job_promptly() {
     wait_until(Duration::from_secs(5), "reader blocked", async || {
         // On a cluster, the primary holding the queue's slot is where the reader blocks.
         let mut conn = raw().await;
-        let clients = conn.query_on_slot(&redis::cmd("CLIENT").arg("LIST"), q.keys().slot()).await;
+        let clients = conn.query_on_slot(redis::cmd("CLIENT").arg("LIST"), q.keys().slot()).await;
         let clients: String = redis::from_redis_value(clients.expect("client list")).expect("text");
         if clients.lines().any(|l| l.contains("cmd=xreadgroup") && l.contains("flags=b")) {
             Ok(())
