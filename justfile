@@ -32,6 +32,10 @@ chaos:
 bench-queue:
     cargo bench -p longhaul-queue --bench queue
 
+# Throughput versus partition count on the 3-primary test Redis Cluster (started if needed).
+bench-partitions:
+    BENCH_N=60000 cargo bench -p longhaul-queue --bench partitions
+
 # The one-command demo: the whole system on embedded defaults (SQLite; Redis or a private redis-server).
 demo:
     bash scripts/demo.sh

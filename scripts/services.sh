@@ -39,3 +39,10 @@ if ! answers 6379; then
     exit 1
   fi
 fi
+
+# The 3-primary Redis Cluster (127.0.0.1:7101-7103) is started by the test kit itself on first use
+# (crates/testkit/src/cluster.rs); it needs redis-server and redis-cli.
+if [ -z "${LONGHAUL_TEST_REDIS_CLUSTER_URL:-}" ] && ! command -v redis-cli >/dev/null 2>&1; then
+  echo "services: redis-cli is missing; the cluster tests need it (apt-get install redis-tools)" >&2
+  exit 1
+fi

@@ -1,15 +1,26 @@
-//! The three real binaries as processes against real Redis and PostgreSQL.
+//! The three real binaries as processes against real Redis and PostgreSQL; two scenarios also run
+//! with every process on the 3-primary test Redis Cluster.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use longhaul_e2e::{Mode, System};
-use longhaul_testkit::wait_until;
+use longhaul_testkit::{RedisKind, on_redis, wait_until};
 
 const LONG: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_submissions_make_one_job_one_run_and_one_delivery() {
+    duplicate_submissions().await;
+}
+
+/// The same with every process on the 3-primary test Redis Cluster (`redis+cluster://` URL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicate_submissions_on_redis_cluster() {
+    on_redis(RedisKind::Cluster, duplicate_submissions()).await;
+}
+
+async fn duplicate_submissions() {
     let mut sys = System::start(Mode::Ok, &[]).await;
     let events = sys.spawn("queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "qe-1")]);
     sys.worker("w1");
@@ -88,6 +99,16 @@ async fn sigterm_lets_the_in_flight_job_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_job_is_reclaimed_and_its_webhook_has_one_operation_id() {
+    sigkill_mid_job().await;
+}
+
+/// The same with every process on the 3-primary test Redis Cluster (`redis+cluster://` URL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_job_on_redis_cluster() {
+    on_redis(RedisKind::Cluster, sigkill_mid_job()).await;
+}
+
+async fn sigkill_mid_job() {
     let mut sys = System::start(Mode::Ok, &[]).await;
     *sys.fake.hang_webhooks.lock().expect("lock") = true;
     let doomed = sys.worker("doomed");

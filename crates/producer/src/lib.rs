@@ -160,7 +160,8 @@ pub struct Submitted {
 }
 
 /// The guide's order for one triage request: write the pending record (or find the existing one
-/// with the same job id), and only if it is new, enqueue it. Used by the API and the CLI.
+/// with the same job id), and only if it is new, enqueue it — into the ticket's partition when the
+/// queue is partitioned ([`Queue::route`]). Used by the API and the CLI.
 ///
 /// # Errors
 /// When the record cannot be written; an enqueue failure is reported in [`Submitted::enqueued`].
@@ -184,7 +185,14 @@ pub async fn submit(
         Some(writer) => writer.create(job).await?,
         None => store.create_pending(job).await?,
     };
-    let enqueued = if created { queue.enqueue(&entry).await.map(|_| ()) } else { Ok(()) };
+    let enqueued = if created {
+        match queue.route(entry.ticket_id.as_str()) {
+            Ok(partition) => partition.enqueue(&entry).await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    } else {
+        Ok(())
+    };
     Ok(Submitted { record, created, enqueued })
 }
 
@@ -209,7 +217,8 @@ async fn trace_request(
 }
 
 /// Enqueues again every live record (queued or running) not updated for `older_than` whose job has
-/// no trace in Redis — the enqueue failed, or Redis lost its data. Several replicas may run it at
+/// no trace in Redis (in its ticket's partition) — the enqueue failed, or Redis lost its data.
+/// Several replicas may run it at
 /// once: enqueue is idempotent by job id. Returns how many jobs were restored.
 ///
 /// # Errors
@@ -225,6 +234,7 @@ pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) 
         let Some((last, _)) = batch.last() else { break };
         after = *last;
         for (_, record) in batch {
+            let queue = queue.route(record.ticket_id.as_str())?;
             if queue.has_trace(&record.job_id).await? {
                 continue;
             }

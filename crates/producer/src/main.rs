@@ -55,10 +55,22 @@ enum TenantCommand {
     },
 }
 
+/// How the producer splits the queue.
+#[derive(Debug, Args)]
+struct PartitionArgs {
+    /// Split the queue into this many partitions, <queue>-0 … <queue>-<n-1> (one Redis Cluster
+    /// slot each); a job goes to the partition of its ticket id. Run a worker and a queue-events
+    /// per partition (LONGHAUL_QUEUE=<queue>-<k>). 1: not split.
+    #[arg(long, env = "LONGHAUL_QUEUE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    queue_partitions: u32,
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     queue: QueueArgs,
+    #[command(flatten)]
+    partitions: PartitionArgs,
     /// Address the API listens on.
     #[arg(long, env = "LONGHAUL_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -83,6 +95,8 @@ struct ServeArgs {
 struct EnqueueArgs {
     #[command(flatten)]
     queue: QueueArgs,
+    #[command(flatten)]
+    partitions: PartitionArgs,
     /// The tenant.
     #[arg(long)]
     tenant: String,
@@ -165,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ticket_revision: ticket.revision,
                 max_attempts: args.max_attempts,
             };
-            let queue = args.queue.queue(|_| {})?;
+            let queue = args.queue.queue(|c| c.partitions = args.partitions.queue_partitions)?;
             let submitted = submit(&store, None, &queue, job, None).await?;
             submitted.enqueued.context("recorded, but the enqueue failed; the reconciler will retry it")?;
             let record = submitted.record;
@@ -180,9 +194,13 @@ async fn serve(store: Store, args: ServeArgs) -> anyhow::Result<()> {
     if !args.skip_migrations {
         store.migrate().await.context("failed to apply migrations")?;
     }
-    let queue = args.queue.queue(|_| {})?;
-    if let Err(e) = queue.prepare(None).await {
-        tracing::warn!(error = %e, "Redis is not reachable at start-up; requests answer 503 until it is");
+    let queue = args.queue.queue(|c| c.partitions = args.partitions.queue_partitions)?;
+    for partition in queue.partitions()? {
+        if let Err(e) = partition.prepare(None).await {
+            tracing::warn!(error = %e, queue = %partition.config().queue,
+                "Redis is not reachable at start-up; requests answer 503 until it is");
+            break;
+        }
     }
     let shutdown = shutdown::on_signal();
     let reconciler = tokio::spawn(run_reconciler(

@@ -71,6 +71,42 @@ impl KeySpace {
     pub fn job(&self, job_id: &str) -> String {
         format!("{}:job:{job_id}", self.base)
     }
+
+    /// The Redis Cluster slot every key of this queue hashes to (CRC16 of the queue name, the
+    /// hash tag, modulo 16384).
+    pub fn slot(&self) -> u16 {
+        let tag = self.base.rsplit_once('{').map_or("", |(_, t)| t.trim_end_matches('}'));
+        crc16_xmodem(tag.as_bytes()) % 16384
+    }
+}
+
+/// The partition queue name for `routing_key` (a tenant or ticket id) when queue `queue` is split
+/// into `partitions` queues `<queue>-0` … `<queue>-<partitions-1>`, each its own hash tag and so
+/// its own Redis Cluster slot. Stable across processes and releases (FNV-1a of the key), so every
+/// producer sends one tenant's or ticket's jobs to the same partition. With `partitions` ≤ 1 the
+/// queue is not split and its name is returned unchanged.
+pub fn partition_name(queue: &str, partitions: u32, routing_key: &str) -> String {
+    if partitions <= 1 {
+        return queue.to_owned();
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in routing_key.as_bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{queue}-{}", hash % u64::from(partitions))
+}
+
+/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
+fn crc16_xmodem(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in bytes {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
 }
 
 #[cfg(test)]
@@ -83,6 +119,28 @@ mod tests {
         for key in [k.jobs(), k.delayed(), k.events(), k.dead(), k.job("job_1")] {
             assert!(key.starts_with("longhaul:{triage}:"), "{key}");
         }
+    }
+
+    #[test]
+    fn slot_is_the_hash_tag_slot() {
+        // Values from `CLUSTER KEYSLOT` on Redis 7.
+        for (queue, slot) in [("triage", 12920), ("foo", 12182), ("123456789", 12739)] {
+            let k = KeySpace::new("longhaul", queue).expect("keys");
+            assert_eq!(k.slot(), slot, "{queue}");
+        }
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        assert_eq!(partition_name("triage", 1, "acme"), "triage");
+        assert_eq!(partition_name("triage", 4, "acme"), partition_name("triage", 4, "acme"));
+        let mut seen = std::collections::BTreeSet::new();
+        for t in 0..200 {
+            let name = partition_name("triage", 4, &format!("tenant-{t}"));
+            assert!(KeySpace::new("longhaul", &name).is_ok(), "{name}");
+            seen.insert(name);
+        }
+        assert_eq!(seen.len(), 4, "{seen:?}");
     }
 
     #[test]

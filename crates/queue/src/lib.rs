@@ -7,7 +7,10 @@
 //! - [`Consumer`] — one process's reader in the workers' consumer group: takes back its own pending
 //!   entries first, then reads new ones; dead-letters entries it cannot decode.
 //! - [`EventReader`] — a reader of the events stream in its own consumer group (queue-events).
-//! - [`keys`] — key names; all keys of a queue share one hash tag, so Redis Cluster works.
+//! - [`keys`] — key names; all keys of a queue share one hash tag, so Redis Cluster works;
+//!   [`partition_name`] splits a queue into partitions, one hash tag (slot) each.
+//! - [`RedisConnection`] — one Redis server (`redis://`) or a Redis Cluster
+//!   (`redis+cluster://seed,seed…`), chosen by the URL.
 //! - [`entry`] — [`JobEntry`] and [`Event`] and their field encodings.
 //!
 //! Every call is bounded by [`QueueConfig::op_timeout`]: an outage yields
@@ -17,6 +20,7 @@
 //! The queue owns delivery only. Application storage is always written before a queue entry is
 //! acknowledged; this crate does not know about storage.
 
+mod conn;
 pub mod entry;
 pub mod keys;
 mod queue;
@@ -25,8 +29,9 @@ mod scripts;
 
 use std::time::Duration;
 
+pub use conn::RedisConnection;
 pub use entry::{DecodeError, Event, EventKind, JobEntry};
-pub use keys::KeySpace;
+pub use keys::{KeySpace, partition_name};
 pub use queue::{Delivery, EvictionCheck, Finish, Promoted, Queue, QueueConfig, QueueStats, Reclaimed};
 pub use reader::{Consumer, EventReader, ReceivedEvent};
 
@@ -48,7 +53,8 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    /// Whether trying again later may succeed (Redis unreachable, slow, loading or failing over).
+    /// Whether trying again later may succeed (Redis unreachable, slow, loading or failing over; on a
+    /// cluster also no node reachable or slots moving).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Timeout(_) => true,
@@ -57,6 +63,10 @@ impl QueueError {
                     || e.is_timeout()
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
+                    // Redis Cluster: no node reachable, or redirections still in flux (resharding,
+                    // failover) after the client's own retries.
+                    || e.is_cluster_error()
+                    || matches!(e.kind(), redis::ErrorKind::ClusterConnectionNotFound)
                     || matches!(
                         e.code(),
                         Some("TRYAGAIN" | "LOADING" | "BUSY" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use longhaul_core::JobId;
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::conn::{RedisConnection, Target};
 use crate::entry::{Event, JobEntry};
 use crate::reader::{Consumer, EventReader};
 use crate::{KeySpace, QueueError, scripts};
@@ -35,6 +35,9 @@ pub struct QueueConfig {
     /// For `rediss://`: PEM certificate(s) of the CA(s) to trust instead of the system's roots
     /// (a private CA). `None`: the system's trust store.
     pub tls_ca_pem: Option<Vec<u8>>,
+    /// Partitions producers split the queue into (`<queue>-0` … `<queue>-<n-1>`, a hash tag
+    /// each; see [`Queue::route`]). 1: not split. Consumers serve one queue name each.
+    pub partitions: u32,
 }
 
 impl Default for QueueConfig {
@@ -49,6 +52,7 @@ impl Default for QueueConfig {
             dead_maxlen: 10_000,
             op_timeout: Duration::from_secs(2),
             tls_ca_pem: None,
+            partitions: 1,
         }
     }
 }
@@ -131,8 +135,8 @@ pub enum EvictionCheck {
 /// A handle to one queue. Cheap to clone; all clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct Queue {
-    pub(crate) client: redis::Client,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) target: Target,
+    pub(crate) conn: RedisConnection,
     pub(crate) keys: KeySpace,
     pub(crate) config: Arc<QueueConfig>,
 }
@@ -144,21 +148,11 @@ impl std::fmt::Debug for Queue {
     }
 }
 
-pub(crate) fn connection_config(
-    response_timeout: Duration,
-    connect_timeout: Duration,
-) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(connect_timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500))
-}
-
 impl Queue {
-    /// A queue on the Redis at `url` (`redis://`, `rediss://`, with optional ACL user and
-    /// password). Connects lazily, so a service can start while Redis is down; the first call
-    /// reports the outage.
+    /// A queue on the Redis at `url`: `redis://` or `rediss://` for one server, with optional ACL
+    /// user and password; `redis+cluster://host:port,host:port…` (or `rediss+cluster://`) for a
+    /// Redis Cluster found from those seed nodes. Connects lazily, so a service can start while
+    /// Redis is down; the first call reports the outage.
     ///
     /// # Errors
     /// [`QueueError::Config`] for an invalid URL or key names.
@@ -170,26 +164,55 @@ impl Queue {
         if config.op_timeout.is_zero() || config.lease.is_zero() {
             return Err(QueueError::Config("op_timeout and lease must be greater than zero".into()));
         }
-        let mut client = redis::Client::open(url).map_err(|e| {
-            QueueError::Config(format!("invalid Redis URL: {}", e.detail().unwrap_or("cannot parse")))
-        })?;
-        if let Some(pem) = &config.tls_ca_pem {
-            if !url.starts_with("rediss://") {
-                return Err(QueueError::Config("a TLS CA is set, but the Redis URL is not rediss://".into()));
-            }
-            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) };
-            client = redis::Client::build_with_tls(url, certificates).map_err(|e| {
-                QueueError::Config(format!(
-                    "invalid TLS CA certificate (PEM expected): {}",
-                    e.detail().unwrap_or("cannot parse")
-                ))
-            })?;
+        if !(1..=1024).contains(&config.partitions) {
+            return Err(QueueError::Config(format!(
+                "queue partitions must be between 1 and 1024, got {}",
+                config.partitions
+            )));
         }
-        let conn = ConnectionManager::new_lazy_with_config(
-            client.clone(),
-            connection_config(config.op_timeout, config.op_timeout),
-        )?;
-        Ok(Self { client, conn, keys, config: Arc::new(config) })
+        if config.partitions > 1 {
+            // The longest partition name must be a valid queue name too.
+            KeySpace::new(&config.prefix, &format!("{}-{}", config.queue, config.partitions - 1))?;
+        }
+        let target = Target::parse(url, config.op_timeout, config.tls_ca_pem.as_deref())?;
+        let conn = target.connect_lazy(config.op_timeout, config.op_timeout)?;
+        Ok(Self { target, conn, keys, config: Arc::new(config) })
+    }
+
+    /// The queue a job with `routing_key` (the producers use the ticket id) belongs to: this queue
+    /// when it is not partitioned, otherwise partition
+    /// [`partition_name`](crate::partition_name)`(queue, partitions, routing_key)`. The handle
+    /// shares this one's connection and settings.
+    ///
+    /// # Errors
+    /// [`QueueError::Config`] if the partition's name is invalid (checked by [`Queue::new`]).
+    pub fn route(&self, routing_key: &str) -> Result<Queue, QueueError> {
+        if self.config.partitions <= 1 {
+            return Ok(self.clone());
+        }
+        self.named(&crate::partition_name(&self.config.queue, self.config.partitions, routing_key))
+    }
+
+    /// Every partition (this queue itself when it is not partitioned), e.g. to prepare them all.
+    ///
+    /// # Errors
+    /// As [`Queue::route`].
+    pub fn partitions(&self) -> Result<Vec<Queue>, QueueError> {
+        if self.config.partitions <= 1 {
+            return Ok(vec![self.clone()]);
+        }
+        (0..self.config.partitions).map(|k| self.named(&format!("{}-{k}", self.config.queue))).collect()
+    }
+
+    fn named(&self, name: &str) -> Result<Queue, QueueError> {
+        let keys = KeySpace::new(&self.config.prefix, name)?;
+        let config = QueueConfig { queue: name.to_owned(), partitions: 1, ..(*self.config).clone() };
+        Ok(Self { target: self.target.clone(), conn: self.conn.clone(), keys, config: Arc::new(config) })
+    }
+
+    /// Whether the queue lives on a Redis Cluster (a `redis+cluster://` URL).
+    pub fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
     }
 
     /// The key names.
@@ -209,7 +232,15 @@ impl Queue {
         fut: impl Future<Output = Result<T, redis::RedisError>>,
     ) -> Result<T, QueueError> {
         match tokio::time::timeout(limit, fut).await {
-            Ok(result) => Ok(result?),
+            Ok(Ok(v)) => Ok(v),
+            // A plain redis:// URL pointing at a Redis Cluster node: say how to configure it.
+            Ok(Err(e)) if !self.target.is_cluster() && matches!(e.code(), Some("MOVED" | "ASK")) => {
+                Err(QueueError::Config(format!(
+                    "Redis answered {}: it is a Redis Cluster node; use a redis+cluster://host:port,host:port… URL",
+                    e.code().unwrap_or("MOVED")
+                )))
+            }
+            Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QueueError::Timeout(limit)),
         }
     }
@@ -217,6 +248,15 @@ impl Queue {
     async fn call<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QueueError> {
         let mut conn = self.conn.clone();
         self.bounded(self.config.op_timeout, cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs a keyless command on the server holding this queue's keys (on a cluster, the primary
+    /// owning the queue's slot).
+    async fn call_on_queue_node<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QueueError> {
+        let mut conn = self.conn.clone();
+        let slot = self.keys.slot();
+        let value = self.bounded(self.config.op_timeout, conn.query_on_slot(cmd, slot)).await?;
+        redis::from_redis_value(value).map_err(|e| QueueError::Protocol(e.to_string()))
     }
 
     async fn run<T: redis::FromRedisValue>(
@@ -227,12 +267,12 @@ impl Queue {
         self.bounded(self.config.op_timeout, invocation.invoke_async(&mut conn)).await
     }
 
-    /// Checks that Redis answers (for `/readyz`).
+    /// Checks that Redis answers (for `/readyz`); on a cluster, the primary holding this queue.
     ///
     /// # Errors
     /// A connection error or [`QueueError::Timeout`].
     pub async fn ping(&self) -> Result<(), QueueError> {
-        let _: String = self.call(&redis::cmd("PING")).await?;
+        let _: String = self.call_on_queue_node(&redis::cmd("PING")).await?;
         Ok(())
     }
 
@@ -275,14 +315,14 @@ impl Queue {
         }
     }
 
-    /// Reads `maxmemory-policy`.
+    /// Reads `maxmemory-policy` — on a cluster, of the primary holding this queue.
     ///
     /// # Errors
     /// When Redis cannot be reached (a refused `CONFIG` is [`EvictionCheck::Unknown`]).
     pub async fn eviction_policy(&self) -> Result<EvictionCheck, QueueError> {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        match self.call::<Vec<String>>(&cmd).await {
+        match self.call_on_queue_node::<Vec<String>>(&cmd).await {
             Ok(v) => Ok(match v.get(1).map(String::as_str) {
                 Some("noeviction") => EvictionCheck::Safe,
                 Some(other) => EvictionCheck::Unsafe(other.to_owned()),
@@ -291,6 +331,7 @@ impl Queue {
             Err(QueueError::Redis(e)) if !e.is_io_error() && !e.is_timeout() => {
                 Ok(EvictionCheck::Unknown(e.to_string()))
             }
+            Err(QueueError::Protocol(why)) => Ok(EvictionCheck::Unknown(why)),
             Err(e) => Err(e),
         }
     }

@@ -1,6 +1,7 @@
 //! Consumer-group readers: [`Consumer`] (workers, on the jobs stream) and [`EventReader`]
-//! (queue-events, on the events stream). Each has a connection of its own, because a blocking
-//! `XREADGROUP` holds its connection until it returns.
+//! (queue-events, on the events stream). Each has a connection of its own (on a Redis Cluster, a
+//! cluster connection of its own), because a blocking `XREADGROUP` holds its connection until it
+//! returns.
 //!
 //! A reader first re-reads its own pending entries (those it was handed before a restart and never
 //! acknowledged), then reads new ones with `>`.
@@ -9,17 +10,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::Value;
-use redis::aio::ConnectionManager;
 
+use crate::conn::RedisConnection;
 use crate::entry::Event;
-use crate::queue::{Delivery, Reclaimed, as_string, connection_config, fields_of};
+use crate::queue::{Delivery, Reclaimed, as_string, fields_of};
 use crate::{Queue, QueueError};
 
 type RawEntry = (String, Option<Vec<(Vec<u8>, Vec<u8>)>>);
 
 struct GroupReader {
     queue: Queue,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     stream: String,
     group: String,
     name: String,
@@ -32,12 +33,10 @@ impl GroupReader {
         if name.is_empty() || group.is_empty() {
             return Err(QueueError::Config("consumer and group names must not be empty".into()));
         }
-        // Blocking reads may take up to their block time plus a normal call's bound.
+        // Blocking reads may take up to their block time plus a normal call's bound. On a cluster
+        // this is a cluster connection of its own, with its own connection to each node.
         let op = queue.config.op_timeout;
-        let conn = ConnectionManager::new_lazy_with_config(
-            queue.client.clone(),
-            connection_config(op + Duration::from_secs(60), op),
-        )?;
+        let conn = queue.target.connect_lazy(op + Duration::from_secs(60), op)?;
         Ok(Self {
             queue,
             conn,

@@ -158,7 +158,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Redis and queue settings.
 #[derive(Debug, Clone, Args)]
 pub struct QueueArgs {
-    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS.
+    /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS; for a Redis Cluster,
+    /// redis+cluster://[user:password@]host:port[,host:port…] (seed nodes; rediss+cluster:// for TLS).
     /// Default: redis://127.0.0.1:6379.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,

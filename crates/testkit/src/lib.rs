@@ -4,16 +4,22 @@
 //!   fresh PostgreSQL database dropped when the fixture is dropped (also after a panic).
 //! - [`TestQueue`] — a prepared [`Queue`] under a random key prefix whose keys are deleted on drop.
 //! - [`TlsRedis`] — a private TLS-only `redis-server` with a throw-away CA, for `rediss://`.
+//! - [`on_redis`] / [`RedisKind`] — runs a test body against one Redis server or against the
+//!   3-primary Redis Cluster of [`cluster`], which is started on first use.
 //! - [`wait_until`] — polls a condition with a deadline and reports the last state seen; tests never
 //!   sleep to synchronise.
 //!
-//! `LONGHAUL_TEST_PG_URL` and `LONGHAUL_TEST_REDIS_URL` point the fixtures at other servers.
+//! `LONGHAUL_TEST_PG_URL`, `LONGHAUL_TEST_REDIS_URL` and `LONGHAUL_TEST_REDIS_CLUSTER_URL` point
+//! the fixtures at other servers.
 
+pub mod cluster;
+
+use std::future::Future;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use longhaul_queue::{Queue, QueueConfig};
+use longhaul_queue::{Queue, QueueConfig, RedisConnection};
 use longhaul_store::{Store, StoreOptions};
 use sqlx::{Connection, PgConnection};
 
@@ -32,9 +38,45 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
-/// The Redis tests use.
+/// Which Redis a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisKind {
+    /// The single Redis server (`LONGHAUL_TEST_REDIS_URL`).
+    Single,
+    /// The test Redis Cluster ([`cluster::cluster_url`]).
+    Cluster,
+}
+
+tokio::task_local! {
+    static REDIS_KIND: RedisKind;
+}
+
+/// Runs `body` with the Redis fixtures ([`redis_url`], [`TestQueue::new`]) pointing at `kind`.
+/// Tasks the body spawns are outside the scope: create fixtures in the body itself.
+pub async fn on_redis<F: Future>(kind: RedisKind, body: F) -> F::Output {
+    REDIS_KIND.scope(kind, body).await
+}
+
+/// The Redis the current test runs against: [`RedisKind::Single`] outside [`on_redis`].
+pub fn redis_kind() -> RedisKind {
+    REDIS_KIND.try_with(|k| *k).unwrap_or(RedisKind::Single)
+}
+
+/// The Redis tests use: the single server, or inside [`on_redis`] with [`RedisKind::Cluster`]
+/// the test cluster's `redis+cluster://` URL.
 pub fn redis_url() -> String {
-    std::env::var("LONGHAUL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+    match redis_kind() {
+        RedisKind::Single => {
+            std::env::var("LONGHAUL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+        }
+        RedisKind::Cluster => cluster::cluster_url(),
+    }
+}
+
+/// A raw connection to [`redis_url`], to inspect keys directly (on a cluster, commands are routed
+/// by their keys).
+pub fn raw_connection() -> RedisConnection {
+    RedisConnection::open(&redis_url(), Duration::from_secs(5)).expect("a valid test Redis URL")
 }
 
 /// 12 random hex digits.
@@ -109,12 +151,15 @@ impl Drop for TestDb {
     }
 }
 
-/// A prepared queue under a random key prefix; its keys are deleted on drop.
+/// A prepared queue under a random key prefix; its keys are deleted on drop (on a cluster, on
+/// whichever nodes hold them).
 pub struct TestQueue {
     /// The queue.
     pub queue: Queue,
     /// Its key prefix.
     pub prefix: String,
+    /// The Redis URL the queue was opened with.
+    pub url: String,
 }
 
 impl std::ops::Deref for TestQueue {
@@ -125,36 +170,50 @@ impl std::ops::Deref for TestQueue {
 }
 
 impl TestQueue {
-    /// A prepared queue (consumer groups created) with its configuration adjusted by `tweak`.
+    /// A prepared queue (consumer groups created) on the current test's Redis ([`redis_url`]),
+    /// with its configuration adjusted by `tweak`.
     pub async fn new(tweak: impl FnOnce(&mut QueueConfig)) -> Self {
+        Self::on(&redis_url(), tweak).await
+    }
+
+    /// A prepared queue on the test Redis Cluster, whatever the current test's [`RedisKind`].
+    pub async fn cluster(tweak: impl FnOnce(&mut QueueConfig)) -> Self {
+        Self::on(&cluster::cluster_url(), tweak).await
+    }
+
+    async fn on(url: &str, tweak: impl FnOnce(&mut QueueConfig)) -> Self {
         let prefix = format!("lhtest-{}", random_hex());
         let mut config = QueueConfig { prefix: prefix.clone(), ..QueueConfig::default() };
         tweak(&mut config);
-        let queue = Queue::new(&redis_url(), config).expect("queue");
+        let queue = Queue::new(url, config).expect("queue");
         queue.prepare(Some("queue-events")).await.expect("prepare the queue");
-        Self { queue, prefix }
+        Self { queue, prefix, url: url.to_owned() }
     }
 
-    /// A raw connection, to inspect keys directly.
-    pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis_url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connection")
+    /// A raw connection to this queue's Redis, to inspect keys directly.
+    pub async fn raw(&self) -> RedisConnection {
+        RedisConnection::open(&self.url, Duration::from_secs(5)).expect("a valid test Redis URL")
     }
 }
 
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        // Synchronous client: Drop cannot await. Only this test's own keys are touched.
-        let Ok(client) = redis::Client::open(redis_url()) else { return };
-        let Ok(mut conn) = client.get_connection() else { return };
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut conn).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
+        // Drop cannot await: delete from a thread with a runtime of its own. Only this test's own
+        // keys are touched. On a cluster, KEYS asks every primary and DEL is split by slot.
+        let (url, pattern) = (self.url.clone(), format!("{}:*", self.prefix));
+        let handle = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                let Ok(mut conn) = RedisConnection::open(&url, Duration::from_secs(5)) else { return };
+                let keys: Vec<String> =
+                    redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await.unwrap_or_default();
+                for chunk in keys.chunks(500) {
+                    let _: redis::RedisResult<u64> =
+                        redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+                }
+            });
+        });
+        let _ = handle.join();
     }
 }
 

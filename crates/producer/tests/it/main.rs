@@ -5,4 +5,5 @@ mod api;
 mod harness;
 mod limits;
 mod outages;
+mod partitions;
 mod props;

@@ -24,11 +24,29 @@ pub fn entry(ticket: &str) -> JobEntry {
     }
 }
 
-/// A raw connection for inspecting keys directly.
-pub async fn raw() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(longhaul_testkit::redis_url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connection")
+/// A raw connection to the current test's Redis, for inspecting keys directly.
+pub async fn raw() -> longhaul_queue::RedisConnection {
+    longhaul_testkit::raw_connection()
 }
+
+/// Defines each test twice: `single` on one Redis server and `cluster` on the 3-primary test
+/// Redis Cluster (started on first use). The body runs unchanged on both.
+macro_rules! on_both_redis {
+    ($( $(#[$attr:meta])* async fn $name:ident() $body:block )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            async fn single() {
+                longhaul_testkit::on_redis(longhaul_testkit::RedisKind::Single, async move $body).await
+            }
+
+            $(#[$attr])*
+            async fn cluster() {
+                longhaul_testkit::on_redis(longhaul_testkit::RedisKind::Cluster, async move $body).await
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_redis;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use longhaul_queue::{Event, EventKind, Finish, now_ms};
 use redis::AsyncCommands;
 
-use crate::harness::{entry, raw, test_queue, wait_until};
+use crate::harness::{entry, on_both_redis, raw, test_queue, wait_until};
 
 const NO_WAIT: Duration = Duration::from_millis(1);
 
@@ -13,6 +13,22 @@ fn event(kind: EventKind, d: &longhaul_queue::Delivery) -> Event {
     Event::new(kind, d.entry.job_id.as_str(), d.entry.tenant_id.as_str(), d.entry.attempt, now_ms())
 }
 
+async fn idle_ms(q: &longhaul_queue::Queue, id: &str) -> (u64, u64) {
+    let mut conn = raw().await;
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(q.keys().jobs())
+        .arg("workers")
+        .arg(id)
+        .arg(id)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("xpending");
+    let (_, _, idle, deliveries) = rows.into_iter().next().expect("pending");
+    (idle, deliveries)
+}
+
+on_both_redis! {
 #[tokio::test]
 async fn duplicate_enqueue_makes_one_entry() {
     let q = test_queue(|_| {}).await;
@@ -123,21 +139,6 @@ async fn unacked_entry_is_reclaimed_after_the_lease() {
     assert_eq!((d.id.as_str(), d.deliveries), (taken[0].id.as_str(), 2));
     // The old owner has lost the lease and is told so.
     assert_eq!(dead.heartbeat(std::slice::from_ref(&d.id)).await.expect("heartbeat"), vec![d.id.clone()]);
-}
-
-async fn idle_ms(q: &longhaul_queue::Queue, id: &str) -> (u64, u64) {
-    let mut conn = raw().await;
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(q.keys().jobs())
-        .arg("workers")
-        .arg(id)
-        .arg(id)
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .expect("xpending");
-    let (_, _, idle, deliveries) = rows.into_iter().next().expect("pending");
-    (idle, deliveries)
 }
 
 #[tokio::test]
@@ -291,9 +292,10 @@ async fn blocked_reader_sees_a_promoted_job_promptly() {
     });
     // Promote once the reader is blocked: the group shows it as a consumer with a recent read.
     wait_until(Duration::from_secs(5), "reader blocked", async || {
+        // On a cluster, the primary holding the queue's slot is where the reader blocks.
         let mut conn = raw().await;
-        let clients: String =
-            redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.expect("client list");
+        let clients = conn.query_on_slot(redis::cmd("CLIENT").arg("LIST"), q.keys().slot()).await;
+        let clients: String = redis::from_redis_value(clients.expect("client list")).expect("text");
         if clients.lines().any(|l| l.contains("cmd=xreadgroup") && l.contains("flags=b")) {
             Ok(())
         } else {
@@ -433,4 +435,5 @@ async fn finish_batch_takes_new_entries_for_the_freed_capacity() {
     assert_eq!((acked, none.len()), (1, 0));
     assert!(q.has_trace(&dup.entry.job_id).await.expect("trace"), "the job keeps its presence key");
     assert_eq!(q.stats().await.expect("stats").events_length, 2, "no event for a dropped duplicate");
+}
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use longhaul_queue::{EvictionCheck, Queue, QueueConfig, QueueError};
 
-use crate::harness::{entry, random_hex, test_queue};
+use crate::harness::{entry, on_both_redis, random_hex, test_queue};
 
 fn config(op_timeout: Duration) -> QueueConfig {
     QueueConfig { prefix: format!("lhtest-{}", random_hex()), op_timeout, ..QueueConfig::default() }
@@ -59,8 +59,16 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
     assert!(err.to_string().contains("queue name \"a{b}\""), "{err}");
     let err = Queue::new("redis://127.0.0.1", config(Duration::ZERO)).expect_err("zero timeout");
     assert!(err.to_string().contains("op_timeout"), "{err}");
+    let err =
+        Queue::new("redis://127.0.0.1", QueueConfig { partitions: 0, ..config(Duration::from_secs(1)) })
+            .expect_err("zero partitions");
+    assert!(err.to_string().contains("partitions must be between 1 and 1024"), "{err}");
+    let long = QueueConfig { queue: "q".repeat(63), partitions: 10, ..config(Duration::from_secs(1)) };
+    let err = Queue::new("redis://127.0.0.1", long).expect_err("partition names too long");
+    assert!(err.to_string().contains("1–64 characters"), "{err}");
 }
 
+on_both_redis! {
 #[tokio::test]
 async fn eviction_policy_is_checked() {
     let q = test_queue(|_| {}).await;
@@ -73,4 +81,5 @@ async fn eviction_policy_is_checked() {
         EvictionCheck::Unsafe(policy[1].clone())
     };
     assert_eq!(q.eviction_policy().await.expect("check"), expected);
+}
 }

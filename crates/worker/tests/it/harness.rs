@@ -228,7 +228,8 @@ pub fn triage<C: Classifier>(store: &Store, c: C) -> Triage<C> {
     )
 }
 
-/// Defines a test that runs on SQLite and on PostgreSQL.
+/// Defines a test that runs on SQLite and on PostgreSQL (with one Redis server), and on SQLite
+/// with the queue on the 3-primary test Redis Cluster.
 macro_rules! both_backends {
     ($name:ident, $body:expr) => {
         mod $name {
@@ -239,6 +240,16 @@ macro_rules! both_backends {
             async fn sqlite() {
                 let body = $body;
                 body($crate::harness::Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite_redis_cluster() {
+                let body = $body;
+                longhaul_testkit::on_redis(
+                    longhaul_testkit::RedisKind::Cluster,
+                    body($crate::harness::Backend::Sqlite),
+                )
+                .await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
