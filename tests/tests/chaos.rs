@@ -179,19 +179,24 @@ fn report(scenario: &str, started: Instant, mut figures: Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn worker_churn_loses_nothing_and_runs_no_effect_twice() {
     let n = size(300, 5000);
-    let every = Duration::from_millis(
-        std::env::var("CHAOS_KILL_EVERY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(if full() {
-            3000
-        } else {
-            2000
-        }),
-    );
+    // A SIGKILL every few seconds; CHAOS_KILL_EVERY_MS overrides it.
+    let every_ms = std::env::var("CHAOS_KILL_EVERY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let every = Duration::from_millis(every_ms);
     let started = Instant::now();
     // Each job spends a while at the provider, so kills land on jobs in every stage.
     let (concurrency, provider) = if full() { ("16", 100) } else { ("4", 300) };
     let mut system = System::start(
         Mode::Slow(Duration::from_millis(provider)),
-        &[("LONGHAUL_LEASE", "1s"), ("LONGHAUL_HEARTBEAT", "200ms"), ("LONGHAUL_CONCURRENCY", concurrency)],
+        // A job in flight in `--max-deliveries` killed workers fails as stalled, by design; this
+        // scenario is about loss and duplicates, so it allows more deliveries than kills. The
+        // lease leaves room for a CPU-starved CI machine's late heartbeats.
+        &[
+            ("LONGHAUL_LEASE", "2s"),
+            ("LONGHAUL_HEARTBEAT", "400ms"),
+            ("LONGHAUL_CONCURRENCY", concurrency),
+            ("LONGHAUL_MAX_DELIVERIES", "100"),
+            ("LONGHAUL_MAX_ATTEMPTS", "100"),
+        ],
     )
     .await;
     let pool = pool(&system).await;
