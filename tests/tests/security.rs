@@ -77,21 +77,7 @@ async fn a_redis_acl_user_limited_to_its_prefix_runs_the_system() {
     let err = outside.expect_err("a key outside the prefix");
     assert!(err.to_string().to_lowercase().contains("no permissions"), "{err}");
 
-    let events = sys.spawn("queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "qe-acl")]);
-    sys.worker("w-acl");
-    sys.ticket("T-acl").await;
-    let (status, job) = sys.triage("T-acl").await;
-    assert_eq!(status, 202, "{job}");
-    let job_id = job["job_id"].as_str().expect("id").to_owned();
-    sys.wait_status(&job_id, "completed", LONG).await;
-    wait_until(LONG, "queue-events saw the completion", async || {
-        let seen = sys
-            .log_lines(events)
-            .iter()
-            .any(|l| l["message"] == "job completed" && l["job_id"] == job_id.as_str());
-        if seen { Ok(()) } else { Err(sys.procs[events].output()) }
-    })
-    .await;
+    run_one_job(&mut sys, "acl").await;
 
     // A wrong password: the worker says so, clearly, without the password.
     let wrong = format!("wrong-{}", random_hex());
@@ -121,21 +107,7 @@ async fn the_system_runs_over_rediss_with_a_private_ca() {
     let url = tls.url();
     // The producer is ready only once its Redis answers: over TLS, trusting the CA from the file.
     let mut sys = System::start(Mode::Ok, &[("REDIS_URL", &url), ("REDIS_CA_FILE", &ca)]).await;
-    let events = sys.spawn("queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "qe-tls")]);
-    sys.worker("w-tls");
-    sys.ticket("T-tls").await;
-    let (status, job) = sys.triage("T-tls").await;
-    assert_eq!(status, 202, "{job}");
-    let job_id = job["job_id"].as_str().expect("id").to_owned();
-    sys.wait_status(&job_id, "completed", LONG).await;
-    wait_until(LONG, "queue-events saw the completion over TLS", async || {
-        let seen = sys
-            .log_lines(events)
-            .iter()
-            .any(|l| l["message"] == "job completed" && l["job_id"] == job_id.as_str());
-        if seen { Ok(()) } else { Err(sys.procs[events].output()) }
-    })
-    .await;
+    run_one_job(&mut sys, "tls").await;
     // Without the CA file the certificate is not trusted: the worker reports it and runs nothing.
     let untrusted = sys.spawn_with(
         "worker",
@@ -310,4 +282,25 @@ async fn secrets_never_reach_logs_help_or_error_answers() {
             }
         }
     }
+}
+
+/// Starts queue-events and a worker (named after `tag`), runs ticket `T-<tag>` through the API to
+/// `completed`, and waits for queue-events to log the completion: the whole path works.
+async fn run_one_job(sys: &mut System, tag: &str) {
+    let events = sys.spawn("queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", &format!("qe-{tag}"))]);
+    sys.worker(&format!("w-{tag}"));
+    let ticket = format!("T-{tag}");
+    sys.ticket(&ticket).await;
+    let (status, job) = sys.triage(&ticket).await;
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["job_id"].as_str().expect("id").to_owned();
+    sys.wait_status(&job_id, "completed", LONG).await;
+    wait_until(LONG, "queue-events saw the completion", async || {
+        let seen = sys
+            .log_lines(events)
+            .iter()
+            .any(|l| l["message"] == "job completed" && l["job_id"] == job_id.as_str());
+        if seen { Ok(()) } else { Err(sys.procs[events].output()) }
+    })
+    .await;
 }
