@@ -83,3 +83,25 @@ async fn eviction_policy_is_checked() {
     assert_eq!(q.eviction_policy().await.expect("check"), expected);
 }
 }
+
+on_both_redis! {
+#[tokio::test]
+async fn readers_recreate_a_consumer_group_redis_lost() {
+    // Redis restarted without its data: the jobs stream, its group and the events stream are gone.
+    let q = test_queue(|_| {}).await;
+    let mut consumer = q.consumer("w1").expect("consumer");
+    let mut events = q.event_reader("queue-events", "qe-1").expect("reader");
+    q.prepare(Some("queue-events")).await.expect("prepare");
+    let mut conn = crate::harness::raw().await;
+    let _: u64 = redis::cmd("DEL").arg(q.keys().jobs()).query_async(&mut conn).await.expect("del jobs");
+    let _: u64 = redis::cmd("DEL").arg(q.keys().events()).query_async(&mut conn).await.expect("del events");
+    // What the reconciler puts back lands on a stream without a group; the next read makes one
+    // from the stream's first entry, so the entry is delivered, not skipped.
+    assert!(q.enqueue(&entry("T-lost")).await.expect("enqueue"), "a new entry");
+    let got = consumer.fetch(10, Duration::from_millis(100)).await.expect("fetch after NOGROUP");
+    assert_eq!(got.len(), 1, "the re-enqueued entry is delivered");
+    assert_eq!(got[0].entry.ticket_id.as_str(), "T-lost");
+    let read = events.read(10, Duration::from_millis(100)).await.expect("read after NOGROUP");
+    assert!(read.is_empty(), "no events yet, and no error");
+}
+}
