@@ -179,8 +179,12 @@ async fn start(bins: &Path) -> anyhow::Result<System> {
     let db_name = format!("longhaul_bench_{}", random_hex());
     let mut admin = PgConnection::connect(&admin_url).await.context("PostgreSQL")?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).execute(&mut admin).await?;
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b).context("BENCH_PG_URL needs a database path")?;
-    let db_url = format!("{base}/{db_name}");
+    // The benchmark database on the same server, with the same options (e.g. `?sslmode=disable`).
+    let (without_query, query) = admin_url.split_once('?').map_or((admin_url.as_str(), ""), |(u, q)| (u, q));
+    let base =
+        without_query.rsplit_once('/').map(|(b, _)| b).context("BENCH_PG_URL needs a database path")?;
+    let db_url =
+        if query.is_empty() { format!("{base}/{db_name}") } else { format!("{base}/{db_name}?{query}") };
     let prefix = format!("lhbench-{}", random_hex());
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let env: Vec<(&str, String)> = vec![
