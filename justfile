@@ -17,7 +17,7 @@ check:
 fmt:
     cargo fmt --all
 
-# Start PostgreSQL and Redis if they are not running.
+# Install what the tests need if missing, and start PostgreSQL and Redis if they are not running.
 services:
     bash scripts/services.sh
 

@@ -1,8 +1,30 @@
 #!/usr/bin/env bash
 # Makes sure the services the test suite talks to answer on loopback: PostgreSQL on 5432 and
-# Redis on 6379. Starts each one that is installed but not running, with the same commands this
-# kind of machine uses at boot. Installs neither; says how when one is missing.
+# Redis on 6379 — and that the tools the tests start themselves are there (redis-server and
+# redis-cli for private and cluster Redis instances, openssl for the TLS test's throw-away CA).
+# Installs what is missing from Debian's packages (apt-get), then starts each service that is not
+# running, with the same commands this kind of machine uses at boot.
 set -euo pipefail
+
+# ensure <command> <debian package>: installs the package when the command is missing.
+ensure() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "services: installing $2"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "$2" >/dev/null
+  fi
+  command -v "$1" >/dev/null 2>&1 || { echo "services: $1 is missing; install $2" >&2; exit 1; }
+}
+
+ensure redis-server redis-server
+ensure redis-cli redis-tools
+ensure openssl openssl
+if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>"/dev/tcp/127.0.0.1/5432") 2>/dev/null; then
+  ensure pg_ctlcluster postgresql
+fi
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -41,8 +63,4 @@ if ! answers 6379; then
 fi
 
 # The 3-primary Redis Cluster (127.0.0.1:7101-7103) is started by the test kit itself on first use
-# (crates/testkit/src/cluster.rs); it needs redis-server and redis-cli.
-if [ -z "${LONGHAUL_TEST_REDIS_CLUSTER_URL:-}" ] && ! command -v redis-cli >/dev/null 2>&1; then
-  echo "services: redis-cli is missing; the cluster tests need it (apt-get install redis-tools)" >&2
-  exit 1
-fi
+# (crates/testkit/src/cluster.rs), with the redis-server and redis-cli ensured above.
