@@ -5,23 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use longhaul_core::{FailureCase, JobId, OperationId, TenantId, TicketId, TicketView};
+use longhaul_core::{FailureCase, JobId, OperationId};
 use longhaul_triage::http::MAX_RESPONSE_BYTES;
+
+use crate::http::ticket;
 use longhaul_triage::{Classifier, HttpClassifier, HttpClassifierConfig, HttpWebhook, WebhookSender};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn ticket() -> TicketView {
-    TicketView {
-        tenant_id: TenantId::parse("acme").expect("tenant"),
-        ticket_id: TicketId::parse("SUP-1").expect("ticket"),
-        revision: 1,
-        subject: "App crashes".into(),
-        body: "Since the update the app crashes on start".into(),
-    }
-}
 
 fn classifier(base: &str, timeout: Duration) -> HttpClassifier {
     HttpClassifier::new(HttpClassifierConfig {

@@ -10,7 +10,8 @@ use serde_json::json;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn ticket() -> TicketView {
+/// The ticket every HTTP-edge test classifies (also used by `hostile`).
+pub(crate) fn ticket() -> TicketView {
     TicketView {
         tenant_id: TenantId::parse("acme").expect("tenant"),
         ticket_id: TicketId::parse("SUP-1").expect("ticket"),
