@@ -12,20 +12,18 @@
 //! `REDIS_URL` (a `redis+cluster://` URL; default: the test cluster on 127.0.0.1:7101–7103, started
 //! if needed). Uses private key prefixes and deletes its keys afterwards.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{completed_events, env_usize};
 use longhaul_core::{JobId, TenantId, TicketId};
 use longhaul_queue::{
-    Delivery, Event, EventKind, Finish, JobEntry, KeySpace, Queue, QueueConfig, RedisConnection, now_ms,
-    partition_name,
+    Delivery, Finish, JobEntry, KeySpace, Queue, QueueConfig, RedisConnection, now_ms, partition_name,
 };
 use redis::Value;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// `CLUSTER SLOTS` as (first slot, last slot, primary `host:port`).
 async fn slot_map(conn: &mut RedisConnection) -> Vec<(u16, u16, String)> {
@@ -94,18 +92,7 @@ async fn worker(queue: Queue, expected: usize, concurrency: usize) {
             in_hand = consumer.fetch(concurrency, Duration::from_millis(50)).await.expect("fetch");
             continue;
         }
-        let events: Vec<Event> = in_hand
-            .iter()
-            .map(|d| {
-                Event::new(
-                    EventKind::Completed,
-                    d.entry.job_id.as_str(),
-                    d.entry.tenant_id.as_str(),
-                    1,
-                    now_ms(),
-                )
-            })
-            .collect();
+        let events = completed_events(&in_hand);
         let items: Vec<Finish<'_>> = in_hand
             .iter()
             .zip(&events)

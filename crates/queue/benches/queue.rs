@@ -5,16 +5,15 @@
 //! `BENCH_N` (default 20000), `CALLERS` (32), `CONCURRENCY` (32), `REDIS_URL`.
 //! Uses a private key prefix and deletes its keys afterwards.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{completed_events, env_usize};
 use longhaul_core::{JobId, TenantId, TicketId};
-use longhaul_queue::{Delivery, Event, EventKind, Finish, JobEntry, Queue, QueueConfig, now_ms};
+use longhaul_queue::{Delivery, Finish, JobEntry, Queue, QueueConfig, now_ms};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// Total command calls from `INFO commandstats`, excluding INFO itself.
 async fn command_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
@@ -121,18 +120,7 @@ async fn main() {
                 if done_rx.recv_many(&mut batch, concurrency).await == 0 {
                     break;
                 }
-                let events: Vec<Event> = batch
-                    .iter()
-                    .map(|(d, _)| {
-                        Event::new(
-                            EventKind::Completed,
-                            d.entry.job_id.as_str(),
-                            d.entry.tenant_id.as_str(),
-                            1,
-                            now_ms(),
-                        )
-                    })
-                    .collect();
+                let events = completed_events(batch.iter().map(|(d, _)| d));
                 let items: Vec<Finish<'_>> = batch
                     .iter()
                     .zip(&events)
