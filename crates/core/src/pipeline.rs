@@ -162,12 +162,17 @@ pub struct TicketView {
     pub subject: String,
     /// Body text.
     pub body: String,
+    /// The owning tenant's webhook URL when the ticket was loaded, if one is configured: where
+    /// results are delivered. Read with the ticket, so a job needs one read for both.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
-/// How a pipeline reaches tickets and tenant settings in application storage. Every call is
-/// scoped by tenant.
+/// How a pipeline reaches tickets (with their tenant's webhook) in application storage. Every
+/// call is scoped by tenant.
 pub trait TicketStore: Send + Sync {
-    /// Loads ticket `ticket` of `tenant`; `None` when it does not exist for that tenant.
+    /// Loads ticket `ticket` of `tenant` with the tenant's webhook URL; `None` when it does not
+    /// exist for that tenant.
     ///
     /// # Errors
     /// A retryable [`JobError`] when storage cannot be reached.
@@ -189,15 +194,6 @@ pub trait TicketStore: Send + Sync {
         op: &OperationId,
         triage: &serde_json::Value,
     ) -> impl Future<Output = Result<serde_json::Value, JobError>> + Send;
-
-    /// The tenant's webhook URL, if one is configured.
-    ///
-    /// # Errors
-    /// A retryable [`JobError`] when storage cannot be reached.
-    fn tenant_webhook(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<Option<String>, JobError>> + Send;
 }
 
 /// Runs side effect `effect` of stage `stage` at most once per operation id: if the operation log
@@ -243,13 +239,6 @@ impl<T: TicketStore + ?Sized> TicketStore for &T {
         triage: &serde_json::Value,
     ) -> impl Future<Output = Result<serde_json::Value, JobError>> + Send {
         (**self).write_triage(ctx, op, triage)
-    }
-
-    fn tenant_webhook(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<Option<String>, JobError>> + Send {
-        (**self).tenant_webhook(tenant)
     }
 }
 

@@ -184,6 +184,7 @@ async fn chat(State(fake): State<FakeProvider>, Json(body): Json<Value>) -> (Sta
             revision: 1,
             subject: subject.to_owned(),
             body: body.to_owned(),
+            webhook_url: None,
         };
         serde_json::to_string(&longhaul_triage::RuleClassifier::classify_now(&ticket)).unwrap_or_default()
     };

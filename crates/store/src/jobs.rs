@@ -202,6 +202,13 @@ pub enum Write {
         /// The attempt to start.
         attempt: u32,
     },
+    /// [`Store::start_next`]: the worker's start, which needs no read of the record first.
+    StartNext {
+        /// The tenant.
+        tenant: TenantId,
+        /// The job.
+        job: JobId,
+    },
     /// [`Store::complete`].
     Complete {
         /// The tenant.
@@ -213,6 +220,47 @@ pub enum Write {
         /// The output.
         output: Value,
     },
+}
+
+impl Write {
+    /// The tenant and job written.
+    fn target(&self) -> (&TenantId, &JobId) {
+        match self {
+            Self::Start { tenant, job, .. }
+            | Self::StartNext { tenant, job }
+            | Self::Complete { tenant, job, .. } => (tenant, job),
+        }
+    }
+
+    /// The attempt named, if any (a [`Write::StartNext`] starts whichever is next).
+    fn attempt(&self) -> Option<u32> {
+        match self {
+            Self::Start { attempt, .. } | Self::Complete { attempt, .. } => Some(*attempt),
+            Self::StartNext { .. } => None,
+        }
+    }
+
+    /// The audit action of the write.
+    fn action(&self) -> &'static str {
+        match self {
+            Self::Start { .. } | Self::StartNext { .. } => "started",
+            Self::Complete { .. } => "completed",
+        }
+    }
+
+    /// The single-row transition (its SQL unused for [`Write::StartNext`], which has its own).
+    fn transition(&self, now: DateTime<Utc>) -> Transition<'static> {
+        match self {
+            Self::Start { attempt, .. } => start_transition(*attempt, now),
+            Self::StartNext { .. } => Transition {
+                sql: START_NEXT_SQL,
+                params: Vec::new(),
+                audit: None,
+                rule: Box::new(move |r| r.start(r.attempts + 1, now)),
+            },
+            Self::Complete { attempt, output, .. } => complete_transition(*attempt, output.clone(), now),
+        }
+    }
 }
 
 fn start_transition(attempt: u32, now: DateTime<Utc>) -> Transition<'static> {
@@ -227,6 +275,74 @@ fn start_transition(attempt: u32, now: DateTime<Utc>) -> Transition<'static> {
         rule: Box::new(move |r| r.start(attempt, now)),
     }
 }
+
+/// Starts the attempt after the last one started (`attempts + 1`), if attempts remain: `$1` job,
+/// `$2` tenant, `$3` time.
+const START_NEXT_SQL: &str = concat!(
+    "UPDATE jobs SET status = 'running', attempts = attempts + 1, stage = NULL, progress = 0, \
+     next_attempt_at = NULL, started_at = $3, updated_at = $3 \
+     WHERE job_id = $1 AND tenant_id = $2 AND status IN ('queued', 'running') AND attempts < max_attempts \
+     RETURNING ",
+    columns!()
+);
+
+/// PostgreSQL: many starts in one statement, each with its `started` audit row. `$1` jobs, `$2`
+/// tenants, `$3` attempts (NULL: the next one, as [`START_NEXT_SQL`]), `$4` time.
+const PG_STARTS_SQL: &str = concat!(
+    "WITH u AS (UPDATE jobs SET status = 'running', attempts = COALESCE(v.attempt, jobs.attempts + 1), \
+     stage = NULL, progress = 0, next_attempt_at = NULL, started_at = $4, updated_at = $4 \
+     FROM UNNEST($1::text[], $2::text[], $3::int4[]) AS v(job, tenant, attempt) \
+     WHERE jobs.job_id = v.job AND jobs.tenant_id = v.tenant AND jobs.status IN ('queued', 'running') \
+     AND (v.attempt IS NULL OR jobs.attempts = v.attempt - 1) \
+     AND COALESCE(v.attempt, jobs.attempts + 1) <= jobs.max_attempts RETURNING jobs.*), \
+     a AS (INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
+     SELECT tenant_id, job_id, 'started', jsonb_build_object('attempt', attempts), $4 FROM u) \
+     SELECT ",
+    columns!(),
+    " FROM u"
+);
+
+/// PostgreSQL: many completions in one statement, each with its `completed` audit row. `$1` jobs,
+/// `$2` tenants, `$3` attempts, `$4` outputs, `$5` time.
+const PG_COMPLETES_SQL: &str = concat!(
+    "WITH u AS (UPDATE jobs SET status = 'completed', progress = 100, output = v.output, error_message = NULL, \
+     error_class = NULL, next_attempt_at = NULL, updated_at = $5, finished_at = $5 \
+     FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::jsonb[]) AS v(job, tenant, attempt, output) \
+     WHERE jobs.job_id = v.job AND jobs.tenant_id = v.tenant AND jobs.status = 'running' \
+     AND jobs.attempts = v.attempt RETURNING jobs.*), \
+     a AS (INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
+     SELECT tenant_id, job_id, 'completed', jsonb_build_object('attempt', attempts), $5 FROM u) \
+     SELECT ",
+    columns!(),
+    " FROM u"
+);
+
+/// PostgreSQL: many progress writes in one statement (one per job). `$1` jobs, `$2` tenants,
+/// `$3` attempts, `$4` stages, `$5` percents, `$6` time.
+const PG_PROGRESS_SQL: &str = "UPDATE jobs SET stage = v.stage, progress = v.progress, updated_at = $6 \
+     FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::int4[]) AS v(job, tenant, attempt, stage, progress) \
+     WHERE jobs.job_id = v.job AND jobs.tenant_id = v.tenant AND jobs.status = 'running' \
+     AND jobs.attempts = v.attempt RETURNING jobs.job_id";
+
+/// PostgreSQL: many pending records in one statement, each new one with its `enqueued` audit row;
+/// existing ids are left alone (and not returned). `$1` jobs, `$2` tenants, `$3` tickets, `$4`
+/// revisions, `$5` max attempts, `$6` time. Rows are inserted in job-id order, so concurrent
+/// batches lock in the same order.
+const PG_CREATES_SQL: &str = concat!(
+    "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int4[]) \
+     AS v(job, tenant, ticket, revision, max_attempts)), \
+     ins AS (INSERT INTO jobs (",
+    columns!(),
+    ") SELECT job, tenant, ticket, revision, 'queued', NULL, 0, 0, max_attempts, NULL, NULL, NULL, NULL, $6, $6, \
+     NULL, NULL FROM v ORDER BY job ON CONFLICT (job_id) DO NOTHING RETURNING ",
+    columns!(),
+    "), a AS (INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
+     SELECT tenant_id, job_id, 'enqueued', \
+     jsonb_build_object('ticket_id', ticket_id, 'ticket_revision', ticket_revision), $6 FROM ins) \
+     SELECT ",
+    columns!(),
+    " FROM ins"
+);
 
 fn complete_transition(attempt: u32, output: Value, now: DateTime<Utc>) -> Transition<'static> {
     Transition {
@@ -284,62 +400,12 @@ impl Store {
     /// # Errors
     /// As [`Store::create_pending`]; then none of the jobs was recorded.
     pub async fn create_pending_many(&self, jobs: Vec<NewJob>) -> Result<Vec<(JobRecord, bool)>, StoreError> {
-        const INSERT: &str = concat!(
-            "INSERT INTO jobs (",
-            columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, $6, NULL, NULL, NULL, NULL, $7, $7, NULL, NULL) \
-             ON CONFLICT (job_id) DO NOTHING RETURNING ",
-            columns!()
-        );
         let now = now();
         let records: Vec<JobRecord> = jobs.into_iter().map(|j| JobRecord::pending(j, now)).collect();
-        let mut order: Vec<usize> = (0..records.len()).collect();
-        order.sort_by(|&x, &y| records[x].job_id.cmp(&records[y].job_id));
-        let rows: Vec<(usize, JobRow, bool)> = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut rows = Vec::with_capacity(order.len());
-            for &i in &order {
-                let r = &records[i];
-                let inserted: Option<JobRow> = sqlx::query_as(INSERT)
-                    .bind(r.job_id.as_str())
-                    .bind(r.tenant_id.as_str())
-                    .bind(r.ticket_id.as_str())
-                    .bind(i64::try_from(r.ticket_revision).unwrap_or(i64::MAX))
-                    .bind(JobStatus::Queued.as_str())
-                    .bind(to_i32(r.max_attempts))
-                    .bind(r.created_at)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let (row, created) = match inserted {
-                    Some(row) => (row, true),
-                    None => {
-                        let existing: Option<JobRow> = sqlx::query_as(SELECT_ONE)
-                            .bind(r.job_id.as_str())
-                            .bind(r.tenant_id.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        (existing.ok_or(StoreError::NotFound("job"))?, false)
-                    }
-                };
-                let action = if created { "enqueued" } else { "duplicate_enqueue" };
-                sqlx::query(audit_sql())
-                    .bind(r.tenant_id.as_str())
-                    .bind(Some(r.job_id.as_str()))
-                    .bind(action)
-                    .bind(Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
-                    .bind(r.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                rows.push((i, row, created));
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(rows)
-        })?;
-        let mut out: Vec<Option<(JobRecord, bool)>> = (0..records.len()).map(|_| None).collect();
-        for (i, row, created) in rows {
-            out[i] = Some((row.try_into()?, created));
+        match &self.backend {
+            crate::Backend::Postgres(pool) => create_pending_pg(pool, &records, now).await,
+            crate::Backend::Sqlite(pool) => create_pending_each(pool, &records).await,
         }
-        out.into_iter().map(|o| o.ok_or(StoreError::NotFound("job"))).collect()
     }
 
     /// Reads one job of `tenant`. Another tenant's job reads as `None`, like a missing one.
@@ -495,25 +561,27 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut applied = Vec::with_capacity(writes.len());
-            for (tenant, job, attempt, stage, progress) in writes {
-                let n = sqlx::query(PROGRESS_SQL)
-                    .bind(job.as_str())
-                    .bind(tenant.as_str())
-                    .bind(i32::try_from(*attempt).unwrap_or(i32::MAX))
-                    .bind(*stage)
-                    .bind(i32::from(progress.percent()))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                applied.push(n == 1);
-            }
-            tx.commit().await?;
-            Ok(applied)
-        })
+        let pool = match &self.backend {
+            crate::Backend::Postgres(pool) => return record_progress_pg(pool, writes, now).await,
+            crate::Backend::Sqlite(pool) => pool,
+        };
+        let mut tx = pool.begin().await?;
+        let mut applied = Vec::with_capacity(writes.len());
+        for (tenant, job, attempt, stage, progress) in writes {
+            let n = sqlx::query(PROGRESS_SQL)
+                .bind(job.as_str())
+                .bind(tenant.as_str())
+                .bind(i32::try_from(*attempt).unwrap_or(i32::MAX))
+                .bind(*stage)
+                .bind(i32::from(progress.percent()))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            applied.push(n == 1);
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// Completes the running attempt with `output`. Audited as `completed`.
@@ -530,48 +598,80 @@ impl Store {
         self.transition(tenant, job, attempt, complete_transition(attempt, output.clone(), now())).await
     }
 
+    /// Starts the attempt after the last one started, whatever it was, if attempts remain — the
+    /// worker's start: `queued|running → running` with `attempts + 1`, in one statement with no
+    /// read first. A worker that finds its job running under an earlier attempt takes it over (that
+    /// attempt's later writes are refused). Audited as `started`.
+    ///
+    /// # Errors
+    /// As [`Store::start`].
+    pub async fn start_next(&self, tenant: &TenantId, job: &JobId) -> Result<WriteOutcome, StoreError> {
+        let write = Write::StartNext { tenant: tenant.clone(), job: job.clone() };
+        let mut out = self.write_many(std::slice::from_ref(&write)).await?;
+        out.pop().ok_or(StoreError::NotFound("job"))?
+    }
+
     /// Applies many starts and completions in one transaction (one commit): how a worker records
-    /// the outcomes of concurrent jobs together. Each write is fenced exactly as its single form;
-    /// the outcomes come back in order.
+    /// the outcomes of concurrent jobs together. Each write is fenced exactly as its single form.
+    /// On PostgreSQL, the starts of a batch are one statement and its completions another (each
+    /// with its audit rows); a batch naming one job twice is written one statement per write, in
+    /// order. The outcomes come back in order; a write whose job does not exist for its tenant gets
+    /// [`StoreError::NotFound`] in its place.
     ///
     /// # Errors
     /// [`StoreError::Database`]: then none of the writes was applied (retry them one by one).
-    pub async fn write_many(&self, writes: &[Write]) -> Result<Vec<WriteOutcome>, StoreError> {
+    pub async fn write_many(
+        &self,
+        writes: &[Write],
+    ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
         let now = now();
-        let items: Vec<(&TenantId, &JobId, u32, Transition<'static>)> = writes
-            .iter()
-            .map(|w| match w {
-                Write::Start { tenant, job, attempt } => {
-                    (tenant, job, *attempt, start_transition(*attempt, now))
+        let mut seen = std::collections::HashSet::with_capacity(writes.len());
+        let distinct = writes.iter().all(|w| seen.insert(w.target().1));
+        let rows: Vec<Option<JobRow>> = match &self.backend {
+            crate::Backend::Postgres(pool) if distinct => write_many_pg(pool, writes, now).await?,
+            _ => on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let mut rows = Vec::with_capacity(writes.len());
+                for w in writes {
+                    let (tenant, job) = w.target();
+                    let row: Option<JobRow> = match w {
+                        Write::StartNext { .. } => {
+                            sqlx::query_as(START_NEXT_SQL)
+                                .bind(job.as_str())
+                                .bind(tenant.as_str())
+                                .bind(now)
+                                .fetch_optional(&mut *tx)
+                                .await?
+                        }
+                        Write::Start { attempt, .. } | Write::Complete { attempt, .. } => {
+                            let t = w.transition(now);
+                            let attempt = i32::try_from(*attempt).unwrap_or(i32::MAX);
+                            let q = bind_params!(
+                                sqlx::query_as(t.sql).bind(job.as_str()).bind(tenant.as_str()).bind(attempt),
+                                t.params
+                            );
+                            q.fetch_optional(&mut *tx).await?
+                        }
+                    };
+                    if let Some(r) = &row {
+                        let detail = json!({ "attempt": r.attempts });
+                        insert_audit!(&mut *tx, tenant, job, &w.action(), detail, now);
+                    }
+                    rows.push(row);
                 }
-                Write::Complete { tenant, job, attempt, output } => {
-                    (tenant, job, *attempt, complete_transition(*attempt, output.clone(), now))
-                }
-            })
-            .collect();
-        let rows: Vec<Option<JobRow>> = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let mut rows = Vec::with_capacity(items.len());
-            for (tenant, job, attempt, t) in &items {
-                let attempt = i32::try_from(*attempt).unwrap_or(i32::MAX);
-                let q = bind_params!(sqlx::query_as(t.sql).bind(job.as_str()).bind(tenant.as_str()).bind(attempt), t.params);
-                let row: Option<JobRow> = q.fetch_optional(&mut *tx).await?;
-                if let (Some(_), Some((action, detail))) = (&row, &t.audit) {
-                    insert_audit!(&mut *tx, tenant, job, action, detail, now);
-                }
-                rows.push(row);
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(rows)
-        })?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(rows)
+            })?,
+        };
         let mut outcomes = Vec::with_capacity(rows.len());
-        for ((tenant, job, attempt, t), row) in items.into_iter().zip(rows) {
+        for (w, row) in writes.iter().zip(rows) {
+            let (tenant, job) = w.target();
             outcomes.push(match row {
-                Some(row) => WriteOutcome::Applied(row.try_into()?),
-                None => self.refusal(tenant, job, attempt, &t).await?,
+                Some(row) => JobRecord::try_from(row).map(WriteOutcome::Applied),
+                None => self.refusal(tenant, job, w.attempt(), &w.transition(now).rule).await,
             });
         }
         Ok(outcomes)
@@ -680,7 +780,7 @@ impl Store {
         })?;
         match updated {
             Some(row) => Ok(WriteOutcome::Applied(row.try_into()?)),
-            None => self.refusal(tenant, job, attempt, &t).await,
+            None => self.refusal(tenant, job, Some(attempt), &t.rule).await,
         }
     }
 
@@ -689,11 +789,12 @@ impl Store {
         &self,
         tenant: &TenantId,
         job: &JobId,
-        attempt: u32,
-        t: &Transition<'_>,
+        attempt: Option<u32>,
+        rule: &Rule<'_>,
     ) -> Result<WriteOutcome, StoreError> {
         let current = self.get_job(tenant, job).await?.ok_or(StoreError::NotFound("job"))?;
-        let reason = match (t.rule)(&current) {
+        let attempt = attempt.unwrap_or(current.attempts + 1);
+        let reason = match rule(&current) {
             Err(reason) => reason,
             // The row changed between the guarded write and this read: report it as stale.
             Ok(_) => {
@@ -702,4 +803,224 @@ impl Store {
         };
         Ok(WriteOutcome::Refused { current, reason })
     }
+}
+
+/// [`Store::create_pending_many`] on PostgreSQL: one statement inserts every new record with its
+/// audit row; only duplicates (rare) cost more statements. One transaction either way.
+async fn create_pending_pg(
+    pool: &sqlx::PgPool,
+    records: &[JobRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<(JobRecord, bool)>, StoreError> {
+    let column = |f: fn(&JobRecord) -> &str| records.iter().map(f).collect::<Vec<&str>>();
+    let mut tx = pool.begin().await?;
+    let inserted: Vec<JobRow> = sqlx::query_as(PG_CREATES_SQL)
+        .bind(column(|r| r.job_id.as_str()))
+        .bind(column(|r| r.tenant_id.as_str()))
+        .bind(column(|r| r.ticket_id.as_str()))
+        .bind(
+            records.iter().map(|r| i64::try_from(r.ticket_revision).unwrap_or(i64::MAX)).collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| to_i32(r.max_attempts)).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut created = std::collections::HashMap::with_capacity(inserted.len());
+    for row in inserted {
+        let record = JobRecord::try_from(row)?;
+        created.insert(record.job_id.clone(), record);
+    }
+    // The first request for a created id is its creator; every other request is a duplicate.
+    let mut claimed = std::collections::HashSet::new();
+    let duplicates: Vec<&JobRecord> = records
+        .iter()
+        .filter(|r| !(created.contains_key(&r.job_id) && claimed.insert(r.job_id.clone())))
+        .collect();
+    let mut existing = std::collections::HashMap::new();
+    if !duplicates.is_empty() {
+        const SELECT_MANY: &str = concat!("SELECT ", columns!(), " FROM jobs WHERE job_id = ANY($1)");
+        const AUDIT_MANY: &str = "INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
+             SELECT tenant, job, 'duplicate_enqueue', detail, $4 \
+             FROM UNNEST($1::text[], $2::text[], $3::jsonb[]) AS v(tenant, job, detail)";
+        let ids: Vec<&str> = duplicates.iter().map(|r| r.job_id.as_str()).collect();
+        let rows: Vec<JobRow> = sqlx::query_as(SELECT_MANY).bind(&ids).fetch_all(&mut *tx).await?;
+        for row in rows {
+            let record = JobRecord::try_from(row)?;
+            existing.insert(record.job_id.clone(), record);
+        }
+        for r in &duplicates {
+            // Another tenant's job reads as missing, as in `get_job`.
+            if existing.get(&r.job_id).is_none_or(|e: &JobRecord| e.tenant_id != r.tenant_id) {
+                return Err(StoreError::NotFound("job"));
+            }
+        }
+        sqlx::query(AUDIT_MANY)
+            .bind(duplicates.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(&ids)
+            .bind(
+                duplicates
+                    .iter()
+                    .map(|r| Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let mut claimed = std::collections::HashSet::new();
+    records
+        .iter()
+        .map(|r| match created.get(&r.job_id) {
+            Some(record) => Ok((record.clone(), claimed.insert(r.job_id.clone()))),
+            None => existing.get(&r.job_id).map(|e| (e.clone(), false)).ok_or(StoreError::NotFound("job")),
+        })
+        .collect()
+}
+
+/// [`Store::create_pending_many`] one statement per record (SQLite: in-process, so statements are
+/// cheap), in one transaction. Rows are written in job-id order, so concurrent batches lock in the
+/// same order and cannot deadlock.
+async fn create_pending_each(
+    pool: &sqlx::SqlitePool,
+    records: &[JobRecord],
+) -> Result<Vec<(JobRecord, bool)>, StoreError> {
+    const INSERT: &str = concat!(
+        "INSERT INTO jobs (",
+        columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, $6, NULL, NULL, NULL, NULL, $7, $7, NULL, NULL) \
+         ON CONFLICT (job_id) DO NOTHING RETURNING ",
+        columns!()
+    );
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&x, &y| records[x].job_id.cmp(&records[y].job_id));
+    let mut tx = pool.begin().await?;
+    let mut out: Vec<Option<(JobRecord, bool)>> = (0..records.len()).map(|_| None).collect();
+    for &i in &order {
+        let r = &records[i];
+        let inserted: Option<JobRow> = sqlx::query_as(INSERT)
+            .bind(r.job_id.as_str())
+            .bind(r.tenant_id.as_str())
+            .bind(r.ticket_id.as_str())
+            .bind(i64::try_from(r.ticket_revision).unwrap_or(i64::MAX))
+            .bind(JobStatus::Queued.as_str())
+            .bind(to_i32(r.max_attempts))
+            .bind(r.created_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (row, created) = match inserted {
+            Some(row) => (row, true),
+            None => {
+                let existing: Option<JobRow> = sqlx::query_as(SELECT_ONE)
+                    .bind(r.job_id.as_str())
+                    .bind(r.tenant_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                (existing.ok_or(StoreError::NotFound("job"))?, false)
+            }
+        };
+        let action = if created { "enqueued" } else { "duplicate_enqueue" };
+        sqlx::query(audit_sql())
+            .bind(r.tenant_id.as_str())
+            .bind(Some(r.job_id.as_str()))
+            .bind(action)
+            .bind(Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
+            .bind(r.created_at)
+            .execute(&mut *tx)
+            .await?;
+        out[i] = Some((row.try_into()?, created));
+    }
+    tx.commit().await?;
+    out.into_iter().map(|o| o.ok_or(StoreError::NotFound("job"))).collect()
+}
+
+/// [`Store::record_progress_many`] on PostgreSQL: one statement. A job written more than once in
+/// the batch gets its last write (one statement cannot update a row twice); the earlier writes of
+/// the same attempt count as applied with it.
+async fn record_progress_pg(
+    pool: &sqlx::PgPool,
+    writes: &[(&TenantId, &JobId, u32, &str, Progress)],
+    now: DateTime<Utc>,
+) -> Result<Vec<bool>, StoreError> {
+    let mut last = std::collections::HashMap::with_capacity(writes.len());
+    for (i, (_, job, ..)) in writes.iter().enumerate() {
+        last.insert(job.as_str(), i);
+    }
+    let mut chosen: Vec<usize> = last.values().copied().collect();
+    chosen.sort_unstable();
+    let (mut jobs, mut tenants, mut attempts, mut stages, mut percents) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for &i in &chosen {
+        let (tenant, job, attempt, stage, progress) = writes[i];
+        jobs.push(job.as_str());
+        tenants.push(tenant.as_str());
+        attempts.push(i32::try_from(attempt).unwrap_or(i32::MAX));
+        stages.push(stage);
+        percents.push(i32::from(progress.percent()));
+    }
+    let rows: Vec<(String,)> = sqlx::query_as(PG_PROGRESS_SQL)
+        .bind(jobs)
+        .bind(tenants)
+        .bind(attempts)
+        .bind(stages)
+        .bind(percents)
+        .bind(now)
+        .fetch_all(pool)
+        .await?;
+    let applied: std::collections::HashSet<String> = rows.into_iter().map(|(j,)| j).collect();
+    Ok(writes
+        .iter()
+        .map(|(_, job, attempt, ..)| {
+            applied.contains(job.as_str()) && last.get(job.as_str()).is_some_and(|&i| writes[i].2 == *attempt)
+        })
+        .collect())
+}
+
+/// [`Store::write_many`] on PostgreSQL for a batch naming each job once: the starts in one
+/// statement, the completions in another, in one transaction when there are both. Returns the
+/// written row of each write, in order (`None`: refused or missing).
+async fn write_many_pg(
+    pool: &sqlx::PgPool,
+    writes: &[Write],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<JobRow>>, StoreError> {
+    let starts: Vec<&Write> = writes.iter().filter(|w| !matches!(w, Write::Complete { .. })).collect();
+    let completes: Vec<&Write> = writes.iter().filter(|w| matches!(w, Write::Complete { .. })).collect();
+    let ids = |ws: &[&Write]| ws.iter().map(|w| w.target().1.as_str().to_owned()).collect::<Vec<_>>();
+    let tenants = |ws: &[&Write]| ws.iter().map(|w| w.target().0.as_str().to_owned()).collect::<Vec<_>>();
+    let attempts = |ws: &[&Write]| {
+        ws.iter().map(|w| w.attempt().map(|a| i32::try_from(a).unwrap_or(i32::MAX))).collect::<Vec<_>>()
+    };
+    let start_query = sqlx::query_as::<_, JobRow>(PG_STARTS_SQL)
+        .bind(ids(&starts))
+        .bind(tenants(&starts))
+        .bind(attempts(&starts))
+        .bind(now);
+    let outputs: Vec<Json<&Value>> = completes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Complete { output, .. } => Some(Json(output)),
+            _ => None,
+        })
+        .collect();
+    let complete_query = sqlx::query_as::<_, JobRow>(PG_COMPLETES_SQL)
+        .bind(ids(&completes))
+        .bind(tenants(&completes))
+        .bind(attempts(&completes))
+        .bind(outputs)
+        .bind(now);
+    let written: Vec<JobRow> = match (starts.is_empty(), completes.is_empty()) {
+        (false, true) => start_query.fetch_all(pool).await?,
+        (true, false) => complete_query.fetch_all(pool).await?,
+        _ => {
+            let mut tx = pool.begin().await?;
+            let mut rows = start_query.fetch_all(&mut *tx).await?;
+            rows.extend(complete_query.fetch_all(&mut *tx).await?);
+            tx.commit().await?;
+            rows
+        }
+    };
+    let mut by_job: std::collections::HashMap<String, JobRow> =
+        written.into_iter().map(|r| (r.job_id.clone(), r)).collect();
+    Ok(writes.iter().map(|w| by_job.remove(w.target().1.as_str())).collect())
 }

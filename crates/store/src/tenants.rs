@@ -309,9 +309,56 @@ impl Store {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct TicketViewRow {
+    tenant_id: String,
+    ticket_id: String,
+    revision: i64,
+    subject: String,
+    body: String,
+    webhook_url: Option<String>,
+}
+
 impl Store {
-    /// Writes the triage result onto the ticket of `ctx` at most once per operation id `op`, in one
-    /// transaction with the operation's `done` record. Returns the stored result.
+    /// Reads ticket `ticket` of `tenant` as the pipeline sees it, with the tenant's webhook URL —
+    /// one query for both.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn load_ticket_view(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> Result<Option<longhaul_core::TicketView>, StoreError> {
+        let row: Option<TicketViewRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT t.tenant_id, t.ticket_id, t.revision, t.subject, t.body, n.webhook_url \
+                 FROM tickets t JOIN tenants n ON n.tenant_id = t.tenant_id \
+                 WHERE t.tenant_id = $1 AND t.ticket_id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(ticket.as_str())
+            .fetch_optional(pool)
+            .await
+        })?;
+        let corrupt = |detail: String| StoreError::Corrupt { table: "tickets", detail };
+        row.map(|r| {
+            Ok(longhaul_core::TicketView {
+                tenant_id: TenantId::parse(r.tenant_id).map_err(|e| corrupt(e.to_string()))?,
+                ticket_id: TicketId::parse(r.ticket_id).map_err(|e| corrupt(e.to_string()))?,
+                revision: u64::try_from(r.revision)
+                    .map_err(|_| corrupt(format!("revision = {}", r.revision)))?,
+                subject: r.subject,
+                body: r.body,
+                webhook_url: r.webhook_url,
+            })
+        })
+        .transpose()
+    }
+
+    /// Writes the triage result onto the ticket of `ctx` at most once per operation id `op`,
+    /// atomically with the operation's `done` record (on PostgreSQL one statement, on SQLite one
+    /// transaction). Returns the stored result.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the ticket does not exist for the tenant; [`StoreError::Database`].
@@ -324,6 +371,42 @@ impl Store {
         let now = now();
         let result = serde_json::json!({ "written": true });
         let attempt = i32::try_from(ctx.attempt).unwrap_or(i32::MAX);
+        if let crate::Backend::Postgres(pool) = &self.backend {
+            // The operation row is inserted only while the ticket exists (tickets are never
+            // deleted), and the ticket is updated only if the operation row was new.
+            let written: Option<(i32,)> = sqlx::query_as(
+                "WITH o AS (INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, \
+                 attempt, result, created_at, updated_at) \
+                 SELECT $1, $2, $3, 'apply', 'ticket-update', 'done', $4, $5, $6, $6 \
+                 WHERE EXISTS (SELECT 1 FROM tickets WHERE tenant_id = $2 AND ticket_id = $7) \
+                 ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id) \
+                 UPDATE tickets SET triage = $8, updated_at = $6 FROM o \
+                 WHERE tenant_id = $2 AND ticket_id = $7 RETURNING 1",
+            )
+            .bind(op.as_str())
+            .bind(ctx.tenant_id.as_str())
+            .bind(ctx.job_id.as_str())
+            .bind(attempt)
+            .bind(Json(&result))
+            .bind(now)
+            .bind(ctx.ticket_id.as_str())
+            .bind(Json(triage))
+            .fetch_optional(pool)
+            .await?;
+            if written.is_some() {
+                return Ok(result);
+            }
+            let stored: Option<(Option<Json<Value>>,)> =
+                sqlx::query_as("SELECT result FROM operations WHERE operation_id = $1 AND tenant_id = $2")
+                    .bind(op.as_str())
+                    .bind(ctx.tenant_id.as_str())
+                    .fetch_optional(pool)
+                    .await?;
+            return match stored {
+                Some((r,)) => Ok(r.map(|j| j.0).unwrap_or(Value::Null)),
+                None => Err(StoreError::NotFound("ticket")),
+            };
+        }
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted: Option<(String,)> = sqlx::query_as(
@@ -372,13 +455,7 @@ impl longhaul_core::TicketStore for Store {
         tenant: &TenantId,
         ticket: &TicketId,
     ) -> Result<Option<longhaul_core::TicketView>, longhaul_core::JobError> {
-        Ok(self.get_ticket(tenant, ticket).await?.map(|t| longhaul_core::TicketView {
-            tenant_id: t.tenant_id,
-            ticket_id: t.ticket_id,
-            revision: t.revision,
-            subject: t.subject,
-            body: t.body,
-        }))
+        Ok(self.load_ticket_view(tenant, ticket).await?)
     }
 
     async fn write_triage(
@@ -388,10 +465,6 @@ impl longhaul_core::TicketStore for Store {
         triage: &Value,
     ) -> Result<Value, longhaul_core::JobError> {
         Ok(self.write_ticket_triage(ctx, op, triage).await?)
-    }
-
-    async fn tenant_webhook(&self, tenant: &TenantId) -> Result<Option<String>, longhaul_core::JobError> {
-        Ok(self.get_tenant(tenant).await?.and_then(|t| t.webhook_url))
     }
 }
 

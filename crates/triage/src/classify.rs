@@ -217,6 +217,7 @@ mod tests {
             revision: 1,
             subject: subject.into(),
             body: body.into(),
+            webhook_url: None,
         }
     }
 

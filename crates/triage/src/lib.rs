@@ -161,7 +161,7 @@ where
         let op = longhaul_core::OperationId::derive(&ctx.job_id, "apply", "ticket-update");
         self.tickets.write_triage(ctx, &op, &triage).await?;
         event(StageEvent::Progress { stage: "apply", progress: percent(83) });
-        let webhook = match self.tickets.tenant_webhook(&ctx.tenant_id).await? {
+        let webhook = match &ticket.webhook_url {
             None => None,
             Some(url) => {
                 let payload = json!({
@@ -173,7 +173,7 @@ where
                     "classification": classification,
                 });
                 let delivered = run_effect(&self.ops, ctx, "apply", "webhook", |op| async move {
-                    self.webhook.deliver(&url, &op, &payload).await
+                    self.webhook.deliver(url, &op, &payload).await
                 })
                 .await?;
                 Some(delivered)

@@ -10,7 +10,7 @@ use longhaul_core::{
     TransitionError,
 };
 use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
-use longhaul_store::{Write, WriteOutcome};
+use longhaul_store::{StoreError, Write, WriteOutcome};
 use serde_json::json;
 
 use crate::Shared;
@@ -56,44 +56,18 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
     stalled: bool,
 ) -> Outcome {
     let entry = &delivery.entry;
-    let store = &shared.store;
-    let record = match store.get_job(&entry.tenant_id, &entry.job_id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return unknown_job(shared, delivery).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the job record; leaving the entry for a retry");
-            return Outcome::Leave;
-        }
-    };
-    if record.status.is_terminal() {
-        tracing::info!(status = %record.status, "job already finished; acknowledging the duplicate delivery");
-        return Outcome::Finish { event: None, release: true };
-    }
-    let attempt = record.attempts + 1;
-    tracing::Span::current().record("attempt", attempt);
-
     if stalled {
-        let message = format!("stalled: delivered {} times without finishing", delivery.deliveries);
-        return fail(
-            shared,
-            delivery,
-            &record,
-            attempt,
-            ErrorClass::Retryable,
-            &message,
-            EventKind::Stalled,
-            None,
-        )
-        .await;
+        return fail_stalled(shared, delivery).await;
     }
-
-    let start = Write::Start { tenant: entry.tenant_id.clone(), job: entry.job_id.clone(), attempt };
+    // One write starts the next attempt (no read first); only a refusal reads the record.
+    let start = Write::StartNext { tenant: entry.tenant_id.clone(), job: entry.job_id.clone() };
     let running = match shared.record(start).await {
         Ok(WriteOutcome::Applied(r)) => r,
         Ok(WriteOutcome::Refused {
-            reason: TransitionError::AttemptsExhausted { max_attempts, .. },
+            reason: TransitionError::AttemptsExhausted { attempt, max_attempts },
             current,
         }) => {
+            tracing::Span::current().record("attempt", attempt);
             let message =
                 format!("no attempt left: all {max_attempts} were used by runs that never finished");
             return fail(
@@ -108,18 +82,22 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
             )
             .await;
         }
-        Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. }) => {
+        Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { status }, .. }) => {
+            tracing::info!(%status, "job already finished; acknowledging the duplicate delivery");
             return Outcome::Finish { event: None, release: true };
         }
         Ok(WriteOutcome::Refused { reason, .. }) => {
             tracing::info!(%reason, "another attempt owns this job; dropping the duplicate entry");
             return Outcome::Finish { event: None, release: false };
         }
+        Err(StoreError::NotFound(_)) => return unknown_job(shared, delivery).await,
         Err(e) => {
             tracing::warn!(error = %e, "cannot mark the job running; leaving the entry for a retry");
             return Outcome::Leave;
         }
     };
+    let attempt = running.attempts;
+    tracing::Span::current().record("attempt", attempt);
     tracing::info!(deliveries = delivery.deliveries, "job started");
 
     let ctx = JobContext {
@@ -163,6 +141,28 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
         },
         Err(error) => after_failure(shared, delivery, &running, attempt, &error, started).await,
     }
+}
+
+/// The entry was delivered too often without finishing: fail its job unrun (the attempt that
+/// stalled is the last one started).
+async fn fail_stalled<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &Delivery) -> Outcome {
+    let entry = &delivery.entry;
+    let record = match shared.store.get_job(&entry.tenant_id, &entry.job_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return unknown_job(shared, delivery).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the job record; leaving the entry for a retry");
+            return Outcome::Leave;
+        }
+    };
+    if record.status.is_terminal() {
+        tracing::info!(status = %record.status, "job already finished; acknowledging the duplicate delivery");
+        return Outcome::Finish { event: None, release: true };
+    }
+    let attempt = record.attempts + 1;
+    tracing::Span::current().record("attempt", attempt);
+    let message = format!("stalled: delivered {} times without finishing", delivery.deliveries);
+    fail(shared, delivery, &record, attempt, ErrorClass::Retryable, &message, EventKind::Stalled, None).await
 }
 
 /// A write was refused after the run: the record is terminal (ack) or another attempt owns it.

@@ -49,7 +49,7 @@ async fn write<P>(shared: &Shared<P>, batch: Vec<Request>) {
     match shared.store.write_many(&writes).await {
         Ok(outcomes) => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+                let _ = reply.send(outcome);
             }
         }
         Err(e) if writes.len() > 1 => {
@@ -58,6 +58,7 @@ async fn write<P>(shared: &Shared<P>, batch: Vec<Request>) {
             for (write, reply) in writes.into_iter().zip(replies) {
                 let result = match write {
                     Write::Start { tenant, job, attempt } => shared.store.start(&tenant, &job, attempt).await,
+                    Write::StartNext { tenant, job } => shared.store.start_next(&tenant, &job).await,
                     Write::Complete { tenant, job, attempt, output } => {
                         shared.store.complete(&tenant, &job, attempt, &output).await
                     }

@@ -370,10 +370,10 @@ conformance!(starts_and_completions_share_one_transaction, |store: Store| async 
         Write::Start { tenant: b.tenant_id.clone(), job: b.job_id.clone(), attempt: 1 },
     ];
     let outcomes = store.write_many(&writes).await.expect("batch");
-    assert!(matches!(&outcomes[0], WriteOutcome::Applied(r) if r.status == JobStatus::Running));
-    assert!(matches!(&outcomes[1], WriteOutcome::Applied(r) if r.status == JobStatus::Completed));
+    assert!(matches!(&outcomes[0], Ok(WriteOutcome::Applied(r)) if r.status == JobStatus::Running));
+    assert!(matches!(&outcomes[1], Ok(WriteOutcome::Applied(r)) if r.status == JobStatus::Completed));
     assert!(
-        matches!(&outcomes[2], WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. }),
+        matches!(&outcomes[2], Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. })),
         "{:?}",
         outcomes[2]
     );
@@ -397,4 +397,127 @@ conformance!(pending_records_of_many_requests_in_one_transaction, |store: Store|
     let summary: Vec<_> = results.iter().map(|(r, created)| (r.job_id.clone(), *created)).collect();
     assert_eq!(summary, [(b.job_id.clone(), false), (a.job_id.clone(), true), (a.job_id.clone(), false)]);
     assert_eq!(store.list_jobs(&a.tenant_id, None, 10, None).await.expect("list").jobs.len(), 2);
+});
+
+conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Store| async move {
+    use longhaul_store::{StoreError, Write};
+    let jobs = [
+        setup_job(&store, "acme", "T-ba", 3).await, // queued: starts attempt 1
+        setup_job(&store, "acme", "T-bb", 3).await, // running attempt 1: taken over by attempt 2
+        setup_job(&store, "acme", "T-bc", 3).await, // running attempt 1: completes
+        setup_job(&store, "acme", "T-bd", 3).await, // running attempt 2: a complete of 1 is stale
+        setup_job(&store, "acme", "T-be", 3).await, // completed: a start is refused as terminal
+        setup_job(&store, "acme", "T-bf", 1).await, // its only attempt started: none left
+    ];
+    let [a, b, c, d, e, f] = &jobs;
+    for j in &jobs {
+        store.create_pending(j.clone()).await.expect("create");
+    }
+    for j in [b, c, d, e, f] {
+        applied(store.start(&j.tenant_id, &j.job_id, 1).await.expect("start 1"));
+    }
+    applied(store.start(&d.tenant_id, &d.job_id, 2).await.expect("start 2"));
+    applied(store.complete(&e.tenant_id, &e.job_id, 1, &json!({"done": true})).await.expect("complete"));
+    let missing = setup_job(&store, "acme", "T-missing", 3).await;
+    let next =
+        |j: &longhaul_core::NewJob| Write::StartNext { tenant: j.tenant_id.clone(), job: j.job_id.clone() };
+    let complete = |j: &longhaul_core::NewJob, attempt| Write::Complete {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        attempt,
+        output: json!({"job": j.ticket_id}),
+    };
+    let writes = [next(a), next(b), complete(c, 1), complete(d, 1), next(e), next(f), next(&missing)];
+    let out = store.write_many(&writes).await.expect("batch");
+    assert!(
+        matches!(&out[0], Ok(WriteOutcome::Applied(r)) if (r.status, r.attempts) == (JobStatus::Running, 1)),
+        "{:?}",
+        out[0]
+    );
+    assert!(
+        matches!(&out[1], Ok(WriteOutcome::Applied(r)) if (r.status, r.attempts) == (JobStatus::Running, 2)),
+        "{:?}",
+        out[1]
+    );
+    assert!(
+        matches!(&out[2], Ok(WriteOutcome::Applied(r)) if r.status == JobStatus::Completed && r.output == Some(json!({"job": "T-bc"}))),
+        "{:?}",
+        out[2]
+    );
+    assert!(
+        matches!(
+            &out[3],
+            Ok(WriteOutcome::Refused {
+                reason: TransitionError::StaleAttempt { attempt: 1, attempts: 2, .. },
+                ..
+            })
+        ),
+        "{:?}",
+        out[3]
+    );
+    assert!(
+        matches!(&out[4], Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. })),
+        "{:?}",
+        out[4]
+    );
+    assert!(
+        matches!(
+            &out[5],
+            Ok(WriteOutcome::Refused {
+                reason: TransitionError::AttemptsExhausted { attempt: 2, max_attempts: 1 },
+                ..
+            })
+        ),
+        "{:?}",
+        out[5]
+    );
+    assert!(matches!(&out[6], Err(StoreError::NotFound("job"))), "{:?}", out[6]);
+    // Applied writes are audited with their attempt; refused ones are not.
+    let audit = |j: &longhaul_core::NewJob| {
+        let store = store.clone();
+        let (t, id) = (j.tenant_id.clone(), j.job_id.clone());
+        async move {
+            store
+                .job_audit(&t, &id)
+                .await
+                .expect("audit")
+                .into_iter()
+                .map(|e| (e.action, e.detail))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        audit(a).await,
+        [
+            ("enqueued".to_owned(), json!({"ticket_id": "T-ba", "ticket_revision": 1})),
+            ("started".to_owned(), json!({"attempt": 1}))
+        ]
+    );
+    assert_eq!(audit(b).await.last(), Some(&("started".to_owned(), json!({"attempt": 2}))));
+    assert_eq!(audit(c).await.last(), Some(&("completed".to_owned(), json!({"attempt": 1}))));
+    assert_eq!(
+        audit(d).await.last(),
+        Some(&("started".to_owned(), json!({"attempt": 2}))),
+        "refused: not audited"
+    );
+    let rd = store.get_job(&d.tenant_id, &d.job_id).await.expect("get").expect("d");
+    assert_eq!((rd.status, rd.output), (JobStatus::Running, None));
+    // The single form agrees.
+    assert!(matches!(
+        store.start_next(&missing.tenant_id, &missing.job_id).await,
+        Err(StoreError::NotFound("job"))
+    ));
+    let r = applied(store.start_next(&a.tenant_id, &a.job_id).await.expect("takeover"));
+    assert_eq!(r.attempts, 2);
+});
+
+conformance!(a_job_written_twice_in_one_progress_batch_keeps_the_last_write, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-pp", 3).await;
+    store.create_pending(a.clone()).await.expect("create");
+    applied(store.start(&a.tenant_id, &a.job_id, 1).await.expect("start"));
+    let (p33, p66) = (Progress::new(33).expect("p"), Progress::new(66).expect("p"));
+    let writes = [(&a.tenant_id, &a.job_id, 1, "load", p33), (&a.tenant_id, &a.job_id, 1, "classify", p66)];
+    assert_eq!(store.record_progress_many(&writes).await.expect("batch"), [true, true]);
+    let r = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
+    assert_eq!((r.stage.as_deref(), r.progress.percent()), (Some("classify"), 66));
 });

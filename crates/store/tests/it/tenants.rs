@@ -47,3 +47,23 @@ conformance!(ticket_revisions_bump_and_stay_in_tenant, |store: Store| async move
     let err = store.upsert_ticket(&tenant("nobody"), &ticket("SUP-1"), "s", "b").await.expect_err("fk");
     assert!(matches!(err, StoreError::Database(_)), "{err}");
 });
+
+conformance!(the_pipeline_reads_a_ticket_with_its_tenants_webhook_in_one_query, |store: Store| async move {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    store.create_tenant(&acme, "Acme", Some("http://127.0.0.1:9/hook")).await.expect("acme");
+    store.create_tenant(&globex, "Globex", None).await.expect("globex");
+    store.upsert_ticket(&acme, &ticket("T-1"), "s1", "b1").await.expect("ticket");
+    store.upsert_ticket(&acme, &ticket("T-1"), "s2", "b2").await.expect("revision 2");
+    store.upsert_ticket(&globex, &ticket("T-2"), "s", "b").await.expect("ticket");
+
+    let view = store.load_ticket_view(&acme, &ticket("T-1")).await.expect("load").expect("exists");
+    assert_eq!((view.revision, view.subject.as_str(), view.body.as_str()), (2, "s2", "b2"));
+    assert_eq!(view.webhook_url.as_deref(), Some("http://127.0.0.1:9/hook"));
+    let view = store.load_ticket_view(&globex, &ticket("T-2")).await.expect("load").expect("exists");
+    assert_eq!((view.tenant_id, view.webhook_url), (globex.clone(), None));
+    assert_eq!(
+        store.load_ticket_view(&globex, &ticket("T-1")).await.expect("load"),
+        None,
+        "scoped by tenant"
+    );
+});

@@ -32,6 +32,7 @@ impl MemStore {
             revision: 1,
             subject: subject.into(),
             body: body.into(),
+            webhook_url: None,
         };
         self.tickets.lock().expect("lock").insert((tenant.into(), ticket.into()), view);
     }
@@ -43,7 +44,9 @@ impl TicketStore for MemStore {
         tenant: &TenantId,
         ticket: &TicketId,
     ) -> Result<Option<TicketView>, JobError> {
-        Ok(self.tickets.lock().expect("lock").get(&(tenant.to_string(), ticket.to_string())).cloned())
+        let view = self.tickets.lock().expect("lock").get(&(tenant.to_string(), ticket.to_string())).cloned();
+        let webhook_url = self.webhooks.lock().expect("lock").get(tenant.as_str()).cloned();
+        Ok(view.map(|v| TicketView { webhook_url, ..v }))
     }
     async fn write_triage(
         &self,
@@ -59,9 +62,6 @@ impl TicketStore for MemStore {
         let result = serde_json::json!({ "written": true });
         ops.insert(op.to_string(), OperationState::Done { result: result.clone() });
         Ok(result)
-    }
-    async fn tenant_webhook(&self, tenant: &TenantId) -> Result<Option<String>, JobError> {
-        Ok(self.webhooks.lock().expect("lock").get(tenant.as_str()).cloned())
     }
 }
 

@@ -18,6 +18,7 @@ pub(crate) fn ticket() -> TicketView {
         revision: 1,
         subject: "App crashes".into(),
         body: "Since the update the app crashes on start".into(),
+        webhook_url: None,
     }
 }
 

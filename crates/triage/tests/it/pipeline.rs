@@ -90,6 +90,7 @@ async fn each_error_class_is_reported() {
             revision: 1,
             subject: "s".into(),
             body: "b".into(),
+            webhook_url: None,
         },
     );
     let webhook = RecordingWebhook::default();
