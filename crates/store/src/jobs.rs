@@ -60,6 +60,9 @@ const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM jobs WHERE job_id
 /// The largest page [`Store::list_jobs`] returns.
 pub const MAX_PAGE_SIZE: u32 = 500;
 
+/// A progress write: tenant, job, the running attempt, the stage and the overall progress.
+pub type ProgressWrite<'a> = (&'a TenantId, &'a JobId, u32, &'a str, Progress);
+
 /// The result of a fenced write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOutcome {
@@ -553,35 +556,8 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Database`]: then none of the writes was applied.
-    pub async fn record_progress_many(
-        &self,
-        writes: &[(&TenantId, &JobId, u32, &str, Progress)],
-    ) -> Result<Vec<bool>, StoreError> {
-        if writes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = now();
-        let pool = match &self.backend {
-            crate::Backend::Postgres(pool) => return record_progress_pg(pool, writes, now).await,
-            crate::Backend::Sqlite(pool) => pool,
-        };
-        let mut tx = pool.begin().await?;
-        let mut applied = Vec::with_capacity(writes.len());
-        for (tenant, job, attempt, stage, progress) in writes {
-            let n = sqlx::query(PROGRESS_SQL)
-                .bind(job.as_str())
-                .bind(tenant.as_str())
-                .bind(i32::try_from(*attempt).unwrap_or(i32::MAX))
-                .bind(*stage)
-                .bind(i32::from(progress.percent()))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            applied.push(n == 1);
-        }
-        tx.commit().await?;
-        Ok(applied)
+    pub async fn record_progress_many(&self, writes: &[ProgressWrite<'_>]) -> Result<Vec<bool>, StoreError> {
+        Ok(self.write_batch(writes, &[]).await?.0)
     }
 
     /// Completes the running attempt with `output`. Audited as `completed`.
@@ -611,12 +587,8 @@ impl Store {
         out.pop().ok_or(StoreError::NotFound("job"))?
     }
 
-    /// Applies many starts and completions in one transaction (one commit): how a worker records
-    /// the outcomes of concurrent jobs together. Each write is fenced exactly as its single form.
-    /// On PostgreSQL, the starts of a batch are one statement and its completions another (each
-    /// with its audit rows); a batch naming one job twice is written one statement per write, in
-    /// order. The outcomes come back in order; a write whose job does not exist for its tenant gets
-    /// [`StoreError::NotFound`] in its place.
+    /// Applies many starts and completions in one transaction (one commit). See
+    /// [`Store::write_batch`].
     ///
     /// # Errors
     /// [`StoreError::Database`]: then none of the writes was applied (retry them one by one).
@@ -624,16 +596,52 @@ impl Store {
         &self,
         writes: &[Write],
     ) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
-        if writes.is_empty() {
-            return Ok(Vec::new());
+        Ok(self.write_batch(&[], writes).await?.1)
+    }
+
+    /// Applies progress writes, then starts and completions, in one transaction (one commit): how
+    /// a worker records what its concurrent jobs did together. Each write is fenced exactly as its
+    /// single form. On PostgreSQL the batch is at most three statements — the progress writes, the
+    /// starts and the completions, each multi-row and with its audit rows — unless a start names a
+    /// job that another start or completion of the batch names too; such a batch is written one
+    /// statement per write, in order.
+    ///
+    /// Returns, per progress write, whether it was applied (a job written twice keeps its last
+    /// write; the earlier ones of the same attempt count as applied with it), and per write its
+    /// outcome, in order; a write whose job does not exist for its tenant gets
+    /// [`StoreError::NotFound`] in its place.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`]: then none of the writes was applied (retry them one by one).
+    pub async fn write_batch(
+        &self,
+        progress: &[ProgressWrite<'_>],
+        writes: &[Write],
+    ) -> Result<(Vec<bool>, Vec<Result<WriteOutcome, StoreError>>), StoreError> {
+        if progress.is_empty() && writes.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
         }
         let now = now();
-        let mut seen = std::collections::HashSet::with_capacity(writes.len());
-        let distinct = writes.iter().all(|w| seen.insert(w.target().1));
-        let rows: Vec<Option<JobRow>> = match &self.backend {
-            crate::Backend::Postgres(pool) if distinct => write_many_pg(pool, writes, now).await?,
+        let (applied, rows): (Vec<bool>, Vec<Option<JobRow>>) = match &self.backend {
+            crate::Backend::Postgres(pool) if pg_batchable(writes) => {
+                write_batch_pg(pool, progress, writes, now).await?
+            }
             _ => on_pool!(self, pool => {
                 let mut tx = pool.begin().await?;
+                let mut applied = Vec::with_capacity(progress.len());
+                for (tenant, job, attempt, stage, percent) in progress {
+                    let n = sqlx::query(PROGRESS_SQL)
+                        .bind(job.as_str())
+                        .bind(tenant.as_str())
+                        .bind(i32::try_from(*attempt).unwrap_or(i32::MAX))
+                        .bind(*stage)
+                        .bind(i32::from(percent.percent()))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    applied.push(n == 1);
+                }
                 let mut rows = Vec::with_capacity(writes.len());
                 for w in writes {
                     let (tenant, job) = w.target();
@@ -663,7 +671,7 @@ impl Store {
                     rows.push(row);
                 }
                 tx.commit().await?;
-                Ok::<_, StoreError>(rows)
+                Ok::<_, StoreError>((applied, rows))
             })?,
         };
         let mut outcomes = Vec::with_capacity(rows.len());
@@ -674,7 +682,7 @@ impl Store {
                 None => self.refusal(tenant, job, w.attempt(), &w.transition(now).rule).await,
             });
         }
-        Ok(outcomes)
+        Ok((applied, outcomes))
     }
 
     /// Fails the job for good with `class` and `message`. Audited as `failed`, or `alert` for the
@@ -934,16 +942,45 @@ async fn create_pending_each(
     out.into_iter().map(|o| o.ok_or(StoreError::NotFound("job"))).collect()
 }
 
-/// [`Store::record_progress_many`] on PostgreSQL: one statement. A job written more than once in
-/// the batch gets its last write (one statement cannot update a row twice); the earlier writes of
-/// the same attempt count as applied with it.
-async fn record_progress_pg(
+/// Where [`write_batch_pg`] writes: a transaction, or one connection in autocommit mode.
+enum PgWriter {
+    Transaction(sqlx::Transaction<'static, sqlx::Postgres>),
+    Autocommit(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+impl PgWriter {
+    fn connection(&mut self) -> &mut sqlx::PgConnection {
+        match self {
+            Self::Transaction(tx) => tx,
+            Self::Autocommit(conn) => conn,
+        }
+    }
+}
+
+/// Whether [`write_batch_pg`] may write `writes` as one statement per kind without changing
+/// their outcome: every job started at most once, completed at most once, and never both.
+fn pg_batchable(writes: &[Write]) -> bool {
+    let mut started = std::collections::HashSet::new();
+    let mut completed = std::collections::HashSet::new();
+    writes.iter().all(|w| match w {
+        Write::Complete { job, .. } => completed.insert(job) && !started.contains(job),
+        Write::Start { job, .. } | Write::StartNext { job, .. } => {
+            started.insert(job) && !completed.contains(job)
+        }
+    })
+}
+
+/// [`Store::write_batch`] on PostgreSQL: the progress writes, the starts and the completions, one
+/// multi-row statement each, in that order; in one transaction when there is more than one.
+async fn write_batch_pg(
     pool: &sqlx::PgPool,
-    writes: &[(&TenantId, &JobId, u32, &str, Progress)],
+    progress: &[ProgressWrite<'_>],
+    writes: &[Write],
     now: DateTime<Utc>,
-) -> Result<Vec<bool>, StoreError> {
-    let mut last = std::collections::HashMap::with_capacity(writes.len());
-    for (i, (_, job, ..)) in writes.iter().enumerate() {
+) -> Result<(Vec<bool>, Vec<Option<JobRow>>), StoreError> {
+    // Progress: one write per job, its last.
+    let mut last = std::collections::HashMap::with_capacity(progress.len());
+    for (i, (_, job, ..)) in progress.iter().enumerate() {
         last.insert(job.as_str(), i);
     }
     let mut chosen: Vec<usize> = last.values().copied().collect();
@@ -951,39 +988,21 @@ async fn record_progress_pg(
     let (mut jobs, mut tenants, mut attempts, mut stages, mut percents) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for &i in &chosen {
-        let (tenant, job, attempt, stage, progress) = writes[i];
+        let (tenant, job, attempt, stage, percent) = progress[i];
         jobs.push(job.as_str());
         tenants.push(tenant.as_str());
         attempts.push(i32::try_from(attempt).unwrap_or(i32::MAX));
         stages.push(stage);
-        percents.push(i32::from(progress.percent()));
+        percents.push(i32::from(percent.percent()));
     }
-    let rows: Vec<(String,)> = sqlx::query_as(PG_PROGRESS_SQL)
+    let progress_query = sqlx::query_as::<_, (String,)>(PG_PROGRESS_SQL)
         .bind(jobs)
         .bind(tenants)
         .bind(attempts)
         .bind(stages)
         .bind(percents)
-        .bind(now)
-        .fetch_all(pool)
-        .await?;
-    let applied: std::collections::HashSet<String> = rows.into_iter().map(|(j,)| j).collect();
-    Ok(writes
-        .iter()
-        .map(|(_, job, attempt, ..)| {
-            applied.contains(job.as_str()) && last.get(job.as_str()).is_some_and(|&i| writes[i].2 == *attempt)
-        })
-        .collect())
-}
+        .bind(now);
 
-/// [`Store::write_many`] on PostgreSQL for a batch naming each job once: the starts in one
-/// statement, the completions in another, in one transaction when there are both. Returns the
-/// written row of each write, in order (`None`: refused or missing).
-async fn write_many_pg(
-    pool: &sqlx::PgPool,
-    writes: &[Write],
-    now: DateTime<Utc>,
-) -> Result<Vec<Option<JobRow>>, StoreError> {
     let starts: Vec<&Write> = writes.iter().filter(|w| !matches!(w, Write::Complete { .. })).collect();
     let completes: Vec<&Write> = writes.iter().filter(|w| matches!(w, Write::Complete { .. })).collect();
     let ids = |ws: &[&Write]| ws.iter().map(|w| w.target().1.as_str().to_owned()).collect::<Vec<_>>();
@@ -1009,18 +1028,34 @@ async fn write_many_pg(
         .bind(attempts(&completes))
         .bind(outputs)
         .bind(now);
-    let written: Vec<JobRow> = match (starts.is_empty(), completes.is_empty()) {
-        (false, true) => start_query.fetch_all(pool).await?,
-        (true, false) => complete_query.fetch_all(pool).await?,
-        _ => {
-            let mut tx = pool.begin().await?;
-            let mut rows = start_query.fetch_all(&mut *tx).await?;
-            rows.extend(complete_query.fetch_all(&mut *tx).await?);
-            tx.commit().await?;
-            rows
-        }
+
+    let statements = [!chosen.is_empty(), !starts.is_empty(), !completes.is_empty()];
+    // One statement commits on its own; more share a transaction.
+    let mut db = if statements.iter().filter(|s| **s).count() > 1 {
+        PgWriter::Transaction(pool.begin().await?)
+    } else {
+        PgWriter::Autocommit(pool.acquire().await?)
     };
+    let updated: Vec<(String,)> =
+        if statements[0] { progress_query.fetch_all(db.connection()).await? } else { Vec::new() };
+    let mut written: Vec<JobRow> =
+        if statements[1] { start_query.fetch_all(db.connection()).await? } else { Vec::new() };
+    if statements[2] {
+        written.extend(complete_query.fetch_all(db.connection()).await?);
+    }
+    if let PgWriter::Transaction(tx) = db {
+        tx.commit().await?;
+    }
+
+    let updated: std::collections::HashSet<String> = updated.into_iter().map(|(j,)| j).collect();
+    let applied = progress
+        .iter()
+        .map(|(_, job, attempt, ..)| {
+            updated.contains(job.as_str())
+                && last.get(job.as_str()).is_some_and(|&i| progress[i].2 == *attempt)
+        })
+        .collect();
     let mut by_job: std::collections::HashMap<String, JobRow> =
         written.into_iter().map(|r| (r.job_id.clone(), r)).collect();
-    Ok(writes.iter().map(|w| by_job.remove(w.target().1.as_str())).collect())
+    Ok((applied, writes.iter().map(|w| by_job.remove(w.target().1.as_str())).collect()))
 }

@@ -39,7 +39,7 @@ pub mod ops;
 pub mod tenants;
 
 pub use error::StoreError;
-pub use jobs::{JobPage, Write, WriteOutcome};
+pub use jobs::{JobPage, ProgressWrite, Write, WriteOutcome};
 pub use ops::AuditEntry;
 pub use tenants::{ApiKey, Tenant, Ticket};
 

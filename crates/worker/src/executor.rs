@@ -113,8 +113,8 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
         tracing::warn!("shutdown grace period over: leaving the job for another worker");
         return Outcome::Leave;
     };
-    // Progress written before the outcome, so the events of a job stay in order.
-    crate::progress::flush(shared).await;
+    // The completion goes through the recorder after the job's progress, so they stay in order;
+    // the failure writes below do not, so they wait for the progress first.
 
     match result {
         Ok(output) => match shared
@@ -185,7 +185,7 @@ async fn run_pipeline<P: Pipeline + 'static>(
     ctx: &JobContext,
 ) -> Option<Result<serde_json::Value, JobError>> {
     let pipeline = shared.pipeline.clone();
-    let observer = Observer::new(shared.progress_tx.clone());
+    let observer = Observer::new(shared.recorder_tx.clone());
     let task_ctx = ctx.clone();
     let span = tracing::Span::current();
     let handle = tokio::spawn(tracing::Instrument::instrument(
@@ -229,6 +229,7 @@ async fn after_failure<P: Pipeline + 'static>(
     error: &JobError,
     started: Instant,
 ) -> Outcome {
+    crate::recorder::flush(shared).await;
     let s = &shared.settings;
     let max_attempts = record.max_attempts.min(s.max_attempts).max(1);
     let policy =

@@ -9,17 +9,16 @@
 //!   caught), classifies failures and writes the outcome to storage;
 //! - **completer** ([`completer`]) — acks/deletes finished entries and appends their events in
 //!   batches (taking new entries for the freed capacity in the same call), schedules retries;
-//! - **recorder** — writes the starts and completions of concurrent jobs in one transaction (group
-//!   commit) and answers each executor after the commit;
-//! - **progress writer** ([`progress`]) — persists throttled progress in batches and emits
-//!   `progress` events;
+//! - **recorder** — writes the starts, throttled progress ([`progress`]) and completions of
+//!   concurrent jobs in one transaction (group commit), emits the `progress` events, and answers
+//!   each executor after the commit;
 //! - **heartbeat** and **promoter** — keep in-flight entries leased; move due retries back into the
 //!   stream.
 
 pub mod completer;
 pub mod executor;
 pub mod progress;
-mod recorder;
+pub mod recorder;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -85,7 +84,6 @@ pub(crate) struct Shared<P> {
     /// Entry ids being worked on by this process (heart-beaten).
     pub inflight: Mutex<HashSet<String>>,
     pub done_tx: mpsc::UnboundedSender<completer::Done>,
-    pub progress_tx: mpsc::UnboundedSender<progress::Message>,
     pub recorder_tx: mpsc::UnboundedSender<recorder::Request>,
     pub tracker: TaskTracker,
     /// Cancelled when the grace period ends: executors abandon their jobs.
@@ -129,7 +127,7 @@ impl<P: Pipeline + 'static> Shared<P> {
         write: longhaul_store::Write,
     ) -> Result<longhaul_store::WriteOutcome, longhaul_store::StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.recorder_tx.send((write, tx)).is_err() {
+        if self.recorder_tx.send(recorder::Request::Write(write, tx)).is_err() {
             return Err(longhaul_store::StoreError::Config("the recorder has stopped".into()));
         }
         rx.await.unwrap_or_else(|_| {
@@ -181,7 +179,6 @@ impl<P: Pipeline + 'static> Worker<P> {
             self.queue.consumer(&settings.consumer).context("failed to create the consumer")?;
 
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let (progress_tx, progress_rx) = mpsc::unbounded_channel();
         let (recorder_tx, recorder_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store: self.store,
@@ -190,7 +187,6 @@ impl<P: Pipeline + 'static> Worker<P> {
             settings: settings.clone(),
             inflight: Mutex::new(HashSet::new()),
             done_tx,
-            progress_tx,
             recorder_tx,
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
@@ -199,7 +195,6 @@ impl<P: Pipeline + 'static> Worker<P> {
         let background = TaskTracker::new();
         let bg_stop = CancellationToken::new();
         background.spawn(completer::run(shared.clone(), done_rx, bg_stop.clone()));
-        background.spawn(progress::run(shared.clone(), progress_rx, bg_stop.clone()));
         background.spawn(recorder::run(shared.clone(), recorder_rx, bg_stop.clone()));
         background.spawn(heartbeat(shared.clone(), bg_stop.clone()));
         background.spawn(promoter(shared.clone(), shutdown.clone()));

@@ -1,49 +1,31 @@
-//! Progress: the pipeline observer hands stage events to one writer task, which persists them
-//! (throttled: a stage's first event always, then at most one per `progress_interval` per job)
-//! and emits `progress` events. Writes are fenced by attempt, so a late write after completion
-//! changes nothing.
+//! Progress: the observer the pipeline reports stage events to, and the throttle that decides which
+//! of them are persisted — a stage's first event always, then at most one per `progress_interval`
+//! per job. The events go to the recorder ([`crate::recorder`]), which writes them in the same
+//! transaction as the batch's starts and completions and then emits their `progress` events.
+//! Writes are fenced by attempt, so a late write after completion changes nothing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use longhaul_core::{JobContext, Pipeline, PipelineObserver, Progress, StageEvent};
-use longhaul_queue::{Event, EventKind, now_ms};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use longhaul_core::{JobContext, PipelineObserver, StageEvent};
+use tokio::sync::mpsc;
 
-use crate::Shared;
-
-/// A message to the progress writer.
-#[derive(Debug)]
-pub enum Message {
-    /// A stage event of a running attempt.
-    Update {
-        /// The attempt.
-        ctx: JobContext,
-        /// The stage.
-        stage: String,
-        /// Overall progress.
-        progress: Progress,
-    },
-    /// Answer once everything sent before has been written.
-    Flush(oneshot::Sender<()>),
-}
+use crate::recorder::Request;
 
 /// The observer the executor gives the pipeline.
 pub struct Observer {
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::UnboundedSender<Request>,
 }
 
 impl Observer {
-    pub(crate) fn new(tx: mpsc::UnboundedSender<Message>) -> Self {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<Request>) -> Self {
         Self { tx }
     }
 }
 
 impl PipelineObserver for Observer {
     fn on_event(&self, ctx: &JobContext, event: StageEvent<'_>) {
-        let _ = self.tx.send(Message::Update {
+        let _ = self.tx.send(Request::Progress {
             ctx: ctx.clone(),
             stage: event.stage().to_owned(),
             progress: event.progress(),
@@ -51,90 +33,55 @@ impl PipelineObserver for Observer {
     }
 }
 
-/// Waits until every progress update sent so far is written.
-pub(crate) async fn flush<P>(shared: &Shared<P>) {
-    let (tx, rx) = oneshot::channel();
-    if shared.progress_tx.send(Message::Flush(tx)).is_ok() {
-        let _ = rx.await;
+/// Which stage events are persisted: per job attempt, the last stage written and when.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    last: HashMap<(String, u32), (String, Instant)>,
+}
+
+impl Throttle {
+    /// Whether an event of `stage` for `ctx`'s attempt is due now (and if so, remembers it).
+    pub(crate) fn due(&mut self, ctx: &JobContext, stage: &str, interval: Duration, now: Instant) -> bool {
+        let key = (ctx.job_id.to_string(), ctx.attempt);
+        let is_due = match self.last.get(&key) {
+            Some((s, at)) => s != stage || now.saturating_duration_since(*at) >= interval,
+            None => true,
+        };
+        if is_due {
+            self.last.insert(key, (stage.to_owned(), now));
+        }
+        if self.last.len() > 10_000 {
+            self.last.retain(|_, (_, at)| now.saturating_duration_since(*at).as_secs() < 600);
+        }
+        is_due
     }
 }
 
-/// The writer task.
-pub(crate) async fn run<P: Pipeline + 'static>(
-    shared: Arc<Shared<P>>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    stop: CancellationToken,
-) {
-    let mut last: HashMap<(String, u32), (String, Instant)> = HashMap::new();
-    let mut batch = Vec::with_capacity(256);
-    let mut due: Vec<(JobContext, String, Progress)> = Vec::new();
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            n = rx.recv_many(&mut batch, 256) => if n == 0 { return },
-        }
-        for message in batch.drain(..) {
-            match message {
-                Message::Flush(done) => {
-                    // Everything sent before the flush is written before it is answered.
-                    write(&shared, std::mem::take(&mut due)).await;
-                    let _ = done.send(());
-                }
-                Message::Update { ctx, stage, progress } => {
-                    let key = (ctx.job_id.to_string(), ctx.attempt);
-                    let is_due = match last.get(&key) {
-                        Some((s, at)) => *s != stage || at.elapsed() >= shared.settings.progress_interval,
-                        None => true,
-                    };
-                    if is_due {
-                        last.insert(key, (stage.clone(), Instant::now()));
-                        due.push((ctx, stage, progress));
-                    }
-                }
-            }
-        }
-        write(&shared, std::mem::take(&mut due)).await;
-        if last.len() > 10_000 {
-            last.retain(|_, (_, at)| at.elapsed().as_secs() < 600);
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use longhaul_core::{JobId, TenantId, TicketId};
 
-/// Writes a batch of progress updates in one transaction, then publishes their events in one
-/// round trip. Progress is best effort: a failure is logged, and the job's outcome still lands.
-async fn write<P>(shared: &Shared<P>, updates: Vec<(JobContext, String, Progress)>) {
-    if updates.is_empty() {
-        return;
-    }
-    let writes: Vec<_> = updates
-        .iter()
-        .map(|(ctx, stage, p)| (&ctx.tenant_id, &ctx.job_id, ctx.attempt, stage.as_str(), *p))
-        .collect();
-    let applied = match shared.store.record_progress_many(&writes).await {
-        Ok(applied) => applied,
-        Err(e) => {
-            tracing::warn!(error = %e, updates = updates.len(), "cannot record progress");
-            return;
+    fn ctx(attempt: u32) -> JobContext {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let ticket = TicketId::parse("T-1").expect("ticket");
+        JobContext {
+            job_id: JobId::for_ticket(&tenant, &ticket, 1),
+            tenant_id: tenant,
+            ticket_id: ticket,
+            ticket_revision: 1,
+            attempt,
         }
-    };
-    let events: Vec<Event> = updates
-        .iter()
-        .zip(applied)
-        .filter(|(_, applied)| *applied)
-        .map(|((ctx, stage, progress), _)| {
-            let mut event = Event::new(
-                EventKind::Progress,
-                ctx.job_id.as_str(),
-                ctx.tenant_id.as_str(),
-                ctx.attempt,
-                now_ms(),
-            );
-            event.stage = Some(stage.clone());
-            event.progress = Some(progress.percent());
-            event
-        })
-        .collect();
-    if let Err(e) = shared.queue.publish_many(&events).await {
-        tracing::warn!(error = %e, events = events.len(), "cannot publish progress events");
+    }
+
+    #[test]
+    fn a_stages_first_event_is_always_due_then_one_per_interval() {
+        let mut t = Throttle::default();
+        let (every, t0) = (Duration::from_millis(250), Instant::now());
+        assert!(t.due(&ctx(1), "load", every, t0));
+        assert!(!t.due(&ctx(1), "load", every, t0 + Duration::from_millis(100)), "within the interval");
+        assert!(t.due(&ctx(1), "classify", every, t0 + Duration::from_millis(100)), "a new stage");
+        assert!(t.due(&ctx(1), "classify", every, t0 + Duration::from_millis(400)), "interval passed");
+        assert!(t.due(&ctx(2), "classify", every, t0 + Duration::from_millis(400)), "another attempt");
     }
 }

@@ -521,3 +521,37 @@ conformance!(a_job_written_twice_in_one_progress_batch_keeps_the_last_write, |st
     let r = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
     assert_eq!((r.stage.as_deref(), r.progress.percent()), (Some("classify"), 66));
 });
+
+conformance!(progress_and_the_completion_of_one_job_share_a_batch_in_order, |store: Store| async move {
+    use longhaul_store::Write;
+    let a = setup_job(&store, "acme", "T-pc", 3).await;
+    let b = setup_job(&store, "acme", "T-pd", 3).await;
+    for j in [&a, &b] {
+        store.create_pending(j.clone()).await.expect("create");
+    }
+    applied(store.start(&a.tenant_id, &a.job_id, 1).await.expect("start"));
+    let p = Progress::new(83).expect("p");
+    let progress = [(&a.tenant_id, &a.job_id, 1, "apply", p)];
+    let writes = [
+        Write::Complete {
+            tenant: a.tenant_id.clone(),
+            job: a.job_id.clone(),
+            attempt: 1,
+            output: json!({"n": 1}),
+        },
+        Write::StartNext { tenant: b.tenant_id.clone(), job: b.job_id.clone() },
+    ];
+    let (applied_progress, outcomes) = store.write_batch(&progress, &writes).await.expect("batch");
+    assert_eq!(applied_progress, [true], "progress is written before the completion");
+    let done = match &outcomes[0] {
+        Ok(WriteOutcome::Applied(r)) => r.clone(),
+        other => panic!("completion: {other:?}"),
+    };
+    assert_eq!(
+        (done.status, done.stage.as_deref(), done.progress),
+        (JobStatus::Completed, Some("apply"), Progress::DONE)
+    );
+    assert!(matches!(&outcomes[1], Ok(WriteOutcome::Applied(r)) if r.attempts == 1));
+    // The same progress again, after the completion, is refused.
+    assert_eq!(store.write_batch(&progress, &[]).await.expect("late").0, [false]);
+});
