@@ -41,7 +41,7 @@ pub mod tenants;
 pub use error::StoreError;
 pub use jobs::{JobPage, ProgressWrite, Write, WriteOutcome};
 pub use ops::AuditEntry;
-pub use tenants::{ApiKey, Tenant, Ticket};
+pub use tenants::{ApiKey, Tenant, Ticket, TriageWrite};
 
 /// The database used when no URL is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://longhaul.db";

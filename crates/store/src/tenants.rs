@@ -449,6 +449,99 @@ impl Store {
     }
 }
 
+/// A ticket triage write: the job's context, the operation id, the triage JSON.
+pub type TriageWrite<'a> = (&'a longhaul_core::JobContext, &'a longhaul_core::OperationId, &'a Value);
+
+/// PostgreSQL: many ticket triage writes in one statement — each operation row inserted while its
+/// ticket exists, each ticket updated only if its operation row was new. `$1` operation ids, `$2`
+/// tenants, `$3` jobs, `$4` attempts, `$5` tickets, `$6` triage values, `$7` result, `$8` time.
+const PG_TRIAGE_MANY_SQL: &str = "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], \
+     $5::text[], $6::jsonb[]) AS v(op, tenant, job, attempt, ticket, triage)), \
+     o AS (INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt, result, \
+     created_at, updated_at) \
+     SELECT v.op, v.tenant, v.job, 'apply', 'ticket-update', 'done', v.attempt, $7, $8, $8 FROM v \
+     WHERE EXISTS (SELECT 1 FROM tickets t WHERE t.tenant_id = v.tenant AND t.ticket_id = v.ticket) \
+     ORDER BY v.op ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id) \
+     UPDATE tickets t SET triage = v.triage, updated_at = $8 FROM o JOIN v ON v.op = o.operation_id \
+     WHERE t.tenant_id = v.tenant AND t.ticket_id = v.ticket RETURNING v.op";
+
+impl Store {
+    /// [`Store::write_ticket_triage`] for many jobs: how a worker writes the apply stages of its
+    /// concurrent jobs together. On PostgreSQL one statement (one commit) when the batch names
+    /// each ticket and operation once; otherwise, and on SQLite, one write after another. Returns
+    /// each write's stored result, or its error ([`StoreError::NotFound`] for a missing ticket), in
+    /// order.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the batch statement fails: then none was written.
+    pub async fn write_ticket_triage_many(
+        &self,
+        writes: &[TriageWrite<'_>],
+    ) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
+        let mut tickets = std::collections::HashSet::new();
+        let mut ops = std::collections::HashSet::new();
+        let distinct = writes
+            .iter()
+            .all(|(ctx, op, _)| tickets.insert((&ctx.tenant_id, &ctx.ticket_id)) && ops.insert(op.as_str()));
+        let pool = match &self.backend {
+            crate::Backend::Postgres(pool) if distinct && writes.len() > 1 => pool,
+            _ => {
+                let mut out = Vec::with_capacity(writes.len());
+                for (ctx, op, triage) in writes {
+                    out.push(self.write_ticket_triage(ctx, op, triage).await);
+                }
+                return Ok(out);
+            }
+        };
+        let now = now();
+        let result = serde_json::json!({ "written": true });
+        let written: Vec<(String,)> = sqlx::query_as(PG_TRIAGE_MANY_SQL)
+            .bind(writes.iter().map(|(_, op, _)| op.as_str()).collect::<Vec<_>>())
+            .bind(writes.iter().map(|(ctx, ..)| ctx.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(writes.iter().map(|(ctx, ..)| ctx.job_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                writes
+                    .iter()
+                    .map(|(ctx, ..)| i32::try_from(ctx.attempt).unwrap_or(i32::MAX))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(writes.iter().map(|(ctx, ..)| ctx.ticket_id.as_str()).collect::<Vec<_>>())
+            .bind(writes.iter().map(|(.., triage)| Json(*triage)).collect::<Vec<_>>())
+            .bind(Json(&result))
+            .bind(now)
+            .fetch_all(pool)
+            .await?;
+        let written: std::collections::HashSet<String> = written.into_iter().map(|(op,)| op).collect();
+        // The rest: written by an earlier attempt (its stored result), or the ticket is missing.
+        let rest: Vec<&str> =
+            writes.iter().map(|(_, op, _)| op.as_str()).filter(|op| !written.contains(*op)).collect();
+        let mut stored = std::collections::HashMap::new();
+        if !rest.is_empty() {
+            let rows: Vec<(String, String, Option<Json<Value>>)> = sqlx::query_as(
+                "SELECT operation_id, tenant_id, result FROM operations WHERE operation_id = ANY($1)",
+            )
+            .bind(&rest)
+            .fetch_all(pool)
+            .await?;
+            for (op, tenant, r) in rows {
+                stored.insert(op, (tenant, r.map(|j| j.0).unwrap_or(Value::Null)));
+            }
+        }
+        Ok(writes
+            .iter()
+            .map(|(ctx, op, _)| {
+                if written.contains(op.as_str()) {
+                    return Ok(result.clone());
+                }
+                match stored.get(op.as_str()) {
+                    Some((tenant, r)) if tenant == ctx.tenant_id.as_str() => Ok(r.clone()),
+                    _ => Err(StoreError::NotFound("ticket")),
+                }
+            })
+            .collect())
+    }
+}
+
 impl longhaul_core::TicketStore for Store {
     async fn load_ticket(
         &self,

@@ -12,6 +12,8 @@
 //! - **recorder** — writes the starts, throttled progress ([`progress`]) and completions of
 //!   concurrent jobs in one transaction (group commit), emits the `progress` events, and answers
 //!   each executor after the commit;
+//! - **ticket writer** ([`tickets`]) — the pipeline's ticket store, batching the apply stage's
+//!   ticket writes of concurrent jobs;
 //! - **heartbeat** and **promoter** — keep in-flight entries leased; move due retries back into the
 //!   stream.
 
@@ -19,6 +21,7 @@ pub mod completer;
 pub mod executor;
 pub mod progress;
 pub mod recorder;
+pub mod tickets;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -199,7 +199,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown_grace: cli.shutdown_grace,
         progress_interval: cli.progress_interval,
     };
-    let pipeline = TriagePipeline::new(store.clone(), store.clone(), provider, webhook);
+    let tickets = longhaul_worker::tickets::BatchedTickets::spawn(store.clone());
+    let pipeline = TriagePipeline::new(tickets, store.clone(), provider, webhook);
     Worker::new(store.clone(), queue, pipeline, settings).run(shutdown.clone()).await?;
     shutdown.cancel();
     let _ = admin_task.await;

@@ -118,3 +118,59 @@ conformance!(ticket_triage_is_written_once_with_its_operation, |store: Store| as
     ));
     assert_eq!(store.get_operation(&job.tenant_id, &op2).await.expect("op"), None);
 });
+
+conformance!(ticket_triage_of_many_jobs_in_one_batch, |store: Store| async move {
+    let ctx = |job: &longhaul_core::NewJob| JobContext {
+        job_id: job.job_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        ticket_id: job.ticket_id.clone(),
+        ticket_revision: 1,
+        attempt: 1,
+    };
+    let [a, b, c, ghost] = [
+        setup_job(&store, "acme", "T-ma", 3).await,
+        setup_job(&store, "acme", "T-mb", 3).await,
+        setup_job(&store, "acme", "T-mc", 3).await,
+        setup_job(&store, "acme", "T-ghost", 3).await,
+    ];
+    for j in [&a, &b, &c] {
+        store.upsert_ticket(&j.tenant_id, &j.ticket_id, "s", "b").await.expect("ticket");
+    }
+    let op = |j: &longhaul_core::NewJob| OperationId::derive(&j.job_id, "apply", "ticket-update");
+    let (ca, cb, cc, cg) = (ctx(&a), ctx(&b), ctx(&c), ctx(&ghost));
+    let (oa, ob, oc, og) = (op(&a), op(&b), op(&c), op(&ghost));
+    // b was written by an earlier attempt: the batch returns its stored result and leaves it.
+    let first_b = store.write_ticket_triage(&cb, &ob, &json!({"category": "bug"})).await.expect("b");
+    let (ta, tb, tc, tg) =
+        (json!({"category": "billing"}), json!({"category": "other"}), json!({"n": 3}), json!({}));
+    let writes = [(&ca, &oa, &ta), (&cb, &ob, &tb), (&cg, &og, &tg), (&cc, &oc, &tc)];
+    let out = store.write_ticket_triage_many(&writes).await.expect("batch");
+    assert_eq!(out[0].as_ref().expect("a"), &json!({"written": true}));
+    assert_eq!(out[1].as_ref().expect("b"), &first_b);
+    assert!(matches!(out[2], Err(StoreError::NotFound("ticket"))), "{:?}", out[2]);
+    assert_eq!(out[3].as_ref().expect("c"), &json!({"written": true}));
+    let triage = |j: &longhaul_core::NewJob| {
+        let (store, t, k) = (store.clone(), j.tenant_id.clone(), j.ticket_id.clone());
+        async move { store.get_ticket(&t, &k).await.expect("get").expect("ticket").triage }
+    };
+    assert_eq!(triage(&a).await, Some(ta));
+    assert_eq!(triage(&b).await, Some(json!({"category": "bug"})), "written once");
+    assert_eq!(triage(&c).await, Some(tc));
+    assert_eq!(
+        store.get_operation(&ghost.tenant_id, &og).await.expect("op"),
+        None,
+        "nothing for a missing ticket"
+    );
+
+    // Two jobs of one ticket in one batch are written in order: the later write is the one kept.
+    let later = longhaul_core::JobId::for_ticket(&a.tenant_id, &a.ticket_id, 2);
+    let ca2 = JobContext { job_id: later.clone(), ticket_revision: 2, ..ctx(&a) };
+    let oa2 = OperationId::derive(&later, "apply", "ticket-update");
+    let (t1, t2) = (json!({"v": 1}), json!({"v": 2}));
+    let (oa1, ca1) = (OperationId::derive(&a.job_id, "apply", "again"), ctx(&a));
+    let out =
+        store.write_ticket_triage_many(&[(&ca1, &oa1, &t1), (&ca2, &oa2, &t2)]).await.expect("same ticket");
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    assert_eq!(triage(&a).await, Some(t2));
+    assert!(store.write_ticket_triage_many(&[]).await.expect("empty").is_empty());
+});
