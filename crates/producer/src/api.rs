@@ -180,7 +180,7 @@ pub async fn triage(
         ApiError::BadRequest("invalid ticket id".into(), vec![FieldError::new("ticket_id", e.to_string())])
     })?;
     let key = idempotency_key(&headers)?;
-    let ticket = state.store.get_ticket(&tenant, &ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
+    let ticket = state.tickets.get(&tenant, &ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
     let job_id = match &key {
         Some(key) => JobId::for_idempotency_key(&tenant, key),
         None => JobId::for_ticket(&tenant, &ticket_id, ticket.revision),

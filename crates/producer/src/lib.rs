@@ -16,9 +16,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use longhaul_core::{JobRecord, NewJob};
+use longhaul_core::{JobRecord, NewJob, TenantId, TicketId, TicketView};
 use longhaul_queue::{JobEntry, Queue};
-use longhaul_service::health;
+use longhaul_service::{Batcher, health};
 use longhaul_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
@@ -58,51 +58,48 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// Records concurrent requests' pending jobs together (group commit).
     pub pending: PendingWriter,
+    /// Reads concurrent triage requests' tickets together.
+    pub tickets: TicketReader,
 }
 
 impl AppState {
     /// The state for `store` and `queue`; starts the pending-record writer (needs a Tokio runtime).
     pub fn new(store: Store, queue: Queue, settings: ApiSettings) -> Self {
         let pending = PendingWriter::spawn(store.clone());
-        Self { store, queue, settings, pending }
+        let tickets = TicketReader::spawn(store.clone());
+        Self { store, queue, settings, pending, tickets }
     }
 }
-
-type PendingRequest = (NewJob, tokio::sync::oneshot::Sender<Result<(JobRecord, bool), StoreError>>);
 
 /// Writes the pending records of concurrent requests in one transaction (group commit); each
 /// request waits for its own commit. The task ends when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct PendingWriter {
-    tx: tokio::sync::mpsc::UnboundedSender<PendingRequest>,
+    batcher: Batcher<NewJob, Result<(JobRecord, bool), StoreError>>,
 }
 
 impl PendingWriter {
     /// Starts the writer task.
     pub fn spawn(store: Store) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PendingRequest>();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(64);
-            while rx.recv_many(&mut batch, 64).await > 0 {
-                let (jobs, replies): (Vec<NewJob>, Vec<_>) = std::mem::take(&mut batch).into_iter().unzip();
+        let batcher = Batcher::spawn(64, move |jobs: Vec<NewJob>| {
+            let store = store.clone();
+            async move {
                 match store.create_pending_many(jobs.clone()).await {
-                    Ok(created) => {
-                        for (reply, result) in replies.into_iter().zip(created) {
-                            let _ = reply.send(Ok(result));
+                    Ok(created) => created.into_iter().map(Ok).collect(),
+                    Err(e) if jobs.len() > 1 => {
+                        // Nothing of the batch was written: one bad record must not fail the others.
+                        tracing::warn!(error = %e, jobs = jobs.len(), "batched pending records failed; writing them one by one");
+                        let mut out = Vec::with_capacity(jobs.len());
+                        for job in jobs {
+                            out.push(store.create_pending(job).await);
                         }
+                        out
                     }
-                    Err(e) => {
-                        if jobs.len() > 1 {
-                            tracing::warn!(error = %e, jobs = jobs.len(), "batched pending records failed; writing them one by one");
-                        }
-                        for (job, reply) in jobs.into_iter().zip(replies) {
-                            let _ = reply.send(store.create_pending(job).await);
-                        }
-                    }
+                    Err(e) => vec![Err(e)],
                 }
             }
         });
-        Self { tx }
+        Self { batcher }
     }
 
     /// Records `job` (or finds the existing record), after the batch it joined has committed.
@@ -110,12 +107,54 @@ impl PendingWriter {
     /// # Errors
     /// As [`Store::create_pending`].
     pub async fn create(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((job, tx))
-            .map_err(|_| StoreError::Config("the pending-record writer has stopped".into()))?;
-        rx.await
-            .unwrap_or_else(|_| Err(StoreError::Config("the pending-record writer dropped a request".into())))
+        self.batcher
+            .call(job)
+            .await
+            .unwrap_or_else(|| Err(StoreError::Config("the pending-record writer has stopped".into())))
+    }
+}
+
+/// Reads the tickets of concurrent triage requests in one query (on PostgreSQL); each request
+/// gets its own ticket. The task ends when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct TicketReader {
+    batcher: Batcher<(TenantId, TicketId), Result<Option<TicketView>, StoreError>>,
+}
+
+impl TicketReader {
+    /// Starts the reader task.
+    pub fn spawn(store: Store) -> Self {
+        let batcher = Batcher::spawn(64, move |keys: Vec<(TenantId, TicketId)>| {
+            let store = store.clone();
+            async move {
+                let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
+                match store.load_ticket_views(&refs).await {
+                    Ok(views) => views.into_iter().map(Ok).collect(),
+                    Err(e) if refs.len() > 1 => {
+                        tracing::warn!(error = %e, reads = refs.len(), "batched ticket reads failed; reading them one by one");
+                        let mut out = Vec::with_capacity(refs.len());
+                        for (tenant, ticket) in refs {
+                            out.push(store.load_ticket_view(tenant, ticket).await);
+                        }
+                        out
+                    }
+                    Err(e) => vec![Err(e)],
+                }
+            }
+        });
+        Self { batcher }
+    }
+
+    /// Ticket `ticket` of `tenant` (`None` when it does not exist for that tenant), read in the
+    /// batch it joined.
+    ///
+    /// # Errors
+    /// As [`Store::load_ticket_view`].
+    pub async fn get(&self, tenant: &TenantId, ticket: &TicketId) -> Result<Option<TicketView>, StoreError> {
+        self.batcher
+            .call((tenant.clone(), ticket.clone()))
+            .await
+            .unwrap_or_else(|| Err(StoreError::Config("the ticket reader has stopped".into())))
     }
 }
 

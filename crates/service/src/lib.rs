@@ -1,5 +1,6 @@
 //! `longhaul-service`: what every longhaul binary shares, written once.
 //!
+//! - [`batch`] — [`Batcher`], group commit: concurrent callers' requests served in batches.
 //! - [`args`] — clap flag groups with environment fallbacks (Redis and queue, database, logging)
 //!   and [`Secret`], a string that never prints.
 //! - [`telemetry`] — logs (JSON or text), OpenTelemetry traces and metrics (OTLP, Prometheus text).
@@ -9,9 +10,11 @@
 //! - [`health`] — the `/healthz` and `/readyz` admin endpoints.
 
 pub mod args;
+pub mod batch;
 pub mod health;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;
 
 pub use args::{DatabaseArgs, QueueArgs, Secret, TelemetryArgs};
+pub use batch::Batcher;

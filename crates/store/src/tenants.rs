@@ -309,7 +309,19 @@ impl Store {
     }
 }
 
-#[derive(sqlx::FromRow)]
+fn ticket_view(r: TicketViewRow) -> Result<longhaul_core::TicketView, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt { table: "tickets", detail };
+    Ok(longhaul_core::TicketView {
+        tenant_id: TenantId::parse(r.tenant_id).map_err(|e| corrupt(e.to_string()))?,
+        ticket_id: TicketId::parse(r.ticket_id).map_err(|e| corrupt(e.to_string()))?,
+        revision: u64::try_from(r.revision).map_err(|_| corrupt(format!("revision = {}", r.revision)))?,
+        subject: r.subject,
+        body: r.body,
+        webhook_url: r.webhook_url,
+    })
+}
+
+#[derive(sqlx::FromRow, Clone)]
 struct TicketViewRow {
     tenant_id: String,
     ticket_id: String,
@@ -341,19 +353,49 @@ impl Store {
             .fetch_optional(pool)
             .await
         })?;
-        let corrupt = |detail: String| StoreError::Corrupt { table: "tickets", detail };
-        row.map(|r| {
-            Ok(longhaul_core::TicketView {
-                tenant_id: TenantId::parse(r.tenant_id).map_err(|e| corrupt(e.to_string()))?,
-                ticket_id: TicketId::parse(r.ticket_id).map_err(|e| corrupt(e.to_string()))?,
-                revision: u64::try_from(r.revision)
-                    .map_err(|_| corrupt(format!("revision = {}", r.revision)))?,
-                subject: r.subject,
-                body: r.body,
-                webhook_url: r.webhook_url,
+        row.map(ticket_view).transpose()
+    }
+
+    /// [`Store::load_ticket_view`] for many tickets: on PostgreSQL one query for the batch, on
+    /// SQLite one per ticket. Returns each ticket (or `None`) in order.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn load_ticket_views(
+        &self,
+        keys: &[(&TenantId, &TicketId)],
+    ) -> Result<Vec<Option<longhaul_core::TicketView>>, StoreError> {
+        let pool = match &self.backend {
+            crate::Backend::Postgres(pool) if keys.len() > 1 => pool,
+            _ => {
+                let mut out = Vec::with_capacity(keys.len());
+                for (tenant, ticket) in keys {
+                    out.push(self.load_ticket_view(tenant, ticket).await?);
+                }
+                return Ok(out);
+            }
+        };
+        let rows: Vec<TicketViewRow> = sqlx::query_as(
+            "SELECT t.tenant_id, t.ticket_id, t.revision, t.subject, t.body, n.webhook_url \
+             FROM tickets t JOIN tenants n ON n.tenant_id = t.tenant_id \
+             WHERE (t.tenant_id, t.ticket_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+        )
+        .bind(keys.iter().map(|(tenant, _)| tenant.as_str()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|(_, ticket)| ticket.as_str()).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            found.insert((row.tenant_id.clone(), row.ticket_id.clone()), row);
+        }
+        keys.iter()
+            .map(|(tenant, ticket)| {
+                found
+                    .get(&(tenant.as_str().to_owned(), ticket.as_str().to_owned()))
+                    .map(|r| ticket_view(r.clone()))
+                    .transpose()
             })
-        })
-        .transpose()
+            .collect()
     }
 
     /// Writes the triage result onto the ticket of `ctx` at most once per operation id `op`,

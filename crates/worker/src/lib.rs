@@ -12,8 +12,8 @@
 //! - **recorder** — writes the starts, throttled progress ([`progress`]) and completions of
 //!   concurrent jobs in one transaction (group commit), emits the `progress` events, and answers
 //!   each executor after the commit;
-//! - **ticket writer** ([`tickets`]) — the pipeline's ticket store, batching the apply stage's
-//!   ticket writes of concurrent jobs;
+//! - **ticket store** ([`tickets`]) — the pipeline's ticket reads and writes, each batched across
+//!   concurrent jobs;
 //! - **heartbeat** and **promoter** — keep in-flight entries leased; move due retries back into the
 //!   stream.
 

@@ -199,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         shutdown_grace: cli.shutdown_grace,
         progress_interval: cli.progress_interval,
     };
-    let tickets = longhaul_worker::tickets::BatchedTickets::spawn(store.clone());
+    let tickets = longhaul_worker::tickets::BatchedTickets::spawn(&store);
     let pipeline = TriagePipeline::new(tickets, store.clone(), provider, webhook);
     Worker::new(store.clone(), queue, pipeline, settings).run(shutdown.clone()).await?;
     shutdown.cancel();

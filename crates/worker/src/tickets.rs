@@ -1,64 +1,80 @@
-//! The pipeline's ticket store in the worker: reads go straight to application storage (one query
-//! for the ticket and its tenant's webhook); the apply stage's ticket writes of concurrent jobs are
-//! handed to one task that writes whatever has queued up together
-//! ([`Store::write_ticket_triage_many`]: one statement on PostgreSQL) — each job still waits for its
-//! own write to be committed before its pipeline goes on.
+//! The pipeline's ticket store in the worker. The load stage's reads (the ticket with its tenant's
+//! webhook) and the apply stage's writes (the triage result with its operation record) of
+//! concurrent jobs are each served in batches ([`Batcher`]): on PostgreSQL one query per batch of
+//! reads and one statement per batch of writes. Each job still waits for its own answer — its write
+//! committed — before its pipeline goes on.
 
 use longhaul_core::{JobContext, JobError, OperationId, TenantId, TicketId, TicketStore, TicketView};
+use longhaul_service::Batcher;
 use longhaul_store::{Store, StoreError, TriageWrite};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-
-type Request = (JobContext, OperationId, Value, oneshot::Sender<Result<Value, StoreError>>);
 
 /// Largest batch in one statement.
 const MAX_BATCH: usize = 64;
 
-/// A [`TicketStore`] over [`Store`] whose writes are batched across concurrent jobs.
+type Read = Result<Option<TicketView>, StoreError>;
+type Written = Result<Value, StoreError>;
+
+/// A [`TicketStore`] over [`Store`] whose reads and writes are batched across concurrent jobs.
 #[derive(Debug, Clone)]
 pub struct BatchedTickets {
-    store: Store,
-    tx: mpsc::UnboundedSender<Request>,
+    reads: Batcher<(TenantId, TicketId), Read>,
+    writes: Batcher<(JobContext, OperationId, Value), Written>,
 }
 
 impl BatchedTickets {
-    /// Starts the writer task (needs a Tokio runtime); it ends when the last handle is dropped.
-    pub fn spawn(store: Store) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
-        let writer = store.clone();
-        tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                write(&writer, std::mem::take(&mut batch)).await;
-            }
+    /// Starts the reader and writer tasks (needs a Tokio runtime); they end when the last handle
+    /// is dropped.
+    pub fn spawn(store: &Store) -> Self {
+        let reader = store.clone();
+        let reads = Batcher::spawn(MAX_BATCH, move |keys: Vec<(TenantId, TicketId)>| {
+            let store = reader.clone();
+            async move { read(&store, keys).await }
         });
-        Self { store, tx }
+        let writer = store.clone();
+        let writes = Batcher::spawn(MAX_BATCH, move |batch: Vec<(JobContext, OperationId, Value)>| {
+            let store = writer.clone();
+            async move { write(&store, batch).await }
+        });
+        Self { reads, writes }
     }
 }
 
-async fn write(store: &Store, batch: Vec<Request>) {
-    let (writes, replies): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|(ctx, op, triage, reply)| ((ctx, op, triage), reply)).unzip();
-    let refs: Vec<TriageWrite<'_>> = writes.iter().map(|(ctx, op, triage)| (ctx, op, triage)).collect();
-    match store.write_ticket_triage_many(&refs).await {
-        Ok(results) => {
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(result);
+async fn read(store: &Store, keys: Vec<(TenantId, TicketId)>) -> Vec<Read> {
+    let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
+    match store.load_ticket_views(&refs).await {
+        Ok(views) => views.into_iter().map(Ok).collect(),
+        Err(e) if refs.len() > 1 => {
+            tracing::warn!(error = %e, reads = refs.len(), "batched ticket reads failed; reading them one by one");
+            let mut out = Vec::with_capacity(refs.len());
+            for (tenant, ticket) in refs {
+                out.push(store.load_ticket_view(tenant, ticket).await);
             }
+            out
         }
+        Err(e) => vec![Err(e)],
+    }
+}
+
+async fn write(store: &Store, batch: Vec<(JobContext, OperationId, Value)>) -> Vec<Written> {
+    let refs: Vec<TriageWrite<'_>> = batch.iter().map(|(ctx, op, triage)| (ctx, op, triage)).collect();
+    match store.write_ticket_triage_many(&refs).await {
+        Ok(results) => results,
         Err(e) if refs.len() > 1 => {
             // One bad write must not fail the others: write them one by one.
             tracing::warn!(error = %e, writes = refs.len(), "batched ticket writes failed; writing them one by one");
-            for ((ctx, op, triage), reply) in refs.into_iter().zip(replies) {
-                let _ = reply.send(store.write_ticket_triage(ctx, op, triage).await);
+            let mut out = Vec::with_capacity(refs.len());
+            for (ctx, op, triage) in refs {
+                out.push(store.write_ticket_triage(ctx, op, triage).await);
             }
+            out
         }
-        Err(e) => {
-            if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(e));
-            }
-        }
+        Err(e) => vec![Err(e)],
     }
+}
+
+fn stopped(what: &str) -> StoreError {
+    StoreError::Config(format!("the ticket {what} has stopped"))
 }
 
 impl TicketStore for BatchedTickets {
@@ -67,7 +83,12 @@ impl TicketStore for BatchedTickets {
         tenant: &TenantId,
         ticket: &TicketId,
     ) -> Result<Option<TicketView>, JobError> {
-        Ok(self.store.load_ticket_view(tenant, ticket).await?)
+        let view = self
+            .reads
+            .call((tenant.clone(), ticket.clone()))
+            .await
+            .unwrap_or_else(|| Err(stopped("reader")))?;
+        Ok(view)
     }
 
     async fn write_triage(
@@ -76,13 +97,11 @@ impl TicketStore for BatchedTickets {
         op: &OperationId,
         triage: &Value,
     ) -> Result<Value, JobError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((ctx.clone(), op.clone(), triage.clone(), reply))
-            .map_err(|_| StoreError::Config("the ticket writer has stopped".into()))?;
-        let result = answer
+        let written = self
+            .writes
+            .call((ctx.clone(), op.clone(), triage.clone()))
             .await
-            .unwrap_or_else(|_| Err(StoreError::Config("the ticket writer dropped a write".into())))?;
-        Ok(result)
+            .unwrap_or_else(|| Err(stopped("writer")))?;
+        Ok(written)
     }
 }
