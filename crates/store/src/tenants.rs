@@ -376,9 +376,12 @@ impl Store {
             }
         };
         let rows: Vec<TicketViewRow> = sqlx::query_as(
+            // One primary-key lookup per key: the LATERAL subquery with LIMIT cannot be turned
+            // into a hash join over the whole table, whatever plan the statistics suggest.
             "SELECT t.tenant_id, t.ticket_id, t.revision, t.subject, t.body, n.webhook_url \
-             FROM tickets t JOIN tenants n ON n.tenant_id = t.tenant_id \
-             WHERE (t.tenant_id, t.ticket_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+             FROM UNNEST($1::text[], $2::text[]) AS k(tenant, ticket) \
+             CROSS JOIN LATERAL (SELECT * FROM tickets WHERE tenant_id = k.tenant AND ticket_id = k.ticket LIMIT 1) t \
+             JOIN tenants n ON n.tenant_id = t.tenant_id",
         )
         .bind(keys.iter().map(|(tenant, _)| tenant.as_str()).collect::<Vec<_>>())
         .bind(keys.iter().map(|(_, ticket)| ticket.as_str()).collect::<Vec<_>>())
