@@ -401,6 +401,26 @@ impl Store {
             .collect()
     }
 
+    /// [`Store::load_ticket_views`] with each key's own result, for batching callers: when the
+    /// batch query fails, the keys are read one by one, so one bad read cannot fail the others.
+    pub async fn load_ticket_views_each(
+        &self,
+        keys: &[(&TenantId, &TicketId)],
+    ) -> Vec<Result<Option<longhaul_core::TicketView>, StoreError>> {
+        match self.load_ticket_views(keys).await {
+            Ok(views) => views.into_iter().map(Ok).collect(),
+            Err(e) if keys.len() > 1 => {
+                tracing::warn!(error = %e, reads = keys.len(), "batched ticket reads failed; reading them one by one");
+                let mut out = Vec::with_capacity(keys.len());
+                for (tenant, ticket) in keys {
+                    out.push(self.load_ticket_view(tenant, ticket).await);
+                }
+                out
+            }
+            Err(e) => vec![Err(e)],
+        }
+    }
+
     /// Writes the triage result onto the ticket of `ctx` at most once per operation id `op`,
     /// atomically with the operation's `done` record (on PostgreSQL one statement, on SQLite one
     /// transaction). Returns the stored result.

@@ -42,18 +42,7 @@ impl BatchedTickets {
 
 async fn read(store: &Store, keys: Vec<(TenantId, TicketId)>) -> Vec<Read> {
     let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
-    match store.load_ticket_views(&refs).await {
-        Ok(views) => views.into_iter().map(Ok).collect(),
-        Err(e) if refs.len() > 1 => {
-            tracing::warn!(error = %e, reads = refs.len(), "batched ticket reads failed; reading them one by one");
-            let mut out = Vec::with_capacity(refs.len());
-            for (tenant, ticket) in refs {
-                out.push(store.load_ticket_view(tenant, ticket).await);
-            }
-            out
-        }
-        Err(e) => vec![Err(e)],
-    }
+    store.load_ticket_views_each(&refs).await
 }
 
 async fn write(store: &Store, batch: Vec<(JobContext, OperationId, Value)>) -> Vec<Written> {
