@@ -275,7 +275,15 @@ pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) 
                 enqueued_at_ms: u64::try_from(record.created_at.timestamp_millis()).unwrap_or(0),
                 traceparent: None,
             };
-            if queue.enqueue(&entry).await? {
+            // A lost retry whose backoff has not run out waits in the delayed set until it is due.
+            let due = record.next_attempt_at.filter(|at| *at > chrono::Utc::now());
+            let added = match due {
+                Some(at) => {
+                    queue.enqueue_at(&entry, u64::try_from(at.timestamp_millis()).unwrap_or(0)).await?
+                }
+                None => queue.enqueue(&entry).await?,
+            };
+            if added {
                 tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, status = %record.status,
                     "reconciler restored a job the queue had lost");
                 restored += 1;

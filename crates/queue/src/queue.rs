@@ -351,6 +351,24 @@ impl Queue {
         Ok(id.is_some())
     }
 
+    /// [`Queue::enqueue`], but the entry waits in the delayed set until `due_ms` (the promoter then
+    /// moves it into the stream) — how the reconciler restores a lost retry whose backoff has not
+    /// run out. Returns whether an entry was scheduled.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn enqueue_at(&self, entry: &JobEntry, due_ms: u64) -> Result<bool, QueueError> {
+        let member = delayed_member(entry)?;
+        let mut inv = scripts::ENQUEUE_DELAYED.prepare_invoke();
+        inv.key(self.keys.job(entry.job_id.as_str()))
+            .key(self.keys.delayed())
+            .arg(entry.attempt)
+            .arg(due_ms)
+            .arg(member);
+        let added: u64 = self.run(&inv).await?;
+        Ok(added == 1)
+    }
+
     /// Whether the job has a live entry — the reconciler's test.
     ///
     /// # Errors
@@ -425,8 +443,7 @@ impl Queue {
         due_ms: u64,
         event: &Event,
     ) -> Result<(), QueueError> {
-        let member: Vec<String> = next.to_fields().into_iter().flat_map(|(k, v)| [k.to_owned(), v]).collect();
-        let member = serde_json::to_string(&member).map_err(|e| QueueError::Protocol(e.to_string()))?;
+        let member = delayed_member(next)?;
         let mut inv = scripts::RETRY.prepare_invoke();
         inv.key(self.keys.jobs())
             .key(self.keys.delayed())
@@ -710,4 +727,11 @@ pub(crate) fn fields_of(v: &Value) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         Value::Map(pairs) => Some(pairs.iter().map(|(k, v)| (bytes(k), bytes(v))).collect()),
         _ => None,
     }
+}
+
+/// An entry as a member of the delayed set: a JSON array of its field/value pairs (the promoter
+/// `XADD`s them as they are).
+fn delayed_member(entry: &JobEntry) -> Result<String, QueueError> {
+    let fields: Vec<String> = entry.to_fields().into_iter().flat_map(|(k, v)| [k.to_owned(), v]).collect();
+    serde_json::to_string(&fields).map_err(|e| QueueError::Protocol(e.to_string()))
 }

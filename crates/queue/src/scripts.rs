@@ -16,6 +16,19 @@ return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
     )
 });
 
+/// Idempotent delayed enqueue (the reconciler restoring a lost retry that is not due yet).
+/// KEYS: job key, delayed set. ARGV: attempt, due ms, entry (JSON array of field/value pairs).
+/// Returns 1 when the entry was scheduled, 0 when the job already has a live entry.
+pub(crate) static ENQUEUE_DELAYED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+",
+    )
+});
+
 /// Finish deliveries (completed, failed, stalled) in one step: for each, drop the job key if it
 /// still belongs to this attempt and append its event (if any); then ack and delete all the
 /// entries; then hand the freed capacity new entries, so a busy worker needs one round trip per

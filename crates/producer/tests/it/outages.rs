@@ -108,3 +108,45 @@ async fn database_outage_answers_503_and_enqueues_nothing() {
     assert_eq!(r.json["status"], "queued");
     assert_eq!(t.stream_len().await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_retry_is_restored_with_its_backoff() {
+    let t = TestApp::new(Backend::Postgres).await;
+    t.ticket(&t.key, "T-1").await;
+    let r = t.call(Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let job = JobId::for_ticket(&tenant, &longhaul_core::TicketId::parse("T-1").expect("t"), 1);
+    // Attempt 1 failed and its retry is due in an hour; then Redis loses the queue's keys.
+    let due = chrono::Utc::now() + chrono::Duration::hours(1);
+    let due = due - chrono::Duration::nanoseconds(i64::from(due.timestamp_subsec_nanos() % 1_000_000));
+    t.db.start(&tenant, &job, 1).await.expect("start");
+    let retry =
+        t.db.schedule_retry(&tenant, &job, 1, longhaul_core::ErrorClass::Retryable, "provider 503", due)
+            .await
+            .expect("retry");
+    assert!(matches!(retry, longhaul_store::WriteOutcome::Applied(_)), "{retry:?}");
+    let mut conn = t.queue.raw().await;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}:*", t.queue.prefix)).query_async(&mut conn).await.expect("keys");
+    let _: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("del");
+    t.queue.prepare(None).await.expect("group back");
+
+    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 1);
+    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 0, "once");
+    // Not in the stream (that would skip the backoff) but in the delayed set, due when the record says.
+    assert_eq!(t.stream_len().await, 0);
+    let delayed: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(t.queue.keys().delayed())
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .expect("zrange");
+    assert_eq!(delayed.len(), 1);
+    assert_eq!(delayed[0].1 as i64, due.timestamp_millis());
+    let fields: Vec<String> = serde_json::from_str(&delayed[0].0).expect("entry fields");
+    let field = |name: &str| fields.chunks(2).find(|kv| kv[0] == name).map(|kv| kv[1].clone());
+    assert_eq!((field("j"), field("a")), (Some(job.to_string()), Some("2".to_owned())), "{fields:?}");
+}

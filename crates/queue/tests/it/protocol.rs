@@ -42,6 +42,29 @@ async fn duplicate_enqueue_makes_one_entry() {
     assert!(q.has_trace(&e.job_id).await.expect("trace"));
 }
 
+#[tokio::test]
+async fn a_delayed_enqueue_waits_until_due_and_is_idempotent() {
+    let q = test_queue(|_| {}).await;
+    let mut e = entry("T-later");
+    e.attempt = 3;
+    let due = now_ms() + 60_000;
+    assert!(q.enqueue_at(&e, due).await.expect("scheduled"));
+    assert!(!q.enqueue_at(&e, due).await.expect("again"), "one live entry per job");
+    assert!(!q.enqueue(&e).await.expect("immediate"), "the delayed entry counts as live");
+    assert!(q.has_trace(&e.job_id).await.expect("trace"));
+    let mut conn = raw().await;
+    let (delayed, len): (u64, u64) =
+        (conn.zcard(q.keys().delayed()).await.expect("zcard"), conn.xlen(q.keys().jobs()).await.expect("xlen"));
+    assert_eq!((delayed, len), (1, 0));
+    // Not before it is due; then into the stream, as the entry it was.
+    assert_eq!(q.promote_due(due - 1, 10).await.expect("early").count, 0);
+    assert_eq!(q.promote_due(due, 10).await.expect("due").count, 1);
+    let mut consumer = q.consumer("c1").expect("consumer");
+    let got = consumer.fetch(10, NO_WAIT).await.expect("fetch");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].entry, e);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_enqueues_make_one_entry() {
     let q = test_queue(|_| {}).await;
