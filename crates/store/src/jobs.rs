@@ -5,6 +5,10 @@
 //! that transition (see `longhaul_core::record`), plus its audit row in the same transaction. When
 //! the guard refuses, nothing changes and the caller gets [`WriteOutcome::Refused`] with the current
 //! record and the core's reason.
+//!
+//! The batch forms ([`Store::create_pending_many`], [`Store::write_batch`]) apply the same guards
+//! to many rows at once; on PostgreSQL each kind of write in a batch is one multi-row statement
+//! (`… FROM UNNEST(…)`) whose audit rows are a CTE of the same statement.
 
 use chrono::{DateTime, Utc};
 use longhaul_core::{

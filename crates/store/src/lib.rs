@@ -2,8 +2,11 @@
 //!
 //! One [`Store`], two backends: PostgreSQL for production (several pods share it) and SQLite, the
 //! embedded default when no `DATABASE_URL` is given (a file created on first use). Both run the
-//! same SQL text (positional `$n` parameters, `ON CONFLICT`, `RETURNING`); each has its own
-//! migrations under `migrations/{postgres,sqlite}`, with aligned numbering, embedded in the binary.
+//! same SQL text for single-row work (positional `$n` parameters, `ON CONFLICT`, `RETURNING`); for
+//! batches (group commit) PostgreSQL runs multi-row forms — `UNNEST` arrays, audit rows as
+//! data-modifying CTEs, one statement per kind of write — while SQLite, in-process, runs the
+//! single-row forms inside one transaction. Each has its own migrations under
+//! `migrations/{postgres,sqlite}`, with aligned numbering, embedded in the binary.
 //!
 //! - [`jobs`] — job records: create-pending-or-return-existing, fenced status writes, reads and
 //!   keyset pagination, always scoped by tenant.
