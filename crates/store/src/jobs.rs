@@ -334,14 +334,15 @@ const PG_PROGRESS_SQL: &str = "UPDATE jobs SET stage = v.stage, progress = v.pro
 /// PostgreSQL: many pending records in one statement, each new one with its `enqueued` audit row;
 /// existing ids are left alone (and not returned). `$1` jobs, `$2` tenants, `$3` tickets, `$4`
 /// revisions, `$5` max attempts, `$6` time. Rows are inserted in job-id order, so concurrent
-/// batches lock in the same order.
+/// batches lock in the same order, and among requests for one id in request order, so the row
+/// written is the first request's (the one told it created the job).
 const PG_CREATES_SQL: &str = concat!(
     "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int4[]) \
-     AS v(job, tenant, ticket, revision, max_attempts)), \
+     WITH ORDINALITY AS v(job, tenant, ticket, revision, max_attempts, ord)), \
      ins AS (INSERT INTO jobs (",
     columns!(),
     ") SELECT job, tenant, ticket, revision, 'queued', NULL, 0, 0, max_attempts, NULL, NULL, NULL, NULL, $6, $6, \
-     NULL, NULL FROM v ORDER BY job ON CONFLICT (job_id) DO NOTHING RETURNING ",
+     NULL, NULL FROM v ORDER BY job, ord ON CONFLICT (job_id) DO NOTHING RETURNING ",
     columns!(),
     "), a AS (INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
      SELECT tenant_id, job_id, 'enqueued', \
@@ -982,13 +983,19 @@ async fn write_batch_pg(
     writes: &[Write],
     now: DateTime<Utc>,
 ) -> Result<(Vec<bool>, Vec<Option<JobRow>>), StoreError> {
-    // Progress: one write per job, its last.
-    let mut last = std::collections::HashMap::with_capacity(progress.len());
-    for (i, (_, job, ..)) in progress.iter().enumerate() {
-        last.insert(job.as_str(), i);
+    // Progress: one write per job (a statement cannot update a row twice) — the last of its newest
+    // attempt (an older attempt's write would be refused anyway). In job-id order, so concurrent
+    // batches lock rows in the same order.
+    let mut last: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(progress.len());
+    for (i, (_, job, attempt, ..)) in progress.iter().enumerate() {
+        let newest = last.get(job.as_str()).is_none_or(|&j| *attempt >= progress[j].2);
+        if newest {
+            last.insert(job.as_str(), i);
+        }
     }
     let mut chosen: Vec<usize> = last.values().copied().collect();
-    chosen.sort_unstable();
+    chosen.sort_unstable_by_key(|&i| progress[i].1.as_str());
     let (mut jobs, mut tenants, mut attempts, mut stages, mut percents) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for &i in &chosen {
@@ -1007,8 +1014,11 @@ async fn write_batch_pg(
         .bind(percents)
         .bind(now);
 
-    let starts: Vec<&Write> = writes.iter().filter(|w| !matches!(w, Write::Complete { .. })).collect();
-    let completes: Vec<&Write> = writes.iter().filter(|w| matches!(w, Write::Complete { .. })).collect();
+    // In job-id order, so concurrent batches lock rows in the same order.
+    let mut starts: Vec<&Write> = writes.iter().filter(|w| !matches!(w, Write::Complete { .. })).collect();
+    let mut completes: Vec<&Write> = writes.iter().filter(|w| matches!(w, Write::Complete { .. })).collect();
+    starts.sort_unstable_by_key(|w| w.target().1.as_str());
+    completes.sort_unstable_by_key(|w| w.target().1.as_str());
     let ids = |ws: &[&Write]| ws.iter().map(|w| w.target().1.as_str().to_owned()).collect::<Vec<_>>();
     let tenants = |ws: &[&Write]| ws.iter().map(|w| w.target().0.as_str().to_owned()).collect::<Vec<_>>();
     let attempts = |ws: &[&Write]| {

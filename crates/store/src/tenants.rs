@@ -526,7 +526,7 @@ const PG_TRIAGE_MANY_SQL: &str = "WITH v AS (SELECT * FROM UNNEST($1::text[], $2
      created_at, updated_at) \
      SELECT v.op, v.tenant, v.job, 'apply', 'ticket-update', 'done', v.attempt, $7, $8, $8 FROM v \
      WHERE EXISTS (SELECT 1 FROM tickets t WHERE t.tenant_id = v.tenant AND t.ticket_id = v.ticket) \
-     ORDER BY v.op ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id) \
+     ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id) \
      UPDATE tickets t SET triage = v.triage, updated_at = $8 FROM o JOIN v ON v.op = o.operation_id \
      WHERE t.tenant_id = v.tenant AND t.ticket_id = v.ticket RETURNING v.op";
 
@@ -560,18 +560,21 @@ impl Store {
         };
         let now = now();
         let result = serde_json::json!({ "written": true });
+        // In ticket order, so concurrent batches lock tickets in the same order.
+        let mut sorted: Vec<&TriageWrite<'_>> = writes.iter().collect();
+        sorted.sort_unstable_by_key(|(ctx, ..)| (ctx.tenant_id.as_str(), ctx.ticket_id.as_str()));
         let written: Vec<(String,)> = sqlx::query_as(PG_TRIAGE_MANY_SQL)
-            .bind(writes.iter().map(|(_, op, _)| op.as_str()).collect::<Vec<_>>())
-            .bind(writes.iter().map(|(ctx, ..)| ctx.tenant_id.as_str()).collect::<Vec<_>>())
-            .bind(writes.iter().map(|(ctx, ..)| ctx.job_id.as_str()).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|(_, op, _)| op.as_str()).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|(ctx, ..)| ctx.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|(ctx, ..)| ctx.job_id.as_str()).collect::<Vec<_>>())
             .bind(
-                writes
+                sorted
                     .iter()
                     .map(|(ctx, ..)| i32::try_from(ctx.attempt).unwrap_or(i32::MAX))
                     .collect::<Vec<_>>(),
             )
-            .bind(writes.iter().map(|(ctx, ..)| ctx.ticket_id.as_str()).collect::<Vec<_>>())
-            .bind(writes.iter().map(|(.., triage)| Json(*triage)).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|(ctx, ..)| ctx.ticket_id.as_str()).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|(.., triage)| Json(*triage)).collect::<Vec<_>>())
             .bind(Json(&result))
             .bind(now)
             .fetch_all(pool)

@@ -106,7 +106,9 @@ async fn write<P>(shared: &Shared<P>, batch: Vec<Request>, throttle: &mut Thrott
             // write them one by one.
             tracing::warn!(error = %e, writes = writes.len(), progress = progress.len(),
                 "batched write failed; progress dropped, writes retried one by one");
-            if writes.len() == 1 {
+            // A lone write is answered with the error only when nothing else was in the batch
+            // (progress could have been what failed it).
+            if writes.len() == 1 && progress.is_empty() {
                 if let Some(reply) = replies.pop() {
                     let _ = reply.send(Err(e));
                 }

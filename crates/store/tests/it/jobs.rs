@@ -555,3 +555,43 @@ conformance!(progress_and_the_completion_of_one_job_share_a_batch_in_order, |sto
     // The same progress again, after the completion, is refused.
     assert_eq!(store.write_batch(&progress, &[]).await.expect("late").0, [false]);
 });
+
+conformance!(
+    in_a_batch_the_first_request_for_an_id_writes_the_record_it_is_told_it_created,
+    |store: Store| async move {
+        use longhaul_core::{IdempotencyKey, JobId, NewJob};
+        // Requests sharing an idempotency key share a job id, whatever ticket they name. Mixed with
+        // other requests in a batch large enough for the database to sort it, the creator (the first
+        // request for the id) must get the record written from its own request.
+        let mut batch = Vec::new();
+        for i in 0..12 {
+            batch.push(setup_job(&store, "acme", &format!("T-fill-{i}"), 3).await);
+            let key = IdempotencyKey::parse(format!("key-{i}")).expect("key");
+            let first = setup_job(&store, "acme", &format!("T-a-{i}"), 3).await;
+            let second = setup_job(&store, "acme", &format!("T-b-{i}"), 3).await;
+            let id = JobId::for_idempotency_key(&first.tenant_id, &key);
+            batch.push(NewJob { job_id: id.clone(), ..first });
+            batch.push(NewJob { job_id: id, ..second });
+        }
+        let results = store.create_pending_many(batch.clone()).await.expect("batch");
+        for (request, (record, created)) in batch.iter().zip(&results) {
+            let first_for_id = batch.iter().position(|r| r.job_id == request.job_id).expect("present");
+            let creator = &batch[first_for_id];
+            assert_eq!(*created, std::ptr::eq(request, creator), "{}", request.ticket_id);
+            assert_eq!(record.ticket_id, creator.ticket_id, "the stored record is the creator's request");
+        }
+    }
+);
+
+conformance!(a_stale_attempts_progress_in_a_batch_does_not_displace_the_owners, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-px", 3).await;
+    store.create_pending(a.clone()).await.expect("create");
+    applied(store.start(&a.tenant_id, &a.job_id, 1).await.expect("start 1"));
+    applied(store.start(&a.tenant_id, &a.job_id, 2).await.expect("takeover"));
+    let (p33, p66) = (Progress::new(33).expect("p"), Progress::new(66).expect("p"));
+    // The owner's write first, then a late one from the attempt it took over.
+    let writes = [(&a.tenant_id, &a.job_id, 2, "classify", p66), (&a.tenant_id, &a.job_id, 1, "load", p33)];
+    assert_eq!(store.record_progress_many(&writes).await.expect("batch"), [true, false]);
+    let r = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
+    assert_eq!((r.attempts, r.stage.as_deref(), r.progress.percent()), (2, Some("classify"), 66));
+});
