@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{completed_events, env_usize};
-use longhaul_core::{JobId, TenantId, TicketId};
+use longhaul_core::TenantId;
 use longhaul_queue::{
-    Delivery, Finish, JobEntry, KeySpace, Queue, QueueConfig, RedisConnection, now_ms, partition_name,
+    Delivery, Finish, JobEntry, KeySpace, Queue, QueueConfig, RedisConnection, partition_name,
 };
 use redis::Value;
 
@@ -139,18 +139,8 @@ async fn main() {
         let queues = Arc::new(queues);
         let jobs: Vec<(String, JobEntry)> = (0..n)
             .map(|i| {
-                let ticket = TicketId::parse(format!("T-{i}")).expect("ticket");
-                let partition = partition_name(&base, p as u32, ticket.as_str());
-                let entry = JobEntry {
-                    job_id: JobId::for_ticket(&tenant, &ticket, 1),
-                    tenant_id: tenant.clone(),
-                    ticket_id: ticket,
-                    ticket_revision: 1,
-                    attempt: 1,
-                    enqueued_at_ms: now_ms(),
-                    traceparent: None,
-                };
-                (partition, entry)
+                let entry = common::entry(&tenant, i);
+                (partition_name(&base, p as u32, entry.ticket_id.as_str()), entry)
             })
             .collect();
         let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{completed_events, env_usize};
-use longhaul_core::{JobId, TenantId, TicketId};
-use longhaul_queue::{Delivery, Finish, JobEntry, Queue, QueueConfig, now_ms};
+use longhaul_core::TenantId;
+use longhaul_queue::{Delivery, Finish, JobEntry, Queue, QueueConfig};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Total command calls from `INFO commandstats`, excluding INFO itself.
@@ -52,22 +52,7 @@ async fn main() {
         .expect("admin");
 
     let tenant = TenantId::parse("bench").expect("tenant");
-    let entries: Arc<Vec<JobEntry>> = Arc::new(
-        (0..n)
-            .map(|i| {
-                let ticket = TicketId::parse(format!("T-{i}")).expect("ticket");
-                JobEntry {
-                    job_id: JobId::for_ticket(&tenant, &ticket, 1),
-                    tenant_id: tenant.clone(),
-                    ticket_id: ticket,
-                    ticket_revision: 1,
-                    attempt: 1,
-                    enqueued_at_ms: now_ms(),
-                    traceparent: None,
-                }
-            })
-            .collect(),
-    );
+    let entries: Arc<Vec<JobEntry>> = Arc::new((0..n).map(|i| common::entry(&tenant, i)).collect());
 
     // Phase 1: enqueue.
     let calls0 = command_calls(&mut admin).await;

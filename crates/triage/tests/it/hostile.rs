@@ -8,25 +8,15 @@ use std::time::{Duration, Instant};
 use longhaul_core::{FailureCase, JobId, OperationId};
 use longhaul_triage::http::MAX_RESPONSE_BYTES;
 
-use crate::http::ticket;
-use longhaul_triage::{Classifier, HttpClassifier, HttpClassifierConfig, HttpWebhook, WebhookSender};
+use crate::http::{classifier_at, completion, ticket};
+use longhaul_triage::{Classifier, HttpClassifier, HttpWebhook, WebhookSender};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn classifier(base: &str, timeout: Duration) -> HttpClassifier {
-    HttpClassifier::new(HttpClassifierConfig {
-        base_url: format!("{base}/v1"),
-        model: "triage-small".into(),
-        api_key: Some("sk-test-secret".into()),
-        timeout,
-    })
-    .expect("classifier")
-}
-
-fn completion(content: &str) -> serde_json::Value {
-    json!({ "choices": [{ "index": 0, "message": { "role": "assistant", "content": content } }] })
+    classifier_at(format!("{base}/v1"), timeout)
 }
 
 const VALID: &str = r#"{"category":"bug","priority":"high","labels":["crash"],"summary":"App crashes"}"#;

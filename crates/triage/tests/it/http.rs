@@ -23,8 +23,13 @@ pub(crate) fn ticket() -> TicketView {
 }
 
 fn classifier(server: &MockServer, timeout: Duration) -> HttpClassifier {
+    classifier_at(format!("{}/v1/", server.uri()), timeout)
+}
+
+/// The classifier under test, at `base_url`, with the test model and key.
+pub(crate) fn classifier_at(base_url: String, timeout: Duration) -> HttpClassifier {
     HttpClassifier::new(HttpClassifierConfig {
-        base_url: format!("{}/v1/", server.uri()),
+        base_url,
         model: "triage-small".into(),
         api_key: Some("sk-test-secret".into()),
         timeout,
@@ -32,7 +37,8 @@ fn classifier(server: &MockServer, timeout: Duration) -> HttpClassifier {
     .expect("classifier")
 }
 
-fn completion(content: &str) -> serde_json::Value {
+/// An OpenAI-style chat completion answering `content`.
+pub(crate) fn completion(content: &str) -> serde_json::Value {
     json!({ "choices": [{ "index": 0, "message": { "role": "assistant", "content": content } }] })
 }
 
