@@ -20,5 +20,5 @@ pub use pipeline::{
     JobContext, NoopObserver, OperationLog, OperationState, Pipeline, PipelineObserver, StageEvent,
     TicketStore, TicketView, run_effect,
 };
-pub use record::{JobRecord, JobStatus, NewJob, Progress, TransitionError};
+pub use record::{JobRecord, JobStatus, Lease, NewJob, Progress, TransitionError};
 pub use retry::{Decision, ErrorClass, FailureCase, JobError, PolicyError, RetryPolicy};

@@ -16,6 +16,10 @@
 //! * **start(n)** — allowed from `queued` or `running` when `attempts == n − 1` and
 //!   `n ≤ max_attempts`; sets `running`, `attempts = n`. Starting from `running` is how a reclaimed
 //!   job's new attempt fences out the worker that stalled.
+//! * **start by a delivery** ([`JobRecord::start_delivery`]) — the worker's start: the next
+//!   attempt, fenced by the queue [`Lease`] that asks for it. A later delivery of the entry that
+//!   started the current attempt may take over (its worker stopped heart-beating); an earlier or
+//!   equal one, or an entry enqueued for an attempt already started, never does.
 //! * **progress / complete / retry (n)** — allowed only in `running` with `attempts == n`.
 //! * **fail(n)** — allowed when the writer owns attempt `n` (`running`, `attempts == n`) or is
 //!   about to start it (`queued` or `running`, `attempts == n − 1`): a job found invalid, or
@@ -175,6 +179,20 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The queue delivery that started the current attempt (internal: not part of the API).
+    #[serde(default, skip_serializing)]
+    pub lease: Option<Lease>,
+}
+
+/// A queue delivery asking to start a job: which stream entry, and how many times that entry has
+/// been delivered (this delivery included). Starts are fenced by it, so a stale copy of an entry
+/// never takes over an attempt a newer delivery started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The stream entry id.
+    pub entry: String,
+    /// The entry's delivery count at this delivery.
+    pub delivery: u32,
 }
 
 /// Why a transition was refused. The record is unchanged.
@@ -203,6 +221,24 @@ pub enum TransitionError {
         attempt: u32,
         /// The limit.
         max_attempts: u32,
+    },
+    /// A newer delivery started the current attempt, or the entry was enqueued for an attempt
+    /// that has already started: this delivery is stale and must change nothing.
+    #[error(
+        "delivery {delivery} of entry {entry} (enqueued for attempt {entry_attempt}) is superseded: \
+         the job is {status} with {attempts} attempt(s) started"
+    )]
+    Superseded {
+        /// The stale delivery's entry.
+        entry: String,
+        /// Its delivery count.
+        delivery: u32,
+        /// The attempt its entry was enqueued for.
+        entry_attempt: u32,
+        /// The record's status.
+        status: JobStatus,
+        /// The record's attempts.
+        attempts: u32,
     },
     /// A retry was requested but no attempt remains.
     #[error("no attempt left to retry: {attempts} of {max_attempts} used")]
@@ -235,6 +271,7 @@ impl JobRecord {
             updated_at: now,
             started_at: None,
             finished_at: None,
+            lease: None,
         }
     }
 
@@ -283,6 +320,43 @@ impl JobRecord {
             updated_at: now,
             ..self.clone()
         })
+    }
+
+    /// Starts the next attempt (`attempts + 1`) on behalf of queue delivery `lease` of an entry
+    /// enqueued for attempt `entry_attempt`: `queued|running → running`, recording `lease`.
+    ///
+    /// The delivery must be newer than the one that started the current attempt: a later delivery
+    /// of the same entry (the previous holder's lease ran out), or another entry enqueued for an
+    /// attempt not started yet (a scheduled retry, a re-enqueue after Redis lost the job).
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`], [`TransitionError::Superseded`] for a stale delivery,
+    /// [`TransitionError::AttemptsExhausted`] past `max_attempts`.
+    pub fn start_delivery(
+        &self,
+        lease: &Lease,
+        entry_attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        let newer = match &self.lease {
+            Some(current) if current.entry == lease.entry => lease.delivery > current.delivery,
+            _ => entry_attempt > self.attempts,
+        };
+        if !newer {
+            return Err(TransitionError::Superseded {
+                entry: lease.entry.clone(),
+                delivery: lease.delivery,
+                entry_attempt,
+                status: self.status,
+                attempts: self.attempts,
+            });
+        }
+        let attempt = self.attempts + 1;
+        if attempt > self.max_attempts {
+            return Err(TransitionError::AttemptsExhausted { attempt, max_attempts: self.max_attempts });
+        }
+        Ok(Self { lease: Some(lease.clone()), ..self.start(attempt, now)? })
     }
 
     /// Records progress of the running attempt.
@@ -389,6 +463,7 @@ impl JobRecord {
             error_message: Some(message.to_owned()),
             error_class: Some(class),
             updated_at: now,
+            lease: None,
             ..self.clone()
         })
     }
@@ -483,6 +558,7 @@ mod tests {
                         TransitionError::StaleAttempt { .. } => "stale",
                         TransitionError::AttemptsExhausted { .. } => "exhausted",
                         TransitionError::NoAttemptsLeft { .. } => "no attempts left",
+                        TransitionError::Superseded { .. } => "superseded",
                     };
                     assert_eq!(kind_of, *kind, "{status} {attempts} {op:?}({attempt}): {e}");
                 }

@@ -93,6 +93,8 @@ pub struct Reclaimed {
     pub deleted: Vec<String>,
     /// Entries that could not be decoded and were dead-lettered.
     pub dead_lettered: usize,
+    /// Whether this call reached the end of the pending list (the next call starts over).
+    pub scan_done: bool,
 }
 
 /// What [`Queue::promote_due`] did.
@@ -361,6 +363,7 @@ impl Queue {
         let member = delayed_member(entry)?;
         let mut inv = scripts::ENQUEUE_DELAYED.prepare_invoke();
         inv.key(self.keys.job(entry.job_id.as_str()))
+            .key(self.keys.jobs())
             .key(self.keys.delayed())
             .arg(entry.attempt)
             .arg(due_ms)
@@ -369,15 +372,63 @@ impl Queue {
         Ok(added == 1)
     }
 
-    /// Whether the job has a live entry — the reconciler's test.
+    /// Whether the job has a live entry — in the stream or the delayed set — the reconciler's
+    /// test. A presence key whose entry was deleted from the stream (or dead-lettered) is no trace.
     ///
     /// # Errors
     /// When Redis cannot be reached in time.
     pub async fn has_trace(&self, job: &JobId) -> Result<bool, QueueError> {
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(self.keys.job(job.as_str()));
-        let n: u64 = self.call(&cmd).await?;
+        let mut inv = scripts::HAS_TRACE.prepare_invoke();
+        inv.key(self.keys.job(job.as_str())).key(self.keys.jobs());
+        let n: u64 = self.run(&inv).await?;
         Ok(n > 0)
+    }
+
+    /// Hands back entries `consumer` owns but will not run (read while shutting down, or
+    /// stranded): those idle at least `min_idle` become reclaimable by any worker at once, their
+    /// delivery counts unchanged. Returns how many were handed back.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn hand_back(&self, consumer: &str, ids: &[String], min_idle: Duration) -> Result<u64, QueueError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let lease_ms = u64::try_from(self.config.lease.as_millis()).unwrap_or(u64::MAX);
+        let mut inv = scripts::HAND_BACK.prepare_invoke();
+        inv.key(self.keys.jobs())
+            .arg(&self.config.group)
+            .arg(consumer)
+            .arg(lease_ms)
+            .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX));
+        for id in ids {
+            inv.arg(id);
+        }
+        self.run(&inv).await
+    }
+
+    /// Entries `consumer` owns that were last delivered (or heart-beaten) at least `min_idle` ago,
+    /// up to `count`, oldest first.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn idle_owned(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut cmd = redis::cmd("XPENDING");
+        cmd.arg(self.keys.jobs())
+            .arg(&self.config.group)
+            .arg("IDLE")
+            .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
+            .arg("-")
+            .arg("+")
+            .arg(count.max(1))
+            .arg(consumer);
+        let rows: Vec<(String, String, u64, u64)> = self.call(&cmd).await?;
+        Ok(rows.into_iter().map(|(id, ..)| id).collect())
     }
 
     /// Acks and deletes a delivery's entry, drops the job's presence key (if it still belongs to
@@ -469,7 +520,7 @@ impl Queue {
     /// When Redis cannot be reached in time.
     pub async fn promote_due(&self, now_ms: u64, limit: usize) -> Result<Promoted, QueueError> {
         let mut inv = scripts::PROMOTE.prepare_invoke();
-        inv.key(self.keys.delayed()).key(self.keys.jobs()).arg(now_ms).arg(limit.max(1));
+        inv.key(self.keys.delayed()).key(self.keys.jobs()).arg(now_ms).arg(limit.max(1)).arg(self.keys.job(""));
         let (count, next): (u64, Option<String>) = self.run(&inv).await?;
         let next_due_ms = next.and_then(|s| s.parse::<f64>().ok()).map(|f| f.max(0.0) as u64);
         Ok(Promoted { count, next_due_ms })
@@ -558,7 +609,7 @@ impl Queue {
         };
         let mut parts = parts.into_iter();
         let next = parts.next().and_then(|v| as_string(&v)).unwrap_or_else(|| "0-0".into());
-        let mut out = Reclaimed::default();
+        let mut out = Reclaimed { scan_done: next == "0-0", ..Reclaimed::default() };
         if let Some(Value::Array(entries)) = parts.next() {
             for e in entries {
                 let Value::Array(triple) = e else { continue };

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use longhaul_core::{
-    ErrorClass, JobId, JobRecord, JobStatus, NewJob, Progress, TenantId, TicketId, TransitionError,
+    ErrorClass, JobId, JobRecord, JobStatus, Lease, NewJob, Progress, TenantId, TicketId, TransitionError,
 };
 use serde_json::{Value, json};
 use sqlx::types::Json;
@@ -24,7 +24,8 @@ use crate::{Store, StoreError, now, ops::audit_sql};
 macro_rules! columns {
     () => {
         "job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts, \
-         next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at"
+         next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at, \
+         lease_entry, lease_delivery"
     };
 }
 
@@ -119,6 +120,8 @@ struct JobRow {
     updated_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    lease_entry: Option<String>,
+    lease_delivery: Option<i32>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -163,6 +166,12 @@ impl TryFrom<JobRow> for JobRecord {
             updated_at: r.updated_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            lease: match (r.lease_entry, r.lease_delivery) {
+                (Some(entry), Some(delivery)) => {
+                    Some(Lease { entry, delivery: to_u32("lease_delivery", delivery.into())? })
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -215,6 +224,10 @@ pub enum Write {
         tenant: TenantId,
         /// The job.
         job: JobId,
+        /// The queue delivery asking to start it.
+        lease: Lease,
+        /// The attempt its entry was enqueued for.
+        entry_attempt: u32,
     },
     /// [`Store::complete`].
     Complete {
@@ -234,7 +247,7 @@ impl Write {
     fn target(&self) -> (&TenantId, &JobId) {
         match self {
             Self::Start { tenant, job, .. }
-            | Self::StartNext { tenant, job }
+            | Self::StartNext { tenant, job, .. }
             | Self::Complete { tenant, job, .. } => (tenant, job),
         }
     }
@@ -259,12 +272,15 @@ impl Write {
     fn transition(&self, now: DateTime<Utc>) -> Transition<'static> {
         match self {
             Self::Start { attempt, .. } => start_transition(*attempt, now),
-            Self::StartNext { .. } => Transition {
-                sql: START_NEXT_SQL,
-                params: Vec::new(),
-                audit: None,
-                rule: Box::new(move |r| r.start(r.attempts + 1, now)),
-            },
+            Self::StartNext { lease, entry_attempt, .. } => {
+                let (lease, entry_attempt) = (lease.clone(), *entry_attempt);
+                Transition {
+                    sql: START_NEXT_SQL,
+                    params: Vec::new(),
+                    audit: None,
+                    rule: Box::new(move |r| r.start_delivery(&lease, entry_attempt, now)),
+                }
+            }
             Self::Complete { attempt, output, .. } => complete_transition(*attempt, output.clone(), now),
         }
     }
@@ -283,25 +299,33 @@ fn start_transition(attempt: u32, now: DateTime<Utc>) -> Transition<'static> {
     }
 }
 
-/// Starts the attempt after the last one started (`attempts + 1`), if attempts remain: `$1` job,
-/// `$2` tenant, `$3` time.
+/// Starts the attempt after the last one started (`attempts + 1`) for a queue delivery, if
+/// attempts remain and the delivery is newer than the one that started the current attempt (see
+/// `JobRecord::start_delivery`): `$1` job, `$2` tenant, `$3` time, `$4` entry id, `$5` delivery
+/// count, `$6` the attempt the entry was enqueued for.
 const START_NEXT_SQL: &str = concat!(
     "UPDATE jobs SET status = 'running', attempts = attempts + 1, stage = NULL, progress = 0, \
-     next_attempt_at = NULL, started_at = $3, updated_at = $3 \
+     next_attempt_at = NULL, started_at = $3, updated_at = $3, lease_entry = $4, lease_delivery = $5 \
      WHERE job_id = $1 AND tenant_id = $2 AND status IN ('queued', 'running') AND attempts < max_attempts \
+     AND CASE WHEN lease_entry = $4 THEN lease_delivery < $5 ELSE attempts < $6 END \
      RETURNING ",
     columns!()
 );
 
 /// PostgreSQL: many starts in one statement, each with its `started` audit row. `$1` jobs, `$2`
-/// tenants, `$3` attempts (NULL: the next one, as [`START_NEXT_SQL`]), `$4` time.
+/// tenants, `$3` attempts (NULL: the next one for a delivery, fenced as [`START_NEXT_SQL`]), `$4`
+/// time, `$5` entry ids, `$6` delivery counts, `$7` the attempts the entries were enqueued for.
 const PG_STARTS_SQL: &str = concat!(
     "WITH u AS (UPDATE jobs SET status = 'running', attempts = COALESCE(v.attempt, jobs.attempts + 1), \
-     stage = NULL, progress = 0, next_attempt_at = NULL, started_at = $4, updated_at = $4 \
-     FROM UNNEST($1::text[], $2::text[], $3::int4[]) AS v(job, tenant, attempt) \
+     stage = NULL, progress = 0, next_attempt_at = NULL, started_at = $4, updated_at = $4, \
+     lease_entry = COALESCE(v.entry, jobs.lease_entry), lease_delivery = COALESCE(v.delivery, jobs.lease_delivery) \
+     FROM UNNEST($1::text[], $2::text[], $3::int4[], $5::text[], $6::int4[], $7::int4[]) \
+     AS v(job, tenant, attempt, entry, delivery, entry_attempt) \
      WHERE jobs.job_id = v.job AND jobs.tenant_id = v.tenant AND jobs.status IN ('queued', 'running') \
      AND (v.attempt IS NULL OR jobs.attempts = v.attempt - 1) \
-     AND COALESCE(v.attempt, jobs.attempts + 1) <= jobs.max_attempts RETURNING jobs.*), \
+     AND COALESCE(v.attempt, jobs.attempts + 1) <= jobs.max_attempts \
+     AND (v.attempt IS NOT NULL OR CASE WHEN jobs.lease_entry = v.entry THEN jobs.lease_delivery < v.delivery \
+     ELSE jobs.attempts < v.entry_attempt END) RETURNING jobs.*), \
      a AS (INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
      SELECT tenant_id, job_id, 'started', jsonb_build_object('attempt', attempts), $4 FROM u) \
      SELECT ",
@@ -342,7 +366,7 @@ const PG_CREATES_SQL: &str = concat!(
      ins AS (INSERT INTO jobs (",
     columns!(),
     ") SELECT job, tenant, ticket, revision, 'queued', NULL, 0, 0, max_attempts, NULL, NULL, NULL, NULL, $6, $6, \
-     NULL, NULL FROM v ORDER BY job, ord ON CONFLICT (job_id) DO NOTHING RETURNING ",
+     NULL, NULL, NULL, NULL FROM v ORDER BY job, ord ON CONFLICT (job_id) DO NOTHING RETURNING ",
     columns!(),
     "), a AS (INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
      SELECT tenant_id, job_id, 'enqueued', \
@@ -579,15 +603,23 @@ impl Store {
         self.transition(tenant, job, attempt, complete_transition(attempt, output.clone(), now())).await
     }
 
-    /// Starts the attempt after the last one started, whatever it was, if attempts remain — the
-    /// worker's start: `queued|running → running` with `attempts + 1`, in one statement with no
-    /// read first. A worker that finds its job running under an earlier attempt takes it over (that
-    /// attempt's later writes are refused). Audited as `started`.
+    /// Starts the attempt after the last one started, if attempts remain, for queue delivery
+    /// `lease` of an entry enqueued for attempt `entry_attempt` — the worker's start:
+    /// `queued|running → running` with `attempts + 1`, in one statement with no read first. A later
+    /// delivery of the entry that started the running attempt takes it over (that attempt's later
+    /// writes are refused); a stale delivery is refused with [`TransitionError::Superseded`] and
+    /// changes nothing (see `JobRecord::start_delivery`). Audited as `started`.
     ///
     /// # Errors
     /// As [`Store::start`].
-    pub async fn start_next(&self, tenant: &TenantId, job: &JobId) -> Result<WriteOutcome, StoreError> {
-        let write = Write::StartNext { tenant: tenant.clone(), job: job.clone() };
+    pub async fn start_next(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        lease: Lease,
+        entry_attempt: u32,
+    ) -> Result<WriteOutcome, StoreError> {
+        let write = Write::StartNext { tenant: tenant.clone(), job: job.clone(), lease, entry_attempt };
         let mut out = self.write_many(std::slice::from_ref(&write)).await?;
         out.pop().ok_or(StoreError::NotFound("job"))?
     }
@@ -651,11 +683,14 @@ impl Store {
                 for w in writes {
                     let (tenant, job) = w.target();
                     let row: Option<JobRow> = match w {
-                        Write::StartNext { .. } => {
+                        Write::StartNext { lease, entry_attempt, .. } => {
                             sqlx::query_as(START_NEXT_SQL)
                                 .bind(job.as_str())
                                 .bind(tenant.as_str())
                                 .bind(now)
+                                .bind(lease.entry.as_str())
+                                .bind(to_i32(lease.delivery))
+                                .bind(to_i32(*entry_attempt))
                                 .fetch_optional(&mut *tx)
                                 .await?
                         }
@@ -747,7 +782,7 @@ impl Store {
         self.transition(tenant, job, attempt, Transition {
             sql: fenced_update!(
                 set: "status = 'queued', stage = NULL, progress = 0, error_class = $4, error_message = $5, \
-                      next_attempt_at = $6, updated_at = $7",
+                      next_attempt_at = $6, updated_at = $7, lease_entry = NULL, lease_delivery = NULL",
                 guard: concat!(owns!(), " AND attempts < max_attempts")
             ),
             params: vec![
@@ -901,7 +936,7 @@ async fn create_pending_each(
     const INSERT: &str = concat!(
         "INSERT INTO jobs (",
         columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, $6, NULL, NULL, NULL, NULL, $7, $7, NULL, NULL) \
+        ") VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, $6, NULL, NULL, NULL, NULL, $7, $7, NULL, NULL, NULL, NULL) \
          ON CONFLICT (job_id) DO NOTHING RETURNING ",
         columns!()
     );
@@ -1024,11 +1059,26 @@ async fn write_batch_pg(
     let attempts = |ws: &[&Write]| {
         ws.iter().map(|w| w.attempt().map(|a| i32::try_from(a).unwrap_or(i32::MAX))).collect::<Vec<_>>()
     };
+    let (mut entries, mut deliveries, mut entry_attempts) = (Vec::new(), Vec::new(), Vec::new());
+    for w in &starts {
+        let (entry, delivery, entry_attempt) = match w {
+            Write::StartNext { lease, entry_attempt, .. } => {
+                (Some(lease.entry.as_str()), Some(to_i32(lease.delivery)), Some(to_i32(*entry_attempt)))
+            }
+            _ => (None, None, None),
+        };
+        entries.push(entry);
+        deliveries.push(delivery);
+        entry_attempts.push(entry_attempt);
+    }
     let start_query = sqlx::query_as::<_, JobRow>(PG_STARTS_SQL)
         .bind(ids(&starts))
         .bind(tenants(&starts))
         .bind(attempts(&starts))
-        .bind(now);
+        .bind(now)
+        .bind(entries)
+        .bind(deliveries)
+        .bind(entry_attempts);
     let outputs: Vec<Json<&Value>> = completes
         .iter()
         .filter_map(|w| match w {

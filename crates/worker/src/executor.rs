@@ -2,12 +2,13 @@
 //! the completer must then do with the queue entry — never the other way round, so nothing is
 //! acknowledged that storage does not hold.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use longhaul_core::{
-    Decision, ErrorClass, FailureCase, JobContext, JobError, JobRecord, Pipeline, RetryPolicy,
-    TransitionError,
+    Decision, ErrorClass, FailureCase, JobContext, JobError, JobRecord, JobStatus, Lease, Pipeline,
+    RetryPolicy, TransitionError,
 };
 use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
 use longhaul_store::{StoreError, Write, WriteOutcome};
@@ -35,8 +36,10 @@ pub enum Outcome {
         /// The `retrying` event.
         event: Event,
     },
-    /// Storage could not be written (or another attempt owns the job): leave the entry pending,
-    /// stop heart-beating it, and let the lease expire so it is reclaimed.
+    /// Leave the entry pending and stop heart-beating it: storage could not be written (a
+    /// shutdown's grace period ended while it was unreachable, or it failed for good), or another
+    /// delivery of the entry owns the job now (its worker holds the entry; acknowledging it would
+    /// take it from under that worker).
     Leave,
 }
 
@@ -59,14 +62,33 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
     if stalled {
         return fail_stalled(shared, delivery).await;
     }
-    // One write starts the next attempt (no read first); only a refusal reads the record.
-    let start = Write::StartNext { tenant: entry.tenant_id.clone(), job: entry.job_id.clone() };
-    let running = match shared.record(start).await {
+    // One write starts the next attempt (no read first), fenced by this delivery; only a refusal
+    // reads the record.
+    let lease = lease_of(delivery);
+    let start = Write::StartNext {
+        tenant: entry.tenant_id.clone(),
+        job: entry.job_id.clone(),
+        lease: lease.clone(),
+        entry_attempt: entry.attempt,
+    };
+    let Some(started) = durably(shared, "start", || shared.record(start.clone())).await else {
+        return Outcome::Leave;
+    };
+    let running = match started {
         Ok(WriteOutcome::Applied(r)) => r,
+        // This very delivery started it: the commit went through but its answer was lost.
+        Ok(WriteOutcome::Refused { current, .. })
+            if current.status == JobStatus::Running && current.lease.as_ref() == Some(&lease) =>
+        {
+            current
+        }
         Ok(WriteOutcome::Refused {
-            reason: TransitionError::AttemptsExhausted { attempt, max_attempts },
+            reason: TransitionError::AttemptsExhausted { max_attempts, .. },
             current,
         }) => {
+            // This delivery is newer than the one running the last attempt, whose worker stopped
+            // heart-beating: that attempt is failed, and the count stays at the limit.
+            let attempt = failing_attempt(&current);
             tracing::Span::current().record("attempt", attempt);
             let message =
                 format!("no attempt left: all {max_attempts} were used by runs that never finished");
@@ -82,14 +104,7 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
             )
             .await;
         }
-        Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { status }, .. }) => {
-            tracing::info!(%status, "job already finished; acknowledging the duplicate delivery");
-            return Outcome::Finish { event: None, release: true };
-        }
-        Ok(WriteOutcome::Refused { reason, .. }) => {
-            tracing::info!(%reason, "another attempt owns this job; dropping the duplicate entry");
-            return Outcome::Finish { event: None, release: false };
-        }
+        Ok(WriteOutcome::Refused { reason, current }) => return superseded(delivery, &current, &reason),
         Err(StoreError::NotFound(_)) => return unknown_job(shared, delivery).await,
         Err(e) => {
             tracing::warn!(error = %e, "cannot mark the job running; leaving the entry for a retry");
@@ -117,17 +132,29 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
     // the failure writes below do not, so they wait for the progress first.
 
     match result {
-        Ok(output) => match shared
-            .record(Write::Complete {
+        Ok(output) => {
+            let complete = Write::Complete {
                 tenant: entry.tenant_id.clone(),
                 job: entry.job_id.clone(),
                 attempt,
                 output,
-            })
-            .await
-        {
+            };
+            let Some(completed) = durably(shared, "completion", || shared.record(complete.clone())).await
+            else {
+                return Outcome::Leave;
+            };
+            match completed {
             Ok(WriteOutcome::Applied(_)) => {
                 tracing::info!(run_ms = started.elapsed().as_millis() as u64, "job completed");
+                Outcome::Finish {
+                    event: Some(event(EventKind::Completed, delivery, attempt, Some(started))),
+                    release: true,
+                }
+            }
+            // Our own completion, committed though its answer was lost.
+            Ok(WriteOutcome::Refused { current, .. })
+                if current.status == JobStatus::Completed && current.attempts == attempt =>
+            {
                 Outcome::Finish {
                     event: Some(event(EventKind::Completed, delivery, attempt, Some(started))),
                     release: true,
@@ -138,16 +165,21 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
                 tracing::warn!(error = %e, "cannot record completion; leaving the entry for a retry");
                 Outcome::Leave
             }
-        },
+            }
+        }
         Err(error) => after_failure(shared, delivery, &running, attempt, &error, started).await,
     }
 }
 
 /// The entry was delivered too often without finishing: fail its job unrun (the attempt that
-/// stalled is the last one started).
+/// stalled is the last one started) — unless this delivery is stale, which changes nothing.
 async fn fail_stalled<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &Delivery) -> Outcome {
     let entry = &delivery.entry;
-    let record = match shared.store.get_job(&entry.tenant_id, &entry.job_id).await {
+    let Some(read) = durably(shared, "read", || shared.store.get_job(&entry.tenant_id, &entry.job_id)).await
+    else {
+        return Outcome::Leave;
+    };
+    let record = match read {
         Ok(Some(r)) => r,
         Ok(None) => return unknown_job(shared, delivery).await,
         Err(e) => {
@@ -155,14 +187,96 @@ async fn fail_stalled<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: 
             return Outcome::Leave;
         }
     };
-    if record.status.is_terminal() {
-        tracing::info!(status = %record.status, "job already finished; acknowledging the duplicate delivery");
-        return Outcome::Finish { event: None, release: true };
+    match record.start_delivery(&lease_of(delivery), entry.attempt, chrono::Utc::now()) {
+        Err(reason @ (TransitionError::Terminal { .. } | TransitionError::Superseded { .. })) => {
+            return superseded(delivery, &record, &reason);
+        }
+        Ok(_) | Err(_) => {}
     }
-    let attempt = record.attempts + 1;
+    let attempt = failing_attempt(&record);
     tracing::Span::current().record("attempt", attempt);
     let message = format!("stalled: delivered {} times without finishing", delivery.deliveries);
     fail(shared, delivery, &record, attempt, ErrorClass::Retryable, &message, EventKind::Stalled, None).await
+}
+
+/// The queue delivery as the fence of its start.
+fn lease_of(delivery: &Delivery) -> Lease {
+    Lease { entry: delivery.id.clone(), delivery: u32::try_from(delivery.deliveries).unwrap_or(u32::MAX) }
+}
+
+/// The attempt a job is failed under without running again: the running attempt (whose worker
+/// stopped), else the next one — never past `max_attempts`.
+fn failing_attempt(record: &JobRecord) -> u32 {
+    if record.status == JobStatus::Running { record.attempts } else { record.attempts + 1 }
+}
+
+/// A start was refused: the job is finished, or this delivery is stale. Says what to do with the
+/// entry without changing the job.
+fn superseded(delivery: &Delivery, current: &JobRecord, reason: &TransitionError) -> Outcome {
+    if let TransitionError::Terminal { status } = reason {
+        tracing::info!(%status, "job already finished; acknowledging the duplicate delivery");
+        return Outcome::Finish { event: None, release: true };
+    }
+    let entry = &delivery.entry;
+    if current.lease.as_ref().is_some_and(|l| l.entry == delivery.id) {
+        // A later delivery of this same entry started the running attempt; that worker holds the
+        // entry now. Acknowledging it would take it from under that worker.
+        tracing::info!(%reason, "a newer delivery of this entry runs the job; dropping this stale copy");
+        return Outcome::Leave;
+    }
+    if current.status == JobStatus::Queued && entry.attempt == current.attempts {
+        if let Some(at) = current.next_attempt_at {
+            // The attempt this entry ran failed and its retry is recorded, but the queue never got
+            // it: the worker stopped between the two writes. Schedule it now (idempotent: if that
+            // worker's queue write lands first, this entry is no longer pending and this is a no-op).
+            tracing::info!("the job's recorded retry never reached the queue; scheduling it");
+            let mut ev = event(EventKind::Retrying, delivery, current.attempts, None);
+            ev.reason.clone_from(&current.error_message);
+            ev.class = current.error_class.map(|c| c.as_str().to_owned());
+            return Outcome::Retry {
+                next: JobEntry { attempt: current.attempts + 1, ..entry.clone() },
+                due_ms: u64::try_from(at.timestamp_millis()).unwrap_or(0),
+                event: ev,
+            };
+        }
+    }
+    // An entry enqueued for an attempt that already started: the job lives on in another entry.
+    tracing::info!(%reason, "the entry is older than the job's current attempt; acknowledging it");
+    Outcome::Finish { event: None, release: false }
+}
+
+/// Runs a storage operation until it answers something other than "storage unavailable". While
+/// the database is unreachable the delivery is held (and heart-beaten), so an outage of any length
+/// costs no delivery and fails nothing; the worker's readiness reports the outage meanwhile.
+/// `None` when a shutdown's grace period ended first.
+async fn durably<P, T, F, Fut>(shared: &Shared<P>, what: &'static str, mut op: F) -> Option<Result<T, StoreError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut backoff = Duration::from_millis(50);
+    let mut held = false;
+    loop {
+        match op().await {
+            Err(e) if e.is_retryable() => {
+                if !held {
+                    tracing::warn!(error = %e, write = what, "storage unavailable; holding the entry until it is back");
+                    held = true;
+                }
+                tokio::select! {
+                    () = shared.hard_stop.cancelled() => return None,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => {
+                if held {
+                    tracing::info!(write = what, "storage is back; going on");
+                }
+                return Some(other);
+            }
+        }
+    }
 }
 
 /// A write was refused after the run: the record is terminal (ack) or another attempt owns it.
@@ -238,10 +352,20 @@ async fn after_failure<P: Pipeline + 'static>(
     match policy.decide(error, attempt, now, crate::unit_random()) {
         Decision::Retry { at } => {
             let entry = &delivery.entry;
-            let written = shared
-                .store
-                .schedule_retry(&entry.tenant_id, &entry.job_id, attempt, error.class(), &error.message, at)
-                .await;
+            let Some(written) = durably(shared, "retry", || {
+                shared.store.schedule_retry(
+                    &entry.tenant_id,
+                    &entry.job_id,
+                    attempt,
+                    error.class(),
+                    &error.message,
+                    at,
+                )
+            })
+            .await
+            else {
+                return Outcome::Leave;
+            };
             match written {
                 Ok(WriteOutcome::Applied(_)) => {
                     let due_ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
@@ -287,7 +411,13 @@ async fn fail<P: Pipeline + 'static>(
     started: Option<Instant>,
 ) -> Outcome {
     let entry = &delivery.entry;
-    match shared.store.fail(&entry.tenant_id, &entry.job_id, attempt, class, message).await {
+    let Some(failed) =
+        durably(shared, "failure", || shared.store.fail(&entry.tenant_id, &entry.job_id, attempt, class, message))
+            .await
+    else {
+        return Outcome::Leave;
+    };
+    match failed {
         Ok(WriteOutcome::Applied(_)) => {
             match kind {
                 EventKind::Alert => {
@@ -314,7 +444,10 @@ async fn fail<P: Pipeline + 'static>(
 /// forged or misrouted: alert. If nobody does, it is invalid data.
 async fn unknown_job<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &Delivery) -> Outcome {
     let entry = &delivery.entry;
-    match shared.store.job_owner(&entry.job_id).await {
+    let Some(owner) = durably(shared, "read", || shared.store.job_owner(&entry.job_id)).await else {
+        return Outcome::Leave;
+    };
+    match owner {
         Ok(Some(owner)) => {
             let message = format!(
                 "tenant mismatch: entry claims tenant {} but the job belongs to {owner}",
@@ -323,7 +456,13 @@ async fn unknown_job<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &
             tracing::error!(error = %message, "queue entry claims the wrong tenant");
             let detail =
                 json!({ "claimed_tenant": entry.tenant_id, "entry_id": delivery.id, "message": message });
-            if let Err(e) = shared.store.append_audit(&owner, Some(&entry.job_id), "alert", &detail).await {
+            let Some(audited) =
+                durably(shared, "audit", || shared.store.append_audit(&owner, Some(&entry.job_id), "alert", &detail))
+                    .await
+            else {
+                return Outcome::Leave;
+            };
+            if let Err(e) = audited {
                 tracing::warn!(error = %e, "cannot write the alert audit row; leaving the entry for a retry");
                 return Outcome::Leave;
             }

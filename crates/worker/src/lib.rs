@@ -3,8 +3,9 @@
 //! outcome is stored.
 //!
 //! Roles, each a task:
-//! - **fetcher** ([`Worker::run`]) — reads at most the free capacity from the consumer group,
-//!   reclaims entries whose workers died, and spawns one executor per delivery;
+//! - **fetcher** ([`Worker::run`]) — takes all free capacity, reclaims entries whose workers died
+//!   (first, when a reclaim is due) and reads new ones with the rest, and spawns one executor per
+//!   delivery at once: a worker never holds an entry it does not run and heart-beat;
 //! - **executor** ([`executor`]) — fences the record by attempt, runs the pipeline (a panic is
 //!   caught), classifies failures and writes the outcome to storage;
 //! - **completer** ([`completer`]) — acks/deletes finished entries and appends their events in
@@ -15,7 +16,10 @@
 //! - **ticket store** ([`tickets`]) — the pipeline's ticket reads and writes, each batched across
 //!   concurrent jobs;
 //! - **heartbeat** and **promoter** — keep in-flight entries leased; move due retries back into the
-//!   stream.
+//!   stream;
+//! - **reclaim ticker** — marks a reclaim due every `reclaim_every` (the completer then stops
+//!   handing freed capacity to new entries until the fetcher has reclaimed), and hands back entries
+//!   this consumer owns but is not running (stranded by a lost reply).
 
 pub mod completer;
 pub mod executor;
@@ -24,6 +28,7 @@ pub mod recorder;
 pub mod tickets;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +98,10 @@ pub(crate) struct Shared<P> {
     pub hard_stop: CancellationToken,
     /// Cancelled when shutdown begins: nothing new is taken.
     pub stopping: CancellationToken,
+    /// Set by the reclaim ticker until the fetcher has scanned for abandoned entries: meanwhile
+    /// freed capacity is not handed to new entries, so a dead worker's jobs do not wait for the
+    /// backlog to drain.
+    pub reclaim_due: AtomicBool,
 }
 
 impl<P: Pipeline + 'static> Shared<P> {
@@ -194,6 +203,7 @@ impl<P: Pipeline + 'static> Worker<P> {
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             stopping: shutdown.clone(),
+            reclaim_due: AtomicBool::new(true),
         });
         let background = TaskTracker::new();
         let bg_stop = CancellationToken::new();
@@ -201,69 +211,54 @@ impl<P: Pipeline + 'static> Worker<P> {
         background.spawn(recorder::run(shared.clone(), recorder_rx, bg_stop.clone()));
         background.spawn(heartbeat(shared.clone(), bg_stop.clone()));
         background.spawn(promoter(shared.clone(), shutdown.clone()));
+        background.spawn(reclaim_ticker(shared.clone(), shutdown.clone()));
         tracing::info!(consumer = %settings.consumer, concurrency, "worker started");
 
         let permits = Arc::new(Semaphore::new(concurrency));
-        let mut reclaim_tick = tokio::time::interval(settings.reclaim_every);
-        reclaim_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::from_millis(100);
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 () = shutdown.cancelled() => break,
-                permit = permits.clone().acquire_owned() => {
-                    let Ok(permit) = permit else { break };
-                    let free = permits.available_permits() + 1;
-                    let fetched = tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        r = consumer.fetch(free, settings.block) => r,
-                    };
-                    match fetched {
-                        Ok(deliveries) => {
-                            backoff = Duration::from_millis(100);
-                            let mut first = Some(permit);
-                            for d in deliveries {
-                                let p = match first.take() {
-                                    Some(p) => p,
-                                    None => match permits.clone().acquire_owned().await {
-                                        Ok(p) => p,
-                                        Err(_) => break,
-                                    },
-                                };
-                                shared.spawn_executor(d, p, false);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the queue; retrying");
-                            drop(permit);
-                            tokio::select! {
-                                () = shutdown.cancelled() => break,
-                                () = tokio::time::sleep(backoff) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            // All free capacity at once: every entry taken below starts (and is heart-beaten) at
+            // once, none waits for a slot while its lease runs out.
+            let mut held = vec![first];
+            while let Ok(p) = permits.clone().try_acquire_owned() {
+                held.push(p);
+            }
+            if shared.reclaim_due.load(Ordering::Acquire) {
+                reclaim(&shared, &mut consumer, &mut held).await;
+                if held.is_empty() {
+                    continue;
+                }
+            }
+            // Not cut short by shutdown: Redis may hand this consumer an entry even as the read is
+            // dropped, and nobody would run it until its lease ran out. What arrives while
+            // stopping is handed back instead.
+            match consumer.fetch(held.len(), settings.block).await {
+                Ok(deliveries) => {
+                    backoff = Duration::from_millis(100);
+                    if shutdown.is_cancelled() {
+                        hand_back(&shared, deliveries.iter().map(|d| d.id.clone()).collect(), Duration::ZERO).await;
+                        break;
+                    }
+                    for d in deliveries {
+                        let Some(p) = held.pop() else { break };
+                        shared.spawn_executor(d, p, false);
                     }
                 }
-                _ = reclaim_tick.tick() => {
-                    match consumer.reclaim(concurrency).await {
-                        Ok(r) => {
-                            if !r.deleted.is_empty() {
-                                tracing::warn!(entries = ?r.deleted, "pending entries were deleted from the stream; the reconciler restores their jobs");
-                            }
-                            let taken = r.deliveries.into_iter().map(|d| (d, false)).chain(r.stalled.into_iter().map(|d| (d, true)));
-                            for (d, stalled) in taken {
-                                if stalled {
-                                    tracing::warn!(job_id = %d.entry.job_id, deliveries = d.deliveries, "entry stalled too often");
-                                } else {
-                                    tracing::info!(job_id = %d.entry.job_id, deliveries = d.deliveries, "reclaimed an abandoned entry");
-                                }
-                                match permits.clone().acquire_owned().await {
-                                    Ok(p) => shared.spawn_executor(d, p, stalled),
-                                    Err(_) => break,
-                                }
-                            }
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot reclaim abandoned entries"),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the queue; retrying");
+                    drop(held);
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -282,6 +277,75 @@ impl<P: Pipeline + 'static> Worker<P> {
         background.wait().await;
         tracing::info!("worker stopped");
         Ok(())
+    }
+}
+
+/// Takes over abandoned entries, at most one per held permit, and starts them at once.
+async fn reclaim<P: Pipeline + 'static>(
+    shared: &Arc<Shared<P>>,
+    consumer: &mut longhaul_queue::Consumer,
+    held: &mut Vec<OwnedSemaphorePermit>,
+) {
+    match consumer.reclaim(held.len()).await {
+        Ok(r) => {
+            if r.scan_done {
+                shared.reclaim_due.store(false, Ordering::Release);
+            }
+            if !r.deleted.is_empty() {
+                tracing::warn!(entries = ?r.deleted, "pending entries were deleted from the stream; the reconciler restores their jobs");
+            }
+            let taken = r.deliveries.into_iter().map(|d| (d, false)).chain(r.stalled.into_iter().map(|d| (d, true)));
+            for (d, stalled) in taken {
+                if stalled {
+                    tracing::warn!(job_id = %d.entry.job_id, deliveries = d.deliveries, "entry stalled too often");
+                } else {
+                    tracing::info!(job_id = %d.entry.job_id, deliveries = d.deliveries, "reclaimed an abandoned entry");
+                }
+                let Some(p) = held.pop() else { break };
+                shared.spawn_executor(d, p, stalled);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reclaim abandoned entries");
+            shared.reclaim_due.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Hands entries this consumer will not run, idle at least `min_idle`, back to the group
+/// (reclaimable by anyone at once).
+async fn hand_back<P>(shared: &Shared<P>, ids: Vec<String>, min_idle: Duration) {
+    if ids.is_empty() {
+        return;
+    }
+    match shared.queue.hand_back(&shared.settings.consumer, &ids, min_idle).await {
+        Ok(n) => tracing::info!(entries = ?ids, handed_back = n, "handed back entries this worker will not run"),
+        Err(e) => tracing::warn!(error = %e, entries = ?ids, "cannot hand entries back; they are reclaimed once their lease runs out"),
+    }
+}
+
+/// Every `reclaim_every`: marks a reclaim due, and hands back entries this consumer owns without
+/// running them — stranded when a reply carrying them was lost (a read cut short, a call a cluster
+/// client re-sent). Such an entry is idle: in-flight entries are in `inflight`, and new ones are
+/// added there the moment they arrive.
+async fn reclaim_ticker<P: Pipeline + 'static>(shared: Arc<Shared<P>>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.settings.reclaim_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stranded_after = (shared.queue.config().lease / 2).max(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        shared.reclaim_due.store(true, Ordering::Release);
+        let inflight: HashSet<String> = shared.inflight_ids().into_iter().collect();
+        match shared.queue.idle_owned(&shared.settings.consumer, stranded_after, 100).await {
+            Ok(ids) => {
+                let stranded: Vec<String> = ids.into_iter().filter(|id| !inflight.contains(id)).collect();
+                hand_back(&shared, stranded, stranded_after).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot list this consumer's idle entries"),
+        }
     }
 }
 

@@ -114,14 +114,9 @@ async fn write<P>(shared: &Shared<P>, batch: Vec<Request>, throttle: &mut Thrott
                 }
             } else {
                 for (write, reply) in writes.into_iter().zip(replies) {
-                    let result = match write {
-                        Write::Start { tenant, job, attempt } => {
-                            shared.store.start(&tenant, &job, attempt).await
-                        }
-                        Write::StartNext { tenant, job } => shared.store.start_next(&tenant, &job).await,
-                        Write::Complete { tenant, job, attempt, output } => {
-                            shared.store.complete(&tenant, &job, attempt, &output).await
-                        }
+                    let result = match shared.store.write_many(std::slice::from_ref(&write)).await {
+                        Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(StoreError::NotFound("job"))),
+                        Err(e) => Err(e),
                     };
                     let _ = reply.send(result);
                 }

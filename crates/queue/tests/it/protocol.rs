@@ -65,6 +65,103 @@ async fn a_delayed_enqueue_waits_until_due_and_is_idempotent() {
     assert_eq!(got[0].entry, e);
 }
 
+#[tokio::test]
+async fn a_promoted_retry_points_its_job_key_at_the_new_entry() {
+    let q = test_queue(|_| {}).await;
+    let e = entry("T-promoted");
+    q.enqueue(&e).await.expect("enqueue");
+    let mut c = q.consumer("w").expect("consumer");
+    let d = c.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+    let next = longhaul_queue::JobEntry { attempt: 2, ..d.entry.clone() };
+    let due = now_ms();
+    q.retry(&d, &next, due, &event(EventKind::Retrying, &d)).await.expect("retry");
+    let mut conn = raw().await;
+    let key = q.keys().job(e.job_id.as_str());
+    let v: String = conn.get(&key).await.expect("get");
+    assert_eq!(v, "2:d", "a delayed job's key marks it delayed");
+    assert_eq!(q.promote_due(due, 10).await.expect("promote").count, 1);
+    let promoted = c.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+    let v: String = conn.get(&key).await.expect("get");
+    assert_eq!(v, format!("2:{}", promoted.id));
+    // Deleted while pending, the promoted entry is no trace any more.
+    let _: u64 = conn.xdel(q.keys().jobs(), &[promoted.id.as_str()]).await.expect("xdel");
+    assert!(!q.has_trace(&e.job_id).await.expect("trace"));
+}
+
+#[tokio::test]
+async fn a_deleted_pending_entry_leaves_no_trace_and_the_job_can_be_enqueued_again() {
+    let q = test_queue(|c| c.lease = Duration::from_millis(50)).await;
+    let e = entry("T-deleted");
+    q.enqueue(&e).await.expect("enqueue");
+    let mut dead = q.consumer("dead").expect("consumer");
+    let d = dead.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+    assert!(q.has_trace(&e.job_id).await.expect("trace"));
+    // Someone deletes the pending entry: the presence key stays, but it names nothing.
+    let mut conn = raw().await;
+    let _: u64 = conn.xdel(q.keys().jobs(), &[d.id.as_str()]).await.expect("xdel");
+    assert!(!q.has_trace(&e.job_id).await.expect("trace"), "a key naming a deleted entry is no trace");
+    let mut rescuer = q.consumer("rescuer").expect("consumer");
+    let r = wait_until(Duration::from_secs(5), "the reclaim reports the deleted entry", async || {
+        let r = rescuer.reclaim(10).await.expect("reclaim");
+        if r.deleted.is_empty() { Err(r) } else { Ok(r) }
+    })
+    .await;
+    assert_eq!(r.deleted, vec![d.id.clone()]);
+    // The reconciler's enqueue replaces the dead key with a live entry.
+    assert!(q.enqueue(&e).await.expect("enqueue again"), "enqueued again");
+    assert!(q.has_trace(&e.job_id).await.expect("trace"));
+    assert!(!q.enqueue(&e).await.expect("duplicate"), "still one live entry");
+    let again = rescuer.fetch(1, NO_WAIT).await.expect("fetch");
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].id, d.id);
+}
+
+#[tokio::test]
+async fn finish_and_retry_run_twice_change_nothing_the_second_time() {
+    let q = test_queue(|_| {}).await;
+    for t in ["T-twice-a", "T-twice-b"] {
+        q.enqueue(&entry(t)).await.expect("enqueue");
+    }
+    let mut c = q.consumer("w").expect("consumer");
+    let ds = c.fetch(2, NO_WAIT).await.expect("fetch");
+    let (done, retried) = (&ds[0], &ds[1]);
+    let ev = event(EventKind::Completed, done);
+    let item = [Finish { delivery: done, event: Some(&ev), release: true }];
+    assert_eq!(q.finish_batch(&item, "w", 0).await.expect("finish").0, 1);
+    // As a cluster client re-sending the call after an I/O error would.
+    assert_eq!(q.finish_batch(&item, "w", 0).await.expect("again").0, 0);
+    let next = longhaul_queue::JobEntry { attempt: 2, ..retried.entry.clone() };
+    let rev = event(EventKind::Retrying, retried);
+    q.retry(retried, &next, now_ms() + 60_000, &rev).await.expect("retry");
+    q.retry(retried, &next, now_ms() + 60_000, &rev).await.expect("retry again");
+    let stats = q.stats().await.expect("stats");
+    assert_eq!(
+        (stats.events_length, stats.delayed, stats.pending, stats.stream_length),
+        (2, 1, 0, 0),
+        "one event each, one delayed entry"
+    );
+}
+
+#[tokio::test]
+async fn handed_back_entries_are_reclaimable_at_once_with_their_delivery_count() {
+    let q = test_queue(|c| c.lease = Duration::from_secs(60)).await;
+    q.enqueue(&entry("T-handback")).await.expect("enqueue");
+    let mut stopping = q.consumer("stopping").expect("consumer");
+    let d = stopping.fetch(1, NO_WAIT).await.expect("fetch").remove(0);
+    let mut other = q.consumer("other").expect("consumer");
+    assert!(other.reclaim(10).await.expect("reclaim").deliveries.is_empty(), "leased for a minute");
+    // An entry delivered just now is not handed back by a sweep for idle ones.
+    let ids = std::slice::from_ref(&d.id);
+    assert_eq!(q.hand_back("stopping", ids, Duration::from_secs(30)).await.expect("sweep"), 0);
+    // Another consumer's entry is not ours to hand back.
+    assert_eq!(q.hand_back("other", ids, Duration::ZERO).await.expect("not owned"), 0);
+    assert_eq!(q.hand_back("stopping", ids, Duration::ZERO).await.expect("hand back"), 1);
+    let r = other.reclaim(10).await.expect("reclaim");
+    assert_eq!(r.deliveries.len(), 1, "{r:?}");
+    assert_eq!((r.deliveries[0].id.as_str(), r.deliveries[0].deliveries), (d.id.as_str(), 2));
+    assert_eq!(q.idle_owned("stopping", Duration::ZERO, 10).await.expect("owned"), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_enqueues_make_one_entry() {
     let q = test_queue(|_| {}).await;
@@ -456,7 +553,11 @@ async fn finish_batch_takes_new_entries_for_the_freed_capacity() {
         .await
         .expect("ack dup");
     assert_eq!((acked, none.len()), (1, 0));
-    assert!(q.has_trace(&dup.entry.job_id).await.expect("trace"), "the job keeps its presence key");
+    let mut conn = raw().await;
+    let key: Option<String> = conn.get(q.keys().job(dup.entry.job_id.as_str())).await.expect("get");
+    assert_eq!(key, Some(format!("1:{}", dup.id)), "the job keeps its presence key");
+    // That key names an entry that is gone now: it is no trace, so the reconciler can restore the job.
+    assert!(!q.has_trace(&dup.entry.job_id).await.expect("trace"));
     assert_eq!(q.stats().await.expect("stats").events_length, 2, "no event for a dropped duplicate");
 }
 }

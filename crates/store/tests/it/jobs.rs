@@ -256,8 +256,21 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
         for _ in 0..25 {
             let attempt = u32::try_from(next(5)).expect("small");
             let now = Utc::now();
-            let (outcome, expected) = match next(5) {
+            let (outcome, expected) = match next(6) {
                 0 => (store.start(&t, &id, attempt).await, model.start(attempt, now)),
+                // The worker's start, through the batched form production runs: a delivery of one
+                // of two entries, enqueued for some attempt.
+                5 => {
+                    let l = lease(["1-0", "2-0"][usize::try_from(next(2)).expect("small")], u32::try_from(next(3)).expect("small") + 1);
+                    let write = longhaul_store::Write::StartNext {
+                        tenant: t.clone(),
+                        job: id.clone(),
+                        lease: l.clone(),
+                        entry_attempt: attempt,
+                    };
+                    let mut out = store.write_many(std::slice::from_ref(&write)).await.expect("batch");
+                    (out.pop().expect("one outcome"), model.start_delivery(&l, attempt, now))
+                }
                 1 => {
                     let p = Progress::new(40).expect("p");
                     (
@@ -419,15 +432,21 @@ conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Stor
     applied(store.start(&d.tenant_id, &d.job_id, 2).await.expect("start 2"));
     applied(store.complete(&e.tenant_id, &e.job_id, 1, &json!({"done": true})).await.expect("complete"));
     let missing = setup_job(&store, "acme", "T-missing", 3).await;
-    let next =
-        |j: &longhaul_core::NewJob| Write::StartNext { tenant: j.tenant_id.clone(), job: j.job_id.clone() };
+    // Deliveries of each job's first entry; b's is an entry enqueued after its attempt 1 started.
+    let next = |j: &longhaul_core::NewJob, entry_attempt| Write::StartNext {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        lease: lease(&format!("1-{}", j.ticket_id), 1),
+        entry_attempt,
+    };
     let complete = |j: &longhaul_core::NewJob, attempt| Write::Complete {
         tenant: j.tenant_id.clone(),
         job: j.job_id.clone(),
         attempt,
         output: json!({"job": j.ticket_id}),
     };
-    let writes = [next(a), next(b), complete(c, 1), complete(d, 1), next(e), next(f), next(&missing)];
+    let writes =
+        [next(a, 1), next(b, 2), complete(c, 1), complete(d, 1), next(e, 2), next(f, 2), next(&missing, 1)];
     let out = store.write_many(&writes).await.expect("batch");
     assert!(
         matches!(&out[0], Ok(WriteOutcome::Applied(r)) if (r.status, r.attempts) == (JobStatus::Running, 1)),
@@ -504,11 +523,17 @@ conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Stor
     assert_eq!((rd.status, rd.output), (JobStatus::Running, None));
     // The single form agrees.
     assert!(matches!(
-        store.start_next(&missing.tenant_id, &missing.job_id).await,
+        store.start_next(&missing.tenant_id, &missing.job_id, lease("1-0", 1), 1).await,
         Err(StoreError::NotFound("job"))
     ));
-    let r = applied(store.start_next(&a.tenant_id, &a.job_id).await.expect("takeover"));
-    assert_eq!(r.attempts, 2);
+    // The same delivery again changes nothing; a later delivery of the entry takes over.
+    let stale = store.start_next(&a.tenant_id, &a.job_id, lease("1-T-ba", 1), 1).await.expect("stale");
+    assert!(
+        matches!(&stale, WriteOutcome::Refused { reason: TransitionError::Superseded { .. }, .. }),
+        "{stale:?}"
+    );
+    let r = applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-T-ba", 2), 1).await.expect("takeover"));
+    assert_eq!((r.attempts, r.lease), (2, Some(lease("1-T-ba", 2))));
 });
 
 conformance!(a_job_written_twice_in_one_progress_batch_keeps_the_last_write, |store: Store| async move {
@@ -539,7 +564,12 @@ conformance!(progress_and_the_completion_of_one_job_share_a_batch_in_order, |sto
             attempt: 1,
             output: json!({"n": 1}),
         },
-        Write::StartNext { tenant: b.tenant_id.clone(), job: b.job_id.clone() },
+        Write::StartNext {
+            tenant: b.tenant_id.clone(),
+            job: b.job_id.clone(),
+            lease: lease("1-0", 1),
+            entry_attempt: 1,
+        },
     ];
     let (applied_progress, outcomes) = store.write_batch(&progress, &writes).await.expect("batch");
     assert_eq!(applied_progress, [true], "progress is written before the completion");
@@ -595,3 +625,7 @@ conformance!(a_stale_attempts_progress_in_a_batch_does_not_displace_the_owners, 
     let r = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
     assert_eq!((r.attempts, r.stage.as_deref(), r.progress.percent()), (2, Some("classify"), 66));
 });
+
+fn lease(entry: &str, delivery: u32) -> longhaul_core::Lease {
+    longhaul_core::Lease { entry: entry.to_owned(), delivery }
+}

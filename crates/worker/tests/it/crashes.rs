@@ -228,31 +228,61 @@ async fn set_database_reachable(name: &str, reachable: bool) {
     }
 }
 
+/// Item 2 of the correctness issue: an outage of many leases costs no delivery and fails nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nothing_is_acked_while_the_database_is_down() {
+async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
     let db = TestDb::new(Backend::Postgres).await;
     let name = db.url.rsplit('/').next().expect("database name").to_owned();
+    // The default delivery limit, and a lease of 400 ms: the outage below lasts ten leases.
     let q = TestQueue::new(fast_queue).await;
+    assert_eq!(q.config().max_deliveries, longhaul_queue::QueueConfig::default().max_deliveries);
     let job = submit(&db, &q, "SUP-15", "s", "b", 5).await;
     let gate = Arc::new(Notify::new());
-    let worker = spawn_worker(&db, &q, GatedFirstAttempt { gate: gate.clone() }, settings("w1"));
+    let w1 = spawn_worker(&db, &q, GatedFirstAttempt { gate: gate.clone() }, settings("w1"));
+    let w2 = spawn_worker(&db, &q, GatedFirstAttempt { gate: gate.clone() }, settings("w2"));
     wait_status(&db, &job, JobStatus::Running).await;
+    // Two more jobs whose entries arrive while the database is down: their starts cannot be written.
+    let later = [submit(&db, &q, "SUP-16", "s", "b", 5).await, submit(&db, &q, "SUP-17", "s", "b", 5).await];
 
     set_database_reachable(&name, false).await;
-    gate.notify_one(); // the attempt finishes while its outcome cannot be written
-    // The entry must stay in the stream, pending, for as long as the outcome is not recorded.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    gate.notify_waiters(); // the running attempt finishes while its outcome cannot be written
+    // Every entry stays pending, delivered once, for as long as the outage lasts.
+    let outage = Duration::from_millis(400) * 10;
+    let deadline = Instant::now() + outage;
     while Instant::now() < deadline {
         let s = q.stats().await.expect("stats");
-        assert_eq!((s.stream_length, s.pending), (1, 1), "acked an outcome that was never recorded");
+        assert_eq!(s.stream_length, 3, "acked an outcome that was never recorded");
+        for (id, deliveries) in pending_deliveries(&q).await {
+            assert_eq!(deliveries, 1, "entry {id} was delivered again during the outage");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     set_database_reachable(&name, true).await;
 
-    // Back: the entry's lease runs out, it is reclaimed, and the job completes.
+    // Back: the held attempt's outcome is written, the held starts go through.
     let done = wait_status(&db, &job, JobStatus::Completed).await;
-    assert_eq!(done.output, Some(serde_json::json!({ "attempt": 2 })));
-    worker.shutdown().await.expect("shutdown");
+    assert_eq!((done.attempts, done.output), (1, Some(serde_json::json!({ "attempt": 1 }))));
+    for j in &later {
+        let r = wait_status(&db, j, JobStatus::Completed).await;
+        assert_eq!((r.attempts, r.error_message), (1, None), "no attempt or delivery was lost to the outage");
+    }
+    w1.shutdown().await.expect("shutdown");
+    w2.shutdown().await.expect("shutdown");
     let s = q.stats().await.expect("stats");
     assert_eq!((s.stream_length, s.pending), (0, 0));
+}
+
+/// Each pending entry of the jobs stream with its delivery count.
+async fn pending_deliveries(q: &TestQueue) -> Vec<(String, u64)> {
+    let mut conn = longhaul_testkit::raw_connection();
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(q.keys().jobs())
+        .arg(&q.config().group)
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .query_async(&mut conn)
+        .await
+        .expect("xpending");
+    rows.into_iter().map(|(id, _, _, n)| (id, n)).collect()
 }
