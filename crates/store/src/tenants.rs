@@ -423,7 +423,13 @@ impl Store {
 
     /// Writes the triage result onto the ticket of `ctx` at most once per operation id `op`,
     /// atomically with the operation's `done` record (on PostgreSQL one statement, on SQLite one
-    /// transaction). Returns the stored result.
+    /// transaction). Returns the stored result: the first write's, on a repeat.
+    ///
+    /// A stored triage is never replaced by one of an older ticket revision (the `revision` field
+    /// of the triage JSON; a triage without one counts as revision 0). When the ticket already
+    /// holds a newer triage, the ticket is left alone and the operation is still recorded as done,
+    /// with `{"written": false, "superseded_by": <stored revision>}`, so a retry gets the same
+    /// answer. Otherwise the result is `{"written": true}`.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the ticket does not exist for the tenant; [`StoreError::Database`].
@@ -434,32 +440,25 @@ impl Store {
         triage: &Value,
     ) -> Result<Value, StoreError> {
         let now = now();
-        let result = serde_json::json!({ "written": true });
+        let written = triage_result(None);
+        let revision = triage_revision(triage);
         let attempt = i32::try_from(ctx.attempt).unwrap_or(i32::MAX);
         if let crate::Backend::Postgres(pool) = &self.backend {
-            // The operation row is inserted only while the ticket exists (tickets are never
-            // deleted), and the ticket is updated only if the operation row was new.
-            let written: Option<(i32,)> = sqlx::query_as(
-                "WITH o AS (INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, \
-                 attempt, result, created_at, updated_at) \
-                 SELECT $1, $2, $3, 'apply', 'ticket-update', 'done', $4, $5, $6, $6 \
-                 WHERE EXISTS (SELECT 1 FROM tickets WHERE tenant_id = $2 AND ticket_id = $7) \
-                 ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id) \
-                 UPDATE tickets SET triage = $8, updated_at = $6 FROM o \
-                 WHERE tenant_id = $2 AND ticket_id = $7 RETURNING 1",
-            )
-            .bind(op.as_str())
-            .bind(ctx.tenant_id.as_str())
-            .bind(ctx.job_id.as_str())
-            .bind(attempt)
-            .bind(Json(&result))
-            .bind(now)
-            .bind(ctx.ticket_id.as_str())
-            .bind(Json(triage))
-            .fetch_optional(pool)
-            .await?;
-            if written.is_some() {
-                return Ok(result);
+            let inserted: Option<(Json<Value>,)> = sqlx::query_as(PG_TRIAGE_ONE_SQL)
+                .bind(op.as_str())
+                .bind(ctx.tenant_id.as_str())
+                .bind(ctx.job_id.as_str())
+                .bind(attempt)
+                .bind(Json(&written))
+                .bind(now)
+                .bind(ctx.ticket_id.as_str())
+                .bind(Json(triage))
+                .bind(revision)
+                .bind(Json(&triage_result(Some(0))))
+                .fetch_optional(pool)
+                .await?;
+            if let Some((result,)) = inserted {
+                return Ok(result.0);
             }
             let stored: Option<(Option<Json<Value>>,)> =
                 sqlx::query_as("SELECT result FROM operations WHERE operation_id = $1 AND tenant_id = $2")
@@ -473,6 +472,8 @@ impl Store {
             };
         }
         on_pool!(self, pool => {
+            // The first statement writes, so the transaction holds the write lock from the start:
+            // the stored revision cannot change between the check and the update.
             let mut tx = pool.begin().await?;
             let inserted: Option<(String,)> = sqlx::query_as(
                 "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt, result, \
@@ -483,7 +484,7 @@ impl Store {
             .bind(ctx.tenant_id.as_str())
             .bind(ctx.job_id.as_str())
             .bind(attempt)
-            .bind(Json(&result))
+            .bind(Json(&written))
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
@@ -497,45 +498,104 @@ impl Store {
                 .await?;
                 return Ok(stored.and_then(|(r,)| r).map(|j| j.0).unwrap_or(Value::Null));
             }
-            let updated = sqlx::query("UPDATE tickets SET triage = $3, updated_at = $4 WHERE tenant_id = $1 AND ticket_id = $2")
-                .bind(ctx.tenant_id.as_str())
-                .bind(ctx.ticket_id.as_str())
-                .bind(Json(triage))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if updated != 1 {
-                return Err(StoreError::NotFound("ticket"));
-            }
+            let stored: Option<(i64,)> = sqlx::query_as(
+                "SELECT COALESCE(json_extract(triage, '$.revision'), 0) FROM tickets \
+                 WHERE tenant_id = $1 AND ticket_id = $2",
+            )
+            .bind(ctx.tenant_id.as_str())
+            .bind(ctx.ticket_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((stored,)) = stored else { return Err(StoreError::NotFound("ticket")) };
+            let result = if stored <= revision {
+                sqlx::query("UPDATE tickets SET triage = $3, updated_at = $4 WHERE tenant_id = $1 AND ticket_id = $2")
+                    .bind(ctx.tenant_id.as_str())
+                    .bind(ctx.ticket_id.as_str())
+                    .bind(Json(triage))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                written
+            } else {
+                let skipped = triage_result(Some(stored));
+                sqlx::query("UPDATE operations SET result = $2 WHERE operation_id = $1")
+                    .bind(op.as_str())
+                    .bind(Json(&skipped))
+                    .execute(&mut *tx)
+                    .await?;
+                skipped
+            };
             tx.commit().await?;
             Ok(result)
         })
     }
 }
 
+/// The result the ticket-update operation records: `{"written": true}` when the triage was
+/// written, `{"written": false, "superseded_by": N}` when the ticket already held the triage of
+/// the newer revision `N` and was left alone.
+fn triage_result(superseded_by: Option<i64>) -> Value {
+    match superseded_by {
+        None => serde_json::json!({ "written": true }),
+        Some(n) => serde_json::json!({ "written": false, "superseded_by": n }),
+    }
+}
+
+/// The ticket revision a triage JSON was made from (its `revision` field; 0 without one).
+fn triage_revision(triage: &Value) -> i64 {
+    triage.get("revision").and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// PostgreSQL: one ticket triage write in one statement. The ticket row is locked first (`cur`), so
+/// the stored revision it reads is the latest and stays so until the update; the operation row is
+/// inserted only while the ticket exists (tickets are never deleted), with the written result
+/// when the stored triage is not newer and the superseded one otherwise; the ticket is updated
+/// only if the operation row was new and says written. Returns the new operation's result, or
+/// nothing when the operation was already recorded or the ticket is missing. `$1` operation id,
+/// `$2` tenant, `$3` job, `$4` attempt, `$5` written result, `$6` time, `$7` ticket, `$8` triage,
+/// `$9` its revision, `$10` the superseded result (its `superseded_by` is set here).
+const PG_TRIAGE_ONE_SQL: &str = "WITH cur AS (SELECT COALESCE((triage->>'revision')::bigint, 0) AS stored \
+     FROM tickets WHERE tenant_id = $2 AND ticket_id = $7 FOR UPDATE), \
+     o AS (INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, \
+     attempt, result, created_at, updated_at) \
+     SELECT $1, $2, $3, 'apply', 'ticket-update', 'done', $4, \
+     CASE WHEN cur.stored <= $9 THEN $5 ELSE $10::jsonb || jsonb_build_object('superseded_by', cur.stored) END, \
+     $6, $6 FROM cur \
+     ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id, result), \
+     u AS (UPDATE tickets SET triage = $8, updated_at = $6 FROM o \
+     WHERE tenant_id = $2 AND ticket_id = $7 AND (o.result->>'written')::boolean RETURNING 1) \
+     SELECT result FROM o";
+
 /// A ticket triage write: the job's context, the operation id, the triage JSON.
 pub type TriageWrite<'a> = (&'a longhaul_core::JobContext, &'a longhaul_core::OperationId, &'a Value);
 
-/// PostgreSQL: many ticket triage writes in one statement — each operation row inserted while its
-/// ticket exists, each ticket updated only if its operation row was new. `$1` operation ids, `$2`
-/// tenants, `$3` jobs, `$4` attempts, `$5` tickets, `$6` triage values, `$7` result, `$8` time.
+/// PostgreSQL: many ticket triage writes in one statement, as [`PG_TRIAGE_ONE_SQL`] for each row
+/// (the batch names each ticket once). `$1` operation ids, `$2` tenants, `$3` jobs, `$4`
+/// attempts, `$5` tickets, `$6` triage values, `$7` their revisions, `$8` written results, `$9`
+/// superseded results, `$10` time. Returns each new operation's id and result.
 const PG_TRIAGE_MANY_SQL: &str = "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[], \
-     $5::text[], $6::jsonb[]) AS v(op, tenant, job, attempt, ticket, triage)), \
+     $5::text[], $6::jsonb[], $7::int8[], $8::jsonb[], $9::jsonb[]) \
+     AS v(op, tenant, job, attempt, ticket, triage, revision, written, skipped)), \
+     cur AS (SELECT k.tenant_id, k.ticket_id, COALESCE((k.triage->>'revision')::bigint, 0) AS stored \
+     FROM tickets k JOIN v ON k.tenant_id = v.tenant AND k.ticket_id = v.ticket \
+     ORDER BY k.tenant_id, k.ticket_id FOR UPDATE OF k), \
      o AS (INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt, result, \
      created_at, updated_at) \
-     SELECT v.op, v.tenant, v.job, 'apply', 'ticket-update', 'done', v.attempt, $7, $8, $8 FROM v \
-     WHERE EXISTS (SELECT 1 FROM tickets t WHERE t.tenant_id = v.tenant AND t.ticket_id = v.ticket) \
-     ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id) \
-     UPDATE tickets t SET triage = v.triage, updated_at = $8 FROM o JOIN v ON v.op = o.operation_id \
-     WHERE t.tenant_id = v.tenant AND t.ticket_id = v.ticket RETURNING v.op";
+     SELECT v.op, v.tenant, v.job, 'apply', 'ticket-update', 'done', v.attempt, \
+     CASE WHEN cur.stored <= v.revision THEN v.written \
+     ELSE v.skipped || jsonb_build_object('superseded_by', cur.stored) END, $10, $10 \
+     FROM v JOIN cur ON cur.tenant_id = v.tenant AND cur.ticket_id = v.ticket \
+     ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id, result), \
+     u AS (UPDATE tickets t SET triage = v.triage, updated_at = $10 FROM o JOIN v ON v.op = o.operation_id \
+     WHERE t.tenant_id = v.tenant AND t.ticket_id = v.ticket AND (o.result->>'written')::boolean RETURNING 1) \
+     SELECT operation_id, result FROM o";
 
 impl Store {
     /// [`Store::write_ticket_triage`] for many jobs: how a worker writes the apply stages of its
     /// concurrent jobs together. On PostgreSQL one statement (one commit) when the batch names
     /// each ticket and operation once; otherwise, and on SQLite, one write after another. Returns
     /// each write's stored result, or its error ([`StoreError::NotFound`] for a missing ticket), in
-    /// order.
+    /// order. The revision guard of [`Store::write_ticket_triage`] holds for each write.
     ///
     /// # Errors
     /// [`StoreError::Database`] when the batch statement fails: then none was written.
@@ -559,11 +619,10 @@ impl Store {
             }
         };
         let now = now();
-        let result = serde_json::json!({ "written": true });
         // In ticket order, so concurrent batches lock tickets in the same order.
         let mut sorted: Vec<&TriageWrite<'_>> = writes.iter().collect();
         sorted.sort_unstable_by_key(|(ctx, ..)| (ctx.tenant_id.as_str(), ctx.ticket_id.as_str()));
-        let written: Vec<(String,)> = sqlx::query_as(PG_TRIAGE_MANY_SQL)
+        let written: Vec<(String, Json<Value>)> = sqlx::query_as(PG_TRIAGE_MANY_SQL)
             .bind(sorted.iter().map(|(_, op, _)| op.as_str()).collect::<Vec<_>>())
             .bind(sorted.iter().map(|(ctx, ..)| ctx.tenant_id.as_str()).collect::<Vec<_>>())
             .bind(sorted.iter().map(|(ctx, ..)| ctx.job_id.as_str()).collect::<Vec<_>>())
@@ -575,14 +634,17 @@ impl Store {
             )
             .bind(sorted.iter().map(|(ctx, ..)| ctx.ticket_id.as_str()).collect::<Vec<_>>())
             .bind(sorted.iter().map(|(.., triage)| Json(*triage)).collect::<Vec<_>>())
-            .bind(Json(&result))
+            .bind(sorted.iter().map(|(.., triage)| triage_revision(triage)).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|_| Json(triage_result(None))).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|_| Json(triage_result(Some(0)))).collect::<Vec<_>>())
             .bind(now)
             .fetch_all(pool)
             .await?;
-        let written: std::collections::HashSet<String> = written.into_iter().map(|(op,)| op).collect();
+        let written: std::collections::HashMap<String, Value> =
+            written.into_iter().map(|(op, result)| (op, result.0)).collect();
         // The rest: written by an earlier attempt (its stored result), or the ticket is missing.
         let rest: Vec<&str> =
-            writes.iter().map(|(_, op, _)| op.as_str()).filter(|op| !written.contains(*op)).collect();
+            writes.iter().map(|(_, op, _)| op.as_str()).filter(|op| !written.contains_key(*op)).collect();
         let mut stored = std::collections::HashMap::new();
         if !rest.is_empty() {
             let rows: Vec<(String, String, Option<Json<Value>>)> = sqlx::query_as(
@@ -598,7 +660,7 @@ impl Store {
         Ok(writes
             .iter()
             .map(|(ctx, op, _)| {
-                if written.contains(op.as_str()) {
+                if let Some(result) = written.get(op.as_str()) {
                     return Ok(result.clone());
                 }
                 match stored.get(op.as_str()) {

@@ -10,6 +10,9 @@
 //! 3. **apply** (66 → 100 %) — writes the result onto the ticket and delivers the tenant's webhook,
 //!    each at most once per operation id — the ticket update atomically with its operation record,
 //!    the webhook through the operation log ([`run_effect`]) with `Idempotency-Key: <operation id>`.
+//!    A ticket already holding the triage of a newer revision keeps it: the update is recorded as
+//!    superseded, no webhook is sent (the newer job delivers its own), and the output says
+//!    `superseded_by`.
 //!
 //! The pipeline depends on traits only — no database, no Redis — and runs directly in unit tests.
 
@@ -37,8 +40,13 @@ pub struct TriageOutput {
     pub classification: Classification,
     /// The ticket revision that was triaged.
     pub ticket_revision: u64,
-    /// The webhook delivery's stored result, when the tenant has a webhook.
+    /// The webhook delivery's stored result, when the tenant has a webhook and the triage was
+    /// written.
     pub webhook: Option<Value>,
+    /// Set when the ticket already held the triage of this newer revision: this job's triage was
+    /// not written and no webhook was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<u64>,
 }
 
 /// A classifier chosen at run time.
@@ -131,12 +139,12 @@ where
         event(StageEvent::Finished { stage: "classify", progress: percent(66) });
 
         event(StageEvent::Started { stage: "apply", progress: percent(66) });
-        let webhook = self
-            .apply(ctx, &ticket, &classification, &event)
+        let output = self
+            .apply(ctx, &ticket, classification, &event)
             .instrument(tracing::info_span!("stage", stage = "apply"))
             .await?;
         event(StageEvent::Finished { stage: "apply", progress: percent(100) });
-        Ok(TriageOutput { classification, ticket_revision: ticket.revision, webhook })
+        Ok(output)
     }
 }
 
@@ -147,21 +155,24 @@ where
     C: Classifier,
     W: WebhookSender,
 {
-    /// The apply stage: the ticket update, then the webhook, each at most once per operation id.
+    /// The apply stage: the ticket update, then — unless a newer revision's triage superseded it —
+    /// the webhook, each at most once per operation id.
     async fn apply(
         &self,
         ctx: &JobContext,
         ticket: &longhaul_core::TicketView,
-        classification: &Classification,
+        classification: Classification,
         event: &(dyn Fn(StageEvent<'_>) + Send + Sync),
-    ) -> Result<Option<Value>, JobError> {
+    ) -> Result<TriageOutput, JobError> {
         let triage =
             json!({ "classification": classification, "job_id": ctx.job_id, "revision": ticket.revision });
         // A local effect: written atomically with its operation record.
         let op = longhaul_core::OperationId::derive(&ctx.job_id, "apply", "ticket-update");
-        self.tickets.write_triage(ctx, &op, &triage).await?;
+        let stored = self.tickets.write_triage(ctx, &op, &triage).await?;
         event(StageEvent::Progress { stage: "apply", progress: percent(83) });
+        let superseded_by = superseded_by(&stored);
         let webhook = match &ticket.webhook_url {
+            _ if superseded_by.is_some() => None,
             None => None,
             Some(url) => {
                 let payload = json!({
@@ -179,6 +190,12 @@ where
                 Some(delivered)
             }
         };
-        Ok(webhook)
+        Ok(TriageOutput { classification, ticket_revision: ticket.revision, webhook, superseded_by })
     }
+}
+
+/// The newer revision whose triage the ticket already held, from the ticket update's stored result
+/// (`{"written": false, "superseded_by": N}`); `None` when the triage was written.
+fn superseded_by(stored: &Value) -> Option<u64> {
+    stored.get("superseded_by").and_then(Value::as_u64)
 }

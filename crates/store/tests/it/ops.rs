@@ -174,3 +174,63 @@ conformance!(ticket_triage_of_many_jobs_in_one_batch, |store: Store| async move 
     assert_eq!(triage(&a).await, Some(t2));
     assert!(store.write_ticket_triage_many(&[]).await.expect("empty").is_empty());
 });
+
+conformance!(an_older_revisions_triage_never_replaces_a_newer_one, |store: Store| async move {
+    let [a, b] = [setup_job(&store, "acme", "T-ra", 3).await, setup_job(&store, "acme", "T-rb", 3).await];
+    for j in [&a, &b] {
+        store.upsert_ticket(&j.tenant_id, &j.ticket_id, "s", "b").await.expect("ticket");
+    }
+    let ctx = |j: &longhaul_core::NewJob, revision: u64| JobContext {
+        job_id: longhaul_core::JobId::for_ticket(&j.tenant_id, &j.ticket_id, revision),
+        tenant_id: j.tenant_id.clone(),
+        ticket_id: j.ticket_id.clone(),
+        ticket_revision: revision,
+        attempt: 1,
+    };
+    let op = |c: &JobContext| OperationId::derive(&c.job_id, "apply", "ticket-update");
+    let triage = |revision: u64| json!({ "revision": revision, "labels": [format!("r{revision}")] });
+    let stored = |j: &longhaul_core::NewJob| {
+        let (store, t, k) = (store.clone(), j.tenant_id.clone(), j.ticket_id.clone());
+        async move { store.get_ticket(&t, &k).await.expect("get").expect("ticket").triage }
+    };
+    let skipped = |by: u64| json!({ "written": false, "superseded_by": by });
+
+    // One write at a time: revision 2, then a late revision 1.
+    let (a2, a1) = (ctx(&a, 2), ctx(&a, 1));
+    assert_eq!(
+        store.write_ticket_triage(&a2, &op(&a2), &triage(2)).await.expect("r2"),
+        json!({"written": true})
+    );
+    assert_eq!(store.write_ticket_triage(&a1, &op(&a1), &triage(1)).await.expect("r1"), skipped(2));
+    assert_eq!(stored(&a).await, Some(triage(2)));
+    assert_eq!(
+        store.get_operation(&a.tenant_id, &op(&a1)).await.expect("op"),
+        Some(OperationState::Done { result: skipped(2) }),
+        "the skipped write is recorded"
+    );
+    assert_eq!(store.write_ticket_triage(&a1, &op(&a1), &triage(1)).await.expect("again"), skipped(2));
+
+    // The batch form (one statement on PostgreSQL): b is written, a late revision of a is not.
+    let (a0, b1) = (JobContext { attempt: 2, ..ctx(&a, 3) }, ctx(&b, 1));
+    store.write_ticket_triage(&a0, &op(&a0), &triage(3)).await.expect("r3");
+    let (ta, tb) = (triage(2), triage(1));
+    let late =
+        JobContext { job_id: longhaul_core::JobId::for_ticket(&a.tenant_id, &a.ticket_id, 9), ..ctx(&a, 2) };
+    let out = store
+        .write_ticket_triage_many(&[(&late, &op(&late), &ta), (&b1, &op(&b1), &tb)])
+        .await
+        .expect("batch");
+    assert_eq!(out[0].as_ref().expect("a"), &skipped(3));
+    assert_eq!(out[1].as_ref().expect("b"), &json!({"written": true}));
+    assert_eq!((stored(&a).await, stored(&b).await), (Some(triage(3)), Some(triage(1))));
+
+    // Concurrent writers of one ticket, in any order: the newest revision is what stays.
+    let writes = (1..=8u64).rev().map(|revision| {
+        let (store, c) = (store.clone(), ctx(&b, 10 + revision));
+        tokio::spawn(async move { store.write_ticket_triage(&c, &op(&c), &triage(10 + revision)).await })
+    });
+    for w in futures::future::join_all(writes).await {
+        w.expect("task").expect("write");
+    }
+    assert_eq!(stored(&b).await, Some(triage(18)));
+});

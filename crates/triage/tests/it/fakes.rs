@@ -1,4 +1,5 @@
-//! In-memory stand-ins for application storage, a scripted classifier and a recording webhook.
+//! In-memory stand-ins for application storage, a scripted classifier, a gated classifier and a
+//! recording webhook.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -14,6 +15,8 @@ use serde_json::Value;
 pub struct MemStore {
     pub tickets: Mutex<HashMap<(String, String), TicketView>>,
     pub triage_writes: Mutex<Vec<Value>>,
+    /// Each ticket's stored triage, by (tenant, ticket).
+    pub triage: Mutex<HashMap<(String, String), Value>>,
     pub webhooks: Mutex<HashMap<String, String>>,
     pub ops: Mutex<HashMap<String, OperationState>>,
 }
@@ -48,9 +51,10 @@ impl TicketStore for MemStore {
         let webhook_url = self.webhooks.lock().expect("lock").get(tenant.as_str()).cloned();
         Ok(view.map(|v| TicketView { webhook_url, ..v }))
     }
+    /// As the real store: once per operation id, and never over a newer revision's triage.
     async fn write_triage(
         &self,
-        _ctx: &JobContext,
+        ctx: &JobContext,
         op: &OperationId,
         triage: &Value,
     ) -> Result<Value, JobError> {
@@ -58,8 +62,19 @@ impl TicketStore for MemStore {
         if let Some(OperationState::Done { result }) = ops.get(op.as_str()) {
             return Ok(result.clone());
         }
-        self.triage_writes.lock().expect("lock").push(triage.clone());
-        let result = serde_json::json!({ "written": true });
+        let revision = |t: &Value| t.get("revision").and_then(Value::as_u64).unwrap_or(0);
+        let key = (ctx.tenant_id.to_string(), ctx.ticket_id.to_string());
+        let mut stored = self.triage.lock().expect("lock");
+        let result = match stored.get(&key).map(revision) {
+            Some(newer) if newer > revision(triage) => {
+                serde_json::json!({ "written": false, "superseded_by": newer })
+            }
+            _ => {
+                stored.insert(key, triage.clone());
+                self.triage_writes.lock().expect("lock").push(triage.clone());
+                serde_json::json!({ "written": true })
+            }
+        };
         ops.insert(op.to_string(), OperationState::Done { result: result.clone() });
         Ok(result)
     }
@@ -108,6 +123,31 @@ impl Classifier for ScriptedClassifier {
             Some(answer) => answer,
             None => Ok(RuleClassifier::classify_now(ticket)),
         }
+    }
+}
+
+/// The rules, except that classifying a ticket at revision `gated` waits at a gate: `arrived` is
+/// notified when the call gets there, and it answers once `open` is notified. Models a provider
+/// that takes its time with one job while others go on.
+pub struct GatedClassifier {
+    pub gated: u64,
+    pub arrived: tokio::sync::Notify,
+    pub open: tokio::sync::Notify,
+}
+
+impl GatedClassifier {
+    pub fn at_revision(gated: u64) -> Self {
+        Self { gated, arrived: tokio::sync::Notify::new(), open: tokio::sync::Notify::new() }
+    }
+}
+
+impl Classifier for GatedClassifier {
+    async fn classify(&self, ticket: &TicketView) -> Result<Classification, JobError> {
+        if ticket.revision == self.gated {
+            self.arrived.notify_one();
+            self.open.notified().await;
+        }
+        Ok(RuleClassifier::classify_now(ticket))
     }
 }
 

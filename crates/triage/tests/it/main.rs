@@ -1,7 +1,8 @@
-//! Triage tests: the pipeline run directly on in-memory fakes, and the HTTP edges against a local
-//! HTTP server.
+//! Triage tests: the pipeline run directly on in-memory fakes and against the real store (SQLite
+//! and PostgreSQL), and the HTTP edges against a local HTTP server.
 
 mod fakes;
 mod hostile;
 mod http;
 mod pipeline;
+mod store;
