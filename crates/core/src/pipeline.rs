@@ -186,10 +186,11 @@ pub trait TicketStore: Send + Sync {
     /// in one transaction with the operation's record: a local effect needs no separate
     /// begin/finish. Returns the stored result (the first write's, on a repeat).
     ///
-    /// A stored triage is never replaced by one of an older ticket revision (the triage's
-    /// `revision` field): then the ticket is left alone, the operation is recorded as done all the
-    /// same, and the result is `{"written": false, "superseded_by": <stored revision>}`; a written
-    /// triage's result is `{"written": true}`.
+    /// The result carries the triage the first write was about, so a repeat learns what was
+    /// applied: `{"written": true, "triage": …}`. A stored triage is never replaced by one of an
+    /// older ticket revision (the triage's `revision` field): then the ticket is left alone, the
+    /// operation is recorded as done all the same, and the result is
+    /// `{"written": false, "superseded_by": <stored revision>, "triage": …}`.
     ///
     /// # Errors
     /// A retryable [`JobError`] when storage cannot be reached; an invalid one when the ticket is gone.

@@ -425,11 +425,13 @@ impl Store {
     /// atomically with the operation's `done` record (on PostgreSQL one statement, on SQLite one
     /// transaction). Returns the stored result: the first write's, on a repeat.
     ///
-    /// A stored triage is never replaced by one of an older ticket revision (the `revision` field
-    /// of the triage JSON; a triage without one counts as revision 0). When the ticket already
-    /// holds a newer triage, the ticket is left alone and the operation is still recorded as done,
-    /// with `{"written": false, "superseded_by": <stored revision>}`, so a retry gets the same
-    /// answer. Otherwise the result is `{"written": true}`.
+    /// The result carries the triage it is about, so whoever repeats the write learns what the
+    /// first one decided: `{"written": true, "triage": …}`. A stored triage is never replaced by
+    /// one of an older ticket revision (the `revision` field of the triage JSON; a triage without
+    /// one counts as revision 0): when the ticket already holds a newer triage, the ticket is left
+    /// alone and the operation is still recorded as done, with
+    /// `{"written": false, "superseded_by": <stored revision>, "triage": …}`, so a retry gets the
+    /// same answer.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the ticket does not exist for the tenant; [`StoreError::Database`].
@@ -440,7 +442,7 @@ impl Store {
         triage: &Value,
     ) -> Result<Value, StoreError> {
         let now = now();
-        let written = triage_result(None);
+        let written = triage_result(triage, None);
         let revision = triage_revision(triage);
         let attempt = i32::try_from(ctx.attempt).unwrap_or(i32::MAX);
         if let crate::Backend::Postgres(pool) = &self.backend {
@@ -454,7 +456,7 @@ impl Store {
                 .bind(ctx.ticket_id.as_str())
                 .bind(Json(triage))
                 .bind(revision)
-                .bind(Json(&triage_result(Some(0))))
+                .bind(Json(&triage_result(triage, Some(0))))
                 .fetch_optional(pool)
                 .await?;
             if let Some((result,)) = inserted {
@@ -517,7 +519,7 @@ impl Store {
                     .await?;
                 written
             } else {
-                let skipped = triage_result(Some(stored));
+                let skipped = triage_result(triage, Some(stored));
                 sqlx::query("UPDATE operations SET result = $2 WHERE operation_id = $1")
                     .bind(op.as_str())
                     .bind(Json(&skipped))
@@ -531,13 +533,13 @@ impl Store {
     }
 }
 
-/// The result the ticket-update operation records: `{"written": true}` when the triage was
-/// written, `{"written": false, "superseded_by": N}` when the ticket already held the triage of
-/// the newer revision `N` and was left alone.
-fn triage_result(superseded_by: Option<i64>) -> Value {
+/// The result the ticket-update operation records, with the `triage` it is about:
+/// `"written": true` when the triage was written, `"written": false, "superseded_by": N` when the
+/// ticket already held the triage of the newer revision `N` and was left alone.
+fn triage_result(triage: &Value, superseded_by: Option<i64>) -> Value {
     match superseded_by {
-        None => serde_json::json!({ "written": true }),
-        Some(n) => serde_json::json!({ "written": false, "superseded_by": n }),
+        None => serde_json::json!({ "written": true, "triage": triage }),
+        Some(n) => serde_json::json!({ "written": false, "superseded_by": n, "triage": triage }),
     }
 }
 
@@ -635,8 +637,8 @@ impl Store {
             .bind(sorted.iter().map(|(ctx, ..)| ctx.ticket_id.as_str()).collect::<Vec<_>>())
             .bind(sorted.iter().map(|(.., triage)| Json(*triage)).collect::<Vec<_>>())
             .bind(sorted.iter().map(|(.., triage)| triage_revision(triage)).collect::<Vec<_>>())
-            .bind(sorted.iter().map(|_| Json(triage_result(None))).collect::<Vec<_>>())
-            .bind(sorted.iter().map(|_| Json(triage_result(Some(0)))).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|(.., triage)| Json(triage_result(triage, None))).collect::<Vec<_>>())
+            .bind(sorted.iter().map(|(.., triage)| Json(triage_result(triage, Some(0)))).collect::<Vec<_>>())
             .bind(now)
             .fetch_all(pool)
             .await?;

@@ -12,7 +12,8 @@
 //!    the webhook through the operation log ([`run_effect`]) with `Idempotency-Key: <operation id>`.
 //!    A ticket already holding the triage of a newer revision keeps it: the update is recorded as
 //!    superseded, no webhook is sent (the newer job delivers its own), and the output says
-//!    `superseded_by`.
+//!    `superseded_by`. The webhook and the output are built from what the ticket update stored, so
+//!    a retry whose provider answers differently still reports and delivers the first answer.
 //!
 //! The pipeline depends on traits only — no database, no Redis — and runs directly in unit tests.
 
@@ -33,7 +34,8 @@ pub use http::{HttpClassifier, HttpClassifierConfig, HttpWebhook, WebhookSender}
 /// Stage names, in order.
 pub const STAGES: [&str; 3] = ["load", "classify", "apply"];
 
-/// What a completed triage job stores as its output.
+/// What a completed triage job stores as its output: what its ticket update stored, so a retried
+/// job reports what its first attempt applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TriageOutput {
     /// The classification applied.
@@ -157,6 +159,11 @@ where
 {
     /// The apply stage: the ticket update, then — unless a newer revision's triage superseded it —
     /// the webhook, each at most once per operation id.
+    ///
+    /// One operation id stands for one payload: the webhook and the output are built from what the
+    /// ticket update stored, not from this attempt's classification. On a retry the provider may
+    /// have answered differently; the ticket keeps the first answer, and so do the output and every
+    /// delivery under the webhook's idempotency key.
     async fn apply(
         &self,
         ctx: &JobContext,
@@ -170,9 +177,9 @@ where
         let op = longhaul_core::OperationId::derive(&ctx.job_id, "apply", "ticket-update");
         let stored = self.tickets.write_triage(ctx, &op, &triage).await?;
         event(StageEvent::Progress { stage: "apply", progress: percent(83) });
-        let superseded_by = superseded_by(&stored);
+        let applied = Applied::from_stored(&stored, classification, ticket.revision)?;
         let webhook = match &ticket.webhook_url {
-            _ if superseded_by.is_some() => None,
+            _ if applied.superseded_by.is_some() => None,
             None => None,
             Some(url) => {
                 let payload = json!({
@@ -180,8 +187,8 @@ where
                     "tenant_id": ctx.tenant_id,
                     "ticket_id": ctx.ticket_id,
                     "job_id": ctx.job_id,
-                    "revision": ticket.revision,
-                    "classification": classification,
+                    "revision": applied.revision,
+                    "classification": applied.classification,
                 });
                 let delivered = run_effect(&self.ops, ctx, "apply", "webhook", |op| async move {
                     self.webhook.deliver(url, &op, &payload).await
@@ -190,12 +197,47 @@ where
                 Some(delivered)
             }
         };
-        Ok(TriageOutput { classification, ticket_revision: ticket.revision, webhook, superseded_by })
+        Ok(TriageOutput {
+            classification: applied.classification,
+            ticket_revision: applied.revision,
+            webhook,
+            superseded_by: applied.superseded_by,
+        })
     }
 }
 
-/// The newer revision whose triage the ticket already held, from the ticket update's stored result
-/// (`{"written": false, "superseded_by": N}`); `None` when the triage was written.
-fn superseded_by(stored: &Value) -> Option<u64> {
-    stored.get("superseded_by").and_then(Value::as_u64)
+/// What the ticket update's stored result says was decided — by the first attempt that ran it.
+#[derive(Debug)]
+struct Applied {
+    classification: Classification,
+    revision: u64,
+    /// The newer revision whose triage the ticket already held (`"written": false`).
+    superseded_by: Option<u64>,
+}
+
+impl Applied {
+    /// Reads the stored result (`{"written", "superseded_by"?, "triage": {"classification",
+    /// "revision", …}}`). A result recorded before results carried their triage has none: then
+    /// this attempt's own `classification` and `revision` are all there is.
+    ///
+    /// # Errors
+    /// An invalid-data [`JobError`] when the stored triage cannot be read back.
+    fn from_stored(stored: &Value, classification: Classification, revision: u64) -> Result<Self, JobError> {
+        let superseded_by = stored.get("superseded_by").and_then(Value::as_u64);
+        let Some(triage) = stored.get("triage") else {
+            return Ok(Self { classification, revision, superseded_by });
+        };
+        let unreadable = |why: String| {
+            JobError::new(
+                FailureCase::InvalidJobData,
+                format!("the stored ticket update is unreadable: {why}"),
+            )
+        };
+        let classification =
+            Classification::deserialize(&triage["classification"]).map_err(|e| unreadable(e.to_string()))?;
+        let revision = triage["revision"]
+            .as_u64()
+            .ok_or_else(|| unreadable(format!("revision = {}", triage["revision"])))?;
+        Ok(Self { classification, revision, superseded_by })
+    }
 }

@@ -145,10 +145,11 @@ conformance!(ticket_triage_of_many_jobs_in_one_batch, |store: Store| async move 
         (json!({"category": "billing"}), json!({"category": "other"}), json!({"n": 3}), json!({}));
     let writes = [(&ca, &oa, &ta), (&cb, &ob, &tb), (&cg, &og, &tg), (&cc, &oc, &tc)];
     let out = store.write_ticket_triage_many(&writes).await.expect("batch");
-    assert_eq!(out[0].as_ref().expect("a"), &json!({"written": true}));
+    assert_eq!(out[0].as_ref().expect("a"), &json!({"written": true, "triage": ta}));
     assert_eq!(out[1].as_ref().expect("b"), &first_b);
+    assert_eq!(first_b, json!({"written": true, "triage": {"category": "bug"}}), "b's first write");
     assert!(matches!(out[2], Err(StoreError::NotFound("ticket"))), "{:?}", out[2]);
-    assert_eq!(out[3].as_ref().expect("c"), &json!({"written": true}));
+    assert_eq!(out[3].as_ref().expect("c"), &json!({"written": true, "triage": tc}));
     let triage = |j: &longhaul_core::NewJob| {
         let (store, t, k) = (store.clone(), j.tenant_id.clone(), j.ticket_id.clone());
         async move { store.get_ticket(&t, &k).await.expect("get").expect("ticket").triage }
@@ -193,26 +194,25 @@ conformance!(an_older_revisions_triage_never_replaces_a_newer_one, |store: Store
         let (store, t, k) = (store.clone(), j.tenant_id.clone(), j.ticket_id.clone());
         async move { store.get_ticket(&t, &k).await.expect("get").expect("ticket").triage }
     };
-    let skipped = |by: u64| json!({ "written": false, "superseded_by": by });
+    let written = |revision: u64| json!({ "written": true, "triage": triage(revision) });
+    let skipped =
+        |by: u64, revision: u64| json!({ "written": false, "superseded_by": by, "triage": triage(revision) });
 
     // One write at a time: revision 2, then a late revision 1.
     let (a2, a1) = (ctx(&a, 2), ctx(&a, 1));
-    assert_eq!(
-        store.write_ticket_triage(&a2, &op(&a2), &triage(2)).await.expect("r2"),
-        json!({"written": true})
-    );
-    assert_eq!(store.write_ticket_triage(&a1, &op(&a1), &triage(1)).await.expect("r1"), skipped(2));
+    assert_eq!(store.write_ticket_triage(&a2, &op(&a2), &triage(2)).await.expect("r2"), written(2));
+    assert_eq!(store.write_ticket_triage(&a1, &op(&a1), &triage(1)).await.expect("r1"), skipped(2, 1));
     assert_eq!(stored(&a).await, Some(triage(2)));
     assert_eq!(
         store.get_operation(&a.tenant_id, &op(&a1)).await.expect("op"),
-        Some(OperationState::Done { result: skipped(2) }),
+        Some(OperationState::Done { result: skipped(2, 1) }),
         "the skipped write is recorded"
     );
-    assert_eq!(store.write_ticket_triage(&a1, &op(&a1), &triage(1)).await.expect("again"), skipped(2));
+    assert_eq!(store.write_ticket_triage(&a1, &op(&a1), &triage(1)).await.expect("again"), skipped(2, 1));
 
     // The batch form (one statement on PostgreSQL): b is written, a late revision of a is not.
-    let (a0, b1) = (JobContext { attempt: 2, ..ctx(&a, 3) }, ctx(&b, 1));
-    store.write_ticket_triage(&a0, &op(&a0), &triage(3)).await.expect("r3");
+    let (a3, b1) = (ctx(&a, 3), ctx(&b, 1));
+    store.write_ticket_triage(&a3, &op(&a3), &triage(3)).await.expect("r3");
     let (ta, tb) = (triage(2), triage(1));
     let late =
         JobContext { job_id: longhaul_core::JobId::for_ticket(&a.tenant_id, &a.ticket_id, 9), ..ctx(&a, 2) };
@@ -220,8 +220,8 @@ conformance!(an_older_revisions_triage_never_replaces_a_newer_one, |store: Store
         .write_ticket_triage_many(&[(&late, &op(&late), &ta), (&b1, &op(&b1), &tb)])
         .await
         .expect("batch");
-    assert_eq!(out[0].as_ref().expect("a"), &skipped(3));
-    assert_eq!(out[1].as_ref().expect("b"), &json!({"written": true}));
+    assert_eq!(out[0].as_ref().expect("a"), &skipped(3, 2));
+    assert_eq!(out[1].as_ref().expect("b"), &written(1));
     assert_eq!((stored(&a).await, stored(&b).await), (Some(triage(3)), Some(triage(1))));
 
     // Concurrent writers of one ticket, in any order: the newest revision is what stays.

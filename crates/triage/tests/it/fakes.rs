@@ -67,12 +67,12 @@ impl TicketStore for MemStore {
         let mut stored = self.triage.lock().expect("lock");
         let result = match stored.get(&key).map(revision) {
             Some(newer) if newer > revision(triage) => {
-                serde_json::json!({ "written": false, "superseded_by": newer })
+                serde_json::json!({ "written": false, "superseded_by": newer, "triage": triage })
             }
             _ => {
                 stored.insert(key, triage.clone());
                 self.triage_writes.lock().expect("lock").push(triage.clone());
-                serde_json::json!({ "written": true })
+                serde_json::json!({ "written": true, "triage": triage })
             }
         };
         ops.insert(op.to_string(), OperationState::Done { result: result.clone() });
@@ -155,12 +155,30 @@ impl Classifier for GatedClassifier {
 /// between the effect and its record).
 #[derive(Default)]
 pub struct RecordingWebhook {
+    /// (url, idempotency key) of each delivery.
     pub deliveries: Mutex<Vec<(String, String)>>,
+    /// The payload of each delivery.
+    pub payloads: Mutex<Vec<Value>>,
+    pub fail_first: usize,
+}
+
+impl RecordingWebhook {
+    pub fn failing_first(fail_first: usize) -> Self {
+        Self { fail_first, ..Self::default() }
+    }
 }
 
 impl WebhookSender for RecordingWebhook {
-    async fn deliver(&self, url: &str, op: &OperationId, _payload: &Value) -> Result<Value, JobError> {
-        self.deliveries.lock().expect("lock").push((url.to_owned(), op.to_string()));
+    async fn deliver(&self, url: &str, op: &OperationId, payload: &Value) -> Result<Value, JobError> {
+        let mut deliveries = self.deliveries.lock().expect("lock");
+        deliveries.push((url.to_owned(), op.to_string()));
+        self.payloads.lock().expect("lock").push(payload.clone());
+        if deliveries.len() <= self.fail_first {
+            return Err(JobError::new(
+                longhaul_core::FailureCase::ProviderTimeout,
+                "webhook receiver timed out",
+            ));
+        }
         Ok(serde_json::json!({ "delivered": true }))
     }
 }

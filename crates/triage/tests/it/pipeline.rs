@@ -4,7 +4,7 @@ use longhaul_core::{
     ErrorClass, FailureCase, JobContext, JobError, JobId, OperationId, OperationState, Pipeline, TenantId,
     TicketId,
 };
-use longhaul_triage::{Category, Priority, TriagePipeline};
+use longhaul_triage::{Category, Classification, Priority, TriagePipeline};
 
 use crate::fakes::{MemStore, RecordingObserver, RecordingWebhook, ScriptedClassifier};
 
@@ -176,4 +176,43 @@ async fn an_interrupted_effect_is_redone_with_the_same_operation_id() {
     let deliveries = webhook.deliveries.lock().expect("lock").clone();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].1, op.to_string(), "the receiver sees the same idempotency key");
+}
+
+/// Two different answers from the provider, one per call.
+pub(crate) fn answers() -> (Classification, Classification) {
+    let answer = |category, priority, summary: &str| Classification {
+        category,
+        priority,
+        labels: vec![summary.split(' ').next().unwrap_or_default().to_owned()],
+        summary: summary.to_owned(),
+    };
+    (
+        answer(Category::Bug, Priority::High, "first answer"),
+        answer(Category::Billing, Priority::Low, "second answer"),
+    )
+}
+
+#[tokio::test]
+async fn a_retry_reports_and_delivers_what_the_first_attempt_stored() {
+    let store = MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes");
+    store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/t".into());
+    let (first, second) = answers();
+    // The provider answers differently per call; the receiver times out once (after applying).
+    let classifier = ScriptedClassifier::default();
+    classifier.answers.lock().expect("lock").extend([Ok(first.clone()), Ok(second)]);
+    let (webhook, observer) = (RecordingWebhook::failing_first(1), RecordingObserver::default());
+    let p = pipeline(&store, &classifier, &webhook);
+    let err = p.run(&ctx("acme", "SUP-1", 1), &observer).await.expect_err("the webhook failed");
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    let out = p.run(&ctx("acme", "SUP-1", 2), &observer).await.expect("attempt 2");
+
+    let ticket = store.triage.lock().expect("lock")[&("acme".to_owned(), "SUP-1".to_owned())].clone();
+    assert_eq!(ticket["classification"], serde_json::json!(first), "the ticket keeps the first answer");
+    assert_eq!(out.classification, first, "the output is what the ticket holds");
+    let deliveries = webhook.deliveries.lock().expect("lock").clone();
+    let payloads = webhook.payloads.lock().expect("lock").clone();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0], deliveries[1], "one idempotency key");
+    assert_eq!(payloads[0], payloads[1], "one payload per idempotency key");
+    assert_eq!(payloads[0]["classification"], serde_json::json!(first));
 }

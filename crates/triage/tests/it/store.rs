@@ -11,7 +11,7 @@ use longhaul_testkit::{Backend, TestDb};
 use longhaul_triage::TriagePipeline;
 use serde_json::json;
 
-use crate::fakes::{GatedClassifier, RecordingWebhook};
+use crate::fakes::{GatedClassifier, RecordingWebhook, ScriptedClassifier};
 
 const HOOK: &str = "http://hooks.invalid/triage";
 
@@ -72,7 +72,10 @@ async fn an_older_revision_never_replaces_a_newer_triage(kind: Backend) {
     let op = OperationId::derive(&old.job_id, "apply", "ticket-update");
     assert_eq!(
         store.get_operation(&tenant, &op).await.expect("op"),
-        Some(OperationState::Done { result: json!({ "written": false, "superseded_by": 2 }) }),
+        Some(OperationState::Done {
+            result: json!({ "written": false, "superseded_by": 2, "triage": {
+                "classification": slow.classification, "job_id": old.job_id, "revision": 1 } })
+        }),
         "the skipped write is recorded, so a retry gets the same answer"
     );
     let deliveries = webhook.deliveries.lock().expect("lock").clone();
@@ -81,7 +84,7 @@ async fn an_older_revision_never_replaces_a_newer_triage(kind: Backend) {
 
     // A retry of the superseded job changes nothing and says the same.
     let again = pipeline.run(&ctx(&tenant, &ticket, 1, 2), &NoopObserver).await.expect("retry");
-    assert_eq!((again.superseded_by, &again.webhook), (Some(2), &None));
+    assert_eq!(again, slow);
     let after = store.get_ticket(&tenant, &ticket).await.expect("read").expect("ticket").triage;
     assert_eq!(after, Some(stored));
     assert_eq!(webhook.deliveries.lock().expect("lock").len(), 1);
@@ -95,4 +98,41 @@ async fn an_older_revision_never_replaces_a_newer_triage_sqlite() {
 #[tokio::test]
 async fn an_older_revision_never_replaces_a_newer_triage_postgres() {
     an_older_revision_never_replaces_a_newer_triage(Backend::Postgres).await;
+}
+
+/// Attempt 1 writes the ticket and the webhook times out; attempt 2's provider answers
+/// differently. The ticket, the output and every delivery under the webhook's key carry the first
+/// answer.
+async fn a_retry_reports_and_delivers_what_the_first_attempt_stored(kind: Backend) {
+    let (db, tenant, ticket) = store_with_ticket(kind).await;
+    let store: &Store = &db;
+    let (first, second) = crate::pipeline::answers();
+    let classifier = ScriptedClassifier::default();
+    classifier.answers.lock().expect("lock").extend([Ok(first.clone()), Ok(second)]);
+    let webhook = RecordingWebhook::failing_first(1);
+    let pipeline = TriagePipeline::new(store, store, &classifier, &webhook);
+    pipeline.run(&ctx(&tenant, &ticket, 1, 1), &NoopObserver).await.expect_err("the webhook timed out");
+    let out = pipeline.run(&ctx(&tenant, &ticket, 1, 2), &NoopObserver).await.expect("attempt 2");
+
+    let stored =
+        store.get_ticket(&tenant, &ticket).await.expect("read").expect("ticket").triage.expect("triage");
+    assert_eq!(stored["classification"], json!(first), "the ticket keeps the first answer");
+    assert_eq!(out.classification, first, "the output is what the ticket holds");
+    assert_eq!(out.webhook, Some(json!({ "delivered": true })));
+    let deliveries = webhook.deliveries.lock().expect("lock").clone();
+    let payloads = webhook.payloads.lock().expect("lock").clone();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0], deliveries[1], "one idempotency key");
+    assert_eq!(payloads[0], payloads[1], "one payload per idempotency key");
+    assert_eq!(payloads[0]["classification"], json!(first));
+}
+
+#[tokio::test]
+async fn a_retry_reports_and_delivers_what_the_first_attempt_stored_sqlite() {
+    a_retry_reports_and_delivers_what_the_first_attempt_stored(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_retry_reports_and_delivers_what_the_first_attempt_stored_postgres() {
+    a_retry_reports_and_delivers_what_the_first_attempt_stored(Backend::Postgres).await;
 }
