@@ -1,7 +1,10 @@
 //! The HTTP edges of the pipeline: an OpenAI-compatible chat-completions classifier and the
 //! tenant webhook. Both map transport and status failures onto the retry table:
 //! timeout, connection error, 429 and 5xx are retryable (honouring `Retry-After` in seconds); any
-//! other 4xx, an oversized answer or an answer outside the contract is invalid.
+//! other 4xx, an oversized answer or an answer outside the contract is invalid — except that a
+//! webhook receiver's 409 Conflict and 425 Too Early are retryable too: a receiver following the
+//! IETF Idempotency-Key draft answers them while a request with the same key is still in progress
+//! (a delivery that timed out is re-sent while the receiver is still working on it).
 
 use std::time::Duration;
 
@@ -60,18 +63,25 @@ fn classify_transport(what: &str, e: &reqwest::Error) -> JobError {
     }
 }
 
-/// Maps a non-success status onto the retry table.
+/// The 4xx statuses a webhook receiver answers while a request with the same `Idempotency-Key` is
+/// still in progress (409 Conflict, 425 Too Early): the effect may well be applied, so the delivery
+/// is retried rather than failed.
+const WEBHOOK_IN_PROGRESS: &[u16] = &[409, 425];
+
+/// Maps a non-success status onto the retry table; `in_progress` lists the 4xx statuses that mean
+/// "try again later" at this edge.
 fn status_error(
     what: &str,
     status: reqwest::StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
+    in_progress: &[u16],
 ) -> JobError {
     let excerpt: String = String::from_utf8_lossy(body).chars().take(200).collect();
     let message = format!("{what} answered {status}: {excerpt}");
     let case = if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         FailureCase::ProviderRateLimited
-    } else if status.is_server_error() {
+    } else if status.is_server_error() || in_progress.contains(&status.as_u16()) {
         FailureCase::ProviderUnavailable
     } else {
         FailureCase::ProviderRejected
@@ -89,13 +99,17 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(3600)))
 }
 
-/// Sends `request`, checks the status, returns the body.
-async fn send(what: &str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, JobError> {
+/// Sends `request`, checks the status (`in_progress` as in [`status_error`]), returns the body.
+async fn send(
+    what: &str,
+    request: reqwest::RequestBuilder,
+    in_progress: &[u16],
+) -> Result<Vec<u8>, JobError> {
     let response = request.send().await.map_err(|e| classify_transport(what, &e))?;
     let status = response.status();
     let delay = retry_after(&response);
     let body = read_body(what, response).await?;
-    if status.is_success() { Ok(body) } else { Err(status_error(what, status, delay, &body)) }
+    if status.is_success() { Ok(body) } else { Err(status_error(what, status, delay, &body, in_progress)) }
 }
 
 /// Settings of the OpenAI-compatible provider.
@@ -167,7 +181,7 @@ impl Classifier for HttpClassifier {
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key);
         }
-        let raw = send("classification provider", request).await?;
+        let raw = send("classification provider", request, &[]).await?;
         let reply: Value = serde_json::from_slice(&raw).map_err(|e| {
             JobError::new(
                 FailureCase::ProviderRejected,
@@ -211,7 +225,8 @@ impl<T: WebhookSender + ?Sized> WebhookSender for &T {
     }
 }
 
-/// The webhook sender over HTTP.
+/// The webhook sender over HTTP. A receiver's 409 and 425 (a request with the same key still in
+/// progress) are retryable, as are timeouts, 429 and 5xx; any other 4xx is invalid.
 #[derive(Debug, Clone)]
 pub struct HttpWebhook {
     client: reqwest::Client,
@@ -235,7 +250,7 @@ impl HttpWebhook {
 impl WebhookSender for HttpWebhook {
     async fn deliver(&self, url: &str, op: &OperationId, payload: &Value) -> Result<Value, JobError> {
         let request = self.client.post(url).header("Idempotency-Key", op.as_str()).json(payload);
-        let body = send("webhook receiver", request).await?;
+        let body = send("webhook receiver", request, WEBHOOK_IN_PROGRESS).await?;
         Ok(json!({ "delivered": true, "response_bytes": body.len() }))
     }
 }

@@ -203,3 +203,54 @@ async fn the_webhook_carries_the_operation_id_as_idempotency_key() {
         FailureCase::ProviderRejected
     );
 }
+
+/// Receivers following the IETF Idempotency-Key draft answer 409 while a request with the same key
+/// is in progress (and 425 Too Early): the delivery is retried, honouring `Retry-After`. 422 (the
+/// key was used with another body) and other 4xx stay invalid; the classifier's 409 is its own
+/// contract's and stays invalid too.
+#[tokio::test]
+async fn a_receiver_still_working_on_the_key_is_retried() {
+    let job = JobId::parse("job_0123456789abcdef0123456789abcdef").expect("job");
+    let op = OperationId::derive(&job, "apply", "webhook");
+    let sender = HttpWebhook::new(Duration::from_secs(5)).expect("sender");
+    let cases: Vec<(ResponseTemplate, FailureCase, Option<Duration>)> = vec![
+        (
+            ResponseTemplate::new(409).insert_header("retry-after", "3"),
+            FailureCase::ProviderUnavailable,
+            Some(Duration::from_secs(3)),
+        ),
+        (ResponseTemplate::new(409), FailureCase::ProviderUnavailable, None),
+        (ResponseTemplate::new(425), FailureCase::ProviderUnavailable, None),
+        (ResponseTemplate::new(422), FailureCase::ProviderRejected, None),
+        (ResponseTemplate::new(400), FailureCase::ProviderRejected, None),
+    ];
+    for (response, case, retry_after) in cases {
+        let status = response.clone();
+        let server = MockServer::start().await;
+        Mock::given(method("POST")).respond_with(response).mount(&server).await;
+        let err = sender.deliver(&server.uri(), &op, &json!({})).await.expect_err("not 2xx");
+        assert_eq!((err.case, err.retry_after), (case, retry_after), "{:?}: {}", status, err.message);
+    }
+
+    // In progress, then done: the second delivery of the key succeeds.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header("idempotency-key", op.as_str()))
+        .respond_with(ResponseTemplate::new(409))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(header("idempotency-key", op.as_str()))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let first = sender.deliver(&server.uri(), &op, &json!({})).await.expect_err("in progress");
+    assert_eq!(first.class(), longhaul_core::ErrorClass::Retryable, "{}", first.message);
+    assert_eq!(sender.deliver(&server.uri(), &op, &json!({})).await.expect("done")["delivered"], true);
+
+    let provider = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(409)).mount(&provider).await;
+    let err = classifier(&provider, Duration::from_secs(5)).classify(&ticket()).await.expect_err("409");
+    assert_eq!(err.case, FailureCase::ProviderRejected);
+}
