@@ -125,16 +125,23 @@ impl FailureCase {
 pub struct JobError {
     /// Which row of the retry table this is.
     pub case: FailureCase,
-    /// A message for the job record and the logs; never contains secrets.
+    /// A message for the job record and the logs; never contains secrets, nor NUL (see
+    /// [`JobError::new`]).
     pub message: String,
     /// A minimum delay before the next attempt (a provider's `Retry-After`).
     pub retry_after: Option<Duration>,
 }
 
 impl JobError {
-    /// A failure of the given case.
+    /// A failure of the given case. A NUL in `message` is written `\0`: the message becomes the
+    /// job record's `error_message`, and PostgreSQL text cannot hold NUL — a provider echoing one
+    /// back would otherwise make the failure itself unrecordable.
     pub fn new(case: FailureCase, message: impl Into<String>) -> Self {
-        Self { case, message: message.into(), retry_after: None }
+        let mut message = message.into();
+        if message.contains('\0') {
+            message = message.replace('\0', "\\0");
+        }
+        Self { case, message, retry_after: None }
     }
 
     /// Sets the minimum delay before the next attempt.
@@ -323,6 +330,13 @@ mod tests {
         for (case, class) in table {
             assert_eq!(case.class(), class, "{case:?}");
         }
+    }
+
+    #[test]
+    fn messages_never_carry_nul() {
+        let e = JobError::new(FailureCase::ProviderRejected, "unknown variant `a\0b`\0");
+        assert_eq!(e.message, "unknown variant `a\\0b`\\0");
+        assert_eq!(JobError::new(FailureCase::ProviderRejected, "plain").message, "plain");
     }
 
     #[test]

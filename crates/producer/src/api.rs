@@ -21,6 +21,10 @@ pub const MAX_TICKET_BODY_LEN: usize = 32_768;
 /// Largest page of `GET /v1/jobs`.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
+/// Why text with NUL is refused — on both backends alike, although SQLite could store it, so a
+/// request valid in development is valid in production.
+const NUL_MESSAGE: &str = "must not contain NUL (\\u0000): the database cannot store it";
+
 /// The tenant behind the request's bearer key.
 pub struct Tenant(pub TenantId);
 
@@ -118,9 +122,13 @@ pub async fn upsert_ticket(
         errors.push(FieldError::new("subject", "must not be empty"));
     } else if input.subject.chars().count() > MAX_SUBJECT_LEN {
         errors.push(FieldError::new("subject", format!("must be at most {MAX_SUBJECT_LEN} characters")));
+    } else if input.subject.contains('\0') {
+        errors.push(FieldError::new("subject", NUL_MESSAGE));
     }
     if input.body.chars().count() > MAX_TICKET_BODY_LEN {
         errors.push(FieldError::new("body", format!("must be at most {MAX_TICKET_BODY_LEN} characters")));
+    } else if input.body.contains('\0') {
+        errors.push(FieldError::new("body", NUL_MESSAGE));
     }
     let (Some(ticket_id), true) = (ticket_id, errors.is_empty()) else {
         return Err(ApiError::Unprocessable("the ticket is invalid".into(), errors));

@@ -135,7 +135,11 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
+        if e.is_unstorable() {
+            // The handlers validate what they store; this is the second line of defence.
+            tracing::warn!(error = %e, "the database refused a value of the request");
+            Self::Unprocessable("the request holds text the database cannot store (NUL)".into(), Vec::new())
+        } else if e.is_retryable() {
             tracing::warn!(error = %e, "application storage unavailable");
             Self::Unavailable("application storage", Duration::from_secs(2))
         } else {

@@ -60,11 +60,15 @@ pub struct Classification {
 }
 
 impl Classification {
-    /// Checks the limits a provider's answer must respect.
+    /// Checks the limits a provider's answer must respect. No text may contain NUL: application
+    /// storage on PostgreSQL cannot hold it, so such an answer could never be applied.
     ///
     /// # Errors
     /// A message naming the violated limit.
     pub fn validate(&self) -> Result<(), String> {
+        if self.summary.contains('\0') || self.labels.iter().any(|l| l.contains('\0')) {
+            return Err("text must not contain NUL (\\u0000)".into());
+        }
         if self.labels.len() > MAX_LABELS {
             return Err(format!("{} labels; at most {MAX_LABELS} are allowed", self.labels.len()));
         }
@@ -295,6 +299,14 @@ mod tests {
             (
                 r#"{"category":"bug","priority":"low","labels":[],"summary":"s","extra":1}"#,
                 "unknown field `extra`",
+            ),
+            (
+                r#"{"category":"bug","priority":"low","labels":[],"summary":"a\u0000b"}"#,
+                "must not contain NUL",
+            ),
+            (
+                r#"{"category":"bug","priority":"low","labels":["x\u0000"],"summary":"s"}"#,
+                "must not contain NUL",
             ),
         ];
         for (input, want) in cases {

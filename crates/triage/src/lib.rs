@@ -6,7 +6,8 @@
 //!    by tenant. A missing ticket or an older revision than requested is invalid job data; a ticket
 //!    whose stored tenant differs from the job's is a permission failure (alert).
 //! 2. **classify** (33 → 66 %) — a [`Classifier`]: the built-in [`RuleClassifier`] (default,
-//!    offline) or the OpenAI-compatible [`HttpClassifier`].
+//!    offline) or the OpenAI-compatible [`HttpClassifier`]. Any answer outside the limits of
+//!    [`Classification::validate`] (NUL included) is invalid.
 //! 3. **apply** (66 → 100 %) — writes the result onto the ticket and delivers the tenant's webhook,
 //!    each at most once per operation id — the ticket update atomically with its operation record,
 //!    the webhook through the operation log ([`run_effect`]) with `Idempotency-Key: <operation id>`.
@@ -138,6 +139,11 @@ where
             .classify(&ticket)
             .instrument(tracing::info_span!("stage", stage = "classify"))
             .await?;
+        // Whatever the provider: an answer outside the schema's limits (NUL included, which
+        // PostgreSQL cannot store) is invalid now, not an infrastructure failure at the write.
+        classification.validate().map_err(|e| {
+            JobError::new(FailureCase::ProviderRejected, format!("classifier answer is out of bounds: {e}"))
+        })?;
         event(StageEvent::Finished { stage: "classify", progress: percent(66) });
 
         event(StageEvent::Started { stage: "apply", progress: percent(66) });

@@ -28,6 +28,13 @@ async fn invalid_input_is_rejected_before_anything_is_written() {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "body",
             ),
+            // PostgreSQL cannot store NUL; refused on both backends, naming the field.
+            (json!({"ticket_id": "T-1", "subject": "a\u{0}b"}), StatusCode::UNPROCESSABLE_ENTITY, "subject"),
+            (
+                json!({"ticket_id": "T-1", "subject": "s", "body": "\u{0}"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "body",
+            ),
             (json!({"ticket_id": "T-1"}), StatusCode::BAD_REQUEST, ""),
             (json!({"ticket_id": "T-1", "subject": "s", "priority": "high"}), StatusCode::BAD_REQUEST, ""),
             (json!(["not", "an", "object"]), StatusCode::BAD_REQUEST, ""),

@@ -1,7 +1,8 @@
 //! Property-based tests of the API surface: arbitrary (mostly hostile) bodies, headers, path
-//! segments, query strings and methods through the real router, over a real SQLite store and a real
-//! Redis queue. Every answer is a 2xx for a valid request or a 4xx problem document — never a 5xx,
-//! never a panic — and a rejected request records and enqueues nothing.
+//! segments, query strings and methods through the real router, over a real store — each property
+//! on SQLite and on PostgreSQL, which refuses some text SQLite stores — and a real Redis queue.
+//! Every answer is a 2xx for a valid request or a 4xx problem document — never a 5xx, never a
+//! panic — and a rejected request records and enqueues nothing.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
-use sqlx::SqlitePool;
+use sqlx::{PgPool, SqlitePool};
 use tower::ServiceExt;
 
 use crate::harness::*;
@@ -33,21 +34,42 @@ struct Req {
     body: Vec<u8>,
 }
 
+/// A pool of its own on the test database, to count rows behind the API's back.
+enum Counts {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Counts {
+    async fn count(&self, sql: &'static str) -> i64 {
+        match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("count")
+    }
+}
+
 struct Fixture {
     rt: tokio::runtime::Runtime,
     app: TestApp,
     router: Router,
-    counts: SqlitePool,
+    counts: Counts,
 }
 
 impl Fixture {
-    fn new() -> Arc<Self> {
+    fn new(backend: Backend) -> Arc<Self> {
         let rt =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
         let (app, counts) = rt.block_on(async {
-            let app = TestApp::new(Backend::Sqlite).await;
+            let app = TestApp::new(backend).await;
             app.ticket(&app.key, "T-1").await;
-            let counts = SqlitePool::connect(&app.db.url).await.expect("sqlite pool");
+            let counts = match backend {
+                Backend::Sqlite => {
+                    Counts::Sqlite(SqlitePool::connect(&app.db.url).await.expect("sqlite pool"))
+                }
+                Backend::Postgres => Counts::Postgres(PgPool::connect(&app.db.url).await.expect("pg pool")),
+            };
             (app, counts)
         });
         let router = app.router.clone();
@@ -56,10 +78,8 @@ impl Fixture {
 
     /// (tickets, jobs, stream entries).
     async fn footprint(&self) -> (i64, i64, u64) {
-        let tickets: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tickets").fetch_one(&self.counts).await.expect("count");
-        let jobs: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&self.counts).await.expect("count");
+        let tickets = self.counts.count("SELECT COUNT(*) FROM tickets").await;
+        let jobs = self.counts.count("SELECT COUNT(*) FROM jobs").await;
         (tickets, jobs, self.app.stream_len().await)
     }
 
@@ -252,9 +272,28 @@ fn method() -> impl Strategy<Value = Method> {
     ]
 }
 
-#[test]
-fn create_ticket_answers_2xx_or_a_4xx_problem() {
-    let fx = Fixture::new();
+/// Runs each property on both backends: `name_sqlite` and `name_postgres`.
+macro_rules! on_both_backends {
+    ($property:ident: $sqlite:ident, $postgres:ident) => {
+        #[test]
+        fn $sqlite() {
+            $property(Backend::Sqlite);
+        }
+
+        #[test]
+        fn $postgres() {
+            $property(Backend::Postgres);
+        }
+    };
+}
+
+on_both_backends!(create_ticket: create_ticket_answers_2xx_or_a_4xx_problem_sqlite, create_ticket_answers_2xx_or_a_4xx_problem_postgres);
+on_both_backends!(triage: triage_answers_2xx_or_a_4xx_problem_sqlite, triage_answers_2xx_or_a_4xx_problem_postgres);
+on_both_backends!(job_reads: job_reads_and_listing_answer_2xx_or_a_4xx_problem_sqlite, job_reads_and_listing_answer_2xx_or_a_4xx_problem_postgres);
+
+/// `POST /v1/tickets` answers 2xx or a 4xx problem.
+fn create_ticket(backend: Backend) {
+    let fx = Fixture::new(backend);
     let strategy = (method(), auth(), content_type(), ticket_body()).prop_map(|(method, auth, ct, body)| {
         Req { method, uri: "/v1/tickets".into(), auth, content_type: ct, idempotency_key: None, body }
     });
@@ -269,9 +308,9 @@ fn create_ticket_answers_2xx_or_a_4xx_problem() {
         .expect("property");
 }
 
-#[test]
-fn triage_answers_2xx_or_a_4xx_problem() {
-    let fx = Fixture::new();
+/// `POST /v1/tickets/{id}/triage` answers 2xx or a 4xx problem.
+fn triage(backend: Backend) {
+    let fx = Fixture::new(backend);
     let strategy = (method(), auth(), segment(), idempotency_key(), ticket_body()).prop_map(
         |(method, auth, segment, key, body)| Req {
             method,
@@ -293,9 +332,9 @@ fn triage_answers_2xx_or_a_4xx_problem() {
         .expect("property");
 }
 
-#[test]
-fn job_reads_and_listing_answer_2xx_or_a_4xx_problem() {
-    let fx = Fixture::new();
+/// Job reads, listings and ticket reads answer 2xx or a 4xx problem.
+fn job_reads(backend: Backend) {
+    let fx = Fixture::new(backend);
     let query = prop_oneof![
         Just(String::new()),
         "[a-z=&%0-9A-F]{0,60}".prop_map(|q| format!("?{q}")),

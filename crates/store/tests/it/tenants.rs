@@ -1,6 +1,7 @@
 //! Tenants, API keys and tickets.
 
-use longhaul_store::{Store, StoreError};
+use longhaul_core::{ErrorClass, JobError};
+use longhaul_store::{BackendKind, Store, StoreError};
 
 use crate::harness::{conformance, tenant, ticket};
 
@@ -66,4 +67,22 @@ conformance!(the_pipeline_reads_a_ticket_with_its_tenants_webhook_in_one_query, 
         None,
         "scoped by tenant"
     );
+});
+
+conformance!(text_the_database_cannot_hold_is_refused_for_good, |store: Store| async move {
+    store.create_tenant(&tenant("acme"), "Acme", None).await.expect("acme");
+    let stored = store.upsert_ticket(&tenant("acme"), &ticket("SUP-0"), "a\u{0}b", "b").await;
+    match store.kind() {
+        // SQLite holds NUL; the API refuses it on both backends all the same.
+        BackendKind::Sqlite => assert_eq!(stored.expect("sqlite stores NUL").subject, "a\u{0}b"),
+        // PostgreSQL text cannot: a permanent error about the input, not an outage.
+        BackendKind::Postgres => {
+            let err = stored.expect_err("PostgreSQL text cannot hold NUL");
+            assert!(err.is_unstorable(), "{err:?}");
+            assert!(!err.is_retryable(), "retrying cannot help: {err:?}");
+            assert_eq!(JobError::from(err).class(), ErrorClass::Invalid);
+        }
+    }
+    let dup = store.create_tenant(&tenant("acme"), "Again", None).await.expect_err("duplicate tenant");
+    assert!(!dup.is_unstorable(), "{dup}");
 });

@@ -111,6 +111,28 @@ async fn statuses_and_bad_answers_map_onto_the_retry_table() {
             "unknown variant `p0`",
         ),
         (
+            ResponseTemplate::new(200).set_body_json(completion(
+                r#"{"category":"bug","priority":"low","labels":[],"summary":"a\u0000b"}"#,
+            )),
+            FailureCase::ProviderRejected,
+            None,
+            "must not contain NUL",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(completion(
+                r#"{"category":"bug\u0000","priority":"low","labels":[],"summary":"s"}"#,
+            )),
+            FailureCase::ProviderRejected,
+            None,
+            "unknown variant `bug\\0`",
+        ),
+        (
+            ResponseTemplate::new(400).set_body_string("bad\u{0}input"),
+            FailureCase::ProviderRejected,
+            None,
+            "400 Bad Request: bad\\0input",
+        ),
+        (
             ResponseTemplate::new(200).set_body_string("x".repeat(2 << 20)),
             FailureCase::ProviderRejected,
             None,
@@ -125,6 +147,7 @@ async fn statuses_and_bad_answers_map_onto_the_retry_table() {
         assert_eq!(err.retry_after, retry_after, "{message}");
         assert!(err.message.contains(message), "{message}: {}", err.message);
         assert!(!err.message.contains("sk-test-secret"), "the API key never appears in errors");
+        assert!(!err.message.contains('\0'), "the message can be stored: {:?}", err.message);
     }
 }
 

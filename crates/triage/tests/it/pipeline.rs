@@ -129,6 +129,23 @@ async fn each_error_class_is_reported() {
         ),
         (
             ctx("acme", "SUP-1", 1),
+            ScriptedClassifier {
+                answers: std::sync::Mutex::new(
+                    [Ok(Classification {
+                        category: Category::Bug,
+                        priority: Priority::Low,
+                        labels: vec![],
+                        summary: "text PostgreSQL cannot store: \u{0}".into(),
+                    })]
+                    .into(),
+                ),
+            },
+            FailureCase::ProviderRejected,
+            ErrorClass::Invalid,
+            "must not contain NUL",
+        ),
+        (
+            ctx("acme", "SUP-1", 1),
             ScriptedClassifier::failing_with(vec![JobError::new(
                 FailureCase::ProviderRejected,
                 "answer out of schema",
