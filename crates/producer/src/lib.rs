@@ -182,14 +182,18 @@ pub struct Submitted {
     pub record: JobRecord,
     /// Whether this call created it.
     pub created: bool,
-    /// For a created job: whether the queue took the entry. `Err` leaves the record queued for the
-    /// reconciler.
+    /// Whether the queue holds the job: for a created job, whether it took the entry; for an
+    /// existing live job, whether its entry is there or could be put back (a first request's
+    /// enqueue failed, and the client retried as told). `Err` leaves the record for the reconciler.
     pub enqueued: Result<(), longhaul_queue::QueueError>,
 }
 
 /// The guide's order for one triage request: write the pending record (or find the existing one
 /// with the same job id), and only if it is new, enqueue it — into the ticket's partition when the
-/// queue is partitioned ([`Queue::route`]). Used by the API and the CLI.
+/// queue is partitioned ([`Queue::route`]). An existing job that is still live but has no trace in
+/// the queue (its first request's enqueue failed) is enqueued again, idempotently, so a client's
+/// retry after a `503` runs it at once instead of after the reconciler's delay. Used by the API and
+/// the CLI.
 ///
 /// # Errors
 /// When the record cannot be written; an enqueue failure is reported in [`Submitted::enqueued`].
@@ -218,8 +222,17 @@ pub async fn submit(
             Ok(partition) => partition.enqueue(&entry).await.map(|_| ()),
             Err(e) => Err(e),
         }
-    } else {
+    } else if record.status.is_terminal() {
         Ok(())
+    } else {
+        match restore(queue, &record).await {
+            Ok(true) => {
+                tracing::info!(job_id = %record.job_id, "a repeated request enqueued a job the queue did not hold");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        }
     };
     Ok(Submitted { record, created, enqueued })
 }
@@ -262,28 +275,7 @@ pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) 
         let Some((last, _)) = batch.last() else { break };
         after = *last;
         for (_, record) in batch {
-            let queue = queue.route(record.ticket_id.as_str())?;
-            if queue.has_trace(&record.job_id).await? {
-                continue;
-            }
-            let entry = JobEntry {
-                job_id: record.job_id.clone(),
-                tenant_id: record.tenant_id.clone(),
-                ticket_id: record.ticket_id.clone(),
-                ticket_revision: record.ticket_revision,
-                attempt: record.attempts + 1,
-                enqueued_at_ms: u64::try_from(record.created_at.timestamp_millis()).unwrap_or(0),
-                traceparent: None,
-            };
-            // A lost retry whose backoff has not run out waits in the delayed set until it is due.
-            let due = record.next_attempt_at.filter(|at| *at > chrono::Utc::now());
-            let added = match due {
-                Some(at) => {
-                    queue.enqueue_at(&entry, u64::try_from(at.timestamp_millis()).unwrap_or(0)).await?
-                }
-                None => queue.enqueue(&entry).await?,
-            };
-            if added {
+            if restore(queue, &record).await? {
                 tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, status = %record.status,
                     "reconciler restored a job the queue had lost");
                 restored += 1;
@@ -291,6 +283,30 @@ pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) 
         }
     }
     Ok(restored)
+}
+
+/// Enqueues live `record`'s job (into its ticket's partition) unless the queue holds a live trace
+/// of it — atomically, so concurrent callers add one entry. The entry asks for the attempt after
+/// the last one started. A lost retry whose backoff has not run out waits in the delayed set until
+/// it is due. Returns whether an entry was added.
+///
+/// # Errors
+/// When Redis cannot be reached in time.
+pub async fn restore(queue: &Queue, record: &JobRecord) -> Result<bool, longhaul_queue::QueueError> {
+    let queue = queue.route(record.ticket_id.as_str())?;
+    let entry = JobEntry {
+        job_id: record.job_id.clone(),
+        tenant_id: record.tenant_id.clone(),
+        ticket_id: record.ticket_id.clone(),
+        ticket_revision: record.ticket_revision,
+        attempt: record.attempts + 1,
+        enqueued_at_ms: u64::try_from(record.created_at.timestamp_millis()).unwrap_or(0),
+        traceparent: None,
+    };
+    match record.next_attempt_at.filter(|at| *at > chrono::Utc::now()) {
+        Some(at) => queue.enqueue_at(&entry, u64::try_from(at.timestamp_millis()).unwrap_or(0)).await,
+        None => queue.enqueue(&entry).await,
+    }
 }
 
 /// Runs [`reconcile_once`] every `every` until `stop`.

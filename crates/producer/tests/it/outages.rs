@@ -46,6 +46,39 @@ async fn redis_outage_answers_503_fast_and_the_record_is_reconciled_later() {
     );
 }
 
+/// Issue 14, item 8: the client's retry after a 503, as told, enqueues the job itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_after_a_503_enqueues_the_recorded_job_at_once() {
+    let t = TestApp::new(Backend::Postgres).await;
+    t.ticket(&t.key, "T-8").await;
+    let dead = Queue::new(
+        "redis://127.0.0.1:1",
+        QueueConfig { prefix: t.queue.prefix.clone(), ..QueueConfig::default() },
+    )
+    .expect("queue");
+    let down = t.with_queue(dead);
+    let r = call(&down, Method::POST, "/v1/tickets/T-8/triage", Some(&t.key), None, &[]).await;
+    problem(&r, StatusCode::SERVICE_UNAVAILABLE);
+    // Still down: the retry is told to retry again (the job is recorded, but not in the queue).
+    let r = call(&down, Method::POST, "/v1/tickets/T-8/triage", Some(&t.key), None, &[]).await;
+    problem(&r, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(t.stream_len().await, 0);
+
+    // Redis is back: the retry gets the existing job, and its entry is in the queue now — no
+    // reconciler involved.
+    let again = t.call(Method::POST, "/v1/tickets/T-8/triage", Some(&t.key), None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(t.stream_len().await, 1);
+    let job = JobId::parse(again.json["job_id"].as_str().expect("job id")).expect("job id");
+    assert!(t.queue.has_trace(&job).await.expect("trace"));
+    // Further repeats are idempotent: still one entry, and the reconciler finds nothing to do.
+    for _ in 0..3 {
+        assert_eq!(t.call(Method::POST, "/v1/tickets/T-8/triage", Some(&t.key), None).await.status, StatusCode::OK);
+    }
+    assert_eq!(t.stream_len().await, 1);
+    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconciler_restores_jobs_after_redis_loses_the_queue() {
     let t = TestApp::new(Backend::Sqlite).await;
