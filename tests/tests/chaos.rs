@@ -234,8 +234,13 @@ async fn held_jobs(system: &System, name: &str) -> Vec<String> {
         .expect("xpending");
     let mut jobs = Vec::new();
     for (id, ..) in rows {
-        let entries: Vec<(String, Vec<(String, String)>)> =
-            redis::cmd("XRANGE").arg(keys.jobs()).arg(&id).arg(&id).query_async(&mut conn).await.expect("xrange");
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(keys.jobs())
+            .arg(&id)
+            .arg(&id)
+            .query_async(&mut conn)
+            .await
+            .expect("xrange");
         jobs.extend(entries.into_iter().flat_map(|(_, f)| f).filter(|(k, _)| k == "j").map(|(_, v)| v));
     }
     jobs
@@ -295,7 +300,10 @@ async fn a_killed_workers_jobs_finish_within_leases_under_a_backlog() {
         *per_job.entry(job.as_str()).or_default() += 1;
     }
     for (job, count) in per_job {
-        assert!(count == 1 || held.iter().any(|h| h == job), "{job} delivered {count} times; the victim held {held:?}");
+        assert!(
+            count == 1 || held.iter().any(|h| h == job),
+            "{job} delivered {count} times; the victim held {held:?}"
+        );
     }
     let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'failed'")
         .fetch_one(&pool)
@@ -369,11 +377,12 @@ async fn a_retry_after_a_redis_outage_runs_the_job_at_once() {
     assert_eq!(status, 503, "{body}");
     redis = PrivateRedis::start(port).await;
     // The client retries as told until the API answers (the producer reconnects on its own).
-    let (job, retried_at) = wait_until(Duration::from_secs(30), "the retry accepted", async || {
-        match system.triage("RETRY-1").await {
-            (200, body) => Ok((body["job_id"].as_str().expect("job id").to_owned(), Instant::now())),
-            (status, body) => Err(format!("{status} {body}")),
-        }
+    let (job, retried_at) = wait_until(Duration::from_secs(30), "the retry accepted", async || match system
+        .triage("RETRY-1")
+        .await
+    {
+        (200, body) => Ok((body["job_id"].as_str().expect("job id").to_owned(), Instant::now())),
+        (status, body) => Err(format!("{status} {body}")),
     })
     .await;
     let done = system.wait_status(&job, "completed", Duration::from_secs(60)).await;

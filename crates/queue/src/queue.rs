@@ -390,7 +390,12 @@ impl Queue {
     ///
     /// # Errors
     /// When Redis cannot be reached in time.
-    pub async fn hand_back(&self, consumer: &str, ids: &[String], min_idle: Duration) -> Result<u64, QueueError> {
+    pub async fn hand_back(
+        &self,
+        consumer: &str,
+        ids: &[String],
+        min_idle: Duration,
+    ) -> Result<u64, QueueError> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -520,7 +525,11 @@ impl Queue {
     /// When Redis cannot be reached in time.
     pub async fn promote_due(&self, now_ms: u64, limit: usize) -> Result<Promoted, QueueError> {
         let mut inv = scripts::PROMOTE.prepare_invoke();
-        inv.key(self.keys.delayed()).key(self.keys.jobs()).arg(now_ms).arg(limit.max(1)).arg(self.keys.job(""));
+        inv.key(self.keys.delayed())
+            .key(self.keys.jobs())
+            .arg(now_ms)
+            .arg(limit.max(1))
+            .arg(self.keys.job(""));
         let (count, next): (u64, Option<String>) = self.run(&inv).await?;
         let next_due_ms = next.and_then(|s| s.parse::<f64>().ok()).map(|f| f.max(0.0) as u64);
         Ok(Promoted { count, next_due_ms })

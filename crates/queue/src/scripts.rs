@@ -59,9 +59,8 @@ return 1
 });
 
 /// Whether a job has a live trace. KEYS: job key, jobs stream. Returns 1 or 0.
-pub(crate) static HAS_TRACE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!("{TRACE_LUA}{}", "\nif live() then return 1 end\nreturn 0\n"))
-});
+pub(crate) static HAS_TRACE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{TRACE_LUA}{}", "\nif live() then return 1 end\nreturn 0\n")));
 
 /// Finish deliveries (completed, failed, stalled) in one step: for each entry still pending, ack
 /// it, drop the job key if it still belongs to this attempt and append its event (if any); delete

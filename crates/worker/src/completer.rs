@@ -70,11 +70,12 @@ async fn handle<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, batch: Vec<Done>
         .map(|(delivery, event, release, _)| Finish { delivery, event: event.as_ref(), release: *release })
         .collect();
     // While a reclaim is due, freed capacity goes back to the fetcher, which reclaims first.
-    let take = if shared.stopping.is_cancelled() || shared.reclaim_due.load(std::sync::atomic::Ordering::Acquire) {
-        0
-    } else {
-        items.len()
-    };
+    let take =
+        if shared.stopping.is_cancelled() || shared.reclaim_due.load(std::sync::atomic::Ordering::Acquire) {
+            0
+        } else {
+            items.len()
+        };
     let result = shared.queue.finish_batch(&items, &shared.settings.consumer, take).await;
     drop(items);
     let mut permits = Vec::with_capacity(finishes.len());

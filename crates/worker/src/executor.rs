@@ -144,27 +144,27 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
                 return Outcome::Leave;
             };
             match completed {
-            Ok(WriteOutcome::Applied(_)) => {
-                tracing::info!(run_ms = started.elapsed().as_millis() as u64, "job completed");
-                Outcome::Finish {
-                    event: Some(event(EventKind::Completed, delivery, attempt, Some(started))),
-                    release: true,
+                Ok(WriteOutcome::Applied(_)) => {
+                    tracing::info!(run_ms = started.elapsed().as_millis() as u64, "job completed");
+                    Outcome::Finish {
+                        event: Some(event(EventKind::Completed, delivery, attempt, Some(started))),
+                        release: true,
+                    }
                 }
-            }
-            // Our own completion, committed though its answer was lost.
-            Ok(WriteOutcome::Refused { current, .. })
-                if current.status == JobStatus::Completed && current.attempts == attempt =>
-            {
-                Outcome::Finish {
-                    event: Some(event(EventKind::Completed, delivery, attempt, Some(started))),
-                    release: true,
+                // Our own completion, committed though its answer was lost.
+                Ok(WriteOutcome::Refused { current, .. })
+                    if current.status == JobStatus::Completed && current.attempts == attempt =>
+                {
+                    Outcome::Finish {
+                        event: Some(event(EventKind::Completed, delivery, attempt, Some(started))),
+                        release: true,
+                    }
                 }
-            }
-            Ok(refused) => stale(refused),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot record completion; leaving the entry for a retry");
-                Outcome::Leave
-            }
+                Ok(refused) => stale(refused),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot record completion; leaving the entry for a retry");
+                    Outcome::Leave
+                }
             }
         }
         Err(error) => after_failure(shared, delivery, &running, attempt, &error, started).await,
@@ -187,11 +187,10 @@ async fn fail_stalled<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: 
             return Outcome::Leave;
         }
     };
-    match record.start_delivery(&lease_of(delivery), entry.attempt, chrono::Utc::now()) {
-        Err(reason @ (TransitionError::Terminal { .. } | TransitionError::Superseded { .. })) => {
-            return superseded(delivery, &record, &reason);
-        }
-        Ok(_) | Err(_) => {}
+    if let Err(reason @ (TransitionError::Terminal { .. } | TransitionError::Superseded { .. })) =
+        record.start_delivery(&lease_of(delivery), entry.attempt, chrono::Utc::now())
+    {
+        return superseded(delivery, &record, &reason);
     }
     let attempt = failing_attempt(&record);
     tracing::Span::current().record("attempt", attempt);
@@ -224,21 +223,22 @@ fn superseded(delivery: &Delivery, current: &JobRecord, reason: &TransitionError
         tracing::info!(%reason, "a newer delivery of this entry runs the job; dropping this stale copy");
         return Outcome::Leave;
     }
-    if current.status == JobStatus::Queued && entry.attempt == current.attempts {
-        if let Some(at) = current.next_attempt_at {
-            // The attempt this entry ran failed and its retry is recorded, but the queue never got
-            // it: the worker stopped between the two writes. Schedule it now (idempotent: if that
-            // worker's queue write lands first, this entry is no longer pending and this is a no-op).
-            tracing::info!("the job's recorded retry never reached the queue; scheduling it");
-            let mut ev = event(EventKind::Retrying, delivery, current.attempts, None);
-            ev.reason.clone_from(&current.error_message);
-            ev.class = current.error_class.map(|c| c.as_str().to_owned());
-            return Outcome::Retry {
-                next: JobEntry { attempt: current.attempts + 1, ..entry.clone() },
-                due_ms: u64::try_from(at.timestamp_millis()).unwrap_or(0),
-                event: ev,
-            };
-        }
+    if current.status == JobStatus::Queued
+        && entry.attempt == current.attempts
+        && let Some(at) = current.next_attempt_at
+    {
+        // The attempt this entry ran failed and its retry is recorded, but the queue never got
+        // it: the worker stopped between the two writes. Schedule it now (idempotent: if that
+        // worker's queue write lands first, this entry is no longer pending and this is a no-op).
+        tracing::info!("the job's recorded retry never reached the queue; scheduling it");
+        let mut ev = event(EventKind::Retrying, delivery, current.attempts, None);
+        ev.reason.clone_from(&current.error_message);
+        ev.class = current.error_class.map(|c| c.as_str().to_owned());
+        return Outcome::Retry {
+            next: JobEntry { attempt: current.attempts + 1, ..entry.clone() },
+            due_ms: u64::try_from(at.timestamp_millis()).unwrap_or(0),
+            event: ev,
+        };
     }
     // An entry enqueued for an attempt that already started: the job lives on in another entry.
     tracing::info!(%reason, "the entry is older than the job's current attempt; acknowledging it");
@@ -249,19 +249,26 @@ fn superseded(delivery: &Delivery, current: &JobRecord, reason: &TransitionError
 /// the database is unreachable the delivery is held (and heart-beaten), so an outage of any length
 /// costs no delivery and fails nothing; the worker's readiness reports the outage meanwhile.
 /// `None` when a shutdown's grace period ended first.
-async fn durably<P, T, F, Fut>(shared: &Shared<P>, what: &'static str, mut op: F) -> Option<Result<T, StoreError>>
+async fn durably<P, T, F, Fut>(
+    shared: &Shared<P>,
+    what: &'static str,
+    mut op: F,
+) -> Option<Result<T, StoreError>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
     let mut backoff = Duration::from_millis(50);
-    let mut held = false;
+    let mut held: Option<Instant> = None;
+    let mut next_warning = Instant::now();
     loop {
         match op().await {
             Err(e) if e.is_retryable() => {
-                if !held {
-                    tracing::warn!(error = %e, write = what, "storage unavailable; holding the entry until it is back");
-                    held = true;
+                if Instant::now() >= next_warning {
+                    let since = held.get_or_insert_with(Instant::now).elapsed();
+                    tracing::warn!(error = %e, write = what, held_s = since.as_secs(),
+                        "storage unavailable; holding the entry until it is back");
+                    next_warning = Instant::now() + Duration::from_secs(30);
                 }
                 tokio::select! {
                     () = shared.hard_stop.cancelled() => return None,
@@ -270,8 +277,12 @@ where
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             other => {
-                if held {
-                    tracing::info!(write = what, "storage is back; going on");
+                if let Some(since) = held {
+                    tracing::info!(
+                        write = what,
+                        held_ms = since.elapsed().as_millis() as u64,
+                        "storage is back; going on"
+                    );
                 }
                 return Some(other);
             }
@@ -411,9 +422,10 @@ async fn fail<P: Pipeline + 'static>(
     started: Option<Instant>,
 ) -> Outcome {
     let entry = &delivery.entry;
-    let Some(failed) =
-        durably(shared, "failure", || shared.store.fail(&entry.tenant_id, &entry.job_id, attempt, class, message))
-            .await
+    let Some(failed) = durably(shared, "failure", || {
+        shared.store.fail(&entry.tenant_id, &entry.job_id, attempt, class, message)
+    })
+    .await
     else {
         return Outcome::Leave;
     };
@@ -456,9 +468,10 @@ async fn unknown_job<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &
             tracing::error!(error = %message, "queue entry claims the wrong tenant");
             let detail =
                 json!({ "claimed_tenant": entry.tenant_id, "entry_id": delivery.id, "message": message });
-            let Some(audited) =
-                durably(shared, "audit", || shared.store.append_audit(&owner, Some(&entry.job_id), "alert", &detail))
-                    .await
+            let Some(audited) = durably(shared, "audit", || {
+                shared.store.append_audit(&owner, Some(&entry.job_id), "alert", &detail)
+            })
+            .await
             else {
                 return Outcome::Leave;
             };

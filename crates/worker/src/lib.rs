@@ -112,7 +112,13 @@ impl<P: Pipeline + 'static> Shared<P> {
         permit: OwnedSemaphorePermit,
         stalled: bool,
     ) {
-        self.inflight_insert(&delivery.id);
+        // The same entry can come back while it runs here: a re-read of this consumer's own
+        // pending entries, or a reclaim of its own entry whose heartbeat came late. It already
+        // has an executor; a second one would take over its attempt.
+        if !self.inflight_insert(&delivery.id) {
+            tracing::debug!(entry_id = %delivery.id, "entry already running here; not starting it twice");
+            return;
+        }
         let span = tracing::info_span!(
             "job",
             job_id = %delivery.entry.job_id,
@@ -147,10 +153,9 @@ impl<P: Pipeline + 'static> Shared<P> {
         })
     }
 
-    pub(crate) fn inflight_insert(&self, id: &str) {
-        if let Ok(mut set) = self.inflight.lock() {
-            set.insert(id.to_owned());
-        }
+    /// Adds `id` to the in-flight set; false if it was there already.
+    pub(crate) fn inflight_insert(&self, id: &str) -> bool {
+        self.inflight.lock().is_ok_and(|mut set| set.insert(id.to_owned()))
     }
 
     pub(crate) fn inflight_remove(&self, id: &str) {
@@ -243,7 +248,8 @@ impl<P: Pipeline + 'static> Worker<P> {
                 Ok(deliveries) => {
                     backoff = Duration::from_millis(100);
                     if shutdown.is_cancelled() {
-                        hand_back(&shared, deliveries.iter().map(|d| d.id.clone()).collect(), Duration::ZERO).await;
+                        hand_back(&shared, deliveries.iter().map(|d| d.id.clone()).collect(), Duration::ZERO)
+                            .await;
                         break;
                     }
                     for d in deliveries {
@@ -294,7 +300,8 @@ async fn reclaim<P: Pipeline + 'static>(
             if !r.deleted.is_empty() {
                 tracing::warn!(entries = ?r.deleted, "pending entries were deleted from the stream; the reconciler restores their jobs");
             }
-            let taken = r.deliveries.into_iter().map(|d| (d, false)).chain(r.stalled.into_iter().map(|d| (d, true)));
+            let taken =
+                r.deliveries.into_iter().map(|d| (d, false)).chain(r.stalled.into_iter().map(|d| (d, true)));
             for (d, stalled) in taken {
                 if stalled {
                     tracing::warn!(job_id = %d.entry.job_id, deliveries = d.deliveries, "entry stalled too often");
@@ -319,8 +326,12 @@ async fn hand_back<P>(shared: &Shared<P>, ids: Vec<String>, min_idle: Duration) 
         return;
     }
     match shared.queue.hand_back(&shared.settings.consumer, &ids, min_idle).await {
-        Ok(n) => tracing::info!(entries = ?ids, handed_back = n, "handed back entries this worker will not run"),
-        Err(e) => tracing::warn!(error = %e, entries = ?ids, "cannot hand entries back; they are reclaimed once their lease runs out"),
+        Ok(n) => {
+            tracing::info!(entries = ?ids, handed_back = n, "handed back entries this worker will not run")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, entries = ?ids, "cannot hand entries back; they are reclaimed once their lease runs out")
+        }
     }
 }
 

@@ -73,7 +73,10 @@ async fn a_retry_after_a_503_enqueues_the_recorded_job_at_once() {
     assert!(t.queue.has_trace(&job).await.expect("trace"));
     // Further repeats are idempotent: still one entry, and the reconciler finds nothing to do.
     for _ in 0..3 {
-        assert_eq!(t.call(Method::POST, "/v1/tickets/T-8/triage", Some(&t.key), None).await.status, StatusCode::OK);
+        assert_eq!(
+            t.call(Method::POST, "/v1/tickets/T-8/triage", Some(&t.key), None).await.status,
+            StatusCode::OK
+        );
     }
     assert_eq!(t.stream_len().await, 1);
     assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 0);

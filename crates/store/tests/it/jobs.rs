@@ -261,7 +261,10 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
                 // The worker's start, through the batched form production runs: a delivery of one
                 // of two entries, enqueued for some attempt.
                 5 => {
-                    let l = lease(["1-0", "2-0"][usize::try_from(next(2)).expect("small")], u32::try_from(next(3)).expect("small") + 1);
+                    let l = lease(
+                        ["1-0", "2-0"][usize::try_from(next(2)).expect("small")],
+                        u32::try_from(next(3)).expect("small") + 1,
+                    );
                     let write = longhaul_store::Write::StartNext {
                         tenant: t.clone(),
                         job: id.clone(),
@@ -532,7 +535,8 @@ conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Stor
         matches!(&stale, WriteOutcome::Refused { reason: TransitionError::Superseded { .. }, .. }),
         "{stale:?}"
     );
-    let r = applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-T-ba", 2), 1).await.expect("takeover"));
+    let r =
+        applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-T-ba", 2), 1).await.expect("takeover"));
     assert_eq!((r.attempts, r.lease), (2, Some(lease("1-T-ba", 2))));
 });
 

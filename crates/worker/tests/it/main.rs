@@ -2,5 +2,6 @@
 //! crash cases.
 
 mod crashes;
+mod fences;
 mod harness;
 mod lifecycle;
