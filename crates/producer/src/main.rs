@@ -58,9 +58,9 @@ enum TenantCommand {
 /// How the producer splits the queue.
 #[derive(Debug, Args)]
 struct PartitionArgs {
-    /// Split the queue into this many partitions, <queue>-0 … <queue>-<n-1> (one Redis Cluster
-    /// slot each); a job goes to the partition of its ticket id. Run a worker and a queue-events
-    /// per partition (LONGHAUL_QUEUE=<queue>-<k>). 1: not split.
+    /// Split the queue into this many partitions, QUEUE-0 … QUEUE-(N-1) (one Redis Cluster slot
+    /// each); a job goes to the partition of its ticket id. Run a worker and a queue-events per
+    /// partition (LONGHAUL_QUEUE=QUEUE-K). 1: not split.
     #[arg(long, env = "LONGHAUL_QUEUE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     queue_partitions: u32,
 }
