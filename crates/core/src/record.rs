@@ -318,6 +318,7 @@ impl JobRecord {
             next_attempt_at: None,
             started_at: Some(now),
             updated_at: now,
+            lease: None,
             ..self.clone()
         })
     }
@@ -325,9 +326,11 @@ impl JobRecord {
     /// Starts the next attempt (`attempts + 1`) on behalf of queue delivery `lease` of an entry
     /// enqueued for attempt `entry_attempt`: `queued|running → running`, recording `lease`.
     ///
-    /// The delivery must be newer than the one that started the current attempt: a later delivery
-    /// of the same entry (the previous holder's lease ran out), or another entry enqueued for an
-    /// attempt not started yet (a scheduled retry, a re-enqueue after Redis lost the job).
+    /// The delivery must be newer than the one that started the running attempt: a later delivery
+    /// of the same entry (the previous holder's lease ran out), or an entry enqueued for an attempt
+    /// not started yet (a scheduled retry, a re-enqueue after Redis lost the job). A running attempt
+    /// started without a recorded delivery may be taken over by any delivery. The lease is kept
+    /// while a retry waits (it names the entry that ran the failed attempt).
     ///
     /// # Errors
     /// [`TransitionError::Terminal`], [`TransitionError::Superseded`] for a stale delivery,
@@ -339,8 +342,15 @@ impl JobRecord {
         now: DateTime<Utc>,
     ) -> Result<Self, TransitionError> {
         self.check_not_terminal()?;
-        let newer = match &self.lease {
-            Some(current) if current.entry == lease.entry => lease.delivery > current.delivery,
+        let newer = match (self.status, &self.lease) {
+            // The running attempt's worker stopped heart-beating: a later delivery of its entry.
+            (JobStatus::Running, Some(current)) if current.entry == lease.entry => {
+                lease.delivery > current.delivery
+            }
+            // Started without a delivery (before deliveries were recorded, or by hand): any
+            // delivery may take it over, as a reclaim always could.
+            (JobStatus::Running, None) => true,
+            // Another entry, or a retry waiting: only an entry enqueued for a later attempt.
             _ => entry_attempt > self.attempts,
         };
         if !newer {
@@ -463,7 +473,6 @@ impl JobRecord {
             error_message: Some(message.to_owned()),
             error_class: Some(class),
             updated_at: now,
-            lease: None,
             ..self.clone()
         })
     }
@@ -565,6 +574,44 @@ mod tests {
                 _ => panic!("{status} {attempts} {op:?}({attempt}): want {want:?}, got {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_start_by_delivery_is_fenced_by_the_delivery() {
+        let lease = |entry: &str, delivery| Lease { entry: entry.to_owned(), delivery };
+        let kind = |r: Result<JobRecord, TransitionError>| match r {
+            Ok(r) => format!("started {}", r.attempts),
+            Err(TransitionError::Superseded { .. }) => "superseded".to_owned(),
+            Err(TransitionError::AttemptsExhausted { .. }) => "exhausted".to_owned(),
+            Err(TransitionError::Terminal { .. }) => "terminal".to_owned(),
+            Err(e) => format!("{e}"),
+        };
+        let queued = record(JobStatus::Queued, 0);
+        let first = queued.start_delivery(&lease("1-0", 1), 1, t(1)).expect("first");
+        assert_eq!((first.attempts, first.lease.clone()), (1, Some(lease("1-0", 1))));
+        // A later delivery of the same entry takes over; the same or an earlier one never does.
+        assert_eq!(kind(first.start_delivery(&lease("1-0", 2), 1, t(2))), "started 2");
+        assert_eq!(kind(first.start_delivery(&lease("1-0", 1), 1, t(2))), "superseded");
+        // Another entry only when enqueued for an attempt not started yet.
+        assert_eq!(kind(first.start_delivery(&lease("2-0", 1), 1, t(2))), "superseded");
+        assert_eq!(kind(first.start_delivery(&lease("2-0", 1), 2, t(2))), "started 2");
+        // A retry waiting: the entry that ran the failed attempt cannot start again, whatever its
+        // delivery count; the retry's entry can.
+        let waiting = first.retry(1, ErrorClass::Retryable, "slow", t(9), t(3)).expect("retry");
+        assert_eq!(waiting.lease, Some(lease("1-0", 1)), "kept: it names the entry that ran");
+        assert_eq!(kind(waiting.start_delivery(&lease("1-0", 5), 1, t(4))), "superseded");
+        assert_eq!(kind(waiting.start_delivery(&lease("3-0", 1), 2, t(4))), "started 2");
+        // Started without a delivery (by hand, or before deliveries were recorded): any delivery.
+        let legacy = queued.start(1, t(1)).expect("start");
+        assert_eq!(legacy.lease, None);
+        assert_eq!(kind(legacy.start_delivery(&lease("1-0", 1), 1, t(2))), "started 2");
+        // Out of attempts, and finished.
+        let last = record(JobStatus::Running, 3);
+        assert_eq!(kind(last.start_delivery(&lease("1-0", 1), 4, t(2))), "exhausted");
+        assert_eq!(
+            kind(record(JobStatus::Completed, 1).start_delivery(&lease("1-0", 9), 9, t(2))),
+            "terminal"
+        );
     }
 
     #[test]

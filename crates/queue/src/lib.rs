@@ -32,7 +32,9 @@ use std::time::Duration;
 pub use conn::RedisConnection;
 pub use entry::{DecodeError, Event, EventKind, JobEntry};
 pub use keys::{KeySpace, partition_name};
-pub use queue::{Delivery, EvictionCheck, Finish, Promoted, Queue, QueueConfig, QueueStats, Reclaimed};
+pub use queue::{
+    Delivery, EvictionCheck, Finish, LostLeases, Promoted, Queue, QueueConfig, QueueStats, Reclaimed,
+};
 pub use reader::{Consumer, EventReader, ReceivedEvent};
 
 /// A queue failure.

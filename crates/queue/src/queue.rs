@@ -97,6 +97,15 @@ pub struct Reclaimed {
     pub scan_done: bool,
 }
 
+/// Entries a heartbeat found no longer leased to its consumer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LostLeases {
+    /// Another consumer owns them now (it reclaimed them: its delivery is newer).
+    pub taken: Vec<String>,
+    /// No longer pending at all (acknowledged, or lost with Redis's data).
+    pub gone: Vec<String>,
+}
+
 /// What [`Queue::promote_due`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Promoted {
@@ -581,15 +590,26 @@ impl Queue {
     /// # Errors
     /// When Redis cannot be reached in time.
     pub async fn heartbeat(&self, consumer: &str, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        let lost = self.heartbeat_owners(consumer, ids).await?;
+        Ok(lost.taken.into_iter().chain(lost.gone).collect())
+    }
+
+    /// [`Queue::heartbeat`], telling the entries another consumer took over from those no longer
+    /// pending at all (finished, or lost with Redis's data).
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn heartbeat_owners(&self, consumer: &str, ids: &[String]) -> Result<LostLeases, QueueError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(LostLeases::default());
         }
         let mut inv = scripts::HEARTBEAT.prepare_invoke();
         inv.key(self.keys.jobs()).arg(&self.config.group).arg(consumer);
         for id in ids {
             inv.arg(id);
         }
-        self.run(&inv).await
+        let (taken, gone): (Vec<String>, Vec<String>) = self.run(&inv).await?;
+        Ok(LostLeases { taken, gone })
     }
 
     /// Takes over up to `count` entries idle longer than the lease, scanning the pending list from

@@ -63,7 +63,8 @@ pub(crate) static HAS_TRACE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{TRACE_LUA}{}", "\nif live() then return 1 end\nreturn 0\n")));
 
 /// Finish deliveries (completed, failed, stalled) in one step: for each entry still pending, ack
-/// it, drop the job key if it still belongs to this attempt and append its event (if any); delete
+/// it, drop the job key if it still belongs to this attempt (when releasing) or names this very
+/// entry (always: the entry is gone), and append its event (if any); delete
 /// every entry; then hand the freed capacity new entries, so a busy worker needs one round trip
 /// per batch instead of two. An entry no longer pending (a second run) gets no second event.
 /// KEYS: jobs stream, events stream, one job key per delivery. ARGV: group, events maxlen, count,
@@ -82,9 +83,10 @@ for i = 1, n do
   ids[i] = ARGV[pos]
   if redis.call('XACK', KEYS[1], ARGV[1], ARGV[pos]) == 1 then
     acked = acked + 1
-    if ARGV[pos + 1] ~= '' then
-      local v = redis.call('GET', KEYS[2 + i])
-      if v and string.match(v, '^%d+') == ARGV[pos + 1] then redis.call('DEL', KEYS[2 + i]) end
+    local v = redis.call('GET', KEYS[2 + i])
+    if v and ((ARGV[pos + 1] ~= '' and string.match(v, '^%d+') == ARGV[pos + 1])
+        or string.sub(v, -(#ARGV[pos] + 1)) == ':' .. ARGV[pos]) then
+      redis.call('DEL', KEYS[2 + i])
     end
     if nf > 0 then
       redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, pos + 3, pos + 2 + nf))
@@ -171,20 +173,22 @@ return {r[1], out, r[3] or {}}
 
 /// Heartbeat: reset the idle time of the entries this consumer still owns, without bumping their
 /// delivery counts. KEYS: jobs stream. ARGV: group, consumer, ids...
-/// Returns the ids this consumer no longer owns (lease lost).
+/// Returns {ids another consumer owns now, ids no longer pending at all}.
 pub(crate) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local lost = {}
+local taken, gone = {}, {}
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if p[1] and p[1][2] == ARGV[2] then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  elseif p[1] then
+    taken[#taken + 1] = ARGV[i]
   else
-    lost[#lost + 1] = ARGV[i]
+    gone[#gone + 1] = ARGV[i]
   end
 end
-return lost
+return {taken, gone}
 ",
     )
 });

@@ -290,7 +290,7 @@ fn start_transition(attempt: u32, now: DateTime<Utc>) -> Transition<'static> {
     Transition {
         sql: fenced_update!(
             set: "status = 'running', attempts = $3, stage = NULL, progress = 0, next_attempt_at = NULL, \
-                  started_at = $4, updated_at = $4",
+                  started_at = $4, updated_at = $4, lease_entry = NULL, lease_delivery = NULL",
             guard: concat!(is_next!(), " AND $3 <= max_attempts")
         ),
         params: vec![Param::Time(Some(now))],
@@ -307,7 +307,8 @@ const START_NEXT_SQL: &str = concat!(
     "UPDATE jobs SET status = 'running', attempts = attempts + 1, stage = NULL, progress = 0, \
      next_attempt_at = NULL, started_at = $3, updated_at = $3, lease_entry = $4, lease_delivery = $5 \
      WHERE job_id = $1 AND tenant_id = $2 AND status IN ('queued', 'running') AND attempts < max_attempts \
-     AND CASE WHEN lease_entry = $4 THEN lease_delivery < $5 ELSE attempts < $6 END \
+     AND CASE WHEN status = 'running' AND lease_entry = $4 THEN lease_delivery < $5 \
+     WHEN status = 'running' AND lease_entry IS NULL THEN TRUE ELSE attempts < $6 END \
      RETURNING ",
     columns!()
 );
@@ -318,13 +319,14 @@ const START_NEXT_SQL: &str = concat!(
 const PG_STARTS_SQL: &str = concat!(
     "WITH u AS (UPDATE jobs SET status = 'running', attempts = COALESCE(v.attempt, jobs.attempts + 1), \
      stage = NULL, progress = 0, next_attempt_at = NULL, started_at = $4, updated_at = $4, \
-     lease_entry = COALESCE(v.entry, jobs.lease_entry), lease_delivery = COALESCE(v.delivery, jobs.lease_delivery) \
+     lease_entry = v.entry, lease_delivery = v.delivery \
      FROM UNNEST($1::text[], $2::text[], $3::int4[], $5::text[], $6::int4[], $7::int4[]) \
      AS v(job, tenant, attempt, entry, delivery, entry_attempt) \
      WHERE jobs.job_id = v.job AND jobs.tenant_id = v.tenant AND jobs.status IN ('queued', 'running') \
      AND (v.attempt IS NULL OR jobs.attempts = v.attempt - 1) \
      AND COALESCE(v.attempt, jobs.attempts + 1) <= jobs.max_attempts \
-     AND (v.attempt IS NOT NULL OR CASE WHEN jobs.lease_entry = v.entry THEN jobs.lease_delivery < v.delivery \
+     AND (v.attempt IS NOT NULL OR CASE WHEN jobs.status = 'running' AND jobs.lease_entry = v.entry \
+     THEN jobs.lease_delivery < v.delivery WHEN jobs.status = 'running' AND jobs.lease_entry IS NULL THEN TRUE \
      ELSE jobs.attempts < v.entry_attempt END) RETURNING jobs.*), \
      a AS (INSERT INTO audit_log (tenant_id, job_id, action, detail, at) \
      SELECT tenant_id, job_id, 'started', jsonb_build_object('attempt', attempts), $4 FROM u) \
@@ -782,7 +784,7 @@ impl Store {
         self.transition(tenant, job, attempt, Transition {
             sql: fenced_update!(
                 set: "status = 'queued', stage = NULL, progress = 0, error_class = $4, error_message = $5, \
-                      next_attempt_at = $6, updated_at = $7, lease_entry = NULL, lease_delivery = NULL",
+                      next_attempt_at = $6, updated_at = $7",
                 guard: concat!(owns!(), " AND attempts < max_attempts")
             ),
             params: vec![

@@ -51,13 +51,13 @@ async fn handle<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, batch: Vec<Done>
     let mut finishes = Vec::new();
     for done in batch {
         match done.outcome {
-            Outcome::Leave => shared.inflight_remove(&done.delivery.id),
+            Outcome::Leave => shared.inflight_remove(&done.delivery),
             Outcome::Retry { next, due_ms, event } => {
                 if let Err(e) = shared.queue.retry(&done.delivery, &next, due_ms, &event).await {
                     tracing::warn!(job_id = %done.delivery.entry.job_id, error = %e,
                         "cannot schedule the retry in Redis; the entry stays pending and will be reclaimed");
                 }
-                shared.inflight_remove(&done.delivery.id);
+                shared.inflight_remove(&done.delivery);
             }
             Outcome::Finish { event, release } => finishes.push((done.delivery, event, release, done.permit)),
         }
@@ -80,10 +80,15 @@ async fn handle<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, batch: Vec<Done>
     drop(items);
     let mut permits = Vec::with_capacity(finishes.len());
     for (delivery, _, _, permit) in finishes {
-        shared.inflight_remove(&delivery.id);
+        shared.inflight_remove(&delivery);
         permits.push(permit);
     }
     match result {
+        Ok((_, next)) if shared.stopping.is_cancelled() => {
+            // Taken before shutdown began, answered after: nobody would run them.
+            let ids = next.into_iter().map(|d| d.id).collect();
+            crate::hand_back(shared, ids, std::time::Duration::ZERO).await;
+        }
         Ok((_, next)) => {
             for delivery in next {
                 match permits.pop() {

@@ -13,6 +13,7 @@ use longhaul_core::{
 use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
 use longhaul_store::{StoreError, Write, WriteOutcome};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::progress::Observer;
@@ -57,10 +58,11 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
     shared: &Arc<Shared<P>>,
     delivery: &Delivery,
     stalled: bool,
+    cancel: &CancellationToken,
 ) -> Outcome {
     let entry = &delivery.entry;
     if stalled {
-        return fail_stalled(shared, delivery).await;
+        return fail_stalled(shared, delivery, cancel).await;
     }
     // One write starts the next attempt (no read first), fenced by this delivery; only a refusal
     // reads the record.
@@ -71,7 +73,7 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
         lease: lease.clone(),
         entry_attempt: entry.attempt,
     };
-    let Some(started) = durably(shared, "start", || shared.record(start.clone())).await else {
+    let Some(started) = durably(shared, cancel, "start", || shared.record(start.clone())).await else {
         return Outcome::Leave;
     };
     let running = match started {
@@ -101,11 +103,12 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
                 &message,
                 EventKind::Failed,
                 None,
+                cancel,
             )
             .await;
         }
         Ok(WriteOutcome::Refused { reason, current }) => return superseded(delivery, &current, &reason),
-        Err(StoreError::NotFound(_)) => return unknown_job(shared, delivery).await,
+        Err(StoreError::NotFound(_)) => return unknown_job(shared, delivery, cancel).await,
         Err(e) => {
             tracing::warn!(error = %e, "cannot mark the job running; leaving the entry for a retry");
             return Outcome::Leave;
@@ -123,9 +126,11 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
         attempt,
     };
     let started = Instant::now();
-    let result = run_pipeline(shared, &ctx).await;
+    let result = run_pipeline(shared, &ctx, cancel).await;
     let Some(result) = result else {
-        tracing::warn!("shutdown grace period over: leaving the job for another worker");
+        tracing::warn!(
+            "abandoning the job: the shutdown grace period is over, or another worker took it over"
+        );
         return Outcome::Leave;
     };
     // The completion goes through the recorder after the job's progress, so they stay in order;
@@ -139,7 +144,8 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
                 attempt,
                 output,
             };
-            let Some(completed) = durably(shared, "completion", || shared.record(complete.clone())).await
+            let Some(completed) =
+                durably(shared, cancel, "completion", || shared.record(complete.clone())).await
             else {
                 return Outcome::Leave;
             };
@@ -167,21 +173,26 @@ pub(crate) async fn execute<P: Pipeline + 'static>(
                 }
             }
         }
-        Err(error) => after_failure(shared, delivery, &running, attempt, &error, started).await,
+        Err(error) => after_failure(shared, delivery, &running, attempt, &error, started, cancel).await,
     }
 }
 
 /// The entry was delivered too often without finishing: fail its job unrun (the attempt that
 /// stalled is the last one started) — unless this delivery is stale, which changes nothing.
-async fn fail_stalled<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &Delivery) -> Outcome {
+async fn fail_stalled<P: Pipeline + 'static>(
+    shared: &Arc<Shared<P>>,
+    delivery: &Delivery,
+    cancel: &CancellationToken,
+) -> Outcome {
     let entry = &delivery.entry;
-    let Some(read) = durably(shared, "read", || shared.store.get_job(&entry.tenant_id, &entry.job_id)).await
+    let Some(read) =
+        durably(shared, cancel, "read", || shared.store.get_job(&entry.tenant_id, &entry.job_id)).await
     else {
         return Outcome::Leave;
     };
     let record = match read {
         Ok(Some(r)) => r,
-        Ok(None) => return unknown_job(shared, delivery).await,
+        Ok(None) => return unknown_job(shared, delivery, cancel).await,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the job record; leaving the entry for a retry");
             return Outcome::Leave;
@@ -195,7 +206,18 @@ async fn fail_stalled<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: 
     let attempt = failing_attempt(&record);
     tracing::Span::current().record("attempt", attempt);
     let message = format!("stalled: delivered {} times without finishing", delivery.deliveries);
-    fail(shared, delivery, &record, attempt, ErrorClass::Retryable, &message, EventKind::Stalled, None).await
+    fail(
+        shared,
+        delivery,
+        &record,
+        attempt,
+        ErrorClass::Retryable,
+        &message,
+        EventKind::Stalled,
+        None,
+        cancel,
+    )
+    .await
 }
 
 /// The queue delivery as the fence of its start.
@@ -217,14 +239,21 @@ fn superseded(delivery: &Delivery, current: &JobRecord, reason: &TransitionError
         return Outcome::Finish { event: None, release: true };
     }
     let entry = &delivery.entry;
-    if current.lease.as_ref().is_some_and(|l| l.entry == delivery.id) {
+    let same_entry = current.lease.as_ref().is_some_and(|l| l.entry == delivery.id);
+    // Whether this entry ran the job's last attempt (records from before leases were kept: the
+    // entry was enqueued for it).
+    let ran_last = match &current.lease {
+        Some(_) => same_entry,
+        None => entry.attempt == current.attempts,
+    };
+    if current.status == JobStatus::Running && same_entry {
         // A later delivery of this same entry started the running attempt; that worker holds the
         // entry now. Acknowledging it would take it from under that worker.
         tracing::info!(%reason, "a newer delivery of this entry runs the job; dropping this stale copy");
         return Outcome::Leave;
     }
     if current.status == JobStatus::Queued
-        && entry.attempt == current.attempts
+        && ran_last
         && let Some(at) = current.next_attempt_at
     {
         // The attempt this entry ran failed and its retry is recorded, but the queue never got
@@ -245,12 +274,19 @@ fn superseded(delivery: &Delivery, current: &JobRecord, reason: &TransitionError
     Outcome::Finish { event: None, release: false }
 }
 
+/// How long a write may keep failing with a "retryable" error while the database answers a ping
+/// before it counts as a permanent failure (a misclassified error must not hold an entry forever).
+const REACHABLE_BUT_FAILING: Duration = Duration::from_secs(60);
+
 /// Runs a storage operation until it answers something other than "storage unavailable". While
 /// the database is unreachable the delivery is held (and heart-beaten), so an outage of any length
-/// costs no delivery and fails nothing; the worker's readiness reports the outage meanwhile.
-/// `None` when a shutdown's grace period ended first.
+/// costs no delivery and fails nothing; the worker's readiness reports the outage meanwhile. An
+/// error that persists while the database answers is returned after [`REACHABLE_BUT_FAILING`].
+/// `None` when the delivery is abandoned first (a shutdown's grace period ended, or it was
+/// superseded).
 async fn durably<P, T, F, Fut>(
     shared: &Shared<P>,
+    cancel: &CancellationToken,
     what: &'static str,
     mut op: F,
 ) -> Option<Result<T, StoreError>>
@@ -261,9 +297,22 @@ where
     let mut backoff = Duration::from_millis(50);
     let mut held: Option<Instant> = None;
     let mut next_warning = Instant::now();
+    let mut reachable_since: Option<Instant> = None;
     loop {
         match op().await {
             Err(e) if e.is_retryable() => {
+                if held.is_some_and(|h| h.elapsed() > Duration::from_secs(5)) {
+                    if shared.store.ping().await.is_ok() {
+                        if reachable_since.get_or_insert_with(Instant::now).elapsed() > REACHABLE_BUT_FAILING
+                        {
+                            tracing::error!(error = %e, write = what,
+                                "the database answers but this write keeps failing; giving up on it");
+                            return Some(Err(e));
+                        }
+                    } else {
+                        reachable_since = None;
+                    }
+                }
                 if Instant::now() >= next_warning {
                     let since = held.get_or_insert_with(Instant::now).elapsed();
                     tracing::warn!(error = %e, write = what, held_s = since.as_secs(),
@@ -271,7 +320,7 @@ where
                     next_warning = Instant::now() + Duration::from_secs(30);
                 }
                 tokio::select! {
-                    () = shared.hard_stop.cancelled() => return None,
+                    () = cancel.cancelled() => return None,
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -304,10 +353,11 @@ fn stale(refused: WriteOutcome) -> Outcome {
 }
 
 /// Runs the pipeline in a task of its own, so a panic is caught and reported as a failure. `None`
-/// when the grace period ended first.
+/// when the delivery was abandoned first (grace period over, or superseded).
 async fn run_pipeline<P: Pipeline + 'static>(
     shared: &Arc<Shared<P>>,
     ctx: &JobContext,
+    cancel: &CancellationToken,
 ) -> Option<Result<serde_json::Value, JobError>> {
     let pipeline = shared.pipeline.clone();
     let observer = Observer::new(shared.recorder_tx.clone());
@@ -324,7 +374,7 @@ async fn run_pipeline<P: Pipeline + 'static>(
     ));
     let abort = handle.abort_handle();
     tokio::select! {
-        () = shared.hard_stop.cancelled() => {
+        () = cancel.cancelled() => {
             abort.abort();
             None
         }
@@ -353,6 +403,7 @@ async fn after_failure<P: Pipeline + 'static>(
     attempt: u32,
     error: &JobError,
     started: Instant,
+    cancel: &CancellationToken,
 ) -> Outcome {
     crate::recorder::flush(shared).await;
     let s = &shared.settings;
@@ -363,7 +414,7 @@ async fn after_failure<P: Pipeline + 'static>(
     match policy.decide(error, attempt, now, crate::unit_random()) {
         Decision::Retry { at } => {
             let entry = &delivery.entry;
-            let Some(written) = durably(shared, "retry", || {
+            let Some(written) = durably(shared, cancel, "retry", || {
                 shared.store.schedule_retry(
                     &entry.tenant_id,
                     &entry.job_id,
@@ -377,8 +428,18 @@ async fn after_failure<P: Pipeline + 'static>(
             else {
                 return Outcome::Leave;
             };
+            // Our own retry, committed though its answer was lost, counts as written.
+            let ours = match &written {
+                Ok(WriteOutcome::Applied(_)) => true,
+                Ok(WriteOutcome::Refused { current, .. }) => {
+                    current.status == JobStatus::Queued
+                        && current.attempts == attempt
+                        && current.lease == record.lease
+                }
+                Err(_) => false,
+            };
             match written {
-                Ok(WriteOutcome::Applied(_)) => {
+                Ok(_) if ours => {
                     let due_ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
                     tracing::warn!(error = %error.message, case = ?error.case, next_attempt_at = %at, "attempt failed; retry scheduled");
                     let mut ev = event(EventKind::Retrying, delivery, attempt, Some(started));
@@ -404,7 +465,7 @@ async fn after_failure<P: Pipeline + 'static>(
                 error.message.clone()
             };
             let kind = if alert { EventKind::Alert } else { EventKind::Failed };
-            fail(shared, delivery, record, attempt, class, &message, kind, Some(started)).await
+            fail(shared, delivery, record, attempt, class, &message, kind, Some(started), cancel).await
         }
     }
 }
@@ -420,17 +481,28 @@ async fn fail<P: Pipeline + 'static>(
     message: &str,
     kind: EventKind,
     started: Option<Instant>,
+    cancel: &CancellationToken,
 ) -> Outcome {
     let entry = &delivery.entry;
-    let Some(failed) = durably(shared, "failure", || {
+    let Some(failed) = durably(shared, cancel, "failure", || {
         shared.store.fail(&entry.tenant_id, &entry.job_id, attempt, class, message)
     })
     .await
     else {
         return Outcome::Leave;
     };
+    // Our own failure, committed though its answer was lost, counts as written.
+    let ours = match &failed {
+        Ok(WriteOutcome::Applied(_)) => true,
+        Ok(WriteOutcome::Refused { current, .. }) => {
+            current.status == JobStatus::Failed
+                && current.attempts == attempt
+                && current.error_message.as_deref() == Some(message)
+        }
+        Err(_) => false,
+    };
     match failed {
-        Ok(WriteOutcome::Applied(_)) => {
+        Ok(_) if ours => {
             match kind {
                 EventKind::Alert => {
                     tracing::error!(error = %message, class = %class, "job failed: permission or tenant violation")
@@ -454,9 +526,13 @@ async fn fail<P: Pipeline + 'static>(
 
 /// The entry names a job its tenant does not have. If another tenant owns that job, the entry is
 /// forged or misrouted: alert. If nobody does, it is invalid data.
-async fn unknown_job<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &Delivery) -> Outcome {
+async fn unknown_job<P: Pipeline + 'static>(
+    shared: &Arc<Shared<P>>,
+    delivery: &Delivery,
+    cancel: &CancellationToken,
+) -> Outcome {
     let entry = &delivery.entry;
-    let Some(owner) = durably(shared, "read", || shared.store.job_owner(&entry.job_id)).await else {
+    let Some(owner) = durably(shared, cancel, "read", || shared.store.job_owner(&entry.job_id)).await else {
         return Outcome::Leave;
     };
     match owner {
@@ -468,7 +544,7 @@ async fn unknown_job<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, delivery: &
             tracing::error!(error = %message, "queue entry claims the wrong tenant");
             let detail =
                 json!({ "claimed_tenant": entry.tenant_id, "entry_id": delivery.id, "message": message });
-            let Some(audited) = durably(shared, "audit", || {
+            let Some(audited) = durably(shared, cancel, "audit", || {
                 shared.store.append_audit(&owner, Some(&entry.job_id), "alert", &detail)
             })
             .await

@@ -27,10 +27,10 @@ pub mod progress;
 pub mod recorder;
 pub mod tickets;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use longhaul_core::Pipeline;
@@ -89,8 +89,8 @@ pub(crate) struct Shared<P> {
     pub queue: Queue,
     pub pipeline: Arc<P>,
     pub settings: WorkerSettings,
-    /// Entry ids being worked on by this process (heart-beaten).
-    pub inflight: Mutex<HashSet<String>>,
+    /// Entries being worked on by this process (heart-beaten), by entry id.
+    pub inflight: Mutex<HashMap<String, InFlight>>,
     pub done_tx: mpsc::UnboundedSender<completer::Done>,
     pub recorder_tx: mpsc::UnboundedSender<recorder::Request>,
     pub tracker: TaskTracker,
@@ -102,6 +102,19 @@ pub(crate) struct Shared<P> {
     /// freed capacity is not handed to new entries, so a dead worker's jobs do not wait for the
     /// backlog to drain.
     pub reclaim_due: AtomicBool,
+    /// No reclaim before this instant: set after a Redis error, so that when Redis is back every
+    /// worker heart-beats its entries before anyone takes them over as abandoned.
+    pub reclaim_hold: Mutex<Instant>,
+}
+
+/// One delivery running in this process.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    /// Its delivery count.
+    pub deliveries: u64,
+    /// Cancelled when the delivery is superseded (another consumer took its entry over) or the
+    /// shutdown grace period ends: the executor abandons the job.
+    pub cancel: CancellationToken,
 }
 
 impl<P: Pipeline + 'static> Shared<P> {
@@ -113,11 +126,20 @@ impl<P: Pipeline + 'static> Shared<P> {
         stalled: bool,
     ) {
         // The same entry can come back while it runs here: a re-read of this consumer's own
-        // pending entries, or a reclaim of its own entry whose heartbeat came late. It already
-        // has an executor; a second one would take over its attempt.
-        if !self.inflight_insert(&delivery.id) {
-            tracing::debug!(entry_id = %delivery.id, "entry already running here; not starting it twice");
-            return;
+        // pending entries, or a reclaim of its own entry whose heartbeat came late. It already has
+        // an executor; a second would take over its attempt. (A run whose entry another worker
+        // took over is cancelled and forgotten by the heartbeat, so a later reclaim starts anew.)
+        let cancel = self.hard_stop.child_token();
+        {
+            let Ok(mut map) = self.inflight.lock() else { return };
+            if map.contains_key(&delivery.id) {
+                tracing::debug!(entry_id = %delivery.id, "entry already running here; not starting it twice");
+                return;
+            }
+            map.insert(
+                delivery.id.clone(),
+                InFlight { deliveries: delivery.deliveries, cancel: cancel.clone() },
+            );
         }
         let span = tracing::info_span!(
             "job",
@@ -132,7 +154,7 @@ impl<P: Pipeline + 'static> Shared<P> {
         let shared = self.clone();
         self.tracker.spawn(
             async move {
-                let outcome = executor::execute(&shared, &delivery, stalled).await;
+                let outcome = executor::execute(&shared, &delivery, stalled, &cancel).await;
                 let _ = shared.done_tx.send(completer::Done { delivery, outcome, permit });
             }
             .instrument(span),
@@ -153,19 +175,41 @@ impl<P: Pipeline + 'static> Shared<P> {
         })
     }
 
-    /// Adds `id` to the in-flight set; false if it was there already.
-    pub(crate) fn inflight_insert(&self, id: &str) -> bool {
-        self.inflight.lock().is_ok_and(|mut set| set.insert(id.to_owned()))
-    }
-
-    pub(crate) fn inflight_remove(&self, id: &str) {
-        if let Ok(mut set) = self.inflight.lock() {
-            set.remove(id);
+    /// Forgets `delivery` (unless a newer delivery of its entry replaced it here).
+    pub(crate) fn inflight_remove(&self, delivery: &Delivery) {
+        if let Ok(mut map) = self.inflight.lock()
+            && map.get(&delivery.id).is_some_and(|r| r.deliveries == delivery.deliveries)
+        {
+            map.remove(&delivery.id);
         }
     }
 
     fn inflight_ids(&self) -> Vec<String> {
-        self.inflight.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Another consumer owns these entries now: their runs here are superseded.
+    fn superseded(&self, ids: &[String]) {
+        if let Ok(mut map) = self.inflight.lock() {
+            for id in ids {
+                if let Some(run) = map.remove(id) {
+                    run.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// A Redis call failed: hold reclaims until every worker had a heartbeat after it.
+    fn redis_trouble(&self) {
+        if let Ok(mut hold) = self.reclaim_hold.lock() {
+            *hold = Instant::now() + self.settings.heartbeat * 2;
+        }
+    }
+
+    fn may_reclaim(&self) -> bool {
+        self.reclaim_due.load(Ordering::Acquire)
+            && !self.stopping.is_cancelled()
+            && self.reclaim_hold.lock().is_ok_and(|hold| Instant::now() >= *hold)
     }
 }
 
@@ -202,13 +246,14 @@ impl<P: Pipeline + 'static> Worker<P> {
             queue: self.queue,
             pipeline: self.pipeline,
             settings: settings.clone(),
-            inflight: Mutex::new(HashSet::new()),
+            inflight: Mutex::new(HashMap::new()),
             done_tx,
             recorder_tx,
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             stopping: shutdown.clone(),
             reclaim_due: AtomicBool::new(true),
+            reclaim_hold: Mutex::new(Instant::now()),
         });
         let background = TaskTracker::new();
         let bg_stop = CancellationToken::new();
@@ -223,6 +268,7 @@ impl<P: Pipeline + 'static> Worker<P> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let first = tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
                 permit = permits.clone().acquire_owned() => match permit {
                     Ok(p) => p,
@@ -235,7 +281,7 @@ impl<P: Pipeline + 'static> Worker<P> {
             while let Ok(p) = permits.clone().try_acquire_owned() {
                 held.push(p);
             }
-            if shared.reclaim_due.load(Ordering::Acquire) {
+            if shared.may_reclaim() {
                 reclaim(&shared, &mut consumer, &mut held).await;
                 if held.is_empty() {
                     continue;
@@ -259,6 +305,7 @@ impl<P: Pipeline + 'static> Worker<P> {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the queue; retrying");
+                    shared.redis_trouble();
                     drop(held);
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -315,13 +362,14 @@ async fn reclaim<P: Pipeline + 'static>(
         Err(e) => {
             tracing::warn!(error = %e, "cannot reclaim abandoned entries");
             shared.reclaim_due.store(false, Ordering::Release);
+            shared.redis_trouble();
         }
     }
 }
 
 /// Hands entries this consumer will not run, idle at least `min_idle`, back to the group
 /// (reclaimable by anyone at once).
-async fn hand_back<P>(shared: &Shared<P>, ids: Vec<String>, min_idle: Duration) {
+pub(crate) async fn hand_back<P>(shared: &Shared<P>, ids: Vec<String>, min_idle: Duration) {
     if ids.is_empty() {
         return;
     }
@@ -387,12 +435,24 @@ async fn heartbeat<P: Pipeline + 'static>(shared: Arc<Shared<P>>, stop: Cancella
         if ids.is_empty() {
             continue;
         }
-        match shared.queue.heartbeat(&shared.settings.consumer, &ids).await {
-            Ok(lost) if !lost.is_empty() => {
-                tracing::warn!(entries = ?lost, "lease lost: another worker took these entries over");
+        match shared.queue.heartbeat_owners(&shared.settings.consumer, &ids).await {
+            Ok(lost) => {
+                if !lost.taken.is_empty() {
+                    // Its new owner runs the job (a newer delivery): stop ours, which would only
+                    // repeat effects and have its writes refused.
+                    tracing::warn!(entries = ?lost.taken, "lease lost: another worker took these entries over; abandoning them here");
+                    shared.superseded(&lost.taken);
+                }
+                if !lost.gone.is_empty() {
+                    // Nobody else has them (Redis lost them, or they were acknowledged): the runs
+                    // go on and record their outcomes; the reconciler restores lost entries.
+                    tracing::warn!(entries = ?lost.gone, "entries no longer pending in Redis");
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                shared.redis_trouble();
+            }
         }
     }
 }

@@ -553,11 +553,19 @@ async fn finish_batch_takes_new_entries_for_the_freed_capacity() {
         .await
         .expect("ack dup");
     assert_eq!((acked, none.len()), (1, 0));
+    // Its key named this very entry, which is gone now: the key goes too (the job lives on only if
+    // another entry holds it, and then the key names that one).
     let mut conn = raw().await;
     let key: Option<String> = conn.get(q.keys().job(dup.entry.job_id.as_str())).await.expect("get");
-    assert_eq!(key, Some(format!("1:{}", dup.id)), "the job keeps its presence key");
-    // That key names an entry that is gone now: it is no trace, so the reconciler can restore the job.
+    assert_eq!(key, None);
     assert!(!q.has_trace(&dup.entry.job_id).await.expect("trace"));
+    // A duplicate whose job key names another entry keeps that key.
+    let other = &next[1];
+    let other_key = q.keys().job(other.entry.job_id.as_str());
+    let _: () = conn.set(&other_key, "1:9999999999999-0").await.expect("set");
+    q.finish_batch(&[Finish { delivery: other, event: None, release: false }], "w", 0).await.expect("ack");
+    let kept: Option<String> = conn.get(&other_key).await.expect("get");
+    assert_eq!(kept.as_deref(), Some("1:9999999999999-0"));
     assert_eq!(q.stats().await.expect("stats").events_length, 2, "no event for a dropped duplicate");
 }
 }

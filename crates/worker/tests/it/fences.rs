@@ -249,16 +249,73 @@ both_backends!(a_recorded_retry_the_queue_never_got_still_runs, |backend| async 
     // A worker ran attempt 1, recorded its retry, and died before telling Redis.
     let mut ghost = q.consumer("ghost").expect("consumer");
     let held = ghost.fetch(1, Duration::from_millis(1)).await.expect("fetch").remove(0);
+    // Its delivery 2 had taken over attempt 1 (whose worker stopped) as attempt 2.
     db.start_next(&tenant(), &job, Lease { entry: held.id.clone(), delivery: 1 }, 1).await.expect("start");
+    db.start_next(&tenant(), &job, Lease { entry: held.id.clone(), delivery: 2 }, 1).await.expect("takeover");
     let due = chrono::Utc::now();
-    db.schedule_retry(&tenant(), &job, 1, ErrorClass::Retryable, "provider timed out", due)
+    db.schedule_retry(&tenant(), &job, 2, ErrorClass::Retryable, "provider timed out", due)
         .await
         .expect("retry");
     let (probe, runs, _) = Probe::new();
     let worker = spawn_worker(&db, &q, probe, settings("w"));
     let done = wait_status(&db, &job, JobStatus::Completed).await;
     worker.shutdown().await.expect("shutdown");
-    assert_eq!((done.attempts, runs.load(Ordering::SeqCst)), (2, 1));
+    assert_eq!((done.attempts, runs.load(Ordering::SeqCst)), (3, 1));
     let s = q.stats().await.expect("stats");
     assert_eq!((s.stream_length, s.pending, s.delayed), (0, 0, 0));
 });
+
+/// Notes when the pipeline's run is dropped (abandoned) before it finished.
+struct Abandonable {
+    dropped: Arc<AtomicU32>,
+}
+
+struct DropFlag(Arc<AtomicU32>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Pipeline for Abandonable {
+    type Output = serde_json::Value;
+    async fn run(&self, _ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+        let _flag = DropFlag(self.dropped.clone());
+        std::future::pending::<()>().await;
+        Ok(serde_json::json!({}))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_whose_entry_another_worker_took_over_is_abandoned() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let q = TestQueue::new(queue_with(Duration::from_secs(60))).await;
+    let job = submit(&db, &q, "SUP-26", "s", "b", 5).await;
+    let dropped = Arc::new(AtomicU32::new(0));
+    let worker = spawn_worker(&db, &q, Abandonable { dropped: dropped.clone() }, settings("slow"));
+    let running = wait_status(&db, &job, JobStatus::Running).await;
+    let entry_id = running.lease.expect("started by a delivery").entry;
+    // Another worker takes the entry over (as a reclaim after a stall would).
+    let mut conn = longhaul_testkit::raw_connection();
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(q.keys().jobs())
+        .arg(&q.config().group)
+        .arg("thief")
+        .arg(0)
+        .arg(&entry_id)
+        .arg("JUSTID")
+        .query_async(&mut conn)
+        .await
+        .expect("xclaim");
+    // The next heartbeat tells the worker; it abandons its run instead of running on.
+    wait_until(Duration::from_secs(10), "the superseded run abandoned", async || {
+        match dropped.load(Ordering::SeqCst) {
+            0 => Err("still running"),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    worker.shutdown().await.expect("shutdown");
+    assert_eq!(owner(&q, &entry_id).await.map(|(c, _)| c).as_deref(), Some("thief"), "left to its new owner");
+}
