@@ -407,13 +407,22 @@ async fn scenario(
     let events_stream = format!("{}:{{triage}}:events", sys.prefix);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let events: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(&events_stream)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut redis_conn)
-            .await
-            .unwrap_or_default();
+        // In pages: one reply of 100 000 entries can outlast the connection's response timeout.
+        let mut events: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut from = "-".to_owned();
+        loop {
+            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                .arg(&events_stream)
+                .arg(&from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(5000)
+                .query_async(&mut redis_conn)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            from = format!("({last}");
+            events.extend(page);
+        }
         let completed_events =
             events.iter().filter(|(_, f)| f.iter().any(|(k, v)| k == "type" && v == "completed")).count();
         // The events stream is trimmed at 100 000 entries: count only when it cannot have been.
