@@ -6,6 +6,10 @@
 //! the guard refuses, nothing changes and the caller gets [`WriteOutcome::Refused`] with the current
 //! record and the core's reason.
 //!
+//! The worker's start ([`Write::StartNext`]) is fenced by the queue delivery asking for it (the
+//! stream entry id and its delivery count, kept in `lease_entry`/`lease_delivery`; the core rule is
+//! `JobRecord::start_delivery`), so a stale copy of an entry never takes over a newer attempt.
+//!
 //! The batch forms ([`Store::create_pending_many`], [`Store::write_batch`]) apply the same guards
 //! to many rows at once; on PostgreSQL each kind of write in a batch is one multi-row statement
 //! (`… FROM UNNEST(…)`) whose audit rows are a CTE of the same statement.
