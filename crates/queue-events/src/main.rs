@@ -24,7 +24,7 @@ struct Cli {
     /// Consumer group on the events stream; replicas in one group share the events.
     #[arg(long, env = "LONGHAUL_EVENTS_GROUP", default_value = "queue-events")]
     group: String,
-    /// Name in the group; keep it stable per pod. Default: $HOSTNAME-<pid>.
+    /// Name in the group; keep it stable per pod. Default: $HOSTNAME-PID (the process id).
     #[arg(long, env = "LONGHAUL_CONSUMER_NAME")]
     consumer_name: Option<String>,
     #[arg(long, env = "HOSTNAME", hide = true)]

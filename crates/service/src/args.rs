@@ -156,6 +156,8 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// Redis and queue settings.
+// The field docs are --help text: `[user:password@]` there is URL syntax, not a doc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Args)]
 pub struct QueueArgs {
     /// Redis URL: redis://[user:password@]host:port[/db], or rediss:// for TLS; for a Redis Cluster,

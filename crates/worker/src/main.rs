@@ -41,7 +41,7 @@ struct Cli {
     telemetry: TelemetryArgs,
 
     /// Name in the consumer group; keep it stable across restarts of one pod so a restarted worker
-    /// takes back its own pending entries. Default: $HOSTNAME-<pid>.
+    /// takes back its own pending entries. Default: $HOSTNAME-PID (the process id).
     #[arg(long, env = "LONGHAUL_CONSUMER_NAME")]
     consumer_name: Option<String>,
     #[arg(long, env = "HOSTNAME", hide = true)]
