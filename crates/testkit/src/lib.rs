@@ -194,6 +194,42 @@ impl TestQueue {
     pub async fn raw(&self) -> RedisConnection {
         RedisConnection::open(&self.url, Duration::from_secs(5)).expect("a valid test Redis URL")
     }
+
+    /// The workers' pending entries with ids from `from` to `to` (`"-"`, `"+"` for all), up to 100:
+    /// who holds each, how long it has been idle, and how often it was delivered.
+    pub async fn pending(&self, from: &str, to: &str) -> Vec<PendingEntry> {
+        let mut conn = self.raw().await;
+        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(self.queue.keys().jobs())
+            .arg(&self.queue.config().group)
+            .arg(from)
+            .arg(to)
+            .arg(100)
+            .query_async(&mut conn)
+            .await
+            .expect("xpending");
+        rows.into_iter()
+            .map(|(id, consumer, idle_ms, deliveries)| PendingEntry { id, consumer, idle_ms, deliveries })
+            .collect()
+    }
+
+    /// Pending entry `id`, if it is pending.
+    pub async fn pending_entry(&self, id: &str) -> Option<PendingEntry> {
+        self.pending(id, id).await.into_iter().next()
+    }
+}
+
+/// A pending entry of the jobs stream ([`TestQueue::pending`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// The entry id.
+    pub id: String,
+    /// The consumer holding it.
+    pub consumer: String,
+    /// Milliseconds since it was last delivered or heart-beaten.
+    pub idle_ms: u64,
+    /// How often it was delivered.
+    pub deliveries: u64,
 }
 
 impl Drop for TestQueue {

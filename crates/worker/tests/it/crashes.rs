@@ -252,8 +252,8 @@ async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
     while Instant::now() < deadline {
         let s = q.stats().await.expect("stats");
         assert_eq!(s.stream_length, 3, "acked an outcome that was never recorded");
-        for (id, deliveries) in pending_deliveries(&q).await {
-            assert_eq!(deliveries, 1, "entry {id} was delivered again during the outage");
+        for p in q.pending("-", "+").await {
+            assert_eq!(p.deliveries, 1, "entry {} was delivered again during the outage", p.id);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -270,19 +270,4 @@ async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
     w2.shutdown().await.expect("shutdown");
     let s = q.stats().await.expect("stats");
     assert_eq!((s.stream_length, s.pending), (0, 0));
-}
-
-/// Each pending entry of the jobs stream with its delivery count.
-async fn pending_deliveries(q: &TestQueue) -> Vec<(String, u64)> {
-    let mut conn = longhaul_testkit::raw_connection();
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(q.keys().jobs())
-        .arg(&q.config().group)
-        .arg("-")
-        .arg("+")
-        .arg(100)
-        .query_async(&mut conn)
-        .await
-        .expect("xpending");
-    rows.into_iter().map(|(id, _, _, n)| (id, n)).collect()
 }

@@ -42,17 +42,7 @@ impl Pipeline for Probe {
 
 /// Who holds `id` in the workers' group, and how often it was delivered.
 async fn owner(q: &TestQueue, id: &str) -> Option<(String, u64)> {
-    let mut conn = longhaul_testkit::raw_connection();
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(q.keys().jobs())
-        .arg(&q.config().group)
-        .arg(id)
-        .arg(id)
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .expect("xpending");
-    rows.into_iter().next().map(|(_, consumer, _, n)| (consumer, n))
+    q.pending_entry(id).await.map(|p| (p.consumer, p.deliveries))
 }
 
 fn queue_with(lease: Duration) -> impl FnOnce(&mut QueueConfig) {
@@ -77,7 +67,7 @@ async fn a_full_worker_claims_nothing_it_cannot_start() {
     // Its lease runs out many times over while the full worker ticks its reclaim every 100 ms:
     // the full worker must leave it for a worker with room.
     wait_until(Duration::from_secs(10), "the entry idle for five leases", async || {
-        let (idle, ..) = idle_of(&q, &held.id).await;
+        let idle = q.pending_entry(&held.id).await.map_or(0, |p| p.idle_ms);
         if idle >= 1500 { Ok(()) } else { Err(idle) }
     })
     .await;
@@ -92,22 +82,6 @@ async fn a_full_worker_claims_nothing_it_cannot_start() {
     wait_status(&db, &busy, JobStatus::Completed).await;
     full.shutdown().await.expect("shutdown");
     spare.shutdown().await.expect("shutdown");
-}
-
-async fn idle_of(q: &TestQueue, id: &str) -> (u64, String) {
-    let mut conn = longhaul_testkit::raw_connection();
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(q.keys().jobs())
-        .arg(&q.config().group)
-        .arg("IDLE")
-        .arg(0)
-        .arg(id)
-        .arg(id)
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .expect("xpending");
-    rows.into_iter().next().map(|(_, c, idle, _)| (idle, c)).unwrap_or_default()
 }
 
 both_backends!(a_stale_entry_never_takes_over_a_running_attempt, |backend| async move {
