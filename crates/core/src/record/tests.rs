@@ -1,0 +1,178 @@
+//! Unit tests of [`super`].
+use chrono::TimeZone;
+use serde_json::json;
+
+use super::*;
+
+fn t(s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, s).single().expect("time")
+}
+
+fn record(status: JobStatus, attempts: u32) -> JobRecord {
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let ticket = TicketId::parse("T-1").expect("ticket");
+    let job = NewJob {
+        job_id: JobId::for_ticket(&tenant, &ticket, 1),
+        tenant_id: tenant,
+        ticket_id: ticket,
+        ticket_revision: 1,
+        max_attempts: 3,
+    };
+    JobRecord { status, attempts, ..JobRecord::pending(job, t(0)) }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Start,
+    Progress,
+    Complete,
+    Fail,
+    Retry,
+}
+
+fn apply(r: &JobRecord, op: Op, attempt: u32) -> Result<JobRecord, TransitionError> {
+    match op {
+        Op::Start => r.start(attempt, t(1)),
+        Op::Progress => r.progress(attempt, "classify", Progress::new(50).expect("p"), t(1)),
+        Op::Complete => r.complete(attempt, json!({"ok": true}), t(1)),
+        Op::Fail => r.fail(attempt, ErrorClass::Invalid, "bad", t(1)),
+        Op::Retry => r.retry(attempt, ErrorClass::Retryable, "slow", t(9), t(1)),
+    }
+}
+
+#[test]
+fn transition_table() {
+    use JobStatus::*;
+    use Op::*;
+    // (status, attempts, op, attempt, Ok(new status) | Err(kind))
+    type Row = (JobStatus, u32, Op, u32, Result<JobStatus, &'static str>);
+    let table: &[Row] = &[
+        (Queued, 0, Start, 1, Ok(Running)),
+        (Queued, 0, Start, 2, Err("stale")),
+        (Queued, 1, Start, 1, Err("stale")), // duplicate delivery of attempt 1
+        (Queued, 1, Start, 2, Ok(Running)),  // after a scheduled retry
+        (Running, 1, Start, 2, Ok(Running)), // takeover of a stalled attempt
+        (Running, 1, Start, 1, Err("stale")),
+        (Running, 3, Start, 4, Err("exhausted")),
+        (Completed, 1, Start, 2, Err("terminal")),
+        (Failed, 1, Start, 2, Err("terminal")),
+        (Running, 1, Progress, 1, Ok(Running)),
+        (Running, 2, Progress, 1, Err("stale")),
+        (Queued, 1, Progress, 1, Err("stale")),
+        (Running, 1, Complete, 1, Ok(Completed)),
+        (Running, 2, Complete, 1, Err("stale")), // the stalled worker comes back late
+        (Queued, 0, Complete, 1, Err("stale")),
+        (Completed, 1, Complete, 1, Err("terminal")),
+        (Failed, 1, Complete, 1, Err("terminal")),
+        (Running, 1, Fail, 1, Ok(Failed)),
+        (Queued, 0, Fail, 1, Ok(Failed)),  // invalid before running
+        (Running, 3, Fail, 4, Ok(Failed)), // stalled too often
+        (Running, 2, Fail, 1, Err("stale")),
+        (Completed, 1, Fail, 1, Err("terminal")),
+        (Running, 1, Retry, 1, Ok(Queued)),
+        (Running, 3, Retry, 3, Err("no attempts left")),
+        (Running, 2, Retry, 1, Err("stale")),
+        (Queued, 1, Retry, 1, Err("stale")),
+        (Failed, 1, Retry, 1, Err("terminal")),
+    ];
+    for (status, attempts, op, attempt, want) in table {
+        let before = record(*status, *attempts);
+        let got = apply(&before, *op, *attempt);
+        match (want, &got) {
+            (Ok(s), Ok(after)) => assert_eq!(after.status, *s, "{status} {attempts} {op:?}({attempt})"),
+            (Err(kind), Err(e)) => {
+                let kind_of = match e {
+                    TransitionError::Terminal { .. } => "terminal",
+                    TransitionError::StaleAttempt { .. } => "stale",
+                    TransitionError::AttemptsExhausted { .. } => "exhausted",
+                    TransitionError::NoAttemptsLeft { .. } => "no attempts left",
+                    TransitionError::Superseded { .. } => "superseded",
+                };
+                assert_eq!(kind_of, *kind, "{status} {attempts} {op:?}({attempt}): {e}");
+            }
+            _ => panic!("{status} {attempts} {op:?}({attempt}): want {want:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_start_by_delivery_is_fenced_by_the_delivery() {
+    let lease = |entry: &str, delivery| Lease { entry: entry.to_owned(), delivery };
+    let kind = |r: Result<JobRecord, TransitionError>| match r {
+        Ok(r) => format!("started {}", r.attempts),
+        Err(TransitionError::Superseded { .. }) => "superseded".to_owned(),
+        Err(TransitionError::AttemptsExhausted { .. }) => "exhausted".to_owned(),
+        Err(TransitionError::Terminal { .. }) => "terminal".to_owned(),
+        Err(e) => format!("{e}"),
+    };
+    let queued = record(JobStatus::Queued, 0);
+    let first = queued.start_delivery(&lease("1-0", 1), 1, t(1)).expect("first");
+    assert_eq!((first.attempts, first.lease.clone()), (1, Some(lease("1-0", 1))));
+    // A later delivery of the same entry takes over; the same or an earlier one never does.
+    assert_eq!(kind(first.start_delivery(&lease("1-0", 2), 1, t(2))), "started 2");
+    assert_eq!(kind(first.start_delivery(&lease("1-0", 1), 1, t(2))), "superseded");
+    // Another entry only when enqueued for an attempt not started yet.
+    assert_eq!(kind(first.start_delivery(&lease("2-0", 1), 1, t(2))), "superseded");
+    assert_eq!(kind(first.start_delivery(&lease("2-0", 1), 2, t(2))), "started 2");
+    // A retry waiting: the entry that ran the failed attempt cannot start again, whatever its
+    // delivery count; the retry's entry can.
+    let waiting = first.retry(1, ErrorClass::Retryable, "slow", t(9), t(3)).expect("retry");
+    assert_eq!(waiting.lease, Some(lease("1-0", 1)), "kept: it names the entry that ran");
+    assert_eq!(kind(waiting.start_delivery(&lease("1-0", 5), 1, t(4))), "superseded");
+    assert_eq!(kind(waiting.start_delivery(&lease("3-0", 1), 2, t(4))), "started 2");
+    // Started without a delivery (by hand, or before deliveries were recorded): any delivery.
+    let legacy = queued.start(1, t(1)).expect("start");
+    assert_eq!(legacy.lease, None);
+    assert_eq!(kind(legacy.start_delivery(&lease("1-0", 1), 1, t(2))), "started 2");
+    // Out of attempts, and finished.
+    let last = record(JobStatus::Running, 3);
+    assert_eq!(kind(last.start_delivery(&lease("1-0", 1), 4, t(2))), "exhausted");
+    assert_eq!(kind(record(JobStatus::Completed, 1).start_delivery(&lease("1-0", 9), 9, t(2))), "terminal");
+}
+
+#[test]
+fn transitions_set_the_fields_users_see() {
+    let r = record(JobStatus::Queued, 0).start(1, t(1)).expect("start");
+    assert_eq!((r.attempts, r.started_at, r.updated_at), (1, Some(t(1)), t(1)));
+    let p = r.progress(1, "load", Progress::new(33).expect("p"), t(2)).expect("progress");
+    assert_eq!((p.stage.as_deref(), p.progress.percent()), (Some("load"), 33));
+
+    let q = p.retry(1, ErrorClass::Retryable, "provider timeout", t(30), t(3)).expect("retry");
+    assert_eq!(q.status, JobStatus::Queued);
+    assert_eq!(q.next_attempt_at, Some(t(30)));
+    assert_eq!(q.error_message.as_deref(), Some("provider timeout"));
+    assert_eq!((q.progress, q.stage.clone()), (Progress::ZERO, None));
+
+    let r2 = q.start(2, t(31)).expect("second attempt");
+    assert_eq!(r2.next_attempt_at, None);
+    let done = r2.complete(2, json!({"category": "billing"}), t(32)).expect("complete");
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.progress, Progress::DONE);
+    assert_eq!(done.output, Some(json!({"category": "billing"})));
+    assert_eq!((done.error_message.clone(), done.error_class), (None, None));
+    assert_eq!(done.finished_at, Some(t(32)));
+
+    let failed = r2.fail(2, ErrorClass::Alert, "tenant mismatch", t(33)).expect("fail");
+    assert_eq!(failed.error_class, Some(ErrorClass::Alert));
+    assert_eq!(failed.finished_at, Some(t(33)));
+}
+
+#[test]
+fn refused_transitions_explain_themselves() {
+    let done = record(JobStatus::Completed, 1);
+    let e = done.start(2, t(1)).expect_err("terminal");
+    assert_eq!(e.to_string(), "job is already completed; terminal statuses are final");
+    let e = record(JobStatus::Running, 2).complete(1, json!(null), t(1)).expect_err("stale");
+    assert_eq!(e.to_string(), "attempt 1 is stale: the job is running with 2 attempt(s) started");
+}
+
+#[test]
+fn status_and_progress_parsing() {
+    for s in JobStatus::ALL {
+        assert_eq!(JobStatus::parse(s.as_str()), Ok(s));
+    }
+    assert!(JobStatus::parse("done").expect_err("bad").contains("expected queued"));
+    assert!(Progress::new(100).is_ok());
+    assert_eq!(Progress::new(101), Err("progress must be between 0 and 100, got 101".into()));
+    assert!(serde_json::from_str::<Progress>("150").is_err());
+}
