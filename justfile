@@ -9,9 +9,7 @@ test:
 
 # Formatting, clippy with -D warnings, and docs with -D warnings.
 check:
-    cargo fmt --all --check
-    cargo clippy --workspace --all-targets -- -D warnings
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+    bash scripts/check.sh
 
 # Format the code.
 fmt:

@@ -6,9 +6,6 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 
-echo "== cargo fmt --check"
-cargo fmt --all --check
-echo "== cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+bash scripts/check.sh
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
