@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use longhaul_e2e::{Mode, System, bin_dir};
+use longhaul_e2e::{Mode, System, bin_path};
 
 const PASSWORD: &str = "pw-config-7Qx9";
 
@@ -13,7 +13,7 @@ const PASSWORD: &str = "pw-config-7Qx9";
 /// test if the process is still running after 15 s.
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile_dir();
-    let mut child = Command::new(bin_dir().join(bin))
+    let mut child = Command::new(bin_path(bin))
         .args(args)
         .env("DATABASE_URL", format!("sqlite://{}/db.sqlite", dir.display()))
         .env("REDIS_URL", longhaul_testkit::redis_url())
