@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
 use longhaul_queue::{Queue, QueueConfig, QueueError};
+use longhaul_store::{Store, StoreOptions};
 
-use crate::telemetry::LogFormat;
+use crate::telemetry::{LogFormat, TelemetryOptions};
 
 /// A string that must never be printed (URLs with passwords, API keys). `Debug` and `Display`
 /// show `<redacted>`.
@@ -246,6 +247,31 @@ impl DatabaseArgs {
     pub fn url(&self) -> anyhow::Result<Option<Secret>> {
         secret_setting(self.database_url.as_ref(), self.database_url_file.as_deref(), "DATABASE_URL")
     }
+
+    /// The store these flags describe, connected (not migrated).
+    ///
+    /// # Errors
+    /// As [`DatabaseArgs::url`]; when the URL is invalid or the database does not answer.
+    pub async fn connect(&self) -> anyhow::Result<Store> {
+        let options = StoreOptions { max_connections: self.db_pool, acquire_timeout: self.db_timeout };
+        let url = self.url()?;
+        Store::connect(url.as_ref().map(Secret::expose), &options)
+            .await
+            .context("failed to connect to application storage (DATABASE_URL)")
+    }
+
+    /// As [`DatabaseArgs::connect`], then applies pending migrations unless `skip` (the
+    /// `--skip-migrations` flag of the binary).
+    ///
+    /// # Errors
+    /// As [`DatabaseArgs::connect`]; when a migration fails.
+    pub async fn connect_and_migrate(&self, skip: bool) -> anyhow::Result<Store> {
+        let store = self.connect().await?;
+        if !skip {
+            store.migrate().await.context("failed to apply migrations")?;
+        }
+        Ok(store)
+    }
 }
 
 /// Logging, tracing and metrics export settings.
@@ -258,6 +284,17 @@ pub struct TelemetryArgs {
     /// exported there when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryArgs {
+    /// The telemetry these flags configure: logs on stdout, no Prometheus registry.
+    pub fn options(&self) -> TelemetryOptions {
+        TelemetryOptions {
+            format: self.log_format,
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            ..TelemetryOptions::default()
+        }
+    }
 }
 
 #[cfg(test)]
