@@ -123,6 +123,8 @@ fn bad_settings_stop_every_binary_with_one_line_naming_the_setting() {
         &[("LONGHAUL_RECONCILE_EVERY", "1 fortnight")],
         "LONGHAUL_RECONCILE_EVERY",
     );
+    assert_fails_naming(&producer, &[("LONGHAUL_RETRY_AFTER", "0s")], "LONGHAUL_RETRY_AFTER");
+    assert_fails_naming(&producer, &[("LONGHAUL_RETRY_AFTER", "soon")], "LONGHAUL_RETRY_AFTER");
     assert_fails_naming(&worker, &[("LONGHAUL_CONCURRENCY", "0")], "LONGHAUL_CONCURRENCY");
     assert_fails_naming(&worker, &[("LONGHAUL_CONCURRENCY", "100000000")], "LONGHAUL_CONCURRENCY");
     assert_fails_naming(&worker, &[("LONGHAUL_CONCURRENCY", "-3")], "LONGHAUL_CONCURRENCY");

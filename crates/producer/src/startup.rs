@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Attempts each new job is allowed.
     #[arg(long, env = "LONGHAUL_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
+    /// Retry-After sent with a 503 answer (whole seconds, at least 1).
+    #[arg(long, env = "LONGHAUL_RETRY_AFTER", default_value = "2s", value_parser = parse_positive_duration)]
+    pub retry_after: Duration,
     /// Upper bound on every request.
     #[arg(long, env = "LONGHAUL_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
@@ -72,7 +75,7 @@ impl ServeArgs {
     pub fn settings(&self) -> ApiSettings {
         ApiSettings {
             max_attempts: self.max_attempts,
-            retry_after: Duration::from_secs(2),
+            retry_after: self.retry_after,
             request_timeout: self.request_timeout,
         }
     }

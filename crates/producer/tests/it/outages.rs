@@ -40,6 +40,17 @@ async fn redis_outage_answers_503_fast_and_the_record_is_reconciled_later() {
     );
 }
 
+/// A 503 tells the client to retry after `--retry-after` (`LONGHAUL_RETRY_AFTER`), in seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_503_carries_the_configured_retry_after() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    t.ticket(&t.key, "T-9").await;
+    let down = t.with_redis("redis://127.0.0.1:1", &["--retry-after", "7s"]).await;
+    let r = call(&down, Method::POST, "/v1/tickets/T-9/triage", Some(&t.key), None, &[]).await;
+    problem(&r, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("7"));
+}
+
 /// Issue 14, item 8: the client's retry after a 503, as told, enqueues the job itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_after_a_503_enqueues_the_recorded_job_at_once() {
