@@ -111,8 +111,29 @@ fn bad_settings_stop_every_binary_with_one_line_naming_the_setting() {
         assert_fails_naming(bin, &[("DATABASE_URL_FILE", empty)], "DATABASE_URL_FILE");
         assert_fails_naming(bin, &[("LONGHAUL_DB_POOL", "0")], "LONGHAUL_DB_POOL");
         assert_fails_naming(bin, &[("LONGHAUL_DB_TIMEOUT", "-1s")], "LONGHAUL_DB_TIMEOUT");
-        assert_fails_naming(bin, &[("LONGHAUL_MAX_ATTEMPTS", "0")], "LONGHAUL_MAX_ATTEMPTS");
+        // Retired: it meant a default in the producer and a cap in the worker. Even a value that used
+        // to be valid stops the binary, naming both settings that replaced it.
+        for value in ["5", "0"] {
+            for replacement in ["LONGHAUL_DEFAULT_MAX_ATTEMPTS", "LONGHAUL_MAX_ATTEMPTS_CAP"] {
+                assert_fails_naming(bin, &[("LONGHAUL_MAX_ATTEMPTS", value)], replacement);
+            }
+        }
     }
+    let old_flag: Vec<&str> = producer.iter().chain(&["--max-attempts", "5"]).copied().collect();
+    assert_fails_naming(&old_flag, &[], "LONGHAUL_DEFAULT_MAX_ATTEMPTS");
+    assert_fails_naming(&["worker", "--max-attempts", "5"], &[], "LONGHAUL_MAX_ATTEMPTS_CAP");
+    assert_fails_naming(
+        &producer,
+        &[("LONGHAUL_DEFAULT_MAX_ATTEMPTS", "0")],
+        "LONGHAUL_DEFAULT_MAX_ATTEMPTS",
+    );
+    assert_fails_naming(
+        &producer,
+        &[("LONGHAUL_DEFAULT_MAX_ATTEMPTS", "101")],
+        "LONGHAUL_DEFAULT_MAX_ATTEMPTS",
+    );
+    assert_fails_naming(&worker, &[("LONGHAUL_MAX_ATTEMPTS_CAP", "0")], "LONGHAUL_MAX_ATTEMPTS_CAP");
+    assert_fails_naming(&worker, &[("LONGHAUL_MAX_ATTEMPTS_CAP", "many")], "LONGHAUL_MAX_ATTEMPTS_CAP");
     // A refused connection says so (not just "pool timed out").
     let (_, _, err) = run("producer", &["serve"], &[("DATABASE_URL", &bad_pg)]);
     assert!(err.contains("refused"), "{err}");

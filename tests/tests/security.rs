@@ -138,7 +138,8 @@ async fn secrets_never_reach_logs_help_or_error_answers() {
             &[
                 ("LONGHAUL_PROVIDER_API_KEY", &provider_key),
                 ("RUST_LOG", "debug"),
-                ("LONGHAUL_MAX_ATTEMPTS", "2"),
+                ("LONGHAUL_DEFAULT_MAX_ATTEMPTS", "2"),
+                ("LONGHAUL_MAX_ATTEMPTS_CAP", "2"),
             ],
             |prefix, url| {
                 // Trust authentication ignores the password, so it is accepted: it must still never

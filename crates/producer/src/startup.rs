@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use axum::Router;
 use clap::{Args, Parser};
 use longhaul_queue::Queue;
-use longhaul_service::args::{DatabaseArgs, QueueArgs, parse_positive_duration};
+use longhaul_service::args::{DatabaseArgs, QueueArgs, RetiredArgs, parse_positive_duration};
 use longhaul_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -50,9 +50,9 @@ pub struct ServeArgs {
     /// Address the API listens on.
     #[arg(long, env = "LONGHAUL_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    /// Attempts each new job is allowed.
-    #[arg(long, env = "LONGHAUL_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: u32,
+    /// Attempts each new job is allowed (the worker's --max-attempts-cap may lower it).
+    #[arg(long, env = "LONGHAUL_DEFAULT_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub default_max_attempts: u32,
     /// Retry-After sent with a 503 answer (whole seconds, at least 1).
     #[arg(long, env = "LONGHAUL_RETRY_AFTER", default_value = "2s", value_parser = parse_positive_duration)]
     pub retry_after: Duration,
@@ -68,13 +68,16 @@ pub struct ServeArgs {
     /// Do not apply database migrations at start-up.
     #[arg(long, env = "LONGHAUL_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "hidden: settings no longer read")]
+    pub retired: RetiredArgs,
 }
 
 impl ServeArgs {
     /// The API behaviour these flags set.
     pub fn settings(&self) -> ApiSettings {
         ApiSettings {
-            max_attempts: self.max_attempts,
+            max_attempts: self.default_max_attempts,
             retry_after: self.retry_after,
             request_timeout: self.request_timeout,
         }

@@ -1,7 +1,8 @@
 //! Flag groups shared by the binaries. Every flag has an environment fallback; every credential
 //! (database URL, Redis URL, provider API key) can also be read from a file (`…_FILE`), as mounted
 //! from a Kubernetes secret. Also [`parse_cli`] and [`error_line`]: configuration errors end the
-//! process with one line on stderr that names the setting.
+//! process with one line on stderr that names the setting; [`RetiredArgs`]: settings no longer
+//! read stop a binary rather than being ignored.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -272,6 +273,24 @@ impl DatabaseArgs {
         }
         Ok(store)
     }
+}
+
+/// Settings no binary reads any more. Flattened into the binaries that used to read them, so a
+/// deployment still setting one stops at start-up with a message naming what replaced it, instead
+/// of running with the setting silently ignored. Hidden from `--help`.
+#[derive(Debug, Clone, Args)]
+pub struct RetiredArgs {
+    /// Was the producer's default and the worker's cap on attempts: two meanings, now two settings.
+    #[arg(long = "max-attempts", env = "LONGHAUL_MAX_ATTEMPTS", hide = true, value_parser = retired(RETIRED_MAX_ATTEMPTS))]
+    pub max_attempts: Option<String>,
+}
+
+const RETIRED_MAX_ATTEMPTS: &str = "LONGHAUL_MAX_ATTEMPTS is no longer read: set LONGHAUL_DEFAULT_MAX_ATTEMPTS \
+     (producer: attempts each new job gets) or LONGHAUL_MAX_ATTEMPTS_CAP (worker: cap on any job's attempts)";
+
+/// A value parser that refuses every value with `message`.
+fn retired(message: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |_| Err(message.to_owned())
 }
 
 /// Logging, tracing and metrics export settings.

@@ -13,7 +13,8 @@ use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use longhaul_queue::Queue;
 use longhaul_service::args::{
-    DatabaseArgs, QueueArgs, Secret, TelemetryArgs, parse_duration, parse_positive_duration, secret_setting,
+    DatabaseArgs, QueueArgs, RetiredArgs, Secret, TelemetryArgs, parse_duration, parse_positive_duration,
+    secret_setting,
 };
 use longhaul_service::health::{self, AdminServer};
 use longhaul_store::Store;
@@ -68,10 +69,10 @@ pub struct Config {
     /// Deliveries after which an entry that never finishes is failed as stalled.
     #[arg(long, env = "LONGHAUL_MAX_DELIVERIES", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_deliveries: u64,
-    /// Cap on attempts per job; each record carries its own limit (set by the producer), and the
-    /// smaller one applies.
-    #[arg(long, env = "LONGHAUL_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: u32,
+    /// Cap on attempts per job; each record carries its own limit (set by the producer's
+    /// --default-max-attempts), and the smaller one applies.
+    #[arg(long, env = "LONGHAUL_MAX_ATTEMPTS_CAP", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts_cap: u32,
     /// Backoff base: the ceiling of the first retry's delay (exponential, full jitter).
     #[arg(long, env = "LONGHAUL_BACKOFF_BASE", default_value = "1s", value_parser = parse_positive_duration)]
     pub backoff_base: Duration,
@@ -114,6 +115,9 @@ pub struct Config {
     /// Limit on each webhook delivery.
     #[arg(long, env = "LONGHAUL_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub webhook_timeout: Duration,
+    #[command(flatten)]
+    #[allow(missing_docs, reason = "hidden: settings no longer read")]
+    pub retired: RetiredArgs,
 }
 
 impl Config {
@@ -128,7 +132,7 @@ impl Config {
             heartbeat: self.heartbeat,
             reclaim_every: (self.lease / 2).max(Duration::from_millis(100)),
             block: Duration::from_secs(2),
-            max_attempts: self.max_attempts,
+            max_attempts: self.max_attempts_cap,
             backoff_base: self.backoff_base,
             backoff_cap: self.backoff_cap.max(self.backoff_base),
             shutdown_grace: self.shutdown_grace,
