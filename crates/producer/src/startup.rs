@@ -41,11 +41,11 @@ impl PartitionArgs {
 /// The flags of `producer serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// Redis and the queue.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub queue: QueueArgs,
+    /// How the queue is split.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub partitions: PartitionArgs,
     /// Address the API listens on.
     #[arg(long, env = "LONGHAUL_LISTEN", default_value = "0.0.0.0:8080")]
@@ -68,8 +68,8 @@ pub struct ServeArgs {
     /// Do not apply database migrations at start-up.
     #[arg(long, env = "LONGHAUL_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
+    /// Settings no longer read (hidden; set, they stop the binary).
     #[command(flatten)]
-    #[allow(missing_docs, reason = "hidden: settings no longer read")]
     pub retired: RetiredArgs,
 }
 
@@ -90,11 +90,11 @@ impl ServeArgs {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "serve")]
 pub struct Config {
+    /// Application storage.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub database: DatabaseArgs,
+    /// The flags of `serve`.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub serve: ServeArgs,
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use longhaul_queue::Queue;
-use longhaul_service::args::{QueueArgs, TelemetryArgs, parse_positive_duration};
+use longhaul_service::args::{ConsumerArgs, QueueArgs, TelemetryArgs, parse_positive_duration};
 use longhaul_service::health::{self, AdminServer};
 use longhaul_service::retry;
 use opentelemetry::metrics::Meter;
@@ -24,21 +24,18 @@ use crate::{EventMetrics, admin_router, run, sample_backlog};
 #[derive(Debug, Clone, Parser)]
 #[command(name = "queue-events", version)]
 pub struct Config {
+    /// Redis and the queue.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub queue: QueueArgs,
+    /// Logs, traces and metrics.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub telemetry: TelemetryArgs,
     /// Consumer group on the events stream; replicas in one group share the events.
     #[arg(long, env = "LONGHAUL_EVENTS_GROUP", default_value = "queue-events")]
     pub group: String,
-    /// Name in the group; keep it stable per pod. Default: $HOSTNAME-PID (the process id).
-    #[arg(long, env = "LONGHAUL_CONSUMER_NAME")]
-    pub consumer_name: Option<String>,
-    #[arg(long, env = "HOSTNAME", hide = true)]
-    #[allow(missing_docs, reason = "hidden: the default consumer name's first part")]
-    pub hostname: Option<String>,
+    /// The name in the consumer group.
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
     /// Events read per call.
     #[arg(long, env = "LONGHAUL_EVENTS_BATCH", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch: u32,
@@ -74,9 +71,7 @@ impl Application {
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
         let queue = config.queue.queue(|_| {})?;
-        let consumer = config.consumer_name.clone().unwrap_or_else(|| {
-            format!("{}-{}", config.hostname.as_deref().unwrap_or("queue-events"), std::process::id())
-        });
+        let consumer = config.consumer.name("queue-events");
         let metrics = EventMetrics::new(meter);
         let router = admin_router(health::dependencies(None, &queue), registry);
         let admin = AdminServer::bind(config.admin_addr, router).await?;

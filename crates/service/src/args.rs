@@ -222,6 +222,27 @@ impl QueueArgs {
     }
 }
 
+/// A consumer's name in its Redis consumer group (worker, queue-events).
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerArgs {
+    /// Name in the consumer group; keep it stable across restarts of one pod, so a restarted
+    /// process takes back its own pending entries. Default: $HOSTNAME-PID (the process id).
+    #[arg(long, env = "LONGHAUL_CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+    /// The default name's first part (the pod's name in Kubernetes).
+    #[arg(long, env = "HOSTNAME", hide = true)]
+    pub hostname: Option<String>,
+}
+
+impl ConsumerArgs {
+    /// The configured name, or `$HOSTNAME-PID` (`binary-PID` without a host name).
+    pub fn name(&self, binary: &str) -> String {
+        self.consumer_name.clone().unwrap_or_else(|| {
+            format!("{}-{}", self.hostname.as_deref().unwrap_or(binary), std::process::id())
+        })
+    }
+}
+
 /// Application-storage settings.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {

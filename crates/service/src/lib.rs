@@ -22,5 +22,5 @@ pub mod startup;
 pub mod telemetry;
 pub mod trace;
 
-pub use args::{DatabaseArgs, QueueArgs, RetiredArgs, Secret, TelemetryArgs};
+pub use args::{ConsumerArgs, DatabaseArgs, QueueArgs, RetiredArgs, Secret, TelemetryArgs};
 pub use batch::Batcher;

@@ -13,8 +13,8 @@ use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use longhaul_queue::Queue;
 use longhaul_service::args::{
-    DatabaseArgs, QueueArgs, RetiredArgs, Secret, TelemetryArgs, parse_duration, parse_positive_duration,
-    secret_setting,
+    ConsumerArgs, DatabaseArgs, QueueArgs, RetiredArgs, Secret, TelemetryArgs, parse_duration,
+    parse_positive_duration, secret_setting,
 };
 use longhaul_service::health::{self, AdminServer};
 use longhaul_store::Store;
@@ -40,23 +40,19 @@ pub enum ProviderKind {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "worker", version)]
 pub struct Config {
+    /// Redis and the queue.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub queue: QueueArgs,
+    /// Application storage.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub database: DatabaseArgs,
+    /// Logs, traces and metrics.
     #[command(flatten)]
-    #[allow(missing_docs, reason = "flattened flags, documented per flag")]
     pub telemetry: TelemetryArgs,
 
-    /// Name in the consumer group; keep it stable across restarts of one pod so a restarted worker
-    /// takes back its own pending entries. Default: $HOSTNAME-PID (the process id).
-    #[arg(long, env = "LONGHAUL_CONSUMER_NAME")]
-    pub consumer_name: Option<String>,
-    #[arg(long, env = "HOSTNAME", hide = true)]
-    #[allow(missing_docs, reason = "hidden: the default consumer name's first part")]
-    pub hostname: Option<String>,
+    /// The name in the consumer group.
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
     /// Jobs run at once.
     #[arg(long, env = "LONGHAUL_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
@@ -115,19 +111,16 @@ pub struct Config {
     /// Limit on each webhook delivery.
     #[arg(long, env = "LONGHAUL_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub webhook_timeout: Duration,
+    /// Settings no longer read (hidden; set, they stop the binary).
     #[command(flatten)]
-    #[allow(missing_docs, reason = "hidden: settings no longer read")]
     pub retired: RetiredArgs,
 }
 
 impl Config {
     /// The worker's behaviour these flags set.
     pub fn settings(&self) -> WorkerSettings {
-        let consumer = self.consumer_name.clone().unwrap_or_else(|| {
-            format!("{}-{}", self.hostname.as_deref().unwrap_or("worker"), std::process::id())
-        });
         WorkerSettings {
-            consumer,
+            consumer: self.consumer.name("worker"),
             concurrency: self.concurrency as usize,
             heartbeat: self.heartbeat,
             reclaim_every: (self.lease / 2).max(Duration::from_millis(100)),
