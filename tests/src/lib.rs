@@ -3,35 +3,35 @@
 //! the classification provider and the tenant's webhook receiver.
 //!
 //! The binaries are taken from the target directory this test binary runs from; `cargo test
-//! --workspace` builds them.
+//! --workspace` builds them. Starting, stopping and logging them is the test kit's
+//! [`procs`](longhaul_testkit::procs) harness, shared with the demo and the benchmark.
 
 #![allow(missing_docs, reason = "a test harness; its items are documented where they are not obvious")]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+pub use longhaul_testkit::procs::Proc;
+use longhaul_testkit::procs::{Binaries, Launcher, Output, free_port, stop_all, wait_ready};
 use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
 use serde_json::{Value, json};
 
-/// The directory holding the workspace's binaries.
-pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory").to_path_buf();
-    for bin in ["producer", "worker", "queue-events"] {
-        assert!(
-            dir.join(bin).exists(),
-            "{} is missing: run `cargo test --workspace` (or `cargo build --bins`) first",
-            dir.join(bin).display()
-        );
-    }
-    dir
+/// The workspace's binaries (next to this test binary's directory).
+pub fn binaries() -> Binaries {
+    Binaries::beside_current_exe("run `cargo test --workspace` (or `cargo build --bins`) first")
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The path of binary `bin`.
+pub fn bin_path(bin: &str) -> PathBuf {
+    binaries().path(bin)
 }
 
 /// How the stand-in provider answers.
@@ -127,49 +127,6 @@ impl Fake {
     }
 }
 
-/// One running process, its output in a log file.
-pub struct Proc {
-    pub name: String,
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// Sends SIGTERM.
-    pub fn term(&self) {
-        let _ =
-            Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).stderr(Stdio::null()).status();
-    }
-
-    /// SIGKILL, and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the process to exit; its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A system under test: database, queue prefix, the stand-in, and the processes started so far.
 pub struct System {
     pub db: TestDb,
@@ -178,8 +135,7 @@ pub struct System {
     pub dir: PathBuf,
     pub api: String,
     pub key: String,
-    env: HashMap<String, String>,
-    bins: PathBuf,
+    launcher: Launcher,
     pub procs: Vec<Proc>,
 }
 
@@ -197,15 +153,14 @@ impl System {
         extra: &[(&str, &str)],
         env_for: impl FnOnce(&str, &str) -> Vec<(String, String)>,
     ) -> Self {
-        let bins = bin_dir();
+        let bins = binaries();
         let db = TestDb::new(Backend::Postgres).await;
         let queue = TestQueue::new(|_| {}).await;
         let fake = Fake::start(mode).await;
         let dir = std::env::temp_dir().join(format!("longhaul-e2e-{}", longhaul_testkit::random_hex()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
-        let mut env: HashMap<String, String> = [
+        let port = free_port().expect("port");
+        let mut env: BTreeMap<String, String> = [
             ("DATABASE_URL", db.url.clone()),
             ("REDIS_URL", longhaul_testkit::redis_url()),
             ("LONGHAUL_QUEUE_PREFIX", queue.prefix.clone()),
@@ -231,13 +186,10 @@ impl System {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
         env.extend(env_for(&queue.prefix, &db.url));
-        let out = Command::new(bins.join("producer"))
-            .args(["tenant", "create", "acme", "--webhook-url", &format!("http://{}/webhook", fake.addr)])
-            .envs(&env)
-            .output()
-            .expect("producer tenant create");
-        assert!(out.status.success(), "tenant create: {}", String::from_utf8_lossy(&out.stderr));
-        let key = String::from_utf8(out.stdout).expect("utf-8").trim().to_owned();
+        let launcher = Launcher::new(bins, env);
+        let key = launcher
+            .create_tenant(&["acme", "--webhook-url", &format!("http://{}/webhook", fake.addr)], &[])
+            .unwrap_or_else(|e| panic!("tenant create: {e}"));
         let mut system = Self {
             db,
             queue,
@@ -245,20 +197,13 @@ impl System {
             dir,
             api: format!("http://127.0.0.1:{port}"),
             key,
-            env,
-            bins,
+            launcher,
             procs: Vec::new(),
         };
         system.spawn("producer", &["serve"], &[]);
-        let http = reqwest::Client::new();
-        let api = system.api.clone();
-        wait_until(Duration::from_secs(20), "producer ready", async || {
-            match http.get(format!("{api}/readyz")).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
+        if let Err(last) = wait_ready(&system.api, Duration::from_secs(20)).await {
+            panic!("timed out after 20s waiting for producer ready; last state: {last:?}");
+        }
         system
     }
 
@@ -271,21 +216,8 @@ impl System {
     pub fn spawn_with(&mut self, bin: &str, args: &[&str], env: &[(&str, &str)], remove: &[&str]) -> usize {
         let name = format!("{bin}-{}", self.procs.len());
         let log = self.dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(self.bins.join(bin));
-        for k in remove {
-            command.env_remove(k);
-        }
-        let child = command
-            .args(args)
-            .envs(self.env.iter().filter(|(k, _)| !remove.contains(&k.as_str())))
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        self.procs.push(Proc { name, child, log });
+        let command = self.launcher.command(bin, args, env, remove);
+        self.procs.push(Proc::start(&name, command, Output::LogFile(log)).expect("spawn"));
         self.procs.len() - 1
     }
 
@@ -353,21 +285,14 @@ impl System {
 
 impl Drop for System {
     fn drop(&mut self) {
-        for p in &mut self.procs {
-            p.term();
-        }
-        for p in &mut self.procs {
-            if p.wait_exit(Duration::from_secs(5)).is_none() {
-                p.kill();
-            }
-        }
+        stop_all(&mut self.procs, Duration::from_secs(5));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// The `[env: NAME=…]` names a binary's `--help` lists (its own clap definitions).
 pub fn env_names(bin: &str, args: &[&str]) -> Vec<String> {
-    let out = Command::new(bin_dir().join(bin)).args(args).arg("--help").output().expect("--help");
+    let out = Command::new(bin_path(bin)).args(args).arg("--help").output().expect("--help");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.match_indices("[env: ")
         .filter_map(|(i, _)| {

@@ -187,7 +187,7 @@ async fn worker_churn_loses_nothing_and_runs_no_effect_twice() {
     let (concurrency, provider) = if full() { ("16", 100) } else { ("4", 300) };
     let mut system = System::start(
         Mode::Slow(Duration::from_millis(provider)),
-        // The default --max-deliveries and --max-attempts: a killed worker's jobs are reclaimed
+        // The default --max-deliveries and --max-attempts-cap: a killed worker's jobs are reclaimed
         // by a worker with room to run them, so they neither wait nor stall. The lease leaves
         // room for a CPU-starved CI machine's late heartbeats.
         &[("LONGHAUL_LEASE", "2s"), ("LONGHAUL_HEARTBEAT", "400ms"), ("LONGHAUL_CONCURRENCY", concurrency)],

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use longhaul_e2e::{Mode, System, bin_dir};
+use longhaul_e2e::{Mode, System, bin_path};
 
 const PASSWORD: &str = "pw-config-7Qx9";
 
@@ -13,7 +13,7 @@ const PASSWORD: &str = "pw-config-7Qx9";
 /// test if the process is still running after 15 s.
 fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile_dir();
-    let mut child = Command::new(bin_dir().join(bin))
+    let mut child = Command::new(bin_path(bin))
         .args(args)
         .env("DATABASE_URL", format!("sqlite://{}/db.sqlite", dir.display()))
         .env("REDIS_URL", longhaul_testkit::redis_url())
@@ -111,8 +111,29 @@ fn bad_settings_stop_every_binary_with_one_line_naming_the_setting() {
         assert_fails_naming(bin, &[("DATABASE_URL_FILE", empty)], "DATABASE_URL_FILE");
         assert_fails_naming(bin, &[("LONGHAUL_DB_POOL", "0")], "LONGHAUL_DB_POOL");
         assert_fails_naming(bin, &[("LONGHAUL_DB_TIMEOUT", "-1s")], "LONGHAUL_DB_TIMEOUT");
-        assert_fails_naming(bin, &[("LONGHAUL_MAX_ATTEMPTS", "0")], "LONGHAUL_MAX_ATTEMPTS");
+        // Retired: it meant a default in the producer and a cap in the worker. Even a value that used
+        // to be valid stops the binary, naming both settings that replaced it.
+        for value in ["5", "0"] {
+            for replacement in ["LONGHAUL_DEFAULT_MAX_ATTEMPTS", "LONGHAUL_MAX_ATTEMPTS_CAP"] {
+                assert_fails_naming(bin, &[("LONGHAUL_MAX_ATTEMPTS", value)], replacement);
+            }
+        }
     }
+    let old_flag: Vec<&str> = producer.iter().chain(&["--max-attempts", "5"]).copied().collect();
+    assert_fails_naming(&old_flag, &[], "LONGHAUL_DEFAULT_MAX_ATTEMPTS");
+    assert_fails_naming(&["worker", "--max-attempts", "5"], &[], "LONGHAUL_MAX_ATTEMPTS_CAP");
+    assert_fails_naming(
+        &producer,
+        &[("LONGHAUL_DEFAULT_MAX_ATTEMPTS", "0")],
+        "LONGHAUL_DEFAULT_MAX_ATTEMPTS",
+    );
+    assert_fails_naming(
+        &producer,
+        &[("LONGHAUL_DEFAULT_MAX_ATTEMPTS", "101")],
+        "LONGHAUL_DEFAULT_MAX_ATTEMPTS",
+    );
+    assert_fails_naming(&worker, &[("LONGHAUL_MAX_ATTEMPTS_CAP", "0")], "LONGHAUL_MAX_ATTEMPTS_CAP");
+    assert_fails_naming(&worker, &[("LONGHAUL_MAX_ATTEMPTS_CAP", "many")], "LONGHAUL_MAX_ATTEMPTS_CAP");
     // A refused connection says so (not just "pool timed out").
     let (_, _, err) = run("producer", &["serve"], &[("DATABASE_URL", &bad_pg)]);
     assert!(err.contains("refused"), "{err}");
@@ -123,6 +144,8 @@ fn bad_settings_stop_every_binary_with_one_line_naming_the_setting() {
         &[("LONGHAUL_RECONCILE_EVERY", "1 fortnight")],
         "LONGHAUL_RECONCILE_EVERY",
     );
+    assert_fails_naming(&producer, &[("LONGHAUL_RETRY_AFTER", "0s")], "LONGHAUL_RETRY_AFTER");
+    assert_fails_naming(&producer, &[("LONGHAUL_RETRY_AFTER", "soon")], "LONGHAUL_RETRY_AFTER");
     assert_fails_naming(&worker, &[("LONGHAUL_CONCURRENCY", "0")], "LONGHAUL_CONCURRENCY");
     assert_fails_naming(&worker, &[("LONGHAUL_CONCURRENCY", "100000000")], "LONGHAUL_CONCURRENCY");
     assert_fails_naming(&worker, &[("LONGHAUL_CONCURRENCY", "-3")], "LONGHAUL_CONCURRENCY");

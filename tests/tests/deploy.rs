@@ -114,7 +114,7 @@ fn manifests_match_what_the_binaries_read() {
                     .filter(|a| !a.starts_with('-'))
                     .map(|a| vec![a.as_str()])
                     .unwrap_or_default();
-                let out = std::process::Command::new(longhaul_e2e::bin_dir().join(bin))
+                let out = std::process::Command::new(longhaul_e2e::bin_path(bin))
                     .args(&sub)
                     .arg("--help")
                     .output()

@@ -136,7 +136,8 @@ async fn sigkill_mid_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_provider_drives_retries_to_completion_and_to_failure() {
-    let mut sys = System::start(Mode::FailFirst(2), &[("LONGHAUL_MAX_ATTEMPTS", "3")]).await;
+    let attempts = [("LONGHAUL_DEFAULT_MAX_ATTEMPTS", "3"), ("LONGHAUL_MAX_ATTEMPTS_CAP", "3")];
+    let mut sys = System::start(Mode::FailFirst(2), &attempts).await;
     let events = sys.spawn("queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "qe-1")]);
     sys.worker("w1");
     sys.ticket("SUP-4").await;

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use longhaul_e2e::{Mode, System, bin_dir};
+use longhaul_e2e::{Mode, System, bin_path};
 use longhaul_testkit::{TlsRedis, random_hex, redis_url, wait_until};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -138,7 +138,8 @@ async fn secrets_never_reach_logs_help_or_error_answers() {
             &[
                 ("LONGHAUL_PROVIDER_API_KEY", &provider_key),
                 ("RUST_LOG", "debug"),
-                ("LONGHAUL_MAX_ATTEMPTS", "2"),
+                ("LONGHAUL_DEFAULT_MAX_ATTEMPTS", "2"),
+                ("LONGHAUL_MAX_ATTEMPTS_CAP", "2"),
             ],
             |prefix, url| {
                 // Trust authentication ignores the password, so it is accepted: it must still never
@@ -261,7 +262,7 @@ async fn secrets_never_reach_logs_help_or_error_answers() {
 
     // --help with every secret in the environment.
     for bin in ["producer", "worker", "queue-events"] {
-        let out = Command::new(bin_dir().join(bin))
+        let out = Command::new(bin_path(bin))
             .arg("--help")
             .env("DATABASE_URL", &db_url)
             .env("REDIS_URL", acl.url(None))

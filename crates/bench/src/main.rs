@@ -18,12 +18,11 @@
 //! workload (one status row and one queue add per job).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use longhaul_testkit::procs::{Binaries, Launcher, Output, Proc, free_port, stop_all, wait_ready};
 use serde_json::json;
 use sqlx::{Connection as _, PgConnection};
 
@@ -35,11 +34,6 @@ fn random_hex() -> String {
     let mut b = [0u8; 5];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-struct Proc {
-    name: String,
-    child: Child,
 }
 
 struct System {
@@ -55,21 +49,7 @@ struct System {
 
 impl System {
     fn stop(&mut self) {
-        for p in &self.procs {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(p.child.id().to_string())
-                .stderr(Stdio::null())
-                .status();
-        }
-        for p in &mut self.procs {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && p.child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
+        stop_all(&mut self.procs, Duration::from_secs(30));
         self.procs.clear();
     }
 
@@ -172,7 +152,7 @@ impl Drop for System {
     }
 }
 
-async fn start(bins: &Path) -> anyhow::Result<System> {
+async fn start(bins: &Binaries) -> anyhow::Result<System> {
     // Without TLS by default, as the peer's PostgreSQL client (node-postgres) connects: both sides
     // of the comparison use the same transport. Set BENCH_PG_URL to measure with TLS.
     let admin_url = std::env::var("BENCH_PG_URL")
@@ -188,7 +168,7 @@ async fn start(bins: &Path) -> anyhow::Result<System> {
     let db_url =
         if query.is_empty() { format!("{base}/{db_name}") } else { format!("{base}/{db_name}?{query}") };
     let prefix = format!("lhbench-{}", random_hex());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = free_port()?;
     let env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", db_url.clone()),
         ("REDIS_URL", redis_url.clone()),
@@ -199,24 +179,12 @@ async fn start(bins: &Path) -> anyhow::Result<System> {
         ("LONGHAUL_ADMIN_ADDR", "127.0.0.1:0".into()),
         ("LONGHAUL_DB_POOL", "20".into()),
     ];
-    let out = Command::new(bins.join("producer"))
-        .args(["tenant", "create", "bench"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()?;
-    if !out.status.success() {
-        bail!("tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    let launcher = Launcher::new(bins.clone(), env);
+    let key =
+        launcher.create_tenant(&["bench"], &[]).map_err(|e| anyhow::anyhow!("tenant create failed: {e}"))?;
     let mut procs = Vec::new();
     let mut spawn = |name: &str, bin: &str, args: &[&str], extra: &[(&str, &str)]| -> anyhow::Result<()> {
-        let child = Command::new(bins.join(bin))
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        procs.push(Proc { name: name.to_owned(), child });
+        procs.push(launcher.spawn(name, bin, args, extra, Output::StderrOnly)?);
         Ok(())
     };
     spawn("producer", "producer", &["serve", "--skip-migrations"], &[])?;
@@ -243,13 +211,8 @@ async fn start(bins: &Path) -> anyhow::Result<System> {
         prefix,
         redis_url,
     };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http.get(format!("{}/readyz", system.api)).send().await.is_ok_and(|r| r.status().is_success()) {
-        if Instant::now() > deadline {
-            bail!("the producer did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if wait_ready(&system.api, Duration::from_secs(30)).await.is_err() {
+        bail!("the producer did not become ready");
     }
     Ok(system)
 }
@@ -291,7 +254,7 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn scenario(
-    bins: &Path,
+    bins: &Binaries,
     name: &str,
     n: usize,
     callers: usize,
@@ -477,12 +440,7 @@ async fn scenario(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let bins = std::env::current_exe()?.parent().context("binary directory")?.to_path_buf();
-    for bin in ["producer", "worker", "queue-events"] {
-        if !bins.join(bin).exists() {
-            bail!("{} is missing: cargo build --release --bins", bins.join(bin).display());
-        }
-    }
+    let bins = Binaries::beside_current_exe("cargo build --release --bins").map_err(anyhow::Error::msg)?;
     let scenarios = std::env::var("SCENARIOS").unwrap_or_else(|_| "product paced".into());
     for s in scenarios.split_whitespace() {
         let out = match s {

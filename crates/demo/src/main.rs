@@ -10,11 +10,10 @@
 //! the tenant's webhook), so every status appears: one ticket's provider answers 503 twice (the job
 //! retries, then completes) and one gets an answer outside the schema (the job fails as invalid).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
+use longhaul_testkit::procs::{Binaries, Launcher, Output, Proc, Stopped, free_port, stop_all, wait_ready};
 use serde_json::{Value, json};
 
 const TICKETS: &[(&str, &str, &str)] = &[
@@ -57,33 +57,18 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// Children that get SIGTERM (then SIGKILL after a grace period) when dropped.
+/// The processes of the run: stopped with SIGTERM (then SIGKILL after a grace period) when
+/// dropped, reporting how each ended.
 struct Processes {
-    children: Vec<(String, Child)>,
+    children: Vec<Proc>,
 }
 
 impl Processes {
     fn stop(&mut self) {
-        for (_, child) in &self.children {
-            let _ =
-                Command::new("kill").arg("-TERM").arg(child.id().to_string()).stderr(Stdio::null()).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for (name, child) in &mut self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => {
-                        println!("  {name} exited ({status})");
-                        break;
-                    }
-                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        println!("  {name} killed after the grace period");
-                        break;
-                    }
-                }
+        for (name, how) in stop_all(&mut self.children, Duration::from_secs(15)) {
+            match how {
+                Stopped::Exited(status) => println!("  {name} exited ({status})"),
+                Stopped::Killed => println!("  {name} killed after the grace period"),
             }
         }
         self.children.clear();
@@ -94,10 +79,6 @@ impl Drop for Processes {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn answers(addr: &str) -> bool {
@@ -113,42 +94,10 @@ fn redis_addr(url: &str) -> Option<String> {
     Some(host_port.replace("localhost", "127.0.0.1"))
 }
 
-fn binaries() -> anyhow::Result<PathBuf> {
-    let dir = std::env::current_exe()?.parent().context("no directory for the demo binary")?.to_path_buf();
-    for bin in ["producer", "worker", "queue-events"] {
-        if !dir.join(bin).exists() {
-            bail!("{} is missing: build the binaries first (cargo build --bins)", dir.join(bin).display());
-        }
-    }
-    Ok(dir)
-}
-
 fn random_suffix() -> String {
     let mut b = [0u8; 4];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn spawn(
-    procs: &mut Processes,
-    bin: &Path,
-    name: &str,
-    args: &[&str],
-    env: &HashMap<&str, String>,
-    log: &Path,
-) -> anyhow::Result<()> {
-    let out = std::fs::File::create(log)?;
-    let child = Command::new(bin)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("LONGHAUL_LOG_FORMAT", "json")
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    procs.children.push((name.to_owned(), child));
-    Ok(())
 }
 
 /// The stand-in provider and webhook receiver.
@@ -201,7 +150,8 @@ async fn webhook(State(fake): State<FakeProvider>, headers: axum::http::HeaderMa
 }
 
 async fn run() -> anyhow::Result<()> {
-    let bin = binaries()?;
+    let bins = Binaries::beside_current_exe("build the binaries first (cargo build --bins)")
+        .map_err(anyhow::Error::msg)?;
     let dir = std::env::temp_dir().join(format!("longhaul-demo-{}", random_suffix()));
     std::fs::create_dir_all(&dir)?;
     println!("longhaul demo — working directory {}", dir.display());
@@ -214,17 +164,24 @@ async fn run() -> anyhow::Result<()> {
         configured
     } else {
         let port = free_port()?;
-        let server = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "no Redis answers at {configured} and redis-server is not installed: install it \
+        let mut command = Command::new("redis-server");
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        let server = Proc::start("redis-server", command, Output::StderrOnly).map_err(|_| {
+            anyhow::anyhow!(
+                "no Redis answers at {configured} and redis-server is not installed: install it \
                  (apt-get install redis-server) or set REDIS_URL to a running Redis 7"
-                )
-            })?;
-        procs.children.push(("redis-server".into(), server));
+            )
+        })?;
+        procs.children.push(server);
         let addr = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !answers(&addr) {
@@ -249,7 +206,7 @@ async fn run() -> anyhow::Result<()> {
 
     let database_url = format!("sqlite://{}", dir.join("longhaul.db").display());
     let api_port = free_port()?;
-    let mut env: HashMap<&str, String> = HashMap::new();
+    let mut env: BTreeMap<&str, String> = BTreeMap::new();
     env.insert("DATABASE_URL", database_url);
     env.insert("REDIS_URL", redis_url);
     env.insert("LONGHAUL_QUEUE_PREFIX", format!("demo-{}", random_suffix()));
@@ -262,48 +219,36 @@ async fn run() -> anyhow::Result<()> {
     env.insert("LONGHAUL_ADMIN_ADDR", "127.0.0.1:0".into());
     env.insert("LONGHAUL_LISTEN", format!("127.0.0.1:{api_port}"));
     env.insert("LONGHAUL_STATS_EVERY", "1s".into());
+    env.insert("LONGHAUL_LOG_FORMAT", "json".into());
+    let launcher = Launcher::new(bins, env);
 
     // The tenant (this also migrates the database).
-    let out = Command::new(bin.join("producer"))
-        .args([
-            "tenant",
-            "create",
-            "demo",
-            "--name",
-            "Demo Corp",
-            "--webhook-url",
-            &format!("http://{fake_addr}/webhook"),
-        ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("LONGHAUL_LOG_FORMAT", "text")
-        .env("RUST_LOG", "warn")
-        .output()?;
-    if !out.status.success() {
-        bail!("producer tenant create failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let key = String::from_utf8(out.stdout)?.trim().to_owned();
+    let webhook_url = format!("http://{fake_addr}/webhook");
+    let key = launcher
+        .create_tenant(
+            &["demo", "--name", "Demo Corp", "--webhook-url", &webhook_url],
+            &[("LONGHAUL_LOG_FORMAT", "text"), ("RUST_LOG", "warn")],
+        )
+        .map_err(|e| anyhow::anyhow!("producer tenant create failed: {e}"))?;
     println!("created tenant demo (API key {}…)", &key[..key.len().min(10)]);
 
-    spawn(&mut procs, &bin.join("producer"), "producer", &["serve"], &env, &dir.join("producer.log"))?;
+    let spawn = |name: &str, bin: &str, args: &[&str], extra: &[(&str, &str)]| {
+        launcher
+            .spawn(name, bin, args, extra, Output::LogFile(dir.join(format!("{name}.log"))))
+            .with_context(|| format!("cannot start {}", launcher.binaries().path(bin).display()))
+    };
+    procs.children.push(spawn("producer", "producer", &["serve"], &[])?);
     for (i, name) in ["worker-1", "worker-2"].iter().enumerate() {
-        let mut env = env.clone();
-        env.insert("LONGHAUL_CONSUMER_NAME", (*name).to_owned());
-        env.insert("LONGHAUL_CONCURRENCY", (2 + i).to_string());
-        spawn(&mut procs, &bin.join("worker"), name, &[], &env, &dir.join(format!("{name}.log")))?;
+        let concurrency = (2 + i).to_string();
+        let extra = [("LONGHAUL_CONSUMER_NAME", *name), ("LONGHAUL_CONCURRENCY", concurrency.as_str())];
+        procs.children.push(spawn(name, "worker", &[], &extra)?);
     }
-    spawn(&mut procs, &bin.join("queue-events"), "queue-events", &[], &env, &dir.join("queue-events.log"))?;
+    procs.children.push(spawn("queue-events", "queue-events", &[], &[])?);
 
     let api = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if http.get(format!("{api}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the producer did not become ready; see {}", dir.join("producer.log").display());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if wait_ready(&api, Duration::from_secs(30)).await.is_err() {
+        bail!("the producer did not become ready; see {}", dir.join("producer.log").display());
     }
     println!("producer, 2 workers and queue-events are up; API at {api}\n");
 

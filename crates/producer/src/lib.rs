@@ -5,10 +5,12 @@
 //! - [`app`] — the axum router (tests drive it with `oneshot`, `main` serves it);
 //! - [`api`] — handlers and extractors (bearer auth, problem-document JSON rejections);
 //! - [`error`] — [`error::ApiError`] → `application/problem+json` with `retryable`;
-//! - [`reconcile_once`] / [`run_reconciler`] — no leader needed: enqueue is idempotent by job id.
+//! - [`reconcile_once`] / [`run_reconciler`] — no leader needed: enqueue is idempotent by job id;
+//! - [`startup`] — `producer serve` from flags: build (connect, migrate, bind, wire), then run.
 
 pub mod api;
 pub mod error;
+pub mod startup;
 
 use std::time::Duration;
 
@@ -149,16 +151,7 @@ impl TicketReader {
 
 /// The API router, health endpoints included.
 pub fn app(state: AppState) -> Router {
-    let ready: health::ReadyCheck = {
-        let (store, queue) = (state.store.clone(), state.queue.clone());
-        std::sync::Arc::new(move || {
-            let (store, queue) = (store.clone(), queue.clone());
-            Box::pin(async move {
-                store.ping().await.map_err(|e| format!("database: {e}"))?;
-                queue.ping().await.map_err(|e| format!("redis: {e}"))
-            })
-        })
-    };
+    let ready = health::dependencies(Some(&state.store), &state.queue);
     let timeout = state.settings.request_timeout;
     Router::new()
         .route("/v1/tickets", post(api::upsert_ticket))

@@ -11,11 +11,16 @@
 //!   `kind="run"`: the attempt's run time;
 //! - `longhaul_queue_lag`, `longhaul_queue_pending`, `longhaul_queue_delayed`,
 //!   `longhaul_queue_dead_letters` — the backlog, sampled every `--stats-every`.
+//!
+//! [`startup`] builds the service from its flags and runs it (the binary and the tests use it).
+
+pub mod startup;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use longhaul_queue::{Event, EventKind, EventReader, Queue, QueueStats};
+use longhaul_service::retry::{Backoff, sleep_unless_stopped};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use tokio_util::sync::CancellationToken;
@@ -122,7 +127,7 @@ pub fn log(event: &Event) {
 
 /// Reads events until `stop`: logs, records, then acknowledges each batch. Outages are waited out.
 pub async fn run(mut reader: EventReader, metrics: EventMetrics, batch: usize, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         let got = tokio::select! {
             () = stop.cancelled() => return,
@@ -130,7 +135,7 @@ pub async fn run(mut reader: EventReader, metrics: EventMetrics, batch: usize, s
         };
         match got {
             Ok(events) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 for received in &events {
                     log(&received.event);
                     metrics.record(&received.event);
@@ -141,12 +146,11 @@ pub async fn run(mut reader: EventReader, metrics: EventMetrics, batch: usize, s
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot read events; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
+                let retry_in = backoff.next_delay();
+                tracing::warn!(error = %e, ?retry_in, "cannot read events; retrying");
+                if !sleep_unless_stopped(retry_in, &stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

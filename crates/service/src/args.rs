@@ -1,7 +1,8 @@
 //! Flag groups shared by the binaries. Every flag has an environment fallback; every credential
 //! (database URL, Redis URL, provider API key) can also be read from a file (`…_FILE`), as mounted
 //! from a Kubernetes secret. Also [`parse_cli`] and [`error_line`]: configuration errors end the
-//! process with one line on stderr that names the setting.
+//! process with one line on stderr that names the setting; [`RetiredArgs`]: settings no longer
+//! read stop a binary rather than being ignored.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +10,9 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use clap::Args;
 use longhaul_queue::{Queue, QueueConfig, QueueError};
+use longhaul_store::{Store, StoreOptions};
 
-use crate::telemetry::LogFormat;
+use crate::telemetry::{LogFormat, TelemetryOptions};
 
 /// A string that must never be printed (URLs with passwords, API keys). `Debug` and `Display`
 /// show `<redacted>`.
@@ -220,6 +222,27 @@ impl QueueArgs {
     }
 }
 
+/// A consumer's name in its Redis consumer group (worker, queue-events).
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerArgs {
+    /// Name in the consumer group; keep it stable across restarts of one pod, so a restarted
+    /// process takes back its own pending entries. Default: $HOSTNAME-PID (the process id).
+    #[arg(long, env = "LONGHAUL_CONSUMER_NAME")]
+    pub consumer_name: Option<String>,
+    /// The default name's first part (the pod's name in Kubernetes).
+    #[arg(long, env = "HOSTNAME", hide = true)]
+    pub hostname: Option<String>,
+}
+
+impl ConsumerArgs {
+    /// The configured name, or `$HOSTNAME-PID` (`binary-PID` without a host name).
+    pub fn name(&self, binary: &str) -> String {
+        self.consumer_name.clone().unwrap_or_else(|| {
+            format!("{}-{}", self.hostname.as_deref().unwrap_or(binary), std::process::id())
+        })
+    }
+}
+
 /// Application-storage settings.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
@@ -246,6 +269,49 @@ impl DatabaseArgs {
     pub fn url(&self) -> anyhow::Result<Option<Secret>> {
         secret_setting(self.database_url.as_ref(), self.database_url_file.as_deref(), "DATABASE_URL")
     }
+
+    /// The store these flags describe, connected (not migrated).
+    ///
+    /// # Errors
+    /// As [`DatabaseArgs::url`]; when the URL is invalid or the database does not answer.
+    pub async fn connect(&self) -> anyhow::Result<Store> {
+        let options = StoreOptions { max_connections: self.db_pool, acquire_timeout: self.db_timeout };
+        let url = self.url()?;
+        Store::connect(url.as_ref().map(Secret::expose), &options)
+            .await
+            .context("failed to connect to application storage (DATABASE_URL)")
+    }
+
+    /// As [`DatabaseArgs::connect`], then applies pending migrations unless `skip` (the
+    /// `--skip-migrations` flag of the binary).
+    ///
+    /// # Errors
+    /// As [`DatabaseArgs::connect`]; when a migration fails.
+    pub async fn connect_and_migrate(&self, skip: bool) -> anyhow::Result<Store> {
+        let store = self.connect().await?;
+        if !skip {
+            store.migrate().await.context("failed to apply migrations")?;
+        }
+        Ok(store)
+    }
+}
+
+/// Settings no binary reads any more. Flattened into the binaries that used to read them, so a
+/// deployment still setting one stops at start-up with a message naming what replaced it, instead
+/// of running with the setting silently ignored. Hidden from `--help`.
+#[derive(Debug, Clone, Args)]
+pub struct RetiredArgs {
+    /// Was the producer's default and the worker's cap on attempts: two meanings, now two settings.
+    #[arg(long = "max-attempts", env = "LONGHAUL_MAX_ATTEMPTS", hide = true, value_parser = retired(RETIRED_MAX_ATTEMPTS))]
+    pub max_attempts: Option<String>,
+}
+
+const RETIRED_MAX_ATTEMPTS: &str = "LONGHAUL_MAX_ATTEMPTS is no longer read: set LONGHAUL_DEFAULT_MAX_ATTEMPTS \
+     (producer: attempts each new job gets) or LONGHAUL_MAX_ATTEMPTS_CAP (worker: cap on any job's attempts)";
+
+/// A value parser that refuses every value with `message`.
+fn retired(message: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |_| Err(message.to_owned())
 }
 
 /// Logging, tracing and metrics export settings.
@@ -258,6 +324,17 @@ pub struct TelemetryArgs {
     /// exported there when set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+}
+
+impl TelemetryArgs {
+    /// The telemetry these flags configure: logs on stdout, no Prometheus registry.
+    pub fn options(&self) -> TelemetryOptions {
+        TelemetryOptions {
+            format: self.log_format,
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            ..TelemetryOptions::default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! `/healthz` (the process is alive) and `/readyz` (its dependencies answer), for Kubernetes probes.
+//! `/healthz` (the process is alive) and `/readyz` (its dependencies answer), for Kubernetes probes:
+//! the routes, the readiness check every binary uses ([`dependencies`]), and the admin server the
+//! worker and queue-events serve them on ([`AdminServer`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,6 +11,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use longhaul_queue::Queue;
+use longhaul_store::Store;
 use tokio_util::sync::CancellationToken;
 
 /// A readiness check: `Ok` when every dependency answers, `Err(reason)` otherwise.
@@ -29,28 +33,66 @@ async fn readyz(State(ready): State<ReadyCheck>) -> (StatusCode, String) {
     }
 }
 
-/// Serves the health routes on `addr` until `shutdown`. Returns the bound address (port 0 picks
-/// one) and the server task.
-///
-/// # Errors
-/// When the address cannot be bound.
-pub async fn serve(
-    addr: SocketAddr,
-    ready: ReadyCheck,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot bind the admin address {addr}: {e}"))?;
-    let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let served =
-            axum::serve(listener, router(ready)).with_graceful_shutdown(shutdown.cancelled_owned()).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "admin server failed");
-        }
-    });
-    Ok((bound, task))
+/// The readiness of a binary that needs `queue` and, when given, `store`: both must answer a ping;
+/// the reason names the one that does not (`database: …`, `redis: …`).
+pub fn dependencies(store: Option<&Store>, queue: &Queue) -> ReadyCheck {
+    let (store, queue) = (store.cloned(), queue.clone());
+    Arc::new(move || {
+        let (store, queue) = (store.clone(), queue.clone());
+        Box::pin(async move {
+            if let Some(store) = store {
+                store.ping().await.map_err(|e| format!("database: {e}"))?;
+            }
+            queue.ping().await.map_err(|e| format!("redis: {e}"))
+        })
+    })
+}
+
+/// The admin server (`/healthz`, `/readyz`, and what a binary adds): bound by
+/// [`AdminServer::bind`] when the binary is built, serving from [`AdminServer::spawn`] when it
+/// runs.
+#[derive(Debug)]
+pub struct AdminServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl AdminServer {
+    /// Binds `addr` (port 0 picks one) for `router`.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn bind(addr: SocketAddr, router: Router) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind the admin address {addr}: {e}"))?;
+        Ok(Self { listener, router })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// When the socket cannot tell (it can once bound).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The routes it serves, for driving requests without the listener (`oneshot`).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until `shutdown`, on a task of its own.
+    pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let served = axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin server failed");
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -25,9 +25,10 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry};
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
     /// JSON when stdout is not a terminal, text when it is.
+    #[default]
     Auto,
     /// One JSON object per line.
     Json,
@@ -133,30 +134,54 @@ pub fn render_prometheus(registry: &prometheus::Registry) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Where a binary's log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogOutput {
+    /// Standard output: services.
+    #[default]
+    Stdout,
+    /// Standard error: commands whose standard output is their result (a key, a JSON record).
+    Stderr,
+}
+
+/// How [`Telemetry::init`] sets a binary up. [`crate::TelemetryArgs::options`] gives the
+/// configured part; a binary sets the rest by name:
+/// `TelemetryOptions { prometheus: true, ..cli.telemetry.options() }`.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryOptions {
+    /// How log lines are written.
+    pub format: LogFormat,
+    /// OTLP/HTTP collector base URL; traces and metrics are exported there when set.
+    pub otlp_endpoint: Option<String>,
+    /// Keep a Prometheus registry for a `/metrics` scrape ([`Telemetry::registry`]).
+    pub prometheus: bool,
+    /// Where log lines go.
+    pub logs: LogOutput,
+}
+
 impl Telemetry {
-    /// Installs logs, traces and metrics for `service` globally. Call once, at the top of `main`.
-    /// Logs go to stdout (services), or to stderr for commands whose stdout is their output.
+    /// Installs logs, traces and metrics for `service` globally, as `options` say. Call once, at
+    /// the top of `main` ([`crate::startup::run`] does).
     ///
     /// # Errors
     /// When an exporter cannot be built or a subscriber is already installed.
-    pub fn init(
-        service: &str,
-        format: LogFormat,
-        otlp_endpoint: Option<&str>,
-        prometheus: bool,
-        logs_to_stderr: bool,
-    ) -> anyhow::Result<Self> {
+    pub fn init(service: &str, options: &TelemetryOptions) -> anyhow::Result<Self> {
         global::set_text_map_propagator(TraceContextPropagator::new());
-        let (tracer_provider, meter_provider, registry) = providers(service, otlp_endpoint, prometheus)?;
+        let (tracer_provider, meter_provider, registry) =
+            providers(service, options.otlp_endpoint.as_deref(), options.prometheus)?;
         global::set_tracer_provider(tracer_provider.clone());
         global::set_meter_provider(meter_provider.clone());
         let tracer = tracer_provider.tracer(service.to_owned());
-        let installed = if logs_to_stderr {
-            subscriber(format.is_json(std::io::stderr().is_terminal()), std::io::stderr, Some(tracer))
-                .try_init()
-        } else {
-            subscriber(format.is_json(std::io::stdout().is_terminal()), std::io::stdout, Some(tracer))
-                .try_init()
+        let format = options.format;
+        let installed = match options.logs {
+            LogOutput::Stdout => {
+                subscriber(format.is_json(std::io::stdout().is_terminal()), std::io::stdout, Some(tracer))
+                    .try_init()
+            }
+            LogOutput::Stderr => {
+                subscriber(format.is_json(std::io::stderr().is_terminal()), std::io::stderr, Some(tracer))
+                    .try_init()
+            }
         };
         installed.map_err(|e| anyhow::anyhow!("cannot install the log subscriber: {e}"))?;
         Ok(Self { tracer_provider, meter_provider, registry })

@@ -1,4 +1,5 @@
-//! Test fixtures shared by the crates' integration tests (a dev-dependency only).
+//! Test fixtures shared by the crates' integration tests, and the process harness the end-to-end
+//! tests, the demo and the benchmark share (never a dependency of a shipped binary).
 //!
 //! - [`TestDb`] — a migrated [`Store`] on a database of its own: a temporary SQLite file, or a
 //!   fresh PostgreSQL database dropped when the fixture is dropped (also after a panic).
@@ -6,13 +7,16 @@
 //! - [`TlsRedis`] — a private TLS-only `redis-server` with a throw-away CA, for `rediss://`.
 //! - [`on_redis`] / [`RedisKind`] — runs a test body against one Redis server or against the
 //!   3-primary Redis Cluster of [`cluster`], which is started on first use.
-//! - [`wait_until`] — polls a condition with a deadline and reports the last state seen; tests never
-//!   sleep to synchronise.
+//! - [`wait_until`] / [`poll_until`] — polls a condition with a deadline and reports the last state
+//!   seen; tests never sleep to synchronise.
+//! - [`procs`] — the built binaries as processes (end-to-end tests, demo, benchmark): start with a
+//!   shared environment, wait for readiness, SIGTERM then SIGKILL, logs.
 //!
 //! `LONGHAUL_TEST_PG_URL`, `LONGHAUL_TEST_REDIS_URL` and `LONGHAUL_TEST_REDIS_CLUSTER_URL` point
 //! the fixtures at other servers.
 
 pub mod cluster;
+pub mod procs;
 
 use std::future::Future;
 use std::path::Path;
@@ -257,15 +261,28 @@ impl Drop for TestQueue {
 pub async fn wait_until<T, S: std::fmt::Debug>(
     timeout: Duration,
     what: &str,
-    mut check: impl AsyncFnMut() -> Result<T, S>,
+    check: impl AsyncFnMut() -> Result<T, S>,
 ) -> T {
+    match poll_until(timeout, check).await {
+        Ok(v) => v,
+        Err(last) => panic!("timed out after {timeout:?} waiting for {what}; last state: {last:?}"),
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Ok`; at `timeout`, the last state seen as `Err` —
+/// [`wait_until`] for callers that report rather than panic (the demo, the benchmark).
+///
+/// # Errors
+/// The last state `check` returned, once `timeout` has passed.
+pub async fn poll_until<T, S>(
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, S>,
+) -> Result<T, S> {
     let deadline = Instant::now() + timeout;
     loop {
         match check().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {timeout:?} waiting for {what}; last state: {last:?}")
-            }
+            Ok(v) => return Ok(v),
+            Err(last) if Instant::now() >= deadline => return Err(last),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }

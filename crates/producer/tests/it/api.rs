@@ -195,13 +195,15 @@ async fn listing_pages_filters_and_validates() {
     assert_eq!(queued.json["jobs"][0]["status"], status.as_str());
 }
 
+/// The application as `producer serve` runs it: built from flags, serving on its own port until
+/// the shutdown token, new jobs getting `--default-max-attempts`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_answers_over_real_tcp() {
     let t = TestApp::new(Backend::Postgres).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = t.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let app = build(&t.db, &t.queue.url, &t.queue.prefix, &["--default-max-attempts", "3"]).await;
+    let addr = app.local_addr().expect("addr");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(stop.clone()));
     let client = reqwest::Client::new();
     let base = format!("http://{addr}");
     let health = client.get(format!("{base}/healthz")).send().await.expect("healthz");
@@ -225,5 +227,7 @@ async fn the_api_answers_over_real_tcp() {
     assert_eq!(job.status(), 202);
     let body: serde_json::Value = job.json().await.expect("json");
     assert_eq!(body["status"], "queued");
-    server.abort();
+    assert_eq!(body["max_attempts"], 3, "{body}");
+    stop.cancel();
+    server.await.expect("server task").expect("a clean stop");
 }

@@ -1,11 +1,12 @@
-//! An API on a test database and queue, and a small request helper.
+//! An API on a test database and queue — built by the production start-up path
+//! ([`Application::build`] from flags) — and a small request helper.
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use clap::Parser as _;
 use longhaul_core::TenantId;
-use longhaul_producer::{ApiSettings, AppState, app};
-use longhaul_queue::Queue;
+use longhaul_producer::startup::{Application, Config};
 pub use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -24,13 +25,14 @@ impl TestApp {
         let queue = TestQueue::new(|_| {}).await;
         let (_, key) =
             db.create_tenant(&TenantId::parse("acme").expect("tenant"), "Acme", None).await.expect("tenant");
-        let router = app(AppState::new(db.store.clone(), queue.queue.clone(), ApiSettings::default()));
+        let router = build(&db, &queue.url, &queue.prefix, &[]).await.router();
         Self { db, queue, router, key: key.expose().to_owned() }
     }
 
-    /// The same API over another queue (e.g. one whose Redis is down).
-    pub fn with_queue(&self, queue: Queue) -> Router {
-        app(AppState::new(self.db.store.clone(), queue, ApiSettings::default()))
+    /// The same API (database, key prefix) over the Redis at `redis_url` (e.g. one that is down),
+    /// with `flags` added.
+    pub async fn with_redis(&self, redis_url: &str, flags: &[&str]) -> Router {
+        build(&self.db, redis_url, &self.queue.prefix, flags).await.router()
     }
 
     pub async fn key_for(&self, tenant: &str) -> String {
@@ -62,6 +64,17 @@ impl TestApp {
             .await;
         assert!(r.status.is_success(), "{r:?}");
     }
+}
+
+/// `producer serve` on `db`, Redis at `redis_url` under key prefix `prefix`, listening on a port
+/// of its own, with `flags` added — built, not running.
+pub async fn build(db: &TestDb, redis_url: &str, prefix: &str, flags: &[&str]) -> Application {
+    let mut args =
+        vec!["serve", "--database-url", &db.url, "--redis-url", redis_url, "--queue-prefix", prefix];
+    args.extend(["--listen", "127.0.0.1:0"]);
+    args.extend(flags);
+    let config = Config::try_parse_from(&args).unwrap_or_else(|e| panic!("flags {args:?}: {e}"));
+    Application::build(config).await.expect("build the producer")
 }
 
 #[derive(Debug)]

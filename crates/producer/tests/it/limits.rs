@@ -96,10 +96,9 @@ async fn a_body_over_the_limit_is_refused_before_it_is_read_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endless_chunked_body_over_tcp_gets_413_promptly() {
     let t = TestApp::new(Backend::Sqlite).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = t.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let app = build(&t.db, &t.queue.url, &t.queue.prefix, &[]).await;
+    let addr = app.local_addr().expect("addr");
+    let server = tokio::spawn(app.run_until_stopped(tokio_util::sync::CancellationToken::new()));
 
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut rd, mut wr) = stream.into_split();

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use longhaul_core::{JobId, JobStatus, TenantId};
 use longhaul_producer::reconcile_once;
-use longhaul_queue::{Queue, QueueConfig};
 
 use crate::harness::*;
 
@@ -14,12 +13,7 @@ async fn redis_outage_answers_503_fast_and_the_record_is_reconciled_later() {
     let t = TestApp::new(Backend::Postgres).await;
     t.ticket(&t.key, "T-1").await;
     // The same API, its queue pointing where nothing listens.
-    let dead = Queue::new(
-        "redis://127.0.0.1:1",
-        QueueConfig { prefix: t.queue.prefix.clone(), ..QueueConfig::default() },
-    )
-    .expect("queue");
-    let router = t.with_queue(dead);
+    let router = t.with_redis("redis://127.0.0.1:1", &[]).await;
     let started = Instant::now();
     let r = call(&router, Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None, &[]).await;
     assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
@@ -46,17 +40,23 @@ async fn redis_outage_answers_503_fast_and_the_record_is_reconciled_later() {
     );
 }
 
+/// A 503 tells the client to retry after `--retry-after` (`LONGHAUL_RETRY_AFTER`), in seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_503_carries_the_configured_retry_after() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    t.ticket(&t.key, "T-9").await;
+    let down = t.with_redis("redis://127.0.0.1:1", &["--retry-after", "7s"]).await;
+    let r = call(&down, Method::POST, "/v1/tickets/T-9/triage", Some(&t.key), None, &[]).await;
+    problem(&r, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("7"));
+}
+
 /// Issue 14, item 8: the client's retry after a 503, as told, enqueues the job itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_after_a_503_enqueues_the_recorded_job_at_once() {
     let t = TestApp::new(Backend::Postgres).await;
     t.ticket(&t.key, "T-8").await;
-    let dead = Queue::new(
-        "redis://127.0.0.1:1",
-        QueueConfig { prefix: t.queue.prefix.clone(), ..QueueConfig::default() },
-    )
-    .expect("queue");
-    let down = t.with_queue(dead);
+    let down = t.with_redis("redis://127.0.0.1:1", &[]).await;
     let r = call(&down, Method::POST, "/v1/tickets/T-8/triage", Some(&t.key), None, &[]).await;
     problem(&r, StatusCode::SERVICE_UNAVAILABLE);
     // Still down: the retry is told to retry again (the job is recorded, but not in the queue).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use longhaul_core::{JobId, TenantId, TicketId};
-use longhaul_producer::{ApiSettings, AppState, app, reconcile_once};
+use longhaul_producer::reconcile_once;
 use longhaul_queue::partition_name;
 
 use crate::harness::*;
@@ -22,7 +22,7 @@ async fn jobs_go_to_their_tickets_partition_and_are_reconciled_there() {
     let tenant = TenantId::parse("acme").expect("tenant");
     let (_, key) = db.create_tenant(&tenant, "Acme", None).await.expect("tenant");
     let key = key.expose().to_owned();
-    let router = app(AppState::new(db.store.clone(), q.queue.clone(), ApiSettings::default()));
+    let router = build(&db, &q.url, &q.prefix, &["--queue-partitions", "3"]).await.router();
 
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..12 {

@@ -1,21 +1,23 @@
-//! queue-events on real Redis: events handled once across replicas, metric values, `/metrics`.
+//! queue-events on real Redis, built as the binary builds it: events handled once across replicas,
+//! metric values, `/metrics`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use clap::Parser as _;
 use longhaul_queue::{Event, EventKind, now_ms};
-use longhaul_queue_events::{EventMetrics, admin_router, run};
-use longhaul_service::health::ReadyCheck;
+use longhaul_queue_events::EventMetrics;
+use longhaul_queue_events::startup::{Application, Config};
 use longhaul_service::telemetry::{providers, render_prometheus};
 use longhaul_testkit::{TestQueue, wait_until};
 use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 /// A metrics pipeline of its own (no global state), rendered as Prometheus text.
-fn metrics() -> (EventMetrics, prometheus::Registry, opentelemetry_sdk::metrics::SdkMeterProvider) {
+fn metrics() -> (EventMetrics, prometheus::Registry, SdkMeterProvider) {
     let (_, provider, registry) = providers("queue-events-test", None, true).expect("providers");
     let metrics = EventMetrics::new(&provider.meter("test"));
     (metrics, registry.expect("registry"), provider)
@@ -38,6 +40,24 @@ fn event(kind: EventKind, i: usize) -> Event {
     e
 }
 
+/// queue-events as the binary builds it (from flags, on `q`'s key prefix, admin on a port of its
+/// own), with a metrics pipeline of its own; `consumer` is its name in the group.
+async fn build(q: &TestQueue, consumer: &str) -> (Application, prometheus::Registry, SdkMeterProvider) {
+    let (_, provider, registry) = providers("queue-events-test", None, true).expect("providers");
+    let flags = ["--redis-url", &q.url, "--queue-prefix", &q.prefix, "--consumer-name", consumer];
+    let config =
+        Config::try_parse_from(["queue-events"].into_iter().chain(flags).chain(BUILD_FLAGS)).expect("flags");
+    let registry = registry.expect("registry");
+    let app = Application::build(config, &provider.meter("test"), registry.clone()).await.expect("build");
+    (app, registry, provider)
+}
+
+const BUILD_FLAGS: [&str; 4] = ["--batch", "16", "--admin-addr", "127.0.0.1:0"];
+
+fn completed_count(registry: &prometheus::Registry) -> f64 {
+    value(&render_prometheus(registry), "longhaul_job_events_total", &["event=\"completed\""]).unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_handle_each_event_once() {
     let q = TestQueue::new(|_| {}).await;
@@ -45,15 +65,12 @@ async fn replicas_handle_each_event_once() {
         q.publish(&event(EventKind::Completed, i)).await.expect("publish");
     }
     let stop = CancellationToken::new();
-    let (m1, r1, _p1) = metrics();
-    let (m2, r2, _p2) = metrics();
-    let a = tokio::spawn(run(q.event_reader("queue-events", "qe-a").expect("reader"), m1, 16, stop.clone()));
-    let b = tokio::spawn(run(q.event_reader("queue-events", "qe-b").expect("reader"), m2, 16, stop.clone()));
-    let count = |r: &prometheus::Registry| {
-        value(&render_prometheus(r), "longhaul_job_events_total", &["event=\"completed\""]).unwrap_or(0.0)
-    };
+    let (a, r1, _p1) = build(&q, "qe-a").await;
+    let (b, r2, _p2) = build(&q, "qe-b").await;
+    let a = tokio::spawn(a.run_until_stopped(stop.clone()));
+    let b = tokio::spawn(b.run_until_stopped(stop.clone()));
     let total = wait_until(Duration::from_secs(10), "all events handled", async || {
-        let n = count(&r1) + count(&r2);
+        let n = completed_count(&r1) + completed_count(&r2);
         if n >= 300.0 { Ok(n) } else { Err(n) }
     })
     .await;
@@ -73,8 +90,8 @@ async fn replicas_handle_each_event_once() {
     })
     .await;
     stop.cancel();
-    a.await.expect("reader a");
-    b.await.expect("reader b");
+    a.await.expect("replica a").expect("replica a stops cleanly");
+    b.await.expect("replica b").expect("replica b stops cleanly");
     assert_eq!(total, 300.0, "each event counted exactly once across both replicas");
 }
 
@@ -204,15 +221,24 @@ async fn in_memory_exporter_sees_the_event_counts_durations_and_backlog() {
     assert_eq!(gauge("longhaul.queue.dead_letters"), Some(0));
 }
 
-#[tokio::test]
+/// The built application's admin routes: ready while Redis answers, and `/metrics` in Prometheus
+/// text with what it has handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_prometheus_text() {
-    let (m, registry, _provider) = metrics();
-    m.record(&event(EventKind::Completed, 1));
-    let ready: ReadyCheck = Arc::new(|| Box::pin(async { Ok(()) }));
-    let response = admin_router(ready, registry)
-        .oneshot(Request::builder().uri("/metrics").body(Body::empty()).expect("request"))
-        .await
-        .expect("call");
+    let q = TestQueue::new(|_| {}).await;
+    q.publish(&event(EventKind::Completed, 1)).await.expect("publish");
+    let (app, registry, _provider) = build(&q, "qe-m").await;
+    let admin = app.admin_router();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(app.run_until_stopped(stop.clone()));
+    wait_until(Duration::from_secs(10), "the event handled", async || {
+        let n = completed_count(&registry);
+        if n >= 1.0 { Ok(()) } else { Err(n) }
+    })
+    .await;
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).expect("request");
+    assert_eq!(admin.clone().oneshot(get("/readyz")).await.expect("call").status(), 200);
+    let response = admin.oneshot(get("/metrics")).await.expect("call");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4");
     let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
@@ -220,4 +246,6 @@ async fn metrics_endpoint_serves_prometheus_text() {
     assert!(text.contains("# TYPE longhaul_job_events_total counter"), "{text}");
     assert!(text.contains("# TYPE longhaul_job_duration_seconds histogram"), "{text}");
     assert_eq!(value(&text, "longhaul_job_events_total", &["event=\"completed\""]), Some(1.0));
+    stop.cancel();
+    running.await.expect("task").expect("a clean stop");
 }

@@ -1,0 +1,187 @@
+//! `producer serve` from flags to a running service, in two steps (as zero2prod's `startup.rs`):
+//! [`Application::build`] connects to storage and Redis, migrates, binds the listener and wires
+//! the router; [`Application::run_until_stopped`] serves it and runs the reconciler until the
+//! shutdown token. `main` and the in-process tests both go through `build`, so the tests run the
+//! production wiring.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use clap::{Args, Parser};
+use longhaul_queue::Queue;
+use longhaul_service::args::{DatabaseArgs, QueueArgs, RetiredArgs, parse_positive_duration};
+use longhaul_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ApiSettings, AppState, app, run_reconciler};
+
+/// How the producer splits the queue.
+#[derive(Debug, Clone, Args)]
+pub struct PartitionArgs {
+    /// Split the queue into this many partitions, QUEUE-0 … QUEUE-(N-1) (one Redis Cluster slot
+    /// each); a job goes to the partition of its ticket id. Run a worker and a queue-events per
+    /// partition (LONGHAUL_QUEUE=QUEUE-K). 1: not split.
+    #[arg(long, env = "LONGHAUL_QUEUE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub queue_partitions: u32,
+}
+
+impl PartitionArgs {
+    /// The queue `queue` describes, split as these flags say.
+    ///
+    /// # Errors
+    /// As [`QueueArgs::queue`].
+    pub fn queue(&self, queue: &QueueArgs) -> anyhow::Result<Queue> {
+        queue.queue(|c| c.partitions = self.queue_partitions)
+    }
+}
+
+/// The flags of `producer serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Redis and the queue.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// How the queue is split.
+    #[command(flatten)]
+    pub partitions: PartitionArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "LONGHAUL_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Attempts each new job is allowed (the worker's --max-attempts-cap may lower it).
+    #[arg(long, env = "LONGHAUL_DEFAULT_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub default_max_attempts: u32,
+    /// Retry-After sent with a 503 answer (whole seconds, at least 1).
+    #[arg(long, env = "LONGHAUL_RETRY_AFTER", default_value = "2s", value_parser = parse_positive_duration)]
+    pub retry_after: Duration,
+    /// Upper bound on every request.
+    #[arg(long, env = "LONGHAUL_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub request_timeout: Duration,
+    /// How often the reconciler looks for live jobs the queue has lost.
+    #[arg(long, env = "LONGHAUL_RECONCILE_EVERY", default_value = "30s", value_parser = parse_positive_duration)]
+    pub reconcile_every: Duration,
+    /// Only records not updated for this long are reconciled (leave in-flight enqueues alone).
+    #[arg(long, env = "LONGHAUL_RECONCILE_AFTER", default_value = "60s", value_parser = parse_positive_duration)]
+    pub reconcile_after: Duration,
+    /// Do not apply database migrations at start-up.
+    #[arg(long, env = "LONGHAUL_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+    /// Settings no longer read (hidden; set, they stop the binary).
+    #[command(flatten)]
+    pub retired: RetiredArgs,
+}
+
+impl ServeArgs {
+    /// The API behaviour these flags set.
+    pub fn settings(&self) -> ApiSettings {
+        ApiSettings {
+            max_attempts: self.default_max_attempts,
+            retry_after: self.retry_after,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// Everything [`Application::build`] needs: the storage flags (global in the `producer` CLI) and
+/// the flags of `serve`. Tests parse it from flags as the binary does
+/// (`Config::try_parse_from(["serve", "--listen", "127.0.0.1:0", …])`).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "serve")]
+pub struct Config {
+    /// Application storage.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The flags of `serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The producer, built and bound, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    store: Store,
+    queue: Queue,
+    listener: TcpListener,
+    router: Router,
+    reconcile_every: Duration,
+    reconcile_after: Duration,
+}
+
+impl Application {
+    /// Connects to storage (and migrates, unless `--skip-migrations`), opens the queue and creates
+    /// its consumer groups (Redis down: a warning, and requests answer 503 until it is back),
+    /// binds the listener and wires the router.
+    ///
+    /// # Errors
+    /// Invalid settings, storage that does not answer, a failed migration, an address in use.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let Config { database, serve } = config;
+        let store = database.connect_and_migrate(serve.skip_migrations).await?;
+        let queue = serve.partitions.queue(&serve.queue)?;
+        for partition in queue.partitions()? {
+            if let Err(e) = partition.prepare(None).await {
+                tracing::warn!(error = %e, queue = %partition.config().queue,
+                    "Redis is not reachable at start-up; requests answer 503 until it is");
+                break;
+            }
+        }
+        let listener = TcpListener::bind(serve.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", serve.listen))?;
+        let router = app(AppState::new(store.clone(), queue.clone(), serve.settings()));
+        Ok(Self {
+            store,
+            queue,
+            listener,
+            router,
+            reconcile_every: serve.reconcile_every,
+            reconcile_after: serve.reconcile_after,
+        })
+    }
+
+    /// The address the API is bound to (`--listen` with port 0 picks one).
+    ///
+    /// # Errors
+    /// When the socket cannot tell (it can once bound).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The API router, for driving requests without the listener (`oneshot`).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// The store the application uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves the API and runs the reconciler until `shutdown`; then drains in-flight requests,
+    /// stops the reconciler and closes the store.
+    ///
+    /// # Errors
+    /// When the HTTP server fails.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let reconciler = tokio::spawn(run_reconciler(
+            self.store.clone(),
+            self.queue,
+            self.reconcile_every,
+            self.reconcile_after,
+            shutdown.clone(),
+        ));
+        tracing::info!(listen = %self.listener.local_addr()?, "producer API listening");
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("the HTTP server failed");
+        shutdown.cancel();
+        let _ = reconciler.await;
+        self.store.close().await;
+        served?;
+        tracing::info!("producer stopped");
+        Ok(())
+    }
+}

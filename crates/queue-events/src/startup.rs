@@ -1,0 +1,132 @@
+//! The `queue-events` binary from flags to a running service, in two steps (as zero2prod's
+//! `startup.rs`): [`Application::build`] opens the queue, creates the instruments and binds the
+//! admin server; [`Application::run_until_stopped`] waits for Redis, then reads events, samples the
+//! backlog and serves `/healthz`, `/readyz` and `/metrics` until the shutdown token. `main` and the
+//! in-process tests both go through `build`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use longhaul_queue::Queue;
+use longhaul_service::args::{ConsumerArgs, QueueArgs, TelemetryArgs, parse_positive_duration};
+use longhaul_service::health::{self, AdminServer};
+use longhaul_service::retry;
+use opentelemetry::metrics::Meter;
+use tokio_util::sync::CancellationToken;
+
+use crate::{EventMetrics, admin_router, run, sample_backlog};
+
+/// longhaul queue-events: reads job lifecycle events and turns them into structured log lines
+/// (completed info, failed/retrying warn, stalled/alert error) and metrics (OTLP, and Prometheus
+/// text on /metrics). Never writes application storage.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "queue-events", version)]
+pub struct Config {
+    /// Redis and the queue.
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// Logs, traces and metrics.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+    /// Consumer group on the events stream; replicas in one group share the events.
+    #[arg(long, env = "LONGHAUL_EVENTS_GROUP", default_value = "queue-events")]
+    pub group: String,
+    /// The name in the consumer group.
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    /// Events read per call.
+    #[arg(long, env = "LONGHAUL_EVENTS_BATCH", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
+    /// How often the backlog gauges are sampled.
+    #[arg(long, env = "LONGHAUL_STATS_EVERY", default_value = "15s", value_parser = parse_positive_duration)]
+    pub stats_every: Duration,
+    /// Address of the admin server (/healthz, /readyz, /metrics).
+    #[arg(long, env = "LONGHAUL_ADMIN_ADDR", default_value = "0.0.0.0:9092")]
+    pub admin_addr: SocketAddr,
+}
+
+/// queue-events, built and bound, not yet reading.
+#[derive(Debug)]
+pub struct Application {
+    queue: Queue,
+    group: String,
+    consumer: String,
+    batch: usize,
+    stats_every: Duration,
+    metrics: EventMetrics,
+    admin: AdminServer,
+}
+
+impl Application {
+    /// Opens the queue, creates the instruments on `meter`, and binds the admin server, whose
+    /// `/metrics` renders `registry` (the Prometheus registry `meter`'s provider reads into).
+    ///
+    /// # Errors
+    /// Invalid Redis settings; an admin address that cannot be bound.
+    pub async fn build(
+        config: Config,
+        meter: &Meter,
+        registry: prometheus::Registry,
+    ) -> anyhow::Result<Self> {
+        let queue = config.queue.queue(|_| {})?;
+        let consumer = config.consumer.name("queue-events");
+        let metrics = EventMetrics::new(meter);
+        let router = admin_router(health::dependencies(None, &queue), registry);
+        let admin = AdminServer::bind(config.admin_addr, router).await?;
+        Ok(Self {
+            queue,
+            group: config.group,
+            consumer,
+            batch: config.batch as usize,
+            stats_every: config.stats_every,
+            metrics,
+            admin,
+        })
+    }
+
+    /// The admin server's address (`--admin-addr` with port 0 picks one).
+    ///
+    /// # Errors
+    /// When the socket cannot tell (it can once bound).
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// The admin routes, for driving requests without the listener (`oneshot`).
+    pub fn admin_router(&self) -> axum::Router {
+        self.admin.router()
+    }
+
+    /// Waits for Redis (creating the consumer group), then handles events, samples the backlog
+    /// and serves the admin routes until `shutdown`.
+    ///
+    /// # Errors
+    /// When the events reader cannot be created.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (queue, group) = (&self.queue, self.group.as_str());
+        if retry::until_ok("Redis is not available yet", &shutdown, || queue.prepare(Some(group)))
+            .await
+            .is_none()
+        {
+            return Ok(());
+        }
+        let reader =
+            self.queue.event_reader(group, &self.consumer).context("failed to create the events reader")?;
+        tracing::info!(admin = %self.admin.local_addr()?, group, consumer = %self.consumer, "queue-events started");
+        let admin = self.admin.spawn(shutdown.clone());
+        let sampler = tokio::spawn(sample_backlog(
+            self.queue.clone(),
+            self.metrics.clone(),
+            self.stats_every,
+            shutdown.clone(),
+        ));
+        run(reader, self.metrics, self.batch, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = sampler.await;
+        let _ = admin.await;
+        tracing::info!("queue-events stopped");
+        Ok(())
+    }
+}
