@@ -21,7 +21,7 @@
 //!   handing freed capacity to new entries until the fetcher has reclaimed), and hands back entries
 //!   this consumer owns but is not running (stranded by a lost reply).
 
-pub mod app;
+pub mod startup;
 pub mod completer;
 pub mod executor;
 pub mod progress;

@@ -1,9 +1,9 @@
-//! The `worker` binary: [`app`](longhaul_worker::app) builds and runs it.
+//! The `worker` binary: [`startup`](longhaul_worker::startup) builds and runs it.
 
 use std::process::ExitCode;
 
 use longhaul_service::{shutdown, startup};
-use longhaul_worker::app::{Application, Config};
+use longhaul_worker::startup::{Application, Config};
 
 #[tokio::main]
 async fn main() -> ExitCode {
