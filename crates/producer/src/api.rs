@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use longhaul_core::{IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, TenantId, TicketId};
-use longhaul_store::Ticket;
+use longhaul_store::{StoreError, Ticket};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
@@ -293,7 +293,8 @@ pub async fn list_jobs(
     }
     let page =
         state.store.list_jobs(&tenant, status, limit, q.cursor.as_deref()).await.map_err(|e| match e {
-            longhaul_store::StoreError::Config(detail) => ApiError::BadRequest(detail, Vec::new()),
+            // Only a cursor is the client's fault.
+            e @ StoreError::InvalidCursor(_) => ApiError::BadRequest(e.to_string(), Vec::new()),
             other => other.into(),
         })?;
     Ok(Json(JobList { jobs: page.jobs, next_cursor: page.next_cursor }))
