@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use longhaul_core::{IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, TenantId, TicketId};
-use longhaul_store::{StoreError, Ticket};
+use longhaul_store::{MAX_PAGE_SIZE, StoreError, Ticket};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
@@ -18,8 +18,6 @@ use crate::{AppState, MAX_BODY_BYTES};
 pub const MAX_SUBJECT_LEN: usize = 500;
 /// Longest ticket body, in characters.
 pub const MAX_TICKET_BODY_LEN: usize = 32_768;
-/// Largest page of `GET /v1/jobs`.
-pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// Why text with NUL is refused — on both backends alike, although SQLite could store it, so a
 /// request valid in development is valid in production.

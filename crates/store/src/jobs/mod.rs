@@ -32,8 +32,9 @@ use chrono::{DateTime, Utc};
 use longhaul_core::{JobId, JobRecord, Lease, Progress, TenantId, TransitionError};
 use serde_json::Value;
 
-/// The largest page [`Store::list_jobs`](crate::Store::list_jobs) returns.
-pub const MAX_PAGE_SIZE: u32 = 500;
+/// The largest page [`Store::list_jobs`](crate::Store::list_jobs) returns, and so the largest the
+/// API's `GET /v1/jobs` accepts.
+pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// A progress write: tenant, job, the running attempt, the stage and the overall progress.
 pub type ProgressWrite<'a> = (&'a TenantId, &'a JobId, u32, &'a str, Progress);
