@@ -183,8 +183,9 @@ pub trait TicketStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<TicketView>, JobError>> + Send;
 
     /// Writes the triage result onto the ticket (its `triage` field) at most once per operation id,
-    /// in one transaction with the operation's record: a local effect needs no separate
-    /// begin/finish. Returns the stored result (the first write's, on a repeat).
+    /// in one transaction with the operation's record (kept under `stage` and `effect`, as
+    /// [`OperationLog::begin`] keeps it): a local effect needs no separate begin/finish. Returns the
+    /// stored result (the first write's, on a repeat).
     ///
     /// The result carries the triage the first write was about, so a repeat learns what was
     /// applied: `{"written": true, "triage": …}`. A stored triage is never replaced by one of an
@@ -198,6 +199,8 @@ pub trait TicketStore: Send + Sync {
         &self,
         ctx: &JobContext,
         op: &OperationId,
+        stage: &str,
+        effect: &str,
         triage: &serde_json::Value,
     ) -> impl Future<Output = Result<serde_json::Value, JobError>> + Send;
 }
@@ -242,9 +245,11 @@ impl<T: TicketStore + ?Sized> TicketStore for &T {
         &self,
         ctx: &JobContext,
         op: &OperationId,
+        stage: &str,
+        effect: &str,
         triage: &serde_json::Value,
     ) -> impl Future<Output = Result<serde_json::Value, JobError>> + Send {
-        (**self).write_triage(ctx, op, triage)
+        (**self).write_triage(ctx, op, stage, effect, triage)
     }
 }
 

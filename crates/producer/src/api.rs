@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use longhaul_core::{IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, TenantId, TicketId};
-use longhaul_store::Ticket;
+use longhaul_store::{MAX_PAGE_SIZE, StoreError, Ticket};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
@@ -18,8 +18,6 @@ use crate::{AppState, MAX_BODY_BYTES};
 pub const MAX_SUBJECT_LEN: usize = 500;
 /// Longest ticket body, in characters.
 pub const MAX_TICKET_BODY_LEN: usize = 32_768;
-/// Largest page of `GET /v1/jobs`.
-pub const MAX_PAGE_SIZE: u32 = 100;
 
 /// Why text with NUL is refused — on both backends alike, although SQLite could store it, so a
 /// request valid in development is valid in production.
@@ -293,7 +291,8 @@ pub async fn list_jobs(
     }
     let page =
         state.store.list_jobs(&tenant, status, limit, q.cursor.as_deref()).await.map_err(|e| match e {
-            longhaul_store::StoreError::Config(detail) => ApiError::BadRequest(detail, Vec::new()),
+            // Only a cursor is the client's fault.
+            e @ StoreError::InvalidCursor(_) => ApiError::BadRequest(e.to_string(), Vec::new()),
             other => other.into(),
         })?;
     Ok(Json(JobList { jobs: page.jobs, next_cursor: page.next_cursor }))

@@ -137,13 +137,14 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.is_unstorable() {
             // The handlers validate what they store; this is the second line of defence.
-            tracing::warn!(error = %e, "the database refused a value of the request");
+            tracing::warn!(error = %e.report(), "the database refused a value of the request");
             Self::Unprocessable("the request holds text the database cannot store (NUL)".into(), Vec::new())
-        } else if e.is_retryable() {
-            tracing::warn!(error = %e, "application storage unavailable");
+        } else if e.is_retryable() || matches!(e, StoreError::Stopped(_)) {
+            // A stopped writer means this process is stopping: another one can take the request.
+            tracing::warn!(error = %e.report(), "application storage unavailable");
             Self::Unavailable("application storage", Duration::from_secs(2))
         } else {
-            tracing::error!(error = %e, "application storage failed");
+            tracing::error!(error = %e.report(), "application storage failed");
             Self::Internal
         }
     }

@@ -109,10 +109,7 @@ impl PendingWriter {
     /// # Errors
     /// As [`Store::create_pending`].
     pub async fn create(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
-        self.batcher
-            .call(job)
-            .await
-            .unwrap_or_else(|| Err(StoreError::Config("the pending-record writer has stopped".into())))
+        self.batcher.call(job).await.unwrap_or(Err(StoreError::Stopped("pending-record writer")))
     }
 }
 
@@ -145,7 +142,7 @@ impl TicketReader {
         self.batcher
             .call((tenant.clone(), ticket.clone()))
             .await
-            .unwrap_or_else(|| Err(StoreError::Config("the ticket reader has stopped".into())))
+            .unwrap_or(Err(StoreError::Stopped("ticket reader")))
     }
 }
 

@@ -4,18 +4,41 @@
 
 use longhaul_core::{FailureCase, JobError};
 
-/// An application-storage failure.
+/// An application-storage failure. Messages name the failure only; the cause, if any, is the
+/// error's [`source`](std::error::Error::source) — show the chain ([`StoreError::report`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A query failed.
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     /// Migrations failed.
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The configuration is unusable (for example an unsupported URL).
-    #[error("{0}")]
-    Config(String),
+    /// A database URL names neither backend.
+    #[error("unsupported database URL scheme {0:?}: use postgres://… or sqlite://…")]
+    UnsupportedScheme(String),
+    /// A database URL of a known backend does not parse.
+    #[error("invalid {backend} URL")]
+    InvalidUrl {
+        /// `PostgreSQL` or `SQLite`.
+        backend: &'static str,
+        /// What the driver said.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A page cursor this store did not issue (the caller's input).
+    #[error("invalid cursor {0:?}")]
+    InvalidCursor(String),
+    /// An attempt number beyond what the database stores.
+    #[error("attempt {0} is out of range")]
+    AttemptOutOfRange(u32),
+    /// The operating system's random source failed (issuing an API key).
+    #[error("the OS random source failed")]
+    Random(#[source] getrandom::Error),
+    /// A task of this process that writes or reads for its callers (a batcher) has ended, so the
+    /// request never reached the database: the process is stopping.
+    #[error("the {0} has stopped")]
+    Stopped(&'static str),
     /// A referenced row does not exist (or belongs to another tenant).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -31,7 +54,9 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether trying again later may succeed: the database was unreachable, timed out, or
-    /// reported a serialization failure, deadlock or lock contention.
+    /// reported a serialization failure, deadlock or lock contention. [`StoreError::Stopped`] is
+    /// not: this process is stopping, and trying again in it cannot succeed (callers that answer
+    /// someone else, as the producer's HTTP API, report it as unavailability all the same).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Database(e) => match e {
@@ -58,7 +83,15 @@ impl StoreError {
                 }
                 _ => false,
             },
-            Self::Migrate(_) | Self::Config(_) | Self::NotFound(_) | Self::Corrupt { .. } => false,
+            Self::Migrate(_)
+            | Self::UnsupportedScheme(_)
+            | Self::InvalidUrl { .. }
+            | Self::InvalidCursor(_)
+            | Self::AttemptOutOfRange(_)
+            | Self::Random(_)
+            | Self::Stopped(_)
+            | Self::NotFound(_)
+            | Self::Corrupt { .. } => false,
         }
     }
 
@@ -74,6 +107,23 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// The error and its causes on one line, `: `-separated: how it reads where only text goes on
+    /// (a job's error message, a log field). A cause its parent's message already ends with (sqlx
+    /// quotes its own sources) is not repeated.
+    pub fn report(&self) -> String {
+        let mut line = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !line.ends_with(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = e.source();
+        }
+        line
+    }
 }
 
 impl From<StoreError> for JobError {
@@ -86,6 +136,36 @@ impl From<StoreError> for JobError {
             _ if e.is_unstorable() => FailureCase::InvalidJobData,
             _ => FailureCase::TemporaryInfrastructure,
         };
-        JobError::new(case, e.to_string())
+        JobError::new(case, e.report())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_prints_each_cause_once() {
+        let e = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert_eq!(e.to_string(), "database error");
+        assert_eq!(e.report(), "database error: pool timed out while waiting for an open connection");
+        // sqlx quotes its own source in its message; the report does not repeat it.
+        let e = StoreError::Database(sqlx::Error::Configuration("bad port".into()));
+        assert_eq!(e.report(), "database error: error with configuration: bad port");
+        assert_eq!(StoreError::Stopped("recorder").report(), "the recorder has stopped");
+    }
+
+    #[test]
+    fn only_an_unavailable_database_is_retryable() {
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_retryable());
+        for e in [
+            StoreError::Stopped("recorder"),
+            StoreError::InvalidCursor("x".into()),
+            StoreError::AttemptOutOfRange(u32::MAX),
+            StoreError::UnsupportedScheme("mysql".into()),
+            StoreError::NotFound("job"),
+        ] {
+            assert!(!e.is_retryable(), "{e}");
+        }
     }
 }

@@ -1,17 +1,31 @@
 //! `longhaul-store`: application storage — the user-facing truth — with sqlx.
 //!
 //! One [`Store`], two backends: PostgreSQL for production (several pods share it) and SQLite, the
-//! embedded default when no `DATABASE_URL` is given (a file created on first use). Both run the
-//! same SQL text for single-row work (positional `$n` parameters, `ON CONFLICT`, `RETURNING`); for
-//! batches (group commit) PostgreSQL runs multi-row forms — `UNNEST` arrays, audit rows as
-//! data-modifying CTEs, one statement per kind of write — while SQLite, in-process, runs the
-//! single-row forms inside one transaction. Each has its own migrations under
-//! `migrations/{postgres,sqlite}`, with aligned numbering, embedded in the binary.
+//! embedded default when no `DATABASE_URL` is given (a file created on first use). Each has its
+//! own migrations under `migrations/{postgres,sqlite}`, with aligned numbering, embedded in the
+//! binary.
 //!
+//! The SQL is in `.sql` files under `crates/store/sql/`, and the tree says which backend runs what:
+//!
+//! - `common/` — run by both as written (positional `$n` parameters, `ON CONFLICT`,
+//!   `RETURNING`): the reads, tenants, tickets, the operation log, the audit log, and the job
+//!   writes that have no batched form (`fail`, `retry`).
+//! - `postgres/` — PostgreSQL only: the batched forms of the hot path — pending records, starts,
+//!   completions, progress, ticket reads and triage writes — each one multi-row statement over
+//!   `UNNEST` arrays, with its audit rows as a data-modifying CTE of the same statement. A single
+//!   write of these kinds runs the same statement with one row.
+//! - `sqlite/` — SQLite only: the single-row forms of those writes, which SQLite (in-process, so
+//!   statements are cheap) runs one after another inside one transaction, and the triage write,
+//!   which reads JSON with `json_extract`.
+//!
+//! Modules, one table family each:
+//!
+//! - [`tenants`] — tenants and their hashed API keys, with the authentication cache.
 //! - [`jobs`] — job records: create-pending-or-return-existing, fenced status writes, reads and
 //!   keyset pagination, always scoped by tenant.
-//! - [`tenants`] — tenants with hashed API keys, and tickets with revisions.
-//! - [`ops`] — the side-effect operation log and the audit log.
+//! - [`tickets`] — tickets with revisions, and the triage results written onto them.
+//! - [`ops`] — the side-effect operation log.
+//! - [`audit`] — the audit log.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
 //!
 //! Time comes from the caller's clock only through `now` values taken here with microsecond
@@ -23,28 +37,22 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
 
-/// Runs `$body` with `$pool` bound to the backend's pool; the body is compiled once per backend,
-/// so the SQL and the decoding are written once.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            $crate::Backend::Postgres($pool) => $body,
-            $crate::Backend::Sqlite($pool) => $body,
-        }
-    };
-}
+mod backend;
 
+pub mod audit;
 pub mod error;
 pub mod jobs;
 pub mod ops;
 pub mod tenants;
+pub mod tickets;
 
+pub use audit::AuditEntry;
+use backend::Db;
 pub use error::StoreError;
-pub use jobs::{JobPage, ProgressWrite, Write, WriteOutcome};
-pub use ops::AuditEntry;
-pub use tenants::{ApiKey, Tenant, Ticket, TriageWrite};
+pub use jobs::{JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
+pub use tenants::{ApiKey, Tenant};
+pub use tickets::{Ticket, TriageWrite};
 
 /// The database used when no URL is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://longhaul.db";
@@ -68,16 +76,10 @@ impl Default for StoreOptions {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
-}
-
 /// Application storage. Cheap to clone (it holds a connection pool).
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
+    db: Db,
     auth_cache: std::sync::Arc<tenants::AuthCache>,
 }
 
@@ -96,13 +98,14 @@ impl Store {
     /// in WAL mode with full synchronous commits. Migrations are not applied; see [`Store::migrate`].
     ///
     /// # Errors
-    /// [`StoreError::Config`] for a URL that names neither backend or does not parse;
+    /// [`StoreError::UnsupportedScheme`] for a URL that names neither backend,
+    /// [`StoreError::InvalidUrl`] for one that does not parse;
     /// [`StoreError::Database`] when the database cannot be reached.
     pub async fn connect(url: Option<&str>, options: &StoreOptions) -> Result<Self, StoreError> {
         let url = url.unwrap_or(DEFAULT_DATABASE_URL);
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
+                .map_err(|source| StoreError::InvalidUrl { backend: "PostgreSQL", source })?;
             let pool = match PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
@@ -122,10 +125,10 @@ impl Store {
                 }
                 Err(e) => return Err(e.into()),
             };
-            Backend::Postgres(pool)
+            Db::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Config(format!("invalid SQLite URL: {e}")))?
+                .map_err(|source| StoreError::InvalidUrl { backend: "SQLite", source })?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
@@ -136,14 +139,12 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Backend::Sqlite(pool)
+            Db::Sqlite(pool)
         } else {
             let scheme = url.split(':').next().unwrap_or_default();
-            return Err(StoreError::Config(format!(
-                "unsupported database URL scheme {scheme:?}: use postgres://… or sqlite://…"
-            )));
+            return Err(StoreError::UnsupportedScheme(scheme.to_owned()));
         };
-        Ok(Self { backend, auth_cache: std::sync::Arc::default() })
+        Ok(Self { db, auth_cache: std::sync::Arc::default() })
     }
 
     /// Connects and applies pending migrations.
@@ -163,18 +164,18 @@ impl Store {
     /// [`StoreError::Migrate`] when a migration fails or the applied history differs from the
     /// embedded one.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Postgres(pool) => PG_MIGRATOR.run(pool).await?,
-            Backend::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+        match &self.db {
+            Db::Postgres(pool) => PG_MIGRATOR.run(pool).await?,
+            Db::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
         }
         Ok(())
     }
 
     /// Which backend this store uses.
     pub fn kind(&self) -> BackendKind {
-        match self.backend {
-            Backend::Postgres(_) => BackendKind::Postgres,
-            Backend::Sqlite(_) => BackendKind::Sqlite,
+        match self.db {
+            Db::Postgres(_) => BackendKind::Postgres,
+            Db::Sqlite(_) => BackendKind::Sqlite,
         }
     }
 
@@ -183,13 +184,15 @@ impl Store {
     /// # Errors
     /// [`StoreError::Database`] when it does not.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
-        Ok(())
+        self.db.execute("SELECT 1", &[]).await.map(|_| ())
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await);
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pool) => pool.close().await,
+        }
     }
 }
 

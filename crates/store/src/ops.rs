@@ -1,50 +1,41 @@
-//! The side-effect operation log and the audit log.
+//! The side-effect operation log.
 //!
 //! The operation log makes side effects at-most-once per [`OperationId`]: a stage calls `begin`
 //! before an effect and `finish` with its result after. A later attempt of the same job that finds
 //! the operation `done` reuses the stored result instead of running the effect again; one that finds
 //! it only `started` (the earlier attempt died mid-effect) runs it again with the same operation id
-//! as the receiver's idempotency key.
+//! as the receiver's idempotency key. (A local effect — the triage written onto a ticket — records
+//! its operation in the same transaction instead; see [`crate::tickets`].)
 
-use chrono::{DateTime, Utc};
-use longhaul_core::{JobContext, JobError, JobId, OperationId, OperationLog, OperationState, TenantId};
+use longhaul_core::{JobContext, JobError, OperationId, OperationLog, OperationState, TenantId};
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::backend::Arg;
 use crate::{Store, StoreError, now};
 
-/// The audit insert: `$1` tenant, `$2` job (nullable), `$3` action, `$4` detail JSON, `$5` time.
-pub(crate) fn audit_sql() -> &'static str {
-    "INSERT INTO audit_log (tenant_id, job_id, action, detail, at) VALUES ($1, $2, $3, $4, $5)"
-}
-
-/// One audit row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditEntry {
-    /// The job it concerns, if any.
-    pub job_id: Option<String>,
-    /// What happened: `enqueued`, `duplicate_enqueue`, `started`, `retry_scheduled`, `completed`,
-    /// `failed`, `alert`, or an action a service appends.
-    pub action: String,
-    /// Details (attempt, class, message, …).
-    pub detail: Value,
-    /// When.
-    pub at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    job_id: Option<String>,
-    action: String,
-    detail: Json<Value>,
-    at: DateTime<Utc>,
-}
+const BEGIN: &str = include_str!("../sql/common/operations/begin.sql");
+const SELECT: &str = include_str!("../sql/common/operations/select.sql");
+const RESTART: &str = include_str!("../sql/common/operations/restart.sql");
+const FINISH: &str = include_str!("../sql/common/operations/finish.sql");
+const SELECT_STATE: &str = include_str!("../sql/common/operations/select_state.sql");
 
 #[derive(sqlx::FromRow)]
 struct OperationRow {
     state: String,
     attempt: i32,
     result: Option<Json<Value>>,
+}
+
+impl TryFrom<OperationRow> for OperationState {
+    type Error = StoreError;
+    fn try_from(r: OperationRow) -> Result<Self, StoreError> {
+        match r.state.as_str() {
+            "done" => Ok(OperationState::Done { result: r.result.map(|j| j.0).unwrap_or(Value::Null) }),
+            "started" => Ok(OperationState::Started { attempt: u32::try_from(r.attempt).unwrap_or(0) }),
+            other => Err(StoreError::Corrupt { table: "operations", detail: format!("state = {other:?}") }),
+        }
+    }
 }
 
 impl Store {
@@ -62,50 +53,30 @@ impl Store {
     ) -> Result<Option<OperationState>, StoreError> {
         let now = now();
         let attempt = i32::try_from(ctx.attempt).unwrap_or(i32::MAX);
-        on_pool!(self, pool => {
-            let inserted: Option<(String,)> = sqlx::query_as(
-                "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt, result, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'started', $6, NULL, $7, $7) \
-                 ON CONFLICT (operation_id) DO NOTHING RETURNING operation_id",
-            )
-            .bind(op.as_str())
-            .bind(ctx.tenant_id.as_str())
-            .bind(ctx.job_id.as_str())
-            .bind(stage)
-            .bind(effect)
-            .bind(attempt)
-            .bind(now)
-            .fetch_optional(pool)
-            .await?;
-            if inserted.is_some() {
-                return Ok(None);
-            }
-            let row: OperationRow = sqlx::query_as(
-                "SELECT state, attempt, result FROM operations WHERE operation_id = $1 AND tenant_id = $2",
-            )
-            .bind(op.as_str())
-            .bind(ctx.tenant_id.as_str())
-            .fetch_optional(pool)
+        let (op, tenant) = (op.as_str(), ctx.tenant_id.as_str());
+        let mut db = self.db.connect().await?;
+        let args = [
+            op.into(),
+            tenant.into(),
+            ctx.job_id.as_str().into(),
+            stage.into(),
+            effect.into(),
+            attempt.into(),
+            now.into(),
+        ];
+        let inserted: Option<(String,)> = db.fetch_optional(BEGIN, &args).await?;
+        if inserted.is_some() {
+            return Ok(None);
+        }
+        let row: OperationRow = db
+            .fetch_optional(SELECT, &[op.into(), tenant.into()])
             .await?
             .ok_or(StoreError::NotFound("operation"))?;
-            match row.state.as_str() {
-                "done" => Ok(Some(OperationState::Done { result: row.result.map(|j| j.0).unwrap_or(Value::Null) })),
-                "started" => {
-                    sqlx::query(
-                        "UPDATE operations SET attempt = $3, updated_at = $4 \
-                         WHERE operation_id = $1 AND tenant_id = $2 AND state = 'started'",
-                    )
-                    .bind(op.as_str())
-                    .bind(ctx.tenant_id.as_str())
-                    .bind(attempt)
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
-                    Ok(Some(OperationState::Started { attempt: u32::try_from(row.attempt).unwrap_or(0) }))
-                }
-                other => Err(StoreError::Corrupt { table: "operations", detail: format!("state = {other:?}") }),
-            }
-        })
+        let state = OperationState::try_from(row)?;
+        if let OperationState::Started { .. } = state {
+            db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await?;
+        }
+        Ok(Some(state))
     }
 
     /// Records that operation `op` finished with `result`. Finishing an operation that is already
@@ -120,27 +91,12 @@ impl Store {
         result: &Value,
     ) -> Result<(), StoreError> {
         let now = now();
-        let found: Option<(String,)> = on_pool!(self, pool => {
-            let updated = sqlx::query(
-                "UPDATE operations SET state = 'done', result = $3, updated_at = $4 \
-                 WHERE operation_id = $1 AND tenant_id = $2 AND state = 'started'",
-            )
-            .bind(op.as_str())
-            .bind(tenant.as_str())
-            .bind(Json(result))
-            .bind(now)
-            .execute(pool)
-            .await?;
-            if updated.rows_affected() == 1 {
-                Ok::<_, StoreError>(Some((String::new(),)))
-            } else {
-                Ok(sqlx::query_as("SELECT state FROM operations WHERE operation_id = $1 AND tenant_id = $2")
-                    .bind(op.as_str())
-                    .bind(tenant.as_str())
-                    .fetch_optional(pool)
-                    .await?)
-            }
-        })?;
+        let (op, tenant) = (op.as_str(), tenant.as_str());
+        let mut db = self.db.connect().await?;
+        if db.execute(FINISH, &[op.into(), tenant.into(), result.into(), now.into()]).await? == 1 {
+            return Ok(());
+        }
+        let found: Option<(String,)> = db.fetch_optional(SELECT_STATE, &[op.into(), tenant.into()]).await?;
         found.map(|_| ()).ok_or(StoreError::NotFound("operation"))
     }
 
@@ -153,65 +109,9 @@ impl Store {
         tenant: &TenantId,
         op: &OperationId,
     ) -> Result<Option<OperationState>, StoreError> {
-        let row: Option<OperationRow> = on_pool!(self, pool => {
-            sqlx::query_as("SELECT state, attempt, result FROM operations WHERE operation_id = $1 AND tenant_id = $2")
-                .bind(op.as_str())
-                .bind(tenant.as_str())
-                .fetch_optional(pool)
-                .await
-        })?;
-        row.map(|r| match r.state.as_str() {
-            "done" => Ok(OperationState::Done { result: r.result.map(|j| j.0).unwrap_or(Value::Null) }),
-            "started" => Ok(OperationState::Started { attempt: u32::try_from(r.attempt).unwrap_or(0) }),
-            other => Err(StoreError::Corrupt { table: "operations", detail: format!("state = {other:?}") }),
-        })
-        .transpose()
-    }
-
-    /// Appends an audit row.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    pub async fn append_audit(
-        &self,
-        tenant: &TenantId,
-        job: Option<&JobId>,
-        action: &str,
-        detail: &Value,
-    ) -> Result<(), StoreError> {
-        let now = now();
-        on_pool!(self, pool => {
-            sqlx::query(audit_sql())
-                .bind(tenant.as_str())
-                .bind(job.map(JobId::as_str))
-                .bind(action)
-                .bind(Json(detail))
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        })?;
-        Ok(())
-    }
-
-    /// The audit trail of one job of `tenant`, oldest first.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`].
-    pub async fn job_audit(&self, tenant: &TenantId, job: &JobId) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows: Vec<AuditRow> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT job_id, action, detail, at FROM audit_log WHERE tenant_id = $1 AND job_id = $2 ORDER BY seq",
-            )
-            .bind(tenant.as_str())
-            .bind(job.as_str())
-            .fetch_all(pool)
-            .await
-        })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditEntry { job_id: r.job_id, action: r.action, detail: r.detail.0, at: r.at })
-            .collect())
+        let args: [Arg<'_>; 2] = [op.as_str().into(), tenant.as_str().into()];
+        let row: Option<OperationRow> = self.db.fetch_optional(SELECT, &args).await?;
+        row.map(OperationState::try_from).transpose()
     }
 }
 

@@ -32,8 +32,17 @@ use tracing::Instrument as _;
 pub use classify::{Category, Classification, Classifier, Priority, RuleClassifier};
 pub use http::{HttpClassifier, HttpClassifierConfig, HttpWebhook, WebhookSender};
 
-/// Stage names, in order.
-pub const STAGES: [&str; 3] = ["load", "classify", "apply"];
+/// The load stage's name.
+pub const STAGE_LOAD: &str = "load";
+/// The classify stage's name.
+pub const STAGE_CLASSIFY: &str = "classify";
+/// The apply stage's name.
+pub const STAGE_APPLY: &str = "apply";
+/// The apply stage's ticket update: the operation it is recorded as (operation ids are derived
+/// from the stage and effect names, so these never change).
+pub const EFFECT_TICKET_UPDATE: &str = "ticket-update";
+/// The apply stage's webhook delivery.
+pub const EFFECT_WEBHOOK: &str = "webhook";
 
 /// What a completed triage job stores as its output: what its ticket update stored, so a retried
 /// job reports what its first attempt applied.
@@ -104,11 +113,11 @@ where
     async fn run(&self, ctx: &JobContext, observer: &dyn PipelineObserver) -> Result<TriageOutput, JobError> {
         let event = |e: StageEvent<'_>| observer.on_event(ctx, e);
 
-        event(StageEvent::Started { stage: "load", progress: percent(0) });
+        event(StageEvent::Started { stage: STAGE_LOAD, progress: percent(0) });
         let ticket = self
             .tickets
             .load_ticket(&ctx.tenant_id, &ctx.ticket_id)
-            .instrument(tracing::info_span!("stage", stage = "load"))
+            .instrument(tracing::info_span!("stage", stage = STAGE_LOAD))
             .await?
             .ok_or_else(|| {
                 JobError::new(FailureCase::InvalidJobData, format!("ticket {} does not exist", ctx.ticket_id))
@@ -131,27 +140,27 @@ where
                 ),
             ));
         }
-        event(StageEvent::Finished { stage: "load", progress: percent(33) });
+        event(StageEvent::Finished { stage: STAGE_LOAD, progress: percent(33) });
 
-        event(StageEvent::Started { stage: "classify", progress: percent(33) });
+        event(StageEvent::Started { stage: STAGE_CLASSIFY, progress: percent(33) });
         let classification = self
             .classifier
             .classify(&ticket)
-            .instrument(tracing::info_span!("stage", stage = "classify"))
+            .instrument(tracing::info_span!("stage", stage = STAGE_CLASSIFY))
             .await?;
         // Whatever the provider: an answer outside the schema's limits (NUL included, which
         // PostgreSQL cannot store) is invalid now, not an infrastructure failure at the write.
         classification.validate().map_err(|e| {
             JobError::new(FailureCase::ProviderRejected, format!("classifier answer is out of bounds: {e}"))
         })?;
-        event(StageEvent::Finished { stage: "classify", progress: percent(66) });
+        event(StageEvent::Finished { stage: STAGE_CLASSIFY, progress: percent(66) });
 
-        event(StageEvent::Started { stage: "apply", progress: percent(66) });
+        event(StageEvent::Started { stage: STAGE_APPLY, progress: percent(66) });
         let output = self
             .apply(ctx, &ticket, classification, &event)
-            .instrument(tracing::info_span!("stage", stage = "apply"))
+            .instrument(tracing::info_span!("stage", stage = STAGE_APPLY))
             .await?;
-        event(StageEvent::Finished { stage: "apply", progress: percent(100) });
+        event(StageEvent::Finished { stage: STAGE_APPLY, progress: percent(100) });
         Ok(output)
     }
 }
@@ -180,9 +189,9 @@ where
         let triage =
             json!({ "classification": classification, "job_id": ctx.job_id, "revision": ticket.revision });
         // A local effect: written atomically with its operation record.
-        let op = longhaul_core::OperationId::derive(&ctx.job_id, "apply", "ticket-update");
-        let stored = self.tickets.write_triage(ctx, &op, &triage).await?;
-        event(StageEvent::Progress { stage: "apply", progress: percent(83) });
+        let op = longhaul_core::OperationId::derive(&ctx.job_id, STAGE_APPLY, EFFECT_TICKET_UPDATE);
+        let stored = self.tickets.write_triage(ctx, &op, STAGE_APPLY, EFFECT_TICKET_UPDATE, &triage).await?;
+        event(StageEvent::Progress { stage: STAGE_APPLY, progress: percent(83) });
         let applied = Applied::from_stored(&stored, classification, ticket.revision)?;
         let webhook = match &ticket.webhook_url {
             _ if applied.superseded_by.is_some() => None,
@@ -196,7 +205,7 @@ where
                     "revision": applied.revision,
                     "classification": applied.classification,
                 });
-                let delivered = run_effect(&self.ops, ctx, "apply", "webhook", |op| async move {
+                let delivered = run_effect(&self.ops, ctx, STAGE_APPLY, EFFECT_WEBHOOK, |op| async move {
                     self.webhook.deliver(url, &op, &payload).await
                 })
                 .await?;

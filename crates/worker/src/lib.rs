@@ -169,11 +169,10 @@ impl<P: Pipeline + 'static> Shared<P> {
     ) -> Result<longhaul_store::WriteOutcome, longhaul_store::StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.recorder_tx.send(recorder::Request::Write(write, tx)).is_err() {
-            return Err(longhaul_store::StoreError::Config("the recorder has stopped".into()));
+            return Err(longhaul_store::StoreError::Stopped("recorder"));
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(longhaul_store::StoreError::Config("the recorder dropped a write".into()))
-        })
+        // The recorder dropped the reply: it ended before answering.
+        rx.await.unwrap_or(Err(longhaul_store::StoreError::Stopped("recorder")))
     }
 
     /// Forgets `delivery` (unless a newer delivery of its entry replaced it here).

@@ -14,12 +14,14 @@ const MAX_BATCH: usize = 64;
 
 type Read = Result<Option<TicketView>, StoreError>;
 type Written = Result<Value, StoreError>;
+/// A triage write as it waits for its batch: context, operation id, stage, effect, triage.
+type Pending = (JobContext, OperationId, String, String, Value);
 
 /// A [`TicketStore`] over [`Store`] whose reads and writes are batched across concurrent jobs.
 #[derive(Debug, Clone)]
 pub struct BatchedTickets {
     reads: Batcher<(TenantId, TicketId), Read>,
-    writes: Batcher<(JobContext, OperationId, Value), Written>,
+    writes: Batcher<Pending, Written>,
 }
 
 impl BatchedTickets {
@@ -32,7 +34,7 @@ impl BatchedTickets {
             async move { read(&store, keys).await }
         });
         let writer = store.clone();
-        let writes = Batcher::spawn(MAX_BATCH, move |batch: Vec<(JobContext, OperationId, Value)>| {
+        let writes = Batcher::spawn(MAX_BATCH, move |batch: Vec<Pending>| {
             let store = writer.clone();
             async move { write(&store, batch).await }
         });
@@ -45,25 +47,24 @@ async fn read(store: &Store, keys: Vec<(TenantId, TicketId)>) -> Vec<Read> {
     store.load_ticket_views_each(&refs).await
 }
 
-async fn write(store: &Store, batch: Vec<(JobContext, OperationId, Value)>) -> Vec<Written> {
-    let refs: Vec<TriageWrite<'_>> = batch.iter().map(|(ctx, op, triage)| (ctx, op, triage)).collect();
+async fn write(store: &Store, batch: Vec<Pending>) -> Vec<Written> {
+    let refs: Vec<TriageWrite<'_>> = batch
+        .iter()
+        .map(|(ctx, op, stage, effect, triage)| TriageWrite { ctx, op, stage, effect, triage })
+        .collect();
     match store.write_ticket_triage_many(&refs).await {
         Ok(results) => results,
         Err(e) if refs.len() > 1 => {
             // One bad write must not fail the others: write them one by one.
-            tracing::warn!(error = %e, writes = refs.len(), "batched ticket writes failed; writing them one by one");
+            tracing::warn!(error = %e.report(), writes = refs.len(), "batched ticket writes failed; writing them one by one");
             let mut out = Vec::with_capacity(refs.len());
-            for (ctx, op, triage) in refs {
-                out.push(store.write_ticket_triage(ctx, op, triage).await);
+            for w in refs {
+                out.push(store.write_ticket_triage(w).await);
             }
             out
         }
         Err(e) => vec![Err(e)],
     }
-}
-
-fn stopped(what: &str) -> StoreError {
-    StoreError::Config(format!("the ticket {what} has stopped"))
 }
 
 impl TicketStore for BatchedTickets {
@@ -76,7 +77,7 @@ impl TicketStore for BatchedTickets {
             .reads
             .call((tenant.clone(), ticket.clone()))
             .await
-            .unwrap_or_else(|| Err(stopped("reader")))?;
+            .unwrap_or_else(|| Err(StoreError::Stopped("ticket reader")))?;
         Ok(view)
     }
 
@@ -84,13 +85,15 @@ impl TicketStore for BatchedTickets {
         &self,
         ctx: &JobContext,
         op: &OperationId,
+        stage: &str,
+        effect: &str,
         triage: &Value,
     ) -> Result<Value, JobError> {
         let written = self
             .writes
-            .call((ctx.clone(), op.clone(), triage.clone()))
+            .call((ctx.clone(), op.clone(), stage.to_owned(), effect.to_owned(), triage.clone()))
             .await
-            .unwrap_or_else(|| Err(stopped("writer")))?;
+            .unwrap_or_else(|| Err(StoreError::Stopped("ticket writer")))?;
         Ok(written)
     }
 }

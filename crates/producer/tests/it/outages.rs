@@ -156,7 +156,8 @@ async fn a_lost_retry_is_restored_with_its_backoff() {
     // Attempt 1 failed and its retry is due in an hour; then Redis loses the queue's keys.
     let due = chrono::Utc::now() + chrono::Duration::hours(1);
     let due = due - chrono::Duration::nanoseconds(i64::from(due.timestamp_subsec_nanos() % 1_000_000));
-    t.db.start(&tenant, &job, 1).await.expect("start");
+    let lease = longhaul_core::Lease { entry: "0-1".to_owned(), delivery: 1 };
+    t.db.start_next(&tenant, &job, lease, 1).await.expect("start");
     let retry =
         t.db.schedule_retry(&tenant, &job, 1, longhaul_core::ErrorClass::Retryable, "provider 503", due)
             .await

@@ -2,8 +2,8 @@
 
 use std::future::Future;
 
-use longhaul_core::{JobId, NewJob, TenantId, TicketId};
-use longhaul_store::Store;
+use longhaul_core::{JobId, JobRecord, Lease, NewJob, TenantId, TicketId};
+use longhaul_store::{Store, WriteOutcome};
 
 pub use longhaul_testkit::Backend as Kind;
 
@@ -63,4 +63,17 @@ pub async fn setup_job(store: &Store, tenant_id: &str, ticket_id: &str, max_atte
         ticket_revision: 1,
         max_attempts,
     }
+}
+
+/// The record a write produced; panics when it was refused.
+pub fn applied(outcome: WriteOutcome) -> JobRecord {
+    match outcome {
+        WriteOutcome::Applied(r) => r,
+        WriteOutcome::Refused { reason, .. } => panic!("write refused: {reason}"),
+    }
+}
+
+/// Delivery `delivery` of stream entry `entry`.
+pub fn lease(entry: &str, delivery: u32) -> Lease {
+    Lease { entry: entry.to_owned(), delivery }
 }

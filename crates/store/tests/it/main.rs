@@ -2,7 +2,11 @@
 //! its own (a temporary SQLite file; a fresh PostgreSQL database dropped afterwards), so the suite
 //! runs in parallel and leaves nothing behind.
 
+mod batches;
+mod connect;
 mod harness;
 mod jobs;
+mod model;
 mod ops;
 mod tenants;
+mod tickets;

@@ -56,8 +56,15 @@ impl TicketStore for MemStore {
         &self,
         ctx: &JobContext,
         op: &OperationId,
+        stage: &str,
+        effect: &str,
         triage: &Value,
     ) -> Result<Value, JobError> {
+        assert_eq!(
+            *op,
+            OperationId::derive(&ctx.job_id, stage, effect),
+            "the operation is named by its stage and effect"
+        );
         let mut ops = self.ops.lock().expect("lock");
         if let Some(OperationState::Done { result }) = ops.get(op.as_str()) {
             return Ok(result.clone());

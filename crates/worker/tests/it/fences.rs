@@ -138,9 +138,11 @@ both_backends!(a_job_out_of_attempts_fails_at_its_limit, |backend| async move {
         max_attempts: 2,
     };
     db.create_pending(new).await.expect("create");
-    // Both attempts were started by runs that never finished; a newer entry arrives.
-    db.start(&tenant(), &job, 1).await.expect("start 1");
-    db.start(&tenant(), &job, 2).await.expect("start 2");
+    // Both attempts were started by runs that never finished (the second a later delivery of the
+    // entry that started the first); a newer entry arrives.
+    let delivery = |n| Lease { entry: "0-1".to_owned(), delivery: n };
+    db.start_next(&tenant(), &job, delivery(1), 1).await.expect("start 1");
+    db.start_next(&tenant(), &job, delivery(2), 1).await.expect("start 2");
     q.enqueue(&longhaul_queue::JobEntry { attempt: 3, ..entry(&job, &ticket, stored.revision) })
         .await
         .expect("enqueue");

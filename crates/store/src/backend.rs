@@ -1,0 +1,257 @@
+//! The two databases behind one small interface: [`Db`] (a pool) hands out a [`Session`] (one
+//! connection, in a transaction or not), which runs a statement with [`Arg`] parameters on
+//! whichever backend it holds and decodes its rows once, through `sqlx::FromRow`.
+//!
+//! The SQL lives in `.sql` files under `crates/store/sql/`: `common/` for statements both backends
+//! run as written, `postgres/` and `sqlite/` for those only one runs. PostgreSQL-only statements
+//! bind arrays, which have no SQLite type, so their callers run them with sqlx directly on a
+//! [`Handle<Postgres>`]; everything else goes through [`Session`]'s methods. Where the paths of
+//! the two backends part, the code says so with a `match` on [`Db`].
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::types::Json;
+use sqlx::{
+    Arguments as _, Database, Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Transaction, Type,
+};
+
+use crate::StoreError;
+
+/// The connection pool of one backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A statement parameter. Each variant binds as the same SQL type on both backends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Arg<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i32>),
+    BigInt(i64),
+    Time(Option<DateTime<Utc>>),
+    Json(&'a Value),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Self::Text(Some(v))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Self::Text(v)
+    }
+}
+
+impl From<i32> for Arg<'_> {
+    fn from(v: i32) -> Self {
+        Self::Int(Some(v))
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Self::BigInt(v)
+    }
+}
+
+impl From<DateTime<Utc>> for Arg<'_> {
+    fn from(v: DateTime<Utc>) -> Self {
+        Self::Time(Some(v))
+    }
+}
+
+impl<'a> From<&'a Value> for Arg<'a> {
+    fn from(v: &'a Value) -> Self {
+        Self::Json(v)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Arg<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Self::Bytes(v)
+    }
+}
+
+/// A row type both backends decode (every `#[derive(sqlx::FromRow)]` struct and tuple of
+/// decodable columns).
+pub(crate) trait Row:
+    for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+
+/// The parameters of one statement, encoded for backend `DB`; an encoding failure is reported as
+/// sqlx reports one at execution.
+fn arguments<DB>(args: &[Arg<'_>]) -> Result<DB::Arguments, sqlx::Error>
+where
+    DB: Database,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<i32>: Encode<'a, DB> + Type<DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<DateTime<Utc>>: Encode<'a, DB> + Type<DB>,
+    for<'a> Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    let mut out = DB::Arguments::default();
+    for arg in args {
+        match *arg {
+            Arg::Text(v) => out.add(v),
+            Arg::Int(v) => out.add(v),
+            Arg::BigInt(v) => out.add(v),
+            Arg::Time(v) => out.add(v),
+            Arg::Json(v) => out.add(Json(v)),
+            Arg::Bytes(v) => out.add(v),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
+}
+
+/// One pooled connection of backend `DB`, in a transaction or in autocommit mode.
+#[derive(Debug)]
+pub(crate) enum Handle<DB: Database> {
+    Transaction(Transaction<'static, DB>),
+    Autocommit(PoolConnection<DB>),
+}
+
+impl<DB: Database> Handle<DB> {
+    /// A transaction when `transaction`, else a connection in autocommit mode.
+    pub(crate) async fn open(pool: &sqlx::Pool<DB>, transaction: bool) -> Result<Self, StoreError> {
+        Ok(if transaction {
+            Self::Transaction(pool.begin().await?)
+        } else {
+            Self::Autocommit(pool.acquire().await?)
+        })
+    }
+
+    /// The connection to run statements on.
+    pub(crate) fn connection(&mut self) -> &mut DB::Connection {
+        match self {
+            Self::Transaction(tx) => tx,
+            Self::Autocommit(conn) => conn,
+        }
+    }
+
+    /// Commits the transaction; in autocommit mode there is nothing to commit.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        if let Self::Transaction(tx) = self {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+/// One connection of either backend: what statements run on.
+#[derive(Debug)]
+pub(crate) enum Session {
+    Postgres(Handle<Postgres>),
+    Sqlite(Handle<Sqlite>),
+}
+
+impl Db {
+    /// A connection in autocommit mode: each statement commits on its own.
+    pub(crate) async fn connect(&self) -> Result<Session, StoreError> {
+        self.open(false).await
+    }
+
+    /// A connection in a new transaction; see [`Session::commit`]. Dropped without a commit, the
+    /// transaction rolls back.
+    pub(crate) async fn begin(&self) -> Result<Session, StoreError> {
+        self.open(true).await
+    }
+
+    async fn open(&self, transaction: bool) -> Result<Session, StoreError> {
+        Ok(match self {
+            Self::Postgres(pool) => Session::Postgres(Handle::open(pool, transaction).await?),
+            Self::Sqlite(pool) => Session::Sqlite(Handle::open(pool, transaction).await?),
+        })
+    }
+
+    /// Runs one statement on its own and returns its first row, if any.
+    pub(crate) async fn fetch_optional<R: Row>(
+        &self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<R>, StoreError> {
+        self.connect().await?.fetch_optional(sql, args).await
+    }
+
+    /// Runs one statement on its own and returns its rows.
+    pub(crate) async fn fetch_all<R: Row>(
+        &self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<R>, StoreError> {
+        self.connect().await?.fetch_all(sql, args).await
+    }
+
+    /// Runs one statement on its own and returns how many rows it changed.
+    pub(crate) async fn execute(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        self.connect().await?.execute(sql, args).await
+    }
+}
+
+impl Session {
+    /// Runs `sql` and returns its first row, if any.
+    pub(crate) async fn fetch_optional<R: Row>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Option<R>, StoreError> {
+        Ok(match self {
+            Self::Postgres(h) => {
+                sqlx::query_as_with(sql, arguments::<Postgres>(args)?).fetch_optional(h.connection()).await?
+            }
+            Self::Sqlite(h) => {
+                sqlx::query_as_with(sql, arguments::<Sqlite>(args)?).fetch_optional(h.connection()).await?
+            }
+        })
+    }
+
+    /// Runs `sql` and returns its rows.
+    pub(crate) async fn fetch_all<R: Row>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<R>, StoreError> {
+        Ok(match self {
+            Self::Postgres(h) => {
+                sqlx::query_as_with(sql, arguments::<Postgres>(args)?).fetch_all(h.connection()).await?
+            }
+            Self::Sqlite(h) => {
+                sqlx::query_as_with(sql, arguments::<Sqlite>(args)?).fetch_all(h.connection()).await?
+            }
+        })
+    }
+
+    /// Runs `sql` and returns how many rows it changed.
+    pub(crate) async fn execute(&mut self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        Ok(match self {
+            Self::Postgres(h) => sqlx::query_with(sql, arguments::<Postgres>(args)?)
+                .execute(h.connection())
+                .await?
+                .rows_affected(),
+            Self::Sqlite(h) => sqlx::query_with(sql, arguments::<Sqlite>(args)?)
+                .execute(h.connection())
+                .await?
+                .rows_affected(),
+        })
+    }
+
+    /// Commits the transaction ([`Db::begin`]); in autocommit mode there is nothing to commit.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(h) => h.commit().await,
+            Self::Sqlite(h) => h.commit().await,
+        }
+    }
+}

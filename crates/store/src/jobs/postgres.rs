@@ -1,0 +1,238 @@
+//! PostgreSQL's forms of the batched job writes: each kind of write — pending records, progress,
+//! starts, completions — is one statement for any number of rows (`UNNEST` arrays), whose audit
+//! rows are a CTE of the same statement. A single write runs the same statement with one row.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use longhaul_core::JobRecord;
+use serde_json::json;
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres};
+
+use super::row::{JobRow, to_i32};
+use super::{ProgressWrite, Write};
+use crate::StoreError;
+use crate::backend::Handle;
+
+/// `$1` jobs, `$2` tenants, `$3` tickets, `$4` revisions, `$5` max attempts, `$6` time.
+const CREATE_MANY: &str = include_str!("../../sql/postgres/jobs/create_many.sql");
+/// `$1` job ids.
+const SELECT_MANY: &str = include_str!("../../sql/postgres/jobs/select_many.sql");
+/// `$1` tenants, `$2` jobs, `$3` details, `$4` time.
+const AUDIT_DUPLICATES: &str = include_str!("../../sql/postgres/jobs/audit_duplicates.sql");
+/// `$1` jobs, `$2` tenants, `$3` attempts, `$4` stages, `$5` percents, `$6` time.
+const PROGRESS_MANY: &str = include_str!("../../sql/postgres/jobs/progress_many.sql");
+/// `$1` jobs, `$2` tenants, `$3` entry ids, `$4` delivery counts, `$5` entry attempts, `$6` time.
+const START_NEXT_MANY: &str = include_str!("../../sql/postgres/jobs/start_next_many.sql");
+/// `$1` jobs, `$2` tenants, `$3` attempts, `$4` outputs, `$5` time.
+const COMPLETE_MANY: &str = include_str!("../../sql/postgres/jobs/complete_many.sql");
+
+/// Pending records: one statement inserts every new record with its audit row; only duplicates
+/// (rare) cost more statements. One transaction either way.
+pub(super) async fn create_pending(
+    pool: &PgPool,
+    records: &[JobRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<(JobRecord, bool)>, StoreError> {
+    let column = |f: fn(&JobRecord) -> &str| records.iter().map(f).collect::<Vec<&str>>();
+    let mut tx = pool.begin().await?;
+    let inserted: Vec<JobRow> = sqlx::query_as(CREATE_MANY)
+        .bind(column(|r| r.job_id.as_str()))
+        .bind(column(|r| r.tenant_id.as_str()))
+        .bind(column(|r| r.ticket_id.as_str()))
+        .bind(
+            records.iter().map(|r| i64::try_from(r.ticket_revision).unwrap_or(i64::MAX)).collect::<Vec<_>>(),
+        )
+        .bind(records.iter().map(|r| to_i32(r.max_attempts)).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut created = HashMap::with_capacity(inserted.len());
+    for row in inserted {
+        let record = JobRecord::try_from(row)?;
+        created.insert(record.job_id.clone(), record);
+    }
+    // The first request for a created id is its creator; every other request is a duplicate.
+    let mut claimed = HashSet::new();
+    let duplicates: Vec<&JobRecord> = records
+        .iter()
+        .filter(|r| !(created.contains_key(&r.job_id) && claimed.insert(r.job_id.clone())))
+        .collect();
+    let mut existing = HashMap::new();
+    if !duplicates.is_empty() {
+        let ids: Vec<&str> = duplicates.iter().map(|r| r.job_id.as_str()).collect();
+        let rows: Vec<JobRow> = sqlx::query_as(SELECT_MANY).bind(&ids).fetch_all(&mut *tx).await?;
+        for row in rows {
+            let record = JobRecord::try_from(row)?;
+            existing.insert(record.job_id.clone(), record);
+        }
+        for r in &duplicates {
+            // Another tenant's job reads as missing, as in `get_job`.
+            if existing.get(&r.job_id).is_none_or(|e: &JobRecord| e.tenant_id != r.tenant_id) {
+                return Err(StoreError::NotFound("job"));
+            }
+        }
+        sqlx::query(AUDIT_DUPLICATES)
+            .bind(duplicates.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(&ids)
+            .bind(
+                duplicates
+                    .iter()
+                    .map(|r| Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let mut claimed = HashSet::new();
+    records
+        .iter()
+        .map(|r| match created.get(&r.job_id) {
+            Some(record) => Ok((record.clone(), claimed.insert(r.job_id.clone()))),
+            None => existing.get(&r.job_id).map(|e| (e.clone(), false)).ok_or(StoreError::NotFound("job")),
+        })
+        .collect()
+}
+
+/// Progress writes, then starts and completions: the progress writes in one statement, the starts
+/// in one and the completions in one — unless a start names a job that another start or completion
+/// of the batch names too; then each start or completion is a statement of its own, in order. In
+/// one transaction when there is more than one statement.
+///
+/// Returns, per progress write, whether it was applied, and per write the row it wrote.
+pub(super) async fn write_batch(
+    pool: &PgPool,
+    progress: &[ProgressWrite<'_>],
+    writes: &[Write],
+    now: DateTime<Utc>,
+) -> Result<(Vec<bool>, Vec<Option<JobRow>>), StoreError> {
+    let last = last_progress(progress);
+    let groups = groups(writes);
+    let mut db = Handle::<Postgres>::open(pool, usize::from(!last.is_empty()) + groups.len() > 1).await?;
+    let updated: HashSet<String> =
+        if last.is_empty() { HashSet::new() } else { write_progress(&mut db, progress, &last, now).await? };
+    let mut rows: Vec<Option<JobRow>> = writes.iter().map(|_| None).collect();
+    for group in &groups {
+        let ws: Vec<&Write> = group.iter().map(|&i| &writes[i]).collect();
+        let written = match ws[0] {
+            Write::StartNext { .. } => starts(&ws, now).fetch_all(db.connection()).await?,
+            Write::Complete { .. } => completes(&ws, now).fetch_all(db.connection()).await?,
+        };
+        let mut by_job: HashMap<String, JobRow> =
+            written.into_iter().map(|r| (r.job_id.clone(), r)).collect();
+        for &i in group {
+            rows[i] = by_job.remove(writes[i].target().1.as_str());
+        }
+    }
+    db.commit().await?;
+    let applied = progress
+        .iter()
+        .map(|(_, job, attempt, ..)| {
+            updated.contains(job.as_str())
+                && last.get(job.as_str()).is_some_and(|&i| progress[i].2 == *attempt)
+        })
+        .collect();
+    Ok((applied, rows))
+}
+
+/// The progress write kept per job, by job id: the last of its newest attempt (a statement cannot
+/// update a row twice, and an older attempt's write would be refused anyway).
+fn last_progress<'a>(progress: &[ProgressWrite<'a>]) -> HashMap<&'a str, usize> {
+    let mut last: HashMap<&str, usize> = HashMap::with_capacity(progress.len());
+    for (i, (_, job, attempt, ..)) in progress.iter().enumerate() {
+        if last.get(job.as_str()).is_none_or(|&j| *attempt >= progress[j].2) {
+            last.insert(job.as_str(), i);
+        }
+    }
+    last
+}
+
+/// Writes the chosen progress writes (`last`) in job-id order, so concurrent batches lock rows in
+/// the same order. Returns the jobs written.
+async fn write_progress(
+    db: &mut Handle<Postgres>,
+    progress: &[ProgressWrite<'_>],
+    last: &HashMap<&str, usize>,
+    now: DateTime<Utc>,
+) -> Result<HashSet<String>, StoreError> {
+    let mut chosen: Vec<&ProgressWrite<'_>> = last.values().map(|&i| &progress[i]).collect();
+    chosen.sort_unstable_by_key(|(_, job, ..)| job.as_str());
+    let updated: Vec<(String,)> = sqlx::query_as(PROGRESS_MANY)
+        .bind(chosen.iter().map(|(_, job, ..)| job.as_str()).collect::<Vec<_>>())
+        .bind(chosen.iter().map(|(tenant, ..)| tenant.as_str()).collect::<Vec<_>>())
+        .bind(chosen.iter().map(|(_, _, attempt, ..)| to_i32(*attempt)).collect::<Vec<_>>())
+        .bind(chosen.iter().map(|(.., stage, _)| *stage).collect::<Vec<_>>())
+        .bind(chosen.iter().map(|(.., percent)| i32::from(percent.percent())).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(db.connection())
+        .await?;
+    Ok(updated.into_iter().map(|(job,)| job).collect())
+}
+
+/// The statements of `writes`, as indices into it: the starts and the completions, each in job-id
+/// order (so concurrent batches lock rows in the same order) — or, when a start names a job that
+/// another write names too, each write alone, in order (one statement cannot write a row twice,
+/// and the later write must see the earlier one).
+fn groups(writes: &[Write]) -> Vec<Vec<usize>> {
+    let mut started = HashSet::new();
+    let mut completed = HashSet::new();
+    let batchable = writes.iter().all(|w| match w {
+        Write::Complete { job, .. } => completed.insert(job) && !started.contains(job),
+        Write::StartNext { job, .. } => started.insert(job) && !completed.contains(job),
+    });
+    if !batchable {
+        return (0..writes.len()).map(|i| vec![i]).collect();
+    }
+    let kind = |complete: bool| {
+        let mut group: Vec<usize> =
+            (0..writes.len()).filter(|&i| matches!(writes[i], Write::Complete { .. }) == complete).collect();
+        group.sort_unstable_by_key(|&i| writes[i].target().1.as_str());
+        group
+    };
+    [kind(false), kind(true)].into_iter().filter(|g| !g.is_empty()).collect()
+}
+
+type RowsQuery<'q> = sqlx::query::QueryAs<'q, Postgres, JobRow, sqlx::postgres::PgArguments>;
+
+fn ids<'a>(writes: &[&'a Write]) -> [Vec<&'a str>; 2] {
+    [
+        writes.iter().map(|w| w.target().1.as_str()).collect(),
+        writes.iter().map(|w| w.target().0.as_str()).collect(),
+    ]
+}
+
+/// The statement of starts `writes` (all [`Write::StartNext`]).
+fn starts<'q>(writes: &[&'q Write], now: DateTime<Utc>) -> RowsQuery<'q> {
+    let (mut entries, mut deliveries, mut entry_attempts) = (Vec::new(), Vec::new(), Vec::new());
+    for w in writes {
+        if let Write::StartNext { lease, entry_attempt, .. } = w {
+            entries.push(lease.entry.as_str());
+            deliveries.push(to_i32(lease.delivery));
+            entry_attempts.push(to_i32(*entry_attempt));
+        }
+    }
+    let [jobs, tenants] = ids(writes);
+    sqlx::query_as(START_NEXT_MANY)
+        .bind(jobs)
+        .bind(tenants)
+        .bind(entries)
+        .bind(deliveries)
+        .bind(entry_attempts)
+        .bind(now)
+}
+
+/// The statement of completions `writes` (all [`Write::Complete`]).
+fn completes<'q>(writes: &[&'q Write], now: DateTime<Utc>) -> RowsQuery<'q> {
+    let (mut attempts, mut outputs) = (Vec::new(), Vec::new());
+    for w in writes {
+        if let Write::Complete { attempt, output, .. } = w {
+            attempts.push(to_i32(*attempt));
+            outputs.push(Json(output));
+        }
+    }
+    let [jobs, tenants] = ids(writes);
+    sqlx::query_as(COMPLETE_MANY).bind(jobs).bind(tenants).bind(attempts).bind(outputs).bind(now)
+}

@@ -1,0 +1,102 @@
+//! Reading job records: one job (scoped by tenant), its owner (integrity checks only), the
+//! reconciler's scan of stale live jobs, and a tenant's jobs in keyset pages.
+
+use chrono::{DateTime, Utc};
+use longhaul_core::{JobId, JobRecord, JobStatus, TenantId};
+
+use super::row::{JobRow, PagedJobRow, corrupt};
+use super::{JobPage, MAX_PAGE_SIZE};
+use crate::backend::{Arg, Session};
+use crate::{Store, StoreError};
+
+/// `$1` job, `$2` tenant.
+const SELECT: &str = include_str!("../../sql/common/jobs/select.sql");
+const SELECT_OWNER: &str = include_str!("../../sql/common/jobs/select_owner.sql");
+const SELECT_STALE_LIVE: &str = include_str!("../../sql/common/jobs/select_stale_live.sql");
+const SELECT_PAGE: &str = include_str!("../../sql/common/jobs/select_page.sql");
+
+/// The record of `job` of `tenant`, read in `session` (inside a write's transaction, say).
+pub(super) async fn select(
+    session: &mut Session,
+    tenant: &TenantId,
+    job: &JobId,
+) -> Result<Option<JobRow>, StoreError> {
+    session.fetch_optional(SELECT, &[job.as_str().into(), tenant.as_str().into()]).await
+}
+
+impl Store {
+    /// Reads one job of `tenant`. Another tenant's job reads as `None`, like a missing one.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn get_job(&self, tenant: &TenantId, job: &JobId) -> Result<Option<JobRecord>, StoreError> {
+        let row = select(&mut self.db.connect().await?, tenant, job).await?;
+        row.map(JobRecord::try_from).transpose()
+    }
+
+    /// The tenant that owns job `job`, whoever asks. Only for integrity checks inside the worker
+    /// (a queue entry claiming the wrong tenant is an alert); never exposed through the API.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn job_owner(&self, job: &JobId) -> Result<Option<TenantId>, StoreError> {
+        let row: Option<(String,)> = self.db.fetch_optional(SELECT_OWNER, &[job.as_str().into()]).await?;
+        row.map(|(t,)| TenantId::parse(t).map_err(corrupt)).transpose()
+    }
+
+    /// Live jobs (queued or running) of every tenant not updated since `cutoff`, in creation order
+    /// after `after_seq` — the reconciler's scan. Returns `(seq, record)` pairs; pass the last seq
+    /// back to continue.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn stale_live_jobs(
+        &self,
+        cutoff: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, JobRecord)>, StoreError> {
+        let args: [Arg<'_>; 3] = [cutoff.into(), after_seq.into(), i64::from(limit.max(1)).into()];
+        let rows: Vec<PagedJobRow> = self.db.fetch_all(SELECT_STALE_LIVE, &args).await?;
+        rows.into_iter().map(|r| Ok((r.seq, JobRecord::try_from(r.job)?))).collect()
+    }
+
+    /// Lists `tenant`'s jobs, newest first, optionally only those in `status`. `limit` is clamped to
+    /// 1..=[`MAX_PAGE_SIZE`]; `cursor` is a previous page's `next_cursor`.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidCursor`] for a cursor this store did not issue; [`StoreError::Database`].
+    pub async fn list_jobs(
+        &self,
+        tenant: &TenantId,
+        status: Option<JobStatus>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<JobPage, StoreError> {
+        let after = match cursor {
+            None => i64::MAX,
+            Some(c) => c
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| StoreError::InvalidCursor(c.to_owned()))?,
+        };
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let args: [Arg<'_>; 4] = [
+            tenant.as_str().into(),
+            status.map(JobStatus::as_str).into(),
+            after.into(),
+            (i64::from(limit) + 1).into(),
+        ];
+        let rows: Vec<PagedJobRow> = self.db.fetch_all(SELECT_PAGE, &args).await?;
+        let more = rows.len() > limit as usize;
+        let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut last_seq = None;
+        for row in rows.into_iter().take(limit as usize) {
+            last_seq = Some(row.seq);
+            jobs.push(JobRecord::try_from(row.job)?);
+        }
+        let next_cursor = if more { last_seq.map(|s| s.to_string()) } else { None };
+        Ok(JobPage { jobs, next_cursor })
+    }
+}

@@ -1,0 +1,88 @@
+//! The job record's columns as read from either backend, and their decoding into a
+//! [`JobRecord`] — written once for every statement that returns records.
+
+use chrono::{DateTime, Utc};
+use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId, TicketId};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::StoreError;
+
+/// The record's columns, as every statement returning records lists them.
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    pub(super) job_id: String,
+    tenant_id: String,
+    ticket_id: String,
+    ticket_revision: i64,
+    status: String,
+    stage: Option<String>,
+    progress: i32,
+    pub(super) attempts: i32,
+    max_attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    output: Option<Json<Value>>,
+    error_message: Option<String>,
+    error_class: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    lease_entry: Option<String>,
+    lease_delivery: Option<i32>,
+}
+
+/// A record with its position in creation order (`seq`), for pagination.
+#[derive(sqlx::FromRow)]
+pub(super) struct PagedJobRow {
+    pub(super) seq: i64,
+    #[sqlx(flatten)]
+    pub(super) job: JobRow,
+}
+
+pub(super) fn corrupt(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { table: "jobs", detail: detail.to_string() }
+}
+
+fn to_u32(field: &str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| corrupt(format!("{field} = {v} is out of range")))
+}
+
+/// A count as the database stores it (`integer`); counts beyond it saturate, so a guard comparing
+/// them refuses.
+pub(super) fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl TryFrom<JobRow> for JobRecord {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        let percent = u8::try_from(r.progress).map_err(|_| corrupt(format!("progress = {}", r.progress)))?;
+        Ok(JobRecord {
+            job_id: JobId::parse(r.job_id).map_err(corrupt)?,
+            tenant_id: TenantId::parse(r.tenant_id).map_err(corrupt)?,
+            ticket_id: TicketId::parse(r.ticket_id).map_err(corrupt)?,
+            ticket_revision: u64::try_from(r.ticket_revision)
+                .map_err(|_| corrupt(format!("ticket_revision = {}", r.ticket_revision)))?,
+            status: JobStatus::parse(&r.status).map_err(corrupt)?,
+            stage: r.stage,
+            progress: Progress::new(percent).map_err(corrupt)?,
+            attempts: to_u32("attempts", r.attempts.into())?,
+            max_attempts: to_u32("max_attempts", r.max_attempts.into())?,
+            next_attempt_at: r.next_attempt_at,
+            output: r.output.map(|j| j.0),
+            error_message: r.error_message,
+            error_class: r.error_class.as_deref().map(ErrorClass::parse).transpose().map_err(corrupt)?,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            lease: match (r.lease_entry, r.lease_delivery) {
+                (Some(entry), Some(delivery)) => {
+                    Some(Lease { entry, delivery: to_u32("lease_delivery", delivery.into())? })
+                }
+                _ => None,
+            },
+        })
+    }
+}

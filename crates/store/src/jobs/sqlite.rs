@@ -1,0 +1,117 @@
+//! SQLite's forms of the batched job writes: one single-row statement per write, all of a batch in
+//! one transaction (SQLite runs in-process, so statements are cheap; the commit is what costs).
+
+use chrono::{DateTime, Utc};
+use longhaul_core::{JobRecord, JobStatus};
+use serde_json::json;
+
+use super::read::select;
+use super::row::{JobRow, to_i32};
+use super::{ProgressWrite, Write};
+use crate::backend::{Arg, Db};
+use crate::{StoreError, audit};
+
+/// `$1` job, `$2` tenant, `$3` ticket, `$4` revision, `$5` status, `$6` max attempts, `$7` time.
+const CREATE: &str = include_str!("../../sql/sqlite/jobs/create.sql");
+/// `$1` job, `$2` tenant, `$3` attempt, `$4` stage, `$5` percent, `$6` time.
+const PROGRESS: &str = include_str!("../../sql/sqlite/jobs/progress.sql");
+/// `$1` job, `$2` tenant, `$3` time, `$4` entry id, `$5` delivery count, `$6` entry attempt.
+const START_NEXT: &str = include_str!("../../sql/sqlite/jobs/start_next.sql");
+/// `$1` job, `$2` tenant, `$3` attempt, `$4` output, `$5` time.
+const COMPLETE: &str = include_str!("../../sql/sqlite/jobs/complete.sql");
+
+/// Pending records, each inserted or found, with its audit row, in one transaction. Rows are
+/// written in job-id order, so concurrent batches lock in the same order and cannot deadlock.
+pub(super) async fn create_pending(
+    db: &Db,
+    records: &[JobRecord],
+) -> Result<Vec<(JobRecord, bool)>, StoreError> {
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&x, &y| records[x].job_id.cmp(&records[y].job_id));
+    let mut tx = db.begin().await?;
+    let mut out: Vec<Option<(JobRecord, bool)>> = (0..records.len()).map(|_| None).collect();
+    for &i in &order {
+        let r = &records[i];
+        let args: [Arg<'_>; 7] = [
+            r.job_id.as_str().into(),
+            r.tenant_id.as_str().into(),
+            r.ticket_id.as_str().into(),
+            i64::try_from(r.ticket_revision).unwrap_or(i64::MAX).into(),
+            JobStatus::Queued.as_str().into(),
+            to_i32(r.max_attempts).into(),
+            r.created_at.into(),
+        ];
+        let inserted: Option<JobRow> = tx.fetch_optional(CREATE, &args).await?;
+        let (row, created) = match inserted {
+            Some(row) => (row, true),
+            None => {
+                (select(&mut tx, &r.tenant_id, &r.job_id).await?.ok_or(StoreError::NotFound("job"))?, false)
+            }
+        };
+        let action = if created { "enqueued" } else { "duplicate_enqueue" };
+        let detail = json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision });
+        audit::append(&mut tx, &r.tenant_id, Some(&r.job_id), action, &detail, r.created_at).await?;
+        out[i] = Some((row.try_into()?, created));
+    }
+    tx.commit().await?;
+    out.into_iter().map(|o| o.ok_or(StoreError::NotFound("job"))).collect()
+}
+
+/// Progress writes, then starts and completions, one statement each (and an audit row for each
+/// start or completion applied), in order, in one transaction.
+///
+/// Returns, per progress write, whether it was applied, and per write the row it wrote.
+pub(super) async fn write_batch(
+    db: &Db,
+    progress: &[ProgressWrite<'_>],
+    writes: &[Write],
+    now: DateTime<Utc>,
+) -> Result<(Vec<bool>, Vec<Option<JobRow>>), StoreError> {
+    let mut tx = db.begin().await?;
+    let mut applied = Vec::with_capacity(progress.len());
+    for (tenant, job, attempt, stage, percent) in progress {
+        let args: [Arg<'_>; 6] = [
+            job.as_str().into(),
+            tenant.as_str().into(),
+            to_i32(*attempt).into(),
+            (*stage).into(),
+            i32::from(percent.percent()).into(),
+            now.into(),
+        ];
+        applied.push(tx.execute(PROGRESS, &args).await? == 1);
+    }
+    let mut rows = Vec::with_capacity(writes.len());
+    for w in writes {
+        let (tenant, job) = w.target();
+        let row: Option<JobRow> = match w {
+            Write::StartNext { lease, entry_attempt, .. } => {
+                let args: [Arg<'_>; 6] = [
+                    job.as_str().into(),
+                    tenant.as_str().into(),
+                    now.into(),
+                    lease.entry.as_str().into(),
+                    to_i32(lease.delivery).into(),
+                    to_i32(*entry_attempt).into(),
+                ];
+                tx.fetch_optional(START_NEXT, &args).await?
+            }
+            Write::Complete { attempt, output, .. } => {
+                let args: [Arg<'_>; 5] = [
+                    job.as_str().into(),
+                    tenant.as_str().into(),
+                    to_i32(*attempt).into(),
+                    output.into(),
+                    now.into(),
+                ];
+                tx.fetch_optional(COMPLETE, &args).await?
+            }
+        };
+        if let Some(r) = &row {
+            audit::append(&mut tx, tenant, Some(job), w.action(), &json!({ "attempt": r.attempts }), now)
+                .await?;
+        }
+        rows.push(row);
+    }
+    tx.commit().await?;
+    Ok((applied, rows))
+}

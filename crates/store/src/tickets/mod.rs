@@ -1,0 +1,233 @@
+//! Tickets, whose revision bumps on every update (a new revision is a new triage job): written
+//! by the producer, read by the pipeline's load stage ([`Store::load_ticket_view`], batched as
+//! [`Store::load_ticket_views`]), and given their triage by the apply stage ([`Store::write_ticket_triage`],
+//! batched as [`Store::write_ticket_triage_many`]).
+
+mod triage;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use longhaul_core::{TenantId, TicketId, TicketView};
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::backend::{Arg, Db};
+use crate::{Store, StoreError, now};
+
+pub use triage::TriageWrite;
+
+const UPSERT: &str = include_str!("../../sql/common/tickets/upsert.sql");
+const SELECT: &str = include_str!("../../sql/common/tickets/select.sql");
+const SELECT_VIEW: &str = include_str!("../../sql/common/tickets/select_view.sql");
+/// `$1` tenants, `$2` tickets.
+const PG_SELECT_VIEWS: &str = include_str!("../../sql/postgres/tickets/select_views.sql");
+
+/// A ticket as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    /// The owning tenant.
+    pub tenant_id: TenantId,
+    /// Its id.
+    pub ticket_id: TicketId,
+    /// Bumped on every update, starting at 1.
+    pub revision: u64,
+    /// Subject line.
+    pub subject: String,
+    /// Body text.
+    pub body: String,
+    /// What triage applied, if anything.
+    pub triage: Option<Value>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    tenant_id: String,
+    ticket_id: String,
+    revision: i64,
+    subject: String,
+    body: String,
+    triage: Option<Json<Value>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow, Clone)]
+struct TicketViewRow {
+    tenant_id: String,
+    ticket_id: String,
+    revision: i64,
+    subject: String,
+    body: String,
+    webhook_url: Option<String>,
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { table: "tickets", detail: detail.to_string() }
+}
+
+fn revision(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| corrupt(format!("revision = {v}")))
+}
+
+impl TryFrom<TicketRow> for Ticket {
+    type Error = StoreError;
+    fn try_from(r: TicketRow) -> Result<Self, StoreError> {
+        Ok(Ticket {
+            tenant_id: TenantId::parse(r.tenant_id).map_err(corrupt)?,
+            ticket_id: TicketId::parse(r.ticket_id).map_err(corrupt)?,
+            revision: revision(r.revision)?,
+            subject: r.subject,
+            body: r.body,
+            triage: r.triage.map(|j| j.0),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+impl TryFrom<TicketViewRow> for TicketView {
+    type Error = StoreError;
+    fn try_from(r: TicketViewRow) -> Result<Self, StoreError> {
+        Ok(TicketView {
+            tenant_id: TenantId::parse(r.tenant_id).map_err(corrupt)?,
+            ticket_id: TicketId::parse(r.ticket_id).map_err(corrupt)?,
+            revision: revision(r.revision)?,
+            subject: r.subject,
+            body: r.body,
+            webhook_url: r.webhook_url,
+        })
+    }
+}
+
+impl Store {
+    /// Creates ticket `ticket` at revision 1, or updates its subject and body and bumps its
+    /// revision. Returns the ticket as stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] (a foreign-key violation for an unknown tenant).
+    pub async fn upsert_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+        subject: &str,
+        body: &str,
+    ) -> Result<Ticket, StoreError> {
+        let args =
+            [tenant.as_str().into(), ticket.as_str().into(), subject.into(), body.into(), now().into()];
+        let row: Option<TicketRow> = self.db.fetch_optional(UPSERT, &args).await?;
+        row.ok_or(StoreError::Database(sqlx::Error::RowNotFound))?.try_into()
+    }
+
+    /// Reads one ticket of `tenant`; another tenant's ticket reads as `None`.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn get_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let args: [Arg<'_>; 2] = [tenant.as_str().into(), ticket.as_str().into()];
+        let row: Option<TicketRow> = self.db.fetch_optional(SELECT, &args).await?;
+        row.map(Ticket::try_from).transpose()
+    }
+
+    /// Reads ticket `ticket` of `tenant` as the pipeline sees it, with the tenant's webhook URL —
+    /// one query for both.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn load_ticket_view(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> Result<Option<TicketView>, StoreError> {
+        let args: [Arg<'_>; 2] = [tenant.as_str().into(), ticket.as_str().into()];
+        let row: Option<TicketViewRow> = self.db.fetch_optional(SELECT_VIEW, &args).await?;
+        row.map(TicketView::try_from).transpose()
+    }
+
+    /// [`Store::load_ticket_view`] for many tickets: on PostgreSQL one query for the batch, on
+    /// SQLite one per ticket. Returns each ticket (or `None`) in order.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn load_ticket_views(
+        &self,
+        keys: &[(&TenantId, &TicketId)],
+    ) -> Result<Vec<Option<TicketView>>, StoreError> {
+        let pool = match &self.db {
+            Db::Postgres(pool) if keys.len() > 1 => pool,
+            _ => {
+                let mut out = Vec::with_capacity(keys.len());
+                for (tenant, ticket) in keys {
+                    out.push(self.load_ticket_view(tenant, ticket).await?);
+                }
+                return Ok(out);
+            }
+        };
+        let rows: Vec<TicketViewRow> = sqlx::query_as(PG_SELECT_VIEWS)
+            .bind(keys.iter().map(|(tenant, _)| tenant.as_str()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(_, ticket)| ticket.as_str()).collect::<Vec<_>>())
+            .fetch_all(pool)
+            .await?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            found.insert((row.tenant_id.clone(), row.ticket_id.clone()), row);
+        }
+        keys.iter()
+            .map(|(tenant, ticket)| {
+                found
+                    .get(&(tenant.as_str().to_owned(), ticket.as_str().to_owned()))
+                    .map(|r| TicketView::try_from(r.clone()))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// [`Store::load_ticket_views`] with each key's own result, for batching callers: when the
+    /// batch query fails, the keys are read one by one, so one bad read cannot fail the others.
+    pub async fn load_ticket_views_each(
+        &self,
+        keys: &[(&TenantId, &TicketId)],
+    ) -> Vec<Result<Option<TicketView>, StoreError>> {
+        match self.load_ticket_views(keys).await {
+            Ok(views) => views.into_iter().map(Ok).collect(),
+            Err(e) if keys.len() > 1 => {
+                tracing::warn!(error = %e.report(), reads = keys.len(), "batched ticket reads failed; reading them one by one");
+                let mut out = Vec::with_capacity(keys.len());
+                for (tenant, ticket) in keys {
+                    out.push(self.load_ticket_view(tenant, ticket).await);
+                }
+                out
+            }
+            Err(e) => vec![Err(e)],
+        }
+    }
+}
+
+impl longhaul_core::TicketStore for Store {
+    async fn load_ticket(
+        &self,
+        tenant: &TenantId,
+        ticket: &TicketId,
+    ) -> Result<Option<TicketView>, longhaul_core::JobError> {
+        Ok(self.load_ticket_view(tenant, ticket).await?)
+    }
+
+    async fn write_triage(
+        &self,
+        ctx: &longhaul_core::JobContext,
+        op: &longhaul_core::OperationId,
+        stage: &str,
+        effect: &str,
+        triage: &Value,
+    ) -> Result<Value, longhaul_core::JobError> {
+        Ok(self.write_ticket_triage(TriageWrite { ctx, op, stage, effect, triage }).await?)
+    }
+}

@@ -1,0 +1,299 @@
+//! The batched job writes production runs — pending records of many requests, and the worker's
+//! progress, starts and completions of many jobs — each fenced like its single form.
+
+use longhaul_core::{JobStatus, Progress, TransitionError};
+use longhaul_store::{Store, WriteOutcome};
+use serde_json::json;
+
+use crate::harness::{applied, conformance, lease, setup_job};
+
+conformance!(progress_of_many_jobs_in_one_transaction, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-pa", 3).await;
+    let b = setup_job(&store, "acme", "T-pb", 3).await;
+    for j in [&a, &b] {
+        store.create_pending(j.clone()).await.expect("create");
+        applied(store.start_next(&j.tenant_id, &j.job_id, lease("1-0", 1), 1).await.expect("start"));
+    }
+    let p = Progress::new(66).expect("p");
+    // b's writer is stale (attempt 2 does not own the job): refused, a's applied.
+    let writes = [(&a.tenant_id, &a.job_id, 1, "classify", p), (&b.tenant_id, &b.job_id, 2, "classify", p)];
+    assert_eq!(store.record_progress_many(&writes).await.expect("batch"), [true, false]);
+    let ra = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
+    let rb = store.get_job(&b.tenant_id, &b.job_id).await.expect("get").expect("b");
+    assert_eq!((ra.stage.as_deref(), ra.progress.percent()), (Some("classify"), 66));
+    assert_eq!((rb.stage, rb.progress.percent()), (None, 0));
+    assert_eq!(store.record_progress_many(&[]).await.expect("empty"), Vec::<bool>::new());
+});
+
+conformance!(starts_and_completions_share_one_transaction, |store: Store| async move {
+    use longhaul_store::Write;
+    let a = setup_job(&store, "acme", "T-wa", 3).await;
+    let b = setup_job(&store, "acme", "T-wb", 3).await;
+    for j in [&a, &b] {
+        store.create_pending(j.clone()).await.expect("create");
+    }
+    applied(store.start_next(&b.tenant_id, &b.job_id, lease("1-0", 1), 1).await.expect("start b"));
+    let start = |j: &longhaul_core::NewJob, delivery| Write::StartNext {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        lease: lease("1-0", delivery),
+        entry_attempt: 1,
+    };
+    let writes = [
+        start(&a, 1),
+        Write::Complete {
+            tenant: b.tenant_id.clone(),
+            job: b.job_id.clone(),
+            attempt: 1,
+            output: json!({"ok": 1}),
+        },
+        // Written after b's completion (the batch names b twice, so it is written in order): a
+        // later delivery of b's entry finds it finished.
+        start(&b, 2),
+    ];
+    let outcomes = store.write_many(&writes).await.expect("batch");
+    assert!(matches!(&outcomes[0], Ok(WriteOutcome::Applied(r)) if r.status == JobStatus::Running));
+    assert!(matches!(&outcomes[1], Ok(WriteOutcome::Applied(r)) if r.status == JobStatus::Completed));
+    assert!(
+        matches!(&outcomes[2], Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. })),
+        "{:?}",
+        outcomes[2]
+    );
+    let audit_b: Vec<_> = store
+        .job_audit(&b.tenant_id, &b.job_id)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(audit_b, ["enqueued", "started", "completed"]);
+    assert!(store.write_many(&[]).await.expect("empty").is_empty());
+});
+
+conformance!(pending_records_of_many_requests_in_one_transaction, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-ma", 3).await;
+    let b = setup_job(&store, "acme", "T-mb", 3).await;
+    store.create_pending(b.clone()).await.expect("b exists already");
+    // Out of id order, b a duplicate of an existing record, a twice in one batch.
+    let results = store.create_pending_many(vec![b.clone(), a.clone(), a.clone()]).await.expect("batch");
+    let summary: Vec<_> = results.iter().map(|(r, created)| (r.job_id.clone(), *created)).collect();
+    assert_eq!(summary, [(b.job_id.clone(), false), (a.job_id.clone(), true), (a.job_id.clone(), false)]);
+    assert_eq!(store.list_jobs(&a.tenant_id, None, 10, None).await.expect("list").jobs.len(), 2);
+});
+
+conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Store| async move {
+    use longhaul_store::{StoreError, Write};
+    let jobs = [
+        setup_job(&store, "acme", "T-ba", 3).await, // queued: starts attempt 1
+        setup_job(&store, "acme", "T-bb", 3).await, // running attempt 1: taken over by attempt 2
+        setup_job(&store, "acme", "T-bc", 3).await, // running attempt 1: completes
+        setup_job(&store, "acme", "T-bd", 3).await, // running attempt 2: a complete of 1 is stale
+        setup_job(&store, "acme", "T-be", 3).await, // completed: a start is refused as terminal
+        setup_job(&store, "acme", "T-bf", 1).await, // its only attempt started: none left
+    ];
+    let [a, b, c, d, e, f] = &jobs;
+    for j in &jobs {
+        store.create_pending(j.clone()).await.expect("create");
+    }
+    // Started by deliveries of entries "0-…"; d's attempt 1 taken over by a later delivery.
+    let first = |j: &longhaul_core::NewJob, delivery| lease(&format!("0-{}", j.ticket_id), delivery);
+    for j in [b, c, d, e, f] {
+        applied(store.start_next(&j.tenant_id, &j.job_id, first(j, 1), 1).await.expect("start 1"));
+    }
+    applied(store.start_next(&d.tenant_id, &d.job_id, first(d, 2), 1).await.expect("start 2"));
+    applied(store.complete(&e.tenant_id, &e.job_id, 1, &json!({"done": true})).await.expect("complete"));
+    let missing = setup_job(&store, "acme", "T-missing", 3).await;
+    // Deliveries of each job's entry "1-…"; b's is an entry enqueued after its attempt 1 started.
+    let next = |j: &longhaul_core::NewJob, entry_attempt| Write::StartNext {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        lease: lease(&format!("1-{}", j.ticket_id), 1),
+        entry_attempt,
+    };
+    let complete = |j: &longhaul_core::NewJob, attempt| Write::Complete {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        attempt,
+        output: json!({"job": j.ticket_id}),
+    };
+    let writes =
+        [next(a, 1), next(b, 2), complete(c, 1), complete(d, 1), next(e, 2), next(f, 2), next(&missing, 1)];
+    let out = store.write_many(&writes).await.expect("batch");
+    assert!(
+        matches!(&out[0], Ok(WriteOutcome::Applied(r)) if (r.status, r.attempts) == (JobStatus::Running, 1)),
+        "{:?}",
+        out[0]
+    );
+    assert!(
+        matches!(&out[1], Ok(WriteOutcome::Applied(r)) if (r.status, r.attempts) == (JobStatus::Running, 2)),
+        "{:?}",
+        out[1]
+    );
+    assert!(
+        matches!(&out[2], Ok(WriteOutcome::Applied(r)) if r.status == JobStatus::Completed && r.output == Some(json!({"job": "T-bc"}))),
+        "{:?}",
+        out[2]
+    );
+    assert!(
+        matches!(
+            &out[3],
+            Ok(WriteOutcome::Refused {
+                reason: TransitionError::StaleAttempt { attempt: 1, attempts: 2, .. },
+                ..
+            })
+        ),
+        "{:?}",
+        out[3]
+    );
+    assert!(
+        matches!(&out[4], Ok(WriteOutcome::Refused { reason: TransitionError::Terminal { .. }, .. })),
+        "{:?}",
+        out[4]
+    );
+    assert!(
+        matches!(
+            &out[5],
+            Ok(WriteOutcome::Refused {
+                reason: TransitionError::AttemptsExhausted { attempt: 2, max_attempts: 1 },
+                ..
+            })
+        ),
+        "{:?}",
+        out[5]
+    );
+    assert!(matches!(&out[6], Err(StoreError::NotFound("job"))), "{:?}", out[6]);
+    // Applied writes are audited with their attempt; refused ones are not.
+    let audit = |j: &longhaul_core::NewJob| {
+        let store = store.clone();
+        let (t, id) = (j.tenant_id.clone(), j.job_id.clone());
+        async move {
+            store
+                .job_audit(&t, &id)
+                .await
+                .expect("audit")
+                .into_iter()
+                .map(|e| (e.action, e.detail))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        audit(a).await,
+        [
+            ("enqueued".to_owned(), json!({"ticket_id": "T-ba", "ticket_revision": 1})),
+            ("started".to_owned(), json!({"attempt": 1}))
+        ]
+    );
+    assert_eq!(audit(b).await.last(), Some(&("started".to_owned(), json!({"attempt": 2}))));
+    assert_eq!(audit(c).await.last(), Some(&("completed".to_owned(), json!({"attempt": 1}))));
+    assert_eq!(
+        audit(d).await.last(),
+        Some(&("started".to_owned(), json!({"attempt": 2}))),
+        "refused: not audited"
+    );
+    let rd = store.get_job(&d.tenant_id, &d.job_id).await.expect("get").expect("d");
+    assert_eq!((rd.status, rd.output), (JobStatus::Running, None));
+    // The single form agrees.
+    assert!(matches!(
+        store.start_next(&missing.tenant_id, &missing.job_id, lease("1-0", 1), 1).await,
+        Err(StoreError::NotFound("job"))
+    ));
+    // The same delivery again changes nothing; a later delivery of the entry takes over.
+    let stale = store.start_next(&a.tenant_id, &a.job_id, lease("1-T-ba", 1), 1).await.expect("stale");
+    assert!(
+        matches!(&stale, WriteOutcome::Refused { reason: TransitionError::Superseded { .. }, .. }),
+        "{stale:?}"
+    );
+    let r =
+        applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-T-ba", 2), 1).await.expect("takeover"));
+    assert_eq!((r.attempts, r.lease), (2, Some(lease("1-T-ba", 2))));
+});
+
+conformance!(a_job_written_twice_in_one_progress_batch_keeps_the_last_write, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-pp", 3).await;
+    store.create_pending(a.clone()).await.expect("create");
+    applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-0", 1), 1).await.expect("start"));
+    let (p33, p66) = (Progress::new(33).expect("p"), Progress::new(66).expect("p"));
+    let writes = [(&a.tenant_id, &a.job_id, 1, "load", p33), (&a.tenant_id, &a.job_id, 1, "classify", p66)];
+    assert_eq!(store.record_progress_many(&writes).await.expect("batch"), [true, true]);
+    let r = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
+    assert_eq!((r.stage.as_deref(), r.progress.percent()), (Some("classify"), 66));
+});
+
+conformance!(progress_and_the_completion_of_one_job_share_a_batch_in_order, |store: Store| async move {
+    use longhaul_store::Write;
+    let a = setup_job(&store, "acme", "T-pc", 3).await;
+    let b = setup_job(&store, "acme", "T-pd", 3).await;
+    for j in [&a, &b] {
+        store.create_pending(j.clone()).await.expect("create");
+    }
+    applied(store.start_next(&a.tenant_id, &a.job_id, lease("0-0", 1), 1).await.expect("start"));
+    let p = Progress::new(83).expect("p");
+    let progress = [(&a.tenant_id, &a.job_id, 1, "apply", p)];
+    let writes = [
+        Write::Complete {
+            tenant: a.tenant_id.clone(),
+            job: a.job_id.clone(),
+            attempt: 1,
+            output: json!({"n": 1}),
+        },
+        Write::StartNext {
+            tenant: b.tenant_id.clone(),
+            job: b.job_id.clone(),
+            lease: lease("1-0", 1),
+            entry_attempt: 1,
+        },
+    ];
+    let (applied_progress, outcomes) = store.write_batch(&progress, &writes).await.expect("batch");
+    assert_eq!(applied_progress, [true], "progress is written before the completion");
+    let done = match &outcomes[0] {
+        Ok(WriteOutcome::Applied(r)) => r.clone(),
+        other => panic!("completion: {other:?}"),
+    };
+    assert_eq!(
+        (done.status, done.stage.as_deref(), done.progress),
+        (JobStatus::Completed, Some("apply"), Progress::DONE)
+    );
+    assert!(matches!(&outcomes[1], Ok(WriteOutcome::Applied(r)) if r.attempts == 1));
+    // The same progress again, after the completion, is refused.
+    assert_eq!(store.write_batch(&progress, &[]).await.expect("late").0, [false]);
+});
+
+conformance!(
+    in_a_batch_the_first_request_for_an_id_writes_the_record_it_is_told_it_created,
+    |store: Store| async move {
+        use longhaul_core::{IdempotencyKey, JobId, NewJob};
+        // Requests sharing an idempotency key share a job id, whatever ticket they name. Mixed with
+        // other requests in a batch large enough for the database to sort it, the creator (the first
+        // request for the id) must get the record written from its own request.
+        let mut batch = Vec::new();
+        for i in 0..12 {
+            batch.push(setup_job(&store, "acme", &format!("T-fill-{i}"), 3).await);
+            let key = IdempotencyKey::parse(format!("key-{i}")).expect("key");
+            let first = setup_job(&store, "acme", &format!("T-a-{i}"), 3).await;
+            let second = setup_job(&store, "acme", &format!("T-b-{i}"), 3).await;
+            let id = JobId::for_idempotency_key(&first.tenant_id, &key);
+            batch.push(NewJob { job_id: id.clone(), ..first });
+            batch.push(NewJob { job_id: id, ..second });
+        }
+        let results = store.create_pending_many(batch.clone()).await.expect("batch");
+        for (request, (record, created)) in batch.iter().zip(&results) {
+            let first_for_id = batch.iter().position(|r| r.job_id == request.job_id).expect("present");
+            let creator = &batch[first_for_id];
+            assert_eq!(*created, std::ptr::eq(request, creator), "{}", request.ticket_id);
+            assert_eq!(record.ticket_id, creator.ticket_id, "the stored record is the creator's request");
+        }
+    }
+);
+
+conformance!(a_stale_attempts_progress_in_a_batch_does_not_displace_the_owners, |store: Store| async move {
+    let a = setup_job(&store, "acme", "T-px", 3).await;
+    store.create_pending(a.clone()).await.expect("create");
+    applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-0", 1), 1).await.expect("start 1"));
+    applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-0", 2), 1).await.expect("takeover"));
+    let (p33, p66) = (Progress::new(33).expect("p"), Progress::new(66).expect("p"));
+    // The owner's write first, then a late one from the attempt it took over.
+    let writes = [(&a.tenant_id, &a.job_id, 2, "classify", p66), (&a.tenant_id, &a.job_id, 1, "load", p33)];
+    assert_eq!(store.record_progress_many(&writes).await.expect("batch"), [true, false]);
+    let r = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
+    assert_eq!((r.attempts, r.stage.as_deref(), r.progress.percent()), (2, Some("classify"), 66));
+});

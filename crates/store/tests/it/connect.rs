@@ -1,0 +1,49 @@
+//! Connecting: URLs, an unreachable server, a SQLite file created on first use.
+
+use std::time::{Duration, Instant};
+
+use longhaul_store::{Store, StoreError, StoreOptions};
+
+#[tokio::test]
+async fn unsupported_url_scheme_is_a_clear_config_error() {
+    let err = Store::connect(Some("mysql://root@127.0.0.1/test"), &StoreOptions::default())
+        .await
+        .expect_err("mysql is not a backend");
+    assert!(matches!(&err, StoreError::UnsupportedScheme(s) if s == "mysql"), "{err:?}");
+    assert_eq!(err.to_string(), "unsupported database URL scheme \"mysql\": use postgres://… or sqlite://…");
+    assert!(!err.is_retryable());
+    let err = Store::connect(Some("postgres://[::1"), &StoreOptions::default()).await.expect_err("bad url");
+    assert!(matches!(err, StoreError::InvalidUrl { backend: "PostgreSQL", .. }), "{err:?}");
+    // The message names the failure, the chain says why, once.
+    assert_eq!(err.to_string(), "invalid PostgreSQL URL");
+    let report = err.report();
+    assert!(
+        report.starts_with("invalid PostgreSQL URL: ") && report.len() > "invalid PostgreSQL URL: ".len(),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_database_fails_fast_and_retryable() {
+    let options = StoreOptions { max_connections: 2, acquire_timeout: Duration::from_secs(1) };
+    let started = Instant::now();
+    // Port 1 on loopback: nothing listens there.
+    let err = Store::connect(Some("postgres://postgres@127.0.0.1:1/postgres"), &options)
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(err.is_retryable(), "{err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_file_is_created_on_first_use() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("fresh.db");
+    assert!(!path.exists());
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::connect_and_migrate(Some(&url), &StoreOptions::default()).await.expect("store");
+    store.migrate().await.expect("migrating twice is a no-op");
+    store.ping().await.expect("ping");
+    assert!(path.exists());
+    store.close().await;
+}
