@@ -6,6 +6,7 @@
 //! - [`retry`] — the guide's retry table as [`FailureCase`] → [`ErrorClass`], and the
 //!   [`RetryPolicy`] (exponential backoff, full jitter, cap, attempt limit).
 //! - [`pipeline`] — the [`Pipeline`], [`PipelineObserver`], [`OperationLog`] and [`TicketStore`] traits.
+//! - [`report`] — [`Report`], an error with its chain of causes on one line.
 //!
 //! Storage (`longhaul-store`) and the queue (`longhaul-queue`) apply these rules; they never
 //! restate them.
@@ -13,6 +14,7 @@
 pub mod ids;
 pub mod pipeline;
 pub mod record;
+pub mod report;
 pub mod retry;
 
 pub use ids::{IdError, IdempotencyKey, JobId, OperationId, TenantId, TicketId};
@@ -21,4 +23,5 @@ pub use pipeline::{
     TicketStore, TicketView, run_effect,
 };
 pub use record::{JobRecord, JobStatus, Lease, NewJob, Progress, TransitionError};
+pub use report::Report;
 pub use retry::{Decision, ErrorClass, FailureCase, JobError, PolicyError, RetryPolicy};

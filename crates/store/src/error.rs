@@ -112,17 +112,7 @@ impl StoreError {
     /// (a job's error message, a log field). A cause its parent's message already ends with (sqlx
     /// quotes its own sources) is not repeated.
     pub fn report(&self) -> String {
-        let mut line = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(e) = cause {
-            let text = e.to_string();
-            if !line.ends_with(&text) {
-                line.push_str(": ");
-                line.push_str(&text);
-            }
-            cause = e.source();
-        }
-        line
+        longhaul_core::Report(self).to_string()
     }
 }
 
