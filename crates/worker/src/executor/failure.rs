@@ -136,7 +136,8 @@ impl<P: Pipeline + 'static> Attempt<'_, P> {
         let Some(owner) = self.durably("read", || self.shared.store.job_owner(&entry.job_id)).await else {
             return Outcome::Leave;
         };
-        match owner {
+        // An alert keeps the job's presence key: the owner's real job lives on in its own entry.
+        let (kind, class, message, release) = match owner {
             Ok(Some(owner)) => {
                 let message = format!(
                     "tenant mismatch: entry claims tenant {} but the job belongs to {owner}",
@@ -152,33 +153,20 @@ impl<P: Pipeline + 'static> Attempt<'_, P> {
                     tracing::warn!(error = %e, "cannot write the alert audit row; leaving the entry for a retry");
                     return Outcome::Leave;
                 }
-                let event = self.event_because(
-                    EventKind::Alert,
-                    entry.attempt,
-                    None,
-                    Some(message),
-                    Some(ErrorClass::Alert),
-                );
-                // The owner's real job lives on in its own entry: keep its presence key.
-                Outcome::Finish { event: Some(event), release: false }
+                (EventKind::Alert, ErrorClass::Alert, message, false)
             }
             Ok(None) => {
                 let message = format!("job {} has no record in application storage", entry.job_id);
                 tracing::warn!(error = %message, "dropping an entry for an unknown job");
-                let event = self.event_because(
-                    EventKind::Failed,
-                    entry.attempt,
-                    None,
-                    Some(message),
-                    Some(ErrorClass::Invalid),
-                );
-                Outcome::Finish { event: Some(event), release: true }
+                (EventKind::Failed, ErrorClass::Invalid, message, true)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look the job up; leaving the entry for a retry");
-                Outcome::Leave
+                return Outcome::Leave;
             }
-        }
+        };
+        let event = self.event_because(kind, entry.attempt, None, Some(message), Some(class));
+        Outcome::Finish { event: Some(event), release }
     }
 }
 
