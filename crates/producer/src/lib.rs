@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use longhaul_core::{JobRecord, NewJob, TenantId, TicketId, TicketView};
 use longhaul_queue::{JobEntry, Queue};
+use longhaul_service::batch::Fallback;
 use longhaul_service::{Batcher, health};
 use longhaul_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
@@ -80,28 +81,30 @@ pub struct PendingWriter {
     batcher: Batcher<NewJob, Result<(JobRecord, bool), StoreError>>,
 }
 
+/// Pending records in one transaction; one by one if it fails ([`Fallback`]).
+struct PendingRecords(Store);
+
+impl Fallback<NewJob> for PendingRecords {
+    type Item = (JobRecord, bool);
+    type Error = StoreError;
+
+    fn what(&self) -> &'static str {
+        "pending records"
+    }
+
+    async fn all(&self, jobs: &[NewJob]) -> Result<Vec<Result<(JobRecord, bool), StoreError>>, StoreError> {
+        Ok(self.0.create_pending_many(jobs.to_vec()).await?.into_iter().map(Ok).collect())
+    }
+
+    async fn one(&self, job: &NewJob) -> Result<(JobRecord, bool), StoreError> {
+        self.0.create_pending(job.clone()).await
+    }
+}
+
 impl PendingWriter {
     /// Starts the writer task.
     pub fn spawn(store: Store) -> Self {
-        let batcher = Batcher::spawn(64, move |jobs: Vec<NewJob>| {
-            let store = store.clone();
-            async move {
-                match store.create_pending_many(jobs.clone()).await {
-                    Ok(created) => created.into_iter().map(Ok).collect(),
-                    Err(e) if jobs.len() > 1 => {
-                        // Nothing of the batch was written: one bad record must not fail the others.
-                        tracing::warn!(error = %e, jobs = jobs.len(), "batched pending records failed; writing them one by one");
-                        let mut out = Vec::with_capacity(jobs.len());
-                        for job in jobs {
-                            out.push(store.create_pending(job).await);
-                        }
-                        out
-                    }
-                    Err(e) => vec![Err(e)],
-                }
-            }
-        });
-        Self { batcher }
+        Self { batcher: Batcher::spawn_with_fallback(64, PendingRecords(store)) }
     }
 
     /// Records `job` (or finds the existing record), after the batch it joined has committed.
@@ -120,17 +123,34 @@ pub struct TicketReader {
     batcher: Batcher<(TenantId, TicketId), Result<Option<TicketView>, StoreError>>,
 }
 
+/// Tickets in one query; one by one if it fails ([`Fallback`]).
+struct TicketReads(Store);
+
+impl Fallback<(TenantId, TicketId)> for TicketReads {
+    type Item = Option<TicketView>;
+    type Error = StoreError;
+
+    fn what(&self) -> &'static str {
+        "ticket reads"
+    }
+
+    async fn all(
+        &self,
+        keys: &[(TenantId, TicketId)],
+    ) -> Result<Vec<Result<Option<TicketView>, StoreError>>, StoreError> {
+        let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
+        Ok(self.0.load_ticket_views(&refs).await?.into_iter().map(Ok).collect())
+    }
+
+    async fn one(&self, (tenant, ticket): &(TenantId, TicketId)) -> Result<Option<TicketView>, StoreError> {
+        self.0.load_ticket_view(tenant, ticket).await
+    }
+}
+
 impl TicketReader {
     /// Starts the reader task.
     pub fn spawn(store: Store) -> Self {
-        let batcher = Batcher::spawn(64, move |keys: Vec<(TenantId, TicketId)>| {
-            let store = store.clone();
-            async move {
-                let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
-                store.load_ticket_views_each(&refs).await
-            }
-        });
-        Self { batcher }
+        Self { batcher: Batcher::spawn_with_fallback(64, TicketReads(store)) }
     }
 
     /// Ticket `ticket` of `tenant` (`None` when it does not exist for that tenant), read in the

@@ -2,8 +2,14 @@
 //! which serves whatever has queued up in one call (one statement, one transaction) and answers
 //! each caller with its own result. While a batch is in flight the next one gathers, so batches
 //! grow with load and a lone request waits for nothing.
+//!
+//! "Batch, then fall back one by one" is written here too: a [`Fallback`] serves a batch in one
+//! call and, when that call fails as a whole, serves each item alone, so one bad item fails only
+//! itself ([`all_or_each`]; [`Batcher::spawn_with_fallback`] runs it for a batcher).
 
+use std::fmt::Display;
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,6 +56,82 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         let (reply, response) = oneshot::channel();
         self.tx.send((request, reply)).ok()?;
         response.await.ok()
+    }
+}
+
+impl<Req, T, E> Batcher<Req, Result<T, E>>
+where
+    Req: Send + Sync + 'static,
+    T: Send + 'static,
+    E: Display + Send + 'static,
+{
+    /// [`Batcher::spawn`] serving each batch with [`all_or_each`]: one call for the batch, each
+    /// item alone if that call fails.
+    pub fn spawn_with_fallback<F>(max_batch: usize, fallback: F) -> Self
+    where
+        F: Fallback<Req, Item = T, Error = E> + Send + Sync + 'static,
+    {
+        let fallback = Arc::new(fallback);
+        Self::spawn(max_batch, move |requests: Vec<Req>| {
+            let fallback = fallback.clone();
+            async move { all_or_each(&*fallback, &requests).await }
+        })
+    }
+}
+
+/// One result per item of a batch, in order.
+pub type Each<T, E> = Vec<Result<T, E>>;
+
+/// A call that serves many items at once, and its one-item form for when the batch call fails as a
+/// whole (a batch call is one statement or transaction: one bad item fails all of it).
+pub trait Fallback<Req> {
+    /// An item's result.
+    type Item: Send;
+    /// What a call can fail with.
+    type Error: Display + Send;
+
+    /// What the items are, for the log line of a fallback (`"pending records"`).
+    fn what(&self) -> &'static str;
+
+    /// Serves `items` in one call: one result per item, in order; `Err` when nothing was served.
+    fn all(
+        &self,
+        items: &[Req],
+    ) -> impl Future<Output = Result<Each<Self::Item, Self::Error>, Self::Error>> + Send;
+
+    /// Serves one item alone.
+    fn one(&self, item: &Req) -> impl Future<Output = Result<Self::Item, Self::Error>> + Send;
+
+    /// Whether a failure of [`Fallback::all`] on `items` may be no fault of some of them, so that
+    /// serving each alone is worth it: by default, when there is more than one.
+    fn shared_blame(&self, items: &[Req]) -> bool {
+        items.len() > 1
+    }
+}
+
+/// Serves `items` with one [`Fallback::all`] call; when it fails and the blame may be shared
+/// ([`Fallback::shared_blame`]), serves each item alone with [`Fallback::one`], in order. Otherwise
+/// the lone item gets the batch's error. One result per item, in order.
+pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
+    fallback: &F,
+    items: &[Req],
+) -> Each<F::Item, F::Error> {
+    match fallback.all(items).await {
+        Ok(results) => results,
+        Err(e) if fallback.shared_blame(items) => {
+            tracing::warn!(error = %e, items = items.len(), what = fallback.what(),
+                "a batched call failed; serving its items one by one");
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(fallback.one(item).await);
+            }
+            out
+        }
+        Err(e) if items.is_empty() => {
+            tracing::warn!(error = %e, what = fallback.what(), "a batched call failed");
+            Vec::new()
+        }
+        Err(e) => vec![Err(e)],
     }
 }
 
@@ -112,5 +194,69 @@ mod tests {
     async fn a_missing_response_is_none_not_a_hang() {
         let batcher = Batcher::spawn(4, |_reqs: Vec<u32>| async { Vec::<u32>::new() });
         assert_eq!(batcher.call(1).await, None);
+    }
+
+    /// Fails a whole batch holding 0; alone, only 0 fails. Counts the calls of each form.
+    #[derive(Default)]
+    struct ZeroIsBad {
+        all_calls: std::sync::atomic::AtomicU32,
+        one_calls: std::sync::atomic::AtomicU32,
+    }
+
+    impl Fallback<u32> for ZeroIsBad {
+        type Item = u32;
+        type Error = String;
+
+        fn what(&self) -> &'static str {
+            "numbers"
+        }
+
+        async fn all(&self, items: &[u32]) -> Result<Vec<Result<u32, String>>, String> {
+            self.all_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if items.contains(&0) {
+                return Err("the batch held 0".into());
+            }
+            Ok(items.iter().map(|i| Ok(i * 10)).collect())
+        }
+
+        async fn one(&self, item: &u32) -> Result<u32, String> {
+            self.one_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if *item == 0 { Err("0 alone".into()) } else { Ok(item * 10) }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_served_one_by_one_so_a_bad_item_fails_only_itself() {
+        let f = ZeroIsBad::default();
+        assert_eq!(all_or_each(&f, &[1, 2]).await, vec![Ok(10), Ok(20)]);
+        assert_eq!(
+            f.one_calls.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "no fallback when the batch works"
+        );
+        assert_eq!(all_or_each(&f, &[1, 0, 3]).await, vec![Ok(10), Err("0 alone".into()), Ok(30)]);
+        assert_eq!(f.one_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // A lone item's failure is its own: it gets the batch's error, not a second call.
+        assert_eq!(all_or_each(&f, &[0]).await, vec![Err("the batch held 0".into())]);
+        assert_eq!(f.one_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        assert_eq!(f.all_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_batcher_with_fallback_answers_each_caller_with_its_own_result() {
+        let batcher = Batcher::spawn_with_fallback(8, ZeroIsBad::default());
+        let calls: Vec<_> = (0..4u32)
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { (i, b.call(i).await) })
+            })
+            .collect();
+        for call in calls {
+            let (i, answer) = call.await.expect("task");
+            match i {
+                0 => assert!(matches!(answer, Some(Err(_))), "{answer:?}"),
+                _ => assert_eq!(answer, Some(Ok(i * 10))),
+            }
+        }
     }
 }

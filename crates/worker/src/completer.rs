@@ -1,32 +1,35 @@
 //! The completer: turns executors' outcomes into queue operations, in batches. Finishing a batch
-//! also takes as many new entries as it frees (one round trip per batch under load). A failed queue
-//! call is logged and the entries are left pending: storage already holds the outcome, so the
-//! redelivery that follows is acknowledged without running again.
+//! also takes as many new entries as it frees (one round trip per batch under load), on the freed
+//! slots, and hands them to the dispatcher. A failed queue call is logged and the entries are left
+//! pending: storage already holds the outcome, so the redelivery that follows is acknowledged
+//! without running again.
 
 use std::sync::Arc;
 
 use longhaul_core::Pipeline;
 use longhaul_queue::{Delivery, Finish};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::Shared;
+use crate::dispatch::{Dispatcher, Slot, Slots};
 use crate::executor::Outcome;
+use crate::shared::Shared;
 
 /// An executor's result, with the capacity it held.
 #[derive(Debug)]
-pub struct Done {
+pub(crate) struct Done {
     /// The delivery.
     pub delivery: Delivery,
     /// What to do with its entry.
     pub outcome: Outcome,
-    /// Released once the entry is handled.
-    pub permit: OwnedSemaphorePermit,
+    /// Freed (or handed to a new entry) once the entry is handled.
+    pub slot: Slot,
 }
 
 /// The completer task. Runs until `stop`, then handles what is already queued.
 pub(crate) async fn run<P: Pipeline + 'static>(
     shared: Arc<Shared<P>>,
+    dispatcher: Dispatcher<P>,
     mut rx: mpsc::UnboundedReceiver<Done>,
     stop: CancellationToken,
 ) {
@@ -39,15 +42,15 @@ pub(crate) async fn run<P: Pipeline + 'static>(
                 while let Ok(done) = rx.try_recv() {
                     batch.push(done);
                 }
-                handle(&shared, std::mem::take(&mut batch)).await;
+                handle(&shared, &dispatcher, std::mem::take(&mut batch)).await;
                 return;
             }
         }
-        handle(&shared, std::mem::take(&mut batch)).await;
+        handle(&shared, &dispatcher, std::mem::take(&mut batch)).await;
     }
 }
 
-async fn handle<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, batch: Vec<Done>) {
+async fn handle<P: Pipeline + 'static>(shared: &Shared<P>, dispatcher: &Dispatcher<P>, batch: Vec<Done>) {
     let mut finishes = Vec::new();
     for done in batch {
         match done.outcome {
@@ -59,7 +62,7 @@ async fn handle<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, batch: Vec<Done>
                 }
                 shared.inflight_remove(&done.delivery);
             }
-            Outcome::Finish { event, release } => finishes.push((done.delivery, event, release, done.permit)),
+            Outcome::Finish { event, release } => finishes.push((done.delivery, event, release, done.slot)),
         }
     }
     if finishes.is_empty() {
@@ -69,33 +72,17 @@ async fn handle<P: Pipeline + 'static>(shared: &Arc<Shared<P>>, batch: Vec<Done>
         .iter()
         .map(|(delivery, event, release, _)| Finish { delivery, event: event.as_ref(), release: *release })
         .collect();
-    // While a reclaim is due, freed capacity goes back to the fetcher, which reclaims first.
-    let take =
-        if shared.stopping.is_cancelled() || shared.reclaim_due.load(std::sync::atomic::Ordering::Acquire) {
-            0
-        } else {
-            items.len()
-        };
+    let take = dispatcher.refill(items.len());
     let result = shared.queue.finish_batch(&items, &shared.settings.consumer, take).await;
     drop(items);
-    let mut permits = Vec::with_capacity(finishes.len());
-    for (delivery, _, _, permit) in finishes {
+    let mut slots = Slots::default();
+    for (delivery, _, _, slot) in finishes {
         shared.inflight_remove(&delivery);
-        permits.push(permit);
+        slots.push(slot);
     }
     match result {
-        Ok((_, next)) if shared.stopping.is_cancelled() => {
-            // Taken before shutdown began, answered after: nobody would run them.
-            let ids = next.into_iter().map(|d| d.id).collect();
-            crate::hand_back(shared, ids, std::time::Duration::ZERO).await;
-        }
         Ok((_, next)) => {
-            for delivery in next {
-                match permits.pop() {
-                    Some(permit) => shared.spawn_executor(delivery, permit, false),
-                    None => break,
-                }
-            }
+            dispatcher.start(next.into_iter().map(|d| (d, false)).collect(), &mut slots).await;
         }
         Err(e) => tracing::warn!(error = %e,
             "cannot acknowledge finished entries; they stay pending and are acknowledged when redelivered"),

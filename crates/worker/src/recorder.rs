@@ -1,27 +1,71 @@
-//! The recorder: one task writes what the executors did — starts, progress, completions — in one
-//! transaction per batch of whatever has queued up (group commit; on PostgreSQL at most three
-//! multi-row statements per batch). An executor waits for its start or completion to be committed
-//! before it goes on, so nothing is acknowledged that storage does not hold, but concurrent jobs
-//! share one commit instead of paying one each. Requests are handled in the order sent, so a job's
-//! progress is written (and its `progress` events emitted) no later than its completion.
+//! The recorder: the one way the executors write job records. One task takes every write —
+//! starts, progress, completions, failures and retries — in the order sent, so a job's writes land
+//! in the order its executor made them: its progress (and `progress` events) no later than its
+//! outcome, whatever that outcome is.
+//!
+//! Starts, progress and completions of whatever has queued up are written in one transaction per
+//! batch (group commit; on PostgreSQL at most three multi-row statements per batch, each write on
+//! its own if the batch fails — [`all_or_each`]). Failures and retries have no batched form in
+//! storage: each is its own transaction, begun once the batch it arrived with has committed, and
+//! run beside the next batches. An executor waits for each of its writes to be committed before
+//! it goes on, so nothing is acknowledged that storage does not hold, but concurrent jobs share
+//! one commit instead of paying one each.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use longhaul_core::{JobContext, Pipeline, Progress};
-use longhaul_queue::{Event, EventKind, now_ms};
-use longhaul_store::{ProgressWrite, StoreError, Write, WriteOutcome};
+use chrono::{DateTime, Utc};
+use longhaul_core::{ErrorClass, JobContext, JobId, Progress, TenantId};
+use longhaul_queue::{Event, EventKind, Queue, now_ms};
+use longhaul_service::batch::{Fallback, all_or_each};
+use longhaul_store::{ProgressWrite, Store, StoreError, Write, WriteOutcome};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::Shared;
 use crate::progress::Throttle;
+
+/// A write to a job's record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordWrite {
+    /// A start or completion, written in the batch's transaction.
+    Batched(Write),
+    /// [`Store::fail`]: fails the job for good.
+    Fail {
+        /// The tenant.
+        tenant: TenantId,
+        /// The job.
+        job: JobId,
+        /// The attempt failed under.
+        attempt: u32,
+        /// The failure's class.
+        class: ErrorClass,
+        /// What went wrong.
+        message: String,
+    },
+    /// [`Store::schedule_retry`]: queues the next attempt after `attempt` failed.
+    Retry {
+        /// The tenant.
+        tenant: TenantId,
+        /// The job.
+        job: JobId,
+        /// The attempt that failed.
+        attempt: u32,
+        /// The failure's class.
+        class: ErrorClass,
+        /// What went wrong.
+        message: String,
+        /// When the next attempt is due.
+        at: DateTime<Utc>,
+    },
+}
+
+type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
 /// A message to the recorder.
 #[derive(Debug)]
 pub enum Request {
-    /// A start or completion, answered once committed.
-    Write(Write, oneshot::Sender<Result<WriteOutcome, StoreError>>),
+    /// A write, answered once committed.
+    Write(RecordWrite, Reply),
     /// A stage event of a running attempt (persisted if the throttle lets it; never answered).
     Progress {
         /// The attempt.
@@ -31,109 +75,155 @@ pub enum Request {
         /// Overall progress.
         progress: Progress,
     },
-    /// Answered once everything sent before has been written.
-    Flush(oneshot::Sender<()>),
 }
 
 /// Largest batch in one transaction.
 const MAX_BATCH: usize = 256;
 
-/// The recorder task. Runs until `stop`, then handles what is already queued.
-pub(crate) async fn run<P: Pipeline + 'static>(
-    shared: Arc<Shared<P>>,
+/// The recorder task. Runs until `stop`, then handles what is already queued and waits for the
+/// failures and retries it began.
+pub(crate) async fn run(
+    store: Store,
+    queue: Queue,
+    progress_interval: Duration,
     mut rx: mpsc::UnboundedReceiver<Request>,
     stop: CancellationToken,
 ) {
+    let mut recorder = Recorder { store, queue, progress_interval, throttle: Throttle::default() };
+    let singles = TaskTracker::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut throttle = Throttle::default();
     loop {
         tokio::select! {
             biased;
-            n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
+            n = rx.recv_many(&mut batch, MAX_BATCH) => if n == 0 { break },
             () = stop.cancelled() => {
                 while let Ok(request) = rx.try_recv() {
                     batch.push(request);
                 }
-                write(&shared, std::mem::take(&mut batch), &mut throttle).await;
-                return;
+                recorder.write(std::mem::take(&mut batch), &singles).await;
+                break;
             }
         }
-        write(&shared, std::mem::take(&mut batch), &mut throttle).await;
+        recorder.write(std::mem::take(&mut batch), &singles).await;
+    }
+    singles.close();
+    singles.wait().await;
+}
+
+struct Recorder {
+    store: Store,
+    queue: Queue,
+    progress_interval: Duration,
+    throttle: Throttle,
+}
+
+impl Recorder {
+    /// Writes one batch of requests: the batched writes and due progress in one transaction, then
+    /// begins the failures and retries.
+    async fn write(&mut self, batch: Vec<Request>, singles: &TaskTracker) {
+        let mut progress: Vec<(JobContext, String, Progress)> = Vec::new();
+        let (mut writes, mut replies, mut later) = (Vec::new(), Vec::new(), Vec::new());
+        let now = Instant::now();
+        for request in batch {
+            match request {
+                Request::Write(RecordWrite::Batched(write), reply) => {
+                    writes.push(write);
+                    replies.push(reply);
+                }
+                Request::Write(single, reply) => later.push((single, reply)),
+                Request::Progress { ctx, stage, progress: p } => {
+                    if self.throttle.due(&ctx, &stage, self.progress_interval, now) {
+                        progress.push((ctx, stage, p));
+                    }
+                }
+            }
+        }
+        let group = Group { store: &self.store, queue: &self.queue, progress: &progress };
+        let outcomes = all_or_each(&group, &writes).await;
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
+        }
+        for (write, reply) in later {
+            let store = self.store.clone();
+            singles.spawn(async move {
+                let _ = reply.send(single(&store, &write).await);
+            });
+        }
     }
 }
 
-/// Waits until every request sent so far is written.
-pub(crate) async fn flush<P>(shared: &Shared<P>) {
-    let (tx, rx) = oneshot::channel();
-    if shared.recorder_tx.send(Request::Flush(tx)).is_ok() {
-        let _ = rx.await;
+/// A failure or retry, in its own transaction.
+async fn single(store: &Store, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
+    match write {
+        RecordWrite::Batched(write) => one(store, write).await,
+        RecordWrite::Fail { tenant, job, attempt, class, message } => {
+            store.fail(tenant, job, *attempt, *class, message).await
+        }
+        RecordWrite::Retry { tenant, job, attempt, class, message, at } => {
+            store.schedule_retry(tenant, job, *attempt, *class, message, *at).await
+        }
     }
 }
 
-async fn write<P>(shared: &Shared<P>, batch: Vec<Request>, throttle: &mut Throttle) {
-    let mut progress: Vec<(JobContext, String, Progress)> = Vec::new();
-    let (mut writes, mut replies, mut flushes) = (Vec::new(), Vec::new(), Vec::new());
-    let now = Instant::now();
-    for request in batch {
-        match request {
-            Request::Write(write, reply) => {
-                writes.push(write);
-                replies.push(reply);
-            }
-            Request::Progress { ctx, stage, progress: p } => {
-                if throttle.due(&ctx, &stage, shared.settings.progress_interval, now) {
-                    progress.push((ctx, stage, p));
-                }
-            }
-            Request::Flush(done) => flushes.push(done),
-        }
+/// A batched write on its own.
+async fn one(store: &Store, write: &Write) -> Result<WriteOutcome, StoreError> {
+    match store.write_many(std::slice::from_ref(write)).await {
+        Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(StoreError::NotFound("job"))),
+        Err(e) => Err(e),
     }
-    let progress_writes: Vec<ProgressWrite<'_>> = progress
-        .iter()
-        .map(|(ctx, stage, p)| (&ctx.tenant_id, &ctx.job_id, ctx.attempt, stage.as_str(), *p))
-        .collect();
-    match shared.store.write_batch(&progress_writes, &writes).await {
-        Ok((applied, outcomes)) => {
-            // The progress events go out before any executor hears of its completion, so a job's
-            // events stay in order.
-            publish_progress(shared, &progress, &applied).await;
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(outcome);
+}
+
+/// One batch's starts and completions with its progress: one transaction; each write on its own
+/// if that fails (progress is best effort: it is dropped).
+struct Group<'a> {
+    store: &'a Store,
+    queue: &'a Queue,
+    progress: &'a [(JobContext, String, Progress)],
+}
+
+impl Fallback<Write> for Group<'_> {
+    type Item = WriteOutcome;
+    type Error = StoreError;
+
+    fn what(&self) -> &'static str {
+        "job record writes"
+    }
+
+    async fn all(&self, writes: &[Write]) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
+        let progress_writes: Vec<ProgressWrite<'_>> = self
+            .progress
+            .iter()
+            .map(|(ctx, stage, p)| (&ctx.tenant_id, &ctx.job_id, ctx.attempt, stage.as_str(), *p))
+            .collect();
+        match self.store.write_batch(&progress_writes, writes).await {
+            Ok((applied, outcomes)) => {
+                // The progress events go out before any executor hears of its outcome, so a job's
+                // events stay in order.
+                publish_progress(self.queue, self.progress, &applied).await;
+                Ok(outcomes)
             }
-        }
-        Err(e) => {
-            // Progress is best effort: it is dropped. One bad write must not fail the others:
-            // write them one by one.
-            tracing::warn!(error = %e, writes = writes.len(), progress = progress.len(),
-                "batched write failed; progress dropped, writes retried one by one");
-            // A lone write is answered with the error only when nothing else was in the batch
-            // (progress could have been what failed it).
-            if writes.len() == 1 && progress.is_empty() {
-                if let Some(reply) = replies.pop() {
-                    let _ = reply.send(Err(e));
+            Err(e) => {
+                if !self.progress.is_empty() {
+                    tracing::warn!(error = %e, progress = self.progress.len(), "batched write failed; progress dropped");
                 }
-            } else {
-                for (write, reply) in writes.into_iter().zip(replies) {
-                    let result = match shared.store.write_many(std::slice::from_ref(&write)).await {
-                        Ok(mut outcomes) => outcomes.pop().unwrap_or(Err(StoreError::NotFound("job"))),
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(result);
-                }
+                Err(e)
             }
         }
     }
-    for done in flushes {
-        let _ = done.send(());
+
+    async fn one(&self, write: &Write) -> Result<WriteOutcome, StoreError> {
+        one(self.store, write).await
+    }
+
+    /// A lone write is answered with the batch's error only when nothing else was in the batch
+    /// (progress could have been what failed it).
+    fn shared_blame(&self, writes: &[Write]) -> bool {
+        writes.len() > 1 || !self.progress.is_empty()
     }
 }
 
 /// Emits the `progress` events of the applied progress writes, in one round trip.
-async fn publish_progress<P>(
-    shared: &Shared<P>,
-    progress: &[(JobContext, String, Progress)],
-    applied: &[bool],
-) {
+async fn publish_progress(queue: &Queue, progress: &[(JobContext, String, Progress)], applied: &[bool]) {
     let events: Vec<Event> = progress
         .iter()
         .zip(applied)
@@ -154,7 +244,7 @@ async fn publish_progress<P>(
     if events.is_empty() {
         return;
     }
-    if let Err(e) = shared.queue.publish_many(&events).await {
+    if let Err(e) = queue.publish_many(&events).await {
         tracing::warn!(error = %e, events = events.len(), "cannot publish progress events");
     }
 }

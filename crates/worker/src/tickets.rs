@@ -1,70 +1,91 @@
 //! The pipeline's ticket store in the worker. The load stage's reads (the ticket with its tenant's
 //! webhook) and the apply stage's writes (the triage result with its operation record) of
 //! concurrent jobs are each served in batches ([`Batcher`]): on PostgreSQL one query per batch of
-//! reads and one statement per batch of writes. Each job still waits for its own answer — its write
+//! reads and one statement per batch of writes; a batch that fails is served one by one, so one bad
+//! item fails only itself ([`Fallback`]). Each job still waits for its own answer — its write
 //! committed — before its pipeline goes on.
 
 use longhaul_core::{JobContext, JobError, OperationId, TenantId, TicketId, TicketStore, TicketView};
 use longhaul_service::Batcher;
+use longhaul_service::batch::Fallback;
 use longhaul_store::{Store, StoreError, TriageWrite};
 use serde_json::Value;
 
 /// Largest batch in one statement.
 const MAX_BATCH: usize = 64;
 
-type Read = Result<Option<TicketView>, StoreError>;
-type Written = Result<Value, StoreError>;
-/// A triage write as it waits for its batch: context, operation id, stage, effect, triage.
-type Pending = (JobContext, OperationId, String, String, Value);
-
 /// A [`TicketStore`] over [`Store`] whose reads and writes are batched across concurrent jobs.
 #[derive(Debug, Clone)]
 pub struct BatchedTickets {
-    reads: Batcher<(TenantId, TicketId), Read>,
-    writes: Batcher<Pending, Written>,
+    reads: Batcher<(TenantId, TicketId), Result<Option<TicketView>, StoreError>>,
+    writes: Batcher<Pending, Result<Value, StoreError>>,
 }
 
 impl BatchedTickets {
     /// Starts the reader and writer tasks (needs a Tokio runtime); they end when the last handle
     /// is dropped.
     pub fn spawn(store: &Store) -> Self {
-        let reader = store.clone();
-        let reads = Batcher::spawn(MAX_BATCH, move |keys: Vec<(TenantId, TicketId)>| {
-            let store = reader.clone();
-            async move { read(&store, keys).await }
-        });
-        let writer = store.clone();
-        let writes = Batcher::spawn(MAX_BATCH, move |batch: Vec<Pending>| {
-            let store = writer.clone();
-            async move { write(&store, batch).await }
-        });
-        Self { reads, writes }
-    }
-}
-
-async fn read(store: &Store, keys: Vec<(TenantId, TicketId)>) -> Vec<Read> {
-    let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
-    store.load_ticket_views_each(&refs).await
-}
-
-async fn write(store: &Store, batch: Vec<Pending>) -> Vec<Written> {
-    let refs: Vec<TriageWrite<'_>> = batch
-        .iter()
-        .map(|(ctx, op, stage, effect, triage)| TriageWrite { ctx, op, stage, effect, triage })
-        .collect();
-    match store.write_ticket_triage_many(&refs).await {
-        Ok(results) => results,
-        Err(e) if refs.len() > 1 => {
-            // One bad write must not fail the others: write them one by one.
-            tracing::warn!(error = %e.report(), writes = refs.len(), "batched ticket writes failed; writing them one by one");
-            let mut out = Vec::with_capacity(refs.len());
-            for w in refs {
-                out.push(store.write_ticket_triage(w).await);
-            }
-            out
+        Self {
+            reads: Batcher::spawn_with_fallback(MAX_BATCH, Reads(store.clone())),
+            writes: Batcher::spawn_with_fallback(MAX_BATCH, Writes(store.clone())),
         }
-        Err(e) => vec![Err(e)],
     }
+}
+
+/// The load stage's reads: one query per batch; one by one if it fails ([`Fallback`]).
+struct Reads(Store);
+
+impl Fallback<(TenantId, TicketId)> for Reads {
+    type Item = Option<TicketView>;
+    type Error = StoreError;
+
+    fn what(&self) -> &'static str {
+        "ticket reads"
+    }
+
+    async fn all(
+        &self,
+        keys: &[(TenantId, TicketId)],
+    ) -> Result<Vec<Result<Option<TicketView>, StoreError>>, StoreError> {
+        let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
+        Ok(self.0.load_ticket_views(&refs).await?.into_iter().map(Ok).collect())
+    }
+
+    async fn one(&self, (tenant, ticket): &(TenantId, TicketId)) -> Result<Option<TicketView>, StoreError> {
+        self.0.load_ticket_view(tenant, ticket).await
+    }
+}
+
+/// A triage write as it waits for its batch: context, operation id, stage, effect, triage.
+type Pending = (JobContext, OperationId, String, String, Value);
+
+/// The apply stage's writes: one statement per batch; one by one if it fails ([`Fallback`]).
+struct Writes(Store);
+
+impl Fallback<Pending> for Writes {
+    type Item = Value;
+    type Error = StoreError;
+
+    fn what(&self) -> &'static str {
+        "ticket triage writes"
+    }
+
+    async fn all(
+        &self,
+        batch: &[Pending],
+    ) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
+        let refs: Vec<TriageWrite<'_>> = batch.iter().map(write_ref).collect();
+        self.0.write_ticket_triage_many(&refs).await
+    }
+
+    async fn one(&self, pending: &Pending) -> Result<Value, StoreError> {
+        self.0.write_ticket_triage(write_ref(pending)).await
+    }
+}
+
+/// The borrowed form of a pending write.
+fn write_ref((ctx, op, stage, effect, triage): &Pending) -> TriageWrite<'_> {
+    TriageWrite { ctx, op, stage, effect, triage }
 }
 
 impl TicketStore for BatchedTickets {

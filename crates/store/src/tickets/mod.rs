@@ -189,26 +189,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// [`Store::load_ticket_views`] with each key's own result, for batching callers: when the
-    /// batch query fails, the keys are read one by one, so one bad read cannot fail the others.
-    pub async fn load_ticket_views_each(
-        &self,
-        keys: &[(&TenantId, &TicketId)],
-    ) -> Vec<Result<Option<TicketView>, StoreError>> {
-        match self.load_ticket_views(keys).await {
-            Ok(views) => views.into_iter().map(Ok).collect(),
-            Err(e) if keys.len() > 1 => {
-                tracing::warn!(error = %e.report(), reads = keys.len(), "batched ticket reads failed; reading them one by one");
-                let mut out = Vec::with_capacity(keys.len());
-                for (tenant, ticket) in keys {
-                    out.push(self.load_ticket_view(tenant, ticket).await);
-                }
-                out
-            }
-            Err(e) => vec![Err(e)],
-        }
-    }
 }
 
 impl longhaul_core::TicketStore for Store {

@@ -12,6 +12,7 @@ use longhaul_queue::{JobEntry, Queue, QueueConfig};
 use longhaul_store::{Store, StoreOptions};
 pub use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
 use longhaul_triage::{Classification, Classifier, HttpWebhook, RuleClassifier, TriagePipeline};
+use longhaul_worker::tickets::BatchedTickets;
 use longhaul_worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -216,12 +217,13 @@ impl Classifier for FlakyClassifier {
     }
 }
 
-pub type Triage<C> = TriagePipeline<Store, Store, C, HttpWebhook>;
+pub type Triage<C> = TriagePipeline<BatchedTickets, Store, C, HttpWebhook>;
 
-/// The real triage pipeline with classifier `c`.
+/// The real triage pipeline with classifier `c`, wired as production wires it: ticket reads and
+/// writes batched across jobs (needs a Tokio runtime).
 pub fn triage<C: Classifier>(store: &Store, c: C) -> Triage<C> {
     TriagePipeline::new(
-        store.clone(),
+        BatchedTickets::spawn(store),
         store.clone(),
         c,
         HttpWebhook::new(Duration::from_secs(5)).expect("webhook"),

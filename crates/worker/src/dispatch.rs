@@ -1,0 +1,145 @@
+//! The dispatcher: owns the worker's capacity (one [`Slot`] per job run at once) and starts every
+//! executor. The fetcher and the completer take entries from Redis only with slots reserved here
+//! first, and hand whatever arrives straight back to [`Dispatcher::start`], which starts each
+//! delivery at once on a slot of its own (so a worker never holds an entry it does not run and
+//! heart-beat), refuses an entry already running here, and hands back what arrives while the
+//! worker is stopping.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use longhaul_core::Pipeline;
+use longhaul_queue::Delivery;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::completer::Done;
+use crate::executor::Attempt;
+use crate::shared::Shared;
+
+/// Room for one job: held by its executor until the completer has handled its entry; dropping it
+/// frees the room.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Slots reserved for entries about to be taken: one per entry.
+#[derive(Debug, Default)]
+pub(crate) struct Slots(Vec<Slot>);
+
+impl Slots {
+    /// How many entries may be taken.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no entry may be taken.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds a slot (freed by a finished entry).
+    pub(crate) fn push(&mut self, slot: Slot) {
+        self.0.push(slot);
+    }
+}
+
+/// Starts executors on reserved capacity. Cheap to clone.
+pub(crate) struct Dispatcher<P> {
+    shared: Arc<Shared<P>>,
+    permits: Arc<Semaphore>,
+}
+
+impl<P> Clone for Dispatcher<P> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone(), permits: self.permits.clone() }
+    }
+}
+
+impl<P: Pipeline + 'static> Dispatcher<P> {
+    /// A dispatcher running at most `settings.concurrency` jobs at once.
+    pub(crate) fn new(shared: Arc<Shared<P>>) -> Self {
+        let permits = Arc::new(Semaphore::new(shared.settings.concurrency.max(1)));
+        Self { shared, permits }
+    }
+
+    /// Waits for a free slot, then reserves every free one — all free capacity at once, so every
+    /// entry taken with them starts (and is heart-beaten) at once, none waits for a slot while its
+    /// lease runs out. `None` once `stop` is cancelled.
+    pub(crate) async fn reserve(&self, stop: &CancellationToken) -> Option<Slots> {
+        let first = tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            permit = self.permits.clone().acquire_owned() => permit.ok()?,
+        };
+        let mut slots = Slots(vec![Slot { _permit: first }]);
+        while let Ok(p) = self.permits.clone().try_acquire_owned() {
+            slots.push(Slot { _permit: p });
+        }
+        Some(slots)
+    }
+
+    /// How many of `freed` slots may take new entries at once: none while stopping, or while a
+    /// reclaim is due (freed capacity then goes back to the fetcher, which reclaims first).
+    pub(crate) fn refill(&self, freed: usize) -> usize {
+        if self.shared.stopping.is_cancelled() || self.shared.reclaim_due.load(Ordering::Acquire) {
+            0
+        } else {
+            freed
+        }
+    }
+
+    /// Starts one executor per delivery (`true`: it stalled; fail it unrun), each on a slot taken
+    /// from `slots`. While the worker is stopping, hands them all back instead (taken before
+    /// shutdown began, answered after: nobody would run them) and returns `false`.
+    pub(crate) async fn start(&self, deliveries: Vec<(Delivery, bool)>, slots: &mut Slots) -> bool {
+        if self.shared.stopping.is_cancelled() {
+            let ids = deliveries.into_iter().map(|(d, _)| d.id).collect();
+            self.shared.hand_back(ids, Duration::ZERO).await;
+            return false;
+        }
+        let mut extra = Vec::new();
+        for (delivery, stalled) in deliveries {
+            match slots.0.pop() {
+                Some(slot) => self.spawn(delivery, slot, stalled),
+                None => extra.push(delivery.id),
+            }
+        }
+        if !extra.is_empty() {
+            // Redis returns no more entries than asked for; should it, they are not held unrun.
+            tracing::warn!(entries = ?extra, "more entries arrived than there is room for");
+            self.shared.hand_back(extra, Duration::ZERO).await;
+        }
+        true
+    }
+
+    /// Starts an executor for `delivery`, holding `slot` until its outcome is handled — unless its
+    /// entry already runs here.
+    fn spawn(&self, delivery: Delivery, slot: Slot, stalled: bool) {
+        let Some(cancel) = self.shared.inflight_insert(&delivery) else {
+            tracing::debug!(entry_id = %delivery.id, "entry already running here; not starting it twice");
+            return;
+        };
+        let span = tracing::info_span!(
+            "job",
+            job_id = %delivery.entry.job_id,
+            tenant_id = %delivery.entry.tenant_id,
+            attempt = tracing::field::Empty,
+            entry_id = %delivery.id,
+        );
+        if let Some(parent) = &delivery.entry.traceparent {
+            longhaul_service::trace::set_parent(&span, parent);
+        }
+        let shared = self.shared.clone();
+        self.shared.tracker.spawn(
+            async move {
+                let outcome = Attempt::new(&shared, &delivery, &cancel).execute(stalled).await;
+                let _ = shared.done_tx.send(Done { delivery, outcome, slot });
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! The executor: runs one delivery and writes its outcome to application storage. It returns what
+//! the completer must then do with the queue entry — never the other way round, so nothing is
+//! acknowledged that storage does not hold.
+//!
+//! One [`Attempt`] value carries what every step needs (the delivery, its lease, the cancel
+//! token); once the record is fenced, a [`Fence`] carries the attempt its writes are fenced by.
+//! Every record write goes through the recorder ([`crate::recorder`]), so a job's writes land in
+//! the order made. The steps:
+//! - this module — start (one fenced write, no read first), run, complete;
+//! - `failure` — the retry policy, failing for good, a stalled entry, an entry naming an unknown
+//!   job;
+//! - `refused` — what a refused start or write means for the entry;
+//! - `durably` — holding the delivery while storage is unavailable.
+
+mod durably;
+mod failure;
+mod refused;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use longhaul_core::{
+    ErrorClass, FailureCase, JobContext, JobError, JobRecord, JobStatus, Lease, Pipeline, TransitionError,
+};
+use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
+use longhaul_store::{StoreError, Write, WriteOutcome};
+use tokio_util::sync::CancellationToken;
+
+use crate::progress::Observer;
+use crate::recorder::RecordWrite;
+use crate::shared::Shared;
+use failure::Verdict;
+
+/// What to do with the queue entry once storage holds the outcome.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Ack and delete the entry; append `event` if any; drop the job's presence key if `release`.
+    Finish {
+        /// The lifecycle event.
+        event: Option<Event>,
+        /// Whether the job is done with the queue (false for a dropped duplicate).
+        release: bool,
+    },
+    /// Ack the entry and schedule `next` at `due_ms`.
+    Retry {
+        /// The next attempt's entry.
+        next: JobEntry,
+        /// When it is due.
+        due_ms: u64,
+        /// The `retrying` event.
+        event: Event,
+    },
+    /// Leave the entry pending and stop heart-beating it: storage could not be written (a
+    /// shutdown's grace period ended while it was unreachable, or it failed for good), or another
+    /// delivery of the entry owns the job now (its worker holds the entry; acknowledging it would
+    /// take it from under that worker).
+    Leave,
+}
+
+/// One delivery's attempt at its job: what each step of the executor needs.
+pub(crate) struct Attempt<'a, P> {
+    shared: &'a Arc<Shared<P>>,
+    delivery: &'a Delivery,
+    /// The delivery as the fence of its start.
+    lease: Lease,
+    /// Cancelled when the delivery is abandoned (the grace period ended, or it was superseded).
+    cancel: &'a CancellationToken,
+}
+
+/// The record's fence once known: the attempt the job's writes are fenced by, the record as that
+/// attempt found it, and when its run began (if it ran).
+struct Fence {
+    attempt: u32,
+    record: JobRecord,
+    started: Option<Instant>,
+}
+
+impl Fence {
+    /// The attempt a job is failed under without running again: the running attempt (whose worker
+    /// stopped), else the next one — never past `max_attempts`.
+    fn failing(record: JobRecord) -> Self {
+        let attempt = if record.status == JobStatus::Running { record.attempts } else { record.attempts + 1 };
+        tracing::Span::current().record("attempt", attempt);
+        Self { attempt, record, started: None }
+    }
+}
+
+impl<'a, P: Pipeline + 'static> Attempt<'a, P> {
+    /// The attempt of `delivery`, abandoned when `cancel` is.
+    pub(crate) fn new(
+        shared: &'a Arc<Shared<P>>,
+        delivery: &'a Delivery,
+        cancel: &'a CancellationToken,
+    ) -> Self {
+        let lease = Lease {
+            entry: delivery.id.clone(),
+            delivery: u32::try_from(delivery.deliveries).unwrap_or(u32::MAX),
+        };
+        Self { shared, delivery, lease, cancel }
+    }
+
+    /// Runs the delivery to an outcome. `stalled`: the entry was delivered too often; fail it
+    /// unrun.
+    pub(crate) async fn execute(&self, stalled: bool) -> Outcome {
+        if stalled {
+            return self.fail_stalled().await;
+        }
+        let fence = match self.start().await {
+            Ok(fence) => fence,
+            Err(outcome) => return outcome,
+        };
+        let entry = &self.delivery.entry;
+        let ctx = JobContext {
+            job_id: entry.job_id.clone(),
+            tenant_id: entry.tenant_id.clone(),
+            ticket_id: entry.ticket_id.clone(),
+            ticket_revision: entry.ticket_revision,
+            attempt: fence.attempt,
+        };
+        let started = Instant::now();
+        let Some(result) = self.run(&ctx).await else {
+            tracing::warn!(
+                "abandoning the job: the shutdown grace period is over, or another worker took it over"
+            );
+            return Outcome::Leave;
+        };
+        let fence = Fence { started: Some(started), ..fence };
+        match result {
+            Ok(output) => self.complete(&fence, output).await,
+            Err(error) => self.after_failure(&fence, &error).await,
+        }
+    }
+
+    /// One write starts the next attempt (no read first), fenced by this delivery; only a refusal
+    /// reads the record. `Err`: the outcome, without running.
+    async fn start(&self) -> Result<Fence, Outcome> {
+        let entry = &self.delivery.entry;
+        let start = RecordWrite::Batched(Write::StartNext {
+            tenant: entry.tenant_id.clone(),
+            job: entry.job_id.clone(),
+            lease: self.lease.clone(),
+            entry_attempt: entry.attempt,
+        });
+        let Some(started) = self.durably("start", || self.shared.record(start.clone())).await else {
+            return Err(Outcome::Leave);
+        };
+        let running = match started {
+            Ok(WriteOutcome::Applied(r)) => r,
+            // This very delivery started it: the commit went through but its answer was lost.
+            Ok(WriteOutcome::Refused { current, .. })
+                if current.status == JobStatus::Running && current.lease.as_ref() == Some(&self.lease) =>
+            {
+                current
+            }
+            Ok(WriteOutcome::Refused {
+                reason: TransitionError::AttemptsExhausted { max_attempts, .. },
+                current,
+            }) => {
+                // This delivery is newer than the one running the last attempt, whose worker
+                // stopped heart-beating: that attempt is failed, and the count stays at the limit.
+                let message =
+                    format!("no attempt left: all {max_attempts} were used by runs that never finished");
+                let verdict = Verdict { class: ErrorClass::Retryable, message, kind: EventKind::Failed };
+                return Err(self.fail(&Fence::failing(current), verdict).await);
+            }
+            Ok(WriteOutcome::Refused { reason, current }) => {
+                return Err(refused::superseded(self, &current, &reason));
+            }
+            Err(StoreError::NotFound(_)) => return Err(self.unknown_job().await),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mark the job running; leaving the entry for a retry");
+                return Err(Outcome::Leave);
+            }
+        };
+        tracing::Span::current().record("attempt", running.attempts);
+        tracing::info!(deliveries = self.delivery.deliveries, "job started");
+        Ok(Fence { attempt: running.attempts, record: running, started: None })
+    }
+
+    /// Runs the pipeline in a task of its own, so a panic is caught and reported as a failure.
+    /// `None` when the delivery was abandoned first (grace period over, or superseded).
+    async fn run(&self, ctx: &JobContext) -> Option<Result<serde_json::Value, JobError>> {
+        let pipeline = self.shared.pipeline.clone();
+        let observer = Observer::new(self.shared.recorder_tx.clone());
+        let task_ctx = ctx.clone();
+        let span = tracing::Span::current();
+        let handle = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let output = pipeline.run(&task_ctx, &observer).await?;
+                serde_json::to_value(output).map_err(|e| {
+                    JobError::new(FailureCase::InvalidJobData, format!("output is not serialisable: {e}"))
+                })
+            },
+            span,
+        ));
+        let abort = handle.abort_handle();
+        tokio::select! {
+            () = self.cancel.cancelled() => {
+                abort.abort();
+                None
+            }
+            joined = handle => Some(match joined {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => {
+                    let payload = e.into_panic();
+                    let text = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".to_owned());
+                    tracing::error!(panic = %text, "a pipeline stage panicked");
+                    Err(JobError::new(FailureCase::StagePanicked, format!("stage panicked: {text}")))
+                }
+                Err(_) => Err(JobError::new(FailureCase::TemporaryInfrastructure, "pipeline task was cancelled")),
+            }),
+        }
+    }
+
+    /// Records the run's output. It goes through the recorder after the job's progress, so they
+    /// stay in order.
+    async fn complete(&self, fence: &Fence, output: serde_json::Value) -> Outcome {
+        let entry = &self.delivery.entry;
+        let complete = RecordWrite::Batched(Write::Complete {
+            tenant: entry.tenant_id.clone(),
+            job: entry.job_id.clone(),
+            attempt: fence.attempt,
+            output,
+        });
+        let ours = |c: &JobRecord| c.status == JobStatus::Completed && c.attempts == fence.attempt;
+        if let Err(outcome) = self.write("completion", complete, ours).await {
+            return outcome;
+        }
+        if let Some(started) = fence.started {
+            tracing::info!(run_ms = started.elapsed().as_millis() as u64, "job completed");
+        }
+        Outcome::Finish {
+            event: Some(self.event(EventKind::Completed, fence.attempt, fence.started)),
+            release: true,
+        }
+    }
+
+    /// Writes `write` through the recorder, holding the delivery while storage is unavailable.
+    /// `Ok` when it is this attempt's write: applied, or refused because the record already shows
+    /// it (`ours`: committed though its answer was lost). Otherwise the outcome for the entry.
+    async fn write(
+        &self,
+        what: &'static str,
+        write: RecordWrite,
+        ours: impl FnOnce(&JobRecord) -> bool,
+    ) -> Result<(), Outcome> {
+        let Some(written) = self.durably(what, || self.shared.record(write.clone())).await else {
+            return Err(Outcome::Leave);
+        };
+        match written {
+            Ok(WriteOutcome::Applied(_)) => Ok(()),
+            Ok(WriteOutcome::Refused { current, .. }) if ours(&current) => Ok(()),
+            Ok(refused) => Err(refused::stale(refused)),
+            Err(e) => {
+                tracing::warn!(error = %e, write = what, "cannot record the outcome; leaving the entry for a retry");
+                Err(Outcome::Leave)
+            }
+        }
+    }
+
+    /// A lifecycle event of this delivery's job, for `attempt`, timed from `started`.
+    fn event(&self, kind: EventKind, attempt: u32, started: Option<Instant>) -> Event {
+        let entry = &self.delivery.entry;
+        let now = now_ms();
+        let mut e = Event::new(kind, entry.job_id.as_str(), entry.tenant_id.as_str(), attempt, now);
+        e.run_ms = started.map(|s| u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX));
+        e.total_ms = Some(now.saturating_sub(entry.enqueued_at_ms));
+        e
+    }
+
+    /// [`Attempt::event`] saying why: `reason`, of `class`.
+    fn event_because(
+        &self,
+        kind: EventKind,
+        attempt: u32,
+        started: Option<Instant>,
+        reason: Option<String>,
+        class: Option<ErrorClass>,
+    ) -> Event {
+        let mut e = self.event(kind, attempt, started);
+        e.reason = reason;
+        e.class = class.map(|c| c.as_str().to_owned());
+        e
+    }
+}

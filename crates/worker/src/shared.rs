@@ -1,0 +1,163 @@
+//! What every task of one worker shares: storage, the queue, the pipeline and settings, the map of
+//! deliveries running in this process (which the heartbeat leases and the dispatcher guards
+//! against duplicates), the shutdown tokens, and the reclaim flags.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use longhaul_queue::{Delivery, Queue};
+use longhaul_store::{Store, StoreError, WriteOutcome};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::recorder::{self, RecordWrite};
+use crate::{WorkerSettings, completer};
+
+/// What every task of one worker shares.
+pub(crate) struct Shared<P> {
+    pub store: Store,
+    pub queue: Queue,
+    pub pipeline: Arc<P>,
+    pub settings: WorkerSettings,
+    /// Entries being worked on by this process (heart-beaten), by entry id.
+    inflight: Mutex<HashMap<String, InFlight>>,
+    pub done_tx: mpsc::UnboundedSender<completer::Done>,
+    pub recorder_tx: mpsc::UnboundedSender<recorder::Request>,
+    /// The executors.
+    pub tracker: TaskTracker,
+    /// Cancelled when the grace period ends: executors abandon their jobs.
+    pub hard_stop: CancellationToken,
+    /// Cancelled when shutdown begins: nothing new is taken.
+    pub stopping: CancellationToken,
+    /// Set by the reclaim ticker until the fetcher has scanned for abandoned entries: meanwhile
+    /// freed capacity is not handed to new entries, so a dead worker's jobs do not wait for the
+    /// backlog to drain.
+    pub reclaim_due: AtomicBool,
+    /// No reclaim before this instant: set after a Redis error, so that when Redis is back every
+    /// worker heart-beats its entries before anyone takes them over as abandoned.
+    reclaim_hold: Mutex<Instant>,
+}
+
+/// One delivery running in this process.
+#[derive(Debug, Clone)]
+struct InFlight {
+    /// Its delivery count.
+    deliveries: u64,
+    /// Cancelled when the delivery is superseded (another consumer took its entry over) or the
+    /// shutdown grace period ends: the executor abandons the job.
+    cancel: CancellationToken,
+}
+
+impl<P> Shared<P> {
+    /// The state of a worker that stops taking entries when `stopping` is cancelled, with the
+    /// receiving ends of its completer's and recorder's channels.
+    pub(crate) fn new(
+        store: Store,
+        queue: Queue,
+        pipeline: Arc<P>,
+        settings: WorkerSettings,
+        stopping: CancellationToken,
+    ) -> (Self, mpsc::UnboundedReceiver<completer::Done>, mpsc::UnboundedReceiver<recorder::Request>) {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (recorder_tx, recorder_rx) = mpsc::unbounded_channel();
+        let shared = Self {
+            store,
+            queue,
+            pipeline,
+            settings,
+            inflight: Mutex::new(HashMap::new()),
+            done_tx,
+            recorder_tx,
+            tracker: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+            stopping,
+            reclaim_due: AtomicBool::new(true),
+            reclaim_hold: Mutex::new(Instant::now()),
+        };
+        (shared, done_rx, recorder_rx)
+    }
+
+    /// Writes `write` through the recorder, in order after everything this job sent before, and
+    /// waits until it is committed.
+    pub(crate) async fn record(&self, write: RecordWrite) -> Result<WriteOutcome, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self.recorder_tx.send(recorder::Request::Write(write, tx)).is_err() {
+            return Err(StoreError::Stopped("recorder"));
+        }
+        rx.await.unwrap_or(Err(StoreError::Stopped("recorder")))
+    }
+
+    /// Notes `delivery` as running here and returns the token that abandons its run — or `None`
+    /// when its entry already runs here. (The same entry can come back while it runs: a re-read of
+    /// this consumer's own pending entries, or a reclaim of its own entry whose heartbeat came
+    /// late. It already has an executor; a second would take over its attempt. A run whose entry
+    /// another worker took over is cancelled and forgotten by the heartbeat, so a later reclaim
+    /// starts anew.)
+    pub(crate) fn inflight_insert(&self, delivery: &Delivery) -> Option<CancellationToken> {
+        let mut map = self.inflight.lock().ok()?;
+        if map.contains_key(&delivery.id) {
+            return None;
+        }
+        let cancel = self.hard_stop.child_token();
+        map.insert(delivery.id.clone(), InFlight { deliveries: delivery.deliveries, cancel: cancel.clone() });
+        Some(cancel)
+    }
+
+    /// Forgets `delivery` (unless a newer delivery of its entry replaced it here).
+    pub(crate) fn inflight_remove(&self, delivery: &Delivery) {
+        if let Ok(mut map) = self.inflight.lock()
+            && map.get(&delivery.id).is_some_and(|r| r.deliveries == delivery.deliveries)
+        {
+            map.remove(&delivery.id);
+        }
+    }
+
+    /// The entries running here.
+    pub(crate) fn inflight_ids(&self) -> Vec<String> {
+        self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Another consumer owns these entries now: their runs here are superseded.
+    pub(crate) fn superseded(&self, ids: &[String]) {
+        if let Ok(mut map) = self.inflight.lock() {
+            for id in ids {
+                if let Some(run) = map.remove(id) {
+                    run.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    /// A Redis call failed: hold reclaims until every worker had a heartbeat after it.
+    pub(crate) fn redis_trouble(&self) {
+        if let Ok(mut hold) = self.reclaim_hold.lock() {
+            *hold = Instant::now() + self.settings.heartbeat * 2;
+        }
+    }
+
+    /// Whether the fetcher should reclaim abandoned entries now.
+    pub(crate) fn may_reclaim(&self) -> bool {
+        self.reclaim_due.load(Ordering::Acquire)
+            && !self.stopping.is_cancelled()
+            && self.reclaim_hold.lock().is_ok_and(|hold| Instant::now() >= *hold)
+    }
+
+    /// Hands entries this consumer will not run, idle at least `min_idle`, back to the group
+    /// (reclaimable by anyone at once).
+    pub(crate) async fn hand_back(&self, ids: Vec<String>, min_idle: Duration) {
+        if ids.is_empty() {
+            return;
+        }
+        match self.queue.hand_back(&self.settings.consumer, &ids, min_idle).await {
+            Ok(n) => {
+                tracing::info!(entries = ?ids, handed_back = n, "handed back entries this worker will not run")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, entries = ?ids, "cannot hand entries back; they are reclaimed once their lease runs out")
+            }
+        }
+    }
+}
