@@ -10,6 +10,7 @@ use redis::Value;
 
 use crate::conn::{RedisConnection, Target};
 use crate::entry::{Event, JobEntry};
+use crate::error::NameKind;
 use crate::reader::{Consumer, EventReader};
 use crate::{KeySpace, QueueError, scripts};
 
@@ -166,20 +167,28 @@ impl Queue {
     /// Redis is down; the first call reports the outage.
     ///
     /// # Errors
-    /// [`QueueError::Config`] for an invalid URL or key names.
+    /// [`QueueError::InvalidName`] or [`QueueError::InvalidSetting`] for unusable settings,
+    /// [`QueueError::InvalidUrl`] for an invalid URL, [`QueueError::Tls`] for unusable TLS settings.
     pub fn new(url: &str, config: QueueConfig) -> Result<Self, QueueError> {
         let keys = KeySpace::new(&config.prefix, &config.queue)?;
         if config.group.is_empty() {
-            return Err(QueueError::Config("consumer group name must not be empty".into()));
+            return Err(QueueError::InvalidName { kind: NameKind::Group, name: String::new() });
         }
-        if config.op_timeout.is_zero() || config.lease.is_zero() {
-            return Err(QueueError::Config("op_timeout and lease must be greater than zero".into()));
+        for (setting, value) in [("op_timeout", config.op_timeout), ("lease", config.lease)] {
+            if value.is_zero() {
+                return Err(QueueError::InvalidSetting {
+                    setting,
+                    expected: "greater than zero",
+                    got: format!("{value:?}"),
+                });
+            }
         }
         if !(1..=1024).contains(&config.partitions) {
-            return Err(QueueError::Config(format!(
-                "queue partitions must be between 1 and 1024, got {}",
-                config.partitions
-            )));
+            return Err(QueueError::InvalidSetting {
+                setting: "partitions",
+                expected: "between 1 and 1024",
+                got: config.partitions.to_string(),
+            });
         }
         if config.partitions > 1 {
             // The longest partition name must be a valid queue name too.
@@ -196,7 +205,7 @@ impl Queue {
     /// shares this one's connection and settings.
     ///
     /// # Errors
-    /// [`QueueError::Config`] if the partition's name is invalid (checked by [`Queue::new`]).
+    /// [`QueueError::InvalidName`] if the partition's name is invalid (checked by [`Queue::new`]).
     pub fn route(&self, routing_key: &str) -> Result<Queue, QueueError> {
         if self.config.partitions <= 1 {
             return Ok(self.clone());
@@ -246,10 +255,7 @@ impl Queue {
             Ok(Ok(v)) => Ok(v),
             // A plain redis:// URL pointing at a Redis Cluster node: say how to configure it.
             Ok(Err(e)) if !self.target.is_cluster() && matches!(e.code(), Some("MOVED" | "ASK")) => {
-                Err(QueueError::Config(format!(
-                    "Redis answered {}: it is a Redis Cluster node; use a redis+cluster://host:port,host:port… URL",
-                    e.code().unwrap_or("MOVED")
-                )))
+                Err(QueueError::ClusterNode { reply: e.code().unwrap_or("MOVED").to_owned() })
             }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(QueueError::Timeout(limit)),
@@ -743,7 +749,7 @@ impl Queue {
     /// process slot (the pod name), so a restarted worker takes back its own pending entries.
     ///
     /// # Errors
-    /// [`QueueError::Config`] for an empty name.
+    /// [`QueueError::InvalidName`] for an empty name.
     pub fn consumer(&self, name: &str) -> Result<Consumer, QueueError> {
         Consumer::new(self.clone(), name)
     }
@@ -751,7 +757,7 @@ impl Queue {
     /// A reader of the events stream in consumer group `group`, named `name`.
     ///
     /// # Errors
-    /// [`QueueError::Config`] for an empty name.
+    /// [`QueueError::InvalidName`] for an empty name.
     pub fn event_reader(&self, group: &str, name: &str) -> Result<EventReader, QueueError> {
         EventReader::new(self.clone(), group, name)
     }

@@ -13,6 +13,7 @@ use redis::Value;
 
 use crate::conn::RedisConnection;
 use crate::entry::Event;
+use crate::error::NameKind;
 use crate::queue::{Delivery, Reclaimed, as_string, fields_of};
 use crate::{Queue, QueueError};
 
@@ -30,8 +31,11 @@ struct GroupReader {
 
 impl GroupReader {
     fn new(queue: Queue, stream: String, group: &str, name: &str) -> Result<Self, QueueError> {
-        if name.is_empty() || group.is_empty() {
-            return Err(QueueError::Config("consumer and group names must not be empty".into()));
+        if group.is_empty() {
+            return Err(QueueError::InvalidName { kind: NameKind::Group, name: String::new() });
+        }
+        if name.is_empty() {
+            return Err(QueueError::InvalidName { kind: NameKind::Consumer, name: String::new() });
         }
         // Blocking reads may take up to their block time plus a normal call's bound. On a cluster
         // this is a cluster connection of its own, with its own connection to each node.
