@@ -16,6 +16,11 @@
 //!   [`QueueError::Tls`], [`QueueError::InvalidName`], [`QueueError::InvalidSetting`],
 //!   [`QueueError::ClusterNode`]) are told apart from outages by variant.
 //!
+//! Inside, [`Queue`]'s methods are grouped by concern: `config` (settings and their checks),
+//! `routing` (partitions), `setup` (groups, readiness, eviction check), `jobs` (enqueue, finish,
+//! retry, promote, events, dead letters), `leases` (heartbeats, reclaiming, handing back), `stats`;
+//! `reply` reads Redis replies, and `scripts` loads the Lua scripts of `crates/queue/lua/`.
+//!
 //! Every call is bounded by [`QueueConfig::op_timeout`]: an outage yields
 //! [`QueueError::Timeout`] or a connection error in bounded time, never a hang. Connections
 //! reconnect by themselves.
@@ -23,22 +28,32 @@
 //! The queue owns delivery only. Application storage is always written before a queue entry is
 //! acknowledged; this crate does not know about storage.
 
+mod config;
 mod conn;
 pub mod entry;
 mod error;
+mod jobs;
 pub mod keys;
+mod leases;
 mod queue;
 mod reader;
+mod reply;
+mod routing;
 mod scripts;
+mod setup;
+mod stats;
 
+pub use config::QueueConfig;
 pub use conn::RedisConnection;
 pub use entry::{DecodeError, Event, EventKind, JobEntry};
 pub use error::{NameKind, QueueError, TlsProblem};
+pub use jobs::{Delivery, Finish, Promoted};
 pub use keys::{KeySpace, partition_name};
-pub use queue::{
-    Delivery, EvictionCheck, Finish, LostLeases, Promoted, Queue, QueueConfig, QueueStats, Reclaimed,
-};
+pub use leases::{LostLeases, Reclaimed};
+pub use queue::Queue;
 pub use reader::{Consumer, EventReader, ReceivedEvent};
+pub use setup::EvictionCheck;
+pub use stats::QueueStats;
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
 pub fn now_ms() -> u64 {
