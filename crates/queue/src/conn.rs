@@ -19,7 +19,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
-use crate::QueueError;
+use crate::{QueueError, TlsProblem};
 
 /// The scheme prefix that selects Redis Cluster.
 const CLUSTER_SCHEMES: [(&str, &str); 2] =
@@ -39,7 +39,7 @@ pub(crate) enum Target {
 }
 
 fn invalid(e: &redis::RedisError) -> QueueError {
-    QueueError::Config(format!("invalid Redis URL: {}", e.detail().unwrap_or("cannot parse")))
+    QueueError::invalid_url(e.detail().unwrap_or("cannot parse"))
 }
 
 impl Target {
@@ -52,15 +52,12 @@ impl Target {
         tls_ca_pem: Option<&[u8]>,
     ) -> Result<Self, QueueError> {
         if tls_ca_pem.is_some() && !url.starts_with("rediss://") && !url.starts_with("rediss+cluster://") {
-            return Err(QueueError::Config("a TLS CA is set, but the Redis URL is not rediss://".into()));
+            return Err(QueueError::Tls(TlsProblem::CaWithoutTls));
         }
         let certificates =
             |pem: &[u8]| redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) };
         let bad_ca = |e: redis::RedisError| {
-            QueueError::Config(format!(
-                "invalid TLS CA certificate (PEM expected): {}",
-                e.detail().unwrap_or("cannot parse")
-            ))
+            QueueError::Tls(TlsProblem::InvalidCa { detail: e.detail().unwrap_or("cannot parse").to_owned() })
         };
         let Some((plain, rest)) = CLUSTER_SCHEMES
             .iter()
@@ -76,9 +73,7 @@ impl Target {
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if !matches!(path, "" | "0") {
-            return Err(QueueError::Config(
-                "invalid Redis URL: a Redis Cluster has only database 0; drop the /<db> path".into(),
-            ));
+            return Err(QueueError::invalid_url("a Redis Cluster has only database 0; drop the /<db> path"));
         }
         let (userinfo, hosts) = match authority.rsplit_once('@') {
             Some((user, hosts)) => (format!("{user}@"), hosts),
@@ -91,10 +86,8 @@ impl Target {
             .map(|h| format!("{plain}{userinfo}{h}"))
             .collect();
         if seeds.is_empty() {
-            return Err(QueueError::Config(
-                "invalid Redis URL: redis+cluster:// needs at least one seed node, \
-                 e.g. redis+cluster://10.0.0.1:6379,10.0.0.2:6379"
-                    .into(),
+            return Err(QueueError::invalid_url(
+                "redis+cluster:// needs at least one seed node, e.g. redis+cluster://10.0.0.1:6379,10.0.0.2:6379",
             ));
         }
         for seed in &seeds {
@@ -170,7 +163,7 @@ impl RedisConnection {
     /// (see the module documentation), connecting in the background. For tools and tests.
     ///
     /// # Errors
-    /// [`QueueError::Config`] for an invalid URL.
+    /// [`QueueError::InvalidUrl`] for an invalid URL.
     pub fn open(url: &str, timeout: Duration) -> Result<Self, QueueError> {
         Target::parse(url, timeout, None)?.connect_lazy(timeout, timeout)
     }
@@ -242,6 +235,7 @@ mod tests {
             "http://127.0.0.1",
         ] {
             let err = Target::parse(bad, t, None).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(matches!(err, QueueError::InvalidUrl { .. }), "{bad}: {err:?}");
             assert!(err.to_string().starts_with("invalid Redis URL"), "{bad}: {err}");
         }
     }

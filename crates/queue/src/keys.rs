@@ -10,6 +10,7 @@
 //! | `<prefix>:{<queue>}:job:<job id>` | string | the attempt of the job's live entry: present while the job is in the stream, pending or delayed |
 
 use crate::QueueError;
+use crate::error::NameKind;
 
 /// The key names of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,28 +18,23 @@ pub struct KeySpace {
     base: String,
 }
 
-fn validate(what: &str, s: &str) -> Result<(), QueueError> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
-    if ok {
-        Ok(())
-    } else {
-        Err(QueueError::Config(format!(
-            "queue {what} {s:?} must be 1–64 characters of ASCII letters, digits, '-', '_', '.' or ':'"
-        )))
-    }
+/// Checks `name` against [`NameKind::rule`] for prefixes and queue names.
+fn validate(kind: NameKind, name: &str) -> Result<(), QueueError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+    if ok { Ok(()) } else { Err(QueueError::InvalidName { kind, name: name.to_owned() }) }
 }
 
 impl KeySpace {
     /// The keys of queue `queue` under `prefix`.
     ///
     /// # Errors
-    /// [`QueueError::Config`] when either name is empty, too long, or contains characters outside
+    /// [`QueueError::InvalidName`] when either name is empty, too long, or contains characters outside
     /// `A–Z a–z 0–9 - _ . :` (braces would break the hash tag).
     pub fn new(prefix: &str, queue: &str) -> Result<Self, QueueError> {
-        validate("prefix", prefix)?;
-        validate("name", queue)?;
+        validate(NameKind::Prefix, prefix)?;
+        validate(NameKind::Queue, queue)?;
         Ok(Self { base: format!("{prefix}:{{{queue}}}") })
     }
 

@@ -12,6 +12,14 @@
 //! - [`RedisConnection`] — one Redis server (`redis://`) or a Redis Cluster
 //!   (`redis+cluster://seed,seed…`), chosen by the URL.
 //! - [`entry`] — [`JobEntry`] and [`Event`] and their field encodings.
+//! - [`QueueError`] — a variant per cause; configuration problems ([`QueueError::InvalidUrl`],
+//!   [`QueueError::Tls`], [`QueueError::InvalidName`], [`QueueError::InvalidSetting`],
+//!   [`QueueError::ClusterNode`]) are told apart from outages by variant.
+//!
+//! Inside, [`Queue`]'s methods are grouped by concern: `config` (settings and their checks),
+//! `routing` (partitions), `setup` (groups, readiness, eviction check), `jobs` (enqueue, finish,
+//! retry, promote, events, dead letters), `leases` (heartbeats, reclaiming, handing back), `stats`;
+//! `reply` reads Redis replies, and `scripts` loads the Lua scripts of `crates/queue/lua/`.
 //!
 //! Every call is bounded by [`QueueConfig::op_timeout`]: an outage yields
 //! [`QueueError::Timeout`] or a connection error in bounded time, never a hang. Connections
@@ -20,64 +28,32 @@
 //! The queue owns delivery only. Application storage is always written before a queue entry is
 //! acknowledged; this crate does not know about storage.
 
+mod config;
 mod conn;
 pub mod entry;
+mod error;
+mod jobs;
 pub mod keys;
+mod leases;
 mod queue;
 mod reader;
+mod reply;
+mod routing;
 mod scripts;
+mod setup;
+mod stats;
 
-use std::time::Duration;
-
+pub use config::QueueConfig;
 pub use conn::RedisConnection;
 pub use entry::{DecodeError, Event, EventKind, JobEntry};
+pub use error::{NameKind, QueueError, TlsProblem};
+pub use jobs::{Delivery, Finish, Promoted};
 pub use keys::{KeySpace, partition_name};
-pub use queue::{
-    Delivery, EvictionCheck, Finish, LostLeases, Promoted, Queue, QueueConfig, QueueStats, Reclaimed,
-};
+pub use leases::{LostLeases, Reclaimed};
+pub use queue::Queue;
 pub use reader::{Consumer, EventReader, ReceivedEvent};
-
-/// A queue failure.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// Redis answered with an error, or the connection failed.
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// Redis did not answer within the configured bound.
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
-    /// The configuration is unusable.
-    #[error("{0}")]
-    Config(String),
-    /// Redis answered something this code does not understand.
-    #[error("unexpected reply from redis: {0}")]
-    Protocol(String),
-}
-
-impl QueueError {
-    /// Whether trying again later may succeed (Redis unreachable, slow, loading or failing over; on a
-    /// cluster also no node reachable or slots moving).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Timeout(_) => true,
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    // Redis Cluster: no node reachable, or redirections still in flux (resharding,
-                    // failover) after the client's own retries.
-                    || e.is_cluster_error()
-                    || matches!(e.kind(), redis::ErrorKind::ClusterConnectionNotFound)
-                    || matches!(
-                        e.code(),
-                        Some("TRYAGAIN" | "LOADING" | "BUSY" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY")
-                    )
-            }
-            Self::Config(_) | Self::Protocol(_) => false,
-        }
-    }
-}
+pub use setup::EvictionCheck;
+pub use stats::QueueStats;
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
 pub fn now_ms() -> u64 {

@@ -13,10 +13,9 @@ use redis::Value;
 
 use crate::conn::RedisConnection;
 use crate::entry::Event;
-use crate::queue::{Delivery, Reclaimed, as_string, fields_of};
-use crate::{Queue, QueueError};
-
-type RawEntry = (String, Option<Vec<(Vec<u8>, Vec<u8>)>>);
+use crate::error::NameKind;
+use crate::reply::{RawEntry, parse_read_reply};
+use crate::{Delivery, Queue, QueueError, Reclaimed};
 
 struct GroupReader {
     queue: Queue,
@@ -30,8 +29,11 @@ struct GroupReader {
 
 impl GroupReader {
     fn new(queue: Queue, stream: String, group: &str, name: &str) -> Result<Self, QueueError> {
-        if name.is_empty() || group.is_empty() {
-            return Err(QueueError::Config("consumer and group names must not be empty".into()));
+        if group.is_empty() {
+            return Err(QueueError::InvalidName { kind: NameKind::Group, name: String::new() });
+        }
+        if name.is_empty() {
+            return Err(QueueError::InvalidName { kind: NameKind::Consumer, name: String::new() });
         }
         // Blocking reads may take up to their block time plus a normal call's bound. On a cluster
         // this is a cluster connection of its own, with its own connection to each node.
@@ -109,31 +111,6 @@ impl GroupReader {
             self.queue.bounded(self.queue.config.op_timeout, cmd.query_async(&mut conn)).await?;
         Ok(rows.into_iter().map(|(id, _, _, n)| (id, n)).collect())
     }
-}
-
-/// `XREADGROUP` reply → entries. Nil (timeout) → none.
-pub(crate) fn parse_read_reply(reply: Value) -> Result<Vec<RawEntry>, QueueError> {
-    let streams = match reply {
-        Value::Nil | Value::Boolean(false) => return Ok(Vec::new()),
-        Value::Array(streams) => streams,
-        Value::Map(pairs) => pairs.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
-        other => return Err(QueueError::Protocol(format!("XREADGROUP returned {other:?}"))),
-    };
-    let mut out = Vec::new();
-    for stream in streams {
-        let Value::Array(mut parts) = stream else { continue };
-        let Some(Value::Array(entries)) = parts.pop() else { continue };
-        for e in entries {
-            let Value::Array(pair) = e else { continue };
-            let mut pair = pair.into_iter();
-            let id = pair.next().as_ref().and_then(as_string);
-            let fields = pair.next().as_ref().and_then(fields_of);
-            if let Some(id) = id {
-                out.push((id, fields));
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// One worker process's reader of the jobs stream.

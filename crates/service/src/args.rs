@@ -211,13 +211,16 @@ impl QueueArgs {
             config.tls_ca_pem = Some(pem);
         }
         tweak(&mut config);
-        Queue::new(url.expose(), config).map_err(|e| match e {
-            QueueError::Config(m) if m.contains("TLS") => anyhow!("REDIS_CA_FILE / REDIS_URL: {m}"),
-            // The message never contains the URL itself.
-            QueueError::Config(m) if m.starts_with("invalid Redis URL") => {
-                anyhow!("REDIS_URL is not a valid Redis URL (redis://… or rediss://…): {m}")
-            }
-            other => anyhow!(other).context("invalid queue settings (LONGHAUL_QUEUE_PREFIX, LONGHAUL_QUEUE)"),
+        Queue::new(url.expose(), config).map_err(|e| {
+            let setting = match &e {
+                QueueError::Tls(_) => "REDIS_CA_FILE / REDIS_URL",
+                // The error never contains the URL itself.
+                QueueError::InvalidUrl { .. } => {
+                    "REDIS_URL is not a valid Redis URL (redis://… or rediss://…)"
+                }
+                _ => "invalid queue settings (LONGHAUL_QUEUE_PREFIX, LONGHAUL_QUEUE)",
+            };
+            anyhow!(e).context(setting)
         })
     }
 }

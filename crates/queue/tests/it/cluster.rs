@@ -94,7 +94,7 @@ async fn cluster_urls_are_checked_up_front() {
     let config = || QueueConfig { prefix: format!("lhtest-{}", random_hex()), ..QueueConfig::default() };
     for bad in ["redis+cluster://", "redis+cluster://127.0.0.1:7101/2", "redis+cluster://127.0.0.1:x"] {
         let err = Queue::new(bad, config()).expect_err(bad);
-        assert!(matches!(err, QueueError::Config(_)), "{bad}: {err:?}");
+        assert!(matches!(err, QueueError::InvalidUrl { .. }), "{bad}: {err:?}");
         assert!(err.to_string().starts_with("invalid Redis URL"), "{bad}: {err}");
     }
     assert!(Queue::new(&cluster_url(), config()).expect("the test cluster's URL").is_cluster());
@@ -137,7 +137,8 @@ async fn a_plain_url_to_a_cluster_node_is_a_clear_configuration_error() {
                     .expect("del");
             }
             Err(e) => {
-                assert!(matches!(e, QueueError::Config(_)), "{e:?}");
+                assert!(matches!(&e, QueueError::ClusterNode { reply } if reply == "MOVED"), "{e:?}");
+                assert!(!e.is_retryable(), "{e:?}");
                 assert!(e.to_string().contains("use a redis+cluster://"), "{e}");
                 moved += 1;
             }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use longhaul_queue::{EvictionCheck, Queue, QueueConfig, QueueError};
+use longhaul_queue::{EvictionCheck, NameKind, Queue, QueueConfig, QueueError};
 
 use crate::harness::{entry, on_both_redis, random_hex, test_queue};
 
@@ -49,23 +49,39 @@ async fn a_server_that_never_answers_times_out_within_the_bound() {
 #[tokio::test]
 async fn bad_configuration_is_refused_with_a_clear_message() {
     let err = Queue::new("http://127.0.0.1:6379", config(Duration::from_secs(1))).expect_err("bad scheme");
-    assert!(matches!(err, QueueError::Config(_)), "{err:?}");
+    assert!(matches!(err, QueueError::InvalidUrl { .. }), "{err:?}");
     assert!(err.to_string().starts_with("invalid Redis URL"), "{err}");
     let err = Queue::new(
         "redis://127.0.0.1",
         QueueConfig { queue: "a{b}".into(), ..config(Duration::from_secs(1)) },
     )
     .expect_err("brace in name");
+    assert!(
+        matches!(&err, QueueError::InvalidName { kind: NameKind::Queue, name } if name == "a{b}"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("queue name \"a{b}\""), "{err}");
     let err = Queue::new("redis://127.0.0.1", config(Duration::ZERO)).expect_err("zero timeout");
+    assert!(matches!(err, QueueError::InvalidSetting { setting: "op_timeout", .. }), "{err:?}");
     assert!(err.to_string().contains("op_timeout"), "{err}");
+    let err = Queue::new(
+        "redis://127.0.0.1",
+        QueueConfig { group: String::new(), ..config(Duration::from_secs(1)) },
+    )
+    .expect_err("empty group");
+    assert!(matches!(err, QueueError::InvalidName { kind: NameKind::Group, .. }), "{err:?}");
     let err =
         Queue::new("redis://127.0.0.1", QueueConfig { partitions: 0, ..config(Duration::from_secs(1)) })
             .expect_err("zero partitions");
+    assert!(matches!(err, QueueError::InvalidSetting { setting: "partitions", .. }), "{err:?}");
     assert!(err.to_string().contains("partitions must be between 1 and 1024"), "{err}");
     let long = QueueConfig { queue: "q".repeat(63), partitions: 10, ..config(Duration::from_secs(1)) };
     let err = Queue::new("redis://127.0.0.1", long).expect_err("partition names too long");
+    assert!(matches!(err, QueueError::InvalidName { kind: NameKind::Queue, .. }), "{err:?}");
     assert!(err.to_string().contains("1–64 characters"), "{err}");
+    let q = Queue::new("redis://127.0.0.1", config(Duration::from_secs(1))).expect("queue");
+    let err = q.consumer("").expect_err("empty consumer name");
+    assert!(matches!(err, QueueError::InvalidName { kind: NameKind::Consumer, .. }), "{err:?}");
 }
 
 on_both_redis! {

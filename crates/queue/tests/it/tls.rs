@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use longhaul_queue::{Event, EventKind, Queue, QueueConfig, now_ms};
+use longhaul_queue::{Event, EventKind, Queue, QueueConfig, QueueError, TlsProblem, now_ms};
 use longhaul_testkit::TlsRedis;
 
 use crate::harness::{entry, random_hex, wait_until};
@@ -46,9 +46,10 @@ async fn rediss_with_a_private_ca_runs_the_queue() {
     assert!(text.contains("certificate") || text.contains("issuer"), "{err}");
     // A CA with a plain redis:// URL, and a CA file that is not PEM, are configuration errors.
     let plain = format!("redis://127.0.0.1:{}", server.port);
-    assert!(Queue::new(&plain, config(Some(server.ca_pem.clone()))).is_err());
-    let garbage = Queue::new(&server.url(), config(Some(b"not a certificate".to_vec())));
-    if let Ok(q) = garbage {
-        q.ping().await.expect_err("no trusted CA");
+    let err = Queue::new(&plain, config(Some(server.ca_pem.clone()))).expect_err("a CA without TLS");
+    assert!(matches!(err, QueueError::Tls(TlsProblem::CaWithoutTls)), "{err:?}");
+    match Queue::new(&server.url(), config(Some(b"not a certificate".to_vec()))) {
+        Ok(q) => drop(q.ping().await.expect_err("no trusted CA")),
+        Err(err) => assert!(matches!(err, QueueError::Tls(TlsProblem::InvalidCa { .. })), "{err:?}"),
     }
 }
