@@ -216,14 +216,14 @@ pub async fn triage(
         }
         if let Err(e) = submitted.enqueued {
             // A live job the queue does not hold, and Redis is still out: the client retries again.
-            tracing::warn!(job_id = %record.job_id, error = %e, "re-enqueue failed; the record stays queued for the reconciler");
+            tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e), "re-enqueue failed; the record stays queued for the reconciler");
             return Err(ApiError::Unavailable("the queue", state.settings.retry_after));
         }
         return Ok(job_response(StatusCode::OK, record));
     }
     if let Err(e) = submitted.enqueued {
         // The record stays queued; the reconciler enqueues it once Redis is back.
-        tracing::warn!(job_id = %record.job_id, error = %e, "enqueue failed; the record stays queued for the reconciler");
+        tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e), "enqueue failed; the record stays queued for the reconciler");
         return Err(ApiError::Unavailable("the queue", state.settings.retry_after));
     }
     Ok(job_response(StatusCode::ACCEPTED, record))

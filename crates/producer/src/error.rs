@@ -153,10 +153,10 @@ impl From<StoreError> for ApiError {
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         if e.is_retryable() {
-            tracing::warn!(error = %e, "queue unavailable");
+            tracing::warn!(error = %longhaul_core::Report(&e), "queue unavailable");
             Self::Unavailable("the queue", Duration::from_secs(2))
         } else {
-            tracing::error!(error = %e, "queue failed");
+            tracing::error!(error = %longhaul_core::Report(&e), "queue failed");
             Self::Internal
         }
     }

@@ -18,10 +18,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use longhaul_core::{JobRecord, NewJob, TenantId, TicketId, TicketView};
+use longhaul_core::{JobRecord, NewJob};
 use longhaul_queue::{JobEntry, Queue};
 use longhaul_service::batch::Fallback;
-use longhaul_service::{Batcher, health};
+use longhaul_service::{Batcher, TicketReader, health};
 use longhaul_store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
@@ -113,56 +113,6 @@ impl PendingWriter {
     /// As [`Store::create_pending`].
     pub async fn create(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
         self.batcher.call(job).await.unwrap_or(Err(StoreError::Stopped("pending-record writer")))
-    }
-}
-
-/// Reads the tickets of concurrent triage requests in one query (on PostgreSQL); each request
-/// gets its own ticket. The task ends when the last handle is dropped.
-#[derive(Debug, Clone)]
-pub struct TicketReader {
-    batcher: Batcher<(TenantId, TicketId), Result<Option<TicketView>, StoreError>>,
-}
-
-/// Tickets in one query; one by one if it fails ([`Fallback`]).
-struct TicketReads(Store);
-
-impl Fallback<(TenantId, TicketId)> for TicketReads {
-    type Item = Option<TicketView>;
-    type Error = StoreError;
-
-    fn what(&self) -> &'static str {
-        "ticket reads"
-    }
-
-    async fn all(
-        &self,
-        keys: &[(TenantId, TicketId)],
-    ) -> Result<Vec<Result<Option<TicketView>, StoreError>>, StoreError> {
-        let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
-        Ok(self.0.load_ticket_views(&refs).await?.into_iter().map(Ok).collect())
-    }
-
-    async fn one(&self, (tenant, ticket): &(TenantId, TicketId)) -> Result<Option<TicketView>, StoreError> {
-        self.0.load_ticket_view(tenant, ticket).await
-    }
-}
-
-impl TicketReader {
-    /// Starts the reader task.
-    pub fn spawn(store: Store) -> Self {
-        Self { batcher: Batcher::spawn_with_fallback(64, TicketReads(store)) }
-    }
-
-    /// Ticket `ticket` of `tenant` (`None` when it does not exist for that tenant), read in the
-    /// batch it joined.
-    ///
-    /// # Errors
-    /// As [`Store::load_ticket_view`].
-    pub async fn get(&self, tenant: &TenantId, ticket: &TicketId) -> Result<Option<TicketView>, StoreError> {
-        self.batcher
-            .call((tenant.clone(), ticket.clone()))
-            .await
-            .unwrap_or(Err(StoreError::Stopped("ticket reader")))
     }
 }
 

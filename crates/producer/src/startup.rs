@@ -122,7 +122,7 @@ impl Application {
         let queue = serve.partitions.queue(&serve.queue)?;
         for partition in queue.partitions()? {
             if let Err(e) = partition.prepare(None).await {
-                tracing::warn!(error = %e, queue = %partition.config().queue,
+                tracing::warn!(error = %longhaul_core::Report(&e), queue = %partition.config().queue,
                     "Redis is not reachable at start-up; requests answer 503 until it is");
                 break;
             }

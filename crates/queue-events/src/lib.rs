@@ -142,12 +142,12 @@ pub async fn run(mut reader: EventReader, metrics: EventMetrics, batch: usize, s
                 }
                 let ids: Vec<String> = events.into_iter().map(|r| r.id).collect();
                 if let Err(e) = reader.ack(&ids).await {
-                    tracing::warn!(error = %e, "cannot acknowledge events; they will be handled again");
+                    tracing::warn!(error = %longhaul_core::Report(&e), "cannot acknowledge events; they will be handled again");
                 }
             }
             Err(e) => {
                 let retry_in = backoff.next_delay();
-                tracing::warn!(error = %e, ?retry_in, "cannot read events; retrying");
+                tracing::warn!(error = %longhaul_core::Report(&e), ?retry_in, "cannot read events; retrying");
                 if !sleep_unless_stopped(retry_in, &stop).await {
                     return;
                 }
@@ -166,7 +166,7 @@ pub async fn sample_backlog(queue: Queue, metrics: EventMetrics, every: Duration
         }
         match queue.stats().await {
             Ok(stats) => metrics.set_backlog(stats),
-            Err(e) => tracing::warn!(error = %e, "cannot read the backlog"),
+            Err(e) => tracing::warn!(error = %longhaul_core::Report(&e), "cannot read the backlog"),
         }
     }
 }

@@ -7,7 +7,6 @@
 //! call and, when that call fails as a whole, serves each item alone, so one bad item fails only
 //! itself ([`all_or_each`]; [`Batcher::spawn_with_fallback`] runs it for a batcher).
 
-use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -63,7 +62,7 @@ impl<Req, T, E> Batcher<Req, Result<T, E>>
 where
     Req: Send + Sync + 'static,
     T: Send + 'static,
-    E: Display + Send + 'static,
+    E: std::error::Error + Send + 'static,
 {
     /// [`Batcher::spawn`] serving each batch with [`all_or_each`]: one call for the batch, each
     /// item alone if that call fails.
@@ -88,7 +87,7 @@ pub trait Fallback<Req> {
     /// An item's result.
     type Item: Send;
     /// What a call can fail with.
-    type Error: Display + Send;
+    type Error: std::error::Error + Send + 'static;
 
     /// What the items are, for the log line of a fallback (`"pending records"`).
     fn what(&self) -> &'static str;
@@ -119,7 +118,7 @@ pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
     match fallback.all(items).await {
         Ok(results) => results,
         Err(e) if fallback.shared_blame(items) => {
-            tracing::warn!(error = %e, items = items.len(), what = fallback.what(),
+            tracing::warn!(error = %longhaul_core::Report(&e), items = items.len(), what = fallback.what(),
                 "a batched call failed; serving its items one by one");
             let mut out = Vec::with_capacity(items.len());
             for item in items {
@@ -128,7 +127,7 @@ pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
             out
         }
         Err(e) if items.is_empty() => {
-            tracing::warn!(error = %e, what = fallback.what(), "a batched call failed");
+            tracing::warn!(error = %longhaul_core::Report(&e), what = fallback.what(), "a batched call failed");
             Vec::new()
         }
         Err(e) => vec![Err(e)],
@@ -196,6 +195,10 @@ mod tests {
         assert_eq!(batcher.call(1).await, None);
     }
 
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[error("{0}")]
+    struct Bad(&'static str);
+
     /// Fails a whole batch holding 0; alone, only 0 fails. Counts the calls of each form.
     #[derive(Default)]
     struct ZeroIsBad {
@@ -205,23 +208,23 @@ mod tests {
 
     impl Fallback<u32> for ZeroIsBad {
         type Item = u32;
-        type Error = String;
+        type Error = Bad;
 
         fn what(&self) -> &'static str {
             "numbers"
         }
 
-        async fn all(&self, items: &[u32]) -> Result<Vec<Result<u32, String>>, String> {
+        async fn all(&self, items: &[u32]) -> Result<Vec<Result<u32, Bad>>, Bad> {
             self.all_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if items.contains(&0) {
-                return Err("the batch held 0".into());
+                return Err(Bad("the batch held 0"));
             }
             Ok(items.iter().map(|i| Ok(i * 10)).collect())
         }
 
-        async fn one(&self, item: &u32) -> Result<u32, String> {
+        async fn one(&self, item: &u32) -> Result<u32, Bad> {
             self.one_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if *item == 0 { Err("0 alone".into()) } else { Ok(item * 10) }
+            if *item == 0 { Err(Bad("0 alone")) } else { Ok(item * 10) }
         }
     }
 
@@ -234,10 +237,10 @@ mod tests {
             0,
             "no fallback when the batch works"
         );
-        assert_eq!(all_or_each(&f, &[1, 0, 3]).await, vec![Ok(10), Err("0 alone".into()), Ok(30)]);
+        assert_eq!(all_or_each(&f, &[1, 0, 3]).await, vec![Ok(10), Err(Bad("0 alone")), Ok(30)]);
         assert_eq!(f.one_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
         // A lone item's failure is its own: it gets the batch's error, not a second call.
-        assert_eq!(all_or_each(&f, &[0]).await, vec![Err("the batch held 0".into())]);
+        assert_eq!(all_or_each(&f, &[0]).await, vec![Err(Bad("the batch held 0"))]);
         assert_eq!(f.one_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
         assert_eq!(f.all_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     }

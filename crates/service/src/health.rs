@@ -89,7 +89,7 @@ impl AdminServer {
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await;
             if let Err(e) = served {
-                tracing::error!(error = %e, "admin server failed");
+                tracing::error!(error = %longhaul_core::Report(&e), "admin server failed");
             }
         })
     }

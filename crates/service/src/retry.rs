@@ -6,7 +6,6 @@
 //! group); [`Backoff`] paces a loop that keeps running and starts over after each success (read
 //! the stream; on an error, wait, then read again).
 
-use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
@@ -26,13 +25,12 @@ fn policy() -> ExponentialBuilder {
 /// the next try. `None` when `stop` is cancelled first (a call under way is dropped).
 pub async fn until_ok<T, E, Fut>(what: &str, stop: &CancellationToken, op: impl FnMut() -> Fut) -> Option<T>
 where
-    E: Display,
+    E: std::error::Error + 'static,
     Fut: Future<Output = Result<T, E>>,
 {
-    let retried = op
-        .retry(policy())
-        .sleep(tokio::time::sleep)
-        .notify(|e: &E, retry_in: Duration| tracing::warn!(error = %e, ?retry_in, "{what}"));
+    let retried = op.retry(policy()).sleep(tokio::time::sleep).notify(
+        |e: &E, retry_in: Duration| tracing::warn!(error = %longhaul_core::Report(e), ?retry_in, "{what}"),
+    );
     tokio::select! {
         () = stop.cancelled() => None,
         // Never an error: the policy has no limit on tries.
@@ -94,13 +92,13 @@ mod tests {
         let stop = CancellationToken::new();
         let got = until_ok("not yet", &stop, || async {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-            if n < 4 { Err(format!("failure {n}")) } else { Ok(n) }
+            if n < 4 { Err(std::io::Error::other(format!("failure {n}"))) } else { Ok(n) }
         })
         .await;
         assert_eq!(got, Some(4));
 
         stop.cancel();
-        let never = until_ok("never", &stop, || async { Err::<(), _>("down") }).await;
+        let never = until_ok("never", &stop, || async { Err::<(), _>(std::io::Error::other("down")) }).await;
         assert_eq!(never, None);
         assert!(!sleep_unless_stopped(Duration::from_secs(60), &stop).await);
     }

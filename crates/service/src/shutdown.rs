@@ -26,7 +26,7 @@ async fn wait_for_signal() {
             }
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; ctrl-c only");
+            tracing::warn!(error = %longhaul_core::Report(&e), "cannot listen for SIGTERM; ctrl-c only");
             let _ = tokio::signal::ctrl_c().await;
         }
     }

@@ -129,7 +129,7 @@ pub fn render_prometheus(registry: &prometheus::Registry) -> String {
     use prometheus::Encoder as _;
     let mut out = Vec::new();
     if let Err(e) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out) {
-        tracing::warn!(error = %e, "cannot encode metrics");
+        tracing::warn!(error = %longhaul_core::Report(&e), "cannot encode metrics");
     }
     String::from_utf8(out).unwrap_or_default()
 }

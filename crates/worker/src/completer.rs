@@ -57,7 +57,7 @@ async fn handle<P: Pipeline + 'static>(shared: &Shared<P>, dispatcher: &Dispatch
             Outcome::Leave => shared.inflight_remove(&done.delivery),
             Outcome::Retry { next, due_ms, event } => {
                 if let Err(e) = shared.queue.retry(&done.delivery, &next, due_ms, &event).await {
-                    tracing::warn!(job_id = %done.delivery.entry.job_id, error = %e,
+                    tracing::warn!(job_id = %done.delivery.entry.job_id, error = %longhaul_core::Report(&e),
                         "cannot schedule the retry in Redis; the entry stays pending and will be reclaimed");
                 }
                 shared.inflight_remove(&done.delivery);
@@ -84,7 +84,7 @@ async fn handle<P: Pipeline + 'static>(shared: &Shared<P>, dispatcher: &Dispatch
         Ok((_, next)) => {
             dispatcher.start(next.into_iter().map(|d| (d, false)).collect(), &mut slots).await;
         }
-        Err(e) => tracing::warn!(error = %e,
+        Err(e) => tracing::warn!(error = %longhaul_core::Report(&e),
             "cannot acknowledge finished entries; they stay pending and are acknowledged when redelivered"),
     }
 }

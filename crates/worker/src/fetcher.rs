@@ -40,7 +40,7 @@ pub(crate) async fn run<P: Pipeline + 'static>(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot read the queue; retrying");
+                tracing::warn!(error = %longhaul_core::Report(&e), retry_in = ?backoff, "cannot read the queue; retrying");
                 shared.redis_trouble();
                 drop(slots);
                 tokio::select! {
@@ -85,7 +85,7 @@ async fn reclaim<P: Pipeline + 'static>(
             dispatcher.start(taken, slots).await
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot reclaim abandoned entries");
+            tracing::warn!(error = %longhaul_core::Report(&e), "cannot reclaim abandoned entries");
             shared.reclaim_due.store(false, Ordering::Release);
             shared.redis_trouble();
             true

@@ -25,7 +25,6 @@
 //!
 //! What they share (the in-flight map, shutdown tokens, reclaim flags) is in `shared`.
 
-pub mod startup;
 mod completer;
 mod dispatch;
 mod executor;
@@ -33,6 +32,7 @@ mod fetcher;
 mod progress;
 mod recorder;
 mod shared;
+pub mod startup;
 pub mod tickets;
 mod upkeep;
 
@@ -160,7 +160,9 @@ async fn wait_for_queue(queue: &Queue, shutdown: &CancellationToken) {
     loop {
         match queue.prepare(None).await {
             Ok(_) => return,
-            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "Redis is not available yet"),
+            Err(e) => {
+                tracing::warn!(error = %longhaul_core::Report(&e), retry_in = ?backoff, "Redis is not available yet")
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -204,7 +204,7 @@ impl Fallback<Write> for Group<'_> {
             }
             Err(e) => {
                 if !self.progress.is_empty() {
-                    tracing::warn!(error = %e, progress = self.progress.len(), "batched write failed; progress dropped");
+                    tracing::warn!(error = %longhaul_core::Report(&e), progress = self.progress.len(), "batched write failed; progress dropped");
                 }
                 Err(e)
             }
@@ -245,6 +245,6 @@ async fn publish_progress(queue: &Queue, progress: &[(JobContext, String, Progre
         return;
     }
     if let Err(e) = queue.publish_many(&events).await {
-        tracing::warn!(error = %e, events = events.len(), "cannot publish progress events");
+        tracing::warn!(error = %longhaul_core::Report(&e), events = events.len(), "cannot publish progress events");
     }
 }

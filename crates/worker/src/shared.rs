@@ -156,7 +156,7 @@ impl<P> Shared<P> {
                 tracing::info!(entries = ?ids, handed_back = n, "handed back entries this worker will not run")
             }
             Err(e) => {
-                tracing::warn!(error = %e, entries = ?ids, "cannot hand entries back; they are reclaimed once their lease runs out")
+                tracing::warn!(error = %longhaul_core::Report(&e), entries = ?ids, "cannot hand entries back; they are reclaimed once their lease runs out")
             }
         }
     }

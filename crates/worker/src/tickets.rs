@@ -6,8 +6,8 @@
 //! committed — before its pipeline goes on.
 
 use longhaul_core::{JobContext, JobError, OperationId, TenantId, TicketId, TicketStore, TicketView};
-use longhaul_service::Batcher;
 use longhaul_service::batch::Fallback;
+use longhaul_service::{Batcher, TicketReader};
 use longhaul_store::{Store, StoreError, TriageWrite};
 use serde_json::Value;
 
@@ -17,7 +17,7 @@ const MAX_BATCH: usize = 64;
 /// A [`TicketStore`] over [`Store`] whose reads and writes are batched across concurrent jobs.
 #[derive(Debug, Clone)]
 pub struct BatchedTickets {
-    reads: Batcher<(TenantId, TicketId), Result<Option<TicketView>, StoreError>>,
+    reads: TicketReader,
     writes: Batcher<Pending, Result<Value, StoreError>>,
 }
 
@@ -26,33 +26,9 @@ impl BatchedTickets {
     /// is dropped.
     pub fn spawn(store: &Store) -> Self {
         Self {
-            reads: Batcher::spawn_with_fallback(MAX_BATCH, Reads(store.clone())),
+            reads: TicketReader::spawn(store.clone()),
             writes: Batcher::spawn_with_fallback(MAX_BATCH, Writes(store.clone())),
         }
-    }
-}
-
-/// The load stage's reads: one query per batch; one by one if it fails ([`Fallback`]).
-struct Reads(Store);
-
-impl Fallback<(TenantId, TicketId)> for Reads {
-    type Item = Option<TicketView>;
-    type Error = StoreError;
-
-    fn what(&self) -> &'static str {
-        "ticket reads"
-    }
-
-    async fn all(
-        &self,
-        keys: &[(TenantId, TicketId)],
-    ) -> Result<Vec<Result<Option<TicketView>, StoreError>>, StoreError> {
-        let refs: Vec<(&TenantId, &TicketId)> = keys.iter().map(|(t, k)| (t, k)).collect();
-        Ok(self.0.load_ticket_views(&refs).await?.into_iter().map(Ok).collect())
-    }
-
-    async fn one(&self, (tenant, ticket): &(TenantId, TicketId)) -> Result<Option<TicketView>, StoreError> {
-        self.0.load_ticket_view(tenant, ticket).await
     }
 }
 
@@ -70,10 +46,7 @@ impl Fallback<Pending> for Writes {
         "ticket triage writes"
     }
 
-    async fn all(
-        &self,
-        batch: &[Pending],
-    ) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
+    async fn all(&self, batch: &[Pending]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
         let refs: Vec<TriageWrite<'_>> = batch.iter().map(write_ref).collect();
         self.0.write_ticket_triage_many(&refs).await
     }
@@ -94,12 +67,7 @@ impl TicketStore for BatchedTickets {
         tenant: &TenantId,
         ticket: &TicketId,
     ) -> Result<Option<TicketView>, JobError> {
-        let view = self
-            .reads
-            .call((tenant.clone(), ticket.clone()))
-            .await
-            .unwrap_or_else(|| Err(StoreError::Stopped("ticket reader")))?;
-        Ok(view)
+        Ok(self.reads.get(tenant, ticket).await?)
     }
 
     async fn write_triage(

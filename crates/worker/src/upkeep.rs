@@ -39,7 +39,7 @@ pub(crate) async fn heartbeat<P>(shared: Arc<Shared<P>>, stop: CancellationToken
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed");
+                tracing::warn!(error = %longhaul_core::Report(&e), "heartbeat failed");
                 shared.redis_trouble();
             }
         }
@@ -56,7 +56,7 @@ pub(crate) async fn promoter<P>(shared: Arc<Shared<P>>, stop: CancellationToken)
                 .next_due_ms
                 .map_or(Duration::from_secs(1), |due| Duration::from_millis(due.saturating_sub(now))),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot promote due retries");
+                tracing::warn!(error = %longhaul_core::Report(&e), "cannot promote due retries");
                 Duration::from_secs(1)
             }
         };
@@ -88,7 +88,9 @@ pub(crate) async fn reclaim_ticker<P>(shared: Arc<Shared<P>>, stop: Cancellation
                 let stranded: Vec<String> = ids.into_iter().filter(|id| !inflight.contains(id)).collect();
                 shared.hand_back(stranded, stranded_after).await;
             }
-            Err(e) => tracing::debug!(error = %e, "cannot list this consumer's idle entries"),
+            Err(e) => {
+                tracing::debug!(error = %longhaul_core::Report(&e), "cannot list this consumer's idle entries")
+            }
         }
     }
 }

@@ -40,7 +40,7 @@ impl<P: Pipeline + 'static> Attempt<'_, P> {
                             if reachable_since.get_or_insert_with(Instant::now).elapsed()
                                 > REACHABLE_BUT_FAILING
                             {
-                                tracing::error!(error = %e, write = what,
+                                tracing::error!(error = %longhaul_core::Report(&e), write = what,
                                     "the database answers but this write keeps failing; giving up on it");
                                 return Some(Err(e));
                             }
@@ -50,7 +50,7 @@ impl<P: Pipeline + 'static> Attempt<'_, P> {
                     }
                     if Instant::now() >= next_warning {
                         let since = held.get_or_insert_with(Instant::now).elapsed();
-                        tracing::warn!(error = %e, write = what, held_s = since.as_secs(),
+                        tracing::warn!(error = %longhaul_core::Report(&e), write = what, held_s = since.as_secs(),
                             "storage unavailable; holding the entry until it is back");
                         next_warning = Instant::now() + Duration::from_secs(30);
                     }

@@ -115,7 +115,7 @@ impl<P: Pipeline + 'static> Attempt<'_, P> {
             Ok(Some(r)) => r,
             Ok(None) => return self.unknown_job().await,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the job record; leaving the entry for a retry");
+                tracing::warn!(error = %longhaul_core::Report(&e), "cannot read the job record; leaving the entry for a retry");
                 return Outcome::Leave;
             }
         };
@@ -150,7 +150,7 @@ impl<P: Pipeline + 'static> Attempt<'_, P> {
                     return Outcome::Leave;
                 };
                 if let Err(e) = audited {
-                    tracing::warn!(error = %e, "cannot write the alert audit row; leaving the entry for a retry");
+                    tracing::warn!(error = %longhaul_core::Report(&e), "cannot write the alert audit row; leaving the entry for a retry");
                     return Outcome::Leave;
                 }
                 (EventKind::Alert, ErrorClass::Alert, message, false)
@@ -161,7 +161,7 @@ impl<P: Pipeline + 'static> Attempt<'_, P> {
                 (EventKind::Failed, ErrorClass::Invalid, message, true)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot look the job up; leaving the entry for a retry");
+                tracing::warn!(error = %longhaul_core::Report(&e), "cannot look the job up; leaving the entry for a retry");
                 return Outcome::Leave;
             }
         };

@@ -168,7 +168,7 @@ impl<'a, P: Pipeline + 'static> Attempt<'a, P> {
             }
             Err(StoreError::NotFound(_)) => return Err(self.unknown_job().await),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot mark the job running; leaving the entry for a retry");
+                tracing::warn!(error = %longhaul_core::Report(&e), "cannot mark the job running; leaving the entry for a retry");
                 return Err(Outcome::Leave);
             }
         };
@@ -256,7 +256,7 @@ impl<'a, P: Pipeline + 'static> Attempt<'a, P> {
             Ok(WriteOutcome::Refused { current, .. }) if ours(&current) => Ok(()),
             Ok(refused) => Err(refused::stale(refused)),
             Err(e) => {
-                tracing::warn!(error = %e, write = what, "cannot record the outcome; leaving the entry for a retry");
+                tracing::warn!(error = %longhaul_core::Report(&e), write = what, "cannot record the outcome; leaving the entry for a retry");
                 Err(Outcome::Leave)
             }
         }
