@@ -93,12 +93,18 @@ impl<P: Pipeline + 'static> Dispatcher<P> {
     }
 
     /// Starts one executor per delivery (`true`: it stalled; fail it unrun), each on a slot taken
-    /// from `slots`. While the worker is stopping, hands them all back instead (taken before
-    /// shutdown began, answered after: nobody would run them) and returns `false`.
+    /// from `slots`. While the worker is stopping, hands them back instead (taken before shutdown
+    /// began, answered after: nobody would run them) and returns `false` — all but those whose
+    /// entry runs here already (a reclaim can return this worker's own running entry): handing
+    /// one of those back would make it look abandoned to every other worker while it still runs.
     pub(crate) async fn start(&self, deliveries: Vec<(Delivery, bool)>, slots: &mut Slots) -> bool {
         if self.shared.stopping.is_cancelled() {
-            let ids = deliveries.into_iter().map(|(d, _)| d.id).collect();
-            self.shared.hand_back(ids, Duration::ZERO).await;
+            let running = self.shared.inflight_ids();
+            let ids: Vec<String> =
+                deliveries.into_iter().map(|(d, _)| d.id).filter(|id| !running.contains(id)).collect();
+            if !ids.is_empty() {
+                self.shared.hand_back(ids, Duration::ZERO).await;
+            }
             return false;
         }
         let mut extra = Vec::new();
@@ -141,5 +147,72 @@ impl<P: Pipeline + 'static> Dispatcher<P> {
             }
             .instrument(span),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use longhaul_core::{JobContext, JobError, JobId, PipelineObserver, TenantId, TicketId};
+    use longhaul_queue::JobEntry;
+    use longhaul_testkit::{Backend, TestDb, TestQueue};
+
+    use super::*;
+    use crate::WorkerSettings;
+
+    /// Never runs: the dispatcher under test is stopping.
+    struct Unused;
+
+    impl Pipeline for Unused {
+        type Output = ();
+        async fn run(&self, _: &JobContext, _: &dyn PipelineObserver) -> Result<(), JobError> {
+            unreachable!("a stopping dispatcher starts nothing")
+        }
+    }
+
+    fn entry(ticket: &str) -> JobEntry {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let ticket = TicketId::parse(ticket).expect("ticket");
+        JobEntry {
+            job_id: JobId::for_ticket(&tenant, &ticket, 1),
+            tenant_id: tenant,
+            ticket_id: ticket,
+            ticket_revision: 1,
+            attempt: 1,
+            enqueued_at_ms: longhaul_queue::now_ms(),
+            traceparent: None,
+        }
+    }
+
+    /// Shutdown begins while a reclaim is under way, and the reclaim returns this worker's own
+    /// running entry (its heartbeat came late) beside an entry it does not run. The second is handed
+    /// back; the first stays this worker's — handing it back would let another worker take it over
+    /// at once and run it again while it still runs here.
+    #[tokio::test]
+    async fn while_stopping_an_entry_running_here_is_not_handed_back() {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let q = TestQueue::new(|c| c.lease = Duration::from_secs(60)).await;
+        for ticket in ["T-1", "T-2"] {
+            q.queue.enqueue(&entry(ticket)).await.expect("enqueue");
+        }
+        let settings = WorkerSettings { consumer: "w".into(), ..WorkerSettings::default() };
+        let mut consumer = q.queue.consumer("w").expect("consumer");
+        let taken = consumer.fetch(2, Duration::from_millis(1)).await.expect("fetch");
+        assert_eq!(taken.len(), 2);
+        let stopping = CancellationToken::new();
+        let (shared, _done, _recorder) =
+            Shared::new(db.store.clone(), q.queue.clone(), Arc::new(Unused), settings, stopping.clone());
+        let shared = Arc::new(shared);
+        assert!(shared.inflight_insert(&taken[0]).is_some(), "the first entry runs here");
+        let dispatcher = Dispatcher::new(shared);
+        stopping.cancel();
+        let mut slots = Slots::default();
+        let started = dispatcher.start(taken.iter().map(|d| (d.clone(), false)).collect(), &mut slots).await;
+        assert!(!started, "a stopping dispatcher starts nothing");
+        // Handing back keeps the owner and makes the entry idle for the whole lease, so any worker's
+        // next reclaim takes it at once.
+        let running = q.pending_entry(&taken[0].id).await.expect("still pending");
+        let handed = q.pending_entry(&taken[1].id).await.expect("still pending");
+        assert!(running.idle_ms < 60_000, "the running entry is not handed back: {running:?}");
+        assert!(handed.idle_ms >= 60_000, "the entry nobody runs is handed back: {handed:?}");
     }
 }
