@@ -297,3 +297,46 @@ conformance!(a_stale_attempts_progress_in_a_batch_does_not_displace_the_owners, 
     let r = store.get_job(&a.tenant_id, &a.job_id).await.expect("get").expect("a");
     assert_eq!((r.attempts, r.stage.as_deref(), r.progress.percent()), (2, Some("classify"), 66));
 });
+
+/// A record started before starts carried their delivery (no lease stored) is taken over by any
+/// delivery of the next attempt's start — the branch of the start's fence that only such rows
+/// reach. With the lease stored, the same start from another entry is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_running_record_without_a_lease_is_taken_over_by_any_delivery() {
+    for kind in [crate::harness::Kind::Sqlite, crate::harness::Kind::Postgres] {
+        let db = longhaul_testkit::TestDb::new(kind).await;
+        let store = db.store.clone();
+        let a = setup_job(&store, "acme", "T-nl", 3).await;
+        store.create_pending(a.clone()).await.expect("create");
+        applied(store.start_next(&a.tenant_id, &a.job_id, lease("5-0", 3), 1).await.expect("start"));
+        let other = store.start_next(&a.tenant_id, &a.job_id, lease("1-0", 1), 1).await.expect("other");
+        assert!(
+            matches!(&other, WriteOutcome::Refused { reason: TransitionError::Superseded { .. }, .. }),
+            "{kind:?}: {other:?}"
+        );
+        let forget = "UPDATE jobs SET lease_entry = NULL, lease_delivery = NULL WHERE job_id = $1";
+        let rows = match kind {
+            crate::harness::Kind::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
+                let r = sqlx::query(forget).bind(a.job_id.as_str()).execute(&pool).await.expect("forget");
+                pool.close().await;
+                r.rows_affected()
+            }
+            crate::harness::Kind::Postgres => {
+                let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+                let r = sqlx::query(forget).bind(a.job_id.as_str()).execute(&pool).await.expect("forget");
+                pool.close().await;
+                r.rows_affected()
+            }
+        };
+        assert_eq!(rows, 1);
+        let r =
+            applied(store.start_next(&a.tenant_id, &a.job_id, lease("1-0", 1), 1).await.expect("takeover"));
+        assert_eq!(
+            (r.status, r.attempts, r.lease),
+            (JobStatus::Running, 2, Some(lease("1-0", 1))),
+            "{kind:?}"
+        );
+        store.close().await;
+    }
+}
