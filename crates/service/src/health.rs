@@ -41,9 +41,9 @@ pub fn dependencies(store: Option<&Store>, queue: &Queue) -> ReadyCheck {
         let (store, queue) = (store.clone(), queue.clone());
         Box::pin(async move {
             if let Some(store) = store {
-                store.ping().await.map_err(|e| format!("database: {e}"))?;
+                store.ping().await.map_err(|e| format!("database: {}", longhaul_core::Report(&e)))?;
             }
-            queue.ping().await.map_err(|e| format!("redis: {e}"))
+            queue.ping().await.map_err(|e| format!("redis: {}", longhaul_core::Report(&e)))
         })
     })
 }
