@@ -3,6 +3,7 @@
 //! on a 3-primary Redis Cluster that the test kit starts on loopback ports.
 
 mod cluster;
+mod finishing;
 mod harness;
 mod protocol;
 mod resilience;

@@ -1,0 +1,185 @@
+//! The fault suite: the real binaries against PostgreSQL and Redis while workers are killed, Redis
+//! loses its data, PostgreSQL refuses connections, poison entries arrive, and under load. Every
+//! scenario checks that nothing is lost and no effect is applied twice, and prints one JSON line of
+//! figures (`cargo test -p longhaul-e2e --test chaos -- --nocapture`).
+//!
+//! CI runs the short version. `just chaos` runs the full one (`LONGHAUL_CHAOS=full`: 5 000 jobs under
+//! worker churn, 50 000 under load, a 10 s database outage); RELIABILITY.md records its figures.
+//!
+//! This file holds what the scenarios share (submitting, counting, verifying, reporting); the
+//! scenarios are in [`workers`] (churn, a killed worker), [`outages`] (Redis and PostgreSQL
+//! outages, Redis losing its data) and [`load`] (poison entries, a large run).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use longhaul_e2e::{Mode, System};
+use longhaul_testkit::wait_until;
+use serde_json::{Value, json};
+
+/// Whether the full-size suite was asked for.
+fn full() -> bool {
+    std::env::var("LONGHAUL_CHAOS").is_ok_and(|v| v == "full")
+}
+
+/// `short` in CI, `full` under `just chaos`.
+fn size(short: usize, full_size: usize) -> usize {
+    if full() { full_size } else { short }
+}
+
+/// Submits tickets `{tag}-0..n` and their triage through the API with `callers` concurrent
+/// callers, retrying a 503 after its `Retry-After`. Returns the job ids, and how many 503 answers
+/// were seen with the slowest one's latency.
+async fn submit(system: &System, tag: &str, n: usize, callers: usize) -> (Vec<String>, usize, Duration) {
+    let http = system.http();
+    let results: Vec<(String, usize, Duration)> = futures::stream::iter(0..n)
+        .map(|i| {
+            let http = http.clone();
+            async move {
+                let id = format!("{tag}-{i}");
+                let mut unavailable = 0;
+                let mut slowest = Duration::ZERO;
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let body = json!({"ticket_id": id, "subject": "App crashes", "body": "It crashes on start"});
+                let mut ticket_done = false;
+                loop {
+                    assert!(Instant::now() < deadline, "ticket {id} not accepted within 120 s");
+                    let started = Instant::now();
+                    let request = if ticket_done {
+                        http.post(format!("{}/v1/tickets/{id}/triage", system.api))
+                    } else {
+                        http.post(format!("{}/v1/tickets", system.api)).json(&body)
+                    };
+                    let r = request.bearer_auth(&system.key).send().await.expect("the API answers");
+                    let status = r.status().as_u16();
+                    if status == 503 {
+                        slowest = slowest.max(started.elapsed());
+                        unavailable += 1;
+                        let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok());
+                        let secs: u64 =
+                            retry_after.and_then(|v| v.parse().ok()).expect("503 carries Retry-After");
+                        let kind = r.headers().get("content-type").cloned();
+                        assert_eq!(
+                            kind.as_ref().map(|v| v.as_bytes()),
+                            Some(&b"application/problem+json"[..])
+                        );
+                        tokio::time::sleep(Duration::from_secs(secs.min(1))).await;
+                        continue;
+                    }
+                    assert!(status < 300, "{id}: {status} {:?}", r.text().await);
+                    if ticket_done {
+                        let job: Value = r.json().await.expect("job json");
+                        let job_id = job["job_id"].as_str().expect("job_id").to_owned();
+                        return (job_id, unavailable, slowest);
+                    }
+                    ticket_done = true;
+                }
+            }
+        })
+        .buffer_unordered(callers)
+        .collect()
+        .await;
+    let unavailable = results.iter().map(|r| r.1).sum();
+    let slowest = results.iter().map(|r| r.2).max().unwrap_or_default();
+    (results.into_iter().map(|r| r.0).collect(), unavailable, slowest)
+}
+
+/// A connection pool on the system's own database, for the checks.
+async fn pool(system: &System) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&system.db.url).await.expect("pg")
+}
+
+/// `(completed, all)` job counts.
+async fn counts(pool: &sqlx::PgPool) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as("SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs")
+        .fetch_one(pool)
+        .await
+}
+
+/// Jobs per status, and a few errors of failed ones: what a timeout message shows.
+async fn summary(pool: &sqlx::PgPool) -> String {
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY status")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    let errors: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT status, error_message FROM jobs WHERE status <> 'completed' ORDER BY seq LIMIT 3",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    format!("{by_status:?} e.g. {errors:?}")
+}
+
+/// Waits until all `n` jobs are completed.
+async fn all_completed(pool: &sqlx::PgPool, n: usize, timeout: Duration) {
+    wait_until(timeout, "every job completed", async || match counts(pool).await {
+        Ok((done, _)) if done == n as i64 => Ok(()),
+        _ => Err(summary(pool).await),
+    })
+    .await;
+}
+
+/// Jobs recorded as completed more than once (the audit trail has a row per applied transition).
+async fn completed_twice(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT job_id FROM audit_log WHERE action = 'completed' \
+         GROUP BY job_id HAVING count(*) > 1) AS twice",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("audit")
+}
+
+/// What the webhook receiver saw, per job.
+struct Deliveries {
+    /// Jobs without any delivery.
+    lost: usize,
+    /// Jobs whose webhook was delivered under more than one operation id (an effect run twice).
+    duplicated: usize,
+    /// Requests that repeated an operation id already delivered (the receiver deduplicates them
+    /// by `Idempotency-Key`; they come from a worker killed between the send and its record).
+    redelivered: usize,
+    total: usize,
+}
+
+fn deliveries(system: &System, jobs: &[String]) -> Deliveries {
+    let seen = system.fake.deliveries.lock().expect("lock").clone();
+    let mut per_job: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (job, key) in &seen {
+        per_job.entry(job.as_str()).or_default().insert(key.as_str());
+    }
+    let distinct: usize = per_job.values().map(HashSet::len).sum();
+    Deliveries {
+        lost: jobs.iter().filter(|j| !per_job.contains_key(j.as_str())).count(),
+        duplicated: per_job.values().filter(|keys| keys.len() > 1).count(),
+        redelivered: seen.len() - distinct,
+        total: seen.len(),
+    }
+}
+
+/// Every completed job's record, its audit trail and the receiver agree: nothing lost, nothing
+/// applied twice. Prints and returns the figures.
+async fn verify(system: &System, pool: &sqlx::PgPool, jobs: &[String]) -> Value {
+    let d = deliveries(system, jobs);
+    let twice = completed_twice(pool).await;
+    let unique: HashSet<&String> = jobs.iter().collect();
+    assert_eq!(unique.len(), jobs.len(), "every submission made a job of its own");
+    assert_eq!(d.lost, 0, "jobs without a webhook delivery");
+    assert_eq!(d.duplicated, 0, "jobs whose effect ran under two operation ids");
+    assert_eq!(twice, 0, "jobs completed twice");
+    json!({"jobs": jobs.len(), "lost": d.lost, "duplicated": d.duplicated, "completed_twice": twice,
+           "webhook_requests": d.total, "redelivered_same_key": d.redelivered})
+}
+
+fn report(scenario: &str, started: Instant, mut figures: Value) {
+    figures["scenario"] = json!(scenario);
+    figures["seconds"] = json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+    println!("{figures}");
+}
+
+mod load;
+mod outages;
+mod workers;
