@@ -152,9 +152,8 @@ impl<P: Pipeline + 'static> Dispatcher<P> {
 
 #[cfg(test)]
 mod tests {
-    use longhaul_core::{JobContext, JobError, JobId, PipelineObserver, TenantId, TicketId};
-    use longhaul_queue::JobEntry;
-    use longhaul_testkit::{Backend, TestDb, TestQueue};
+    use longhaul_core::{JobContext, JobError, PipelineObserver};
+    use longhaul_testkit::{Backend, TestDb, TestQueue, job_entry as entry};
 
     use super::*;
     use crate::WorkerSettings;
@@ -166,20 +165,6 @@ mod tests {
         type Output = ();
         async fn run(&self, _: &JobContext, _: &dyn PipelineObserver) -> Result<(), JobError> {
             unreachable!("a stopping dispatcher starts nothing")
-        }
-    }
-
-    fn entry(ticket: &str) -> JobEntry {
-        let tenant = TenantId::parse("acme").expect("tenant");
-        let ticket = TicketId::parse(ticket).expect("ticket");
-        JobEntry {
-            job_id: JobId::for_ticket(&tenant, &ticket, 1),
-            tenant_id: tenant,
-            ticket_id: ticket,
-            ticket_revision: 1,
-            attempt: 1,
-            enqueued_at_ms: longhaul_queue::now_ms(),
-            traceparent: None,
         }
     }
 
