@@ -50,7 +50,7 @@ pub mod tickets;
 pub use audit::AuditEntry;
 use backend::Db;
 pub use error::StoreError;
-pub use jobs::{JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
+pub use jobs::{AttemptFailure, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
 pub use tenants::{ApiKey, Tenant};
 pub use tickets::{Ticket, TriageWrite};
 

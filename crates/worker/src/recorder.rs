@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use longhaul_core::{ErrorClass, JobContext, JobId, Progress, TenantId};
 use longhaul_queue::{Event, EventKind, Queue, now_ms};
 use longhaul_service::batch::{Fallback, all_or_each};
-use longhaul_store::{ProgressWrite, Store, StoreError, Write, WriteOutcome};
+use longhaul_store::{AttemptFailure, ProgressWrite, Store, StoreError, Write, WriteOutcome};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -157,10 +157,10 @@ async fn single(store: &Store, write: &RecordWrite) -> Result<WriteOutcome, Stor
     match write {
         RecordWrite::Batched(write) => one(store, write).await,
         RecordWrite::Fail { tenant, job, attempt, class, message } => {
-            store.fail(tenant, job, *attempt, *class, message).await
+            store.fail(tenant, job, AttemptFailure::new(*attempt, *class, message)).await
         }
         RecordWrite::Retry { tenant, job, attempt, class, message, at } => {
-            store.schedule_retry(tenant, job, *attempt, *class, message, *at).await
+            store.schedule_retry(tenant, job, AttemptFailure::new(*attempt, *class, message), *at).await
         }
     }
 }

@@ -159,9 +159,14 @@ async fn a_lost_retry_is_restored_with_its_backoff() {
     let lease = longhaul_core::Lease { entry: "0-1".to_owned(), delivery: 1 };
     t.db.start_next(&tenant, &job, lease, 1).await.expect("start");
     let retry =
-        t.db.schedule_retry(&tenant, &job, 1, longhaul_core::ErrorClass::Retryable, "provider 503", due)
-            .await
-            .expect("retry");
+        t.db.schedule_retry(
+            &tenant,
+            &job,
+            longhaul_store::AttemptFailure::new(1, longhaul_core::ErrorClass::Retryable, "provider 503"),
+            due,
+        )
+        .await
+        .expect("retry");
     assert!(matches!(retry, longhaul_store::WriteOutcome::Applied(_)), "{retry:?}");
     let mut conn = t.queue.raw().await;
     let keys: Vec<String> =

@@ -28,6 +28,8 @@ mod row;
 mod sqlite;
 mod write;
 
+pub use write::AttemptFailure;
+
 use chrono::{DateTime, Utc};
 use longhaul_core::{JobId, JobRecord, Lease, Progress, TenantId, TransitionError};
 use serde_json::Value;

@@ -17,6 +17,24 @@ const FAIL: &str = include_str!("../../sql/common/jobs/fail.sql");
 /// `$1` job, `$2` tenant, `$3` attempt, `$4` class, `$5` message, `$6` due, `$7` time.
 const RETRY: &str = include_str!("../../sql/common/jobs/retry.sql");
 
+/// An attempt that failed, as [`Store::fail`] and [`Store::schedule_retry`] record it.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptFailure<'a> {
+    /// The attempt that failed (or, for [`Store::fail`], is about to start and never will).
+    pub attempt: u32,
+    /// The failure's class.
+    pub class: ErrorClass,
+    /// What went wrong.
+    pub message: &'a str,
+}
+
+impl<'a> AttemptFailure<'a> {
+    /// Attempt `attempt` failed with `class` and `message`.
+    pub fn new(attempt: u32, class: ErrorClass, message: &'a str) -> Self {
+        Self { attempt, class, message }
+    }
+}
+
 impl Store {
     /// Writes the `queued` record for `job`, or returns the existing record with the same job id.
     /// Atomic under concurrency: any number of simultaneous calls create one row, and exactly one
@@ -180,10 +198,9 @@ impl Store {
         &self,
         tenant: &TenantId,
         job: &JobId,
-        attempt: u32,
-        class: ErrorClass,
-        message: &str,
+        failure: AttemptFailure<'_>,
     ) -> Result<WriteOutcome, StoreError> {
+        let AttemptFailure { attempt, class, message } = failure;
         let now = now();
         let (a, c) = (stored_attempt(attempt)?, class.as_str());
         let args: [Arg<'_>; 6] =
@@ -205,11 +222,10 @@ impl Store {
         &self,
         tenant: &TenantId,
         job: &JobId,
-        attempt: u32,
-        class: ErrorClass,
-        message: &str,
+        failure: AttemptFailure<'_>,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<WriteOutcome, StoreError> {
+        let AttemptFailure { attempt, class, message } = failure;
         let now = now();
         let (a, c) = (stored_attempt(attempt)?, class.as_str());
         let args: [Arg<'_>; 7] = [

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use longhaul_core::{ErrorClass, JobStatus, Progress, TransitionError};
-use longhaul_store::{Store, WriteOutcome};
+use longhaul_store::{AttemptFailure, Store, WriteOutcome};
 use serde_json::json;
 
 use crate::harness::{applied, conformance, lease, setup_job, tenant};
@@ -64,8 +64,10 @@ conformance!(stale_attempt_changes_nothing, |store: Store| async move {
     let outcomes = [
         store.record_progress(&t, &j, 1, "classify", Progress::new(50).expect("p")).await,
         store.complete(&t, &j, 1, &json!({"from": "stale"})).await,
-        store.schedule_retry(&t, &j, 1, ErrorClass::Retryable, "stale", Utc::now()).await,
-        store.fail(&t, &j, 1, ErrorClass::Invalid, "stale").await,
+        store
+            .schedule_retry(&t, &j, AttemptFailure::new(1, ErrorClass::Retryable, "stale"), Utc::now())
+            .await,
+        store.fail(&t, &j, AttemptFailure::new(1, ErrorClass::Invalid, "stale")).await,
     ];
     for outcome in outcomes {
         match outcome.expect("write") {
@@ -107,7 +109,7 @@ conformance!(lifecycle_with_retry, |store: Store| async move {
     let due = Utc::now() + chrono::Duration::seconds(30);
     let r = applied(
         store
-            .schedule_retry(&t, &j, 1, ErrorClass::Retryable, "provider timed out", due)
+            .schedule_retry(&t, &j, AttemptFailure::new(1, ErrorClass::Retryable, "provider timed out"), due)
             .await
             .expect("retry"),
     );
@@ -150,9 +152,7 @@ conformance!(fail_paths_and_alert_audit, |store: Store| async move {
             .fail(
                 &invalid.tenant_id,
                 &invalid.job_id,
-                1,
-                ErrorClass::Invalid,
-                "ticket T-invalid does not exist",
+                AttemptFailure::new(1, ErrorClass::Invalid, "ticket T-invalid does not exist"),
             )
             .await
             .expect("fail"),
@@ -164,7 +164,11 @@ conformance!(fail_paths_and_alert_audit, |store: Store| async move {
     applied(store.start_next(&alert.tenant_id, &alert.job_id, lease("1-0", 1), 1).await.expect("start"));
     applied(
         store
-            .fail(&alert.tenant_id, &alert.job_id, 1, ErrorClass::Alert, "tenant mismatch")
+            .fail(
+                &alert.tenant_id,
+                &alert.job_id,
+                AttemptFailure::new(1, ErrorClass::Alert, "tenant mismatch"),
+            )
             .await
             .expect("fail"),
     );
@@ -177,7 +181,15 @@ conformance!(fail_paths_and_alert_audit, |store: Store| async move {
     let one = setup_job(&store, "acme", "T-one", 1).await;
     store.create_pending(one.clone()).await.expect("create");
     applied(store.start_next(&one.tenant_id, &one.job_id, lease("1-0", 1), 1).await.expect("start"));
-    match store.schedule_retry(&one.tenant_id, &one.job_id, 1, ErrorClass::Retryable, "x", Utc::now()).await {
+    match store
+        .schedule_retry(
+            &one.tenant_id,
+            &one.job_id,
+            AttemptFailure::new(1, ErrorClass::Retryable, "x"),
+            Utc::now(),
+        )
+        .await
+    {
         Ok(WriteOutcome::Refused { reason: TransitionError::NoAttemptsLeft { .. }, .. }) => {}
         other => panic!("retry past max_attempts: {other:?}"),
     }

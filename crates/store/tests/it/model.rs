@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId, TransitionError};
-use longhaul_store::{ProgressWrite, Store, Write, WriteOutcome};
+use longhaul_store::{AttemptFailure, ProgressWrite, Store, Write, WriteOutcome};
 use serde_json::{Value, json};
 
 use crate::harness::{conformance, lease, setup_job};
@@ -70,12 +70,19 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
             let ((t, id), attempt) = (&jobs[j], next(5));
             let (outcome, want) = if next(2) == 0 {
                 (
-                    store.fail(t, id, attempt, ErrorClass::Invalid, "bad").await,
+                    store.fail(t, id, AttemptFailure::new(attempt, ErrorClass::Invalid, "bad")).await,
                     models[j].fail(attempt, ErrorClass::Invalid, "bad", now),
                 )
             } else {
                 (
-                    store.schedule_retry(t, id, attempt, ErrorClass::Retryable, "slow", now).await,
+                    store
+                        .schedule_retry(
+                            t,
+                            id,
+                            AttemptFailure::new(attempt, ErrorClass::Retryable, "slow"),
+                            now,
+                        )
+                        .await,
                     models[j].retry(attempt, ErrorClass::Retryable, "slow", now, now),
                 )
             };

@@ -11,6 +11,7 @@ use longhaul_core::{
     ErrorClass, JobContext, JobError, JobStatus, Lease, NewJob, Pipeline, PipelineObserver, TicketId,
 };
 use longhaul_queue::QueueConfig;
+use longhaul_store::AttemptFailure;
 use longhaul_worker::WorkerSettings;
 use tokio::sync::Notify;
 
@@ -229,9 +230,14 @@ both_backends!(a_recorded_retry_the_queue_never_got_still_runs, |backend| async 
     db.start_next(&tenant(), &job, Lease { entry: held.id.clone(), delivery: 1 }, 1).await.expect("start");
     db.start_next(&tenant(), &job, Lease { entry: held.id.clone(), delivery: 2 }, 1).await.expect("takeover");
     let due = chrono::Utc::now();
-    db.schedule_retry(&tenant(), &job, 2, ErrorClass::Retryable, "provider timed out", due)
-        .await
-        .expect("retry");
+    db.schedule_retry(
+        &tenant(),
+        &job,
+        AttemptFailure::new(2, ErrorClass::Retryable, "provider timed out"),
+        due,
+    )
+    .await
+    .expect("retry");
     let (probe, runs, _) = Probe::new();
     let worker = spawn_worker(&db, &q, probe, settings("w"));
     let done = wait_status(&db, &job, JobStatus::Completed).await;
