@@ -121,20 +121,10 @@ fn env_of(command: &clap::Command, arg: &str) -> Option<String> {
     own.or_else(|| command.get_subcommands().find_map(|sub| env_of(sub, arg)))
 }
 
-/// An error and its causes on one line, without repeating a cause its parent already quoted.
+/// An error and its causes on one line ([`longhaul_core::Report`]: each cause once), with any line
+/// breaks a message holds turned into spaces: the error line a binary prints before it exits.
 pub fn error_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.ends_with(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.replace(['\n', '\r'], " ")
+    longhaul_core::Report(e.as_ref()).to_string().replace(['\n', '\r'], " ")
 }
 
 /// Parses a duration such as `500ms`, `30s` or `2m`.
