@@ -5,3 +5,4 @@ mod crashes;
 mod fences;
 mod harness;
 mod lifecycle;
+mod startup;

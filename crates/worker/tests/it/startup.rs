@@ -1,0 +1,55 @@
+//! The production wiring: the worker [`Application`] built from flags exactly as `main` builds it
+//! (rule classifier, batched ticket store, recorder, admin server) runs a triage job to completion
+//! and answers `/readyz`.
+
+use clap::Parser as _;
+use longhaul_core::JobStatus;
+use longhaul_testkit::{Backend, TestDb, TestQueue};
+use longhaul_worker::startup::{Application, Config};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{submit, wait_status};
+
+/// The status line of `GET /readyz` on `addr` (HTTP/1.0, so the server closes the connection).
+async fn readyz(addr: std::net::SocketAddr) -> String {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect to the admin server");
+    conn.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").await.expect("request");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.expect("answer");
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_application_built_from_flags_runs_a_job_and_answers_readyz() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let q = TestQueue::new(|_| {}).await;
+    let config = Config::try_parse_from([
+        "worker",
+        "--database-url",
+        db.url.as_str(),
+        "--redis-url",
+        q.url.as_str(),
+        "--queue-prefix",
+        q.prefix.as_str(),
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--consumer-name",
+        "app",
+        "--concurrency",
+        "4",
+    ])
+    .expect("flags");
+    let app = Application::build(config).await.expect("build");
+    let admin = app.admin_addr().expect("admin address");
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(app.run_until_stopped(stop.clone()));
+    let job = submit(&db, &q, "SUP-APP", "Login fails", "The app crashes at login", 3).await;
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    assert_eq!(done.attempts, 1);
+    assert!(done.output.is_some(), "completed with output: {done:?}");
+    let status = readyz(admin).await;
+    assert!(status.contains(" 200"), "readyz: {status}");
+    stop.cancel();
+    running.await.expect("task").expect("the worker stopped cleanly");
+}
