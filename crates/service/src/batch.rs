@@ -117,6 +117,10 @@ pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
 ) -> Each<F::Item, F::Error> {
     match fallback.all(items).await {
         Ok(results) => results,
+        Err(e) if items.is_empty() => {
+            tracing::warn!(error = %longhaul_core::Report(&e), what = fallback.what(), "a batched call failed");
+            Vec::new()
+        }
         Err(e) if fallback.shared_blame(items) => {
             tracing::warn!(error = %longhaul_core::Report(&e), items = items.len(), what = fallback.what(),
                 "a batched call failed; serving its items one by one");
@@ -125,10 +129,6 @@ pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
                 out.push(fallback.one(item).await);
             }
             out
-        }
-        Err(e) if items.is_empty() => {
-            tracing::warn!(error = %longhaul_core::Report(&e), what = fallback.what(), "a batched call failed");
-            Vec::new()
         }
         Err(e) => vec![Err(e)],
     }
