@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::{KeySpace, Queue, QueueConfig, QueueError};
 
 impl Queue {
-    /// The queue a job with `routing_key` (the producers use the ticket id) belongs to: this queue
+    /// The queue a job with `routing_key` (the producers and workers use the job id) belongs to: this queue
     /// when it is not partitioned, otherwise partition
     /// [`partition_name`](crate::partition_name)`(queue, partitions, routing_key)`. The handle
     /// shares this one's connection and settings.

@@ -91,15 +91,21 @@ pub fn random_hex() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A first-attempt entry for ticket `ticket` of tenant `acme`.
-pub fn job_entry(ticket: &str) -> longhaul_queue::JobEntry {
+/// The kind of the jobs [`job_entry`] makes.
+pub const TEST_KIND: &str = "test";
+
+/// The id of the job [`job_entry`] makes for `key`.
+pub fn test_job_id(key: &str) -> longhaul_core::JobId {
     let tenant = longhaul_core::TenantId::parse("acme").expect("tenant");
-    let ticket = longhaul_core::TicketId::parse(ticket).expect("ticket");
+    longhaul_core::JobId::derive(&tenant, TEST_KIND, &longhaul_core::JobKey::Derived(key.to_owned()))
+}
+
+/// A first-attempt entry of tenant `acme` for the job of kind [`TEST_KIND`] keyed `key`.
+pub fn job_entry(key: &str) -> longhaul_queue::JobEntry {
     longhaul_queue::JobEntry {
-        job_id: longhaul_core::JobId::for_ticket(&tenant, &ticket, 1),
-        tenant_id: tenant,
-        ticket_id: ticket,
-        ticket_revision: 1,
+        job_id: test_job_id(key),
+        tenant_id: longhaul_core::TenantId::parse("acme").expect("tenant"),
+        kind: Some(TEST_KIND.to_owned()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
         traceparent: None,

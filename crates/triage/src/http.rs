@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use longhaul_core::{FailureCase, JobError, OperationId, TicketView};
+use longhaul_core::{FailureCase, JobError, OperationId};
+
+use crate::TicketView;
 use serde_json::{Value, json};
 
 use crate::classify::{Classification, Classifier, parse_classification};
