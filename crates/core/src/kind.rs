@@ -240,6 +240,19 @@ pub fn decode_input<K: JobKind>(input: serde_json::Value) -> Result<K::Input, In
     })
 }
 
+/// A fresh random key (128 bits, hex) for a submission with neither a client key nor a derived
+/// one ([`JobKey::Generated`]).
+pub fn random_key() -> String {
+    let mut bytes = [0u8; 16];
+    // The OS source does not fail on the platforms longhaul runs on; should it, the time keeps
+    // keys distinct enough for a job of its own.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        bytes = nanos.as_nanos().to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Checks a kind name: 1–64 characters from the tenant ids' safe set.
 ///
 /// # Errors

@@ -35,15 +35,20 @@ async fn readyz(State(ready): State<ReadyCheck>) -> (StatusCode, String) {
 
 /// The readiness of a binary that needs `queue` and, when given, `store`: both must answer a ping;
 /// the reason names the one that does not (`database: …`, `redis: …`).
-pub fn dependencies(store: Option<&Store>, queue: &Queue) -> ReadyCheck {
-    let (store, queue) = (store.cloned(), queue.clone());
+pub fn dependencies(store: Option<&Store>, queue: Option<&Queue>) -> ReadyCheck {
+    let (store, queue) = (store.cloned(), queue.cloned());
     Arc::new(move || {
         let (store, queue) = (store.clone(), queue.clone());
         Box::pin(async move {
             if let Some(store) = store {
                 store.ping().await.map_err(|e| format!("database: {}", longhaul_core::Report(&e)))?;
             }
-            queue.ping().await.map_err(|e| format!("redis: {}", longhaul_core::Report(&e)))
+            match queue {
+                Some(queue) => {
+                    queue.ping().await.map_err(|e| format!("redis: {}", longhaul_core::Report(&e)))
+                }
+                None => Ok(()),
+            }
         })
     })
 }

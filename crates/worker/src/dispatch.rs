@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use longhaul_core::Pipeline;
 use longhaul_queue::Delivery;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -48,20 +47,20 @@ impl Slots {
 }
 
 /// Starts executors on reserved capacity. Cheap to clone.
-pub(crate) struct Dispatcher<P> {
-    shared: Arc<Shared<P>>,
+pub(crate) struct Dispatcher {
+    shared: Arc<Shared>,
     permits: Arc<Semaphore>,
 }
 
-impl<P> Clone for Dispatcher<P> {
+impl Clone for Dispatcher {
     fn clone(&self) -> Self {
         Self { shared: self.shared.clone(), permits: self.permits.clone() }
     }
 }
 
-impl<P: Pipeline + 'static> Dispatcher<P> {
+impl Dispatcher {
     /// A dispatcher running at most `settings.concurrency` jobs at once.
-    pub(crate) fn new(shared: Arc<Shared<P>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let permits = Arc::new(Semaphore::new(shared.settings.concurrency.max(1)));
         Self { shared, permits }
     }
@@ -152,21 +151,11 @@ impl<P: Pipeline + 'static> Dispatcher<P> {
 
 #[cfg(test)]
 mod tests {
-    use longhaul_core::{JobContext, JobError, PipelineObserver};
+    use longhaul_core::Registry;
     use longhaul_testkit::{Backend, TestDb, TestQueue, job_entry as entry};
 
     use super::*;
     use crate::WorkerSettings;
-
-    /// Never runs: the dispatcher under test is stopping.
-    struct Unused;
-
-    impl Pipeline for Unused {
-        type Output = ();
-        async fn run(&self, _: &JobContext, _: &dyn PipelineObserver) -> Result<(), JobError> {
-            unreachable!("a stopping dispatcher starts nothing")
-        }
-    }
 
     /// Shutdown begins while a reclaim is under way, and the reclaim returns this worker's own
     /// running entry (its heartbeat came late) beside an entry it does not run. The second is handed
@@ -185,7 +174,7 @@ mod tests {
         assert_eq!(taken.len(), 2);
         let stopping = CancellationToken::new();
         let (shared, _done, _recorder) =
-            Shared::new(db.store.clone(), q.queue.clone(), Arc::new(Unused), settings, stopping.clone());
+            Shared::new(db.store.clone(), q.queue.clone(), Registry::new(), settings, stopping.clone());
         let shared = Arc::new(shared);
         assert!(shared.inflight_insert(&taken[0]).is_some(), "the first entry runs here");
         let dispatcher = Dispatcher::new(shared);
