@@ -1,0 +1,3 @@
+//! Summarize tests: the kind's validation and keys.
+
+mod kind;
