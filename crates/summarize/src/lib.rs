@@ -8,10 +8,27 @@
 //! - [`split`] — the text into chunks on paragraph and sentence boundaries, deterministically.
 //! - [`summarizer`] — the [`Summarizer`] trait; the offline [`ExtractiveSummarizer`] (default),
 //!   the OpenAI-compatible [`HttpSummarizer`], and [`Provider`] choosing between them.
+//! - [`pipeline`] — [`SummarizePipeline`], which runs the stages with durable steps.
+//!
+//! A worker registers it next to its other kinds:
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use longhaul_core::job::Registry;
+//! use longhaul_providers::HttpWebhook;
+//! use longhaul_summarize::{Provider, SummarizePipeline};
+//!
+//! let webhook = HttpWebhook::new(Duration::from_secs(10)).expect("HTTP client");
+//! let registry = Registry::new().pipeline(SummarizePipeline::new(Provider::default(), webhook)).unwrap();
+//! assert_eq!(registry.queues().into_iter().collect::<Vec<_>>(), ["summarize"]);
+//! ```
 
 pub mod kind;
+pub mod pipeline;
 pub mod split;
 pub mod summarizer;
 
 pub use kind::{Summarize, SummarizeInput, SummarizeOutput};
+pub use pipeline::SummarizePipeline;
 pub use summarizer::{ExtractiveSummarizer, HttpSummarizer, MAX_SUMMARY_CHARS, Provider, Summarizer};
