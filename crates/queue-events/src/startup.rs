@@ -50,6 +50,9 @@ pub struct Config {
     /// Address of the admin server (/healthz, /readyz, /metrics).
     #[arg(long, env = "LONGHAUL_ADMIN_ADDR", default_value = "0.0.0.0:9092")]
     pub admin_addr: SocketAddr,
+    /// Settings no longer read (hidden; set, they stop the binary).
+    #[command(flatten)]
+    pub retired: RetiredArgs,
 }
 
 /// queue-events, built and bound, not yet reading.

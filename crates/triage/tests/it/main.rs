@@ -2,7 +2,6 @@
 //! and PostgreSQL), and the HTTP edges against a local HTTP server.
 
 mod fakes;
-mod hostile;
 mod http;
 mod pipeline;
 mod store;
