@@ -25,7 +25,7 @@ use crate::{ApiSettings, AppState, Queues, app, run_reconciler};
 /// # Errors
 /// Never in practice (the names are valid and distinct); a registration error otherwise.
 pub fn builtin() -> Result<Registry, RegistryError> {
-    Registry::new().kind::<longhaul_triage::Triage>()
+    Registry::new().kind::<longhaul_triage::Triage>()?.kind::<longhaul_summarize::Summarize>()
 }
 
 /// How the producer splits the queue.

@@ -25,6 +25,7 @@ use longhaul_store::Store;
 use longhaul_triage::{
     HttpClassifier, HttpClassifierConfig, HttpWebhook, Provider, RuleClassifier, TriagePipeline,
 };
+use longhaul_summarize::SummarizePipeline;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Lane, Worker, WorkerSettings};
@@ -173,6 +174,25 @@ impl Config {
         })
     }
 
+    /// The summarize kind's summariser these flags choose.
+    ///
+    /// # Errors
+    /// As [`Config::classifier`].
+    pub fn summarizer(&self) -> anyhow::Result<longhaul_summarize::Provider> {
+        Ok(match self.provider {
+            ProviderKind::Rules => longhaul_summarize::Provider::default(),
+            ProviderKind::Openai => longhaul_summarize::Provider::Http(
+                longhaul_summarize::HttpSummarizer::new(longhaul_providers::ChatConfig {
+                    base_url: self.provider_base_url.clone(),
+                    model: self.provider_model.clone(),
+                    api_key: self.provider_api_key()?,
+                    timeout: self.provider_timeout,
+                })
+                .map_err(anyhow::Error::msg)?,
+            ),
+        })
+    }
+
     /// The webhook client these flags configure.
     ///
     /// # Errors
@@ -204,7 +224,8 @@ pub async fn builtin(resources: Resources<'_>) -> anyhow::Result<Registry> {
     }
     let tickets = longhaul_triage::storage::BatchedTickets::spawn(resources.store);
     let triage = TriagePipeline::new(tickets, config.classifier()?, config.webhook()?);
-    Ok(Registry::new().pipeline(triage)?)
+    let summarize = SummarizePipeline::new(config.summarizer()?, config.webhook()?);
+    Ok(Registry::new().pipeline(triage)?.pipeline(summarize)?)
 }
 
 /// Runs a worker binary with the kinds `register` adds, exactly as the shipped `worker` runs:

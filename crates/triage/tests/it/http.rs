@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use longhaul_core::{FailureCase, TenantId, TicketId, TicketView};
-use longhaul_triage::{Category, Classifier, HttpClassifier, HttpClassifierConfig};
+use longhaul_core::{FailureCase, TenantId, TicketId};
+use longhaul_triage::{Category, Classifier, HttpClassifier, HttpClassifierConfig, TicketView};
 use serde_json::json;
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};

@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use longhaul_core::{
-    FailureCase, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, NewJob, Pipeline, TenantId, TicketId,
-    TicketView,
+    FailureCase, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, NewJob, Pipeline, Registry, TenantId,
+    TicketId,
 };
 use longhaul_queue::{JobEntry, Queue, QueueConfig};
 use longhaul_store::{Store, StoreOptions};
 pub use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
-use longhaul_triage::{Classification, Classifier, HttpWebhook, RuleClassifier, TriagePipeline};
-use longhaul_worker::tickets::BatchedTickets;
+use longhaul_triage::storage::BatchedTickets;
+use longhaul_triage::{Classification, Classifier, HttpWebhook, RuleClassifier, TicketView, TriagePipeline};
 use longhaul_worker::{Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -51,14 +51,14 @@ impl Running {
     }
 }
 
-pub fn spawn_worker<P: Pipeline + 'static>(
-    store: &Store,
-    queue: &Queue,
-    pipeline: P,
-    settings: WorkerSettings,
-) -> Running {
+/// The registry of the one kind `pipeline` runs.
+pub fn registry<P: Pipeline>(pipeline: P) -> Registry {
+    Registry::new().pipeline(pipeline).expect("registry")
+}
+
+pub fn spawn_worker<P: Pipeline>(store: &Store, queue: &Queue, pipeline: P, settings: WorkerSettings) -> Running {
     let stop = CancellationToken::new();
-    let worker = Worker::new(store.clone(), queue.clone(), pipeline, settings);
+    let worker = Worker::new(store.clone(), queue.clone(), registry(pipeline), settings);
     let handle = tokio::spawn(worker.run(stop.clone()));
     Running { stop, handle }
 }
@@ -89,7 +89,7 @@ pub fn spawn_killable<P, F>(
     settings: WorkerSettings,
 ) -> Killable
 where
-    P: Pipeline + 'static,
+    P: Pipeline,
     F: FnOnce(Store) -> P + Send + 'static,
 {
     let (kill, killed) = tokio::sync::oneshot::channel::<()>();
@@ -103,7 +103,7 @@ where
         rt.block_on(async move {
             let store = Store::connect(Some(&db_url), &StoreOptions::default()).await.expect("store");
             let queue = Queue::new(&redis_url, queue_config).expect("queue");
-            let worker = Worker::new(store.clone(), queue, make(store), settings);
+            let worker = Worker::new(store.clone(), queue, registry(make(store)), settings);
             tokio::select! {
                 r = worker.run(CancellationToken::new()) => r.expect("worker"),
                 _ = killed => {}
@@ -137,8 +137,10 @@ pub async fn submit(
 ) -> JobId {
     ensure_tenant(store, None).await;
     let ticket_id = TicketId::parse(ticket).expect("ticket");
-    let stored = store.upsert_ticket(&tenant(), &ticket_id, subject, body).await.expect("ticket");
-    let job_id = JobId::for_ticket(&tenant(), &ticket_id, stored.revision);
+    let stored = longhaul_triage::storage::upsert_ticket(store, &tenant(), &ticket_id, subject, body)
+        .await
+        .expect("ticket");
+    let job_id = longhaul_triage::job_id_for_ticket(&tenant(), &ticket_id, stored.revision);
     submit_job(store, queue, &job_id, &ticket_id, stored.revision, max_attempts).await;
     job_id
 }
@@ -156,20 +158,20 @@ pub async fn submit_job(
     let job = NewJob {
         job_id: job_id.clone(),
         tenant_id: tenant(),
-        ticket_id: ticket.clone(),
-        ticket_revision: revision,
+        kind: longhaul_triage::KIND.into(),
+        key: format!("{ticket}@{revision}"),
+        input: serde_json::json!({ "ticket_id": ticket, "revision": revision }),
         max_attempts,
     };
     store.create_pending(job).await.expect("pending record");
     queue.enqueue(&entry(job_id, ticket, revision)).await.expect("enqueue");
 }
 
-pub fn entry(job_id: &JobId, ticket: &TicketId, revision: u64) -> JobEntry {
+pub fn entry(job_id: &JobId, _ticket: &TicketId, _revision: u64) -> JobEntry {
     JobEntry {
         job_id: job_id.clone(),
         tenant_id: tenant(),
-        ticket_id: ticket.clone(),
-        ticket_revision: revision,
+        kind: Some(longhaul_triage::KIND.into()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
         traceparent: None,
@@ -217,14 +219,13 @@ impl Classifier for FlakyClassifier {
     }
 }
 
-pub type Triage<C> = TriagePipeline<BatchedTickets, Store, C, HttpWebhook>;
+pub type Triage<C> = TriagePipeline<BatchedTickets, C, HttpWebhook>;
 
 /// The real triage pipeline with classifier `c`, wired as production wires it: ticket reads and
 /// writes batched across jobs (needs a Tokio runtime).
 pub fn triage<C: Classifier>(store: &Store, c: C) -> Triage<C> {
     TriagePipeline::new(
         BatchedTickets::spawn(store),
-        store.clone(),
         c,
         HttpWebhook::new(Duration::from_secs(5)).expect("webhook"),
     )
