@@ -27,6 +27,8 @@
 //! - [`ops`] — the side-effect operation log.
 //! - [`audit`] — the audit log.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
+//! - [`backend`] — the two databases behind one interface, public for crates with tables of
+//!   their own.
 //!
 //! Time comes from the caller's clock only through `now` values taken here with microsecond
 //! precision, so a record read back equals the record written on both backends.
@@ -38,9 +40,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-mod backend;
-
 pub mod audit;
+pub mod backend;
 pub mod error;
 pub mod jobs;
 pub mod ops;
@@ -171,6 +172,12 @@ impl Store {
         Ok(())
     }
 
+    /// The connection pool, to run statements of tables the store does not own on the store's
+    /// database (see [`backend`]).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Which backend this store uses.
     pub fn kind(&self) -> BackendKind {
         match self.db {
@@ -196,7 +203,9 @@ impl Store {
     }
 }
 
-/// The current time at the precision both backends store (microseconds).
-pub(crate) fn now() -> DateTime<Utc> {
+/// The current time at the precision both backends store (microseconds): what every timestamp
+/// the store writes is taken with, and what a crate writing tables of its own through [`backend`]
+/// should use, so a row read back equals the row written.
+pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
