@@ -5,25 +5,28 @@
 //! own migrations under `migrations/{postgres,sqlite}`, with aligned numbering, embedded in the
 //! binary.
 //!
+//! The store knows jobs of any kind and nothing of what a kind does: no stage, effect or table of
+//! a kind's own. A kind keeping data of its own (the triage kind's tickets) keeps it in tables of
+//! its own, with its own migrations and `.sql` files, run on the store's pool through
+//! [`backend`] ([`Store::db`]).
+//!
 //! The SQL is in `.sql` files under `crates/store/sql/`, and the tree says which backend runs what:
 //!
 //! - `common/` — run by both as written (positional `$n` parameters, `ON CONFLICT`,
-//!   `RETURNING`): the reads, tenants, tickets, the operation log, the audit log, and the job
-//!   writes that have no batched form (`fail`, `retry`).
+//!   `RETURNING`): the reads, tenants, the operation log, the audit log, and the job writes that
+//!   have no batched form (`fail`, `retry`).
 //! - `postgres/` — PostgreSQL only: the batched forms of the hot path — pending records, starts,
-//!   completions, progress, ticket reads and triage writes — each one multi-row statement over
-//!   `UNNEST` arrays, with its audit rows as a data-modifying CTE of the same statement. A single
-//!   write of these kinds runs the same statement with one row.
+//!   completions, progress — each one multi-row statement over `UNNEST` arrays, with its audit
+//!   rows as a data-modifying CTE of the same statement. A single write of these kinds runs the
+//!   same statement with one row.
 //! - `sqlite/` — SQLite only: the single-row forms of those writes, which SQLite (in-process, so
-//!   statements are cheap) runs one after another inside one transaction, and the triage write,
-//!   which reads JSON with `json_extract`.
+//!   statements are cheap) runs one after another inside one transaction.
 //!
 //! Modules, one table family each:
 //!
 //! - [`tenants`] — tenants and their hashed API keys, with the authentication cache.
 //! - [`jobs`] — job records: create-pending-or-return-existing, fenced status writes, reads and
 //!   keyset pagination, always scoped by tenant.
-//! - [`tickets`] — tickets with revisions, and the triage results written onto them.
 //! - [`ops`] — the side-effect operation log.
 //! - [`audit`] — the audit log.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
@@ -46,14 +49,12 @@ pub mod error;
 pub mod jobs;
 pub mod ops;
 pub mod tenants;
-pub mod tickets;
 
 pub use audit::AuditEntry;
 use backend::Db;
 pub use error::StoreError;
 pub use jobs::{AttemptFailure, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
 pub use tenants::{ApiKey, Tenant};
-pub use tickets::{Ticket, TriageWrite};
 
 /// The database used when no URL is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://longhaul.db";

@@ -20,6 +20,7 @@
 
 pub mod classify;
 pub mod http;
+pub mod storage;
 
 use longhaul_core::{
     FailureCase, JobContext, JobError, OperationLog, Pipeline, PipelineObserver, Progress, StageEvent,

@@ -9,4 +9,3 @@ mod jobs;
 mod model;
 mod ops;
 mod tenants;
-mod tickets;
