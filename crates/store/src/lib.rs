@@ -25,8 +25,8 @@
 //! Modules, one table family each:
 //!
 //! - [`tenants`] — tenants and their hashed API keys, with the authentication cache.
-//! - [`jobs`] — job records: create-pending-or-return-existing, fenced status writes, reads and
-//!   keyset pagination, always scoped by tenant.
+//! - [`jobs`] — job records of every kind: create-pending-or-return-existing, fenced status
+//!   writes, reads and keyset pagination, always scoped by tenant.
 //! - [`ops`] — the side-effect operation log.
 //! - [`audit`] — the audit log.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.

@@ -1,5 +1,6 @@
-//! Job records: create-pending-or-return-existing, the fenced status writes of the core status
-//! machine, and tenant-scoped reads with keyset pagination.
+//! Job records of every kind: create-pending-or-return-existing, the fenced status writes of the
+//! core status machine, and tenant-scoped reads with keyset pagination. A record carries its kind,
+//! key and input as the producer recorded them; the store reads none of them.
 //!
 //! Each status write is one guarded statement whose `WHERE` clause is the core rule for that
 //! transition (see `longhaul_core::record`; each `.sql` file names its rule), plus its audit row in
@@ -32,7 +33,7 @@ pub use write::AttemptFailure;
 
 use chrono::{DateTime, Utc};
 use longhaul_core::{JobId, JobRecord, Lease, Progress, TenantId, TransitionError};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The largest page [`Store::list_jobs`](crate::Store::list_jobs) returns, and so the largest the
 /// API's `GET /v1/jobs` accepts.
@@ -133,4 +134,10 @@ impl Write {
             Self::Complete { attempt, output, .. } => record.complete(*attempt, output.clone(), now),
         }
     }
+}
+
+/// The detail of a pending record's `enqueued` and `duplicate_enqueue` audit rows: the request's
+/// kind and key (the record holds its input).
+fn enqueue_detail(r: &JobRecord) -> Value {
+    json!({ "kind": r.kind, "key": r.key })
 }

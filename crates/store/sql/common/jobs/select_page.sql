@@ -1,6 +1,6 @@
 -- A page of a tenant's jobs, newest first: $1 tenant, $2 status (NULL: any), $3 seq to start
 -- below, $4 limit.
-SELECT seq, job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts,
+SELECT seq, job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
        lease_entry, lease_delivery
 FROM jobs
