@@ -217,6 +217,16 @@ impl Db {
         self.connect().await?.fetch_all(sql, args).await
     }
 
+    /// Runs one statement on its own, prepared for this call only, and returns its rows; see
+    /// [`Session::fetch_all_uncached`].
+    pub async fn fetch_all_uncached<R: Row>(
+        &self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<R>, StoreError> {
+        self.connect().await?.fetch_all_uncached(sql, args).await
+    }
+
     /// Runs one statement on its own and returns how many rows it changed.
     pub async fn execute(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         self.connect().await?.execute(sql, args).await
@@ -246,12 +256,41 @@ impl Session {
         sql: &'static str,
         args: &[Arg<'_>],
     ) -> Result<Vec<R>, StoreError> {
+        self.fetch_all_with(sql, args, true).await
+    }
+
+    /// Runs `sql` as a statement prepared for this call only (not kept in the connection's
+    /// statement cache), and returns its rows. A cached statement soon runs with a plan made once
+    /// for any parameters (a PostgreSQL generic plan), in which an optional filter
+    /// (`$n IS NULL OR col = $n`) can use no index; one prepared for this call is planned with the
+    /// values bound, so the filters left NULL fold away and the others can use their indexes.
+    /// Costs a parse and a plan per call: for reads with optional filters, not for the hot path.
+    pub async fn fetch_all_uncached<R: Row>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<R>, StoreError> {
+        self.fetch_all_with(sql, args, false).await
+    }
+
+    async fn fetch_all_with<R: Row>(
+        &mut self,
+        sql: &'static str,
+        args: &[Arg<'_>],
+        persistent: bool,
+    ) -> Result<Vec<R>, StoreError> {
         Ok(match &mut self.0 {
             Conn::Postgres(h) => {
-                sqlx::query_as_with(sql, arguments::<Postgres>(args)?).fetch_all(h.connection()).await?
+                sqlx::query_as_with(sql, arguments::<Postgres>(args)?)
+                    .persistent(persistent)
+                    .fetch_all(h.connection())
+                    .await?
             }
             Conn::Sqlite(h) => {
-                sqlx::query_as_with(sql, arguments::<Sqlite>(args)?).fetch_all(h.connection()).await?
+                sqlx::query_as_with(sql, arguments::<Sqlite>(args)?)
+                    .persistent(persistent)
+                    .fetch_all(h.connection())
+                    .await?
             }
         })
     }

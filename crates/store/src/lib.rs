@@ -26,7 +26,7 @@
 //!
 //! - [`tenants`] — tenants and their hashed API keys, with the authentication cache.
 //! - [`jobs`] — job records of every kind: create-pending-or-return-existing, fenced status
-//!   writes, reads and keyset pagination, always scoped by tenant.
+//!   writes, reads and filtered keyset pagination, always scoped by tenant.
 //! - [`ops`] — the side-effect operation log.
 //! - [`audit`] — the audit log.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
@@ -53,7 +53,7 @@ pub mod tenants;
 pub use audit::AuditEntry;
 use backend::Db;
 pub use error::StoreError;
-pub use jobs::{AttemptFailure, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
+pub use jobs::{AttemptFailure, JobFilter, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
 pub use tenants::{ApiKey, Tenant};
 
 /// The database used when no URL is configured: a SQLite file in the working directory.
