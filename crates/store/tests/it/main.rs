@@ -6,6 +6,8 @@ mod batches;
 mod connect;
 mod harness;
 mod jobs;
+mod list;
+mod migrate;
 mod model;
 mod ops;
 mod tenants;
