@@ -126,7 +126,7 @@ async fn chat(State(fake): State<FakeProvider>, Json(body): Json<Value>) -> (Sta
             .unwrap_or(&content)
             .split_once("\n\n")
             .unwrap_or((&content, ""));
-        let ticket = longhaul_core::TicketView {
+        let ticket = longhaul_triage::TicketView {
             tenant_id: longhaul_core::TenantId::parse("demo")
                 .unwrap_or_else(|_| unreachable!("valid literal")),
             ticket_id: longhaul_core::TicketId::parse("x").unwrap_or_else(|_| unreachable!("valid literal")),

@@ -90,18 +90,6 @@ pub(crate) fn job_response(status: StatusCode, record: JobRecord) -> Response {
     response
 }
 
-/// `GET /v1/jobs/{job_id}`.
-pub async fn get_job(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    job_id: Result<Path<String>, PathRejection>,
-) -> Result<Json<JobRecord>, ApiError> {
-    let Ok(Path(job_id)) = job_id else { return Err(ApiError::NotFound("job")) };
-    let job_id = JobId::parse(job_id).map_err(|_| ApiError::NotFound("job"))?;
-    let record = state.store.get_job(&tenant, &job_id).await?.ok_or(ApiError::NotFound("job"))?;
-    Ok(Json(record))
-}
-
 /// `POST /v1/jobs` body, and one item of `POST /v1/jobs/batch`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use longhaul_queue::Queue;
 use longhaul_service::args::{
-    ConsumerArgs, QueueArgs, TelemetryArgs, parse_positive_duration, parse_queue_name,
+    ConsumerArgs, QueueArgs, RetiredArgs, TelemetryArgs, parse_positive_duration, parse_queue_name,
 };
 use longhaul_service::health::{self, AdminServer};
 use longhaul_service::retry;

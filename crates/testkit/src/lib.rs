@@ -132,13 +132,20 @@ impl std::ops::Deref for TestDb {
 impl TestDb {
     /// A fresh, migrated database of `backend`.
     pub async fn new(backend: Backend) -> Self {
+        let db = Self::unmigrated(backend).await;
+        db.store.migrate().await.expect("migrate the test database");
+        db
+    }
+
+    /// A fresh database of `backend` with no migration applied: for tests of the migrations
+    /// themselves (apply some with the backend's `sqlx::migrate::Migrator`, write rows as an older
+    /// schema did, then [`Store::migrate`]).
+    pub async fn unmigrated(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("longhaul.db").display());
-                let store = Store::connect_and_migrate(Some(&url), &StoreOptions::default())
-                    .await
-                    .expect("sqlite store");
+                let store = Store::connect(Some(&url), &StoreOptions::default()).await.expect("sqlite store");
                 Self { store, url, pg_name: None, _dir: Some(dir) }
             }
             Backend::Postgres => {
@@ -152,8 +159,7 @@ impl TestDb {
                 let base =
                     admin.rsplit_once('/').map(|(b, _)| b).expect("LONGHAUL_TEST_PG_URL has a database path");
                 let url = format!("{base}/{name}");
-                let store =
-                    Store::connect_and_migrate(Some(&url), &StoreOptions::default()).await.expect("pg store");
+                let store = Store::connect(Some(&url), &StoreOptions::default()).await.expect("pg store");
                 Self { store, url, pg_name: Some(name), _dir: None }
             }
         }

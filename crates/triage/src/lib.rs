@@ -24,6 +24,7 @@
 
 pub mod classify;
 pub mod http;
+pub mod storage;
 pub mod ticket;
 
 use longhaul_core::kind::{InputError, JobKey, JobKind, KindOptions, Stage};

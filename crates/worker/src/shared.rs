@@ -4,8 +4,8 @@
 //! against duplicates), the shutdown tokens, and the reclaim flags.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use longhaul_core::Registry;

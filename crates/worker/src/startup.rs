@@ -22,10 +22,10 @@ use longhaul_service::args::{
 };
 use longhaul_service::health::{self, AdminServer};
 use longhaul_store::Store;
+use longhaul_summarize::SummarizePipeline;
 use longhaul_triage::{
     HttpClassifier, HttpClassifierConfig, HttpWebhook, Provider, RuleClassifier, TriagePipeline,
 };
-use longhaul_summarize::SummarizePipeline;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Lane, Worker, WorkerSettings};

@@ -98,14 +98,14 @@ impl EnrichPipeline {
         Ok(Self { client, provider: provider.into() })
     }
 
-    /// `GET {provider}/people?email=…` with the operation id as `Idempotency-Key`; the provider's
-    /// failures are classified with longhaul's retry table.
+    /// `POST {provider}/people/lookup` `{"email": …}` with the operation id as `Idempotency-Key`;
+    /// the provider's failures are classified with longhaul's retry table.
     async fn lookup(&self, op: OperationId, email: &str) -> Result<Person, JobError> {
-        let url = format!("{}/people", self.provider.trim_end_matches('/'));
+        let url = format!("{}/people/lookup", self.provider.trim_end_matches('/'));
         let response = self
             .client
-            .get(url)
-            .query(&[("email", email)])
+            .post(url)
+            .json(&serde_json::json!({ "email": email }))
             .header("Idempotency-Key", op.as_str())
             .send()
             .await

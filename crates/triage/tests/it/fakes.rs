@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use longhaul_core::job::BoxFuture;
 use longhaul_core::{
-    Ctx, JobContext, JobError, JobKind, OperationId, OperationLog, OperationState, Pipeline, PipelineObserver,
-    StageEvent, TenantId, TicketId,
+    Ctx, JobContext, JobError, JobKind, OperationId, OperationLog, OperationState, Pipeline,
+    PipelineObserver, StageEvent, TenantId, TicketId,
 };
 use longhaul_triage::{
     Classification, Classifier, RuleClassifier, TicketStore, TicketView, Triage, TriageInput, TriageOutput,

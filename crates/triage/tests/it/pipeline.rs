@@ -13,7 +13,11 @@ fn ctx(tenant: &str, ticket: &str, attempt: u32) -> Job {
 
 type Triage = TriagePipeline<Arc<MemStore>, Arc<ScriptedClassifier>, Arc<RecordingWebhook>>;
 
-fn pipeline(store: &Arc<MemStore>, classifier: &Arc<ScriptedClassifier>, webhook: &Arc<RecordingWebhook>) -> Triage {
+fn pipeline(
+    store: &Arc<MemStore>,
+    classifier: &Arc<ScriptedClassifier>,
+    webhook: &Arc<RecordingWebhook>,
+) -> Triage {
     TriagePipeline::new(store.clone(), classifier.clone(), webhook.clone())
 }
 
@@ -21,10 +25,19 @@ fn pipeline(store: &Arc<MemStore>, classifier: &Arc<ScriptedClassifier>, webhook
 async fn success_produces_the_classification_and_applies_it() {
     let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Refund please", "I was charged twice"));
     store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/triage".into());
-    let (classifier, webhook, observer) =
-        (Arc::new(ScriptedClassifier::default()), Arc::new(RecordingWebhook::default()), Arc::new(RecordingObserver::default()));
-    let out =
-        run(&pipeline(&store, &classifier, &webhook), &ctx("acme", "SUP-1", 1), store.clone(), observer.clone()).await.expect("run");
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
+    let out = run(
+        &pipeline(&store, &classifier, &webhook),
+        &ctx("acme", "SUP-1", 1),
+        store.clone(),
+        observer.clone(),
+    )
+    .await
+    .expect("run");
     assert_eq!(
         (out.classification.category, out.classification.priority),
         (Category::Billing, Priority::High)
@@ -48,9 +61,14 @@ async fn success_produces_the_classification_and_applies_it() {
 #[tokio::test]
 async fn progress_sequence_is_reported_in_order() {
     let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Hello", "Thanks"));
-    let (classifier, webhook, observer) =
-        (Arc::new(ScriptedClassifier::default()), Arc::new(RecordingWebhook::default()), Arc::new(RecordingObserver::default()));
-    run(&pipeline(&store, &classifier, &webhook), &ctx("acme", "SUP-1", 1), store.clone(), observer.clone()).await.expect("run");
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
+    run(&pipeline(&store, &classifier, &webhook), &ctx("acme", "SUP-1", 1), store.clone(), observer.clone())
+        .await
+        .expect("run");
     let events = observer.events.lock().expect("lock").clone();
     let expected: Vec<(&str, String, u8)> = vec![
         ("started", "load".into(), 0),
@@ -144,7 +162,9 @@ async fn each_error_class_is_reported() {
     ];
     for (ctx, classifier, case, class, message) in cases {
         let classifier = Arc::new(classifier);
-        let err = run(&pipeline(&store, &classifier, &webhook), &ctx, store.clone(), observer.clone()).await.expect_err(message);
+        let err = run(&pipeline(&store, &classifier, &webhook), &ctx, store.clone(), observer.clone())
+            .await
+            .expect_err(message);
         assert_eq!((err.case, err.class()), (case, class), "{message}");
         assert!(err.message.contains(message), "{}", err.message);
     }
@@ -156,8 +176,11 @@ async fn each_error_class_is_reported() {
 async fn effects_are_not_repeated_when_the_same_job_runs_again() {
     let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes"));
     store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/t".into());
-    let (classifier, webhook, observer) =
-        (Arc::new(ScriptedClassifier::default()), Arc::new(RecordingWebhook::default()), Arc::new(RecordingObserver::default()));
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
     let p = pipeline(&store, &classifier, &webhook);
     let first = run(&p, &ctx("acme", "SUP-1", 1), store.clone(), observer.clone()).await.expect("first");
     // The worker died before acking: the same job runs again as attempt 2.
@@ -175,8 +198,11 @@ async fn an_interrupted_effect_is_redone_with_the_same_operation_id() {
     let op = OperationId::derive(&c.ctx.job_id, "apply", "webhook");
     // Attempt 1 began the delivery and died before recording it.
     store.ops.lock().expect("lock").insert(op.to_string(), OperationState::Started { attempt: 1 });
-    let (classifier, webhook, observer) =
-        (Arc::new(ScriptedClassifier::default()), Arc::new(RecordingWebhook::default()), Arc::new(RecordingObserver::default()));
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
     run(&pipeline(&store, &classifier, &webhook), &c, store.clone(), observer.clone()).await.expect("run");
     let deliveries = webhook.deliveries.lock().expect("lock").clone();
     assert_eq!(deliveries.len(), 1);
@@ -205,9 +231,12 @@ async fn a_retry_reports_and_delivers_what_the_first_attempt_stored() {
     // The provider answers differently per call; the receiver times out once (after applying).
     let classifier = Arc::new(ScriptedClassifier::default());
     classifier.answers.lock().expect("lock").extend([Ok(first.clone()), Ok(second)]);
-    let (webhook, observer) = (Arc::new(RecordingWebhook::failing_first(1)), Arc::new(RecordingObserver::default()));
+    let (webhook, observer) =
+        (Arc::new(RecordingWebhook::failing_first(1)), Arc::new(RecordingObserver::default()));
     let p = pipeline(&store, &classifier, &webhook);
-    let err = run(&p, &ctx("acme", "SUP-1", 1), store.clone(), observer.clone()).await.expect_err("the webhook failed");
+    let err = run(&p, &ctx("acme", "SUP-1", 1), store.clone(), observer.clone())
+        .await
+        .expect_err("the webhook failed");
     assert_eq!(err.class(), ErrorClass::Retryable);
     let out = run(&p, &ctx("acme", "SUP-1", 2), store.clone(), observer.clone()).await.expect("attempt 2");
 

@@ -56,7 +56,12 @@ pub fn registry<P: Pipeline>(pipeline: P) -> Registry {
     Registry::new().pipeline(pipeline).expect("registry")
 }
 
-pub fn spawn_worker<P: Pipeline>(store: &Store, queue: &Queue, pipeline: P, settings: WorkerSettings) -> Running {
+pub fn spawn_worker<P: Pipeline>(
+    store: &Store,
+    queue: &Queue,
+    pipeline: P,
+    settings: WorkerSettings,
+) -> Running {
     let stop = CancellationToken::new();
     let worker = Worker::new(store.clone(), queue.clone(), registry(pipeline), settings);
     let handle = tokio::spawn(worker.run(stop.clone()));
