@@ -1,47 +1,73 @@
 //! Running a job: the [`Pipeline`] a user writes for a kind, the [`Ctx`] it runs with (identity,
 //! stages and progress, durable steps), and the [`Registry`] of kinds a producer validates against
-//! and a worker runs from.
+//! and a worker runs from. The example is the README's "Write your own pipeline":
 //!
 //! ```
-//! use longhaul_core::job::{Ctx, Pipeline, Registry};
-//! use longhaul_core::kind::{JobKind, KindOptions, Stage};
-//! use longhaul_core::JobError;
+//! use longhaul_core::kind::{InputError, JobKind, KindOptions, Stage};
+//! use longhaul_core::{Ctx, FailureCase, JobError, Pipeline, Registry};
 //! use serde::{Deserialize, Serialize};
 //!
-//! /// Greets someone by webhook: one stage, one durable step.
-//! struct Greet;
+//! pub struct Export;                                   // the kind
 //!
 //! #[derive(Serialize, Deserialize)]
-//! struct Input { name: String }
+//! #[serde(deny_unknown_fields)]
+//! pub struct ExportInput { pub account: String, pub months: u32 }
 //!
-//! impl JobKind for Greet {
-//!     const NAME: &'static str = "greet";
-//!     type Input = Input;
-//!     type Output = String;
+//! impl JobKind for Export {
+//!     const NAME: &'static str = "export";             // what clients submit as `kind`
+//!     type Input = ExportInput;
+//!     type Output = String;                            // stored as the record's output
 //!     fn options() -> KindOptions {
-//!         const STAGES: &[Stage] = &[Stage::new("send", 1)];
-//!         KindOptions::new("greetings", STAGES)
+//!         const STAGES: &[Stage] = &[Stage::new("collect", 3), Stage::new("upload", 1)];
+//!         KindOptions::new("exports", STAGES)          // its queue: own stream, own workers
+//!             .with_max_attempts(5)
+//!             .with_stage_timeout(std::time::Duration::from_secs(120))
+//!             .with_deadline(std::time::Duration::from_secs(3600))
+//!     }
+//!     fn key(input: &ExportInput) -> Option<String> {  // same account and months: same job
+//!         Some(format!("{}:{}", input.account, input.months))
+//!     }
+//!     fn validate(input: &ExportInput) -> Result<(), InputError> {
+//!         if input.months == 0 { return Err(InputError::new("months", "must be at least 1")); }
+//!         Ok(())
 //!     }
 //! }
 //!
-//! struct GreetPipeline;
+//! pub struct ExportPipeline;                           // holds your clients
 //!
-//! impl Pipeline for GreetPipeline {
-//!     type Kind = Greet;
-//!     async fn run(&self, ctx: &Ctx, input: Input) -> Result<String, JobError> {
-//!         ctx.stage("send", async {
-//!             // Runs at most once per job; a retry gets the stored result back.
-//!             ctx.effect("hello", |_operation_id| async move {
-//!                 Ok(format!("hello, {}", input.name))
-//!             })
-//!             .await
-//!         })
-//!         .await
+//! impl Pipeline for ExportPipeline {
+//!     type Kind = Export;
+//!     async fn run(&self, ctx: &Ctx, input: ExportInput) -> Result<String, JobError> {
+//!         let account = &input.account;
+//!         let rows: Vec<String> = ctx.stage("collect", async {
+//!             let mut rows = Vec::new();
+//!             for month in 0..input.months {
+//!                 // One durable step per month: a retry after month 7 failed starts at month 7.
+//!                 let row: String = ctx.effect(&format!("month-{month}"), |_op| async move {
+//!                     Ok(format!("{account}:{month}"))
+//!                 }).await?;
+//!                 rows.push(row);
+//!                 ctx.progress(u64::from(month) + 1, u64::from(input.months));
+//!             }
+//!             Ok(rows)
+//!         }).await?;
+//!         ctx.stage("upload", ctx.effect("upload", |op| async move {
+//!             // Send `rows` with `Idempotency-Key: {op}`; map a failure onto the retry table,
+//!             // e.g. a 503 is `FailureCase::ProviderUnavailable` (retryable).
+//!             let _ = (op, FailureCase::ProviderUnavailable);
+//!             Ok(format!("uploaded {} rows", rows.len()))
+//!         })).await
 //!     }
 //! }
 //!
-//! let registry = Registry::new().pipeline(GreetPipeline).unwrap();
-//! assert_eq!(registry.names().collect::<Vec<_>>(), ["greet"]);
+//! // The producer validates and keys submissions of the kind; the worker runs its pipeline.
+//! let producer_kinds = Registry::new().kind::<Export>().unwrap();
+//! let worker_kinds = Registry::new().pipeline(ExportPipeline).unwrap();
+//! assert_eq!(worker_kinds.queues().into_iter().collect::<Vec<_>>(), ["exports"]);
+//! let tenant = longhaul_core::TenantId::parse("acme").unwrap();
+//! let bad = serde_json::json!({"account": "a-1", "months": 0});
+//! let err = producer_kinds.prepare(&tenant, "export", bad, None, longhaul_core::kind::random_key).unwrap_err();
+//! assert_eq!(err.field, "input.months");
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};

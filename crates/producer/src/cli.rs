@@ -98,12 +98,12 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
             app.run_until_stopped(shutdown::on_signal()).await
         }
         Command::Migrate => {
-            migrated(&database).await?;
+            migrated(&database, &registry).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Tenant(TenantCommand::Create { id, name, webhook_url }) => {
-            let store = migrated(&database).await?;
+            let store = migrated(&database, &registry).await?;
             let tenant = TenantId::parse(id)?;
             if let Some(url) =
                 webhook_url.as_deref().filter(|u| !(u.starts_with("http://") || u.starts_with("https://")))
@@ -123,8 +123,14 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
 }
 
 /// The store, migrated: the operator commands that write migrate first, whatever the flags.
-async fn migrated(database: &DatabaseArgs) -> anyhow::Result<Store> {
-    database.connect_and_migrate(false).await
+/// Connects and applies the store's migrations, and those of the kinds that keep tables of their
+/// own (triage's tickets) when `registry` has them.
+async fn migrated(database: &DatabaseArgs, registry: &Registry) -> anyhow::Result<Store> {
+    let store = database.connect_and_migrate(false).await?;
+    if registry.options(longhaul_triage::KIND).is_some() {
+        longhaul_triage::storage::migrate(&store).await.context("cannot migrate triage's tables")?;
+    }
+    Ok(store)
 }
 
 /// `producer enqueue`: validates and records a job of a registered kind, enqueues it, prints the
