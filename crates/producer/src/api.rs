@@ -155,12 +155,13 @@ pub(crate) enum Answer {
 }
 
 /// Records and enqueues a prepared job; a duplicate of an earlier request under the same client
-/// key must be the same request (kind and input), else `422`.
+/// key must be the same request (`same_request` of the existing record), else `422`.
 pub(crate) async fn submit_prepared(
     state: &AppState,
     prepared: &Prepared,
     job: NewJob,
     traceparent: Option<String>,
+    same_request: impl FnOnce(&JobRecord) -> bool,
 ) -> Answer {
     let Some(queue) = state.queues.get(prepared.queue) else {
         tracing::error!(kind = prepared.kind, queue = prepared.queue, "a registered kind has no queue");
@@ -171,9 +172,7 @@ pub(crate) async fn submit_prepared(
         Err(e) => return Answer::Error(e.into()),
     };
     let record = submitted.record;
-    if !submitted.created
-        && matches!(prepared.key, longhaul_core::JobKey::Client(_))
-        && (record.kind != prepared.kind || record.input != prepared.input)
+    if !submitted.created && matches!(prepared.key, longhaul_core::JobKey::Client(_)) && !same_request(&record)
     {
         return Answer::Error(ApiError::Unprocessable(
             "this Idempotency-Key was already used for another request".into(),
@@ -211,7 +210,8 @@ pub async fn submit_job(
     let (prepared, job) = prepare(&state, &tenant, &request.kind, request.input, key)
         .map_err(|e| ApiError::Unprocessable("the job is invalid".into(), vec![e]))?;
     let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
-    match submit_prepared(&state, &prepared, job, traceparent).await {
+    let same = |r: &JobRecord| r.kind == prepared.kind && r.input == prepared.input;
+    match submit_prepared(&state, &prepared, job, traceparent, same).await {
         Answer::Job(status, record) => Ok(job_response(status, record)),
         Answer::Error(e) => Err(e),
     }
@@ -278,7 +278,10 @@ pub async fn submit_batch(
                 }
             };
             match prepare(state, tenant, &item.kind, item.input, key) {
-                Ok((prepared, job)) => submit_prepared(state, &prepared, job, traceparent).await,
+                Ok((prepared, job)) => {
+                    let same = |r: &JobRecord| r.kind == prepared.kind && r.input == prepared.input;
+                    submit_prepared(state, &prepared, job, traceparent, same).await
+                }
                 Err(e) => Answer::Error(ApiError::Unprocessable("the job is invalid".into(), vec![field(e)])),
             }
         }

@@ -131,7 +131,12 @@ pub async fn triage(
         .map_err(|e| ApiError::Unprocessable("the triage request is invalid".into(), vec![e]))?;
     // The worker's spans become children of this request's span.
     let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
-    match submit_prepared(&state, &prepared, job, traceparent).await {
+    // A repeat under the same key is the same request if it is for the same ticket (the ticket may
+    // have moved to a newer revision since: the client gets the job its key first made).
+    let same = |r: &longhaul_core::JobRecord| {
+        r.kind == longhaul_triage::KIND && r.input.get("ticket_id").and_then(|t| t.as_str()) == Some(ticket_id.as_str())
+    };
+    match submit_prepared(&state, &prepared, job, traceparent, same).await {
         Answer::Job(status, record) => Ok(job_response(status, record)),
         // The same key for another ticket (or revision) is the generic mismatch, said in the
         // ticket's terms.
@@ -140,7 +145,7 @@ pub async fn triage(
         {
             Err(ApiError::Unprocessable(
                 "this Idempotency-Key was already used for another ticket".into(),
-                vec![FieldError::new("Idempotency-Key", "already used for another ticket or revision")],
+                vec![FieldError::new("Idempotency-Key", "already used for another ticket")],
             ))
         }
         Answer::Error(e) => Err(e),
