@@ -170,8 +170,8 @@ impl PendingWriter {
 
 /// The API router, health endpoints included.
 pub fn app(state: AppState) -> Router {
-    // The queues share one connection: pinging one pings them all.
-    let ready = health::dependencies(Some(&state.store), state.queues.all().next());
+    let queues: Vec<Queue> = state.queues.all().cloned().collect();
+    let ready = health::dependencies(Some(&state.store), &queues);
     let timeout = state.settings.request_timeout;
     let mut routes = Router::new()
         .route(

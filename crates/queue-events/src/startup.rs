@@ -68,7 +68,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the queue, creates the instruments on `meter`, and binds the admin server, whose
+    /// Opens the queues, creates the instruments on `meter`, and binds the admin server, whose
     /// `/metrics` renders `registry` (the Prometheus registry `meter`'s provider reads into).
     ///
     /// # Errors
@@ -83,8 +83,7 @@ impl Application {
         let queues = config.queues.iter().map(|name| base.sibling(name)).collect::<Result<Vec<_>, _>>()?;
         let consumer = config.consumer.name("queue-events");
         let metrics = EventMetrics::new(meter);
-        // The queues share one connection: pinging one pings them all.
-        let router = admin_router(health::dependencies(None, Some(&base)), registry);
+        let router = admin_router(health::dependencies(None, &queues), registry);
         let admin = AdminServer::bind(config.admin_addr, router).await?;
         Ok(Self {
             queues,
