@@ -38,9 +38,12 @@ impl Job {
         }
     }
 
-    /// The same job asking for revision `revision`.
+    /// The job triaging revision `revision` of the same ticket (a job of its own: its id is that
+    /// revision's).
     pub fn revision(mut self, revision: u64) -> Self {
         self.input.revision = revision;
+        self.ctx.job_id =
+            longhaul_triage::job_id_for_ticket(&self.ctx.tenant_id, &self.input.ticket_id, revision);
         self
     }
 }

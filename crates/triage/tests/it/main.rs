@@ -3,5 +3,6 @@
 
 mod fakes;
 mod http;
+mod kind;
 mod pipeline;
 mod store;
