@@ -147,6 +147,7 @@ fn reject_nul(value: &serde_json::Value) -> Result<(), String> {
 }
 
 /// What one submission came to.
+#[allow(clippy::large_enum_variant)] // one per submission, moved straight into the response
 pub(crate) enum Answer {
     /// `202` (new) or `200` (existing), with the record.
     Job(StatusCode, JobRecord),
