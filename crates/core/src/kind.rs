@@ -235,7 +235,11 @@ pub fn prepare<K: JobKind>(
 pub fn decode_input<K: JobKind>(input: serde_json::Value) -> Result<K::Input, InputError> {
     serde_path_to_error::deserialize(input).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "input".to_owned() } else { format!("input.{path}") };
+        let field = match path.as_str() {
+            "." => "input".to_owned(),
+            p if p.starts_with('[') => format!("input{p}"),
+            p => format!("input.{p}"),
+        };
         InputError::new(field, e.into_inner().to_string())
     })
 }

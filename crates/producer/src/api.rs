@@ -57,7 +57,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             Ok(Json(v)) => serde_json::from_value(v)
                 .map(Self)
                 .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}"), Vec::new())),
-            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::PayloadTooLarge(limit)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge(limit))
+            }
+            Err(JsonRejection::BytesRejection(e)) => {
+                Err(ApiError::BadRequest(format!("cannot read the body: {}", e.body_text()), Vec::new()))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
                 "expected a JSON body: Content-Type: application/json".into(),
                 Vec::new(),
@@ -133,7 +138,7 @@ pub(crate) fn prepare(
 
 /// `Err(path)` when a string in `value` holds NUL: refused on both backends alike, although
 /// SQLite could store it, so a request valid in development is valid in production.
-fn reject_nul(value: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn reject_nul(value: &serde_json::Value) -> Result<(), String> {
     match value {
         serde_json::Value::String(s) if s.contains('\0') => Err(String::new()),
         serde_json::Value::Array(items) => {
@@ -155,8 +160,27 @@ pub(crate) enum Answer {
     Error(ApiError),
 }
 
-/// Records and enqueues a prepared job; a duplicate of an earlier request under the same client
-/// key must be the same request (`same_request` of the existing record), else `422`.
+impl Answer {
+    /// The answer with its field errors renamed by `rename` (a batch item's fields under `jobs[i]`).
+    fn map_fields(self, rename: impl Fn(FieldError) -> FieldError) -> Self {
+        match self {
+            Self::Error(ApiError::Unprocessable(detail, errors))
+                if errors.iter().any(|e| !e.field.starts_with("jobs[")) =>
+            {
+                let errors = errors
+                    .into_iter()
+                    .map(|e| if e.field.starts_with("jobs[") { e } else { rename(e) })
+                    .collect();
+                Self::Error(ApiError::Unprocessable(detail, errors))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Records and enqueues a prepared job; a duplicate of an earlier request under the same key (the
+/// client's, or the one the kind derived) must be the same request (`same_request` of the existing
+/// record), else `422`.
 pub(crate) async fn submit_prepared(
     state: &AppState,
     prepared: &Prepared,
@@ -173,21 +197,42 @@ pub(crate) async fn submit_prepared(
         Err(e) => return Answer::Error(e.into()),
     };
     let record = submitted.record;
-    if !submitted.created && matches!(prepared.key, longhaul_core::JobKey::Client(_)) && !same_request(&record)
-    {
-        return Answer::Error(ApiError::Unprocessable(
-            "this Idempotency-Key was already used for another request".into(),
-            vec![FieldError::new(
-                "Idempotency-Key",
-                format!("already used for job {} of kind {} with other input", record.job_id, record.kind),
-            )],
-        ));
+    if !submitted.created && !same_request(&record) {
+        return Answer::Error(match prepared.key {
+            longhaul_core::JobKey::Client(_) => ApiError::Unprocessable(
+                "this Idempotency-Key was already used for another request".into(),
+                vec![FieldError::new(
+                    "Idempotency-Key",
+                    format!(
+                        "already used for job {} of kind {} with other input",
+                        record.job_id, record.kind
+                    ),
+                )],
+            ),
+            // The kind derived the same key from other input: the job it names is not this
+            // request's (e.g. the same document with another chunk size).
+            _ => ApiError::Unprocessable(
+                "a job with this input's key exists with other input".into(),
+                vec![FieldError::new(
+                    "input",
+                    format!(
+                        "job {} has the same key ({}) but other input; send an Idempotency-Key to make a new job",
+                        record.job_id,
+                        prepared.key.as_str()
+                    ),
+                )],
+            ),
+        });
     }
     if let Err(e) = submitted.enqueued {
         // The record stays queued; the reconciler enqueues it once Redis is back (a repeated
         // request enqueues it at once).
         tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e), "enqueue failed; the record stays queued for the reconciler");
-        return Answer::Error(ApiError::Unavailable("the queue", state.settings.retry_after));
+        return Answer::Error(if e.is_retryable() {
+            ApiError::Unavailable("the queue", state.settings.retry_after)
+        } else {
+            ApiError::from(e)
+        });
     }
     Answer::Job(if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK }, record)
 }
@@ -222,7 +267,8 @@ pub async fn submit_job(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    jobs: Vec<JobRequest>,
+    /// Decoded item by item, so one malformed item is that item's `422`.
+    jobs: Vec<serde_json::Value>,
 }
 
 /// One item's result in a batch answer.
@@ -267,7 +313,19 @@ pub async fn submit_batch(
     let items = request.jobs.into_iter().enumerate().map(|(i, item)| {
         let (state, tenant, traceparent) = (&state, &tenant, traceparent.clone());
         async move {
-            let field = |e: FieldError| FieldError::new(format!("jobs[{i}].{}", e.field), e.message);
+            let field = |e: FieldError| {
+                let name = if e.field == "Idempotency-Key" { "idempotency_key".to_owned() } else { e.field };
+                FieldError::new(format!("jobs[{i}].{name}"), e.message)
+            };
+            let item: JobRequest = match serde_path_to_error::deserialize(item) {
+                Ok(item) => item,
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let name = if path == "." { format!("jobs[{i}]") } else { format!("jobs[{i}].{path}") };
+                    let e = FieldError::new(name, e.into_inner().to_string());
+                    return Answer::Error(ApiError::Unprocessable("the job is invalid".into(), vec![e]));
+                }
+            };
             let key = match item.idempotency_key.map(IdempotencyKey::parse).transpose() {
                 Ok(key) => key,
                 Err(e) => {
@@ -285,6 +343,7 @@ pub async fn submit_batch(
                 }
                 Err(e) => Answer::Error(ApiError::Unprocessable("the job is invalid".into(), vec![field(e)])),
             }
+            .map_fields(field)
         }
     });
     let results = futures::future::join_all(items)

@@ -142,6 +142,9 @@ async fn enqueue(database: &DatabaseArgs, registry: &Registry, args: EnqueueArgs
     let prepared = registry
         .prepare(&tenant, &args.kind, input, key, longhaul_core::kind::random_key)
         .map_err(|e| anyhow::anyhow!("invalid job: {e}"))?;
+    if let Err(path) = crate::api::reject_nul(&prepared.input) {
+        bail!("invalid job: input{path}: must not contain NUL (\\u0000): the database cannot store it");
+    }
     let store = database.connect().await?;
     let job = NewJob {
         job_id: prepared.job_id.clone(),
@@ -155,6 +158,14 @@ async fn enqueue(database: &DatabaseArgs, registry: &Registry, args: EnqueueArgs
     let queues = Queues::new(&base, registry)?;
     let queue = queues.get(prepared.queue).context("the kind's queue")?;
     let submitted = submit(&store, None, queue, job, None).await?;
+    let record = &submitted.record;
+    if !submitted.created && (record.kind != prepared.kind || record.input != prepared.input) {
+        bail!(
+            "job {} already exists under this key ({}) with other input; nothing was enqueued",
+            record.job_id,
+            prepared.key.as_str()
+        );
+    }
     submitted.enqueued.context("recorded, but the enqueue failed; the reconciler will retry it")?;
     println!("{}", serde_json::to_string(&submitted.record)?);
     Ok(())

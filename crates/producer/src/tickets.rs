@@ -134,7 +134,8 @@ pub async fn triage(
     // A repeat under the same key is the same request if it is for the same ticket (the ticket may
     // have moved to a newer revision since: the client gets the job its key first made).
     let same = |r: &longhaul_core::JobRecord| {
-        r.kind == longhaul_triage::KIND && r.input.get("ticket_id").and_then(|t| t.as_str()) == Some(ticket_id.as_str())
+        r.kind == longhaul_triage::KIND
+            && r.input.get("ticket_id").and_then(|t| t.as_str()) == Some(ticket_id.as_str())
     };
     match submit_prepared(&state, &prepared, job, traceparent, same).await {
         Answer::Job(status, record) => Ok(job_response(status, record)),

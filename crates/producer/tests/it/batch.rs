@@ -161,3 +161,54 @@ async fn a_batch_is_bounded_in_items_and_bytes() {
     let r = batch(&t, Value::Array(under)).await;
     assert_eq!(statuses(&r), [202, 202, 202], "3 MiB is over a single job's limit, not a batch's");
 }
+
+/// A malformed item (not an object, no kind, an unknown field) is that item's `422`, named under
+/// `jobs[i]`; a key reused with other input is refused on the item's own key field; the other items
+/// are recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_malformed_item_is_refused_alone() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    let a = summary_input("doc-a", "Alpha text.");
+    let b = summary_input("doc-b", "Beta text.");
+    let jobs = json!([
+        null,
+        {"input": a},
+        {"kind": "summarize", "input": a, "priority": "high"},
+        {"kind": "summarize", "input": a, "idempotency_key": "k-1"},
+        {"kind": "summarize", "input": b, "idempotency_key": "k-1"},
+        {"kind": "summarize", "input": b},
+    ]);
+    let r = batch(&t, jobs).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let results = r.json["results"].as_array().expect("results");
+    let field = |i: usize| results[i]["error"]["errors"][0]["field"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(statuses(&r)[..3], [422, 422, 422]);
+    assert_eq!([field(0), field(2)], ["jobs[0]", "jobs[2].priority"]);
+    assert!(field(1).starts_with("jobs[1]"), "{}", field(1));
+    // Items 3 and 4 race for key k-1 with different input: one wins, the other is refused on its
+    // own key field.
+    let mut keyed = [statuses(&r)[3], statuses(&r)[4]];
+    keyed.sort_unstable();
+    assert_eq!(keyed, [202, 422]);
+    let loser = if statuses(&r)[3] == 422 { 3 } else { 4 };
+    assert_eq!(field(loser), format!("jobs[{loser}].idempotency_key"));
+    assert_eq!(statuses(&r)[5], 202);
+    assert_eq!(t.job_rows().await, 2);
+}
+
+/// The same derived key from other input (summarize: the same document with another chunk size)
+/// names a job that is not this request's: `422` on `input`, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_derived_key_from_other_input_is_refused() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    let a = summary_input("doc-a", "Alpha text.");
+    let mut other = a.clone();
+    other["chunk_chars"] = json!(500);
+    let jobs = |input: &Value| json!([{"kind": "summarize", "input": input}]);
+    assert_eq!(statuses(&batch(&t, jobs(&a)).await), [202]);
+    let r = batch(&t, jobs(&other)).await;
+    assert_eq!(statuses(&r), [422], "{r:?}");
+    assert_eq!(r.json["results"][0]["error"]["errors"][0]["field"], "jobs[0].input");
+    assert_eq!(statuses(&batch(&t, jobs(&a)).await), [200], "the same input is the same job");
+    assert_eq!(t.job_rows().await, 1);
+}

@@ -633,7 +633,7 @@ fn submit_batch(backend: Backend) {
                     Some(422) => {
                         let field = r["error"]["errors"][0]["field"].as_str().unwrap_or_default();
                         prop_assert!(
-                            field.starts_with(&format!("jobs[{i}].")) || field == "Idempotency-Key",
+                            field.starts_with(&format!("jobs[{i}].")) || field == format!("jobs[{i}]"),
                             "item {} refused on {:?}: {}",
                             i,
                             field,
