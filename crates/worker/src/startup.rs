@@ -203,13 +203,14 @@ impl Config {
 }
 
 /// What a `register` function builds its pipelines from: the parsed flags (provider settings)
-/// and the store (already migrated).
-#[derive(Debug)]
-pub struct Resources<'a> {
+/// and the store (already migrated). Owned, so that a `register` function may be an `async fn`
+/// as well as a closure returning a future.
+#[derive(Debug, Clone)]
+pub struct Resources {
     /// The worker's flags.
-    pub config: &'a Config,
+    pub config: Config,
     /// Application storage.
-    pub store: &'a Store,
+    pub store: Store,
 }
 
 /// The built-in kinds — `triage` and `summarize` — with the providers `resources.config` chooses.
@@ -217,12 +218,14 @@ pub struct Resources<'a> {
 ///
 /// # Errors
 /// A provider that cannot be built; a failed migration of triage's tables.
-pub async fn builtin(resources: Resources<'_>) -> anyhow::Result<Registry> {
-    let config = resources.config;
+pub async fn builtin(resources: Resources) -> anyhow::Result<Registry> {
+    let config = &resources.config;
     if !config.skip_migrations {
-        longhaul_triage::storage::migrate(resources.store).await.context("cannot migrate triage's tables")?;
+        longhaul_triage::storage::migrate(&resources.store)
+            .await
+            .context("cannot migrate triage's tables")?;
     }
-    let tickets = longhaul_triage::storage::BatchedTickets::spawn(resources.store);
+    let tickets = longhaul_triage::storage::BatchedTickets::spawn(&resources.store);
     let triage = TriagePipeline::new(tickets, config.classifier()?, config.webhook()?);
     let summarize = SummarizePipeline::new(config.summarizer()?, config.webhook()?);
     Ok(Registry::new().pipeline(triage)?.pipeline(summarize)?)
@@ -233,7 +236,7 @@ pub async fn builtin(resources: Resources<'_>) -> anyhow::Result<Registry> {
 /// period, one error line and exit code 1 on failure (2 on a bad flag).
 ///
 /// ```no_run
-/// # async fn my_kinds(r: longhaul_worker::startup::Resources<'_>) -> anyhow::Result<longhaul_core::Registry> {
+/// # async fn my_kinds(r: longhaul_worker::startup::Resources) -> anyhow::Result<longhaul_core::Registry> {
 /// #     Ok(longhaul_core::Registry::new())
 /// # }
 /// #[tokio::main]
@@ -243,7 +246,7 @@ pub async fn builtin(resources: Resources<'_>) -> anyhow::Result<Registry> {
 /// ```
 pub async fn main<R, Fut>(register: R) -> ExitCode
 where
-    R: FnOnce(Resources<'_>) -> Fut,
+    R: FnOnce(Resources) -> Fut,
     Fut: Future<Output = anyhow::Result<Registry>>,
 {
     longhaul_service::startup::run(
@@ -278,7 +281,7 @@ impl Application {
     /// cannot be registered or served, an address in use.
     pub async fn build<R, Fut>(config: Config, register: R) -> anyhow::Result<Self>
     where
-        R: FnOnce(Resources<'_>) -> Fut,
+        R: FnOnce(Resources) -> Fut,
         Fut: Future<Output = anyhow::Result<Registry>>,
     {
         if config.heartbeat * 3 > config.lease {
@@ -288,8 +291,17 @@ impl Application {
                 config.lease
             );
         }
+        // Two lanes of one queue would share this consumer's name, so each would take the other's
+        // entries for its own (its first read returns them) and run them a second time.
+        let mut listed = std::collections::BTreeSet::new();
+        if let Some(twice) = config.queues.iter().find(|c| !listed.insert(c.name.as_str())) {
+            bail!("--queues names queue {:?} twice; list each queue once", twice.name);
+        }
+        // Read whatever the provider and the kinds, before connecting: a bad secret setting (a
+        // missing or empty key file) stops the worker at start-up, naming it.
+        config.provider_api_key()?;
         let store = config.database.connect_and_migrate(config.skip_migrations).await?;
-        let registry = register(Resources { config: &config, store: &store }).await?;
+        let registry = register(Resources { config: config.clone(), store: store.clone() }).await?;
         let choices = if config.queues.is_empty() {
             registry
                 .queues()
@@ -312,12 +324,10 @@ impl Application {
             let concurrency = choice.concurrency.unwrap_or(config.concurrency) as usize;
             lanes.push(Lane { queue, concurrency });
         }
-        // The lanes share one connection: pinging one pings them all.
-        let admin = AdminServer::bind(
-            config.admin_addr,
-            health::router(health::dependencies(Some(&store), Some(&base))),
-        )
-        .await?;
+        let queues: Vec<_> = lanes.iter().map(|l| l.queue.clone()).collect();
+        let admin =
+            AdminServer::bind(config.admin_addr, health::router(health::dependencies(Some(&store), &queues)))
+                .await?;
         Ok(Self { store, lanes, registry, settings: config.settings(), admin })
     }
 

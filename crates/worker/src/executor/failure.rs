@@ -28,12 +28,9 @@ impl Attempt<'_> {
         let (base, cap) = options.and_then(|o| o.backoff).unwrap_or((s.backoff_base, s.backoff_cap));
         let policy = RetryPolicy::new(max_attempts, base, cap.max(base)).unwrap_or_default();
         let now = chrono::Utc::now();
-        let deadline = options.and_then(|o| o.deadline).map(|limit| {
-            (
-                fence.record.created_at + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX),
-                limit,
-            )
-        });
+        let deadline = options
+            .and_then(|o| o.deadline)
+            .and_then(|limit| Some((super::deadline_end(&fence.record, limit)?, limit)));
         match policy.decide(error, fence.attempt, now, unit_random()) {
             // The next attempt would start past the kind's deadline: fail now, saying so.
             Decision::Retry { at } if deadline.is_some_and(|(end, _)| at >= end) => {

@@ -331,8 +331,17 @@ fn deadline_left(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<(std::time::Duration, std::time::Duration)> {
     let limit = options.deadline?;
-    let end = record.created_at + chrono::Duration::from_std(limit).unwrap_or(chrono::Duration::MAX);
+    let end = deadline_end(record, limit)?;
     Some(((end - now).to_std().unwrap_or_default(), limit))
+}
+
+/// When `record`'s deadline of `limit` after submission ends; `None` when that is past what a
+/// timestamp holds (no deadline, then — not a panic).
+pub(super) fn deadline_end(
+    record: &JobRecord,
+    limit: std::time::Duration,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    record.created_at.checked_add_signed(chrono::Duration::from_std(limit).ok()?)
 }
 
 /// The failure message when `record` is past its kind's deadline at `now`.

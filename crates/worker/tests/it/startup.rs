@@ -5,7 +5,7 @@
 use clap::Parser as _;
 use longhaul_core::JobStatus;
 use longhaul_testkit::{Backend, TestDb, TestQueue};
-use longhaul_worker::startup::{Application, Config};
+use longhaul_worker::startup::{self, Application, Config};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,7 @@ async fn readyz(addr: std::net::SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_application_built_from_flags_runs_a_job_and_answers_readyz() {
+    // Not migrated for triage: the built-in kinds migrate their own tables at start-up.
     let db = TestDb::new(Backend::Postgres).await;
     let q = TestQueue::new(|_| {}).await;
     let config = Config::try_parse_from([
@@ -40,7 +41,7 @@ async fn the_application_built_from_flags_runs_a_job_and_answers_readyz() {
         "4",
     ])
     .expect("flags");
-    let app = Application::build(config).await.expect("build");
+    let app = Application::build(config, startup::builtin).await.expect("build");
     let admin = app.admin_addr().expect("admin address");
     let stop = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -52,4 +53,23 @@ async fn the_application_built_from_flags_runs_a_job_and_answers_readyz() {
     assert!(status.contains(" 200"), "readyz: {status}");
     stop.cancel();
     running.await.expect("task").expect("the worker stopped cleanly");
+}
+
+#[tokio::test]
+async fn a_queue_listed_twice_is_refused() {
+    // Refused before anything is connected: these URLs are never dialled.
+    let config = Config::try_parse_from([
+        "worker",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--queues",
+        "triage=4,summarize,triage",
+    ])
+    .expect("flags");
+    let refused = Application::build(config, startup::builtin).await.expect_err("two lanes of one queue");
+    assert!(refused.to_string().contains("\"triage\" twice"), "{refused:#}");
 }

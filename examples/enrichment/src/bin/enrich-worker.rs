@@ -10,7 +10,7 @@ use longhaul_core::Registry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    longhaul_worker::startup::main(|_resources| async {
+    longhaul_worker::startup::main(async |_resources| {
         let provider = std::env::var("ENRICH_PROVIDER_URL").context("set ENRICH_PROVIDER_URL")?;
         Ok(Registry::new().pipeline(EnrichPipeline::new(provider)?)?)
     })
