@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::completer::Done;
-use crate::executor::Attempt;
+use crate::executor::{Attempt, Outcome};
 use crate::shared::Shared;
 
 /// Room for one job: held by its executor until the completer has handled its entry; dropping it
@@ -141,7 +141,20 @@ impl Dispatcher {
         let shared = self.shared.clone();
         self.shared.tracker.spawn(
             async move {
-                let outcome = Attempt::new(&shared, &delivery, &cancel).execute(stalled).await;
+                // A panic outside the pipeline's own task (which catches its own) is a bug in the
+                // executor: leave the entry for a reclaim rather than strand it here, heart-beaten
+                // and never finished.
+                let attempt = Attempt::new(&shared, &delivery, &cancel);
+                let run = std::panic::AssertUnwindSafe(attempt.execute(stalled));
+                let outcome = match futures::FutureExt::catch_unwind(run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::error!(
+                            "the executor panicked; leaving the entry for another worker to reclaim"
+                        );
+                        Outcome::Leave
+                    }
+                };
                 let _ = shared.done_tx.send(Done { delivery, outcome, slot });
             }
             .instrument(span),

@@ -311,6 +311,21 @@ impl Application {
         } else {
             config.queues.clone()
         };
+        // A lane of a queue none of this worker's kinds use would fail every job it takes.
+        let kinds_queues = registry.queues();
+        let served = |name: &str| {
+            kinds_queues.contains(name)
+                || name.rsplit_once('-').is_some_and(|(queue, k)| {
+                    kinds_queues.contains(queue) && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())
+                })
+        };
+        if let Some(foreign) = choices.iter().find(|c| !served(&c.name)) {
+            bail!(
+                "--queues names queue {:?}, which none of this worker's kinds use (their queues: {}; or a partition QUEUE-K of one)",
+                foreign.name,
+                kinds_queues.iter().copied().collect::<Vec<_>>().join(", ")
+            );
+        }
         let Some(first) = choices.first() else {
             bail!("this worker runs no job kind: register at least one")
         };

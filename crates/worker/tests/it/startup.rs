@@ -73,3 +73,31 @@ async fn a_queue_listed_twice_is_refused() {
     let refused = Application::build(config, startup::builtin).await.expect_err("two lanes of one queue");
     assert!(refused.to_string().contains("\"triage\" twice"), "{refused:#}");
 }
+
+/// A lane of a queue none of the worker's kinds use would fail every job it takes: refused at
+/// start-up, naming the queue and the kinds' queues; a partition of a kind's queue is accepted.
+#[tokio::test]
+async fn a_queue_no_kind_uses_is_refused() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let build = |queues: &str| {
+        let config = Config::try_parse_from([
+            "worker",
+            "--database-url",
+            db.url.as_str(),
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--queues",
+            queues,
+        ])
+        .expect("flags");
+        Application::build(config, startup::builtin)
+    };
+    let refused = build("triage,exports").await.expect_err("a queue of no kind");
+    let message = format!("{refused:#}");
+    assert!(message.contains("\"exports\"") && message.contains("summarize, triage"), "{message}");
+    let refused = build("triage-x").await.expect_err("not a partition");
+    assert!(format!("{refused:#}").contains("\"triage-x\""), "{refused:#}");
+    build("triage-0,summarize-12").await.expect("partitions of the kinds' queues");
+}
