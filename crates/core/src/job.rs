@@ -73,7 +73,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -110,8 +110,13 @@ pub struct Ctx {
     options: KindOptions,
     observer: Arc<dyn PipelineObserver>,
     ops: Arc<dyn OperationLog>,
-    /// The stage running now (an index into the kind's stages).
-    current: Mutex<Option<usize>>,
+}
+
+tokio::task_local! {
+    /// The stage whose work is being polled (an index into the kind's stages): set by
+    /// [`Ctx::stage`] for exactly the future it wraps, so a step is filed under the stage that runs
+    /// it — also when stages run concurrently — and a step outside every stage is refused.
+    static STAGE: usize;
 }
 
 impl std::fmt::Debug for Ctx {
@@ -130,7 +135,7 @@ impl Ctx {
         observer: Arc<dyn PipelineObserver>,
         ops: Arc<dyn OperationLog>,
     ) -> Self {
-        Self { job, key, options, observer, ops, current: Mutex::new(None) }
+        Self { job, key, options, observer, ops }
     }
 
     /// The job, tenant, kind and attempt.
@@ -167,7 +172,9 @@ impl Ctx {
     }
 
     /// Runs stage `name` (one of the kind's stages): reports its start and end, and fails the
-    /// attempt as retryable when it runs past the kind's stage timeout.
+    /// attempt as retryable when it runs past the kind's stage timeout. Steps ([`Ctx::effect`])
+    /// and progress inside `work` belong to this stage — also when stages run concurrently; work
+    /// handed to another task (`tokio::spawn`) runs outside it, so keep steps in `work` itself.
     ///
     /// # Errors
     /// `work`'s error; a stage timeout; an invalid-data error when the kind declares no stage
@@ -185,8 +192,8 @@ impl Ctx {
         };
         let stage = self.options.stages[index].name;
         let (from, to) = self.options.stage_span(index);
-        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(index);
         self.emit(StageEvent::Started { stage, progress: Self::percent(from) });
+        let work = STAGE.scope(index, work);
         let result = match self.options.stage_timeout {
             None => work.await,
             Some(limit) => match tokio::time::timeout(limit, work).await {
@@ -205,7 +212,7 @@ impl Ctx {
 
     /// Reports `done` of `total` units of the current stage's work (a no-op outside a stage).
     pub fn progress(&self, done: u64, total: u64) {
-        let Some(index) = *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) else {
+        let Ok(index) = STAGE.try_with(|i| *i) else {
             return;
         };
         let (from, to) = self.options.stage_span(index);
@@ -220,7 +227,7 @@ impl Ctx {
     /// # Errors
     /// An invalid-data error outside a stage (a bug in the pipeline).
     pub fn current_stage(&self) -> Result<&'static str, JobError> {
-        let current = *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = STAGE.try_with(|i| *i).ok().filter(|i| *i < self.options.stages.len());
         current.map(|i| self.options.stages[i].name).ok_or_else(|| {
             JobError::new(FailureCase::InvalidJobData, "a durable step ran outside a stage".to_owned())
         })

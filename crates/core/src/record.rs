@@ -155,7 +155,9 @@ pub struct JobRecord {
     /// The job's kind.
     pub kind: String,
     /// The key the job id was derived from: the client's `Idempotency-Key`, or one the kind
-    /// derived from the input, or a generated one. `None` for jobs recorded before keys were kept.
+    /// derived from the input, or a generated one. Triage jobs recorded before kinds carry the key
+    /// triage derives (`<ticket>@<revision>`), also those submitted with a client key (which was
+    /// not kept then); `None` only where a database holds no key at all.
     pub key: Option<String>,
     /// What the job was submitted with.
     pub input: serde_json::Value,

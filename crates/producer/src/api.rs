@@ -297,8 +297,18 @@ pub struct BatchResponse {
 pub async fn submit_batch(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
+    // A batch has no key of its own: each item carries its own. A retried batch whose items have
+    // no key would create them all again, so a header that looks like it protects the batch is
+    // refused rather than ignored.
+    if headers.contains_key("idempotency-key") {
+        return Err(ApiError::BadRequest(
+            "a batch takes no Idempotency-Key header".into(),
+            vec![FieldError::new("Idempotency-Key", "give each item its own idempotency_key instead")],
+        ));
+    }
     if request.jobs.is_empty() || request.jobs.len() > MAX_BATCH_JOBS {
         return Err(ApiError::Unprocessable(
             "the batch is invalid".into(),

@@ -1,5 +1,6 @@
 //! Unit tests of [`super`]: stages and progress, durable steps, the registry.
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -173,6 +174,31 @@ async fn undeclared_stages_and_steps_outside_stages_are_pipeline_bugs() {
     assert!(err.message.contains("nope"), "{err}");
     let err = c.effect("x", |_| async { Ok(1) }).await.expect_err("outside a stage");
     assert_eq!(err.case, FailureCase::InvalidJobData);
+    // After a stage ends, a step is outside every stage again.
+    c.stage("split", async { Ok(()) }).await.expect("stage");
+    let err = c.effect("x", |_| async { Ok(1) }).await.expect_err("after the stage");
+    assert_eq!(err.case, FailureCase::InvalidJobData);
+}
+
+#[tokio::test]
+async fn concurrent_stages_file_each_step_under_its_own_stage() {
+    let log = Arc::new(MemLog::default());
+    let events = Arc::new(Events::default());
+    let c = ctx(1, &log, &events);
+    let step = |name: &'static str| {
+        let c = &c;
+        async move {
+            tokio::task::yield_now().await;
+            c.operation_id(name)
+        }
+    };
+    let (a, b) = tokio::join!(
+        c.stage("split", async { step("s").await }),
+        c.stage("each", async { step("s").await })
+    );
+    let job = c.job_id().clone();
+    assert_eq!(a.expect("split"), OperationId::derive(&job, "split", "s"));
+    assert_eq!(b.expect("each"), OperationId::derive(&job, "each", "s"));
 }
 
 #[tokio::test]

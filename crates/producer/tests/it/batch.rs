@@ -212,3 +212,16 @@ async fn a_derived_key_from_other_input_is_refused() {
     assert_eq!(statuses(&batch(&t, jobs(&a)).await), [200], "the same input is the same job");
     assert_eq!(t.job_rows().await, 1);
 }
+
+/// An `Idempotency-Key` header on a batch would look like it protects the batch; it does not (each
+/// item carries its own key), so it is refused, naming the header, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_refuses_an_idempotency_key_header() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    let body = json!({ "jobs": [{"kind": "summarize", "input": summary_input("doc-a", "Alpha text.")}] });
+    let headers = [("idempotency-key", "k-1")];
+    let r = call(&t.router, Method::POST, "/v1/jobs/batch", Some(&t.key), Some(body), &headers).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.json["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(t.job_rows().await, 0);
+}

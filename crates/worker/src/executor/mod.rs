@@ -113,13 +113,19 @@ impl<'a> Attempt<'a> {
         };
         let entry = &self.delivery.entry;
         let Some((runner, options)) = self.kind_of(&fence.record) else {
-            let message = format!(
-                "this worker has no pipeline for kind {:?} (queue {}); register it in the worker that serves this queue",
-                fence.record.kind,
-                self.shared.queue.name()
+            // Most likely a rollout in progress (a producer accepting a kind before the workers
+            // that run it): retried with backoff, so a worker that runs the kind can take it; it
+            // fails once its attempts are used up, naming the kind.
+            let error = JobError::new(
+                FailureCase::TemporaryInfrastructure,
+                format!(
+                    "no worker here runs kind {:?} (queue {}); register it in the worker that serves this queue",
+                    fence.record.kind,
+                    self.shared.queue.name()
+                ),
             );
-            let verdict = Verdict { class: ErrorClass::Invalid, message, kind: EventKind::Failed };
-            return self.fail(&fence, verdict).await;
+            tracing::warn!(kind = %fence.record.kind, "a job of a kind this worker does not run; retrying it later");
+            return self.after_failure(&fence, &error).await;
         };
         if let Some(past) = deadline_passed(&fence.record, &options, chrono::Utc::now()) {
             let verdict = Verdict { class: ErrorClass::Invalid, message: past, kind: EventKind::Failed };

@@ -1,5 +1,5 @@
 //! Job kinds through a running worker: one lane per queue (a slow kind never holds up a fast one),
-//! a kind's stage timeout and deadline, a record of a kind the worker has no pipeline for, durable
+//! a kind's stage timeout and deadline, a record of a kind the worker has no pipeline for (retried), durable
 //! steps across a retry, and the input a pipeline runs with (the record's).
 
 use std::sync::Arc;
@@ -320,7 +320,7 @@ impl Pipeline for CountingTriage {
     }
 }
 
-both_backends!(a_job_of_a_kind_this_worker_does_not_run_fails_as_invalid, |backend| async move {
+both_backends!(a_job_of_a_kind_this_worker_does_not_run_is_retried_then_fails, |backend| async move {
     let db = test_db(backend).await;
     let q = TestQueue::new(fast_queue).await;
     ensure_tenant(&db, None).await;
@@ -331,7 +331,7 @@ both_backends!(a_job_of_a_kind_this_worker_does_not_run_fails_as_invalid, |backe
         kind: "mystery".into(),
         key: "m-1".into(),
         input: json!({ "x": 1 }),
-        max_attempts: 5,
+        max_attempts: 3,
     };
     db.create_pending(new).await.expect("record");
     q.enqueue(&entry_of(&mystery, "mystery")).await.expect("enqueue");
@@ -348,12 +348,16 @@ both_backends!(a_job_of_a_kind_this_worker_does_not_run_fails_as_invalid, |backe
     })
     .await;
     worker.shutdown().await.expect("shutdown");
-    assert_eq!((failed.attempts, failed.error_class), (1, Some(ErrorClass::Invalid)));
+    // Retried with backoff (a worker that runs the kind could have taken it), then failed once
+    // its attempts were used up, naming the kind.
+    assert_eq!((failed.attempts, failed.error_class), (3, Some(ErrorClass::Retryable)));
     let message = failed.error_message.unwrap_or_default();
-    assert!(message.contains("no pipeline for kind \"mystery\""), "{message}");
+    assert!(message.contains("no worker here runs kind \"mystery\""), "{message}");
+    assert!(message.contains("gave up after 3 attempts"), "{message}");
     assert_eq!(runs.load(Ordering::SeqCst), 1, "only the known job ran");
-    let last = events_of(&q, &mystery).await.pop().expect("an event");
-    assert_eq!((last.kind, last.class.as_deref()), (EventKind::Failed, Some("invalid")));
+    let events = events_of(&q, &mystery).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::Retrying, EventKind::Retrying, EventKind::Failed], "{events:?}");
     assert!(!q.has_trace(&mystery).await.expect("trace"), "the job's presence key is released");
 });
 
