@@ -250,15 +250,15 @@ async fn secrets_never_reach_logs_help_or_error_answers() {
         .send()
         .await
         .expect("triage");
-    // The record is written (the reconciler enqueues it once Redis accepts the producer); a
-    // rejected password is no outage a client's retry could outlast, so it is a 500 — a problem
-    // document that says nothing of the cause.
-    assert_eq!(r.status().as_u16(), 500);
+    // The record is written and runs once the queue takes it (the reconciler, or the client's
+    // retry), so the answer is "try again later" — a problem document that says nothing of the
+    // cause.
+    assert_eq!(r.status().as_u16(), 503);
     let problem = r.text().await.expect("body");
     let parsed: serde_json::Value = serde_json::from_str(&problem).expect("a problem document");
     assert_eq!(
         (parsed["type"].as_str(), parsed["retryable"].as_bool()),
-        (Some("/problems/internal"), Some(false)),
+        (Some("/problems/unavailable"), Some(true)),
         "{problem}"
     );
     assert!(!problem.to_lowercase().contains("password"), "{problem}");

@@ -375,7 +375,7 @@ impl Registry {
         let invalid = |message: String| RegistryError::Invalid { kind: K::NAME, message };
         kind::validate_kind_name(K::NAME).map_err(invalid)?;
         let options = K::options();
-        kind::validate_kind_name(options.queue).map_err(|e| invalid(format!("queue: {e}")))?;
+        kind::validate_queue_name(options.queue).map_err(invalid)?;
         if options.stages.is_empty() {
             return Err(invalid("declares no stage".into()));
         }

@@ -257,6 +257,14 @@ pub fn random_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Checks a queue (or partition) name: 1–64 characters from the tenant ids' safe set.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn validate_queue_name(name: &str) -> Result<(), String> {
+    crate::ids::validate_safe("queue name", name, MAX_KIND_LEN).map_err(|e| e.to_string())
+}
+
 /// Checks a kind name: 1–64 characters from the tenant ids' safe set.
 ///
 /// # Errors

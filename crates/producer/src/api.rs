@@ -228,11 +228,9 @@ pub(crate) async fn submit_prepared(
         // The record stays queued; the reconciler enqueues it once Redis is back (a repeated
         // request enqueues it at once).
         tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e), "enqueue failed; the record stays queued for the reconciler");
-        return Answer::Error(if e.is_retryable() {
-            ApiError::Unavailable("the queue", state.settings.retry_after)
-        } else {
-            ApiError::from(e)
-        });
+        // Whatever the cause, the job is recorded and will run once the queue takes it (the
+        // reconciler, or this client's retry): "try again later" is the truthful answer.
+        return Answer::Error(ApiError::Unavailable("the queue", state.settings.retry_after));
     }
     Answer::Job(if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK }, record)
 }

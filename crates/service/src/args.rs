@@ -413,7 +413,7 @@ pub fn parse_queue_choice(s: &str) -> Result<QueueChoice, String> {
             (name, Some(n))
         }
     };
-    longhaul_core::kind::validate_kind_name(name).map_err(|e| format!("queue name {name:?}: {e}"))?;
+    longhaul_core::kind::validate_queue_name(name).map_err(|e| format!("queue {name:?}: {e}"))?;
     Ok(QueueChoice { name: name.to_owned(), concurrency })
 }
 
@@ -422,6 +422,6 @@ pub fn parse_queue_choice(s: &str) -> Result<QueueChoice, String> {
 /// # Errors
 /// A message naming what is wrong.
 pub fn parse_queue_name(s: &str) -> Result<String, String> {
-    longhaul_core::kind::validate_kind_name(s).map_err(|e| format!("queue name {s:?}: {e}"))?;
+    longhaul_core::kind::validate_queue_name(s).map_err(|e| format!("queue {s:?}: {e}"))?;
     Ok(s.to_owned())
 }

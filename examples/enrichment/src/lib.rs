@@ -64,9 +64,9 @@ impl JobKind for EnrichContact {
             .with_deadline(Duration::from_secs(600))
     }
 
-    /// One job per address, whatever its case.
+    /// One job per address: submitting it again finds the job.
     fn key(input: &ContactInput) -> Option<String> {
-        Some(input.email.trim().to_lowercase())
+        Some(input.email.trim().to_owned())
     }
 
     fn validate(input: &ContactInput) -> Result<(), InputError> {
@@ -170,9 +170,11 @@ mod tests {
         let tenant = TenantId::parse("acme").expect("tenant");
         let prepare =
             |input| longhaul_core::kind::prepare::<EnrichContact>(&tenant, input, None, || "r".into());
-        let a = prepare(json!({"email": "Ada@Example.com"})).expect("valid");
+        let a = prepare(json!({"email": "ada@example.com"})).expect("valid");
         let b = prepare(json!({"email": "ada@example.com"})).expect("valid");
         assert_eq!(a.job_id, b.job_id, "one job per address");
+        let other = prepare(json!({"email": "bob@example.com"})).expect("valid");
+        assert_ne!(a.job_id, other.job_id);
         let err = prepare(json!({"email": "not an address"})).expect_err("invalid");
         assert_eq!(err.field, "input.email");
         let err = prepare(json!({"mail": "ada@example.com"})).expect_err("unknown field");
