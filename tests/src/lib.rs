@@ -405,13 +405,17 @@ impl System {
 
     /// Creates tenant `id` (webhook → the stand-in) with `<producer> tenant create`; its API key.
     pub fn tenant(&self, id: &str) -> String {
-        let webhook = self.fake.webhook_url();
-        let mut command = self.launcher.command(
-            &self.producer,
-            &["tenant", "create", id, "--webhook-url", &webhook],
-            &[],
-            &[],
-        );
+        self.tenant_with(id, Some(&self.fake.webhook_url()))
+    }
+
+    /// Creates tenant `id` with `webhook` as its webhook URL (`None`: no webhook, so no result
+    /// is delivered) with `<producer> tenant create`; its API key.
+    pub fn tenant_with(&self, id: &str, webhook: Option<&str>) -> String {
+        let mut args = vec!["tenant", "create", id];
+        if let Some(url) = webhook {
+            args.extend(["--webhook-url", url]);
+        }
+        let mut command = self.launcher.command(&self.producer, &args, &[], &[]);
         let out = command.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.producer));
         assert!(
             out.status.success(),

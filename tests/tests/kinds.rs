@@ -25,8 +25,9 @@ const LONG: Duration = Duration::from_secs(30);
 const CHUNK_CHARS: u32 = 400;
 
 /// A document `id` of `paragraphs` paragraphs of about 300 characters, each opening with a
-/// sentence that names it, and delivered to `webhook`: the summarize input and its chunks.
-fn document(id: &str, paragraphs: usize, webhook: Option<String>) -> (Value, Vec<String>) {
+/// sentence that names it: the summarize input and its chunks. Its summary goes to the submitting
+/// tenant's webhook (the stand-in's, for tenants made by [`System::tenant`]).
+fn document(id: &str, paragraphs: usize) -> (Value, Vec<String>) {
     let text = (0..paragraphs)
         .map(|k| {
             format!(
@@ -38,12 +39,7 @@ fn document(id: &str, paragraphs: usize, webhook: Option<String>) -> (Value, Vec
         })
         .collect::<Vec<_>>()
         .join("\n\n");
-    let input = SummarizeInput {
-        document_id: id.to_owned(),
-        text,
-        chunk_chars: Some(CHUNK_CHARS),
-        webhook_url: webhook,
-    };
+    let input = SummarizeInput { document_id: id.to_owned(), text, chunk_chars: Some(CHUNK_CHARS) };
     let chunks = input.chunks();
     assert_eq!(chunks.len(), paragraphs, "one chunk per paragraph: {chunks:?}");
     (serde_json::to_value(&input).expect("input"), chunks)
@@ -80,7 +76,7 @@ async fn a_long_document_is_summarized_through_the_jobs_api() {
     let mut sys = System::start(Mode::Gated, &[]).await;
     let events = sys.queue_events("qe-1");
     let n = 4;
-    let (input, chunks) = document("handbook", n, Some(sys.fake.webhook_url()));
+    let (input, chunks) = document("handbook", n);
     let (status, job) = sys.submit("summarize", &input).await;
     assert_eq!(status, 202, "{job}");
     assert_eq!((job["kind"].as_str(), job["status"].as_str()), (Some("summarize"), Some("queued")), "{job}");
@@ -203,7 +199,7 @@ async fn duplicate_summarize_submissions() {
     let mut sys = System::start(Mode::Ok, &[]).await;
     let events = sys.queue_events("qe-1");
     sys.worker("w1");
-    let (input, chunks) = document("faq", 3, Some(sys.fake.webhook_url()));
+    let (input, chunks) = document("faq", 3);
     let replies = join_all((0..20).map(|_| sys.submit("summarize", &input))).await;
     let accepted = replies.iter().filter(|(s, _)| *s == 202).count();
     let duplicates = replies.iter().filter(|(s, _)| *s == 200).count();
@@ -261,7 +257,7 @@ async fn redis_down_on_submit_is_a_503_and_the_reconciler_runs_each_kinds_record
     .await;
     sys.worker("w1");
     sys.ticket("OUT-1").await;
-    let (input, _) = document("outage", 2, Some(sys.fake.webhook_url()));
+    let (input, _) = document("outage", 2);
     redis.kill();
 
     let r = sys
@@ -331,7 +327,7 @@ async fn a_failing_provider_retries_summarize_with_backoff_resuming_at_the_faile
         System::start(Mode::FailAfter { ok: 2, fail: 2 }, &[("LONGHAUL_MAX_ATTEMPTS_CAP", "3")]).await;
     let events = sys.queue_events("qe-1");
     let worker = sys.worker("w1");
-    let (input, chunks) = document("flaky", 4, Some(sys.fake.webhook_url()));
+    let (input, chunks) = document("flaky", 4);
     let (status, job) = sys.submit("summarize", &input).await;
     assert_eq!(status, 202, "{job}");
     let job = id(&job);
@@ -359,7 +355,7 @@ async fn a_failing_provider_retries_summarize_with_backoff_resuming_at_the_faile
     assert!(retrying.iter().all(|l| l["queue"] == "summarize" && l["level"] == "WARN"), "{retrying:?}");
 
     sys.fake.set_mode(Mode::AlwaysFail);
-    let (input, _) = document("doomed", 2, Some(sys.fake.webhook_url()));
+    let (input, _) = document("doomed", 2);
     let (_, doomed) = sys.submit("summarize", &input).await;
     let doomed = id(&doomed);
     let failed = sys.wait_status(&doomed, "failed", LONG).await;
@@ -386,7 +382,7 @@ async fn a_failing_provider_retries_summarize_with_backoff_resuming_at_the_faile
 async fn invalid_data_fails_the_job_as_invalid_for_each_kind() {
     let mut sys = System::start(Mode::Ok, &[]).await;
     let events = sys.queue_events("qe-1");
-    let (good, _) = document("good", 2, None);
+    let (good, _) = document("good", 2);
     let with = |field: &str, value: Value| {
         let mut input = good.clone();
         input[field] = value;
@@ -396,7 +392,7 @@ async fn invalid_data_fails_the_job_as_invalid_for_each_kind() {
         ("summarize", with("text", json!("   ")), "input.text"),
         ("summarize", with("chunk_chars", json!(10)), "input.chunk_chars"),
         ("summarize", with("document_id", json!("bad id")), "input.document_id"),
-        ("summarize", with("webhook_url", json!("ftp://example.com/hook")), "input.webhook_url"),
+        ("summarize", with("webhook_url", json!("http://169.254.169.254/latest")), "input.webhook_url"),
         ("summarize", with("pages", json!(3)), "input.pages"),
         ("summarise", good.clone(), "kind"),
         ("triage", json!({"ticket_id": "T-1"}), "input"),
@@ -417,7 +413,7 @@ async fn invalid_data_fails_the_job_as_invalid_for_each_kind() {
     assert_eq!(len, 0, "an invalid submission enqueues nothing");
 
     // A record whose input was changed after it was validated (say, written by an older producer).
-    let (input, _) = document("tampered", 2, Some(sys.fake.webhook_url()));
+    let (input, _) = document("tampered", 2);
     let (status, job) = sys.submit("summarize", &input).await;
     assert_eq!(status, 202, "{job}");
     let tampered = id(&job);
@@ -442,7 +438,7 @@ async fn invalid_data_fails_the_job_as_invalid_for_each_kind() {
 
     // Answers that are no summary and no classification.
     sys.fake.set_mode(Mode::Blank);
-    let (input, _) = document("blank", 1, Some(sys.fake.webhook_url()));
+    let (input, _) = document("blank", 1);
     let (_, job) = sys.submit("summarize", &input).await;
     let summarize = id(&job);
     sys.ticket("T-blank").await;
@@ -474,7 +470,7 @@ async fn a_job_of_another_tenant_is_not_found_whatever_its_kind() {
     let mut sys = System::start(Mode::Ok, &[]).await;
     sys.worker("w1");
     let globex = sys.tenant("globex");
-    let (input, _) = document("shared", 2, Some(sys.fake.webhook_url()));
+    let (input, _) = document("shared", 2);
     let (_, job) = sys.submit("summarize", &input).await;
     let summarize = id(&job);
     sys.ticket("T-mine").await;
@@ -515,7 +511,7 @@ async fn sigkill_mid_summarize_resumes_from_its_stored_steps() {
     let mut sys = System::start(Mode::Ok, &[]).await;
     *sys.fake.hang_webhooks.lock().expect("lock") = true;
     let doomed = sys.worker_on("doomed", "summarize");
-    let (input, chunks) = document("resumed", 3, Some(sys.fake.webhook_url()));
+    let (input, chunks) = document("resumed", 3);
     let (_, job) = sys.submit("summarize", &input).await;
     let job = id(&job);
     wait_until(LONG, "the first webhook request", async || {
@@ -545,4 +541,52 @@ async fn sigkill_mid_summarize_resumes_from_its_stored_steps() {
     let unique: HashSet<_> = keys.iter().collect();
     assert_eq!(unique.len(), 1, "every delivery attempt carried the same operation id: {keys:?}");
     assert!(keys[0].starts_with("op_"));
+}
+
+/// Where a summary goes is the tenant's configuration, never the submission's: an input naming a
+/// `webhook_url` (here an internal address) is a `422` naming `input.webhook_url`, writing and
+/// enqueueing nothing; a tenant created without a webhook gets its job completed with `webhook:
+/// null` and no delivery, while a tenant with one gets its summary at its own URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn summaries_go_to_the_tenants_webhook_and_never_to_a_url_from_the_input() {
+    let mut sys = System::start(Mode::Ok, &[]).await;
+    let (input, chunks) = document("routed", 2);
+    for url in [sys.fake.webhook_url(), "http://169.254.169.254/latest/meta-data/".to_owned()] {
+        let mut named = input.clone();
+        named["webhook_url"] = json!(url);
+        let (status, problem) = sys.submit("summarize", &named).await;
+        assert_eq!(status, 422, "{problem}");
+        let errors = field_errors(&problem);
+        assert_eq!(errors.first().map(|e| e.0.as_str()), Some("input.webhook_url"), "{problem}");
+    }
+    assert!(sys.list_as(&sys.key, "").await.is_empty(), "a refused submission writes nothing");
+    let keys = longhaul_queue::KeySpace::new(&sys.queue.prefix, "summarize").expect("keys");
+    let mut conn = sys.queue.raw().await;
+    let len: u64 = redis::cmd("XLEN").arg(keys.jobs()).query_async(&mut conn).await.expect("xlen");
+    assert_eq!(len, 0, "a refused submission enqueues nothing");
+
+    // A tenant without a webhook, and acme (webhook → the stand-in), submit the same document.
+    let quiet = sys.tenant_with("quiet", None);
+    sys.worker("w1");
+    let (status, job) = sys.submit_as(&quiet, "summarize", &input, None).await;
+    assert_eq!(status, 202, "{job}");
+    let unsent = id(&job);
+    let (status, job) = sys.submit("summarize", &input).await;
+    assert_eq!(status, 202, "{job}");
+    let sent = id(&job);
+
+    let done = wait_until(LONG, "quiet's job completed", async || {
+        let (_, r) = sys.job_as(&quiet, &unsent).await;
+        if r["status"] == "completed" { Ok(r) } else { Err(r) }
+    })
+    .await;
+    assert_eq!(done["output"]["summary"], expected_summary(&chunks).as_str(), "{done}");
+    assert_eq!(done["output"]["webhook"], Value::Null, "no webhook, no delivery: {done}");
+    let delivered = sys.wait_status(&sent, "completed", LONG).await;
+    assert!(delivered["output"]["webhook"].is_object(), "{delivered}");
+    assert!(sys.fake.webhook_bodies_of(&unsent).is_empty(), "nothing delivered for quiet");
+    let bodies = sys.fake.webhook_bodies_of(&sent);
+    assert_eq!(bodies.len(), 1, "acme's summary, once, at acme's URL");
+    assert_eq!(bodies[0]["tenant_id"], "acme");
+    assert_eq!(sys.fake.webhook_keys().len(), 1, "one delivery in all");
 }

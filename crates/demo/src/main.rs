@@ -273,7 +273,8 @@ async fn run() -> anyhow::Result<()> {
     env.insert("LONGHAUL_LOG_FORMAT", "json".into());
     let launcher = Launcher::new(bins, env);
 
-    // The tenant (this also migrates the database).
+    // The tenant, with its webhook (where both kinds deliver their results); this also migrates
+    // the database.
     let webhook_url = format!("http://{fake_addr}/webhook");
     let key = launcher
         .create_tenant(
@@ -327,12 +328,8 @@ async fn run() -> anyhow::Result<()> {
     println!("POST /v1/tickets/SUP-1001/triage again → {} (the same job: ids are stable)", again.status());
     let mut documents = Vec::new();
     for (id, text) in DOCUMENTS {
-        let input = json!({
-            "document_id": id,
-            "text": text,
-            "chunk_chars": CHUNK_CHARS,
-            "webhook_url": webhook_url,
-        });
+        // No URL in the input: the summary goes to the tenant's webhook, set at `tenant create`.
+        let input = json!({"document_id": id, "text": text, "chunk_chars": CHUNK_CHARS});
         let r = http
             .post(format!("{api}/v1/jobs"))
             .bearer_auth(&key)

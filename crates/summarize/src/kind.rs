@@ -16,7 +16,7 @@ pub const STAGE_SPLIT: &str = "split";
 pub const STAGE_SUMMARIZE: &str = "summarize";
 /// The combine stage: the partial summaries into one.
 pub const STAGE_COMBINE: &str = "combine";
-/// The deliver stage: the webhook, when the input names one.
+/// The deliver stage: the tenant's webhook, when its tenant has one.
 pub const STAGE_DELIVER: &str = "deliver";
 /// The combine stage's durable step.
 pub const STEP_COMBINE: &str = "combine";
@@ -56,17 +56,17 @@ pub const MAX_CHUNK_CHARS: u32 = 16_000;
 /// Most chunks a document may split into: each is one provider call. At [`MAX_CHUNK_CHARS`] the
 /// largest text stays well under it.
 pub const MAX_CHUNKS: usize = 256;
-/// Longest webhook URL, in bytes.
-pub const MAX_WEBHOOK_URL_LEN: usize = 2_048;
 
 /// The step name of chunk `index`'s summary (0-based): `chunk-{index}`.
 pub fn chunk_step(index: usize) -> String {
     format!("chunk-{index}")
 }
 
-/// The `summarize` kind: a document's text in, a short summary out, optionally delivered to a
-/// webhook. Its derived key is the document id and the SHA-256 of the text, so resubmitting the
-/// same text of a document is the same job and an edited document is a new one.
+/// The `summarize` kind: a document's text in, a short summary out, delivered to the tenant's
+/// webhook when an operator configured one for the tenant (`producer tenant create
+/// --webhook-url`); a submission cannot name where results go. Its derived key is the document id
+/// and the SHA-256 of the text, so resubmitting the same text of a document is the same job and an
+/// edited document is a new one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Summarize;
 
@@ -83,9 +83,6 @@ pub struct SummarizeInput {
     /// [`DEFAULT_CHUNK_CHARS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk_chars: Option<u32>,
-    /// Where to deliver the summary (`http://` or `https://`); none: no delivery.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_url: Option<String>,
 }
 
 impl SummarizeInput {
@@ -109,7 +106,7 @@ pub struct SummarizeOutput {
     pub chunks: u32,
     /// The summary.
     pub summary: String,
-    /// The webhook delivery's stored result, when the input names a webhook.
+    /// The webhook delivery's stored result, when the job's tenant has a webhook.
     pub webhook: Option<Value>,
 }
 
@@ -175,16 +172,6 @@ impl JobKind for Summarize {
                 "chunk_chars",
                 format!("must be {MIN_CHUNK_CHARS}–{MAX_CHUNK_CHARS}, got {n}"),
             ));
-        }
-        if let Some(url) = &input.webhook_url {
-            if url.len() > MAX_WEBHOOK_URL_LEN {
-                return Err(InputError::new(
-                    "webhook_url",
-                    format!("is {} bytes; at most {MAX_WEBHOOK_URL_LEN} are allowed", url.len()),
-                ));
-            }
-            longhaul_providers::http::validate_http_url(url)
-                .map_err(|e| InputError::new("webhook_url", e))?;
         }
         let chunks = input.chunks().len();
         if chunks > MAX_CHUNKS {

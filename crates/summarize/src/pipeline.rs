@@ -1,10 +1,12 @@
 //! The summarize pipeline: [`SummarizePipeline`] runs a [`Summarize`] job's four stages with a
-//! [`Summarizer`] and a [`WebhookSender`], every side effect a durable step of the job's
-//! [`Ctx`].
+//! [`Summarizer`], a [`WebhookSender`] and the tenants' webhooks ([`TenantWebhooks`]), every side
+//! effect a durable step of the job's [`Ctx`].
+
+use std::future::Future;
 
 use longhaul_core::job::{Ctx, Pipeline};
 use longhaul_core::kind::JobKind;
-use longhaul_core::{FailureCase, JobError};
+use longhaul_core::{FailureCase, JobError, TenantId};
 use longhaul_providers::WebhookSender;
 use serde_json::json;
 
@@ -13,6 +15,37 @@ use crate::kind::{
     Summarize, SummarizeInput, SummarizeOutput, chunk_step,
 };
 use crate::summarizer::{Summarizer, validate_summary};
+
+/// Where each tenant's results go: the webhook URL an operator configured for the tenant
+/// (`producer tenant create --webhook-url`), never a URL from a job's input — a submission must
+/// not be able to make workers send requests to addresses of its choosing.
+pub trait TenantWebhooks: Send + Sync {
+    /// The webhook URL of `tenant`; `None` when it has none (or no longer exists): nothing is
+    /// delivered.
+    ///
+    /// # Errors
+    /// A retryable [`JobError`] when the configuration cannot be read.
+    fn webhook_url(&self, tenant: &TenantId)
+    -> impl Future<Output = Result<Option<String>, JobError>> + Send;
+}
+
+impl<T: TenantWebhooks + ?Sized> TenantWebhooks for &T {
+    fn webhook_url(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<String>, JobError>> + Send {
+        (**self).webhook_url(tenant)
+    }
+}
+
+impl<T: TenantWebhooks + ?Sized> TenantWebhooks for std::sync::Arc<T> {
+    fn webhook_url(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<String>, JobError>> + Send {
+        (**self).webhook_url(tenant)
+    }
+}
 
 /// The summarize pipeline over its collaborators:
 ///
@@ -23,23 +56,26 @@ use crate::summarizer::{Summarizer, validate_summary};
 /// 3. **combine** — one chunk's summary is the document's; several are combined by the
 ///    summarizer's [`Summarizer::combine`] as the durable step `combine`, so the summary a retry
 ///    delivers is the one first made.
-/// 4. **deliver** — with a `webhook_url`, `{event: "document.summarized", tenant_id, job_id,
-///    document_id, summary, chunks}` through the [`WebhookSender`] as the durable step `webhook`,
-///    its operation id the `Idempotency-Key`; without one, nothing.
+/// 4. **deliver** — when the job's tenant has a webhook URL ([`TenantWebhooks`], asked at this
+///    stage), `{event: "document.summarized", tenant_id, job_id, document_id, summary, chunks}`
+///    to it through the [`WebhookSender`] as the durable step `webhook`, its operation id the
+///    `Idempotency-Key`; when the tenant has none, nothing (the output's `webhook` is `null`).
 ///
 /// Every summary, whatever the summarizer, must pass [`validate_summary`] before it is stored;
 /// one that does not is [`FailureCase::ProviderRejected`].
 #[derive(Debug, Clone, Default)]
-pub struct SummarizePipeline<S, W> {
+pub struct SummarizePipeline<S, W, T> {
     summarizer: S,
     webhook: W,
+    tenants: T,
 }
 
-impl<S, W> SummarizePipeline<S, W> {
-    /// A pipeline summarizing with `summarizer` (e.g. a [`crate::Provider`]) and delivering
-    /// webhooks with `webhook` (e.g. a [`longhaul_providers::HttpWebhook`]).
-    pub fn new(summarizer: S, webhook: W) -> Self {
-        Self { summarizer, webhook }
+impl<S, W, T> SummarizePipeline<S, W, T> {
+    /// A pipeline summarizing with `summarizer` (e.g. a [`crate::Provider`]), delivering webhooks
+    /// with `webhook` (e.g. a [`longhaul_providers::HttpWebhook`]) to the URL `tenants` gives for
+    /// the job's tenant.
+    pub fn new(summarizer: S, webhook: W, tenants: T) -> Self {
+        Self { summarizer, webhook, tenants }
     }
 }
 
@@ -51,10 +87,11 @@ fn checked(step: &str, summary: String) -> Result<String, JobError> {
     Ok(summary)
 }
 
-impl<S, W> Pipeline for SummarizePipeline<S, W>
+impl<S, W, T> Pipeline for SummarizePipeline<S, W, T>
 where
     S: Summarizer + 'static,
     W: WebhookSender + 'static,
+    T: TenantWebhooks + 'static,
 {
     type Kind = Summarize;
 
@@ -104,7 +141,12 @@ where
         let chunks = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
         let webhook = ctx
             .stage(STAGE_DELIVER, async {
-                let Some(url) = &input.webhook_url else { return Ok(None) };
+                // The tenant's webhook as configured when this stage runs: a delivery retried
+                // after the operator changed it goes to the new URL (same key, same payload).
+                let Some(tenant_url) = self.tenants.webhook_url(ctx.tenant_id()).await? else {
+                    return Ok(None);
+                };
+                let url = tenant_url.as_str();
                 let payload = json!({
                     "event": EVENT_SUMMARIZED,
                     "tenant_id": ctx.tenant_id(),

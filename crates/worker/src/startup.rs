@@ -15,14 +15,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
-use longhaul_core::Registry;
+use longhaul_core::{JobError, Registry, TenantId};
 use longhaul_service::args::{
     ConsumerArgs, DatabaseArgs, QueueArgs, QueueChoice, RetiredArgs, Secret, TelemetryArgs, parse_duration,
     parse_positive_duration, parse_queue_choice, secret_setting,
 };
 use longhaul_service::health::{self, AdminServer};
 use longhaul_store::Store;
-use longhaul_summarize::SummarizePipeline;
+use longhaul_summarize::{SummarizePipeline, TenantWebhooks};
 use longhaul_triage::{
     HttpClassifier, HttpClassifierConfig, HttpWebhook, Provider, RuleClassifier, TriagePipeline,
 };
@@ -213,8 +213,22 @@ pub struct Resources {
     pub store: Store,
 }
 
+/// The tenants' webhook URLs as stored in the `tenants` table (`producer tenant create
+/// --webhook-url`): where the summarize kind delivers its results. A tenant without one, or no
+/// longer stored, gets no delivery; a storage failure becomes a [`JobError`] as every store error
+/// does (storage out of reach: retryable).
+#[derive(Debug, Clone)]
+pub struct StoredTenantWebhooks(pub Store);
+
+impl TenantWebhooks for StoredTenantWebhooks {
+    async fn webhook_url(&self, tenant: &TenantId) -> Result<Option<String>, JobError> {
+        Ok(self.0.get_tenant(tenant).await?.and_then(|t| t.webhook_url))
+    }
+}
+
 /// The built-in kinds — `triage` and `summarize` — with the providers `resources.config` chooses.
-/// Triage's tickets live in its own tables, migrated here unless `--skip-migrations`.
+/// Triage's tickets live in its own tables, migrated here unless `--skip-migrations`; summarize
+/// delivers to each tenant's stored webhook URL ([`StoredTenantWebhooks`]).
 ///
 /// # Errors
 /// A provider that cannot be built; a failed migration of triage's tables.
@@ -227,7 +241,11 @@ pub async fn builtin(resources: Resources) -> anyhow::Result<Registry> {
     }
     let tickets = longhaul_triage::storage::BatchedTickets::spawn(&resources.store);
     let triage = TriagePipeline::new(tickets, config.classifier()?, config.webhook()?);
-    let summarize = SummarizePipeline::new(config.summarizer()?, config.webhook()?);
+    let summarize = SummarizePipeline::new(
+        config.summarizer()?,
+        config.webhook()?,
+        StoredTenantWebhooks(resources.store.clone()),
+    );
     Ok(Registry::new().pipeline(triage)?.pipeline(summarize)?)
 }
 

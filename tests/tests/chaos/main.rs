@@ -33,8 +33,8 @@ fn size(short: usize, full_size: usize) -> usize {
 enum Kind {
     /// A ticket (`POST /v1/tickets`), then its triage (`POST /v1/tickets/{id}/triage`).
     Triage,
-    /// A three-paragraph document to summarize, delivered to the stand-in's webhook
-    /// (`POST /v1/jobs`): three chunks, each a durable step, then a combined summary.
+    /// A three-paragraph document to summarize (`POST /v1/jobs`), delivered to the tenant's
+    /// webhook (the stand-in's): three chunks, each a durable step, then a combined summary.
     Summarize,
 }
 
@@ -58,7 +58,7 @@ fn paragraphs(id: &str) -> Vec<String> {
 }
 
 /// The requests that make job `id` of `kind`, in order: `(path, body)`.
-fn requests(system: &System, kind: Kind, id: &str) -> Vec<(String, Option<Value>)> {
+fn requests(kind: Kind, id: &str) -> Vec<(String, Option<Value>)> {
     match kind {
         Kind::Triage => vec![
             (
@@ -69,8 +69,7 @@ fn requests(system: &System, kind: Kind, id: &str) -> Vec<(String, Option<Value>
         ],
         Kind::Summarize => {
             let text = paragraphs(id).join("\n\n");
-            let input = json!({"document_id": id, "text": text, "chunk_chars": 200,
-                               "webhook_url": system.fake.webhook_url()});
+            let input = json!({"document_id": id, "text": text, "chunk_chars": 200});
             vec![("/v1/jobs".into(), Some(json!({"kind": "summarize", "input": input})))]
         }
     }
@@ -95,7 +94,7 @@ async fn submit_kind(
                 let mut unavailable = 0;
                 let mut slowest = Duration::ZERO;
                 let deadline = Instant::now() + Duration::from_secs(120);
-                let steps = requests(system, kind, &id);
+                let steps = requests(kind, &id);
                 let mut step = 0;
                 loop {
                     assert!(Instant::now() < deadline, "{id} not accepted within 120 s");

@@ -192,10 +192,8 @@ async fn concurrent_stages_file_each_step_under_its_own_stage() {
             c.operation_id(name)
         }
     };
-    let (a, b) = tokio::join!(
-        c.stage("split", async { step("s").await }),
-        c.stage("each", async { step("s").await })
-    );
+    let (a, b) =
+        tokio::join!(c.stage("split", async { step("s").await }), c.stage("each", async { step("s").await }));
     let job = c.job_id().clone();
     assert_eq!(a.expect("split"), OperationId::derive(&job, "split", "s"));
     assert_eq!(b.expect("each"), OperationId::derive(&job, "each", "s"));

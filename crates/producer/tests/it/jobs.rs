@@ -114,10 +114,12 @@ async fn an_invalid_submission_is_refused_naming_the_field_and_writes_nothing() 
             ("summarize", doc(json!({"text": "a\u{0}b"})), "input.text"),
             ("summarize", doc(json!({"document_id": "doc 1"})), "input.document_id"),
             ("summarize", doc(json!({"chunk_chars": 10})), "input.chunk_chars"),
-            ("summarize", doc(json!({"webhook_url": "ftp://example.com/"})), "input.webhook_url"),
-            // A NUL the kind's own checks let through (the URL parser encodes it) is still refused:
-            // PostgreSQL cannot store it, and SQLite is held to the same rule.
+            // Where results go is the tenant's configuration: an input naming a URL is refused,
+            // whatever the URL.
+            ("summarize", doc(json!({"webhook_url": "https://hooks.example.com/x"})), "input.webhook_url"),
+            ("summarize", doc(json!({"webhook_url": "http://169.254.169.254/latest"})), "input.webhook_url"),
             ("summarize", doc(json!({"webhook_url": "http://example.com/a\u{0}b"})), "input.webhook_url"),
+            ("summarize", doc(json!({"webhook_url": null})), "input.webhook_url"),
             ("summarize", json!("just text"), "input"),
             ("summarize", json!(null), "input"),
         ];
@@ -127,7 +129,8 @@ async fn an_invalid_submission_is_refused_naming_the_field_and_writes_nothing() 
             assert_eq!(p["retryable"], false);
             assert_eq!(p["errors"][0]["field"], field, "{kind} {input}: {p}");
             assert!(p["errors"][0]["message"].as_str().is_some_and(|m| !m.is_empty()), "{p}");
-            if kind == "summarize" && input.to_string().contains("\\u0000") {
+            // (An unknown field is refused as such before its value is looked at.)
+            if kind == "summarize" && field != "input.webhook_url" && input.to_string().contains("\\u0000") {
                 assert!(p["errors"][0]["message"].as_str().is_some_and(|m| m.contains("NUL")), "{p}");
             }
         }
@@ -237,6 +240,61 @@ async fn concurrent_submissions_of_one_job_make_one_record_and_one_entry() {
         }
         assert_eq!(replies.iter().filter(|r| r.status == StatusCode::OK).count(), 4, "the winner's copies");
         assert_eq!((t.job_rows().await, t.summarize_len().await), (2, 2));
+    })
+    .await;
+}
+
+/// A kind that checks nothing: any note text, NUL included, passes its own validation.
+struct Note;
+
+impl longhaul_core::kind::JobKind for Note {
+    const NAME: &'static str = "note";
+    type Input = Value;
+    type Output = Value;
+
+    fn options() -> longhaul_core::kind::KindOptions {
+        const STAGES: &[longhaul_core::kind::Stage] = &[longhaul_core::kind::Stage::new("write", 1)];
+        longhaul_core::kind::KindOptions::new("notes", STAGES)
+    }
+}
+
+/// A NUL that a kind's own checks let through is still refused, on both backends: PostgreSQL
+/// cannot store it, and SQLite is held to the same rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nul_a_kind_lets_through_is_still_refused() {
+    both(async |backend| {
+        let t = TestApp::new(backend).await;
+        let registry = longhaul_producer::startup::builtin()
+            .and_then(|r| r.kind::<Note>())
+            .expect("the shipped kinds and the note kind");
+        let args = [
+            "serve",
+            "--database-url",
+            &t.db.url,
+            "--redis-url",
+            &t.queue.url,
+            "--queue-prefix",
+            &t.queue.prefix,
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        let config =
+            <longhaul_producer::startup::Config as clap::Parser>::try_parse_from(args).expect("flags");
+        let app = longhaul_producer::startup::Application::build(config, registry).await.expect("build");
+        let router = app.router();
+        let submit = async |input: Value| {
+            let body = json!({"kind": "note", "input": input});
+            call(&router, Method::POST, "/v1/jobs", Some(&t.key), Some(body), &[]).await
+        };
+        let r = submit(json!({"lines": ["fine", "a\u{0}b"]})).await;
+        let p = problem(&r, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p["errors"][0]["field"], "input.lines[1]", "{p}");
+        assert!(p["errors"][0]["message"].as_str().is_some_and(|m| m.contains("NUL")), "{p}");
+        assert_eq!(t.job_rows().await, 0, "no record");
+        // The same note without the NUL is recorded.
+        let r = submit(json!({"lines": ["fine", "ab"]})).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        assert_eq!(t.job_rows().await, 1);
     })
     .await;
 }

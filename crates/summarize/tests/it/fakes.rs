@@ -1,18 +1,18 @@
 //! In-memory collaborators: an operation log, an observer recording stage events, a summarizer
-//! that counts its calls, and the context of one attempt.
+//! that counts its calls, the tenants' webhooks, and the context of one attempt.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use longhaul_core::job::{BoxFuture, Ctx, Registry, Runner};
 use longhaul_core::kind::JobKind;
 use longhaul_core::{
-    JobContext, JobError, JobId, OperationId, OperationLog, OperationState, PipelineObserver, StageEvent,
-    TenantId,
+    FailureCase, JobContext, JobError, JobId, OperationId, OperationLog, OperationState, PipelineObserver,
+    StageEvent, TenantId,
 };
 use longhaul_providers::WebhookSender;
-use longhaul_summarize::{Summarize, SummarizePipeline, Summarizer};
+use longhaul_summarize::{Summarize, SummarizePipeline, Summarizer, TenantWebhooks};
 use serde_json::Value;
 
 /// The job every test runs.
@@ -147,6 +147,48 @@ impl<S: Summarizer> Summarizer for Counting<S> {
     }
 }
 
+/// The tenants' webhook URLs in memory, as an operator configured them; can be made unreachable.
+#[derive(Default)]
+pub struct Tenants {
+    urls: Mutex<HashMap<String, String>>,
+    down: AtomicBool,
+    lookups: AtomicUsize,
+}
+
+impl Tenants {
+    /// Tenant `tenant`'s webhook is `url`.
+    pub fn with(tenant: &str, url: &str) -> Self {
+        let tenants = Self::default();
+        tenants.set(tenant, url);
+        tenants
+    }
+
+    /// Sets (or changes) tenant `tenant`'s webhook.
+    pub fn set(&self, tenant: &str, url: &str) {
+        self.urls.lock().expect("lock").insert(tenant.into(), url.into());
+    }
+
+    /// While `down`, every lookup fails as storage out of reach.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Lookups so far.
+    pub fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+impl TenantWebhooks for Tenants {
+    async fn webhook_url(&self, tenant: &TenantId) -> Result<Option<String>, JobError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(JobError::new(FailureCase::TemporaryInfrastructure, "tenant storage is down"));
+        }
+        Ok(self.urls.lock().expect("lock").get(tenant.as_str()).cloned())
+    }
+}
+
 /// A job's runs: the registered pipeline, its operation log and its recorded events, shared by
 /// every attempt.
 pub struct Harness {
@@ -158,14 +200,26 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Registers `SummarizePipeline::new(summarizer, webhook)` and runs it from the registry.
+    /// Registers `SummarizePipeline::new(summarizer, webhook, tenants)` — where no tenant has a
+    /// webhook — and runs it from the registry.
     pub fn new<S, W>(summarizer: S, webhook: W) -> Self
     where
         S: Summarizer + 'static,
         W: WebhookSender + 'static,
     {
+        Self::with_tenants(summarizer, webhook, Tenants::default())
+    }
+
+    /// Registers `SummarizePipeline::new(summarizer, webhook, tenants)` and runs it from the
+    /// registry.
+    pub fn with_tenants<S, W, T>(summarizer: S, webhook: W, tenants: T) -> Self
+    where
+        S: Summarizer + 'static,
+        W: WebhookSender + 'static,
+        T: TenantWebhooks + 'static,
+    {
         let registry =
-            Registry::new().pipeline(SummarizePipeline::new(summarizer, webhook)).expect("registry");
+            Registry::new().pipeline(SummarizePipeline::new(summarizer, webhook, tenants)).expect("registry");
         let runner = registry.runner(Summarize::NAME).expect("runner");
         Self { runner, log: Arc::default(), events: Arc::default() }
     }

@@ -1,5 +1,5 @@
-//! The pipeline with the offline summarizer: stages and progress, the webhook across retries, and
-//! summaries out of bounds.
+//! The pipeline with the offline summarizer: stages and progress, the tenant's webhook across
+//! retries, and summaries out of bounds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::fakes::{Counting, Harness, job_id};
+use crate::fakes::{Counting, Harness, Tenants, job_id};
 
 /// A document of `n` paragraphs, each too long to share a chunk of 200 characters.
 pub fn document(n: usize) -> String {
@@ -43,7 +43,7 @@ async fn a_document_is_split_summarized_and_combined() {
     let out = output(h.run(1, &input).await.expect("completes"));
     assert_eq!(out.document_id, "doc-1");
     assert_eq!(out.chunks, 4);
-    assert_eq!(out.webhook, None, "no webhook_url, no delivery");
+    assert_eq!(out.webhook, None, "the tenant has no webhook: no delivery");
     let extractive = ExtractiveSummarizer::new();
     let partials: Vec<String> =
         split(&document(4), 200).iter().map(|chunk| extractive.summarize_now(chunk)).collect();
@@ -99,9 +99,9 @@ async fn receiver(first: ResponseTemplate) -> MockServer {
 async fn the_webhook_is_delivered_once_across_a_retry() {
     let server = receiver(ResponseTemplate::new(204)).await;
     let counting = Arc::new(Counting::new(Provider::default()));
-    let h = Harness::new(counting.clone(), webhook());
     let url = format!("{}/hook", server.uri());
-    let input = json!({"document_id": "doc-7", "text": document(3), "chunk_chars": 200, "webhook_url": url});
+    let h = Harness::with_tenants(counting.clone(), webhook(), Tenants::with("acme", &url));
+    let input = json!({"document_id": "doc-7", "text": document(3), "chunk_chars": 200});
 
     let first = output(h.run(1, &input).await.expect("completes"));
     assert_eq!(first.webhook, Some(json!({"delivered": true, "response_bytes": 0})));
@@ -130,9 +130,9 @@ async fn the_webhook_is_delivered_once_across_a_retry() {
 async fn a_failed_delivery_is_retried_with_the_same_key_and_payload() {
     let server = receiver(ResponseTemplate::new(503).insert_header("retry-after", "4")).await;
     let counting = Arc::new(Counting::new(Provider::default()));
-    let h = Harness::new(counting.clone(), webhook());
     let url = format!("{}/hook", server.uri());
-    let input = json!({"document_id": "doc-7", "text": document(3), "chunk_chars": 200, "webhook_url": url});
+    let h = Harness::with_tenants(counting.clone(), webhook(), Tenants::with("acme", &url));
+    let input = json!({"document_id": "doc-7", "text": document(3), "chunk_chars": 200});
 
     let err = h.run(1, &input).await.expect_err("the receiver is down");
     assert_eq!((err.case, err.retry_after), (FailureCase::ProviderUnavailable, Some(Duration::from_secs(4))));
@@ -145,6 +145,65 @@ async fn a_failed_delivery_is_retried_with_the_same_key_and_payload() {
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].headers.get("idempotency-key"), requests[1].headers.get("idempotency-key"));
     assert_eq!(requests[0].body, requests[1].body, "one operation id, one payload");
+}
+
+#[tokio::test]
+async fn only_the_jobs_own_tenants_webhook_is_delivered_to() {
+    let server = receiver(ResponseTemplate::new(204)).await;
+    let url = format!("{}/hook", server.uri());
+    let tenants = Arc::new(Tenants::with("other", &url));
+    let h = Harness::with_tenants(Provider::default(), webhook(), tenants.clone());
+    let input = json!({"document_id": "doc-7", "text": document(3), "chunk_chars": 200});
+
+    let out = output(h.run(1, &input).await.expect("completes"));
+    assert_eq!(out.webhook, None, "tenant acme has no webhook");
+    assert_eq!(tenants.lookups(), 1, "the deliver stage asked for the job's tenant");
+    assert_eq!(h.log.done(), 4, "three chunks and the combined summary; no webhook step");
+    assert!(server.received_requests().await.expect("recorded").is_empty(), "nothing delivered");
+}
+
+#[tokio::test]
+async fn a_tenant_lookup_that_fails_is_retried_and_then_delivers_once() {
+    let server = receiver(ResponseTemplate::new(204)).await;
+    let counting = Arc::new(Counting::new(Provider::default()));
+    let url = format!("{}/hook", server.uri());
+    let tenants = Arc::new(Tenants::with("acme", &url));
+    tenants.set_down(true);
+    let h = Harness::with_tenants(counting.clone(), webhook(), tenants.clone());
+    let input = json!({"document_id": "doc-7", "text": document(3), "chunk_chars": 200});
+
+    let err = h.run(1, &input).await.expect_err("tenant storage is down");
+    assert_eq!((err.case, err.class()), (FailureCase::TemporaryInfrastructure, ErrorClass::Retryable));
+    assert!(server.received_requests().await.expect("recorded").is_empty(), "nothing delivered");
+    let calls = counting.calls();
+
+    tenants.set_down(false);
+    let out = output(h.run(2, &input).await.expect("completes"));
+    assert_eq!(out.webhook, Some(json!({"delivered": true, "response_bytes": 0})));
+    assert_eq!(counting.calls(), calls, "the retry summarizes nothing again");
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn a_retried_delivery_goes_to_the_tenants_current_webhook() {
+    let old = receiver(ResponseTemplate::new(503)).await;
+    let new = receiver(ResponseTemplate::new(204)).await;
+    let tenants = Arc::new(Tenants::with("acme", &format!("{}/hook", old.uri())));
+    let h = Harness::with_tenants(Provider::default(), webhook(), tenants.clone());
+    let input = json!({"document_id": "doc-7", "text": document(3), "chunk_chars": 200});
+
+    let err = h.run(1, &input).await.expect_err("the old receiver is down");
+    assert_eq!(err.case, FailureCase::ProviderUnavailable);
+    // The operator moves the tenant's webhook; the retry delivers there, same key, same body.
+    tenants.set("acme", &format!("{}/hook", new.uri()));
+    let out = output(h.run(2, &input).await.expect("completes"));
+    assert_eq!(out.webhook.expect("delivered")["delivered"], true);
+
+    let before = old.received_requests().await.expect("recorded");
+    let after = new.received_requests().await.expect("recorded");
+    assert_eq!((before.len(), after.len()), (1, 1));
+    assert_eq!(before[0].headers.get("idempotency-key"), after[0].headers.get("idempotency-key"));
+    assert_eq!(before[0].body, after[0].body, "one operation id, one payload");
 }
 
 /// A summarizer answering the same for everything.
@@ -176,4 +235,19 @@ async fn an_input_stored_invalid_fails_as_invalid_data() {
     assert!(err.message.contains("input.document_id"), "{}", err.message);
     let err = h.run(1, &json!({"document_id": "d"})).await.expect_err("undecodable");
     assert_eq!(err.case, FailureCase::InvalidJobData);
+}
+
+#[tokio::test]
+async fn an_input_stored_with_a_webhook_url_is_invalid_and_delivers_nothing() {
+    // A record written before inputs lost `webhook_url` (or by hand): the URL is never used.
+    let server = receiver(ResponseTemplate::new(204)).await;
+    let url = format!("{}/hook", server.uri());
+    let tenants = Arc::new(Tenants::default());
+    let h = Harness::with_tenants(Provider::default(), webhook(), tenants.clone());
+    let input = json!({"document_id": "d", "text": "Some text.", "webhook_url": url});
+    let err = h.run(1, &input).await.expect_err("invalid");
+    assert_eq!(err.case, FailureCase::InvalidJobData);
+    assert!(err.message.contains("webhook_url"), "{}", err.message);
+    assert_eq!((h.log.done(), tenants.lookups()), (0, 0));
+    assert!(server.received_requests().await.expect("recorded").is_empty(), "nothing delivered");
 }

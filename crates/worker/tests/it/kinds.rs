@@ -1,6 +1,7 @@
 //! Job kinds through a running worker: one lane per queue (a slow kind never holds up a fast one),
 //! a kind's stage timeout and deadline, a record of a kind the worker has no pipeline for (retried), durable
-//! steps across a retry, and the input a pipeline runs with (the record's).
+//! steps across a retry, the input a pipeline runs with (the record's), and the summarize kind
+//! delivering to its tenant's stored webhook.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,11 +11,15 @@ use longhaul_core::{
     Ctx, ErrorClass, FailureCase, JobError, JobId, JobKind, JobStatus, KindOptions, NewJob, OperationId,
     OperationState, Pipeline, Registry, Stage,
 };
+use longhaul_providers::HttpWebhook;
 use longhaul_queue::EventKind;
-use longhaul_summarize::SummarizeInput;
+use longhaul_summarize::{Summarize, SummarizeInput, SummarizePipeline};
 use longhaul_worker::Lane;
+use longhaul_worker::startup::StoredTenantWebhooks;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::harness::*;
 
@@ -464,14 +469,8 @@ both_backends!(a_pipeline_runs_with_the_input_and_kind_of_the_record, |backend| 
         document_id: "doc-1".into(),
         text: "Quarterly report: revenue grew 12 % — “strong” demand in the EU.".into(),
         chunk_chars: Some(400),
-        webhook_url: Some("https://hooks.example/summaries".into()),
     };
-    let b = SummarizeInput {
-        document_id: "doc-2".into(),
-        text: "Minutes.".into(),
-        chunk_chars: None,
-        webhook_url: None,
-    };
+    let b = SummarizeInput { document_id: "doc-2".into(), text: "Minutes.".into(), chunk_chars: None };
     let job_a = submit_kind::<Echo>(&db, &q, &a, 5).await;
     // Job b's entry names another kind the worker runs: the record's kind is what runs.
     let job_b = record_kind::<Echo>(&db, &b, 5).await;
@@ -496,6 +495,84 @@ both_backends!(a_pipeline_runs_with_the_input_and_kind_of_the_record, |backend| 
     }
     worker.shutdown().await.expect("shutdown");
     assert_eq!(decoy_runs.load(Ordering::SeqCst), 0, "the entry's kind ran");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Summarize delivers to the tenant's stored webhook
+
+/// The summarize pipeline as the shipped worker builds it: offline summarizer, HTTP webhook, the
+/// tenants' webhooks read from `store`.
+fn stored_summarize(store: &longhaul_store::Store) -> Registry {
+    let webhook = HttpWebhook::new(Duration::from_secs(5)).expect("webhook");
+    let pipeline = SummarizePipeline::new(
+        longhaul_summarize::Provider::default(),
+        webhook,
+        StoredTenantWebhooks(store.clone()),
+    );
+    Registry::new().pipeline(pipeline).expect("registry")
+}
+
+fn minutes(id: &str) -> SummarizeInput {
+    SummarizeInput {
+        document_id: id.into(),
+        text: "The board met on Monday. The budget was approved. The next meeting is in May.".into(),
+        chunk_chars: None,
+    }
+}
+
+both_backends!(a_summary_is_delivered_to_the_webhook_stored_for_its_tenant, |backend| async move {
+    let db = test_db(backend).await;
+    let q = TestQueue::new(fast_queue).await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/tenant-hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&receiver)
+        .await;
+    ensure_tenant(&db, Some(&format!("{}/tenant-hook", receiver.uri()))).await;
+    let job = submit_kind::<Summarize>(&db, &q, &minutes("minutes-1"), 5).await;
+    let worker = spawn_registry(&db, &q, stored_summarize(&db), settings("w"));
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    worker.shutdown().await.expect("shutdown");
+
+    let output = done.output.expect("output");
+    assert_eq!(output["webhook"], json!({"delivered": true, "response_bytes": 0}), "{output}");
+    let requests = receiver.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 1, "delivered once, to the tenant's URL");
+    let op = OperationId::derive(&job, "deliver", "webhook");
+    assert_eq!(
+        requests[0].headers.get("idempotency-key").map(|v| v.to_str().expect("ascii")),
+        Some(op.as_str())
+    );
+    let body: Value = requests[0].body_json().expect("json");
+    assert_eq!(
+        (
+            body["event"].as_str(),
+            body["tenant_id"].as_str(),
+            body["job_id"].as_str(),
+            body["document_id"].as_str()
+        ),
+        (Some("document.summarized"), Some("acme"), Some(job.as_str()), Some("minutes-1"))
+    );
+    assert_eq!(body["summary"], output["summary"]);
+});
+
+both_backends!(a_tenant_without_a_stored_webhook_gets_no_delivery, |backend| async move {
+    let db = test_db(backend).await;
+    let q = TestQueue::new(fast_queue).await;
+    ensure_tenant(&db, None).await;
+    let job = submit_kind::<Summarize>(&db, &q, &minutes("minutes-2"), 5).await;
+    let worker = spawn_registry(&db, &q, stored_summarize(&db), settings("w"));
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    worker.shutdown().await.expect("shutdown");
+    let output = done.output.expect("output");
+    assert_eq!(output["webhook"], Value::Null, "{output}");
+    assert_eq!(output["summary"], "The board met on Monday.", "summarized all the same: {output}");
+    let op = OperationId::derive(&job, "deliver", "webhook");
+    assert!(
+        db.get_operation(&tenant(), &op).await.expect("read operation").is_none(),
+        "no webhook step was begun"
+    );
 });
 
 // ---------------------------------------------------------------------------------------------
