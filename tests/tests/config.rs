@@ -56,8 +56,8 @@ fn tempfile_dir() -> std::path::PathBuf {
 }
 
 /// Asserts a failed start: nonzero exit, exactly one non-empty stderr line naming `setting`, and
-/// no panic, backtrace or password anywhere in the output.
-fn assert_fails_naming(bin: &[&str], env: &[(&str, &str)], setting: &str) {
+/// no panic, backtrace or password anywhere in the output. Returns the exit code and that line.
+fn assert_fails_naming(bin: &[&str], env: &[(&str, &str)], setting: &str) -> (i32, String) {
     let (name, args) = bin.split_first().expect("binary");
     let (code, out, err) = run(name, args, env);
     let what = format!("{bin:?} with {env:?}");
@@ -71,6 +71,90 @@ fn assert_fails_naming(bin: &[&str], env: &[(&str, &str)], setting: &str) {
             assert!(!text.contains(bad), "{what}: output contains {bad:?}: {text}");
         }
     }
+    (code, lines[0].to_owned())
+}
+
+/// Asserts a refused flag or variable: as [`assert_fails_naming`], with exit code 2 (a usage
+/// error) and every one of `phrases` in the line.
+fn assert_refused(bin: &[&str], env: &[(&str, &str)], setting: &str, phrases: &[&str]) {
+    let (code, line) = assert_fails_naming(bin, env, setting);
+    assert_eq!(code, 2, "{bin:?} with {env:?}: a usage error exits 2: {line}");
+    for phrase in phrases {
+        assert!(line.contains(phrase), "{bin:?} with {env:?}: {phrase:?} is not in {line:?}");
+    }
+}
+
+#[test]
+fn the_retired_queue_setting_and_bad_queue_lists_are_refused() {
+    let producer = ["producer", "serve"];
+    let worker = ["worker"];
+    let events = ["queue-events"];
+    // Retired: each kind names its queue. Even a value that used to be valid stops every binary,
+    // naming the setting that replaced it.
+    for bin in [&producer[..], &worker, &events] {
+        for value in ["x", "triage"] {
+            assert_refused(
+                bin,
+                &[("LONGHAUL_QUEUE", value)],
+                "LONGHAUL_QUEUES",
+                &["LONGHAUL_QUEUE is no longer read"],
+            );
+        }
+    }
+    let old_flag: Vec<&str> = producer.iter().chain(&["--queue", "triage"]).copied().collect();
+    assert_refused(&old_flag, &[], "LONGHAUL_QUEUES", &["LONGHAUL_QUEUE is no longer read"]);
+    assert_refused(
+        &["worker", "--queue", "triage"],
+        &[],
+        "LONGHAUL_QUEUES",
+        &["LONGHAUL_QUEUE is no longer read"],
+    );
+
+    // A worker's queue list: `name[=concurrency]`, concurrency 1–4096, names from the safe set —
+    // as a flag or in LONGHAUL_QUEUES, the line names the value, what is wrong, and the variable.
+    let concurrency = |n: &str| format!("{n:?} is not a concurrency from 1 to 4096");
+    let cases: [(&str, Vec<String>); 5] = [
+        ("a=0", vec!["'a=0'".into(), concurrency("0")]),
+        ("triage=5000", vec!["'triage=5000'".into(), concurrency("5000")]),
+        ("triage=many", vec![concurrency("many")]),
+        (
+            "bad name",
+            vec![
+                "'bad name'".into(),
+                "queue \"bad name\"".into(),
+                "queue name contains".into(),
+                "' ' at position 3".into(),
+            ],
+        ),
+        ("triage,,summarize", vec!["queue \"\"".into(), "queue name must not be empty".into()]),
+    ];
+    for (value, phrases) in &cases {
+        let phrases: Vec<&str> = phrases.iter().map(String::as_str).collect();
+        assert_refused(&["worker", "--queues", value], &[], "LONGHAUL_QUEUES", &phrases);
+        assert_refused(&worker, &[("LONGHAUL_QUEUES", value)], "LONGHAUL_QUEUES", &phrases);
+    }
+    // Well-formed, but not a queue this worker can serve: refused at start-up (exit code 1).
+    for (value, phrase) in [
+        ("nosuch", "\"nosuch\", which none of this worker's kinds use (their queues: summarize, triage"),
+        ("triage,summarize=2,triage=4", "\"triage\" twice"),
+    ] {
+        let (code, line) = assert_fails_naming(&["worker", "--queues", value], &[], "--queues");
+        assert_eq!(code, 1, "{value}: {line}");
+        assert!(line.contains(phrase), "{value}: {phrase:?} is not in {line:?}");
+    }
+    // queue-events tails queues by name only.
+    assert_refused(
+        &events,
+        &[("LONGHAUL_QUEUES", "bad name")],
+        "LONGHAUL_QUEUES",
+        &["queue \"bad name\"", "queue name contains ' '"],
+    );
+    assert_refused(
+        &events,
+        &[("LONGHAUL_QUEUES", "triage=4")],
+        "LONGHAUL_QUEUES",
+        &["queue \"triage=4\"", "queue name contains '='"],
+    );
 }
 
 #[test]

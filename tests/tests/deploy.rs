@@ -190,7 +190,10 @@ fn manifests_match_what_the_binaries_read() {
             }
         }
     }
-    assert!(checked_containers >= 4, "producer, worker, queue-events and the migration job");
+    assert!(
+        checked_containers >= 5,
+        "producer, a worker per queue (triage, summarize), queue-events and the migration job"
+    );
     for (file, doc) in &docs {
         let selector = match s(&doc["kind"]) {
             "Service" => labels(&doc["spec"]["selector"]),
@@ -219,28 +222,124 @@ fn manifests_match_what_the_binaries_read() {
     }
 }
 
+/// The queues of the built-in kinds, from the shipped producer's registry (the worker's built-in
+/// registry has the same kinds).
+fn builtin_queues() -> BTreeSet<String> {
+    let registry = longhaul_producer::startup::builtin().expect("the built-in registry");
+    registry.queues().into_iter().map(str::to_owned).collect()
+}
+
+/// The value of env var `var` set literally on the first container of `doc` (a Deployment).
+fn container_env<'a>(doc: &'a Yaml, var: &str) -> Option<&'a str> {
+    doc["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_vec()?
+        .iter()
+        .find(|e| s(&e["name"]) == var)
+        .and_then(|e| e["value"].as_str())
+}
+
+/// Deployments whose first container runs `binary` (`/usr/local/bin/<binary>`), by name.
+fn deployments_running(docs: &[(String, Yaml)], binary: &str) -> BTreeMap<String, Yaml> {
+    docs.iter()
+        .filter(|(_, d)| s(&d["kind"]) == "Deployment")
+        .filter(|(_, d)| {
+            s(&d["spec"]["template"]["spec"]["containers"][0]["command"][0])
+                == format!("/usr/local/bin/{binary}")
+        })
+        .map(|(_, d)| (s(&d["metadata"]["name"]).to_owned(), d.clone()))
+        .collect()
+}
+
 #[test]
-fn keda_scales_the_worker_on_the_real_stream_and_group() {
+fn every_queue_has_its_own_worker_deployment() {
+    let docs = documents();
+    let queues = builtin_queues();
+    assert_eq!(queues, BTreeSet::from(["summarize".to_owned(), "triage".to_owned()]));
+    let workers = deployments_running(&docs, "worker");
+    let mut served = BTreeSet::new();
+    for (name, doc) in &workers {
+        // One queue per Deployment, named after it, and a queue of a built-in kind (the worker
+        // would serve nothing for an unknown one).
+        let value = container_env(doc, "LONGHAUL_QUEUES")
+            .unwrap_or_else(|| panic!("{name} sets no LONGHAUL_QUEUES: it would serve every queue"));
+        assert!(!value.contains(',') && !value.contains('='), "{name} serves {value:?}, not one queue");
+        assert!(queues.contains(value), "{name} serves {value:?}, which no built-in kind uses: {queues:?}");
+        assert_eq!(name, &format!("longhaul-worker-{value}"), "the Deployment is named after its queue");
+        assert!(served.insert(value.to_owned()), "two worker Deployments serve {value}");
+    }
+    assert_eq!(served, queues, "a worker Deployment per built-in queue");
+    // No Deployment's selector matches another's pods (their controllers would fight over them).
+    let all: Vec<(String, Yaml)> = docs
+        .iter()
+        .filter(|(_, d)| s(&d["kind"]) == "Deployment")
+        .map(|(_, d)| (s(&d["metadata"]["name"]).to_owned(), d.clone()))
+        .collect();
+    for (a, da) in &all {
+        let selector = labels(&da["spec"]["selector"]["matchLabels"]);
+        for (b, db) in &all {
+            if a != b {
+                assert!(
+                    !subset(&selector, &labels(&db["spec"]["template"]["metadata"]["labels"])),
+                    "{a}'s selector also matches {b}'s pods"
+                );
+            }
+        }
+    }
+    // queue-events tails every built-in queue.
+    let events = deployments_running(&docs, "queue-events");
+    assert_eq!(events.len(), 1);
+    for (name, doc) in &events {
+        let tailed: BTreeSet<String> = container_env(doc, "LONGHAUL_QUEUES")
+            .unwrap_or_else(|| panic!("{name} sets no LONGHAUL_QUEUES"))
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(tailed, queues, "{name} tails every built-in queue");
+    }
+    // The retired setting is gone from the shared ConfigMap (set, it stops every binary).
+    let configmap =
+        docs.iter().find(|(_, d)| s(&d["kind"]) == "ConfigMap").map(|(_, d)| labels(&d["data"])).expect("cm");
+    assert!(!configmap.contains_key("LONGHAUL_QUEUE"), "the ConfigMap still sets the retired LONGHAUL_QUEUE");
+    assert!(!configmap.contains_key("LONGHAUL_QUEUES"), "queues are per Deployment, not shared");
+}
+
+#[test]
+fn keda_scales_each_queues_workers_on_its_own_stream_and_group() {
     let docs = documents();
     let configmap =
         docs.iter().find(|(_, d)| s(&d["kind"]) == "ConfigMap").map(|(_, d)| labels(&d["data"])).expect("cm");
-    let scaled = docs
-        .iter()
-        .find(|(_, d)| s(&d["kind"]) == "ScaledObject")
-        .map(|(_, d)| d.clone())
-        .expect("ScaledObject");
-    let target = s(&scaled["spec"]["scaleTargetRef"]["name"]);
-    let worker =
-        docs.iter().find(|(_, d)| s(&d["kind"]) == "Deployment" && s(&d["metadata"]["name"]) == target);
-    assert!(worker.is_some_and(|(_, d)| {
-        s(&d["spec"]["template"]["spec"]["containers"][0]["command"][0]).ends_with("/worker")
-    }));
-    let trigger = &scaled["spec"]["triggers"][0];
-    assert_eq!(s(&trigger["type"]), "redis-streams");
-    let keys =
-        longhaul_queue::KeySpace::new(&configmap["LONGHAUL_QUEUE_PREFIX"], &configmap["LONGHAUL_QUEUE"])
-            .expect("keys");
-    assert_eq!(s(&trigger["metadata"]["stream"]), keys.jobs());
-    assert_eq!(s(&trigger["metadata"]["consumerGroup"]), longhaul_queue::QueueConfig::default().group);
-    assert!(s(&trigger["metadata"]["lagCount"]).parse::<u32>().is_ok());
+    let workers = deployments_running(&docs, "worker");
+    let scaled: Vec<&Yaml> =
+        docs.iter().filter(|(_, d)| s(&d["kind"]) == "ScaledObject").map(|(_, d)| d).collect();
+    let mut targets = BTreeSet::new();
+    for object in scaled {
+        let name = s(&object["metadata"]["name"]);
+        let target = s(&object["spec"]["scaleTargetRef"]["name"]);
+        let worker = workers
+            .get(target)
+            .unwrap_or_else(|| panic!("{name} scales {target:?}, not a worker Deployment"));
+        assert!(targets.insert(target.to_owned()), "two ScaledObjects scale {target}");
+        let queue = container_env(worker, "LONGHAUL_QUEUES").expect("the worker's queue");
+        let triggers = object["spec"]["triggers"].as_vec().expect("triggers");
+        assert_eq!(triggers.len(), 1, "{name}: one trigger, on its queue's stream");
+        let trigger = &triggers[0];
+        assert_eq!(s(&trigger["type"]), "redis-streams");
+        // The stream the worker really reads: the same key space the queue crate computes.
+        let keys = longhaul_queue::KeySpace::new(&configmap["LONGHAUL_QUEUE_PREFIX"], queue).expect("keys");
+        assert_eq!(
+            s(&trigger["metadata"]["stream"]),
+            keys.jobs(),
+            "ScaledObject {name} watches another stream than that of queue {queue}, which {target} serves"
+        );
+        assert_eq!(s(&trigger["metadata"]["consumerGroup"]), longhaul_queue::QueueConfig::default().group);
+        assert!(s(&trigger["metadata"]["lagCount"]).parse::<u32>().is_ok_and(|n| n > 0), "{name}: lagCount");
+        assert_eq!(s(&trigger["authenticationRef"]["name"]), "longhaul-redis");
+    }
+    let unscaled: Vec<_> = workers.keys().filter(|w| !targets.contains(*w)).collect();
+    assert!(unscaled.is_empty(), "worker Deployments without a ScaledObject: {unscaled:?}");
+    assert!(
+        docs.iter().any(|(_, d)| s(&d["kind"]) == "TriggerAuthentication"
+            && s(&d["metadata"]["name"]) == "longhaul-redis"),
+        "the TriggerAuthentication the ScaledObjects name"
+    );
 }

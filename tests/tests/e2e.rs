@@ -93,8 +93,14 @@ async fn sigterm_lets_the_in_flight_job_finish() {
     assert_eq!(sys.procs[w].wait_exit(LONG), Some(0), "graceful exit; log:\n{}", sys.procs[w].output());
     let done = sys.job(&job).await;
     assert_eq!((done["status"].as_str(), done["attempts"].as_u64()), (Some("completed"), Some(1)), "{done}");
-    let stopping = sys.log_lines(w).iter().any(|l| l["message"] == "worker stopping");
-    assert!(stopping, "the worker logged its shutdown");
+    // Each lane (one per queue of the built-in kinds) logged its shutdown.
+    let stopping: std::collections::BTreeSet<String> = sys
+        .log_lines(w)
+        .iter()
+        .filter(|l| l["message"] == "worker lane stopping")
+        .filter_map(|l| l["queue"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(stopping, ["summarize", "triage"].map(str::to_owned).into(), "the worker logged its shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -250,8 +250,27 @@ async fn secrets_never_reach_logs_help_or_error_answers() {
         .send()
         .await
         .expect("triage");
+    // The record is written and runs once the queue takes it (the reconciler, or the client's
+    // retry), so the answer is "try again later" — a problem document that says nothing of the
+    // cause.
     assert_eq!(r.status().as_u16(), 503);
-    answers.push(r.text().await.expect("body"));
+    let problem = r.text().await.expect("body");
+    let parsed: serde_json::Value = serde_json::from_str(&problem).expect("a problem document");
+    assert_eq!(
+        (parsed["type"].as_str(), parsed["retryable"].as_bool()),
+        (Some("/problems/unavailable"), Some(true)),
+        "{problem}"
+    );
+    assert!(!problem.to_lowercase().contains("password"), "{problem}");
+    answers.push(problem);
+    let mut late = Vec::new();
+    for job in sys.list_as(&sys.key, "kind=triage").await {
+        let record = sys.job(&job).await;
+        if record["input"]["ticket_id"] == "T-late" {
+            late.push(record["status"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(late, ["queued"], "the record was written before the enqueue failed");
     for i in [producer, worker, events] {
         wait_until(LONG, "an authentication-failure log line", async || {
             let out = sys.procs[i].output();

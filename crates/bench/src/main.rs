@@ -5,7 +5,10 @@
 //! - `product`: `BENCH_N` (default 20 000) triage requests from `CALLERS` (32) concurrent HTTP
 //!   callers, the three-stage pipeline with the rule-based classifier, progress per stage, completed
 //!   record with output;
-//! - `paced`: `PACED_RATE` (100) jobs/s for `PACED_SECONDS` (30) — latency under normal load.
+//! - `paced`: `PACED_RATE` (100) jobs/s for `PACED_SECONDS` (30) — latency under normal load;
+//! - `summarize`: `SUMMARIZE_N` (2 000) `summarize` jobs through `POST /v1/jobs`, each a document
+//!   of `SUMMARIZE_CHUNKS` (4) chunks — a durable step per chunk, the combine step, the extractive
+//!   summariser — so a job is several operation-log writes, not one.
 //!
 //! Every run verifies its results (every record completed, one `completed` event per job) before
 //! printing. Figures: jobs/s end to end, enqueue latency p50/p99 (the triage request), enqueue →
@@ -147,9 +150,46 @@ async fn start(bins: &Binaries) -> anyhow::Result<System> {
     Ok(system)
 }
 
+/// What a scenario's jobs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    /// A triage request per job (`POST /v1/tickets/{id}/triage`), tickets created untimed first.
+    Triage,
+    /// A `summarize` job per job (`POST /v1/jobs`), a document of this many chunks.
+    Summarize(usize),
+}
+
+impl Workload {
+    /// The queue its jobs go to.
+    fn queue(self) -> &'static str {
+        match self {
+            Self::Triage => "triage",
+            Self::Summarize(_) => "summarize",
+        }
+    }
+}
+
+/// A document of `chunks` chunks of about 1 800 characters each (the kind's default chunk size is
+/// 2 000), different per job.
+fn document(i: usize, chunks: usize) -> String {
+    (0..chunks)
+        .map(|c| {
+            (0..12)
+                .map(|s| {
+                    format!(
+                        "Document {i} part {c} sentence {s} says the export service timed out while the billing run waited for the ledger. "
+                    )
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 async fn scenario(
     bins: &Binaries,
     name: &str,
+    workload: Workload,
     n: usize,
     callers: usize,
     rate: Option<f64>,
@@ -159,7 +199,7 @@ async fn scenario(
     // Tickets first, untimed.
     let created = Arc::new(tokio::sync::Semaphore::new(64));
     let mut set = tokio::task::JoinSet::new();
-    for i in 0..n {
+    for i in 0..if workload == Workload::Triage { n } else { 0 } {
         let (http, api, key, permit) =
             (http.clone(), sys.api.clone(), sys.key.clone(), created.clone().acquire_owned().await?);
         set.spawn(async move {
@@ -206,9 +246,16 @@ async fn scenario(
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let t = Instant::now();
-                let r = http.post(format!("{api}/v1/tickets/T-{i}/triage")).bearer_auth(&key).send().await?;
+                let request = match workload {
+                    Workload::Triage => http.post(format!("{api}/v1/tickets/T-{i}/triage")),
+                    Workload::Summarize(chunks) => http.post(format!("{api}/v1/jobs")).json(&json!({
+                        "kind": "summarize",
+                        "input": {"document_id": format!("D-{i}"), "text": document(i, chunks)},
+                    })),
+                };
+                let r = request.bearer_auth(&key).send().await?;
                 if r.status().as_u16() != 202 {
-                    bail!("triage T-{i} answered {}", r.status());
+                    bail!("job {i} answered {}", r.status());
                 }
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
             }
@@ -261,7 +308,7 @@ async fn scenario(
             .await?;
     e2e.sort_by(f64::total_cmp);
     enqueue.sort_by(f64::total_cmp);
-    let events_stream = format!("{}:{{triage}}:events", sys.prefix);
+    let events_stream = format!("{}:{{{}}}:events", sys.prefix, workload.queue());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // In pages: one reply of 100 000 entries can outlast the connection's response timeout.
@@ -304,6 +351,7 @@ async fn scenario(
     };
     let out = json!({
         "scenario": name,
+        "kind": match workload { Workload::Triage => "triage", Workload::Summarize(_) => "summarize" },
         "n": n,
         "callers": callers,
         "worker_concurrency": 32,
@@ -335,19 +383,25 @@ async fn scenario(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bins = Binaries::beside_current_exe("cargo build --release --bins").map_err(anyhow::Error::msg)?;
-    let scenarios = std::env::var("SCENARIOS").unwrap_or_else(|_| "product paced".into());
+    let scenarios = std::env::var("SCENARIOS").unwrap_or_else(|_| "product paced summarize".into());
     for s in scenarios.split_whitespace() {
         let out = match s {
             "product" => {
-                scenario(&bins, "product", env_usize("BENCH_N", 20_000), env_usize("CALLERS", 32), None)
-                    .await?
+                let n = env_usize("BENCH_N", 20_000);
+                scenario(&bins, "product", Workload::Triage, n, env_usize("CALLERS", 32), None).await?
             }
             "paced" => {
                 let rate = env_usize("PACED_RATE", 100);
                 let n = rate * env_usize("PACED_SECONDS", 30);
-                scenario(&bins, "paced", n, env_usize("CALLERS", 32), Some(rate as f64)).await?
+                scenario(&bins, "paced", Workload::Triage, n, env_usize("CALLERS", 32), Some(rate as f64))
+                    .await?
             }
-            other => bail!("unknown scenario {other:?} (product, paced)"),
+            "summarize" => {
+                let workload = Workload::Summarize(env_usize("SUMMARIZE_CHUNKS", 4));
+                let n = env_usize("SUMMARIZE_N", 2_000);
+                scenario(&bins, "summarize", workload, n, env_usize("CALLERS", 32), None).await?
+            }
+            other => bail!("unknown scenario {other:?} (product, paced, summarize)"),
         };
         println!("{out}");
     }

@@ -9,8 +9,10 @@
 //! * **Idempotency key** (client-supplied `Idempotency-Key`): 1–255 visible ASCII characters
 //!   (`!` through `~`), no spaces or control characters.
 //! * **Job id**: `job_` followed by 32 lowercase hex digits — the first 128 bits of a SHA-256 digest
-//!   over a domain tag and the length-prefixed inputs: `("longhaul/job/v1/ticket", tenant, ticket,
-//!   revision)` or `("longhaul/job/v1/key", tenant, idempotency key)`.
+//!   over a domain tag and the length-prefixed inputs: `("longhaul/job/v2", tenant, kind, key
+//!   source, key)` ([`JobId::derive`]); a kind may keep the ids of an earlier scheme
+//!   ([`JobId::from_fields`]; triage keeps `("longhaul/job/v1/ticket", tenant, ticket, revision)`
+//!   and `("longhaul/job/v1/key", tenant, idempotency key)`).
 //! * **Operation id**: `op_` followed by 32 lowercase hex digits, from `("longhaul/op/v1", job id,
 //!   stage, effect)` the same way.
 //!
@@ -76,7 +78,7 @@ pub enum IdError {
 const SAFE_SET: &str = "ASCII letters, digits, '-', '_', '.' and ':', starting with a letter or digit";
 const KEY_SET: &str = "visible ASCII characters ('!' to '~'), no spaces";
 
-fn validate_safe(kind: &'static str, s: &str, max: usize) -> Result<(), IdError> {
+pub(crate) fn validate_safe(kind: &'static str, s: &str, max: usize) -> Result<(), IdError> {
     validate_len(kind, s, max)?;
     for (index, ch) in s.chars().enumerate() {
         let ok = ch.is_ascii_alphanumeric() || (index > 0 && matches!(ch, '-' | '_' | '.' | ':'));
@@ -241,17 +243,7 @@ macro_rules! derived_id {
 }
 
 derived_id!(
-    /// The stable id of one logical triage request. See the [module docs](self) for the format.
-    ///
-    /// ```
-    /// use longhaul_core::{JobId, TenantId, TicketId};
-    /// let tenant = TenantId::parse("acme").unwrap();
-    /// let ticket = TicketId::parse("SUP-1").unwrap();
-    /// let a = JobId::for_ticket(&tenant, &ticket, 3);
-    /// assert_eq!(a, JobId::for_ticket(&tenant, &ticket, 3)); // stable
-    /// assert_ne!(a, JobId::for_ticket(&tenant, &ticket, 4)); // a new revision is a new job
-    /// assert!(a.as_str().starts_with("job_") && a.as_str().len() == 36);
-    /// ```
+    /// The stable id of one logical job. See the [module docs](self) for the format.
     JobId,
     "job id",
     "job_"
@@ -274,19 +266,36 @@ derived_id!(
 );
 
 impl JobId {
-    /// The job id for triaging revision `revision` of a ticket.
-    pub fn for_ticket(tenant: &TenantId, ticket: &TicketId, revision: u64) -> Self {
-        let hex = derive_hex(
-            "longhaul/job/v1/ticket",
-            &[tenant.as_str().as_bytes(), ticket.as_str().as_bytes(), &revision.to_le_bytes()],
-        );
-        Self(format!("{}{hex}", Self::PREFIX))
+    /// The job id of a job of `kind` submitted by `tenant` under `key`: from
+    /// `("longhaul/job/v2", tenant, kind, key source, key)`.
+    ///
+    /// ```
+    /// use longhaul_core::{JobId, TenantId, kind::JobKey};
+    /// let tenant = TenantId::parse("acme").unwrap();
+    /// let key = JobKey::Derived("doc-7".into());
+    /// let a = JobId::derive(&tenant, "summarize", &key);
+    /// assert_eq!(a, JobId::derive(&tenant, "summarize", &key)); // stable
+    /// assert_ne!(a, JobId::derive(&tenant, "export", &key)); // another kind, another job
+    /// assert!(a.as_str().starts_with("job_") && a.as_str().len() == 36);
+    /// ```
+    pub fn derive(tenant: &TenantId, kind: &str, key: &crate::kind::JobKey) -> Self {
+        Self::from_fields(
+            "longhaul/job/v2",
+            &[tenant.as_str().as_bytes(), kind.as_bytes(), key.source().as_bytes(), key.as_str().as_bytes()],
+        )
     }
 
-    /// The job id for a request carrying a client `Idempotency-Key`.
+    /// A job id from a domain tag and fields, hashed as described in the [module docs](self): for
+    /// a kind that keeps the ids of a scheme it had before kinds existed (see
+    /// [`crate::kind::JobKind::job_id`]).
+    pub fn from_fields(tag: &str, fields: &[&[u8]]) -> Self {
+        Self(format!("{}{}", Self::PREFIX, derive_hex(tag, fields)))
+    }
+
+    /// The job id a client `Idempotency-Key` gave before kinds existed: from
+    /// `("longhaul/job/v1/key", tenant, key)`.
     pub fn for_idempotency_key(tenant: &TenantId, key: &IdempotencyKey) -> Self {
-        let hex = derive_hex("longhaul/job/v1/key", &[tenant.as_str().as_bytes(), key.as_str().as_bytes()]);
-        Self(format!("{}{hex}", Self::PREFIX))
+        Self::from_fields("longhaul/job/v1/key", &[tenant.as_str().as_bytes(), key.as_str().as_bytes()])
     }
 }
 

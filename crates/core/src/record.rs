@@ -32,7 +32,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorClass, JobId, TenantId, TicketId};
+use crate::{ErrorClass, JobId, TenantId};
 
 /// Where a job stands, as its user sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -130,29 +130,37 @@ impl From<Progress> for u8 {
 /// What a producer supplies to record a new job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
-    /// The stable job id ([`JobId::for_ticket`] or [`JobId::for_idempotency_key`]).
+    /// The stable job id (see [`crate::kind::prepare`]).
     pub job_id: JobId,
     /// The owning tenant.
     pub tenant_id: TenantId,
-    /// The ticket to triage.
-    pub ticket_id: TicketId,
-    /// The ticket revision the job was requested for.
-    pub ticket_revision: u64,
+    /// The job's kind.
+    pub kind: String,
+    /// The key the job id was derived from.
+    pub key: String,
+    /// The input, as the kind validated it.
+    pub input: serde_json::Value,
     /// Attempts allowed in all.
     pub max_attempts: u32,
 }
 
-/// The durable, user-facing record of one job (the guide's `TicketJobRecord`, extended).
+/// The durable, user-facing record of one job (the guide's `TicketJobRecord`, generalised to
+/// every kind).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// The stable job id.
     pub job_id: JobId,
     /// The owning tenant.
     pub tenant_id: TenantId,
-    /// The ticket being triaged.
-    pub ticket_id: TicketId,
-    /// The ticket revision the job was requested for.
-    pub ticket_revision: u64,
+    /// The job's kind.
+    pub kind: String,
+    /// The key the job id was derived from: the client's `Idempotency-Key`, or one the kind
+    /// derived from the input, or a generated one. Triage jobs recorded before kinds carry the key
+    /// triage derives (`<ticket>@<revision>`), also those submitted with a client key (which was
+    /// not kept then); `None` only where a database holds no key at all.
+    pub key: Option<String>,
+    /// What the job was submitted with.
+    pub input: serde_json::Value,
     /// Where the job stands.
     pub status: JobStatus,
     /// The pipeline stage last reported, if any.

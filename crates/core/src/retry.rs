@@ -8,7 +8,9 @@
 //! | provider timeout, 429, 5xx, connection error | retryable | backoff, up to `max_attempts` |
 //! | temporary Redis or database error | retryable | backoff, up to `max_attempts` |
 //! | panic inside a stage | retryable | retried once, then failed |
+//! | a stage past its kind's stage timeout | retryable | backoff, up to `max_attempts` |
 //! | invalid job data (decode, validation, missing ticket, bad provider output) | invalid | fail now, never re-enqueued |
+//! | the job past its kind's deadline | invalid | fail now, never re-enqueued |
 //! | permission or tenant mismatch | alert | fail now, audit row, error log, alert event |
 //!
 //! Non-idempotent side effects are not a failure case: they only run through the operation log
@@ -86,6 +88,10 @@ pub enum FailureCase {
     PermissionDenied,
     /// A pipeline stage panicked.
     StagePanicked,
+    /// A stage ran past its kind's stage timeout.
+    StageTimeout,
+    /// The job ran past its kind's deadline: it fails for good.
+    DeadlineExceeded,
 }
 
 impl FailureCase {
@@ -104,8 +110,9 @@ impl FailureCase {
             | Self::ProviderRateLimited
             | Self::ProviderUnavailable
             | Self::TemporaryInfrastructure
-            | Self::StagePanicked => ErrorClass::Retryable,
-            Self::InvalidJobData | Self::ProviderRejected => ErrorClass::Invalid,
+            | Self::StagePanicked
+            | Self::StageTimeout => ErrorClass::Retryable,
+            Self::InvalidJobData | Self::ProviderRejected | Self::DeadlineExceeded => ErrorClass::Invalid,
             Self::PermissionDenied => ErrorClass::Alert,
         }
     }

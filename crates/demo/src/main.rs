@@ -3,12 +3,16 @@
 //! SQLite in a temporary directory for application storage; Redis at `REDIS_URL` or — when nothing
 //! answers there and `redis-server` is installed — a private redis-server on a free loopback port.
 //! It starts the producer, two workers and queue-events as real processes, creates a tenant and a
-//! handful of sample tickets, submits triage jobs through the HTTP API, shows live progress, prints
-//! the final records and a few queue-events log lines, and shuts everything down with SIGTERM.
+//! handful of sample tickets, submits triage jobs for them and summarize jobs for a few
+//! multi-paragraph documents (`POST /v1/jobs`) through the HTTP API, shows live progress, prints
+//! the final records, the summaries and a few queue-events log lines, and shuts everything down
+//! with SIGTERM.
 //!
 //! The workers use the OpenAI-compatible provider pointed at a small local stand-in (also serving
-//! the tenant's webhook), so every status appears: one ticket's provider answers 503 twice (the job
-//! retries, then completes) and one gets an answer outside the schema (the job fails as invalid).
+//! the webhooks; it classifies with the built-in rules and summarizes with the built-in extractive
+//! summarizer), so every status appears: one ticket's provider answers 503 twice (the job retries,
+//! then completes), one gets an answer outside the schema (the job fails as invalid), and one
+//! document's second chunk meets two 503s (the job retries, resuming at that chunk).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
@@ -45,6 +49,42 @@ const TICKETS: &[(&str, &str, &str)] = &[
         "The invoice PDF shows question marks instead of umlauts.",
     ),
 ];
+
+/// Documents to summarize: `(document id, text)`. Paragraphs are separated by blank lines; with
+/// [`CHUNK_CHARS`] each splits into several chunks. `[flaky]` makes the stand-in answer that chunk
+/// 503 twice.
+const DOCUMENTS: &[(&str, &str)] = &[
+    (
+        "onboarding-guide",
+        "New customers start with a workspace and an owner account. The owner invites the team, \
+         chooses a plan and connects the first data source. Most teams finish this in one afternoon.\n\n\
+         Data sources sync every fifteen minutes. A sync that fails is retried with backoff, and the \
+         dashboard shows the last successful sync for every source. Large imports run overnight.\n\n\
+         Reports are built from saved queries. Each report can be exported to PDF or CSV, shared by \
+         link, or scheduled to arrive by email every Monday morning before the weekly meeting.",
+    ),
+    (
+        "incident-2024-03",
+        "On the morning of March 4 the dashboard was unavailable for forty minutes. Requests timed out \
+         because the database connection pool was exhausted by a slow reporting query.\n\n\
+         The on-call engineer [flaky] identified the query from the slow log, cancelled it and raised \
+         the pool limit. Service recovered at once, and no customer data was lost or corrupted.\n\n\
+         Follow-up actions: reporting queries now run on a read replica with a statement timeout, and \
+         an alert fires when the pool is more than eighty percent used for five minutes.",
+    ),
+    (
+        "pricing-faq",
+        "The Pro plan costs twelve dollars per user per month, billed annually, or fifteen dollars \
+         billed monthly. Every plan includes unlimited reports and dashboards.\n\n\
+         Refunds are available within thirty days of a charge. Customers charged twice should contact \
+         support with both receipts; the duplicate charge is refunded within five business days.\n\n\
+         Enterprise customers get single sign-on, audit logs and a dedicated support engineer, with \
+         custom pricing for more than five hundred seats.",
+    ),
+];
+
+/// Largest chunk the documents are split into, in characters.
+const CHUNK_CHARS: u32 = 250;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -118,7 +158,18 @@ async fn chat(State(fake): State<FakeProvider>, Json(body): Json<Value>) -> (Sta
     if content.contains("[flaky]") && n <= 2 {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "model overloaded"})));
     }
-    let answer = if content.contains("[broken]") {
+    let system = body.pointer("/messages/0/content").and_then(Value::as_str).unwrap_or_default();
+    let summarizer = longhaul_summarize::ExtractiveSummarizer::new();
+    let answer = if system == longhaul_summarize::summarizer::SUMMARY_PROMPT {
+        summarizer.summarize_now(&content.replace("[flaky]", ""))
+    } else if system == longhaul_summarize::summarizer::COMBINE_PROMPT {
+        // "Part 1:\n…\n\nPart 2:\n…": the partial summaries, in order.
+        let parts: Vec<String> = content
+            .split("\n\nPart ")
+            .filter_map(|p| p.split_once(":\n").map(|(_, t)| t.to_owned()))
+            .collect();
+        summarizer.combine_now(&parts)
+    } else if content.contains("[broken]") {
         "Sure! I think this ticket is about billing.".to_owned()
     } else {
         let (subject, body) = content
@@ -126,7 +177,7 @@ async fn chat(State(fake): State<FakeProvider>, Json(body): Json<Value>) -> (Sta
             .unwrap_or(&content)
             .split_once("\n\n")
             .unwrap_or((&content, ""));
-        let ticket = longhaul_core::TicketView {
+        let ticket = longhaul_triage::TicketView {
             tenant_id: longhaul_core::TenantId::parse("demo")
                 .unwrap_or_else(|_| unreachable!("valid literal")),
             ticket_id: longhaul_core::TicketId::parse("x").unwrap_or_else(|_| unreachable!("valid literal")),
@@ -222,7 +273,8 @@ async fn run() -> anyhow::Result<()> {
     env.insert("LONGHAUL_LOG_FORMAT", "json".into());
     let launcher = Launcher::new(bins, env);
 
-    // The tenant (this also migrates the database).
+    // The tenant, with its webhook (where both kinds deliver their results); this also migrates
+    // the database.
     let webhook_url = format!("http://{fake_addr}/webhook");
     let key = launcher
         .create_tenant(
@@ -238,9 +290,15 @@ async fn run() -> anyhow::Result<()> {
             .with_context(|| format!("cannot start {}", launcher.binaries().path(bin).display()))
     };
     procs.children.push(spawn("producer", "producer", &["serve"], &[])?);
-    for (i, name) in ["worker-1", "worker-2"].iter().enumerate() {
-        let concurrency = (2 + i).to_string();
-        let extra = [("LONGHAUL_CONSUMER_NAME", *name), ("LONGHAUL_CONCURRENCY", concurrency.as_str())];
+    // worker-1 serves every queue of the built-in kinds (triage, summarize), 2 jobs of each at
+    // once; worker-2 names its queues and a concurrency for each.
+    let workers: [(&str, &[(&str, &str)]); 2] = [
+        ("worker-1", &[("LONGHAUL_CONCURRENCY", "2")]),
+        ("worker-2", &[("LONGHAUL_QUEUES", "triage=3,summarize=1")]),
+    ];
+    for (name, settings) in workers {
+        let mut extra = vec![("LONGHAUL_CONSUMER_NAME", name)];
+        extra.extend_from_slice(settings);
         procs.children.push(spawn(name, "worker", &[], &extra)?);
     }
     procs.children.push(spawn("queue-events", "queue-events", &[], &[])?);
@@ -267,14 +325,38 @@ async fn run() -> anyhow::Result<()> {
         jobs.push((id.to_string(), job["job_id"].as_str().unwrap_or_default().to_owned()));
     }
     let again = http.post(format!("{api}/v1/tickets/SUP-1001/triage")).bearer_auth(&key).send().await?;
-    println!("POST /v1/tickets/SUP-1001/triage again → {} (the same job: ids are stable)\n", again.status());
+    println!("POST /v1/tickets/SUP-1001/triage again → {} (the same job: ids are stable)", again.status());
+    let mut documents = Vec::new();
+    for (id, text) in DOCUMENTS {
+        // No URL in the input: the summary goes to the tenant's webhook, set at `tenant create`.
+        let input = json!({"document_id": id, "text": text, "chunk_chars": CHUNK_CHARS});
+        let r = http
+            .post(format!("{api}/v1/jobs"))
+            .bearer_auth(&key)
+            .json(&json!({"kind": "summarize", "input": input}))
+            .send()
+            .await?;
+        let status = r.status();
+        let job: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("POST /v1/jobs (summarize {id}) → {status}: {job}");
+        }
+        println!("POST /v1/jobs summarize {id} → {status} job {}", job["job_id"].as_str().unwrap_or("?"));
+        let job_id = job["job_id"].as_str().unwrap_or_default().to_owned();
+        jobs.push((id.to_string(), job_id.clone()));
+        documents.push(job_id);
+    }
+    println!();
 
     let finals = watch(&http, &api, &key, &jobs).await?;
 
     println!("\nFinal records (GET /v1/jobs/{{id}}):");
     for (ticket, record) in &finals {
-        let outcome = match record["status"].as_str() {
-            Some("completed") => format!(
+        let outcome = match (record["status"].as_str(), record["kind"].as_str()) {
+            (Some("completed"), Some("summarize")) => {
+                format!("summarized in {} chunks", record["output"]["chunks"])
+            }
+            (Some("completed"), _) => format!(
                 "{} / {}",
                 record["output"]["classification"]["category"].as_str().unwrap_or("?"),
                 record["output"]["classification"]["priority"].as_str().unwrap_or("?")
@@ -286,10 +368,15 @@ async fn run() -> anyhow::Result<()> {
             ),
         };
         println!(
-            "  {ticket:<9} {:<9} attempts {}  {outcome}",
+            "  {ticket:<16} {:<9} {:<9} attempts {}  {outcome}",
+            record["kind"].as_str().unwrap_or("?"),
             record["status"].as_str().unwrap_or("?"),
             record["attempts"]
         );
+    }
+    println!("\nSummaries:");
+    for (document, record) in finals.iter().filter(|(_, r)| r["kind"] == "summarize") {
+        println!("  {document}: {}", record["output"]["summary"].as_str().unwrap_or("(none)"));
     }
     let hooks = fake.webhooks.lock().unwrap_or_else(|e| e.into_inner()).len();
     println!(
@@ -310,9 +397,10 @@ async fn run() -> anyhow::Result<()> {
         let message = v["message"].as_str().unwrap_or("");
         if message.starts_with("job ") {
             println!(
-                "  {:<5} {:<14} job_id={} attempt={} {}",
+                "  {:<5} {:<14} queue={:<9} job_id={} attempt={} {}",
                 v["level"].as_str().unwrap_or(""),
                 message,
+                v["queue"].as_str().unwrap_or(""),
                 v["job_id"].as_str().unwrap_or(""),
                 v["attempt"],
                 v["failed_reason"].as_str().map(|r| format!("reason={r:?}")).unwrap_or_default()
@@ -325,10 +413,27 @@ async fn run() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let failed = finals.iter().filter(|(_, r)| r["status"] == "failed").count();
     let completed = finals.iter().filter(|(_, r)| r["status"] == "completed").count();
-    if completed != TICKETS.len() - 1 || failed != 1 {
-        bail!("expected {} completed and 1 failed job, got {completed} and {failed}", TICKETS.len() - 1);
+    let expected = TICKETS.len() - 1 + DOCUMENTS.len();
+    if completed != expected || failed != 1 {
+        bail!("expected {expected} completed and 1 failed job, got {completed} and {failed}");
     }
-    println!("done: {completed} completed (one after retries), {failed} failed as invalid.");
+    let summarized = finals
+        .iter()
+        .filter(|(_, r)| documents.iter().any(|d| r["job_id"] == d.as_str()))
+        .filter(|(_, r)| {
+            r["status"] == "completed" && r["output"]["summary"].as_str().is_some_and(|s| !s.is_empty())
+        })
+        .count();
+    if summarized != DOCUMENTS.len() {
+        bail!("expected {} summaries, got {summarized}", DOCUMENTS.len());
+    }
+    if hooks != completed {
+        bail!("expected one webhook delivery per completed job ({completed}), got {hooks}");
+    }
+    println!(
+        "done: {completed} completed ({} triaged, {summarized} summarized; two after retries), {failed} failed as invalid.",
+        completed - summarized
+    );
     Ok(())
 }
 
@@ -341,7 +446,7 @@ async fn watch(
 ) -> anyhow::Result<Vec<(String, Value)>> {
     let terminal = std::io::stdout().is_terminal();
     let multi = indicatif::MultiProgress::new();
-    let style = indicatif::ProgressStyle::with_template("{prefix:<9} [{bar:30}] {pos:>3}% {msg}")
+    let style = indicatif::ProgressStyle::with_template("{prefix:<16} [{bar:30}] {pos:>3}% {msg}")
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
     let bars: Vec<_> = jobs
@@ -372,7 +477,7 @@ async fn watch(
                 bars[i].set_position(progress);
                 bars[i].set_message(format!("{status} {stage} (attempt {})", record["attempts"]));
             } else if last_seen[i] != line {
-                println!("  {ticket:<9} {line}");
+                println!("  {ticket:<16} {line}");
             }
             last_seen[i] = line;
             if status == "completed" || status == "failed" {

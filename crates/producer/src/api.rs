@@ -1,5 +1,6 @@
-//! The HTTP handlers and their extractors. Order of every write: validate → write the pending
-//! record → enqueue. Invalid input creates neither a record nor a queue entry.
+//! The job routes and the extractors every route uses. Order of every write: validate (the kind,
+//! its input) → write the pending record → enqueue into the kind's queue. Invalid input creates
+//! neither a record nor a queue entry.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -7,21 +8,13 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use longhaul_core::{IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, TenantId, TicketId};
-use longhaul_store::{MAX_PAGE_SIZE, StoreError, Ticket};
+use longhaul_core::kind::{InputError, Prepared};
+use longhaul_core::{ErrorClass, IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, TenantId};
+use longhaul_store::{JobFilter, MAX_PAGE_SIZE, StoreError};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
-use crate::{AppState, MAX_BODY_BYTES};
-
-/// Longest ticket subject, in characters.
-pub const MAX_SUBJECT_LEN: usize = 500;
-/// Longest ticket body, in characters.
-pub const MAX_TICKET_BODY_LEN: usize = 32_768;
-
-/// Why text with NUL is refused — on both backends alike, although SQLite could store it, so a
-/// request valid in development is valid in production.
-const NUL_MESSAGE: &str = "must not contain NUL (\\u0000): the database cannot store it";
+use crate::{AppState, MAX_BATCH_BODY_BYTES, MAX_BATCH_JOBS, MAX_BODY_BYTES, MAX_JOB_BODY_BYTES};
 
 /// The tenant behind the request's bearer key.
 pub struct Tenant(pub TenantId);
@@ -52,6 +45,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = match req.uri().path() {
+            "/v1/jobs/batch" => MAX_BATCH_BODY_BYTES,
+            "/v1/jobs" => MAX_JOB_BODY_BYTES,
+            _ => MAX_BODY_BYTES,
+        };
         match Json::<serde_json::Value>::from_request(req, state).await {
             Ok(Json(v)) if !v.is_object() => {
                 Err(ApiError::BadRequest("the JSON body must be an object".into(), Vec::new()))
@@ -59,7 +57,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             Ok(Json(v)) => serde_json::from_value(v)
                 .map(Self)
                 .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}"), Vec::new())),
-            Err(JsonRejection::BytesRejection(_)) => Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge(limit))
+            }
+            Err(JsonRejection::BytesRejection(e)) => {
+                Err(ApiError::BadRequest(format!("cannot read the body: {}", e.body_text()), Vec::new()))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
                 "expected a JSON body: Content-Type: application/json".into(),
                 Vec::new(),
@@ -69,86 +72,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// `POST /v1/tickets`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TicketInput {
-    ticket_id: String,
-    subject: String,
-    #[serde(default)]
-    body: String,
-}
-
-/// A ticket as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct TicketOutput {
-    ticket_id: TicketId,
-    revision: u64,
-    subject: String,
-    body: String,
-    triage: Option<serde_json::Value>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl From<Ticket> for TicketOutput {
-    fn from(t: Ticket) -> Self {
-        Self {
-            ticket_id: t.ticket_id,
-            revision: t.revision,
-            subject: t.subject,
-            body: t.body,
-            triage: t.triage,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        }
-    }
-}
-
-/// `POST /v1/tickets`: create a ticket, or update it and bump its revision.
-pub async fn upsert_ticket(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    ApiJson(input): ApiJson<TicketInput>,
-) -> Result<Response, ApiError> {
-    let mut errors = Vec::new();
-    let ticket_id = TicketId::parse(&input.ticket_id)
-        .map_err(|e| errors.push(FieldError::new("ticket_id", e.to_string())))
-        .ok();
-    let subject_len = input.subject.trim().chars().count();
-    if subject_len == 0 {
-        errors.push(FieldError::new("subject", "must not be empty"));
-    } else if input.subject.chars().count() > MAX_SUBJECT_LEN {
-        errors.push(FieldError::new("subject", format!("must be at most {MAX_SUBJECT_LEN} characters")));
-    } else if input.subject.contains('\0') {
-        errors.push(FieldError::new("subject", NUL_MESSAGE));
-    }
-    if input.body.chars().count() > MAX_TICKET_BODY_LEN {
-        errors.push(FieldError::new("body", format!("must be at most {MAX_TICKET_BODY_LEN} characters")));
-    } else if input.body.contains('\0') {
-        errors.push(FieldError::new("body", NUL_MESSAGE));
-    }
-    let (Some(ticket_id), true) = (ticket_id, errors.is_empty()) else {
-        return Err(ApiError::Unprocessable("the ticket is invalid".into(), errors));
-    };
-    let ticket = state.store.upsert_ticket(&tenant, &ticket_id, &input.subject, &input.body).await?;
-    let status = if ticket.revision == 1 { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(TicketOutput::from(ticket))).into_response())
-}
-
-/// `GET /v1/tickets/{ticket_id}`.
-pub async fn get_ticket(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    ticket_id: Result<Path<String>, PathRejection>,
-) -> Result<Json<TicketOutput>, ApiError> {
-    let Ok(Path(ticket_id)) = ticket_id else { return Err(ApiError::NotFound("ticket")) };
-    let ticket_id = TicketId::parse(ticket_id).map_err(|_| ApiError::NotFound("ticket"))?;
-    let ticket = state.store.get_ticket(&tenant, &ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
-    Ok(Json(ticket.into()))
-}
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+/// The request's `Idempotency-Key`, if it sent one.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
     let invalid = |message: String| {
         ApiError::BadRequest(
@@ -160,7 +85,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     IdempotencyKey::parse(text).map(Some).map_err(|e| invalid(e.to_string()))
 }
 
-fn job_response(status: StatusCode, record: JobRecord) -> Response {
+/// A job answer: `status`, the record, and its `Location`.
+pub(crate) fn job_response(status: StatusCode, record: JobRecord) -> Response {
     let location = format!("/v1/jobs/{}", record.job_id);
     let mut response = (status, Json(record)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -169,64 +95,279 @@ fn job_response(status: StatusCode, record: JobRecord) -> Response {
     response
 }
 
-/// `POST /v1/tickets/{ticket_id}/triage`: `202` with a new job, `200` with the existing one.
-pub async fn triage(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    ticket_id: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let Path(ticket_id) = ticket_id.map_err(|_| {
-        ApiError::BadRequest(
-            "invalid ticket id".into(),
-            vec![FieldError::new("ticket_id", "must be UTF-8 text")],
-        )
-    })?;
-    let ticket_id = TicketId::parse(ticket_id).map_err(|e| {
-        ApiError::BadRequest("invalid ticket id".into(), vec![FieldError::new("ticket_id", e.to_string())])
-    })?;
-    let key = idempotency_key(&headers)?;
-    let ticket = state.tickets.get(&tenant, &ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
-    let job_id = match &key {
-        Some(key) => JobId::for_idempotency_key(&tenant, key),
-        None => JobId::for_ticket(&tenant, &ticket_id, ticket.revision),
-    };
-    let new_job = NewJob {
-        job_id: job_id.clone(),
+/// `POST /v1/jobs` body, and one item of `POST /v1/jobs/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    kind: String,
+    input: serde_json::Value,
+    /// In a batch only: the item's own idempotency key (a single submit uses the header).
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// Validates a submission of `kind` with `input` for `tenant` against the registry: the job's id,
+/// key, queue and the record to write. A rejection names the field (`kind`, `input.…`).
+pub(crate) fn prepare(
+    state: &AppState,
+    tenant: &TenantId,
+    kind: &str,
+    input: serde_json::Value,
+    key: Option<IdempotencyKey>,
+) -> Result<(Prepared, NewJob), FieldError> {
+    let prepared = state
+        .registry
+        .prepare(tenant, kind, input, key, longhaul_core::kind::random_key)
+        .map_err(|InputError { field, message }| FieldError::new(field, message))?;
+    if let Err(e) = reject_nul(&prepared.input) {
+        return Err(FieldError::new(
+            format!("input{e}"),
+            "must not contain NUL (\\u0000): the database cannot store it",
+        ));
+    }
+    let job = NewJob {
+        job_id: prepared.job_id.clone(),
         tenant_id: tenant.clone(),
-        ticket_id: ticket_id.clone(),
-        ticket_revision: ticket.revision,
-        max_attempts: state.settings.max_attempts,
+        kind: prepared.kind.to_owned(),
+        key: prepared.key.as_str().to_owned(),
+        input: prepared.input.clone(),
+        max_attempts: prepared.max_attempts.unwrap_or(state.settings.max_attempts),
     };
-    // The record first, then — only for a new job — the queue entry. The worker's spans become
-    // children of this request's span.
-    let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
-    let submitted =
-        crate::submit(&state.store, Some(&state.pending), &state.queue, new_job, traceparent).await?;
+    Ok((prepared, job))
+}
+
+/// `Err(path)` when a string in `value` holds NUL: refused on both backends alike, although
+/// SQLite could store it, so a request valid in development is valid in production.
+pub(crate) fn reject_nul(value: &serde_json::Value) -> Result<(), String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Err(String::new()),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, v)| reject_nul(v).map_err(|p| format!("[{i}]{p}")))
+        }
+        serde_json::Value::Object(map) => {
+            map.iter().try_for_each(|(k, v)| reject_nul(v).map_err(|p| format!(".{k}{p}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What one submission came to.
+#[allow(clippy::large_enum_variant)] // one per submission, moved straight into the response
+pub(crate) enum Answer {
+    /// `202` (new) or `200` (existing), with the record.
+    Job(StatusCode, JobRecord),
+    /// An error answer.
+    Error(ApiError),
+}
+
+impl Answer {
+    /// The answer with its field errors renamed by `rename` (a batch item's fields under `jobs[i]`).
+    fn map_fields(self, rename: impl Fn(FieldError) -> FieldError) -> Self {
+        match self {
+            Self::Error(ApiError::Unprocessable(detail, errors))
+                if errors.iter().any(|e| !e.field.starts_with("jobs[")) =>
+            {
+                let errors = errors
+                    .into_iter()
+                    .map(|e| if e.field.starts_with("jobs[") { e } else { rename(e) })
+                    .collect();
+                Self::Error(ApiError::Unprocessable(detail, errors))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Records and enqueues a prepared job; a duplicate of an earlier request under the same key (the
+/// client's, or the one the kind derived) must be the same request (`same_request` of the existing
+/// record), else `422`.
+pub(crate) async fn submit_prepared(
+    state: &AppState,
+    prepared: &Prepared,
+    job: NewJob,
+    traceparent: Option<String>,
+    same_request: impl FnOnce(&JobRecord) -> bool,
+) -> Answer {
+    let Some(queue) = state.queues.get(prepared.queue) else {
+        tracing::error!(kind = prepared.kind, queue = prepared.queue, "a registered kind has no queue");
+        return Answer::Error(ApiError::Internal);
+    };
+    let submitted = match crate::submit(&state.store, Some(&state.pending), queue, job, traceparent).await {
+        Ok(s) => s,
+        Err(e) => return Answer::Error(e.into()),
+    };
     let record = submitted.record;
-    if !submitted.created {
-        if record.ticket_id != ticket_id {
-            return Err(ApiError::Unprocessable(
-                "this Idempotency-Key was already used for another ticket".into(),
+    if !submitted.created && !same_request(&record) {
+        return Answer::Error(match prepared.key {
+            longhaul_core::JobKey::Client(_) => ApiError::Unprocessable(
+                "this Idempotency-Key was already used for another request".into(),
                 vec![FieldError::new(
                     "Idempotency-Key",
-                    format!("already used for ticket {}", record.ticket_id),
+                    format!(
+                        "already used for job {} of kind {} with other input",
+                        record.job_id, record.kind
+                    ),
                 )],
-            ));
-        }
-        if let Err(e) = submitted.enqueued {
-            // A live job the queue does not hold, and Redis is still out: the client retries again.
-            tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e), "re-enqueue failed; the record stays queued for the reconciler");
-            return Err(ApiError::Unavailable("the queue", state.settings.retry_after));
-        }
-        return Ok(job_response(StatusCode::OK, record));
+            ),
+            // The kind derived the same key from other input: the job it names is not this
+            // request's (e.g. the same document with another chunk size).
+            _ => ApiError::Unprocessable(
+                "a job with this input's key exists with other input".into(),
+                vec![FieldError::new(
+                    "input",
+                    format!(
+                        "job {} has the same key ({}) but other input; send an Idempotency-Key to make a new job",
+                        record.job_id,
+                        prepared.key.as_str()
+                    ),
+                )],
+            ),
+        });
     }
     if let Err(e) = submitted.enqueued {
-        // The record stays queued; the reconciler enqueues it once Redis is back.
+        // The record stays queued; the reconciler enqueues it once Redis is back (a repeated
+        // request enqueues it at once).
         tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e), "enqueue failed; the record stays queued for the reconciler");
-        return Err(ApiError::Unavailable("the queue", state.settings.retry_after));
+        // Whatever the cause, the job is recorded and will run once the queue takes it (the
+        // reconciler, or this client's retry): "try again later" is the truthful answer.
+        return Answer::Error(ApiError::Unavailable("the queue", state.settings.retry_after));
     }
-    Ok(job_response(StatusCode::ACCEPTED, record))
+    Answer::Job(if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK }, record)
+}
+
+/// `POST /v1/jobs` `{kind, input}` with an optional `Idempotency-Key`: `202` with a new job, `200`
+/// with the existing one; `422` naming the field for an unknown kind or invalid input (nothing
+/// written, nothing enqueued).
+pub async fn submit_job(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<JobRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    if request.idempotency_key.is_some() {
+        return Err(ApiError::BadRequest(
+            "send the key in the Idempotency-Key header".into(),
+            vec![FieldError::new("idempotency_key", "only batch items carry their key in the body")],
+        ));
+    }
+    let (prepared, job) = prepare(&state, &tenant, &request.kind, request.input, key)
+        .map_err(|e| ApiError::Unprocessable("the job is invalid".into(), vec![e]))?;
+    let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
+    let same = |r: &JobRecord| r.kind == prepared.kind && r.input == prepared.input;
+    match submit_prepared(&state, &prepared, job, traceparent, same).await {
+        Answer::Job(status, record) => Ok(job_response(status, record)),
+        Answer::Error(e) => Err(e),
+    }
+}
+
+/// `POST /v1/jobs/batch` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Decoded item by item, so one malformed item is that item's `422`.
+    jobs: Vec<serde_json::Value>,
+}
+
+/// One item's result in a batch answer.
+#[derive(Debug, Serialize)]
+pub struct BatchItem {
+    /// The HTTP status this item would have had on its own.
+    status: u16,
+    /// The job, for `202` and `200`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<JobRecord>,
+    /// The problem, otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<serde_json::Value>,
+}
+
+/// `POST /v1/jobs/batch` answer.
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    /// One result per submitted item, in order.
+    results: Vec<BatchItem>,
+}
+
+/// `POST /v1/jobs/batch` `{jobs: [{kind, input, idempotency_key?}, …]}`: up to 1 000 jobs, each
+/// idempotent on its own and answered on its own (`results[i]` for `jobs[i]`); one bad item does
+/// not reject the others. `200` with the results, unless the batch itself is malformed.
+pub async fn submit_batch(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    // A batch has no key of its own: each item carries its own. A retried batch whose items have
+    // no key would create them all again, so a header that looks like it protects the batch is
+    // refused rather than ignored.
+    if headers.contains_key("idempotency-key") {
+        return Err(ApiError::BadRequest(
+            "a batch takes no Idempotency-Key header".into(),
+            vec![FieldError::new("Idempotency-Key", "give each item its own idempotency_key instead")],
+        ));
+    }
+    if request.jobs.is_empty() || request.jobs.len() > MAX_BATCH_JOBS {
+        return Err(ApiError::Unprocessable(
+            "the batch is invalid".into(),
+            vec![FieldError::new(
+                "jobs",
+                format!("must hold 1 to {MAX_BATCH_JOBS} jobs, got {}", request.jobs.len()),
+            )],
+        ));
+    }
+    let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
+    // Every item at once: their pending records join the same group commits.
+    let items = request.jobs.into_iter().enumerate().map(|(i, item)| {
+        let (state, tenant, traceparent) = (&state, &tenant, traceparent.clone());
+        async move {
+            let field = |e: FieldError| {
+                let name = if e.field == "Idempotency-Key" { "idempotency_key".to_owned() } else { e.field };
+                FieldError::new(format!("jobs[{i}].{name}"), e.message)
+            };
+            let item: JobRequest = match serde_path_to_error::deserialize(item) {
+                Ok(item) => item,
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let name = if path == "." { format!("jobs[{i}]") } else { format!("jobs[{i}].{path}") };
+                    let e = FieldError::new(name, e.into_inner().to_string());
+                    return Answer::Error(ApiError::Unprocessable("the job is invalid".into(), vec![e]));
+                }
+            };
+            let key = match item.idempotency_key.map(IdempotencyKey::parse).transpose() {
+                Ok(key) => key,
+                Err(e) => {
+                    let e = FieldError::new("idempotency_key", e.to_string());
+                    return Answer::Error(ApiError::Unprocessable(
+                        "the job is invalid".into(),
+                        vec![field(e)],
+                    ));
+                }
+            };
+            match prepare(state, tenant, &item.kind, item.input, key) {
+                Ok((prepared, job)) => {
+                    let same = |r: &JobRecord| r.kind == prepared.kind && r.input == prepared.input;
+                    submit_prepared(state, &prepared, job, traceparent, same).await
+                }
+                Err(e) => Answer::Error(ApiError::Unprocessable("the job is invalid".into(), vec![field(e)])),
+            }
+            .map_fields(field)
+        }
+    });
+    let results = futures::future::join_all(items)
+        .await
+        .into_iter()
+        .map(|answer| match answer {
+            Answer::Job(status, record) => {
+                BatchItem { status: status.as_u16(), job: Some(record), error: None }
+            }
+            Answer::Error(e) => {
+                let (status, problem) = e.problem();
+                BatchItem { status: status.as_u16(), job: None, error: Some(problem) }
+            }
+        })
+        .collect();
+    Ok(Json(BatchResponse { results }))
 }
 
 /// `GET /v1/jobs/{job_id}`.
@@ -245,7 +386,11 @@ pub async fn get_job(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    kind: Option<String>,
     status: Option<String>,
+    error_class: Option<String>,
+    created_after: Option<String>,
+    created_before: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -257,7 +402,24 @@ pub struct JobList {
     next_cursor: Option<String>,
 }
 
-/// `GET /v1/jobs?status=&limit=&cursor=`: the tenant's jobs, newest first.
+/// An RFC 3339 time from query parameter `field`.
+fn time_param(
+    field: &'static str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let value = value.filter(|v| !v.is_empty())?;
+    match chrono::DateTime::parse_from_rfc3339(value) {
+        Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+        Err(e) => {
+            errors.push(FieldError::new(field, format!("{value:?} is not an RFC 3339 time: {e}")));
+            None
+        }
+    }
+}
+
+/// `GET /v1/jobs?kind=&status=&error_class=&created_after=&created_before=&limit=&cursor=`: the
+/// tenant's jobs, newest first, with a stable cursor.
 pub async fn list_jobs(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -266,10 +428,29 @@ pub async fn list_jobs(
     let Query(q) =
         query.map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text()), Vec::new()))?;
     let mut errors = Vec::new();
+    let kind = q.kind.filter(|k| !k.is_empty());
+    if let Some(k) = kind.as_deref()
+        && let Err(e) = longhaul_core::kind::validate_kind_name(k)
+    {
+        errors.push(FieldError::new("kind", e));
+    }
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => JobStatus::parse(s).map_err(|e| errors.push(FieldError::new("status", e))).ok(),
     };
+    let error_class = match q.error_class.as_deref() {
+        None | Some("") => None,
+        Some(s) => ErrorClass::parse(s)
+            .map_err(|e| {
+                errors.push(FieldError::new(
+                    "error_class",
+                    format!("{e}; expected retryable, invalid or alert"),
+                ))
+            })
+            .ok(),
+    };
+    let created_after = time_param("created_after", q.created_after.as_deref(), &mut errors);
+    let created_before = time_param("created_before", q.created_before.as_deref(), &mut errors);
     let limit = match q.limit.as_deref() {
         None | Some("") => 20,
         Some(l) => match l.parse::<u32>() {
@@ -289,8 +470,9 @@ pub async fn list_jobs(
     if !errors.is_empty() {
         return Err(ApiError::BadRequest("invalid query parameters".into(), errors));
     }
+    let filter = JobFilter { kind, status, error_class, created_after, created_before };
     let page =
-        state.store.list_jobs(&tenant, status, limit, q.cursor.as_deref()).await.map_err(|e| match e {
+        state.store.list_jobs(&tenant, &filter, limit, q.cursor.as_deref()).await.map_err(|e| match e {
             // Only a cursor is the client's fault.
             e @ StoreError::InvalidCursor(_) => ApiError::BadRequest(e.to_string(), Vec::new()),
             other => other.into(),

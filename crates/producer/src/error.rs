@@ -103,11 +103,12 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the problem document, as a batch item carries them.
+    pub fn problem(&self) -> (StatusCode, serde_json::Value) {
         let (status, slug, title, detail) = self.parts();
         let retryable = matches!(self, Self::Unavailable(..));
-        let errors = match &self {
+        let errors = match self {
             Self::BadRequest(_, e) | Self::Unprocessable(_, e) => e.clone(),
             _ => Vec::new(),
         };
@@ -119,6 +120,13 @@ impl IntoResponse for ApiError {
             retryable,
             errors,
         };
+        (status, serde_json::to_value(&problem).unwrap_or_default())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, problem) = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();

@@ -1,38 +1,52 @@
-//! `longhaul-producer`: the HTTP API (and the library behind the CLI) that validates a request,
-//! writes the pending job record, and only then enqueues — plus the reconciler that enqueues again
-//! any live record the queue has lost.
+//! `longhaul-producer`: the HTTP API (and the library behind the CLI) that validates a request
+//! against its job kind, writes the pending job record, and only then enqueues into the kind's
+//! queue — plus the reconciler that enqueues again any live record the queue has lost.
 //!
 //! - [`app`] — the axum router (tests drive it with `oneshot`, `main` serves it);
-//! - [`api`] — handlers and extractors (bearer auth, problem-document JSON rejections);
+//! - [`api`] — the job routes and the extractors (bearer auth, problem-document JSON rejections);
+//! - [`tickets`] — the triage kind's own routes (tickets, and a ticket's triage as a thin form
+//!   of the generic submit), mounted when the registry has the triage kind;
+//! - [`cli`] — the `producer` command line, for the shipped binary and a user's own;
 //! - [`error`] — [`error::ApiError`] → `application/problem+json` with `retryable`;
 //! - [`reconcile_once`] / [`run_reconciler`] — no leader needed: enqueue is idempotent by job id;
 //! - [`startup`] — `producer serve` from flags: build (connect, migrate, bind, wire), then run.
 
 pub mod api;
+pub mod cli;
 pub mod error;
 pub mod startup;
+pub mod tickets;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use longhaul_core::{JobRecord, NewJob};
-use longhaul_queue::{JobEntry, Queue};
+use longhaul_core::{JobRecord, NewJob, Registry};
+use longhaul_queue::{JobEntry, Queue, QueueError};
 use longhaul_service::batch::Fallback;
-use longhaul_service::{Batcher, TicketReader, health};
+use longhaul_service::{Batcher, health};
 use longhaul_store::{Store, StoreError};
+use longhaul_triage::storage::TicketReader;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 
-/// Largest accepted request body.
+/// Largest accepted request body, except on the job routes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted body of `POST /v1/jobs` (one job's input).
+pub const MAX_JOB_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Largest accepted body of `POST /v1/jobs/batch`.
+pub const MAX_BATCH_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Most jobs in one `POST /v1/jobs/batch`.
+pub const MAX_BATCH_JOBS: usize = 1000;
 
 /// API behaviour.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    /// Attempts each new job is allowed.
+    /// Attempts each new job is allowed, unless its kind sets its own.
     pub max_attempts: u32,
     /// `Retry-After` sent with 503 answers.
     pub retry_after: Duration,
@@ -50,13 +64,50 @@ impl Default for ApiSettings {
     }
 }
 
+/// The queues of a registry's kinds, all over one connection.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    by_name: Arc<BTreeMap<String, Queue>>,
+}
+
+impl Queues {
+    /// Every queue of `registry`'s kinds, as siblings of `base` (same Redis, same settings).
+    ///
+    /// # Errors
+    /// A kind's queue name that Redis keys cannot hold.
+    pub fn new(base: &Queue, registry: &Registry) -> Result<Self, QueueError> {
+        let mut by_name = BTreeMap::new();
+        for name in registry.queues() {
+            by_name.insert(name.to_owned(), base.sibling(name)?);
+        }
+        Ok(Self { by_name: Arc::new(by_name) })
+    }
+
+    /// Queue `name`.
+    pub fn get(&self, name: &str) -> Option<&Queue> {
+        self.by_name.get(name)
+    }
+
+    /// The queue of kind `kind`.
+    pub fn of_kind(&self, registry: &Registry, kind: &str) -> Option<&Queue> {
+        self.get(registry.options(kind)?.queue)
+    }
+
+    /// Every queue.
+    pub fn all(&self) -> impl Iterator<Item = &Queue> {
+        self.by_name.values()
+    }
+}
+
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Application storage.
     pub store: Store,
-    /// The queue.
-    pub queue: Queue,
+    /// The kinds submissions are validated against.
+    pub registry: Registry,
+    /// Their queues.
+    pub queues: Queues,
     /// Behaviour.
     pub settings: ApiSettings,
     /// Records concurrent requests' pending jobs together (group commit).
@@ -66,11 +117,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state for `store` and `queue`; starts the pending-record writer (needs a Tokio runtime).
-    pub fn new(store: Store, queue: Queue, settings: ApiSettings) -> Self {
+    /// The state for `store`, the kinds of `registry` and their `queues`; starts the
+    /// pending-record writer and the ticket reader (needs a Tokio runtime).
+    pub fn new(store: Store, registry: Registry, queues: Queues, settings: ApiSettings) -> Self {
         let pending = PendingWriter::spawn(store.clone());
         let tickets = TicketReader::spawn(store.clone());
-        Self { store, queue, settings, pending, tickets }
+        Self { store, registry, queues, settings, pending, tickets }
     }
 }
 
@@ -118,14 +170,23 @@ impl PendingWriter {
 
 /// The API router, health endpoints included.
 pub fn app(state: AppState) -> Router {
-    let ready = health::dependencies(Some(&state.store), &state.queue);
+    let queues: Vec<Queue> = state.queues.all().cloned().collect();
+    let ready = health::dependencies(Some(&state.store), &queues);
     let timeout = state.settings.request_timeout;
-    Router::new()
-        .route("/v1/tickets", post(api::upsert_ticket))
-        .route("/v1/tickets/{ticket_id}", get(api::get_ticket))
-        .route("/v1/tickets/{ticket_id}/triage", post(api::triage))
-        .route("/v1/jobs", get(api::list_jobs))
-        .route("/v1/jobs/{job_id}", get(api::get_job))
+    let mut routes = Router::new()
+        .route(
+            "/v1/jobs",
+            get(api::list_jobs).post(api::submit_job).layer(DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)),
+        )
+        .route("/v1/jobs/batch", post(api::submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
+        .route("/v1/jobs/{job_id}", get(api::get_job));
+    if state.registry.options(longhaul_triage::KIND).is_some() {
+        routes = routes
+            .route("/v1/tickets", post(tickets::upsert_ticket))
+            .route("/v1/tickets/{ticket_id}", get(tickets::get_ticket))
+            .route("/v1/tickets/{ticket_id}/triage", post(tickets::triage));
+    }
+    routes
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
@@ -148,9 +209,9 @@ pub struct Submitted {
     pub enqueued: Result<(), longhaul_queue::QueueError>,
 }
 
-/// The guide's order for one triage request: write the pending record (or find the existing one
-/// with the same job id), and only if it is new, enqueue it — into the ticket's partition when the
-/// queue is partitioned ([`Queue::route`]). An existing job that is still live but has no trace in
+/// The guide's order for one submission: write the pending record (or find the existing one
+/// with the same job id), and only if it is new, enqueue it into `queue` (its kind's) — into the
+/// job's partition when the queue is partitioned ([`Queue::route`]). An existing job that is still live but has no trace in
 /// the queue (its first request's enqueue failed) is enqueued again, idempotently, so a client's
 /// retry after a `503` runs it at once instead of after the reconciler's delay. Used by the API and
 /// the CLI.
@@ -167,8 +228,7 @@ pub async fn submit(
     let entry = JobEntry {
         job_id: job.job_id.clone(),
         tenant_id: job.tenant_id.clone(),
-        ticket_id: job.ticket_id.clone(),
-        ticket_revision: job.ticket_revision,
+        kind: Some(job.kind.clone()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
         traceparent,
@@ -178,7 +238,7 @@ pub async fn submit(
         None => store.create_pending(job).await?,
     };
     let enqueued = if created {
-        match queue.route(entry.ticket_id.as_str()) {
+        match queue.route(entry.job_id.as_str()) {
             Ok(partition) => partition.enqueue(&entry).await.map(|_| ()),
             Err(e) => Err(e),
         }
@@ -218,13 +278,18 @@ async fn trace_request(
 }
 
 /// Enqueues again every live record (queued or running) not updated for `older_than` whose job has
-/// no trace in Redis (in its ticket's partition) — the enqueue failed, or Redis lost its data.
-/// Several replicas may run it at
-/// once: enqueue is idempotent by job id. Returns how many jobs were restored.
+/// no trace in Redis (in its kind's queue, its partition) — the enqueue failed, or Redis lost its
+/// data. Several replicas may run it at once: enqueue is idempotent by job id. A record of a kind
+/// `registry` does not know is left alone (logged). Returns how many jobs were restored.
 ///
 /// # Errors
 /// When storage or Redis cannot be reached.
-pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) -> anyhow::Result<usize> {
+pub async fn reconcile_once(
+    store: &Store,
+    registry: &Registry,
+    queues: &Queues,
+    older_than: Duration,
+) -> anyhow::Result<usize> {
     let cutoff =
         chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::zero());
     let mut after = 0;
@@ -235,6 +300,11 @@ pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) 
         let Some((last, _)) = batch.last() else { break };
         after = *last;
         for (_, record) in batch {
+            let Some(queue) = queues.of_kind(registry, &record.kind) else {
+                tracing::warn!(job_id = %record.job_id, kind = %record.kind,
+                    "reconciler skips a live job of a kind this producer does not know");
+                continue;
+            };
             if restore(queue, &record).await? {
                 tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, status = %record.status,
                     "reconciler restored a job the queue had lost");
@@ -245,7 +315,7 @@ pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) 
     Ok(restored)
 }
 
-/// Enqueues live `record`'s job (into its ticket's partition) unless the queue holds a live trace
+/// Enqueues live `record`'s job (into its partition of `queue`, its kind's) unless the queue holds a live trace
 /// of it — atomically, so concurrent callers add one entry. The entry asks for the attempt after
 /// the last one started. A lost retry whose backoff has not run out waits in the delayed set until
 /// it is due. Returns whether an entry was added.
@@ -253,12 +323,11 @@ pub async fn reconcile_once(store: &Store, queue: &Queue, older_than: Duration) 
 /// # Errors
 /// When Redis cannot be reached in time.
 pub async fn restore(queue: &Queue, record: &JobRecord) -> Result<bool, longhaul_queue::QueueError> {
-    let queue = queue.route(record.ticket_id.as_str())?;
+    let queue = queue.route(record.job_id.as_str())?;
     let entry = JobEntry {
         job_id: record.job_id.clone(),
         tenant_id: record.tenant_id.clone(),
-        ticket_id: record.ticket_id.clone(),
-        ticket_revision: record.ticket_revision,
+        kind: Some(record.kind.clone()),
         attempt: record.attempts + 1,
         enqueued_at_ms: u64::try_from(record.created_at.timestamp_millis()).unwrap_or(0),
         traceparent: None,
@@ -272,7 +341,8 @@ pub async fn restore(queue: &Queue, record: &JobRecord) -> Result<bool, longhaul
 /// Runs [`reconcile_once`] every `every` until `stop`.
 pub async fn run_reconciler(
     store: Store,
-    queue: Queue,
+    registry: Registry,
+    queues: Queues,
     every: Duration,
     older_than: Duration,
     stop: CancellationToken,
@@ -284,7 +354,7 @@ pub async fn run_reconciler(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match reconcile_once(&store, &queue, older_than).await {
+        match reconcile_once(&store, &registry, &queues, older_than).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(restored = n, "reconciler pass"),
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "reconciler pass failed; will retry"),

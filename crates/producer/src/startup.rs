@@ -1,40 +1,50 @@
 //! `producer serve` from flags to a running service, in two steps (as zero2prod's `startup.rs`):
-//! [`Application::build`] connects to storage and Redis, migrates, binds the listener and wires
-//! the router; [`Application::run_until_stopped`] serves it and runs the reconciler until the
-//! shutdown token. `main` and the in-process tests both go through `build`, so the tests run the
-//! production wiring.
+//! [`Application::build`] connects to storage and Redis, migrates, opens the queues of the
+//! registry's kinds, binds the listener and wires the router; [`Application::run_until_stopped`]
+//! serves it and runs the reconciler until the shutdown token. `main` and the in-process tests
+//! both go through `build`, so the tests run the production wiring. [`builtin`] is the shipped
+//! binary's registry.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use axum::Router;
 use clap::{Args, Parser};
+use longhaul_core::{Registry, RegistryError};
 use longhaul_queue::Queue;
 use longhaul_service::args::{DatabaseArgs, QueueArgs, RetiredArgs, parse_positive_duration};
 use longhaul_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ApiSettings, AppState, app, run_reconciler};
+use crate::{ApiSettings, AppState, Queues, app, run_reconciler};
+
+/// The kinds the shipped `producer` accepts: `triage` and `summarize`.
+///
+/// # Errors
+/// Never in practice (the names are valid and distinct); a registration error otherwise.
+pub fn builtin() -> Result<Registry, RegistryError> {
+    Registry::new().kind::<longhaul_triage::Triage>()?.kind::<longhaul_summarize::Summarize>()
+}
 
 /// How the producer splits the queue.
 #[derive(Debug, Clone, Args)]
 pub struct PartitionArgs {
-    /// Split the queue into this many partitions, QUEUE-0 … QUEUE-(N-1) (one Redis Cluster slot
-    /// each); a job goes to the partition of its ticket id. Run a worker and a queue-events per
-    /// partition (LONGHAUL_QUEUE=QUEUE-K). 1: not split.
+    /// Split every queue into this many partitions, QUEUE-0 … QUEUE-(N-1) (one Redis Cluster slot
+    /// each); a job goes to the partition of its job id. Run workers and queue-events for the
+    /// partitions (LONGHAUL_QUEUES=QUEUE-0,…). 1: not split.
     #[arg(long, env = "LONGHAUL_QUEUE_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub queue_partitions: u32,
 }
 
 impl PartitionArgs {
-    /// The queue `queue` describes, split as these flags say.
+    /// Queue `name` on the Redis `queue` describes, split as these flags say.
     ///
     /// # Errors
     /// As [`QueueArgs::queue`].
-    pub fn queue(&self, queue: &QueueArgs) -> anyhow::Result<Queue> {
-        queue.queue(|c| c.partitions = self.queue_partitions)
+    pub fn queue(&self, queue: &QueueArgs, name: &str) -> anyhow::Result<Queue> {
+        queue.queue(name, |c| c.partitions = self.queue_partitions)
     }
 }
 
@@ -102,7 +112,8 @@ pub struct Config {
 #[derive(Debug)]
 pub struct Application {
     store: Store,
-    queue: Queue,
+    registry: Registry,
+    queues: Queues,
     listener: TcpListener,
     router: Router,
     reconcile_every: Duration,
@@ -110,30 +121,42 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to storage (and migrates, unless `--skip-migrations`), opens the queue and creates
-    /// its consumer groups (Redis down: a warning, and requests answer 503 until it is back),
-    /// binds the listener and wires the router.
+    /// Connects to storage (and migrates, unless `--skip-migrations`, triage's tables too when
+    /// `registry` has it), opens the queues of `registry`'s kinds and creates their consumer
+    /// groups (Redis down: a warning, and requests answer 503 until it is back), binds the
+    /// listener and wires the router.
     ///
     /// # Errors
-    /// Invalid settings, storage that does not answer, a failed migration, an address in use.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    /// Invalid settings, no kind, storage that does not answer, a failed migration, an address in
+    /// use.
+    pub async fn build(config: Config, registry: Registry) -> anyhow::Result<Self> {
         let Config { database, serve } = config;
+        let Some(first) = registry.queues().into_iter().next() else {
+            bail!("this producer accepts no job kind: register at least one")
+        };
         let store = database.connect_and_migrate(serve.skip_migrations).await?;
-        let queue = serve.partitions.queue(&serve.queue)?;
-        for partition in queue.partitions()? {
-            if let Err(e) = partition.prepare(None).await {
-                tracing::warn!(error = %longhaul_core::Report(&e), queue = %partition.config().queue,
-                    "Redis is not reachable at start-up; requests answer 503 until it is");
-                break;
+        if registry.options(longhaul_triage::KIND).is_some() && !serve.skip_migrations {
+            longhaul_triage::storage::migrate(&store).await.context("cannot migrate triage's tables")?;
+        }
+        let base = serve.partitions.queue(&serve.queue, first)?;
+        let queues = Queues::new(&base, &registry).context("a kind's queue name")?;
+        'prepare: for queue in queues.all() {
+            for partition in queue.partitions()? {
+                if let Err(e) = partition.prepare(None).await {
+                    tracing::warn!(error = %longhaul_core::Report(&e), queue = %partition.config().queue,
+                        "Redis is not reachable at start-up; requests answer 503 until it is");
+                    break 'prepare;
+                }
             }
         }
         let listener = TcpListener::bind(serve.listen)
             .await
             .with_context(|| format!("cannot listen on {}", serve.listen))?;
-        let router = app(AppState::new(store.clone(), queue.clone(), serve.settings()));
+        let router = app(AppState::new(store.clone(), registry.clone(), queues.clone(), serve.settings()));
         Ok(Self {
             store,
-            queue,
+            registry,
+            queues,
             listener,
             router,
             reconcile_every: serve.reconcile_every,
@@ -167,7 +190,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let reconciler = tokio::spawn(run_reconciler(
             self.store.clone(),
-            self.queue,
+            self.registry,
+            self.queues,
             self.reconcile_every,
             self.reconcile_after,
             shutdown.clone(),

@@ -1,16 +1,18 @@
 //! The `queue-events` binary from flags to a running service, in two steps (as zero2prod's
-//! `startup.rs`): [`Application::build`] opens the queue, creates the instruments and binds the
-//! admin server; [`Application::run_until_stopped`] waits for Redis, then reads events, samples the
-//! backlog and serves `/healthz`, `/readyz` and `/metrics` until the shutdown token. `main` and the
+//! `startup.rs`): [`Application::build`] opens the queues, creates the instruments and binds the
+//! admin server; [`Application::run_until_stopped`] waits for Redis, then reads each queue's events, samples
+//! its backlog and serves `/healthz`, `/readyz` and `/metrics` until the shutdown token. `main` and the
 //! in-process tests both go through `build`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::Parser;
 use longhaul_queue::Queue;
-use longhaul_service::args::{ConsumerArgs, QueueArgs, TelemetryArgs, parse_positive_duration};
+use longhaul_service::args::{
+    ConsumerArgs, QueueArgs, RetiredArgs, TelemetryArgs, parse_positive_duration, parse_queue_name,
+};
 use longhaul_service::health::{self, AdminServer};
 use longhaul_service::retry;
 use opentelemetry::metrics::Meter;
@@ -30,7 +32,10 @@ pub struct Config {
     /// Logs, traces and metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
-    /// Consumer group on the events stream; replicas in one group share the events.
+    /// The queues (or partitions) whose events to tail.
+    #[arg(long, env = "LONGHAUL_QUEUES", value_delimiter = ',', value_parser = parse_queue_name, default_value = "triage,summarize")]
+    pub queues: Vec<String>,
+    /// Consumer group on the events streams; replicas in one group share the events.
     #[arg(long, env = "LONGHAUL_EVENTS_GROUP", default_value = "queue-events")]
     pub group: String,
     /// The name in the consumer group.
@@ -45,12 +50,15 @@ pub struct Config {
     /// Address of the admin server (/healthz, /readyz, /metrics).
     #[arg(long, env = "LONGHAUL_ADMIN_ADDR", default_value = "0.0.0.0:9092")]
     pub admin_addr: SocketAddr,
+    /// Settings no longer read (hidden; set, they stop the binary).
+    #[command(flatten)]
+    pub retired: RetiredArgs,
 }
 
 /// queue-events, built and bound, not yet reading.
 #[derive(Debug)]
 pub struct Application {
-    queue: Queue,
+    queues: Vec<Queue>,
     group: String,
     consumer: String,
     batch: usize,
@@ -60,7 +68,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the queue, creates the instruments on `meter`, and binds the admin server, whose
+    /// Opens the queues, creates the instruments on `meter`, and binds the admin server, whose
     /// `/metrics` renders `registry` (the Prometheus registry `meter`'s provider reads into).
     ///
     /// # Errors
@@ -70,13 +78,15 @@ impl Application {
         meter: &Meter,
         registry: prometheus::Registry,
     ) -> anyhow::Result<Self> {
-        let queue = config.queue.queue(|_| {})?;
+        let Some(first) = config.queues.first() else { bail!("--queues names no queue") };
+        let base = config.queue.queue(first, |_| {})?;
+        let queues = config.queues.iter().map(|name| base.sibling(name)).collect::<Result<Vec<_>, _>>()?;
         let consumer = config.consumer.name("queue-events");
         let metrics = EventMetrics::new(meter);
-        let router = admin_router(health::dependencies(None, &queue), registry);
+        let router = admin_router(health::dependencies(None, &queues), registry);
         let admin = AdminServer::bind(config.admin_addr, router).await?;
         Ok(Self {
-            queue,
+            queues,
             group: config.group,
             consumer,
             batch: config.batch as usize,
@@ -105,26 +115,39 @@ impl Application {
     /// # Errors
     /// When the events reader cannot be created.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let (queue, group) = (&self.queue, self.group.as_str());
-        if retry::until_ok("Redis is not available yet", &shutdown, || queue.prepare(Some(group)))
-            .await
-            .is_none()
-        {
-            return Ok(());
+        let group = self.group.as_str();
+        for queue in &self.queues {
+            if retry::until_ok("Redis is not available yet", &shutdown, || queue.prepare(Some(group)))
+                .await
+                .is_none()
+            {
+                return Ok(());
+            }
         }
-        let reader =
-            self.queue.event_reader(group, &self.consumer).context("failed to create the events reader")?;
-        tracing::info!(admin = %self.admin.local_addr()?, group, consumer = %self.consumer, "queue-events started");
+        let mut tasks = tokio::task::JoinSet::new();
+        for queue in &self.queues {
+            let reader = queue
+                .event_reader(group, &self.consumer)
+                .with_context(|| format!("failed to create the events reader of queue {}", queue.name()))?;
+            tasks.spawn(run(
+                queue.name().to_owned(),
+                reader,
+                self.metrics.clone(),
+                self.batch,
+                shutdown.clone(),
+            ));
+            tasks.spawn(sample_backlog(
+                queue.clone(),
+                self.metrics.clone(),
+                self.stats_every,
+                shutdown.clone(),
+            ));
+        }
+        let queues: Vec<_> = self.queues.iter().map(|q| q.name().to_owned()).collect();
+        tracing::info!(admin = %self.admin.local_addr()?, group, consumer = %self.consumer, ?queues, "queue-events started");
         let admin = self.admin.spawn(shutdown.clone());
-        let sampler = tokio::spawn(sample_backlog(
-            self.queue.clone(),
-            self.metrics.clone(),
-            self.stats_every,
-            shutdown.clone(),
-        ));
-        run(reader, self.metrics, self.batch, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = sampler.await;
+        shutdown.cancelled().await;
+        while tasks.join_next().await.is_some() {}
         let _ = admin.await;
         tracing::info!("queue-events stopped");
         Ok(())

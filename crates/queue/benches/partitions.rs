@@ -1,6 +1,6 @@
 //! Throughput versus shard count on Redis Cluster. The queue is split into P partitions
 //! (`<base>-0` … `<base>-<P-1>`, one hash tag — one slot — each, on P different primaries);
-//! producers send each job to `partition_name(base, P, ticket)`; one worker loop per partition
+//! producers send each job to `partition_name(base, P, job id)`; one worker loop per partition
 //! takes, finishes (ack + delete + `completed` event) and takes again in one script call per batch.
 //! Producers and workers run at the same time; the clock stops when every job is finished. Prints
 //! one JSON line per partition count: jobs/s, this process's and each primary's CPU seconds, where
@@ -140,7 +140,7 @@ async fn main() {
         let jobs: Vec<(String, JobEntry)> = (0..n)
             .map(|i| {
                 let entry = common::entry(&tenant, i);
-                (partition_name(&base, p as u32, entry.ticket_id.as_str()), entry)
+                (partition_name(&base, p as u32, entry.job_id.as_str()), entry)
             })
             .collect();
         let mut per_partition: BTreeMap<String, usize> = BTreeMap::new();

@@ -2,13 +2,16 @@
 //! event), with their field encodings. Decoding validates every field with the core's rules and
 //! names the first bad one.
 //!
-//! Job entry fields: `j` job id, `t` tenant, `k` ticket, `r` ticket revision, `a` attempt,
-//! `e` enqueue time (ms since the epoch), and optionally `tp`, the W3C `traceparent` of the request.
+//! Job entry fields: `j` job id, `t` tenant, `n` kind, `a` attempt, `e` enqueue time (ms since
+//! the epoch), and optionally `tp`, the W3C `traceparent` of the request. The job's input is not
+//! in the entry: the worker reads it from the record its start writes. Entries written before
+//! kinds existed carry no `n` (and a ticket in `k`/`r`, now ignored): their kind is `None`, and
+//! the record says what it is.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use longhaul_core::{JobId, TenantId, TicketId};
+use longhaul_core::{JobId, TenantId};
 
 /// A job as it travels through the jobs stream: what a worker needs to run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,10 +20,8 @@ pub struct JobEntry {
     pub job_id: JobId,
     /// Its tenant.
     pub tenant_id: TenantId,
-    /// The ticket.
-    pub ticket_id: TicketId,
-    /// The ticket revision requested.
-    pub ticket_revision: u64,
+    /// The job's kind (`None` in entries enqueued before kinds existed).
+    pub kind: Option<String>,
     /// The attempt this entry was enqueued for (1 for a first run, n+1 after a retry of n).
     pub attempt: u32,
     /// When the job was first enqueued, in ms since the Unix epoch (for latency figures).
@@ -37,14 +38,12 @@ pub struct DecodeError(pub String);
 impl JobEntry {
     /// The stream fields, as (name, value) pairs.
     pub fn to_fields(&self) -> Vec<(&'static str, String)> {
-        let mut f = vec![
-            ("j", self.job_id.to_string()),
-            ("t", self.tenant_id.to_string()),
-            ("k", self.ticket_id.to_string()),
-            ("r", self.ticket_revision.to_string()),
-            ("a", self.attempt.to_string()),
-            ("e", self.enqueued_at_ms.to_string()),
-        ];
+        let mut f = vec![("j", self.job_id.to_string()), ("t", self.tenant_id.to_string())];
+        if let Some(kind) = &self.kind {
+            f.push(("n", kind.clone()));
+        }
+        f.push(("a", self.attempt.to_string()));
+        f.push(("e", self.enqueued_at_ms.to_string()));
         if let Some(tp) = &self.traceparent {
             f.push(("tp", tp.clone()));
         }
@@ -69,8 +68,15 @@ impl JobEntry {
         // Checked in field order, so the message names the first bad field.
         let job_id = JobId::parse(text("j")?).map_err(bad("j"))?;
         let tenant_id = TenantId::parse(text("t")?).map_err(bad("t"))?;
-        let ticket_id = TicketId::parse(text("k")?).map_err(bad("k"))?;
-        let ticket_revision = number("r")?;
+        let kind = match fields.get("n") {
+            None => None,
+            Some(_) => {
+                let kind = text("n")?;
+                longhaul_core::kind::validate_kind_name(kind)
+                    .map_err(|e| DecodeError(format!("field \"n\": {e}")))?;
+                Some(kind.to_owned())
+            }
+        };
         let attempt = number("a")?;
         let attempt = u32::try_from(attempt)
             .ok()
@@ -79,8 +85,7 @@ impl JobEntry {
         Ok(Self {
             job_id,
             tenant_id,
-            ticket_id,
-            ticket_revision,
+            kind,
             attempt,
             enqueued_at_ms: number("e")?,
             traceparent: fields.get("tp").map(|v| String::from_utf8_lossy(v).into_owned()),
@@ -242,12 +247,11 @@ mod tests {
 
     fn entry() -> JobEntry {
         let tenant = TenantId::parse("acme").expect("tenant");
-        let ticket = TicketId::parse("T-1").expect("ticket");
+        let key = longhaul_core::JobKey::Derived("T-1".into());
         JobEntry {
-            job_id: JobId::for_ticket(&tenant, &ticket, 2),
+            job_id: JobId::derive(&tenant, "triage", &key),
             tenant_id: tenant,
-            ticket_id: ticket,
-            ticket_revision: 2,
+            kind: Some("triage".into()),
             attempt: 1,
             enqueued_at_ms: 1_700_000_000_000,
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
@@ -270,7 +274,8 @@ mod tests {
             ("j", None, "field \"j\" is missing"),
             ("j", Some("job_xyz"), "field \"j\": \"job_xyz\" is not a job id"),
             ("t", Some("a b"), "field \"t\": tenant id contains ' '"),
-            ("r", Some("two"), "field \"r\" is not a number: \"two\""),
+            ("n", Some("no kind"), "field \"n\": kind contains ' '"),
+            ("e", Some("two"), "field \"e\" is not a number: \"two\""),
             ("a", Some("0"), "field \"a\" is not a valid attempt: 0"),
             ("a", Some("99999999999"), "not a valid attempt"),
             ("e", None, "field \"e\" is missing"),
@@ -288,6 +293,21 @@ mod tests {
             base.iter().map(|(k, v)| ((*k).to_owned(), v.clone().into_bytes())).collect();
         binary.insert("j".into(), vec![0xff, 0xfe]);
         assert!(JobEntry::from_fields(&binary).expect_err("binary").0.contains("not UTF-8"));
+    }
+
+    #[test]
+    fn an_entry_from_before_kinds_decodes_without_one() {
+        let legacy = fields(&[
+            ("j", "job_db718bad4249ee9f433bba3033392195"),
+            ("t", "acme"),
+            ("k", "SUP-1"),
+            ("r", "1"),
+            ("a", "1"),
+            ("e", "1700000000000"),
+        ]);
+        let entry = JobEntry::from_fields(&legacy).expect("decodes");
+        assert_eq!(entry.kind, None);
+        assert_eq!(entry.job_id.as_str(), "job_db718bad4249ee9f433bba3033392195");
     }
 
     #[test]

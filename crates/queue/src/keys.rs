@@ -76,10 +76,10 @@ impl KeySpace {
     }
 }
 
-/// The partition queue name for `routing_key` (a tenant or ticket id) when queue `queue` is split
+/// The partition queue name for `routing_key` (a job or tenant id) when queue `queue` is split
 /// into `partitions` queues `<queue>-0` … `<queue>-<partitions-1>`, each its own hash tag and so
 /// its own Redis Cluster slot. Stable across processes and releases (FNV-1a of the key), so every
-/// producer sends one tenant's or ticket's jobs to the same partition. With `partitions` ≤ 1 the
+/// producer sends one job's entries to the same partition. With `partitions` ≤ 1 the
 /// queue is not split and its name is returned unchanged.
 pub fn partition_name(queue: &str, partitions: u32, routing_key: &str) -> String {
     if partitions <= 1 {

@@ -166,9 +166,6 @@ pub struct QueueArgs {
     /// First part of every Redis key.
     #[arg(long, env = "LONGHAUL_QUEUE_PREFIX", default_value = "longhaul")]
     pub queue_prefix: String,
-    /// Queue name (also the Redis Cluster hash tag).
-    #[arg(long, env = "LONGHAUL_QUEUE", default_value = "triage")]
-    pub queue: String,
     /// Upper bound on every Redis call; an outage surfaces as an error within this time.
     #[arg(long, env = "LONGHAUL_REDIS_TIMEOUT", default_value = "2s", value_parser = parse_positive_duration)]
     pub redis_timeout: Duration,
@@ -178,16 +175,17 @@ pub struct QueueArgs {
 }
 
 impl QueueArgs {
-    /// The queue these flags describe, with `tweak` applied to the rest of its configuration.
+    /// Queue `name` on the Redis these flags describe, with `tweak` applied to the rest of its
+    /// configuration. Further queues share its connection: [`Queue::sibling`].
     ///
     /// # Errors
     /// When the URL or names are invalid.
-    pub fn queue(&self, tweak: impl FnOnce(&mut QueueConfig)) -> anyhow::Result<Queue> {
+    pub fn queue(&self, name: &str, tweak: impl FnOnce(&mut QueueConfig)) -> anyhow::Result<Queue> {
         let url = secret_setting(self.redis_url.as_ref(), self.redis_url_file.as_deref(), "REDIS_URL")?
             .unwrap_or_else(|| Secret::new(DEFAULT_REDIS_URL));
         let mut config = QueueConfig {
             prefix: self.queue_prefix.clone(),
-            queue: self.queue.clone(),
+            queue: name.to_owned(),
             op_timeout: self.redis_timeout,
             events_maxlen: self.events_maxlen,
             ..QueueConfig::default()
@@ -208,7 +206,7 @@ impl QueueArgs {
                 QueueError::InvalidUrl { .. } => {
                     "REDIS_URL is not a valid Redis URL (redis://… or rediss://…)"
                 }
-                _ => "invalid queue settings (LONGHAUL_QUEUE_PREFIX, LONGHAUL_QUEUE)",
+                _ => "invalid queue settings (LONGHAUL_QUEUE_PREFIX, or a queue name)",
             };
             anyhow!(e).context(setting)
         })
@@ -297,7 +295,13 @@ pub struct RetiredArgs {
     /// Was the producer's default and the worker's cap on attempts: two meanings, now two settings.
     #[arg(long = "max-attempts", env = "LONGHAUL_MAX_ATTEMPTS", hide = true, value_parser = retired(RETIRED_MAX_ATTEMPTS))]
     pub max_attempts: Option<String>,
+    /// Was the one queue every binary used; queues now come from job kinds.
+    #[arg(long = "queue", env = "LONGHAUL_QUEUE", hide = true, value_parser = retired(RETIRED_QUEUE))]
+    pub queue: Option<String>,
 }
+
+const RETIRED_QUEUE: &str = "LONGHAUL_QUEUE is no longer read: each job kind names its queue; a worker serves \
+     the queues in LONGHAUL_QUEUES (default: every queue of its kinds), queue-events tails those in LONGHAUL_QUEUES";
 
 const RETIRED_MAX_ATTEMPTS: &str = "LONGHAUL_MAX_ATTEMPTS is no longer read: set LONGHAUL_DEFAULT_MAX_ATTEMPTS \
      (producer: attempts each new job gets) or LONGHAUL_MAX_ATTEMPTS_CAP (worker: cap on any job's attempts)";
@@ -381,4 +385,43 @@ mod tests {
         assert_eq!(error_line(&e), "failed to connect (DATABASE_URL): database error: pool timed out");
         assert_eq!(error_line(&anyhow!("two\nlines")), "two lines");
     }
+}
+
+/// One queue a process serves (`--queues name[=concurrency],…`), with how many of its jobs run
+/// at once when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueChoice {
+    /// The queue (or partition) name.
+    pub name: String,
+    /// Jobs of it run at once (the process's default when `None`).
+    pub concurrency: Option<u32>,
+}
+
+/// Parses `name` or `name=concurrency` (concurrency 1–4096).
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn parse_queue_choice(s: &str) -> Result<QueueChoice, String> {
+    let (name, concurrency) = match s.split_once('=') {
+        None => (s, None),
+        Some((name, n)) => {
+            let n: u32 = n
+                .parse()
+                .ok()
+                .filter(|n| (1..=4096).contains(n))
+                .ok_or_else(|| format!("{n:?} is not a concurrency from 1 to 4096"))?;
+            (name, Some(n))
+        }
+    };
+    longhaul_core::kind::validate_queue_name(name).map_err(|e| format!("queue {name:?}: {e}"))?;
+    Ok(QueueChoice { name: name.to_owned(), concurrency })
+}
+
+/// Parses a queue (or partition) name: 1–64 characters from the tenant ids' safe set.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn parse_queue_name(s: &str) -> Result<String, String> {
+    longhaul_core::kind::validate_queue_name(s).map_err(|e| format!("queue {s:?}: {e}"))?;
+    Ok(s.to_owned())
 }

@@ -33,17 +33,24 @@ async fn readyz(State(ready): State<ReadyCheck>) -> (StatusCode, String) {
     }
 }
 
-/// The readiness of a binary that needs `queue` and, when given, `store`: both must answer a ping;
-/// the reason names the one that does not (`database: …`, `redis: …`).
-pub fn dependencies(store: Option<&Store>, queue: &Queue) -> ReadyCheck {
-    let (store, queue) = (store.cloned(), queue.clone());
+/// The readiness of a binary that needs `queues` and, when given, `store`: all must answer a ping;
+/// the reason names the one that does not (`database: …`, `redis (queue q): …`). Every queue is
+/// pinged: on a Redis Cluster each queue's hash tag may live on a primary of its own.
+pub fn dependencies(store: Option<&Store>, queues: &[Queue]) -> ReadyCheck {
+    let (store, queues) = (store.cloned(), queues.to_vec());
     Arc::new(move || {
-        let (store, queue) = (store.clone(), queue.clone());
+        let (store, queues) = (store.clone(), queues.clone());
         Box::pin(async move {
             if let Some(store) = store {
                 store.ping().await.map_err(|e| format!("database: {}", longhaul_core::Report(&e)))?;
             }
-            queue.ping().await.map_err(|e| format!("redis: {}", longhaul_core::Report(&e)))
+            for queue in &queues {
+                queue
+                    .ping()
+                    .await
+                    .map_err(|e| format!("redis (queue {}): {}", queue.name(), longhaul_core::Report(&e)))?;
+            }
+            Ok(())
         })
     })
 }

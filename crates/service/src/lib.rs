@@ -12,7 +12,6 @@
 //!   server.
 //! - [`retry`] — the backoff every loop uses to wait out an outage.
 //! - [`startup`] — parse, telemetry, run, error line and exit code: each binary's `main`.
-//! - [`tickets`] — [`TicketReader`], batched ticket reads shared by the producer and the worker.
 
 pub mod args;
 pub mod batch;
@@ -21,9 +20,7 @@ pub mod retry;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
-pub mod tickets;
 pub mod trace;
 
 pub use args::{ConsumerArgs, DatabaseArgs, QueueArgs, RetiredArgs, Secret, TelemetryArgs};
 pub use batch::Batcher;
-pub use tickets::TicketReader;

@@ -5,28 +5,33 @@
 //! own migrations under `migrations/{postgres,sqlite}`, with aligned numbering, embedded in the
 //! binary.
 //!
+//! The store knows jobs of any kind and nothing of what a kind does: no stage, effect or table of
+//! a kind's own. A kind keeping data of its own (the triage kind's tickets) keeps it in tables of
+//! its own, with its own migrations and `.sql` files, run on the store's pool through
+//! [`backend`] ([`Store::db`]).
+//!
 //! The SQL is in `.sql` files under `crates/store/sql/`, and the tree says which backend runs what:
 //!
 //! - `common/` — run by both as written (positional `$n` parameters, `ON CONFLICT`,
-//!   `RETURNING`): the reads, tenants, tickets, the operation log, the audit log, and the job
-//!   writes that have no batched form (`fail`, `retry`).
+//!   `RETURNING`): the reads, tenants, the operation log, the audit log, and the job writes that
+//!   have no batched form (`fail`, `retry`).
 //! - `postgres/` — PostgreSQL only: the batched forms of the hot path — pending records, starts,
-//!   completions, progress, ticket reads and triage writes — each one multi-row statement over
-//!   `UNNEST` arrays, with its audit rows as a data-modifying CTE of the same statement. A single
-//!   write of these kinds runs the same statement with one row.
+//!   completions, progress — each one multi-row statement over `UNNEST` arrays, with its audit
+//!   rows as a data-modifying CTE of the same statement. A single write of these kinds runs the
+//!   same statement with one row.
 //! - `sqlite/` — SQLite only: the single-row forms of those writes, which SQLite (in-process, so
-//!   statements are cheap) runs one after another inside one transaction, and the triage write,
-//!   which reads JSON with `json_extract`.
+//!   statements are cheap) runs one after another inside one transaction.
 //!
 //! Modules, one table family each:
 //!
 //! - [`tenants`] — tenants and their hashed API keys, with the authentication cache.
-//! - [`jobs`] — job records: create-pending-or-return-existing, fenced status writes, reads and
-//!   keyset pagination, always scoped by tenant.
-//! - [`tickets`] — tickets with revisions, and the triage results written onto them.
+//! - [`jobs`] — job records of every kind: create-pending-or-return-existing, fenced status
+//!   writes, reads and filtered keyset pagination, always scoped by tenant.
 //! - [`ops`] — the side-effect operation log.
 //! - [`audit`] — the audit log.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
+//! - [`backend`] — the two databases behind one interface, public for crates with tables of
+//!   their own.
 //!
 //! Time comes from the caller's clock only through `now` values taken here with microsecond
 //! precision, so a record read back equals the record written on both backends.
@@ -38,21 +43,18 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-mod backend;
-
 pub mod audit;
+pub mod backend;
 pub mod error;
 pub mod jobs;
 pub mod ops;
 pub mod tenants;
-pub mod tickets;
 
 pub use audit::AuditEntry;
 use backend::Db;
 pub use error::StoreError;
-pub use jobs::{AttemptFailure, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
+pub use jobs::{AttemptFailure, JobFilter, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
 pub use tenants::{ApiKey, Tenant};
-pub use tickets::{Ticket, TriageWrite};
 
 /// The database used when no URL is configured: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://longhaul.db";
@@ -171,6 +173,12 @@ impl Store {
         Ok(())
     }
 
+    /// The connection pool, to run statements of tables the store does not own on the store's
+    /// database (see [`backend`]).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Which backend this store uses.
     pub fn kind(&self) -> BackendKind {
         match self.db {
@@ -196,7 +204,9 @@ impl Store {
     }
 }
 
-/// The current time at the precision both backends store (microseconds).
-pub(crate) fn now() -> DateTime<Utc> {
+/// The current time at the precision both backends store (microseconds): what every timestamp
+/// the store writes is taken with, and what a crate writing tables of its own through [`backend`]
+/// should use, so a row read back equals the row written.
+pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }

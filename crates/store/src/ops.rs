@@ -1,12 +1,22 @@
-//! The side-effect operation log.
+//! The side-effect operation log: the `operations` table, behind the core's [`OperationLog`].
 //!
-//! The operation log makes side effects at-most-once per [`OperationId`]: a stage calls `begin`
-//! before an effect and `finish` with its result after. A later attempt of the same job that finds
-//! the operation `done` reuses the stored result instead of running the effect again; one that finds
-//! it only `started` (the earlier attempt died mid-effect) runs it again with the same operation id
-//! as the receiver's idempotency key. (A local effect — the triage written onto a ticket — records
-//! its operation in the same transaction instead; see [`crate::tickets`].)
+//! The operation log makes side effects at-most-once per [`OperationId`]: a durable step calls
+//! `begin` before an effect and `finish` with its result after. A later attempt of the same job
+//! that finds the operation `done` reuses the stored result instead of running the effect again;
+//! one that finds it only `started` (the earlier attempt died mid-effect) runs it again with the
+//! same operation id as the receiver's idempotency key.
+//!
+//! A *local* effect — a write to a table of a job kind's own in this database, such as the triage
+//! kind's ticket update — may instead record its operation itself, in the transaction (or
+//! statement) of its write, through [`crate::backend`]: one row inserted with
+//! `INSERT … ON CONFLICT (operation_id) DO NOTHING`, with `state = 'done'` and the effect's result,
+//! and read back by `operation_id` and `tenant_id` on a repeat. The row's schema is then part of
+//! the contract: `operation_id` (the [`OperationId`]), `tenant_id`, `job_id`, `stage`, `effect`,
+//! `state` (`'started'` or `'done'`), `attempt`, `result` (JSON), `created_at`, `updated_at`
+//! (migration 0001); a change to it is a change to those writers too. [`Store::get_operation`]
+//! and this log read such a row as any other.
 
+use longhaul_core::job::BoxFuture;
 use longhaul_core::{JobContext, JobError, OperationId, OperationLog, OperationState, TenantId};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -116,17 +126,22 @@ impl Store {
 }
 
 impl OperationLog for Store {
-    async fn begin(
-        &self,
-        ctx: &JobContext,
-        op: &OperationId,
-        stage: &str,
-        effect: &str,
-    ) -> Result<Option<OperationState>, JobError> {
-        Ok(self.begin_operation(ctx, op, stage, effect).await?)
+    fn begin<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        op: &'a OperationId,
+        stage: &'a str,
+        effect: &'a str,
+    ) -> BoxFuture<'a, Result<Option<OperationState>, JobError>> {
+        Box::pin(async move { Ok(self.begin_operation(ctx, op, stage, effect).await?) })
     }
 
-    async fn finish(&self, ctx: &JobContext, op: &OperationId, result: &Value) -> Result<(), JobError> {
-        Ok(self.finish_operation(&ctx.tenant_id, op, result).await?)
+    fn finish<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        op: &'a OperationId,
+        result: &'a Value,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move { Ok(self.finish_operation(&ctx.tenant_id, op, result).await?) })
     }
 }

@@ -91,15 +91,21 @@ pub fn random_hex() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A first-attempt entry for ticket `ticket` of tenant `acme`.
-pub fn job_entry(ticket: &str) -> longhaul_queue::JobEntry {
+/// The kind of the jobs [`job_entry`] makes.
+pub const TEST_KIND: &str = "test";
+
+/// The id of the job [`job_entry`] makes for `key`.
+pub fn test_job_id(key: &str) -> longhaul_core::JobId {
     let tenant = longhaul_core::TenantId::parse("acme").expect("tenant");
-    let ticket = longhaul_core::TicketId::parse(ticket).expect("ticket");
+    longhaul_core::JobId::derive(&tenant, TEST_KIND, &longhaul_core::JobKey::Derived(key.to_owned()))
+}
+
+/// A first-attempt entry of tenant `acme` for the job of kind [`TEST_KIND`] keyed `key`.
+pub fn job_entry(key: &str) -> longhaul_queue::JobEntry {
     longhaul_queue::JobEntry {
-        job_id: longhaul_core::JobId::for_ticket(&tenant, &ticket, 1),
-        tenant_id: tenant,
-        ticket_id: ticket,
-        ticket_revision: 1,
+        job_id: test_job_id(key),
+        tenant_id: longhaul_core::TenantId::parse("acme").expect("tenant"),
+        kind: Some(TEST_KIND.to_owned()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
         traceparent: None,
@@ -126,13 +132,20 @@ impl std::ops::Deref for TestDb {
 impl TestDb {
     /// A fresh, migrated database of `backend`.
     pub async fn new(backend: Backend) -> Self {
+        let db = Self::unmigrated(backend).await;
+        db.store.migrate().await.expect("migrate the test database");
+        db
+    }
+
+    /// A fresh database of `backend` with no migration applied: for tests of the migrations
+    /// themselves (apply some with the backend's `sqlx::migrate::Migrator`, write rows as an older
+    /// schema did, then [`Store::migrate`]).
+    pub async fn unmigrated(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("longhaul.db").display());
-                let store = Store::connect_and_migrate(Some(&url), &StoreOptions::default())
-                    .await
-                    .expect("sqlite store");
+                let store = Store::connect(Some(&url), &StoreOptions::default()).await.expect("sqlite store");
                 Self { store, url, pg_name: None, _dir: Some(dir) }
             }
             Backend::Postgres => {
@@ -146,8 +159,7 @@ impl TestDb {
                 let base =
                     admin.rsplit_once('/').map(|(b, _)| b).expect("LONGHAUL_TEST_PG_URL has a database path");
                 let url = format!("{base}/{name}");
-                let store =
-                    Store::connect_and_migrate(Some(&url), &StoreOptions::default()).await.expect("pg store");
+                let store = Store::connect(Some(&url), &StoreOptions::default()).await.expect("pg store");
                 Self { store, url, pg_name: Some(name), _dir: None }
             }
         }

@@ -3,7 +3,9 @@
 
 use std::future::Future;
 
-use longhaul_core::{FailureCase, JobError, TicketView};
+use longhaul_core::{FailureCase, JobError};
+
+use crate::TicketView;
 use serde::{Deserialize, Serialize};
 
 /// Ticket categories.

@@ -1,6 +1,10 @@
-//! `longhaul-triage`: the ticket-triage pipeline.
+//! `longhaul-triage`: the ticket-triage pipeline, longhaul's reference job kind, built on the
+//! public API of `longhaul-core` like any user's pipeline.
 //!
-//! Three stages, each reported to the [`PipelineObserver`]:
+//! The kind [`Triage`] takes `{ticket_id, revision}`; its key is derived from the two, so a
+//! resubmission of one ticket revision is the same job (ids are those of the scheme before kinds
+//! existed: [`Triage::job_id`]). Its tickets and their triage results are this crate's own data
+//! ([`storage`], with its own migrations). Three stages, each wrapped in [`Ctx::stage`]:
 //!
 //! 1. **load** (0 → 33 %) — the ticket, from application storage through [`TicketStore`], scoped
 //!    by tenant. A missing ticket or an older revision than requested is invalid job data; a ticket
@@ -10,7 +14,7 @@
 //!    [`Classification::validate`] (NUL included) is invalid.
 //! 3. **apply** (66 → 100 %) — writes the result onto the ticket and delivers the tenant's webhook,
 //!    each at most once per operation id — the ticket update atomically with its operation record,
-//!    the webhook through the operation log ([`run_effect`]) with `Idempotency-Key: <operation id>`.
+//!    the webhook as a durable step ([`Ctx::effect`]) with `Idempotency-Key: <operation id>`.
 //!    A ticket already holding the triage of a newer revision keeps it: the update is recorded as
 //!    superseded, no webhook is sent (the newer job delivers its own), and the output says
 //!    `superseded_by`. The webhook and the output are built from what the ticket update stored, so
@@ -20,17 +24,23 @@
 
 pub mod classify;
 pub mod http;
+pub mod storage;
+pub mod ticket;
 
-use longhaul_core::{
-    FailureCase, JobContext, JobError, OperationLog, Pipeline, PipelineObserver, Progress, StageEvent,
-    TicketStore, run_effect,
-};
+use longhaul_core::kind::{InputError, JobKey, JobKind, KindOptions, Stage};
+use longhaul_core::{Ctx, FailureCase, JobError, JobId, Pipeline, TenantId, TicketId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 pub use classify::{Category, Classification, Classifier, Priority, RuleClassifier};
 pub use http::{HttpClassifier, HttpClassifierConfig, HttpWebhook, WebhookSender};
+pub use ticket::{TicketStore, TicketView};
+
+/// The kind's name.
+pub const KIND: &str = "triage";
+/// The queue triage jobs go to.
+pub const QUEUE: &str = "triage";
 
 /// The load stage's name.
 pub const STAGE_LOAD: &str = "load";
@@ -43,6 +53,73 @@ pub const STAGE_APPLY: &str = "apply";
 pub const EFFECT_TICKET_UPDATE: &str = "ticket-update";
 /// The apply stage's webhook delivery.
 pub const EFFECT_WEBHOOK: &str = "webhook";
+
+/// What a triage job is submitted with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageInput {
+    /// The ticket to triage.
+    pub ticket_id: TicketId,
+    /// The ticket revision requested (at least 1).
+    pub revision: u64,
+}
+
+/// The triage job kind: `{ticket_id, revision}` in, [`TriageOutput`] out, on queue [`QUEUE`].
+#[derive(Debug, Clone, Copy)]
+pub struct Triage;
+
+const STAGES: &[Stage] =
+    &[Stage::new(STAGE_LOAD, 1), Stage::new(STAGE_CLASSIFY, 1), Stage::new(STAGE_APPLY, 1)];
+
+impl JobKind for Triage {
+    const NAME: &'static str = KIND;
+    type Input = TriageInput;
+    type Output = TriageOutput;
+
+    fn options() -> KindOptions {
+        KindOptions::new(QUEUE, STAGES)
+    }
+
+    /// `<ticket id>@<revision>`: one job per ticket revision.
+    fn key(input: &TriageInput) -> Option<String> {
+        Some(format!("{}@{}", input.ticket_id, input.revision))
+    }
+
+    fn validate(input: &TriageInput) -> Result<(), InputError> {
+        if input.revision == 0 {
+            return Err(InputError::new("revision", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The ids triage jobs had before kinds existed, so resubmitting a ticket revision (or a
+    /// request under the same `Idempotency-Key`) finds the job recorded then.
+    fn job_id(tenant: &TenantId, key: &JobKey, input: &TriageInput) -> JobId {
+        match key {
+            JobKey::Client(key) => JobId::for_idempotency_key(tenant, key),
+            JobKey::Derived(_) => job_id_for_ticket(tenant, &input.ticket_id, input.revision),
+            JobKey::Generated(_) => JobId::derive(tenant, KIND, key),
+        }
+    }
+}
+
+/// The job id of the triage of revision `revision` of `ticket`: from
+/// `("longhaul/job/v1/ticket", tenant, ticket, revision)`.
+///
+/// ```
+/// use longhaul_core::{TenantId, TicketId};
+/// let tenant = TenantId::parse("acme").unwrap();
+/// let ticket = TicketId::parse("SUP-1").unwrap();
+/// let a = longhaul_triage::job_id_for_ticket(&tenant, &ticket, 3);
+/// assert_eq!(a, longhaul_triage::job_id_for_ticket(&tenant, &ticket, 3)); // stable
+/// assert_ne!(a, longhaul_triage::job_id_for_ticket(&tenant, &ticket, 4)); // a new revision is a new job
+/// ```
+pub fn job_id_for_ticket(tenant: &TenantId, ticket: &TicketId, revision: u64) -> JobId {
+    JobId::from_fields(
+        "longhaul/job/v1/ticket",
+        &[tenant.as_str().as_bytes(), ticket.as_str().as_bytes(), &revision.to_le_bytes()],
+    )
+}
 
 /// What a completed triage job stores as its output: what its ticket update stored, so a retried
 /// job reports what its first attempt applied.
@@ -71,7 +148,7 @@ pub enum Provider {
 }
 
 impl Classifier for Provider {
-    async fn classify(&self, ticket: &longhaul_core::TicketView) -> Result<Classification, JobError> {
+    async fn classify(&self, ticket: &TicketView) -> Result<Classification, JobError> {
         match self {
             Self::Rules(c) => c.classify(ticket).await,
             Self::Http(c) => c.classify(ticket).await,
@@ -81,97 +158,88 @@ impl Classifier for Provider {
 
 /// The triage pipeline over its collaborators.
 #[derive(Debug, Clone)]
-pub struct TriagePipeline<T, O, C, W> {
+pub struct TriagePipeline<T, C, W> {
     tickets: T,
-    ops: O,
     classifier: C,
     webhook: W,
 }
 
-impl<T, O, C, W> TriagePipeline<T, O, C, W> {
-    /// A pipeline reading tickets from `tickets`, logging side effects in `ops`, classifying with
-    /// `classifier` and delivering webhooks with `webhook`.
-    pub fn new(tickets: T, ops: O, classifier: C, webhook: W) -> Self {
-        Self { tickets, ops, classifier, webhook }
+impl<T, C, W> TriagePipeline<T, C, W> {
+    /// A pipeline reading and writing tickets through `tickets`, classifying with `classifier`
+    /// and delivering webhooks with `webhook`.
+    pub fn new(tickets: T, classifier: C, webhook: W) -> Self {
+        Self { tickets, classifier, webhook }
     }
 }
 
-fn percent(p: u8) -> Progress {
-    // Invariant: every call site passes a constant ≤ 100.
-    Progress::new(p.min(100)).unwrap_or(Progress::DONE)
+impl<T, C, W> Pipeline for TriagePipeline<T, C, W>
+where
+    T: TicketStore + 'static,
+    C: Classifier + 'static,
+    W: WebhookSender + 'static,
+{
+    type Kind = Triage;
+
+    async fn run(&self, ctx: &Ctx, input: TriageInput) -> Result<TriageOutput, JobError> {
+        let ticket = ctx
+            .stage(STAGE_LOAD, self.load(ctx, &input))
+            .instrument(tracing::info_span!("stage", stage = STAGE_LOAD))
+            .await?;
+        let classification = ctx
+            .stage(STAGE_CLASSIFY, async {
+                let classification = self.classifier.classify(&ticket).await?;
+                // Whatever the provider: an answer outside the schema's limits (NUL included,
+                // which PostgreSQL cannot store) is invalid now, not an infrastructure failure at
+                // the write.
+                classification.validate().map_err(|e| {
+                    JobError::new(
+                        FailureCase::ProviderRejected,
+                        format!("classifier answer is out of bounds: {e}"),
+                    )
+                })?;
+                Ok(classification)
+            })
+            .instrument(tracing::info_span!("stage", stage = STAGE_CLASSIFY))
+            .await?;
+        ctx.stage(STAGE_APPLY, self.apply(ctx, &ticket, classification))
+            .instrument(tracing::info_span!("stage", stage = STAGE_APPLY))
+            .await
+    }
 }
 
-impl<T, O, C, W> Pipeline for TriagePipeline<T, O, C, W>
+impl<T, C, W> TriagePipeline<T, C, W>
 where
     T: TicketStore,
-    O: OperationLog,
     C: Classifier,
     W: WebhookSender,
 {
-    type Output = TriageOutput;
-
-    async fn run(&self, ctx: &JobContext, observer: &dyn PipelineObserver) -> Result<TriageOutput, JobError> {
-        let event = |e: StageEvent<'_>| observer.on_event(ctx, e);
-
-        event(StageEvent::Started { stage: STAGE_LOAD, progress: percent(0) });
-        let ticket = self
-            .tickets
-            .load_ticket(&ctx.tenant_id, &ctx.ticket_id)
-            .instrument(tracing::info_span!("stage", stage = STAGE_LOAD))
-            .await?
-            .ok_or_else(|| {
-                JobError::new(FailureCase::InvalidJobData, format!("ticket {} does not exist", ctx.ticket_id))
-            })?;
-        if ticket.tenant_id != ctx.tenant_id || ticket.ticket_id != ctx.ticket_id {
+    /// The load stage: the ticket, checked against the job's tenant and revision.
+    async fn load(&self, ctx: &Ctx, input: &TriageInput) -> Result<TicketView, JobError> {
+        let ticket = self.tickets.load_ticket(ctx.tenant_id(), &input.ticket_id).await?.ok_or_else(|| {
+            JobError::new(FailureCase::InvalidJobData, format!("ticket {} does not exist", input.ticket_id))
+        })?;
+        if &ticket.tenant_id != ctx.tenant_id() || ticket.ticket_id != input.ticket_id {
             return Err(JobError::new(
                 FailureCase::PermissionDenied,
                 format!(
                     "tenant mismatch: job of tenant {} loaded ticket of tenant {}",
-                    ctx.tenant_id, ticket.tenant_id
+                    ctx.tenant_id(),
+                    ticket.tenant_id
                 ),
             ));
         }
-        if ticket.revision < ctx.ticket_revision {
+        if ticket.revision < input.revision {
             return Err(JobError::new(
                 FailureCase::InvalidJobData,
                 format!(
                     "revision {} was requested but ticket {} is at revision {}",
-                    ctx.ticket_revision, ctx.ticket_id, ticket.revision
+                    input.revision, input.ticket_id, ticket.revision
                 ),
             ));
         }
-        event(StageEvent::Finished { stage: STAGE_LOAD, progress: percent(33) });
-
-        event(StageEvent::Started { stage: STAGE_CLASSIFY, progress: percent(33) });
-        let classification = self
-            .classifier
-            .classify(&ticket)
-            .instrument(tracing::info_span!("stage", stage = STAGE_CLASSIFY))
-            .await?;
-        // Whatever the provider: an answer outside the schema's limits (NUL included, which
-        // PostgreSQL cannot store) is invalid now, not an infrastructure failure at the write.
-        classification.validate().map_err(|e| {
-            JobError::new(FailureCase::ProviderRejected, format!("classifier answer is out of bounds: {e}"))
-        })?;
-        event(StageEvent::Finished { stage: STAGE_CLASSIFY, progress: percent(66) });
-
-        event(StageEvent::Started { stage: STAGE_APPLY, progress: percent(66) });
-        let output = self
-            .apply(ctx, &ticket, classification, &event)
-            .instrument(tracing::info_span!("stage", stage = STAGE_APPLY))
-            .await?;
-        event(StageEvent::Finished { stage: STAGE_APPLY, progress: percent(100) });
-        Ok(output)
+        Ok(ticket)
     }
-}
 
-impl<T, O, C, W> TriagePipeline<T, O, C, W>
-where
-    T: TicketStore,
-    O: OperationLog,
-    C: Classifier,
-    W: WebhookSender,
-{
     /// The apply stage: the ticket update, then — unless a newer revision's triage superseded it —
     /// the webhook, each at most once per operation id.
     ///
@@ -181,17 +249,19 @@ where
     /// delivery under the webhook's idempotency key.
     async fn apply(
         &self,
-        ctx: &JobContext,
-        ticket: &longhaul_core::TicketView,
+        ctx: &Ctx,
+        ticket: &TicketView,
         classification: Classification,
-        event: &(dyn Fn(StageEvent<'_>) + Send + Sync),
     ) -> Result<TriageOutput, JobError> {
         let triage =
-            json!({ "classification": classification, "job_id": ctx.job_id, "revision": ticket.revision });
+            json!({ "classification": classification, "job_id": ctx.job_id(), "revision": ticket.revision });
         // A local effect: written atomically with its operation record.
-        let op = longhaul_core::OperationId::derive(&ctx.job_id, STAGE_APPLY, EFFECT_TICKET_UPDATE);
-        let stored = self.tickets.write_triage(ctx, &op, STAGE_APPLY, EFFECT_TICKET_UPDATE, &triage).await?;
-        event(StageEvent::Progress { stage: STAGE_APPLY, progress: percent(83) });
+        let op = ctx.operation_id(EFFECT_TICKET_UPDATE)?;
+        let stored = self
+            .tickets
+            .write_triage(ctx.job(), &ticket.ticket_id, &op, STAGE_APPLY, EFFECT_TICKET_UPDATE, &triage)
+            .await?;
+        ctx.progress(1, 2);
         let applied = Applied::from_stored(&stored, classification, ticket.revision)?;
         let webhook = match &ticket.webhook_url {
             _ if applied.superseded_by.is_some() => None,
@@ -199,16 +269,18 @@ where
             Some(url) => {
                 let payload = json!({
                     "event": "ticket.triaged",
-                    "tenant_id": ctx.tenant_id,
-                    "ticket_id": ctx.ticket_id,
-                    "job_id": ctx.job_id,
+                    "tenant_id": ctx.tenant_id(),
+                    "ticket_id": ticket.ticket_id,
+                    "job_id": ctx.job_id(),
                     "revision": applied.revision,
                     "classification": applied.classification,
                 });
-                let delivered = run_effect(&self.ops, ctx, STAGE_APPLY, EFFECT_WEBHOOK, |op| async move {
-                    self.webhook.deliver(url, &op, &payload).await
-                })
-                .await?;
+                let delivered: Value = ctx
+                    .effect(
+                        EFFECT_WEBHOOK,
+                        |op| async move { self.webhook.deliver(url, &op, &payload).await },
+                    )
+                    .await?;
                 Some(delivered)
             }
         };

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use longhaul_core::Pipeline;
 use longhaul_queue::{Delivery, Finish};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +26,9 @@ pub(crate) struct Done {
 }
 
 /// The completer task. Runs until `stop`, then handles what is already queued.
-pub(crate) async fn run<P: Pipeline + 'static>(
-    shared: Arc<Shared<P>>,
-    dispatcher: Dispatcher<P>,
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    dispatcher: Dispatcher,
     mut rx: mpsc::UnboundedReceiver<Done>,
     stop: CancellationToken,
 ) {
@@ -50,7 +49,7 @@ pub(crate) async fn run<P: Pipeline + 'static>(
     }
 }
 
-async fn handle<P: Pipeline + 'static>(shared: &Shared<P>, dispatcher: &Dispatcher<P>, batch: Vec<Done>) {
+async fn handle(shared: &Shared, dispatcher: &Dispatcher, batch: Vec<Done>) {
     let mut finishes = Vec::new();
     for done in batch {
         match done.outcome {

@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use longhaul_core::Pipeline;
 use longhaul_queue::Delivery;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::completer::Done;
-use crate::executor::Attempt;
+use crate::executor::{Attempt, Outcome};
 use crate::shared::Shared;
 
 /// Room for one job: held by its executor until the completer has handled its entry; dropping it
@@ -48,20 +47,20 @@ impl Slots {
 }
 
 /// Starts executors on reserved capacity. Cheap to clone.
-pub(crate) struct Dispatcher<P> {
-    shared: Arc<Shared<P>>,
+pub(crate) struct Dispatcher {
+    shared: Arc<Shared>,
     permits: Arc<Semaphore>,
 }
 
-impl<P> Clone for Dispatcher<P> {
+impl Clone for Dispatcher {
     fn clone(&self) -> Self {
         Self { shared: self.shared.clone(), permits: self.permits.clone() }
     }
 }
 
-impl<P: Pipeline + 'static> Dispatcher<P> {
+impl Dispatcher {
     /// A dispatcher running at most `settings.concurrency` jobs at once.
-    pub(crate) fn new(shared: Arc<Shared<P>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let permits = Arc::new(Semaphore::new(shared.settings.concurrency.max(1)));
         Self { shared, permits }
     }
@@ -142,7 +141,20 @@ impl<P: Pipeline + 'static> Dispatcher<P> {
         let shared = self.shared.clone();
         self.shared.tracker.spawn(
             async move {
-                let outcome = Attempt::new(&shared, &delivery, &cancel).execute(stalled).await;
+                // A panic outside the pipeline's own task (which catches its own) is a bug in the
+                // executor: leave the entry for a reclaim rather than strand it here, heart-beaten
+                // and never finished.
+                let attempt = Attempt::new(&shared, &delivery, &cancel);
+                let run = std::panic::AssertUnwindSafe(attempt.execute(stalled));
+                let outcome = match futures::FutureExt::catch_unwind(run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::error!(
+                            "the executor panicked; leaving the entry for another worker to reclaim"
+                        );
+                        Outcome::Leave
+                    }
+                };
                 let _ = shared.done_tx.send(Done { delivery, outcome, slot });
             }
             .instrument(span),
@@ -152,21 +164,11 @@ impl<P: Pipeline + 'static> Dispatcher<P> {
 
 #[cfg(test)]
 mod tests {
-    use longhaul_core::{JobContext, JobError, PipelineObserver};
+    use longhaul_core::Registry;
     use longhaul_testkit::{Backend, TestDb, TestQueue, job_entry as entry};
 
     use super::*;
     use crate::WorkerSettings;
-
-    /// Never runs: the dispatcher under test is stopping.
-    struct Unused;
-
-    impl Pipeline for Unused {
-        type Output = ();
-        async fn run(&self, _: &JobContext, _: &dyn PipelineObserver) -> Result<(), JobError> {
-            unreachable!("a stopping dispatcher starts nothing")
-        }
-    }
 
     /// Shutdown begins while a reclaim is under way, and the reclaim returns this worker's own
     /// running entry (its heartbeat came late) beside an entry it does not run. The second is handed
@@ -185,7 +187,7 @@ mod tests {
         assert_eq!(taken.len(), 2);
         let stopping = CancellationToken::new();
         let (shared, _done, _recorder) =
-            Shared::new(db.store.clone(), q.queue.clone(), Arc::new(Unused), settings, stopping.clone());
+            Shared::new(db.store.clone(), q.queue.clone(), Registry::new(), settings, stopping.clone());
         let shared = Arc::new(shared);
         assert!(shared.inflight_insert(&taken[0]).is_some(), "the first entry runs here");
         let dispatcher = Dispatcher::new(shared);

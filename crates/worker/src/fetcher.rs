@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use longhaul_core::Pipeline;
 use longhaul_queue::Consumer;
 use tokio_util::sync::CancellationToken;
 
@@ -13,9 +12,9 @@ use crate::dispatch::{Dispatcher, Slots};
 use crate::shared::Shared;
 
 /// Takes entries until `shutdown` is cancelled.
-pub(crate) async fn run<P: Pipeline + 'static>(
-    shared: &Shared<P>,
-    dispatcher: &Dispatcher<P>,
+pub(crate) async fn run(
+    shared: &Shared,
+    dispatcher: &Dispatcher,
     mut consumer: Consumer,
     shutdown: &CancellationToken,
 ) {
@@ -55,9 +54,9 @@ pub(crate) async fn run<P: Pipeline + 'static>(
 
 /// Takes over abandoned entries, at most one per reserved slot, and starts them at once. `false`
 /// when the worker began stopping meanwhile (they were handed back).
-async fn reclaim<P: Pipeline + 'static>(
-    shared: &Shared<P>,
-    dispatcher: &Dispatcher<P>,
+async fn reclaim(
+    shared: &Shared,
+    dispatcher: &Dispatcher,
     consumer: &mut Consumer,
     slots: &mut Slots,
 ) -> bool {

@@ -1,8 +1,9 @@
-//! `longhaul-worker`: consumes jobs from the Redis Streams queue, runs the pipeline, and records
-//! status, progress and output in application storage — acknowledging an entry only after its
-//! outcome is stored.
+//! `longhaul-worker`: consumes jobs from Redis Streams queues, runs each job's pipeline (found by
+//! its kind in a [`Registry`]), and records status, progress and output in application storage —
+//! acknowledging an entry only after its outcome is stored.
 //!
-//! Roles, each a task (modules in brackets):
+//! A worker serves a set of queues, each a **lane** with its own concurrency, so a slow kind never
+//! holds up a fast one. Roles of one lane, each a task (modules in brackets):
 //! - **fetcher** (`fetcher`) — reserves all free capacity, reclaims entries whose workers died
 //!   (first, when a reclaim is due) and reads new ones with the rest;
 //! - **dispatcher** (`dispatch`) — owns the capacity (one slot per job run at once) and starts
@@ -17,8 +18,6 @@
 //!   (`progress`), completions, failures and retries, in the order sent; starts, progress and
 //!   completions of concurrent jobs in one transaction (group commit); emits the `progress`
 //!   events, and answers each executor after the commit;
-//! - **ticket store** ([`tickets`]) — the pipeline's ticket reads and writes, each batched across
-//!   concurrent jobs;
 //! - **heartbeat**, **promoter** and **reclaim ticker** (`upkeep`) — keep in-flight entries
 //!   leased; move due retries back into the stream; mark a reclaim due every `reclaim_every` and
 //!   hand back entries this consumer owns but is not running (stranded by a lost reply).
@@ -33,14 +32,13 @@ mod progress;
 mod recorder;
 mod shared;
 pub mod startup;
-pub mod tickets;
 mod upkeep;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use longhaul_core::Pipeline;
+use longhaul_core::Registry;
 use longhaul_queue::Queue;
 use longhaul_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +52,7 @@ use crate::shared::Shared;
 pub struct WorkerSettings {
     /// This process's name in the consumer group; keep it stable across restarts of one pod.
     pub consumer: String,
-    /// Jobs run at once.
+    /// Jobs run at once (per lane, in [`Worker::new`]).
     pub concurrency: usize,
     /// How often in-flight entries are heart-beaten (well below the queue's lease).
     pub heartbeat: Duration,
@@ -91,67 +89,110 @@ impl Default for WorkerSettings {
     }
 }
 
+/// One queue a worker serves, with the jobs it runs from it at once.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// The queue (or one partition of it).
+    pub queue: Queue,
+    /// Jobs of this queue run at once.
+    pub concurrency: usize,
+}
+
 /// A worker: build it, then [`Worker::run`] it until its shutdown token is cancelled.
-pub struct Worker<P> {
+pub struct Worker {
     store: Store,
-    queue: Queue,
-    pipeline: Arc<P>,
+    lanes: Vec<Lane>,
+    registry: Registry,
     settings: WorkerSettings,
 }
 
-impl<P: Pipeline + 'static> Worker<P> {
-    /// A worker running `pipeline` on jobs from `queue`, recording them in `store`.
-    pub fn new(store: Store, queue: Queue, pipeline: P, settings: WorkerSettings) -> Self {
-        Self { store, queue, pipeline: Arc::new(pipeline), settings }
+impl Worker {
+    /// A worker running the kinds of `registry` on jobs from `queue` (`settings.concurrency` at
+    /// once), recording them in `store`.
+    pub fn new(store: Store, queue: Queue, registry: Registry, settings: WorkerSettings) -> Self {
+        let lanes = vec![Lane { queue, concurrency: settings.concurrency }];
+        Self::with_lanes(store, lanes, registry, settings)
+    }
+
+    /// A worker serving every lane of `lanes`.
+    pub fn with_lanes(store: Store, lanes: Vec<Lane>, registry: Registry, settings: WorkerSettings) -> Self {
+        Self { store, lanes, registry, settings }
     }
 
     /// Runs until `shutdown` is cancelled, then stops reading, lets in-flight jobs finish within
     /// the grace period, leaves the rest pending for reclaim, and returns.
     ///
     /// # Errors
-    /// Only when the consumer cannot be created (invalid name); outages are waited out.
+    /// Only when a consumer cannot be created (invalid name); outages are waited out.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let settings = self.settings.clone();
-        let concurrency = settings.concurrency.max(1);
-        wait_for_queue(&self.queue, &shutdown).await;
-        let consumer = self.queue.consumer(&settings.consumer).context("failed to create the consumer")?;
-
-        let (shared, done_rx, recorder_rx) =
-            Shared::new(self.store, self.queue, self.pipeline, settings.clone(), shutdown.clone());
-        let shared = Arc::new(shared);
-        let dispatcher = Dispatcher::new(shared.clone());
-        let background = TaskTracker::new();
-        let bg_stop = CancellationToken::new();
-        background.spawn(completer::run(shared.clone(), dispatcher.clone(), done_rx, bg_stop.clone()));
-        background.spawn(recorder::run(
-            shared.store.clone(),
-            shared.queue.clone(),
-            settings.progress_interval,
-            recorder_rx,
-            bg_stop.clone(),
-        ));
-        background.spawn(upkeep::heartbeat(shared.clone(), bg_stop.clone()));
-        background.spawn(upkeep::promoter(shared.clone(), shutdown.clone()));
-        background.spawn(upkeep::reclaim_ticker(shared.clone(), shutdown.clone()));
-        tracing::info!(consumer = %settings.consumer, concurrency, "worker started");
-
-        fetcher::run(&shared, &dispatcher, consumer, &shutdown).await;
-
-        tracing::info!(in_flight = shared.inflight_ids().len(), grace = ?settings.shutdown_grace, "worker stopping");
-        shared.tracker.close();
-        if tokio::time::timeout(settings.shutdown_grace, shared.tracker.wait()).await.is_err() {
-            tracing::warn!(
-                "grace period over: leaving unfinished jobs pending for another worker to reclaim"
-            );
-            shared.hard_stop.cancel();
-            shared.tracker.wait().await;
+        let mut lanes = tokio::task::JoinSet::new();
+        for lane in self.lanes {
+            let settings = WorkerSettings { concurrency: lane.concurrency, ..self.settings.clone() };
+            let (store, registry, shutdown) = (self.store.clone(), self.registry.clone(), shutdown.clone());
+            lanes.spawn(run_lane(store, lane.queue, registry, settings, shutdown));
         }
-        bg_stop.cancel();
-        background.close();
-        background.wait().await;
-        tracing::info!("worker stopped");
-        Ok(())
+        let mut result = Ok(());
+        while let Some(joined) = lanes.join_next().await {
+            let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = outcome {
+                // One lane that cannot run stops the others: the process is misconfigured.
+                shutdown.cancel();
+                result = result.and(Err(e));
+            }
+        }
+        result
     }
+}
+
+/// Runs one lane until `shutdown` (see [`Worker::run`]).
+async fn run_lane(
+    store: Store,
+    queue: Queue,
+    registry: Registry,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let concurrency = settings.concurrency.max(1);
+    wait_for_queue(&queue, &shutdown).await;
+    let name = queue.name().to_owned();
+    let consumer = queue.consumer(&settings.consumer).context("failed to create the consumer")?;
+
+    let (shared, done_rx, recorder_rx) =
+        Shared::new(store, queue, registry, settings.clone(), shutdown.clone());
+    let shared = Arc::new(shared);
+    let dispatcher = Dispatcher::new(shared.clone());
+    let background = TaskTracker::new();
+    let bg_stop = CancellationToken::new();
+    background.spawn(completer::run(shared.clone(), dispatcher.clone(), done_rx, bg_stop.clone()));
+    background.spawn(recorder::run(
+        shared.store.clone(),
+        shared.queue.clone(),
+        settings.progress_interval,
+        recorder_rx,
+        bg_stop.clone(),
+    ));
+    background.spawn(upkeep::heartbeat(shared.clone(), bg_stop.clone()));
+    background.spawn(upkeep::promoter(shared.clone(), shutdown.clone()));
+    background.spawn(upkeep::reclaim_ticker(shared.clone(), shutdown.clone()));
+    tracing::info!(consumer = %settings.consumer, queue = %name, concurrency, "worker lane started");
+
+    fetcher::run(&shared, &dispatcher, consumer, &shutdown).await;
+
+    tracing::info!(queue = %name, in_flight = shared.inflight_ids().len(), grace = ?settings.shutdown_grace, "worker lane stopping");
+    shared.tracker.close();
+    if tokio::time::timeout(settings.shutdown_grace, shared.tracker.wait()).await.is_err() {
+        tracing::warn!(
+            queue = %name,
+            "grace period over: leaving unfinished jobs pending for another worker to reclaim"
+        );
+        shared.hard_stop.cancel();
+        shared.tracker.wait().await;
+    }
+    bg_stop.cancel();
+    background.close();
+    background.wait().await;
+    tracing::info!(queue = %name, "worker lane stopped");
+    Ok(())
 }
 
 /// Creates the consumer group, retrying while Redis is unreachable.

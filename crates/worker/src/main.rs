@@ -1,17 +1,10 @@
-//! The `worker` binary: [`startup`](longhaul_worker::startup) builds and runs it.
+//! The `worker` binary: the built-in kinds ([`builtin`](longhaul_worker::startup::builtin)) run
+//! by [`startup::main`](longhaul_worker::startup::main), the same start-up path a user's own worker
+//! binary calls with its kinds.
 
 use std::process::ExitCode;
 
-use longhaul_service::{shutdown, startup};
-use longhaul_worker::startup::{Application, Config};
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    startup::run(
-        |config: &Config| config.telemetry.options(),
-        async |config: Config, _| {
-            Application::build(config).await?.run_until_stopped(shutdown::on_signal()).await
-        },
-    )
-    .await
+    longhaul_worker::startup::main(longhaul_worker::startup::builtin).await
 }

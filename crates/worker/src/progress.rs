@@ -60,16 +60,14 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use longhaul_core::{JobId, TenantId, TicketId};
+    use longhaul_core::{JobId, JobKey, TenantId};
 
     fn ctx(attempt: u32) -> JobContext {
         let tenant = TenantId::parse("acme").expect("tenant");
-        let ticket = TicketId::parse("T-1").expect("ticket");
         JobContext {
-            job_id: JobId::for_ticket(&tenant, &ticket, 1),
+            job_id: JobId::derive(&tenant, "test", &JobKey::Derived("T-1".into())),
             tenant_id: tenant,
-            ticket_id: ticket,
-            ticket_revision: 1,
+            kind: "test".into(),
             attempt,
         }
     }

@@ -1,12 +1,14 @@
-//! What every task of one worker shares: storage, the queue, the pipeline and settings, the map of
+//! What every task of one worker lane (one queue) shares: storage, the queue, the registry of
+//! kinds and settings, the map of
 //! deliveries running in this process (which the heartbeat leases and the dispatcher guards
 //! against duplicates), the shutdown tokens, and the reclaim flags.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use longhaul_core::Registry;
 use longhaul_queue::{Delivery, Queue};
 use longhaul_store::{Store, StoreError, WriteOutcome};
 use tokio::sync::{mpsc, oneshot};
@@ -17,10 +19,11 @@ use crate::recorder::{self, RecordWrite};
 use crate::{WorkerSettings, completer};
 
 /// What every task of one worker shares.
-pub(crate) struct Shared<P> {
+pub(crate) struct Shared {
     pub store: Store,
     pub queue: Queue,
-    pub pipeline: Arc<P>,
+    /// The kinds this worker runs.
+    pub registry: Registry,
     pub settings: WorkerSettings,
     /// Entries being worked on by this process (heart-beaten), by entry id.
     inflight: Mutex<HashMap<String, InFlight>>,
@@ -51,13 +54,13 @@ struct InFlight {
     cancel: CancellationToken,
 }
 
-impl<P> Shared<P> {
+impl Shared {
     /// The state of a worker that stops taking entries when `stopping` is cancelled, with the
     /// receiving ends of its completer's and recorder's channels.
     pub(crate) fn new(
         store: Store,
         queue: Queue,
-        pipeline: Arc<P>,
+        registry: Registry,
         settings: WorkerSettings,
         stopping: CancellationToken,
     ) -> (Self, mpsc::UnboundedReceiver<completer::Done>, mpsc::UnboundedReceiver<recorder::Request>) {
@@ -66,7 +69,7 @@ impl<P> Shared<P> {
         let shared = Self {
             store,
             queue,
-            pipeline,
+            registry,
             settings,
             inflight: Mutex::new(HashMap::new()),
             done_tx,

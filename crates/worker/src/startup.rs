@@ -1,30 +1,34 @@
-//! The `worker` binary from flags to a running service, in two steps (as zero2prod's
-//! `startup.rs`): [`Application::build`] checks the settings, builds the classifier and webhook
-//! client, opens the queue, connects to storage (and migrates) and binds the admin server;
-//! [`Application::run_until_stopped`] serves `/healthz` and `/readyz` and runs the [`Worker`] with
-//! the production pipeline (batched ticket store) until the shutdown token. `main` goes through
-//! both; tests can too: parse a [`Config`] from flags, build, run.
+//! A worker binary from flags to a running service, in two steps (as zero2prod's `startup.rs`):
+//! [`Application::build`] checks the settings, connects to storage (and migrates), builds the
+//! [`Registry`] of kinds with the caller's `register` function, opens the queues and binds the
+//! admin server; [`Application::run_until_stopped`] serves `/healthz` and `/readyz` and runs the
+//! [`Worker`] until the shutdown token. [`main`] goes through both: the shipped `worker` binary
+//! calls it with [`builtin`], a user's worker binary with its own kinds. Tests can too: parse a
+//! [`Config`] from flags, build, run.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::bail;
+use std::future::Future;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
-use longhaul_queue::Queue;
+use longhaul_core::{JobError, Registry, TenantId};
 use longhaul_service::args::{
-    ConsumerArgs, DatabaseArgs, QueueArgs, RetiredArgs, Secret, TelemetryArgs, parse_duration,
-    parse_positive_duration, secret_setting,
+    ConsumerArgs, DatabaseArgs, QueueArgs, QueueChoice, RetiredArgs, Secret, TelemetryArgs, parse_duration,
+    parse_positive_duration, parse_queue_choice, secret_setting,
 };
 use longhaul_service::health::{self, AdminServer};
 use longhaul_store::Store;
+use longhaul_summarize::{SummarizePipeline, TenantWebhooks};
 use longhaul_triage::{
     HttpClassifier, HttpClassifierConfig, HttpWebhook, Provider, RuleClassifier, TriagePipeline,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::tickets::BatchedTickets;
-use crate::{Worker, WorkerSettings};
+use crate::{Lane, Worker, WorkerSettings};
 
 /// Which classifier the pipeline uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,8 +39,8 @@ pub enum ProviderKind {
     Openai,
 }
 
-/// longhaul worker: runs ticket-triage jobs from the Redis Streams queue and records their status,
-/// progress and output in application storage.
+/// longhaul worker: runs jobs from Redis Streams queues — each by the pipeline of its kind — and
+/// records their status, progress and output in application storage.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "worker", version)]
 pub struct Config {
@@ -53,9 +57,13 @@ pub struct Config {
     /// The name in the consumer group.
     #[command(flatten)]
     pub consumer: ConsumerArgs,
-    /// Jobs run at once.
+    /// Jobs run at once, per queue (unless --queues says otherwise for a queue).
     #[arg(long, env = "LONGHAUL_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
+    /// The queues (or partitions, QUEUE-K) to serve, each optionally with its own concurrency:
+    /// `triage=16,summarize=4`. Default: every queue of the kinds this worker runs.
+    #[arg(long, env = "LONGHAUL_QUEUES", value_delimiter = ',', value_parser = parse_queue_choice)]
+    pub queues: Vec<QueueChoice>,
     /// An entry not heart-beaten for this long is considered abandoned and reclaimed by another worker.
     #[arg(long, env = "LONGHAUL_LEASE", default_value = "30s", value_parser = parse_positive_duration)]
     pub lease: Duration,
@@ -89,7 +97,8 @@ pub struct Config {
     #[arg(long, env = "LONGHAUL_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
 
-    /// Classifier: rules (built in, offline) or openai (an OpenAI-compatible endpoint).
+    /// The built-in kinds' provider: rules (triage's keyword classifier and summarize's
+    /// extractive summariser, offline) or openai (an OpenAI-compatible endpoint).
     #[arg(long, env = "LONGHAUL_PROVIDER", value_enum, default_value_t = ProviderKind::Rules)]
     pub provider: ProviderKind,
     /// Base URL of the OpenAI-compatible API (`/chat/completions` is appended).
@@ -133,49 +142,166 @@ impl Config {
         }
     }
 
-    /// The classifier these flags choose.
+    /// The provider API key, if one is configured.
     ///
     /// # Errors
-    /// As [`secret_setting`] for the API key; when the HTTP client cannot be built.
-    fn provider(&self) -> anyhow::Result<Provider> {
-        let api_key = secret_setting(
+    /// As [`secret_setting`].
+    pub fn provider_api_key(&self) -> anyhow::Result<Option<String>> {
+        Ok(secret_setting(
             self.provider_api_key.as_ref(),
             self.provider_api_key_file.as_deref(),
             "LONGHAUL_PROVIDER_API_KEY",
-        )?;
+        )?
+        .map(|k| k.expose().to_owned()))
+    }
+
+    /// The triage classifier these flags choose.
+    ///
+    /// # Errors
+    /// As [`secret_setting`] for the API key; when the HTTP client cannot be built.
+    pub fn classifier(&self) -> anyhow::Result<Provider> {
         Ok(match self.provider {
             ProviderKind::Rules => Provider::Rules(RuleClassifier),
             ProviderKind::Openai => Provider::Http(
                 HttpClassifier::new(HttpClassifierConfig {
                     base_url: self.provider_base_url.clone(),
                     model: self.provider_model.clone(),
-                    api_key: api_key.as_ref().map(|k| k.expose().to_owned()),
+                    api_key: self.provider_api_key()?,
                     timeout: self.provider_timeout,
                 })
                 .map_err(anyhow::Error::msg)?,
             ),
         })
     }
+
+    /// The summarize kind's summariser these flags choose.
+    ///
+    /// # Errors
+    /// As [`Config::classifier`].
+    pub fn summarizer(&self) -> anyhow::Result<longhaul_summarize::Provider> {
+        Ok(match self.provider {
+            ProviderKind::Rules => longhaul_summarize::Provider::default(),
+            ProviderKind::Openai => longhaul_summarize::Provider::Http(
+                longhaul_summarize::HttpSummarizer::new(longhaul_providers::ChatConfig {
+                    base_url: self.provider_base_url.clone(),
+                    model: self.provider_model.clone(),
+                    api_key: self.provider_api_key()?,
+                    timeout: self.provider_timeout,
+                })
+                .map_err(anyhow::Error::msg)?,
+            ),
+        })
+    }
+
+    /// The webhook client these flags configure.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn webhook(&self) -> anyhow::Result<HttpWebhook> {
+        HttpWebhook::new(self.webhook_timeout).map_err(anyhow::Error::msg)
+    }
+}
+
+/// What a `register` function builds its pipelines from: the parsed flags (provider settings)
+/// and the store (already migrated). Owned, so that a `register` function may be an `async fn`
+/// as well as a closure returning a future.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    /// The worker's flags.
+    pub config: Config,
+    /// Application storage.
+    pub store: Store,
+}
+
+/// The tenants' webhook URLs as stored in the `tenants` table (`producer tenant create
+/// --webhook-url`): where the summarize kind delivers its results. A tenant without one, or no
+/// longer stored, gets no delivery; a storage failure becomes a [`JobError`] as every store error
+/// does (storage out of reach: retryable).
+#[derive(Debug, Clone)]
+pub struct StoredTenantWebhooks(pub Store);
+
+impl TenantWebhooks for StoredTenantWebhooks {
+    async fn webhook_url(&self, tenant: &TenantId) -> Result<Option<String>, JobError> {
+        Ok(self.0.get_tenant(tenant).await?.and_then(|t| t.webhook_url))
+    }
+}
+
+/// The built-in kinds — `triage` and `summarize` — with the providers `resources.config` chooses.
+/// Triage's tickets live in its own tables, migrated here unless `--skip-migrations`; summarize
+/// delivers to each tenant's stored webhook URL ([`StoredTenantWebhooks`]).
+///
+/// # Errors
+/// A provider that cannot be built; a failed migration of triage's tables.
+pub async fn builtin(resources: Resources) -> anyhow::Result<Registry> {
+    let config = &resources.config;
+    if !config.skip_migrations {
+        longhaul_triage::storage::migrate(&resources.store)
+            .await
+            .context("cannot migrate triage's tables")?;
+    }
+    let tickets = longhaul_triage::storage::BatchedTickets::spawn(&resources.store);
+    let triage = TriagePipeline::new(tickets, config.classifier()?, config.webhook()?);
+    let summarize = SummarizePipeline::new(
+        config.summarizer()?,
+        config.webhook()?,
+        StoredTenantWebhooks(resources.store.clone()),
+    );
+    Ok(Registry::new().pipeline(triage)?.pipeline(summarize)?)
+}
+
+/// Runs a worker binary with the kinds `register` adds, exactly as the shipped `worker` runs:
+/// flags and environment, telemetry, storage and migrations, health, `SIGTERM` with a grace
+/// period, one error line and exit code 1 on failure (2 on a bad flag).
+///
+/// ```no_run
+/// # async fn my_kinds(r: longhaul_worker::startup::Resources) -> anyhow::Result<longhaul_core::Registry> {
+/// #     Ok(longhaul_core::Registry::new())
+/// # }
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     longhaul_worker::startup::main(my_kinds).await
+/// }
+/// ```
+pub async fn main<R, Fut>(register: R) -> ExitCode
+where
+    R: FnOnce(Resources) -> Fut,
+    Fut: Future<Output = anyhow::Result<Registry>>,
+{
+    longhaul_service::startup::run(
+        |config: &Config| config.telemetry.options(),
+        async |config: Config, _| {
+            Application::build(config, register)
+                .await?
+                .run_until_stopped(longhaul_service::shutdown::on_signal())
+                .await
+        },
+    )
+    .await
 }
 
 /// The worker, built and bound, not yet running jobs.
 #[derive(Debug)]
 pub struct Application {
     store: Store,
-    queue: Queue,
-    provider: Provider,
-    webhook: HttpWebhook,
+    lanes: Vec<Lane>,
+    registry: Registry,
     settings: WorkerSettings,
     admin: AdminServer,
 }
 
 impl Application {
-    /// Checks the settings, builds the classifier and the webhook client, opens the queue,
-    /// connects to storage (and migrates, unless `--skip-migrations`), and binds the admin server.
+    /// Checks the settings, connects to storage (and migrates, unless `--skip-migrations`),
+    /// builds the registry with `register`, opens the queues it serves, and binds the admin
+    /// server.
     ///
     /// # Errors
-    /// Invalid settings, storage that does not answer, a failed migration, an address in use.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    /// Invalid settings, storage that does not answer, a failed migration, a kind or queue that
+    /// cannot be registered or served, an address in use.
+    pub async fn build<R, Fut>(config: Config, register: R) -> anyhow::Result<Self>
+    where
+        R: FnOnce(Resources) -> Fut,
+        Fut: Future<Output = anyhow::Result<Registry>>,
+    {
         if config.heartbeat * 3 > config.lease {
             bail!(
                 "--heartbeat ({:?}) must be at most a third of --lease ({:?})",
@@ -183,17 +309,59 @@ impl Application {
                 config.lease
             );
         }
-        let provider = config.provider()?;
-        let webhook = HttpWebhook::new(config.webhook_timeout).map_err(anyhow::Error::msg)?;
-        let queue = config.queue.queue(|c| {
+        // Two lanes of one queue would share this consumer's name, so each would take the other's
+        // entries for its own (its first read returns them) and run them a second time.
+        let mut listed = std::collections::BTreeSet::new();
+        if let Some(twice) = config.queues.iter().find(|c| !listed.insert(c.name.as_str())) {
+            bail!("--queues names queue {:?} twice; list each queue once", twice.name);
+        }
+        // Read whatever the provider and the kinds, before connecting: a bad secret setting (a
+        // missing or empty key file) stops the worker at start-up, naming it.
+        config.provider_api_key()?;
+        let store = config.database.connect_and_migrate(config.skip_migrations).await?;
+        let registry = register(Resources { config: config.clone(), store: store.clone() }).await?;
+        let choices = if config.queues.is_empty() {
+            registry
+                .queues()
+                .into_iter()
+                .map(|name| QueueChoice { name: name.to_owned(), concurrency: None })
+                .collect()
+        } else {
+            config.queues.clone()
+        };
+        // A lane of a queue none of this worker's kinds use would fail every job it takes.
+        let kinds_queues = registry.queues();
+        let served = |name: &str| {
+            kinds_queues.contains(name)
+                || name.rsplit_once('-').is_some_and(|(queue, k)| {
+                    kinds_queues.contains(queue) && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())
+                })
+        };
+        if let Some(foreign) = choices.iter().find(|c| !served(&c.name)) {
+            bail!(
+                "--queues names queue {:?}, which none of this worker's kinds use (their queues: {}; or a partition QUEUE-K of one)",
+                foreign.name,
+                kinds_queues.iter().copied().collect::<Vec<_>>().join(", ")
+            );
+        }
+        let Some(first) = choices.first() else {
+            bail!("this worker runs no job kind: register at least one")
+        };
+        let base = config.queue.queue(&first.name, |c| {
             c.lease = config.lease;
             c.max_deliveries = config.max_deliveries;
         })?;
-        let store = config.database.connect_and_migrate(config.skip_migrations).await?;
+        let mut lanes = Vec::with_capacity(choices.len());
+        for choice in &choices {
+            let queue = base.sibling(&choice.name).with_context(|| format!("queue {:?}", choice.name))?;
+            let concurrency = choice.concurrency.unwrap_or(config.concurrency) as usize;
+            lanes.push(Lane { queue, concurrency });
+        }
+        let queues: Vec<_> = lanes.iter().map(|l| l.queue.clone()).collect();
         let admin =
-            AdminServer::bind(config.admin_addr, health::router(health::dependencies(Some(&store), &queue)))
+            AdminServer::bind(config.admin_addr, health::router(health::dependencies(Some(&store), &queues)))
                 .await?;
-        Ok(Self { store, queue, provider, webhook, settings: config.settings(), admin })
+        Ok(Self { store, lanes, registry, settings: config.settings(), admin })
     }
 
     /// The admin server's address (`--admin-addr` with port 0 picks one).
@@ -215,12 +383,11 @@ impl Application {
     /// # Errors
     /// As [`Worker::run`].
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(admin = %self.admin.local_addr()?, "admin server listening");
+        tracing::info!(admin = %self.admin.local_addr()?, kinds = ?self.registry.names().collect::<Vec<_>>(), "admin server listening");
         let admin = self.admin.spawn(shutdown.clone());
-        let tickets = BatchedTickets::spawn(&self.store);
-        let pipeline = TriagePipeline::new(tickets, self.store.clone(), self.provider, self.webhook);
-        let worked =
-            Worker::new(self.store.clone(), self.queue, pipeline, self.settings).run(shutdown.clone()).await;
+        let worked = Worker::with_lanes(self.store.clone(), self.lanes, self.registry, self.settings)
+            .run(shutdown.clone())
+            .await;
         shutdown.cancel();
         let _ = admin.await;
         self.store.close().await;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::shared::Shared;
 
 /// Every `heartbeat`: extends the lease of every entry running here.
-pub(crate) async fn heartbeat<P>(shared: Arc<Shared<P>>, stop: CancellationToken) {
+pub(crate) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(shared.settings.heartbeat);
     loop {
         tokio::select! {
@@ -47,7 +47,7 @@ pub(crate) async fn heartbeat<P>(shared: Arc<Shared<P>>, stop: CancellationToken
 }
 
 /// Moves due retries from the delayed set into the stream, as they fall due.
-pub(crate) async fn promoter<P>(shared: Arc<Shared<P>>, stop: CancellationToken) {
+pub(crate) async fn promoter(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let now = longhaul_queue::now_ms();
         let wait = match shared.queue.promote_due(now, 500).await {
@@ -72,7 +72,7 @@ pub(crate) async fn promoter<P>(shared: Arc<Shared<P>>, stop: CancellationToken)
 /// running them — stranded when a reply carrying them was lost (a read cut short, a call a cluster
 /// client re-sent). Such an entry is idle: in-flight entries are in the in-flight map, and new ones
 /// are added there the moment they arrive.
-pub(crate) async fn reclaim_ticker<P>(shared: Arc<Shared<P>>, stop: CancellationToken) {
+pub(crate) async fn reclaim_ticker(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(shared.settings.reclaim_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stranded_after = (shared.queue.config().lease / 2).max(Duration::from_secs(1));

@@ -7,14 +7,14 @@
 //! worker churn, 50 000 under load, a 10 s database outage); RELIABILITY.md records its figures.
 //!
 //! This file holds what the scenarios share (submitting, counting, verifying, reporting); the
-//! scenarios are in [`workers`] (churn, a killed worker), [`outages`] (Redis and PostgreSQL
+//! scenarios are in [`workers`] (churn over triage jobs and over both kinds, a killed worker), [`outages`] (Redis and PostgreSQL
 //! outages, Redis losing its data) and [`load`] (poison entries, a large run).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use longhaul_e2e::{Mode, System};
+use longhaul_e2e::{Mode, System, chunk_summary, combined_summary};
 use longhaul_testkit::wait_until;
 use serde_json::{Value, json};
 
@@ -28,10 +28,63 @@ fn size(short: usize, full_size: usize) -> usize {
     if full() { full_size } else { short }
 }
 
+/// What the scenarios submit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A ticket (`POST /v1/tickets`), then its triage (`POST /v1/tickets/{id}/triage`).
+    Triage,
+    /// A three-paragraph document to summarize (`POST /v1/jobs`), delivered to the tenant's
+    /// webhook (the stand-in's): three chunks, each a durable step, then a combined summary.
+    Summarize,
+}
+
 /// Submits tickets `{tag}-0..n` and their triage through the API with `callers` concurrent
 /// callers, retrying a 503 after its `Retry-After`. Returns the job ids, and how many 503 answers
 /// were seen with the slowest one's latency.
 async fn submit(system: &System, tag: &str, n: usize, callers: usize) -> (Vec<String>, usize, Duration) {
+    submit_kind(system, Kind::Triage, tag, n, callers).await
+}
+
+/// The paragraphs of summarize document `id`: with chunks of 200 characters, one chunk each.
+fn paragraphs(id: &str) -> Vec<String> {
+    (0..3)
+        .map(|k| {
+            format!(
+                "Section {k} of {id} is about one thing. It says it at some length, so that a chunk \
+                 holds only this paragraph and the next one starts a chunk of its own."
+            )
+        })
+        .collect()
+}
+
+/// The requests that make job `id` of `kind`, in order: `(path, body)`.
+fn requests(kind: Kind, id: &str) -> Vec<(String, Option<Value>)> {
+    match kind {
+        Kind::Triage => vec![
+            (
+                "/v1/tickets".into(),
+                Some(json!({"ticket_id": id, "subject": "App crashes", "body": "It crashes on start"})),
+            ),
+            (format!("/v1/tickets/{id}/triage"), None),
+        ],
+        Kind::Summarize => {
+            let text = paragraphs(id).join("\n\n");
+            let input = json!({"document_id": id, "text": text, "chunk_chars": 200});
+            vec![("/v1/jobs".into(), Some(json!({"kind": "summarize", "input": input})))]
+        }
+    }
+}
+
+/// Submits jobs `{tag}-0..n` of `kind` through the API with `callers` concurrent callers,
+/// retrying a 503 after its `Retry-After`. Returns the job ids, and how many 503 answers were seen
+/// with the slowest one's latency.
+async fn submit_kind(
+    system: &System,
+    kind: Kind,
+    tag: &str,
+    n: usize,
+    callers: usize,
+) -> (Vec<String>, usize, Duration) {
     let http = system.http();
     let results: Vec<(String, usize, Duration)> = futures::stream::iter(0..n)
         .map(|i| {
@@ -41,16 +94,16 @@ async fn submit(system: &System, tag: &str, n: usize, callers: usize) -> (Vec<St
                 let mut unavailable = 0;
                 let mut slowest = Duration::ZERO;
                 let deadline = Instant::now() + Duration::from_secs(120);
-                let body = json!({"ticket_id": id, "subject": "App crashes", "body": "It crashes on start"});
-                let mut ticket_done = false;
+                let steps = requests(kind, &id);
+                let mut step = 0;
                 loop {
-                    assert!(Instant::now() < deadline, "ticket {id} not accepted within 120 s");
+                    assert!(Instant::now() < deadline, "{id} not accepted within 120 s");
                     let started = Instant::now();
-                    let request = if ticket_done {
-                        http.post(format!("{}/v1/tickets/{id}/triage", system.api))
-                    } else {
-                        http.post(format!("{}/v1/tickets", system.api)).json(&body)
-                    };
+                    let (path, body) = &steps[step];
+                    let mut request = http.post(format!("{}{path}", system.api));
+                    if let Some(body) = body {
+                        request = request.json(body);
+                    }
                     let r = request.bearer_auth(&system.key).send().await.expect("the API answers");
                     let status = r.status().as_u16();
                     if status == 503 {
@@ -68,12 +121,12 @@ async fn submit(system: &System, tag: &str, n: usize, callers: usize) -> (Vec<St
                         continue;
                     }
                     assert!(status < 300, "{id}: {status} {:?}", r.text().await);
-                    if ticket_done {
+                    if step + 1 == steps.len() {
                         let job: Value = r.json().await.expect("job json");
                         let job_id = job["job_id"].as_str().expect("job_id").to_owned();
                         return (job_id, unavailable, slowest);
                     }
-                    ticket_done = true;
+                    step += 1;
                 }
             }
         })

@@ -1,44 +1,10 @@
 //! Outages: Redis down when a retry is asked for, Redis losing its data, PostgreSQL refusing
 //! connections.
 
+use longhaul_e2e::PrivateRedis;
 use longhaul_testkit::procs::free_port;
 
 use super::*;
-
-/// A private redis-server without persistence on `port`; killed on drop.
-struct PrivateRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    async fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (install it or put it on PATH)");
-        let url = format!("redis://127.0.0.1:{port}");
-        wait_until(Duration::from_secs(10), "private redis-server up", async || {
-            let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
-            let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(|e| e.to_string())
-        })
-        .await;
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Issue 14, item 8, with the real binaries: Redis is down when a triage is asked for (503 with
 /// Retry-After; the record is written); once it is back, the client's retry enqueues the job and it
@@ -100,8 +66,7 @@ async fn redis_losing_its_data_mid_run_is_repaired_from_storage() {
         .await;
     // Redis dies and comes back empty: streams, consumer groups, job keys and delayed retries gone.
     let port = redis.port;
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.kill();
     redis = PrivateRedis::start(port).await;
     let restarted_at = Instant::now();
     all_completed(&pool, n, Duration::from_secs(if full() { 600 } else { 180 })).await;

@@ -44,6 +44,61 @@ async fn worker_churn_loses_nothing_and_runs_no_effect_twice() {
     report("worker_churn", started, figures);
 }
 
+/// Worker churn with both built-in kinds at once: every worker serves both queues, and a SIGKILL
+/// lands on summarize jobs between their chunk steps as often as on triage jobs. Nothing is lost,
+/// no webhook goes out under two operation ids, no job completes twice, and every summary is whole
+/// (one per chunk, combined).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_churn_over_both_kinds_loses_nothing_and_runs_no_effect_twice() {
+    let n = size(100, 1000);
+    let every = Duration::from_millis(2000);
+    let started = Instant::now();
+    let mut system = System::start(
+        Mode::Slow(Duration::from_millis(if full() { 50 } else { 150 })),
+        &[("LONGHAUL_LEASE", "2s"), ("LONGHAUL_HEARTBEAT", "400ms"), ("LONGHAUL_CONCURRENCY", "4")],
+    )
+    .await;
+    let pool = pool(&system).await;
+    let mut slots = [system.worker("mixed-a-0"), system.worker("mixed-b-0")];
+    let ((mut jobs, _, _), (documents, _, _)) = tokio::join!(
+        submit_kind(&system, Kind::Triage, "mixed-t", n / 2, 8),
+        submit_kind(&system, Kind::Summarize, "mixed-s", n - n / 2, 8),
+    );
+    let mut kills = 0;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let deadline = Instant::now() + Duration::from_secs(if full() { 900 } else { 180 });
+    loop {
+        let (done, _) = counts(&pool).await.expect("counts");
+        if done == n as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "churn: only {done} of {n} completed: {}", summary(&pool).await);
+        tick.tick().await;
+        let slot = kills % slots.len();
+        system.procs[slots[slot]].kill();
+        kills += 1;
+        slots[slot] = system.worker(&format!("mixed-{slot}-{kills}"));
+    }
+    let outputs: Vec<(String, Value)> =
+        sqlx::query_as("SELECT job_id, output FROM jobs WHERE kind = 'summarize'")
+            .fetch_all(&pool)
+            .await
+            .expect("outputs");
+    assert_eq!(outputs.len(), documents.len());
+    for (job, output) in &outputs {
+        let document = output["document_id"].as_str().unwrap_or_else(|| panic!("{job}: {output}"));
+        let partials: Vec<String> = paragraphs(document).iter().map(|p| chunk_summary(p)).collect();
+        assert_eq!(output["chunks"], 3, "{job}: {output}");
+        assert_eq!(output["summary"], combined_summary(&partials).as_str(), "{job}: {output}");
+    }
+    jobs.extend(documents);
+    let mut figures = verify(&system, &pool, &jobs).await;
+    figures["workers_killed"] = json!(kills);
+    figures["summarize_jobs"] = json!(outputs.len());
+    report("worker_churn_both_kinds", started, figures);
+}
+
 /// The jobs whose entries consumer `name` holds (delivered, not acknowledged).
 async fn held_jobs(system: &System, name: &str) -> Vec<String> {
     let keys = system.queue.keys().clone();

@@ -60,29 +60,45 @@ fn idempotency_key_validation_table() {
     }
 }
 
+/// The v1 ticket derivation, as the triage kind keeps it.
+fn v1_ticket(tenant: &TenantId, ticket: &TicketId, revision: u64) -> JobId {
+    JobId::from_fields(
+        "longhaul/job/v1/ticket",
+        &[tenant.as_str().as_bytes(), ticket.as_str().as_bytes(), &revision.to_le_bytes()],
+    )
+}
+
+fn derived(key: &str) -> crate::kind::JobKey {
+    crate::kind::JobKey::Derived(key.to_owned())
+}
+
 #[test]
 fn job_ids_are_stable_and_distinct() {
-    let a = JobId::for_ticket(&tenant("acme"), &ticket("T-1"), 1);
-    // Pinned: changing the derivation would silently break deduplication of live jobs.
-    assert_eq!(a.as_str(), JobId::for_ticket(&tenant("acme"), &ticket("T-1"), 1).as_str());
+    let a = JobId::derive(&tenant("acme"), "triage", &derived("T-1"));
+    assert_eq!(a, JobId::derive(&tenant("acme"), "triage", &derived("T-1")));
     assert_eq!(JobId::parse(a.as_str()), Ok(a.clone()));
+    let key = IdempotencyKey::parse("T-1").expect("key");
     let others = [
-        JobId::for_ticket(&tenant("acme"), &ticket("T-1"), 2),
-        JobId::for_ticket(&tenant("acme"), &ticket("T-2"), 1),
-        JobId::for_ticket(&tenant("acme2"), &ticket("T-1"), 1),
-        // Field boundaries matter: ("acm", "eT-1") must not collide with ("acme", "T-1").
-        JobId::for_ticket(&tenant("acm"), &ticket("eT-1"), 1),
-        JobId::for_idempotency_key(&tenant("acme"), &IdempotencyKey::parse("T-1").expect("key")),
+        JobId::derive(&tenant("acme"), "triage", &derived("T-2")),
+        JobId::derive(&tenant("acme"), "summarize", &derived("T-1")),
+        JobId::derive(&tenant("acme2"), "triage", &derived("T-1")),
+        // Field boundaries matter: ("acm", "etriage") must not collide with ("acme", "triage").
+        JobId::derive(&tenant("acm"), "etriage", &derived("T-1")),
+        // A client key and a derived key of the same text are different jobs.
+        JobId::derive(&tenant("acme"), "triage", &crate::kind::JobKey::Client(key.clone())),
+        JobId::derive(&tenant("acme"), "triage", &crate::kind::JobKey::Generated("T-1".into())),
+        JobId::for_idempotency_key(&tenant("acme"), &key),
+        v1_ticket(&tenant("acme"), &ticket("T-1"), 1),
     ];
-    for other in &others {
-        assert_ne!(&a, other);
+    for (i, other) in others.iter().enumerate() {
+        assert_ne!(&a, other, "collides with #{i}");
     }
 }
 
 #[test]
 fn job_id_format_is_pinned() {
-    // Regression pin: these values must never change within the v1 tag.
-    let id = JobId::for_ticket(&tenant("acme"), &ticket("SUP-1"), 1);
+    // Regression pin: these values must never change within the v1 tag (triage keeps them).
+    let id = v1_ticket(&tenant("acme"), &ticket("SUP-1"), 1);
     assert_eq!(id.as_str(), PINNED_JOB_ID);
     let op = OperationId::derive(&id, "apply", "webhook");
     assert_eq!(op.as_str(), PINNED_OP_ID);

@@ -10,12 +10,13 @@ fn t(s: u32) -> DateTime<Utc> {
 
 fn record(status: JobStatus, attempts: u32) -> JobRecord {
     let tenant = TenantId::parse("acme").expect("tenant");
-    let ticket = TicketId::parse("T-1").expect("ticket");
+    let key = crate::kind::JobKey::Derived("T-1@1".into());
     let job = NewJob {
-        job_id: JobId::for_ticket(&tenant, &ticket, 1),
+        job_id: JobId::derive(&tenant, "triage", &key),
         tenant_id: tenant,
-        ticket_id: ticket,
-        ticket_revision: 1,
+        kind: "triage".into(),
+        key: key.as_str().to_owned(),
+        input: json!({"ticket_id": "T-1", "revision": 1}),
         max_attempts: 3,
     };
     JobRecord { status, attempts, ..JobRecord::pending(job, t(0)) }

@@ -67,8 +67,9 @@ impl JobRecord {
         Self {
             job_id: job.job_id,
             tenant_id: job.tenant_id,
-            ticket_id: job.ticket_id,
-            ticket_revision: job.ticket_revision,
+            kind: job.kind,
+            key: Some(job.key),
+            input: job.input,
             status: JobStatus::Queued,
             stage: None,
             progress: Progress::ZERO,

@@ -1,7 +1,8 @@
 //! The API: validation before enqueueing, stable job ids, auth and tenancy, listing.
 
 use axum::http::{Method, StatusCode};
-use longhaul_core::{JobId, JobStatus, TenantId, TicketId};
+use longhaul_core::{JobStatus, TenantId, TicketId};
+use longhaul_store::JobFilter;
 use serde_json::json;
 
 use crate::harness::*;
@@ -69,8 +70,7 @@ async fn invalid_input_is_rejected_before_anything_is_written() {
         )
         .await;
         assert_eq!(problem(&r, StatusCode::BAD_REQUEST)["errors"][0]["field"], "Idempotency-Key");
-        let tenant = TenantId::parse("acme").expect("tenant");
-        assert!(t.db.list_jobs(&tenant, None, 10, None).await.expect("list").jobs.is_empty(), "no record");
+        assert_eq!(t.job_rows().await, 0, "no record");
         assert_eq!(t.stream_len().await, 0, "no queue entry");
     })
     .await;
@@ -84,9 +84,14 @@ async fn duplicate_requests_share_one_job_record_and_entry() {
         let first = t.call(Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None).await;
         assert_eq!(first.status, StatusCode::ACCEPTED, "{first:?}");
         assert_eq!(first.json["status"], "queued");
+        assert_eq!(first.json["kind"], "triage");
+        assert_eq!(first.json["input"], json!({"ticket_id": "T-1", "revision": 1}));
         let job_id = first.json["job_id"].as_str().expect("job id").to_owned();
-        let expected =
-            JobId::for_ticket(&TenantId::parse("acme").expect("t"), &TicketId::parse("T-1").expect("t"), 1);
+        let expected = longhaul_triage::job_id_for_ticket(
+            &TenantId::parse("acme").expect("t"),
+            &TicketId::parse("T-1").expect("t"),
+            1,
+        );
         assert_eq!(job_id, expected.as_str(), "stable id from (tenant, ticket, revision)");
         assert_eq!(
             first.headers.get("location").and_then(|v| v.to_str().ok()),
@@ -107,12 +112,7 @@ async fn duplicate_requests_share_one_job_record_and_entry() {
         let ids: std::collections::HashSet<_> =
             replies.iter().map(|r| r.json["job_id"].as_str().expect("id").to_owned()).collect();
         assert_eq!(ids.len(), 1);
-        let tenant = TenantId::parse("acme").expect("tenant");
-        assert_eq!(
-            t.db.list_jobs(&tenant, None, 10, None).await.expect("list").jobs.len(),
-            2,
-            "one record per revision"
-        );
+        assert_eq!(t.jobs(&JobFilter::default()).await.len(), 2, "one record per revision");
         assert_eq!(t.stream_len().await, 2, "one entry per record");
     })
     .await;
@@ -131,6 +131,19 @@ async fn idempotency_keys_name_jobs() {
     let reused = call(&t.router, Method::POST, "/v1/tickets/T-2/triage", Some(&t.key), None, &headers).await;
     assert_eq!(problem(&reused, StatusCode::UNPROCESSABLE_ENTITY)["errors"][0]["field"], "Idempotency-Key");
     assert_eq!(t.stream_len().await, 1);
+    assert_eq!(t.job_rows().await, 1, "nothing written for the refused request");
+    // The keyed job is a triage job of the first ticket.
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let key = longhaul_core::IdempotencyKey::parse("req-7f3c").expect("key");
+    assert_eq!(a.json["job_id"], longhaul_core::JobId::for_idempotency_key(&tenant, &key).as_str());
+    assert_eq!((&a.json["kind"], &a.json["key"]), (&json!("triage"), &json!("req-7f3c")));
+    assert_eq!(a.json["input"], json!({"ticket_id": "T-1", "revision": 1}));
+    // The ticket moves on: a repeat under the key is still the request it first made.
+    t.ticket(&t.key, "T-1").await; // revision 2
+    let later = call(&t.router, Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None, &headers).await;
+    assert_eq!((later.status, &later.json["job_id"]), (StatusCode::OK, &a.json["job_id"]), "{later:?}");
+    assert_eq!(later.json["input"]["revision"], 1);
+    assert_eq!((t.job_rows().await, t.stream_len().await), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -172,10 +185,10 @@ async fn listing_pages_filters_and_validates() {
     }
     let first = t.call(Method::GET, "/v1/jobs?limit=2", Some(&t.key), None).await;
     assert_eq!(first.json["jobs"].as_array().expect("jobs").len(), 2);
-    assert_eq!(first.json["jobs"][0]["ticket_id"], "T-4", "newest first");
+    assert_eq!(first.json["jobs"][0]["input"]["ticket_id"], "T-4", "newest first");
     let cursor = first.json["next_cursor"].as_str().expect("cursor").to_owned();
     let second = t.call(Method::GET, &format!("/v1/jobs?limit=2&cursor={cursor}"), Some(&t.key), None).await;
-    assert_eq!(second.json["jobs"][0]["ticket_id"], "T-2");
+    assert_eq!(second.json["jobs"][0]["input"]["ticket_id"], "T-2");
     let queued = t.call(Method::GET, "/v1/jobs?status=queued&limit=100", Some(&t.key), None).await;
     assert_eq!(queued.json["jobs"].as_array().expect("jobs").len(), 5);
     assert_eq!(queued.json["next_cursor"], json!(null));

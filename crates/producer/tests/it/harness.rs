@@ -1,19 +1,32 @@
 //! An API on a test database and queue — built by the production start-up path
-//! ([`Application::build`] from flags) — and a small request helper.
+//! ([`Application::build`] from flags, with the shipped kinds of [`startup::builtin`]) — and a
+//! small request helper.
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use clap::Parser as _;
-use longhaul_core::TenantId;
-use longhaul_producer::startup::{Application, Config};
+use longhaul_core::{JobRecord, Registry, TenantId};
+use longhaul_producer::startup::{self, Application, Config};
+use longhaul_producer::{Queues, reconcile_once};
+use longhaul_queue::Queue;
+use longhaul_store::JobFilter;
 pub use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
 use serde_json::Value;
 use tower::ServiceExt;
 
 pub struct TestApp {
     pub db: TestDb,
+    /// The `triage` queue (the fixture's own queue; its key prefix is the test's).
     pub queue: TestQueue,
+    /// The `summarize` queue, under the same prefix.
+    pub summarize: Queue,
+    /// The shipped kinds.
+    pub registry: Registry,
+    /// Their queues, as the producer opens them.
+    pub queues: Queues,
     pub router: Router,
     /// API key of tenant `acme`.
     pub key: String,
@@ -22,11 +35,16 @@ pub struct TestApp {
 impl TestApp {
     pub async fn new(backend: Backend) -> Self {
         let db = TestDb::new(backend).await;
+        // Triage's own tables (the build migrates them too; this keeps the fixture usable without it).
+        longhaul_triage::storage::migrate(&db).await.expect("migrate triage's tables");
         let queue = TestQueue::new(|_| {}).await;
         let (_, key) =
             db.create_tenant(&TenantId::parse("acme").expect("tenant"), "Acme", None).await.expect("tenant");
         let router = build(&db, &queue.url, &queue.prefix, &[]).await.router();
-        Self { db, queue, router, key: key.expose().to_owned() }
+        let registry = startup::builtin().expect("the shipped kinds");
+        let queues = Queues::new(&queue, &registry).expect("the kinds' queues");
+        let summarize = queues.get("summarize").expect("the summarize queue").clone();
+        Self { db, queue, summarize, registry, queues, router, key: key.expose().to_owned() }
     }
 
     /// The same API (database, key prefix) over the Redis at `redis_url` (e.g. one that is down),
@@ -48,8 +66,36 @@ impl TestApp {
         call(&self.router, method, uri, key, body, &[]).await
     }
 
+    /// `POST /v1/jobs` `{kind, input}` as tenant `acme`, with `headers`.
+    pub async fn submit(&self, kind: &str, input: Value, headers: &[(&str, &str)]) -> Reply {
+        let body = serde_json::json!({"kind": kind, "input": input});
+        call(&self.router, Method::POST, "/v1/jobs", Some(&self.key), Some(body), headers).await
+    }
+
+    /// Entries in the `triage` stream.
     pub async fn stream_len(&self) -> u64 {
         self.queue.stats().await.expect("stats").stream_length
+    }
+
+    /// Entries in the `summarize` stream.
+    pub async fn summarize_len(&self) -> u64 {
+        self.summarize.stats().await.expect("stats").stream_length
+    }
+
+    /// Job rows in the database, every tenant's.
+    pub async fn job_rows(&self) -> i64 {
+        count(&self.db, "SELECT COUNT(*) FROM jobs").await
+    }
+
+    /// Tenant `acme`'s jobs matching `filter`, newest first (up to 100).
+    pub async fn jobs(&self, filter: &JobFilter) -> Vec<JobRecord> {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        self.db.list_jobs(&tenant, filter, 100, None).await.expect("list").jobs
+    }
+
+    /// One reconciler pass over every kind's queue.
+    pub async fn reconcile(&self, older_than: Duration) -> usize {
+        reconcile_once(&self.db, &self.registry, &self.queues, older_than).await.expect("reconcile")
     }
 
     /// Creates ticket `id` of the key's tenant.
@@ -66,15 +112,26 @@ impl TestApp {
     }
 }
 
+/// The single value of `sql` (a `COUNT(*)`) on the test database, behind the store's back.
+pub async fn count(db: &TestDb, sql: &'static str) -> i64 {
+    match db.db() {
+        longhaul_store::backend::Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        longhaul_store::backend::Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+    }
+    .expect("count")
+}
+
 /// `producer serve` on `db`, Redis at `redis_url` under key prefix `prefix`, listening on a port
-/// of its own, with `flags` added — built, not running.
+/// of its own, with `flags` added — built with the shipped kinds, not running.
 pub async fn build(db: &TestDb, redis_url: &str, prefix: &str, flags: &[&str]) -> Application {
     let mut args =
         vec!["serve", "--database-url", &db.url, "--redis-url", redis_url, "--queue-prefix", prefix];
     args.extend(["--listen", "127.0.0.1:0"]);
     args.extend(flags);
     let config = Config::try_parse_from(&args).unwrap_or_else(|e| panic!("flags {args:?}: {e}"));
-    Application::build(config).await.expect("build the producer")
+    Application::build(config, startup::builtin().expect("the shipped kinds"))
+        .await
+        .expect("build the producer")
 }
 
 #[derive(Debug)]
@@ -107,7 +164,7 @@ pub async fn call(
     let response = router.clone().oneshot(req).await.expect("infallible router");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20).await.expect("body");
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Reply { status, headers, json }
 }

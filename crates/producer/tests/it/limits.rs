@@ -84,10 +84,14 @@ async fn a_body_over_the_limit_is_refused_before_it_is_read_whole() {
     assert_eq!(problem(&r, StatusCode::UNPROCESSABLE_ENTITY)["errors"][0]["field"], "body");
 
     assert_eq!(
-        t.db.get_ticket(&TenantId::parse("acme").expect("tenant"), &TicketId::parse("T-1").expect("ticket"))
-            .await
-            .expect("read")
-            .map(|x| x.revision),
+        longhaul_triage::storage::get_ticket(
+            &t.db,
+            &TenantId::parse("acme").expect("tenant"),
+            &TicketId::parse("T-1").expect("ticket")
+        )
+        .await
+        .expect("read")
+        .map(|x| x.revision),
         None,
         "nothing was written"
     );

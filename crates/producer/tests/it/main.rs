@@ -1,9 +1,13 @@
-//! Producer tests: handlers through `Router::oneshot`, outages, the reconciler, and one test over
-//! real TCP. Real Redis, PostgreSQL and SQLite.
+//! Producer tests: handlers through `Router::oneshot`, outages, the reconciler, the CLI binary,
+//! and one test over real TCP. Real Redis, PostgreSQL and SQLite.
 
 mod api;
+mod batch;
+mod cli;
 mod harness;
+mod jobs;
 mod limits;
+mod listing;
 mod outages;
 mod partitions;
 mod props;

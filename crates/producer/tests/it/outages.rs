@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
 use longhaul_core::{JobId, JobStatus, TenantId};
-use longhaul_producer::reconcile_once;
+use longhaul_store::JobFilter;
 
 use crate::harness::*;
 
@@ -22,15 +22,14 @@ async fn redis_outage_answers_503_fast_and_the_record_is_reconciled_later() {
     assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
 
     // The pending record was written before the enqueue was tried; no entry exists.
-    let tenant = TenantId::parse("acme").expect("tenant");
-    let jobs = t.db.list_jobs(&tenant, None, 10, None).await.expect("list").jobs;
+    let jobs = t.jobs(&JobFilter::default()).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!((jobs[0].status, jobs[0].attempts), (JobStatus::Queued, 0));
     assert_eq!(t.stream_len().await, 0);
 
     // Redis is back: the reconciler enqueues it, once, however often it runs.
-    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 1);
-    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 0);
+    assert_eq!(t.reconcile(Duration::ZERO).await, 1);
+    assert_eq!(t.reconcile(Duration::ZERO).await, 0);
     assert_eq!(t.stream_len().await, 1);
     // A retried request now sees the existing job.
     let again = t.call(Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None).await;
@@ -79,7 +78,7 @@ async fn a_retry_after_a_503_enqueues_the_recorded_job_at_once() {
         );
     }
     assert_eq!(t.stream_len().await, 1);
-    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 0);
+    assert_eq!(t.reconcile(Duration::ZERO).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -99,15 +98,14 @@ async fn reconciler_restores_jobs_after_redis_loses_the_queue() {
     let _: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("del");
     t.queue.prepare(None).await.expect("group back");
     // Recent records are left alone (their enqueue may be in flight) ...
-    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::from_secs(3600)).await.expect("reconcile"), 0);
+    assert_eq!(t.reconcile(Duration::from_secs(3600)).await, 0);
     // ... older ones are restored, each once, even with several reconcilers at once.
-    let runs = (0..4).map(|_| reconcile_once(&t.db, &t.queue, Duration::ZERO));
-    let restored: usize =
-        futures::future::join_all(runs).await.into_iter().map(|r| r.expect("reconcile")).sum();
+    let runs = (0..4).map(|_| t.reconcile(Duration::ZERO));
+    let restored: usize = futures::future::join_all(runs).await.into_iter().sum();
     assert_eq!(restored, 3);
     assert_eq!(t.stream_len().await, 3);
     for i in 0..3 {
-        let job = JobId::for_ticket(
+        let job = longhaul_triage::job_id_for_ticket(
             &TenantId::parse("acme").expect("t"),
             &longhaul_core::TicketId::parse(format!("T-{i}")).expect("t"),
             1,
@@ -152,7 +150,8 @@ async fn a_lost_retry_is_restored_with_its_backoff() {
     let r = t.call(Method::POST, "/v1/tickets/T-1/triage", Some(&t.key), None).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let tenant = TenantId::parse("acme").expect("tenant");
-    let job = JobId::for_ticket(&tenant, &longhaul_core::TicketId::parse("T-1").expect("t"), 1);
+    let job =
+        longhaul_triage::job_id_for_ticket(&tenant, &longhaul_core::TicketId::parse("T-1").expect("t"), 1);
     // Attempt 1 failed and its retry is due in an hour; then Redis loses the queue's keys.
     let due = chrono::Utc::now() + chrono::Duration::hours(1);
     let due = due - chrono::Duration::nanoseconds(i64::from(due.timestamp_subsec_nanos() % 1_000_000));
@@ -174,8 +173,8 @@ async fn a_lost_retry_is_restored_with_its_backoff() {
     let _: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.expect("del");
     t.queue.prepare(None).await.expect("group back");
 
-    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 1);
-    assert_eq!(reconcile_once(&t.db, &t.queue, Duration::ZERO).await.expect("reconcile"), 0, "once");
+    assert_eq!(t.reconcile(Duration::ZERO).await, 1);
+    assert_eq!(t.reconcile(Duration::ZERO).await, 0, "once");
     // Not in the stream (that would skip the backoff) but in the delayed set, due when the record says.
     assert_eq!(t.stream_len().await, 0);
     let delayed: Vec<(String, f64)> = redis::cmd("ZRANGE")
@@ -191,4 +190,52 @@ async fn a_lost_retry_is_restored_with_its_backoff() {
     let fields: Vec<String> = serde_json::from_str(&delayed[0].0).expect("entry fields");
     let field = |name: &str| fields.chunks(2).find(|kv| kv[0] == name).map(|kv| kv[1].clone());
     assert_eq!((field("j"), field("a")), (Some(job.to_string()), Some("2".to_owned())), "{fields:?}");
+}
+
+/// `POST /v1/jobs` while Redis is down: 503 with `Retry-After`, the record stays queued, and the
+/// reconciler enqueues it into its kind's queue once Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_submitted_while_redis_is_down_is_reconciled_into_its_kinds_queue() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let t = TestApp::new(backend).await;
+        let down = t.with_redis("redis://127.0.0.1:1", &[]).await;
+        let input = serde_json::json!({"document_id": "doc-1", "text": "Queued while Redis was down."});
+        let body = serde_json::json!({"kind": "summarize", "input": input});
+        let started = Instant::now();
+        let r = call(&down, Method::POST, "/v1/jobs", Some(&t.key), Some(body.clone()), &[]).await;
+        assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
+        assert_eq!(problem(&r, StatusCode::SERVICE_UNAVAILABLE)["retryable"], true);
+        assert_eq!(r.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("2"));
+        // A batch item is told the same, and its record is kept too.
+        let other = serde_json::json!({"document_id": "doc-2", "text": "Also queued while Redis was down."});
+        let batch = serde_json::json!({"jobs": [{"kind": "summarize", "input": other}]});
+        let r = call(&down, Method::POST, "/v1/jobs/batch", Some(&t.key), Some(batch), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let item = &r.json["results"][0];
+        assert_eq!(
+            (&item["status"], &item["error"]["retryable"]),
+            (&serde_json::json!(503), &serde_json::json!(true))
+        );
+
+        let jobs = t.jobs(&JobFilter::default()).await;
+        assert_eq!(jobs.len(), 2);
+        for job in &jobs {
+            assert_eq!((job.kind.as_str(), job.status, job.attempts), ("summarize", JobStatus::Queued, 0));
+        }
+        assert_eq!((t.summarize_len().await, t.stream_len().await), (0, 0));
+
+        // Redis is back: each is enqueued once, into the summarize stream.
+        assert_eq!(t.reconcile(Duration::ZERO).await, 2);
+        assert_eq!(t.reconcile(Duration::ZERO).await, 0);
+        assert_eq!((t.summarize_len().await, t.stream_len().await), (2, 0));
+        for job in &jobs {
+            assert!(t.summarize.has_trace(&job.job_id).await.expect("trace"));
+            assert!(!t.queue.has_trace(&job.job_id).await.expect("trace"), "not in the triage queue");
+        }
+        // The client's retry finds the job.
+        let again = call(&t.router, Method::POST, "/v1/jobs", Some(&t.key), Some(body), &[]).await;
+        assert_eq!(again.status, StatusCode::OK, "{again:?}");
+        assert!(jobs.iter().any(|j| again.json["job_id"] == j.job_id.as_str()));
+        assert_eq!(t.summarize_len().await, 2);
+    }
 }

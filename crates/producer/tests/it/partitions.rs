@@ -1,18 +1,18 @@
-//! A partitioned queue on the Redis Cluster: the API sends each job to its ticket's partition, and
+//! A partitioned queue on the Redis Cluster: the API sends each job to its job id's partition, and
 //! the reconciler restores lost entries into the same partition.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use longhaul_core::{JobId, TenantId, TicketId};
-use longhaul_producer::reconcile_once;
+use longhaul_core::{TenantId, TicketId};
+use longhaul_producer::{Queues, reconcile_once};
 use longhaul_queue::partition_name;
 
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn jobs_go_to_their_tickets_partition_and_are_reconciled_there() {
+async fn jobs_go_to_their_partition_and_are_reconciled_there() {
     let db = TestDb::new(Backend::Sqlite).await;
     let q = TestQueue::cluster(|c| c.partitions = 3).await;
     let partitions = q.partitions().expect("partitions");
@@ -33,9 +33,11 @@ async fn jobs_go_to_their_tickets_partition_and_are_reconciled_there() {
         let r =
             call(&router, Method::POST, &format!("/v1/tickets/{ticket}/triage"), Some(&key), None, &[]).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
-        *expected.entry(partition_name("triage", 3, &ticket)).or_default() += 1;
+        let job = longhaul_triage::job_id_for_ticket(&tenant, &TicketId::parse(&ticket).expect("ticket"), 1);
+        assert_eq!(r.json["job_id"], job.as_str());
+        *expected.entry(partition_name("triage", 3, job.as_str())).or_default() += 1;
     }
-    assert!(expected.len() >= 2, "12 tickets over 3 partitions: {expected:?}");
+    assert!(expected.len() >= 2, "12 jobs over 3 partitions: {expected:?}");
     let lengths = async || -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for p in &partitions {
@@ -46,7 +48,7 @@ async fn jobs_go_to_their_tickets_partition_and_are_reconciled_there() {
         }
         out
     };
-    assert_eq!(lengths().await, expected, "each job in its ticket's partition");
+    assert_eq!(lengths().await, expected, "each job in its job id's partition");
     assert_eq!(q.stats().await.expect("stats").stream_length, 0, "nothing in the unsplit queue");
 
     // One partition loses its keys; the reconciler restores exactly its jobs, into it.
@@ -61,12 +63,14 @@ async fn jobs_go_to_their_tickets_partition_and_are_reconciled_there() {
     for p in &partitions {
         p.prepare(None).await.expect("groups back");
     }
-    let restored = reconcile_once(&db, &q, Duration::ZERO).await.expect("reconcile");
+    let registry = longhaul_producer::startup::builtin().expect("kinds");
+    let queues = Queues::new(&q, &registry).expect("queues");
+    let restored = reconcile_once(&db, &registry, &queues, Duration::ZERO).await.expect("reconcile");
     assert_eq!(restored as u64, expected[&lost]);
     assert_eq!(lengths().await, expected);
     for i in 0..12 {
         let ticket = TicketId::parse(format!("T-{i}")).expect("ticket");
-        let job = JobId::for_ticket(&tenant, &ticket, 1);
-        assert!(q.route(ticket.as_str()).expect("route").has_trace(&job).await.expect("trace"));
+        let job = longhaul_triage::job_id_for_ticket(&tenant, &ticket, 1);
+        assert!(q.route(job.as_str()).expect("route").has_trace(&job).await.expect("trace"));
     }
 }

@@ -1,17 +1,15 @@
 //! Shared by the queue benchmarks: settings from the environment, the benchmark's job entries, and
 //! the `completed` events a benchmark worker appends when it finishes a batch.
 
-use longhaul_core::{JobId, TenantId, TicketId};
+use longhaul_core::{JobId, JobKey, TenantId};
 use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
 
-/// The entry of ticket `T-<i>` of `tenant`, revision 1, first attempt, enqueued now.
+/// The entry of job `T-<i>` of kind `bench` of `tenant`, first attempt, enqueued now.
 pub fn entry(tenant: &TenantId, i: usize) -> JobEntry {
-    let ticket = TicketId::parse(format!("T-{i}")).expect("ticket");
     JobEntry {
-        job_id: JobId::for_ticket(tenant, &ticket, 1),
+        job_id: JobId::derive(tenant, "bench", &JobKey::Derived(format!("T-{i}"))),
         tenant_id: tenant.clone(),
-        ticket_id: ticket,
-        ticket_revision: 1,
+        kind: Some("bench".into()),
         attempt: 1,
         enqueued_at_ms: now_ms(),
         traceparent: None,

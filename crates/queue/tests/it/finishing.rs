@@ -135,7 +135,7 @@ async fn poison_entry_is_dead_lettered_and_the_consumer_continues() {
     let mut c = q.consumer("w").expect("consumer");
     let got = c.fetch(10, NO_WAIT).await.expect("fetch");
     assert_eq!(got.len(), 1, "only the valid entry is handed out");
-    assert_eq!(got[0].entry.ticket_id.as_str(), "T-good");
+    assert_eq!(got[0].entry.job_id, longhaul_testkit::test_job_id("T-good"));
 
     let dead: redis::streams::StreamRangeReply = conn.xrange_all(q.keys().dead()).await.expect("xrange");
     assert_eq!(dead.ids.len(), 1);
@@ -237,8 +237,8 @@ async fn finish_batch_takes_new_entries_for_the_freed_capacity() {
         .collect();
     let (acked, next) = q.finish_batch(&items, "w", 2).await.expect("finish and take");
     assert_eq!(acked, 2);
-    let tickets: Vec<_> = next.iter().map(|d| d.entry.ticket_id.as_str().to_owned()).collect();
-    assert_eq!(tickets, ["T-2", "T-3"]);
+    let jobs: Vec<_> = next.iter().map(|d| d.entry.job_id.clone()).collect();
+    assert_eq!(jobs, [longhaul_testkit::test_job_id("T-2"), longhaul_testkit::test_job_id("T-3")]);
     let stats = q.stats().await.expect("stats");
     assert_eq!((stats.stream_length, stats.pending, stats.events_length), (3, 2, 2));
 

@@ -235,7 +235,7 @@ async fn restarted_consumer_takes_back_its_own_pending_entries_first() {
     // Then the new entry.
     let new = restarted.fetch(10, NO_WAIT).await.expect("fetch new");
     assert_eq!(new.len(), 1);
-    assert_eq!(new[0].entry.ticket_id.as_str(), "T-2");
+    assert_eq!(new[0].entry.job_id, longhaul_testkit::test_job_id("T-2"));
 }
 
 #[tokio::test]

@@ -116,7 +116,7 @@ async fn readers_recreate_a_consumer_group_redis_lost() {
     assert!(q.enqueue(&entry("T-lost")).await.expect("enqueue"), "a new entry");
     let got = consumer.fetch(10, Duration::from_millis(100)).await.expect("fetch after NOGROUP");
     assert_eq!(got.len(), 1, "the re-enqueued entry is delivered");
-    assert_eq!(got[0].entry.ticket_id.as_str(), "T-lost");
+    assert_eq!(got[0].entry.job_id, longhaul_testkit::test_job_id("T-lost"));
     let read = events.read(10, Duration::from_millis(100)).await.expect("read after NOGROUP");
     assert!(read.is_empty(), "no events yet, and no error");
 }

@@ -1,5 +1,6 @@
-//! Job records: create-pending-or-return-existing, the fenced status writes of the core status
-//! machine, and tenant-scoped reads with keyset pagination.
+//! Job records of every kind: create-pending-or-return-existing, the fenced status writes of the
+//! core status machine, and tenant-scoped reads with filtered keyset pagination. A record carries
+//! its kind, key and input as the producer recorded them; the store reads none of them.
 //!
 //! Each status write is one guarded statement whose `WHERE` clause is the core rule for that
 //! transition (see `longhaul_core::record`; each `.sql` file names its rule), plus its audit row in
@@ -31,8 +32,8 @@ mod write;
 pub use write::AttemptFailure;
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{JobId, JobRecord, Lease, Progress, TenantId, TransitionError};
-use serde_json::Value;
+use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId, TransitionError};
+use serde_json::{Value, json};
 
 /// The largest page [`Store::list_jobs`](crate::Store::list_jobs) returns, and so the largest the
 /// API's `GET /v1/jobs` accepts.
@@ -63,6 +64,22 @@ impl WriteOutcome {
             Self::Refused { .. } => None,
         }
     }
+}
+
+/// Which of a tenant's jobs [`Store::list_jobs`](crate::Store::list_jobs) lists: those matching
+/// every filter set (`None`: any). The default lists them all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs of this kind.
+    pub kind: Option<String>,
+    /// Only jobs in this status.
+    pub status: Option<JobStatus>,
+    /// Only jobs whose last failure is of this class (a failed job, or one waiting for a retry).
+    pub error_class: Option<ErrorClass>,
+    /// Only jobs created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this time.
+    pub created_before: Option<DateTime<Utc>>,
 }
 
 /// One page of [`Store::list_jobs`](crate::Store::list_jobs), newest first.
@@ -133,4 +150,10 @@ impl Write {
             Self::Complete { attempt, output, .. } => record.complete(*attempt, output.clone(), now),
         }
     }
+}
+
+/// The detail of a pending record's `enqueued` and `duplicate_enqueue` audit rows: the request's
+/// kind and key (the record holds its input).
+fn enqueue_detail(r: &JobRecord) -> Value {
+    json!({ "kind": r.kind, "key": r.key })
 }

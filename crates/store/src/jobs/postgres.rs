@@ -6,16 +6,15 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use longhaul_core::JobRecord;
-use serde_json::json;
 use sqlx::types::Json;
 use sqlx::{PgPool, Postgres};
 
 use super::row::{JobRow, to_i32};
-use super::{ProgressWrite, Write};
+use super::{ProgressWrite, Write, enqueue_detail};
 use crate::StoreError;
 use crate::backend::Handle;
 
-/// `$1` jobs, `$2` tenants, `$3` tickets, `$4` revisions, `$5` max attempts, `$6` time.
+/// `$1` jobs, `$2` tenants, `$3` kinds, `$4` keys, `$5` inputs, `$6` max attempts, `$7` time.
 const CREATE_MANY: &str = include_str!("../../sql/postgres/jobs/create_many.sql");
 /// `$1` job ids.
 const SELECT_MANY: &str = include_str!("../../sql/postgres/jobs/select_many.sql");
@@ -40,10 +39,9 @@ pub(super) async fn create_pending(
     let inserted: Vec<JobRow> = sqlx::query_as(CREATE_MANY)
         .bind(column(|r| r.job_id.as_str()))
         .bind(column(|r| r.tenant_id.as_str()))
-        .bind(column(|r| r.ticket_id.as_str()))
-        .bind(
-            records.iter().map(|r| i64::try_from(r.ticket_revision).unwrap_or(i64::MAX)).collect::<Vec<_>>(),
-        )
+        .bind(column(|r| r.kind.as_str()))
+        .bind(records.iter().map(|r| r.key.as_deref()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| Json(&r.input)).collect::<Vec<_>>())
         .bind(records.iter().map(|r| to_i32(r.max_attempts)).collect::<Vec<_>>())
         .bind(now)
         .fetch_all(&mut *tx)
@@ -76,12 +74,7 @@ pub(super) async fn create_pending(
         sqlx::query(AUDIT_DUPLICATES)
             .bind(duplicates.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
             .bind(&ids)
-            .bind(
-                duplicates
-                    .iter()
-                    .map(|r| Json(json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision })))
-                    .collect::<Vec<_>>(),
-            )
+            .bind(duplicates.iter().map(|r| Json(enqueue_detail(r))).collect::<Vec<_>>())
             .bind(now)
             .execute(&mut *tx)
             .await?;

@@ -1,11 +1,11 @@
 //! Reading job records: one job (scoped by tenant), its owner (integrity checks only), the
-//! reconciler's scan of stale live jobs, and a tenant's jobs in keyset pages.
+//! reconciler's scan of stale live jobs, and a tenant's jobs in filtered keyset pages.
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{JobId, JobRecord, JobStatus, TenantId};
+use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, TenantId};
 
 use super::row::{JobRow, PagedJobRow, corrupt};
-use super::{JobPage, MAX_PAGE_SIZE};
+use super::{JobFilter, JobPage, MAX_PAGE_SIZE};
 use crate::backend::{Arg, Session};
 use crate::{Store, StoreError};
 
@@ -13,6 +13,7 @@ use crate::{Store, StoreError};
 const SELECT: &str = include_str!("../../sql/common/jobs/select.sql");
 const SELECT_OWNER: &str = include_str!("../../sql/common/jobs/select_owner.sql");
 const SELECT_STALE_LIVE: &str = include_str!("../../sql/common/jobs/select_stale_live.sql");
+/// `$1` tenant, `$2` seq to start below, `$3` limit, `$4`–`$8` the filters.
 const SELECT_PAGE: &str = include_str!("../../sql/common/jobs/select_page.sql");
 
 /// The record of `job` of `tenant`, read in `session` (inside a write's transaction, say).
@@ -61,15 +62,17 @@ impl Store {
         rows.into_iter().map(|r| Ok((r.seq, JobRecord::try_from(r.job)?))).collect()
     }
 
-    /// Lists `tenant`'s jobs, newest first, optionally only those in `status`. `limit` is clamped to
-    /// 1..=[`MAX_PAGE_SIZE`]; `cursor` is a previous page's `next_cursor`.
+    /// Lists `tenant`'s jobs matching `filter`, newest first (by creation order, `seq`). `limit`
+    /// is clamped to 1..=[`MAX_PAGE_SIZE`]; `cursor` is a previous page's `next_cursor`, and the
+    /// pages that follow it hold exactly the matching jobs created before that page's last one,
+    /// whatever was created since. Pass the same filter with a cursor as for the page it came from.
     ///
     /// # Errors
     /// [`StoreError::InvalidCursor`] for a cursor this store did not issue; [`StoreError::Database`].
     pub async fn list_jobs(
         &self,
         tenant: &TenantId,
-        status: Option<JobStatus>,
+        filter: &JobFilter,
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<JobPage, StoreError> {
@@ -82,13 +85,17 @@ impl Store {
                 .ok_or_else(|| StoreError::InvalidCursor(c.to_owned()))?,
         };
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let args: [Arg<'_>; 4] = [
+        let args: [Arg<'_>; 8] = [
             tenant.as_str().into(),
-            status.map(JobStatus::as_str).into(),
             after.into(),
             (i64::from(limit) + 1).into(),
+            filter.kind.as_deref().into(),
+            filter.status.map(JobStatus::as_str).into(),
+            filter.error_class.map(ErrorClass::as_str).into(),
+            filter.created_after.into(),
+            filter.created_before.into(),
         ];
-        let rows: Vec<PagedJobRow> = self.db.fetch_all(SELECT_PAGE, &args).await?;
+        let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(SELECT_PAGE, &args).await?;
         let more = rows.len() > limit as usize;
         let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
         let mut last_seq = None;

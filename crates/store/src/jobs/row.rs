@@ -2,7 +2,7 @@
 //! [`JobRecord`] — written once for every statement that returns records.
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId, TicketId};
+use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId};
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -13,8 +13,9 @@ use crate::StoreError;
 pub(super) struct JobRow {
     pub(super) job_id: String,
     tenant_id: String,
-    ticket_id: String,
-    ticket_revision: i64,
+    kind: String,
+    job_key: Option<String>,
+    input: Json<Value>,
     status: String,
     stage: Option<String>,
     progress: i32,
@@ -61,9 +62,9 @@ impl TryFrom<JobRow> for JobRecord {
         Ok(JobRecord {
             job_id: JobId::parse(r.job_id).map_err(corrupt)?,
             tenant_id: TenantId::parse(r.tenant_id).map_err(corrupt)?,
-            ticket_id: TicketId::parse(r.ticket_id).map_err(corrupt)?,
-            ticket_revision: u64::try_from(r.ticket_revision)
-                .map_err(|_| corrupt(format!("ticket_revision = {}", r.ticket_revision)))?,
+            kind: r.kind,
+            key: r.job_key,
+            input: r.input.0,
             status: JobStatus::parse(&r.status).map_err(corrupt)?,
             stage: r.stage,
             progress: Progress::new(percent).map_err(corrupt)?,

@@ -7,11 +7,11 @@ use serde_json::json;
 
 use super::read::select;
 use super::row::{JobRow, to_i32};
-use super::{ProgressWrite, Write};
+use super::{ProgressWrite, Write, enqueue_detail};
 use crate::backend::{Arg, Db};
 use crate::{StoreError, audit};
 
-/// `$1` job, `$2` tenant, `$3` ticket, `$4` revision, `$5` status, `$6` max attempts, `$7` time.
+/// `$1` job, `$2` tenant, `$3` kind, `$4` key, `$5` input, `$6` status, `$7` max attempts, `$8` time.
 const CREATE: &str = include_str!("../../sql/sqlite/jobs/create.sql");
 /// `$1` job, `$2` tenant, `$3` attempt, `$4` stage, `$5` percent, `$6` time.
 const PROGRESS: &str = include_str!("../../sql/sqlite/jobs/progress.sql");
@@ -32,11 +32,12 @@ pub(super) async fn create_pending(
     let mut out: Vec<Option<(JobRecord, bool)>> = (0..records.len()).map(|_| None).collect();
     for &i in &order {
         let r = &records[i];
-        let args: [Arg<'_>; 7] = [
+        let args: [Arg<'_>; 8] = [
             r.job_id.as_str().into(),
             r.tenant_id.as_str().into(),
-            r.ticket_id.as_str().into(),
-            i64::try_from(r.ticket_revision).unwrap_or(i64::MAX).into(),
+            r.kind.as_str().into(),
+            r.key.as_deref().into(),
+            (&r.input).into(),
             JobStatus::Queued.as_str().into(),
             to_i32(r.max_attempts).into(),
             r.created_at.into(),
@@ -49,8 +50,8 @@ pub(super) async fn create_pending(
             }
         };
         let action = if created { "enqueued" } else { "duplicate_enqueue" };
-        let detail = json!({ "ticket_id": r.ticket_id, "ticket_revision": r.ticket_revision });
-        audit::append(&mut tx, &r.tenant_id, Some(&r.job_id), action, &detail, r.created_at).await?;
+        audit::append(&mut tx, &r.tenant_id, Some(&r.job_id), action, &enqueue_detail(r), r.created_at)
+            .await?;
         out[i] = Some((row.try_into()?, created));
     }
     tx.commit().await?;

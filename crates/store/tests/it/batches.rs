@@ -2,7 +2,7 @@
 //! progress, starts and completions of many jobs — each fenced like its single form.
 
 use longhaul_core::{JobStatus, Progress, TransitionError};
-use longhaul_store::{Store, WriteOutcome};
+use longhaul_store::{JobFilter, Store, WriteOutcome};
 use serde_json::json;
 
 use crate::harness::{applied, conformance, lease, setup_job};
@@ -78,7 +78,10 @@ conformance!(pending_records_of_many_requests_in_one_transaction, |store: Store|
     let results = store.create_pending_many(vec![b.clone(), a.clone(), a.clone()]).await.expect("batch");
     let summary: Vec<_> = results.iter().map(|(r, created)| (r.job_id.clone(), *created)).collect();
     assert_eq!(summary, [(b.job_id.clone(), false), (a.job_id.clone(), true), (a.job_id.clone(), false)]);
-    assert_eq!(store.list_jobs(&a.tenant_id, None, 10, None).await.expect("list").jobs.len(), 2);
+    assert_eq!(
+        store.list_jobs(&a.tenant_id, &JobFilter::default(), 10, None).await.expect("list").jobs.len(),
+        2
+    );
 });
 
 conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Store| async move {
@@ -96,7 +99,7 @@ conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Stor
         store.create_pending(j.clone()).await.expect("create");
     }
     // Started by deliveries of entries "0-…"; d's attempt 1 taken over by a later delivery.
-    let first = |j: &longhaul_core::NewJob, delivery| lease(&format!("0-{}", j.ticket_id), delivery);
+    let first = |j: &longhaul_core::NewJob, delivery| lease(&format!("0-{}", j.key), delivery);
     for j in [b, c, d, e, f] {
         applied(store.start_next(&j.tenant_id, &j.job_id, first(j, 1), 1).await.expect("start 1"));
     }
@@ -107,14 +110,14 @@ conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Stor
     let next = |j: &longhaul_core::NewJob, entry_attempt| Write::StartNext {
         tenant: j.tenant_id.clone(),
         job: j.job_id.clone(),
-        lease: lease(&format!("1-{}", j.ticket_id), 1),
+        lease: lease(&format!("1-{}", j.key), 1),
         entry_attempt,
     };
     let complete = |j: &longhaul_core::NewJob, attempt| Write::Complete {
         tenant: j.tenant_id.clone(),
         job: j.job_id.clone(),
         attempt,
-        output: json!({"job": j.ticket_id}),
+        output: json!({"job": j.key}),
     };
     let writes =
         [next(a, 1), next(b, 2), complete(c, 1), complete(d, 1), next(e, 2), next(f, 2), next(&missing, 1)];
@@ -179,7 +182,7 @@ conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Stor
     assert_eq!(
         audit(a).await,
         [
-            ("enqueued".to_owned(), json!({"ticket_id": "T-ba", "ticket_revision": 1})),
+            ("enqueued".to_owned(), json!({"kind": "test", "key": "T-ba"})),
             ("started".to_owned(), json!({"attempt": 1}))
         ]
     );
@@ -262,7 +265,7 @@ conformance!(
     in_a_batch_the_first_request_for_an_id_writes_the_record_it_is_told_it_created,
     |store: Store| async move {
         use longhaul_core::{IdempotencyKey, JobId, NewJob};
-        // Requests sharing an idempotency key share a job id, whatever ticket they name. Mixed with
+        // Requests sharing an idempotency key share a job id, whatever input they carry. Mixed with
         // other requests in a batch large enough for the database to sort it, the creator (the first
         // request for the id) must get the record written from its own request.
         let mut batch = Vec::new();
@@ -279,8 +282,12 @@ conformance!(
         for (request, (record, created)) in batch.iter().zip(&results) {
             let first_for_id = batch.iter().position(|r| r.job_id == request.job_id).expect("present");
             let creator = &batch[first_for_id];
-            assert_eq!(*created, std::ptr::eq(request, creator), "{}", request.ticket_id);
-            assert_eq!(record.ticket_id, creator.ticket_id, "the stored record is the creator's request");
+            assert_eq!(*created, std::ptr::eq(request, creator), "{}", request.key);
+            assert_eq!(
+                (&record.key, &record.input),
+                (&Some(creator.key.clone()), &creator.input),
+                "the stored record is the creator's request"
+            );
         }
     }
 );

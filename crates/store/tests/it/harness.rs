@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use longhaul_core::{JobId, JobRecord, Lease, NewJob, TenantId, TicketId};
+use longhaul_core::{JobId, JobKey, JobRecord, Lease, NewJob, TenantId};
 use longhaul_store::{Store, WriteOutcome};
 
 pub use longhaul_testkit::Backend as Kind;
@@ -45,22 +45,33 @@ pub fn tenant(s: &str) -> TenantId {
     TenantId::parse(s).expect("tenant id")
 }
 
-pub fn ticket(s: &str) -> TicketId {
-    TicketId::parse(s).expect("ticket id")
+/// The kind of the jobs [`setup_job`] makes.
+pub const KIND: &str = "test";
+
+/// Creates `tenant` and returns a pending-job request of kind [`KIND`] keyed `key`.
+pub async fn setup_job(store: &Store, tenant_id: &str, key: &str, max_attempts: u32) -> NewJob {
+    setup_job_of(store, tenant_id, KIND, key, max_attempts).await
 }
 
-/// Creates `tenant` and returns a pending-job request for `ticket` revision 1.
-pub async fn setup_job(store: &Store, tenant_id: &str, ticket_id: &str, max_attempts: u32) -> NewJob {
+/// Creates `tenant` and returns a pending-job request of kind `kind` keyed `key`, whose input
+/// names the key.
+pub async fn setup_job_of(
+    store: &Store,
+    tenant_id: &str,
+    kind: &str,
+    key: &str,
+    max_attempts: u32,
+) -> NewJob {
     let t = tenant(tenant_id);
     if store.get_tenant(&t).await.expect("get tenant").is_none() {
         store.create_tenant(&t, tenant_id, None).await.expect("create tenant");
     }
-    let k = ticket(ticket_id);
     NewJob {
-        job_id: JobId::for_ticket(&t, &k, 1),
+        job_id: JobId::derive(&t, kind, &JobKey::Derived(key.to_owned())),
         tenant_id: t,
-        ticket_id: k,
-        ticket_revision: 1,
+        kind: kind.to_owned(),
+        key: key.to_owned(),
+        input: serde_json::json!({ "key": key, "n": [1, 2.5, null, {"deep": true}] }),
         max_attempts,
     }
 }

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use longhaul_core::{ErrorClass, JobStatus, Progress, TransitionError};
-use longhaul_store::{AttemptFailure, Store, WriteOutcome};
+use longhaul_store::{AttemptFailure, JobFilter, Store, WriteOutcome};
 use serde_json::json;
 
 use crate::harness::{applied, conformance, lease, setup_job, tenant};
@@ -14,6 +14,8 @@ conformance!(create_pending_returns_existing, |store: Store| async move {
     assert!(created);
     assert_eq!(first.status, JobStatus::Queued);
     assert_eq!((first.attempts, first.max_attempts, first.progress), (0, 3, Progress::ZERO));
+    // The kind, key and input come back as the producer gave them.
+    assert_eq!((first.kind.as_str(), first.key.as_deref(), &first.input), ("test", Some("T-1"), &job.input));
 
     let (again, created) = store.create_pending(job.clone()).await.expect("duplicate");
     assert!(!created);
@@ -44,7 +46,7 @@ conformance!(fifty_concurrent_creates_make_one_row, |store: Store| async move {
     }
     assert_eq!(created, 1, "exactly one caller creates the row");
     assert!(records.iter().all(|r| r == &records[0]), "every caller gets the same record");
-    let page = store.list_jobs(&job.tenant_id, None, 100, None).await.expect("list");
+    let page = store.list_jobs(&job.tenant_id, &JobFilter::default(), 100, None).await.expect("list");
     assert_eq!(page.jobs.len(), 1, "one row in storage");
     let audit = store.job_audit(&job.tenant_id, &job.job_id).await.expect("audit");
     assert_eq!(audit.iter().filter(|a| a.action == "enqueued").count(), 1);
@@ -152,7 +154,7 @@ conformance!(fail_paths_and_alert_audit, |store: Store| async move {
             .fail(
                 &invalid.tenant_id,
                 &invalid.job_id,
-                AttemptFailure::new(1, ErrorClass::Invalid, "ticket T-invalid does not exist"),
+                AttemptFailure::new(1, ErrorClass::Invalid, "the input names no document"),
             )
             .await
             .expect("fail"),
@@ -204,10 +206,12 @@ conformance!(tenants_never_see_each_other, |store: Store| async move {
     let a = setup_job(&store, "tenant-a", "T-1", 3).await;
     let b = setup_job(&store, "tenant-b", "T-1", 3).await;
     store.create_pending(a.clone()).await.expect("create a");
-    assert_ne!(a.job_id, b.job_id, "same ticket id, different tenants, different jobs");
+    assert_ne!(a.job_id, b.job_id, "same key, different tenants, different jobs");
 
     assert_eq!(store.get_job(&b.tenant_id, &a.job_id).await.expect("get"), None);
-    assert!(store.list_jobs(&b.tenant_id, None, 10, None).await.expect("list").jobs.is_empty());
+    assert!(
+        store.list_jobs(&b.tenant_id, &JobFilter::default(), 10, None).await.expect("list").jobs.is_empty()
+    );
     let err =
         store.start_next(&b.tenant_id, &a.job_id, lease("1-0", 1), 1).await.expect_err("cross-tenant write");
     assert!(matches!(err, longhaul_store::StoreError::NotFound("job")), "{err}");
@@ -233,7 +237,7 @@ conformance!(keyset_pagination, |store: Store| async move {
     let mut cursor = None;
     let mut sizes = Vec::new();
     loop {
-        let page = store.list_jobs(&t, None, 3, cursor.as_deref()).await.expect("page");
+        let page = store.list_jobs(&t, &JobFilter::default(), 3, cursor.as_deref()).await.expect("page");
         sizes.push(page.jobs.len());
         seen.extend(page.jobs.into_iter().map(|j| j.job_id));
         match page.next_cursor {
@@ -245,15 +249,16 @@ conformance!(keyset_pagination, |store: Store| async move {
     let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
 
-    let queued = store.list_jobs(&t, Some(JobStatus::Queued), 100, None).await.expect("queued");
+    let status = |s| JobFilter { status: Some(s), ..JobFilter::default() };
+    let queued = store.list_jobs(&t, &status(JobStatus::Queued), 100, None).await.expect("queued");
     assert_eq!(queued.jobs.len(), 5);
     assert!(queued.jobs.iter().all(|j| j.status == JobStatus::Queued));
     assert_eq!(queued.next_cursor, None);
-    let completed = store.list_jobs(&t, Some(JobStatus::Completed), 100, None).await.expect("completed");
+    let completed = store.list_jobs(&t, &status(JobStatus::Completed), 100, None).await.expect("completed");
     assert_eq!(completed.jobs.len(), 2);
 
     for bad in ["abc", "-1", "0", ""] {
-        let err = store.list_jobs(&t, None, 3, Some(bad)).await.expect_err("bad cursor");
+        let err = store.list_jobs(&t, &JobFilter::default(), 3, Some(bad)).await.expect_err("bad cursor");
         assert!(matches!(&err, longhaul_store::StoreError::InvalidCursor(c) if c == bad), "{err:?}");
         assert!(err.to_string().contains("invalid cursor"), "{err}");
     }

@@ -1,20 +1,35 @@
 //! The SQL guards agree with the core status machine: random writes go through the store — the
-//! batched forms production runs, several jobs and kinds of write per batch, and the single forms
-//! of the writes that are never batched — and through the core rules on a model of each record;
-//! both must agree on every outcome and on the records that result.
+//! batched forms production runs, several jobs (of several kinds) and kinds of write per batch, and
+//! the single forms of the writes that are never batched — and through the core rules on a model of
+//! each record; both must agree on every outcome and on the records that result, the kind, key and
+//! input every write returns included.
 
 use chrono::Utc;
 use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId, TransitionError};
 use longhaul_store::{AttemptFailure, ProgressWrite, Store, Write, WriteOutcome};
 use serde_json::{Value, json};
 
-use crate::harness::{conformance, lease, setup_job};
+use crate::harness::{conformance, lease, setup_job_of};
 
-/// What a write decides about a record (timestamps aside: the store takes its own clock).
-type Key = (JobStatus, u32, Option<String>, Progress, Option<Value>, Option<ErrorClass>, Option<Lease>);
+/// What a write decides about a record, and what it must keep (timestamps aside: the store takes
+/// its own clock).
+type Key = (
+    (String, Option<String>, Value),
+    (JobStatus, u32, Option<String>, Progress, Option<Value>, Option<ErrorClass>, Option<Lease>),
+);
 
 fn key(r: &JobRecord) -> Key {
-    (r.status, r.attempts, r.stage.clone(), r.progress, r.output.clone(), r.error_class, r.lease.clone())
+    (
+        (r.kind.clone(), r.key.clone(), r.input.clone()),
+        (r.status, r.attempts, r.stage.clone(), r.progress, r.output.clone(), r.error_class, r.lease.clone()),
+    )
+}
+
+/// The `n`th job of the walk: of one of two kinds, with an input of its own.
+async fn new_job(store: &Store, n: u32) -> longhaul_core::NewJob {
+    let kind = ["model-a", "model-b"][n as usize % 2];
+    let job = setup_job_of(store, "model", kind, &format!("T-{n}"), 3).await;
+    longhaul_core::NewJob { input: json!({ "n": n, "kind": kind, "text": "é\u{1F600}" }), ..job }
 }
 
 /// A deterministic pseudo-random source: `next(n)` is in `0..n`.
@@ -45,7 +60,7 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
     let mut models: Vec<JobRecord> = Vec::new();
     let mut created = 0;
     for _ in 0..6 {
-        let job = setup_job(&store, "model", &format!("T-{created}"), 3).await;
+        let job = new_job(&store, created).await;
         created += 1;
         jobs.push((job.tenant_id.clone(), job.job_id.clone()));
         models.push(store.create_pending(job).await.expect("create").0);
@@ -57,7 +72,7 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
         // A finished job makes room for a new one, so the walk keeps visiting live records.
         for j in 0..jobs.len() {
             if models[j].status.is_terminal() && next(3) == 0 {
-                let job = setup_job(&store, "model", &format!("T-{created}"), 3).await;
+                let job = new_job(&store, created).await;
                 created += 1;
                 jobs[j] = (job.tenant_id.clone(), job.job_id.clone());
                 models[j] = store.create_pending(job).await.expect("create").0;

@@ -1,9 +1,10 @@
 //! Tenants and their API keys, and values the database cannot hold.
 
-use longhaul_core::{ErrorClass, JobError};
+use longhaul_core::{ErrorClass, JobError, NewJob};
 use longhaul_store::{BackendKind, Store, StoreError};
+use serde_json::json;
 
-use crate::harness::{conformance, tenant, ticket};
+use crate::harness::{conformance, setup_job, tenant};
 
 conformance!(api_keys_authenticate_their_tenant_only, |store: Store| async move {
     let (acme, acme_key) =
@@ -29,17 +30,22 @@ conformance!(api_keys_authenticate_their_tenant_only, |store: Store| async move 
 });
 
 conformance!(text_the_database_cannot_hold_is_refused_for_good, |store: Store| async move {
-    store.create_tenant(&tenant("acme"), "Acme", None).await.expect("acme");
-    let stored = store.upsert_ticket(&tenant("acme"), &ticket("SUP-0"), "a\u{0}b", "b").await;
+    let job = setup_job(&store, "acme", "T-nul", 3).await;
+    let named = store.create_tenant(&tenant("nul"), "a\u{0}b", None).await;
+    let input = store.create_pending(NewJob { input: json!({ "text": "a\u{0}b" }), ..job }).await;
     match store.kind() {
         // SQLite holds NUL; the API refuses it on both backends all the same.
-        BackendKind::Sqlite => assert_eq!(stored.expect("sqlite stores NUL").subject, "a\u{0}b"),
-        // PostgreSQL text cannot: a permanent error about the input, not an outage.
+        BackendKind::Sqlite => {
+            assert_eq!(named.expect("sqlite stores NUL in text").0.name, "a\u{0}b");
+            assert_eq!(input.expect("sqlite stores NUL in JSON").0.input["text"], "a\u{0}b");
+        }
+        // PostgreSQL text and jsonb cannot: a permanent error about the input, not an outage.
         BackendKind::Postgres => {
-            let err = stored.expect_err("PostgreSQL text cannot hold NUL");
-            assert!(err.is_unstorable(), "{err:?}");
-            assert!(!err.is_retryable(), "retrying cannot help: {err:?}");
-            assert_eq!(JobError::from(err).class(), ErrorClass::Invalid);
+            for err in [named.expect_err("text cannot hold NUL"), input.expect_err("jsonb cannot hold NUL")] {
+                assert!(err.is_unstorable(), "{err:?}");
+                assert!(!err.is_retryable(), "retrying cannot help: {err:?}");
+                assert_eq!(JobError::from(err).class(), ErrorClass::Invalid);
+            }
         }
     }
     let dup = store.create_tenant(&tenant("acme"), "Again", None).await.expect_err("duplicate tenant");

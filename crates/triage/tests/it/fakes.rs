@@ -2,14 +2,63 @@
 //! recording webhook.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use longhaul_core::job::BoxFuture;
 use longhaul_core::{
-    JobContext, JobError, OperationId, OperationLog, OperationState, PipelineObserver, StageEvent, TenantId,
-    TicketId, TicketStore, TicketView,
+    Ctx, JobContext, JobError, JobKind, OperationId, OperationLog, OperationState, Pipeline,
+    PipelineObserver, StageEvent, TenantId, TicketId,
 };
-use longhaul_triage::{Classification, Classifier, RuleClassifier, WebhookSender};
+use longhaul_triage::{
+    Classification, Classifier, RuleClassifier, TicketStore, TicketView, Triage, TriageInput, TriageOutput,
+    WebhookSender,
+};
 use serde_json::Value;
+
+/// A triage job as the tests run it: its identity and input.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub ctx: JobContext,
+    pub input: TriageInput,
+}
+
+impl Job {
+    /// Attempt `attempt` of the job triaging revision 1 of `ticket` of `tenant`.
+    pub fn new(tenant: &str, ticket: &str, attempt: u32) -> Self {
+        let tenant_id = TenantId::parse(tenant).expect("tenant");
+        let ticket_id = TicketId::parse(ticket).expect("ticket");
+        Self {
+            ctx: JobContext {
+                job_id: longhaul_triage::job_id_for_ticket(&tenant_id, &ticket_id, 1),
+                tenant_id,
+                kind: longhaul_triage::KIND.into(),
+                attempt,
+            },
+            input: TriageInput { ticket_id, revision: 1 },
+        }
+    }
+
+    /// The job triaging revision `revision` of the same ticket (a job of its own: its id is that
+    /// revision's).
+    pub fn revision(mut self, revision: u64) -> Self {
+        self.input.revision = revision;
+        self.ctx.job_id =
+            longhaul_triage::job_id_for_ticket(&self.ctx.tenant_id, &self.input.ticket_id, revision);
+        self
+    }
+}
+
+/// Runs `pipeline` on `job` as the worker does: a [`Ctx`] over the operation log `ops`,
+/// reporting to `observer`.
+pub async fn run<P: Pipeline<Kind = Triage>>(
+    pipeline: &P,
+    job: &Job,
+    ops: Arc<dyn OperationLog>,
+    observer: Arc<dyn PipelineObserver>,
+) -> Result<TriageOutput, JobError> {
+    let ctx = Ctx::new(job.ctx.clone(), None, Triage::options(), observer, ops);
+    pipeline.run(&ctx, job.input.clone()).await
+}
 
 #[derive(Default)]
 pub struct MemStore {
@@ -55,6 +104,7 @@ impl TicketStore for MemStore {
     async fn write_triage(
         &self,
         ctx: &JobContext,
+        ticket: &TicketId,
         op: &OperationId,
         stage: &str,
         effect: &str,
@@ -70,7 +120,7 @@ impl TicketStore for MemStore {
             return Ok(result.clone());
         }
         let revision = |t: &Value| t.get("revision").and_then(Value::as_u64).unwrap_or(0);
-        let key = (ctx.tenant_id.to_string(), ctx.ticket_id.to_string());
+        let key = (ctx.tenant_id.to_string(), ticket.to_string());
         let mut stored = self.triage.lock().expect("lock");
         let result = match stored.get(&key).map(revision) {
             Some(newer) if newer > revision(triage) => {
@@ -88,26 +138,36 @@ impl TicketStore for MemStore {
 }
 
 impl OperationLog for MemStore {
-    async fn begin(
-        &self,
-        ctx: &JobContext,
-        op: &OperationId,
-        _stage: &str,
-        _effect: &str,
-    ) -> Result<Option<OperationState>, JobError> {
-        let mut ops = self.ops.lock().expect("lock");
-        let before = ops.get(op.as_str()).cloned();
-        if !matches!(before, Some(OperationState::Done { .. })) {
-            ops.insert(op.to_string(), OperationState::Started { attempt: ctx.attempt });
-        }
-        Ok(before)
+    fn begin<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        op: &'a OperationId,
+        _stage: &'a str,
+        _effect: &'a str,
+    ) -> BoxFuture<'a, Result<Option<OperationState>, JobError>> {
+        Box::pin(async move {
+            let mut ops = self.ops.lock().expect("lock");
+            let before = ops.get(op.as_str()).cloned();
+            if !matches!(before, Some(OperationState::Done { .. })) {
+                ops.insert(op.to_string(), OperationState::Started { attempt: ctx.attempt });
+            }
+            Ok(before)
+        })
     }
-    async fn finish(&self, _ctx: &JobContext, op: &OperationId, result: &Value) -> Result<(), JobError> {
-        self.ops
-            .lock()
-            .expect("lock")
-            .insert(op.to_string(), OperationState::Done { result: result.clone() });
-        Ok(())
+
+    fn finish<'a>(
+        &'a self,
+        _ctx: &'a JobContext,
+        op: &'a OperationId,
+        result: &'a Value,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            self.ops
+                .lock()
+                .expect("lock")
+                .insert(op.to_string(), OperationState::Done { result: result.clone() });
+            Ok(())
+        })
     }
 }
 

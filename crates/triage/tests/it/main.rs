@@ -2,7 +2,7 @@
 //! and PostgreSQL), and the HTTP edges against a local HTTP server.
 
 mod fakes;
-mod hostile;
 mod http;
+mod kind;
 mod pipeline;
 mod store;

@@ -1,43 +1,43 @@
 //! The pipeline, run directly: no Redis, no database.
 
-use longhaul_core::{
-    ErrorClass, FailureCase, JobContext, JobError, JobId, OperationId, OperationState, Pipeline, TenantId,
-    TicketId,
-};
-use longhaul_triage::{Category, Classification, Priority, TriagePipeline};
+use std::sync::Arc;
 
-use crate::fakes::{MemStore, RecordingObserver, RecordingWebhook, ScriptedClassifier};
+use longhaul_core::{ErrorClass, FailureCase, JobError, OperationId, OperationState, TenantId, TicketId};
+use longhaul_triage::{Category, Classification, Priority, TicketView, TriagePipeline};
 
-fn ctx(tenant: &str, ticket: &str, attempt: u32) -> JobContext {
-    let tenant_id = TenantId::parse(tenant).expect("tenant");
-    let ticket_id = TicketId::parse(ticket).expect("ticket");
-    JobContext {
-        job_id: JobId::for_ticket(&tenant_id, &ticket_id, 1),
-        tenant_id,
-        ticket_id,
-        ticket_revision: 1,
-        attempt,
-    }
+use crate::fakes::{Job, MemStore, RecordingObserver, RecordingWebhook, ScriptedClassifier, run};
+
+fn ctx(tenant: &str, ticket: &str, attempt: u32) -> Job {
+    Job::new(tenant, ticket, attempt)
 }
 
-type Triage<'a> = TriagePipeline<&'a MemStore, &'a MemStore, &'a ScriptedClassifier, &'a RecordingWebhook>;
+type Triage = TriagePipeline<Arc<MemStore>, Arc<ScriptedClassifier>, Arc<RecordingWebhook>>;
 
-fn pipeline<'a>(
-    store: &'a MemStore,
-    classifier: &'a ScriptedClassifier,
-    webhook: &'a RecordingWebhook,
-) -> Triage<'a> {
-    TriagePipeline::new(store, store, classifier, webhook)
+fn pipeline(
+    store: &Arc<MemStore>,
+    classifier: &Arc<ScriptedClassifier>,
+    webhook: &Arc<RecordingWebhook>,
+) -> Triage {
+    TriagePipeline::new(store.clone(), classifier.clone(), webhook.clone())
 }
 
 #[tokio::test]
 async fn success_produces_the_classification_and_applies_it() {
-    let store = MemStore::with_ticket("acme", "SUP-1", "Refund please", "I was charged twice");
+    let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Refund please", "I was charged twice"));
     store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/triage".into());
-    let (classifier, webhook, observer) =
-        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
-    let out =
-        pipeline(&store, &classifier, &webhook).run(&ctx("acme", "SUP-1", 1), &observer).await.expect("run");
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
+    let out = run(
+        &pipeline(&store, &classifier, &webhook),
+        &ctx("acme", "SUP-1", 1),
+        store.clone(),
+        observer.clone(),
+    )
+    .await
+    .expect("run");
     assert_eq!(
         (out.classification.category, out.classification.priority),
         (Category::Billing, Priority::High)
@@ -48,7 +48,7 @@ async fn success_produces_the_classification_and_applies_it() {
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0]["classification"]["category"], "billing");
     let deliveries = webhook.deliveries.lock().expect("lock").clone();
-    let job = ctx("acme", "SUP-1", 1).job_id;
+    let job = ctx("acme", "SUP-1", 1).ctx.job_id;
     assert_eq!(
         deliveries,
         [(
@@ -60,10 +60,15 @@ async fn success_produces_the_classification_and_applies_it() {
 
 #[tokio::test]
 async fn progress_sequence_is_reported_in_order() {
-    let store = MemStore::with_ticket("acme", "SUP-1", "Hello", "Thanks");
-    let (classifier, webhook, observer) =
-        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
-    pipeline(&store, &classifier, &webhook).run(&ctx("acme", "SUP-1", 1), &observer).await.expect("run");
+    let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Hello", "Thanks"));
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
+    run(&pipeline(&store, &classifier, &webhook), &ctx("acme", "SUP-1", 1), store.clone(), observer.clone())
+        .await
+        .expect("run");
     let events = observer.events.lock().expect("lock").clone();
     let expected: Vec<(&str, String, u8)> = vec![
         ("started", "load".into(), 0),
@@ -79,12 +84,12 @@ async fn progress_sequence_is_reported_in_order() {
 
 #[tokio::test]
 async fn each_error_class_is_reported() {
-    let store = MemStore::with_ticket("acme", "SUP-1", "Hello", "Thanks");
+    let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Hello", "Thanks"));
     // A ticket stored under another tenant id than the one it was loaded for: a forged or
     // misrouted job must not touch it.
     store.tickets.lock().expect("lock").insert(
         ("acme".into(), "SUP-X".into()),
-        longhaul_core::TicketView {
+        TicketView {
             tenant_id: TenantId::parse("globex").expect("tenant"),
             ticket_id: TicketId::parse("SUP-X").expect("ticket"),
             revision: 1,
@@ -93,9 +98,9 @@ async fn each_error_class_is_reported() {
             webhook_url: None,
         },
     );
-    let webhook = RecordingWebhook::default();
-    let observer = RecordingObserver::default();
-    let cases: Vec<(JobContext, ScriptedClassifier, FailureCase, ErrorClass, &str)> = vec![
+    let webhook = Arc::new(RecordingWebhook::default());
+    let observer = Arc::new(RecordingObserver::default());
+    let cases: Vec<(Job, ScriptedClassifier, FailureCase, ErrorClass, &str)> = vec![
         (
             ctx("acme", "SUP-404", 1),
             ScriptedClassifier::default(),
@@ -111,7 +116,7 @@ async fn each_error_class_is_reported() {
             "tenant mismatch",
         ),
         (
-            JobContext { ticket_revision: 5, ..ctx("acme", "SUP-1", 1) },
+            ctx("acme", "SUP-1", 1).revision(5),
             ScriptedClassifier::default(),
             FailureCase::InvalidJobData,
             ErrorClass::Invalid,
@@ -156,7 +161,10 @@ async fn each_error_class_is_reported() {
         ),
     ];
     for (ctx, classifier, case, class, message) in cases {
-        let err = pipeline(&store, &classifier, &webhook).run(&ctx, &observer).await.expect_err(message);
+        let classifier = Arc::new(classifier);
+        let err = run(&pipeline(&store, &classifier, &webhook), &ctx, store.clone(), observer.clone())
+            .await
+            .expect_err(message);
         assert_eq!((err.case, err.class()), (case, class), "{message}");
         assert!(err.message.contains(message), "{}", err.message);
     }
@@ -166,14 +174,17 @@ async fn each_error_class_is_reported() {
 
 #[tokio::test]
 async fn effects_are_not_repeated_when_the_same_job_runs_again() {
-    let store = MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes");
+    let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes"));
     store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/t".into());
-    let (classifier, webhook, observer) =
-        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
     let p = pipeline(&store, &classifier, &webhook);
-    let first = p.run(&ctx("acme", "SUP-1", 1), &observer).await.expect("first");
+    let first = run(&p, &ctx("acme", "SUP-1", 1), store.clone(), observer.clone()).await.expect("first");
     // The worker died before acking: the same job runs again as attempt 2.
-    let second = p.run(&ctx("acme", "SUP-1", 2), &observer).await.expect("second");
+    let second = run(&p, &ctx("acme", "SUP-1", 2), store.clone(), observer.clone()).await.expect("second");
     assert_eq!(first, second, "the stored results are reused");
     assert_eq!(store.triage_writes.lock().expect("lock").len(), 1, "ticket written once");
     assert_eq!(webhook.deliveries.lock().expect("lock").len(), 1, "webhook delivered once");
@@ -181,15 +192,18 @@ async fn effects_are_not_repeated_when_the_same_job_runs_again() {
 
 #[tokio::test]
 async fn an_interrupted_effect_is_redone_with_the_same_operation_id() {
-    let store = MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes");
+    let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes"));
     store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/t".into());
     let c = ctx("acme", "SUP-1", 2);
-    let op = OperationId::derive(&c.job_id, "apply", "webhook");
+    let op = OperationId::derive(&c.ctx.job_id, "apply", "webhook");
     // Attempt 1 began the delivery and died before recording it.
     store.ops.lock().expect("lock").insert(op.to_string(), OperationState::Started { attempt: 1 });
-    let (classifier, webhook, observer) =
-        (ScriptedClassifier::default(), RecordingWebhook::default(), RecordingObserver::default());
-    pipeline(&store, &classifier, &webhook).run(&c, &observer).await.expect("run");
+    let (classifier, webhook, observer) = (
+        Arc::new(ScriptedClassifier::default()),
+        Arc::new(RecordingWebhook::default()),
+        Arc::new(RecordingObserver::default()),
+    );
+    run(&pipeline(&store, &classifier, &webhook), &c, store.clone(), observer.clone()).await.expect("run");
     let deliveries = webhook.deliveries.lock().expect("lock").clone();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].1, op.to_string(), "the receiver sees the same idempotency key");
@@ -211,17 +225,20 @@ pub(crate) fn answers() -> (Classification, Classification) {
 
 #[tokio::test]
 async fn a_retry_reports_and_delivers_what_the_first_attempt_stored() {
-    let store = MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes");
+    let store = Arc::new(MemStore::with_ticket("acme", "SUP-1", "Bug", "It crashes"));
     store.webhooks.lock().expect("lock").insert("acme".into(), "http://hooks.invalid/t".into());
     let (first, second) = answers();
     // The provider answers differently per call; the receiver times out once (after applying).
-    let classifier = ScriptedClassifier::default();
+    let classifier = Arc::new(ScriptedClassifier::default());
     classifier.answers.lock().expect("lock").extend([Ok(first.clone()), Ok(second)]);
-    let (webhook, observer) = (RecordingWebhook::failing_first(1), RecordingObserver::default());
+    let (webhook, observer) =
+        (Arc::new(RecordingWebhook::failing_first(1)), Arc::new(RecordingObserver::default()));
     let p = pipeline(&store, &classifier, &webhook);
-    let err = p.run(&ctx("acme", "SUP-1", 1), &observer).await.expect_err("the webhook failed");
+    let err = run(&p, &ctx("acme", "SUP-1", 1), store.clone(), observer.clone())
+        .await
+        .expect_err("the webhook failed");
     assert_eq!(err.class(), ErrorClass::Retryable);
-    let out = p.run(&ctx("acme", "SUP-1", 2), &observer).await.expect("attempt 2");
+    let out = run(&p, &ctx("acme", "SUP-1", 2), store.clone(), observer.clone()).await.expect("attempt 2");
 
     let ticket = store.triage.lock().expect("lock")[&("acme".to_owned(), "SUP-1".to_owned())].clone();
     assert_eq!(ticket["classification"], serde_json::json!(first), "the ticket keeps the first answer");

@@ -1,38 +1,43 @@
 //! The pipeline against the real application store, on SQLite and PostgreSQL: what the ticket,
-//! the operation log and the job output hold when jobs of one ticket overlap or retry.
+//! the operation log and the job output hold when jobs of one ticket overlap or retry. The store
+//! is both the pipeline's [`longhaul_triage::TicketStore`] and the operation log its durable steps
+//! go through, as in the worker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use longhaul_core::{
-    JobContext, JobId, NoopObserver, OperationId, OperationState, Pipeline, TenantId, TicketId,
-};
+use longhaul_core::{NoopObserver, OperationId, OperationState, TenantId, TicketId};
 use longhaul_store::Store;
 use longhaul_testkit::{Backend, TestDb};
-use longhaul_triage::TriagePipeline;
-use serde_json::json;
+use longhaul_triage::{TriagePipeline, storage};
+use serde_json::{Value, json};
 
-use crate::fakes::{GatedClassifier, RecordingWebhook, ScriptedClassifier};
+use crate::fakes::{GatedClassifier, Job, RecordingWebhook, ScriptedClassifier, run};
 
 const HOOK: &str = "http://hooks.invalid/triage";
 
-/// A store with tenant `acme` (webhook [`HOOK`]) and ticket `SUP-1` at revision 1.
+/// A store migrated by the store and by triage, with tenant `acme` (webhook [`HOOK`]) and ticket
+/// `SUP-1` at revision 1.
 async fn store_with_ticket(kind: Backend) -> (TestDb, TenantId, TicketId) {
     let db = TestDb::new(kind).await;
+    storage::migrate(&db).await.expect("triage migrations");
     let (tenant, ticket) =
         (TenantId::parse("acme").expect("tenant"), TicketId::parse("SUP-1").expect("ticket"));
     db.create_tenant(&tenant, "Acme", Some(HOOK)).await.expect("tenant");
-    db.upsert_ticket(&tenant, &ticket, "Refund please", "I was charged twice").await.expect("ticket");
+    storage::upsert_ticket(&db, &tenant, &ticket, "Refund please", "I was charged twice")
+        .await
+        .expect("ticket");
     (db, tenant, ticket)
 }
 
-fn ctx(tenant: &TenantId, ticket: &TicketId, revision: u64, attempt: u32) -> JobContext {
-    JobContext {
-        job_id: JobId::for_ticket(tenant, ticket, revision),
-        tenant_id: tenant.clone(),
-        ticket_id: ticket.clone(),
-        ticket_revision: revision,
-        attempt,
-    }
+/// Attempt `attempt` of the triage job of revision `revision` of `SUP-1` of `acme`.
+fn job(revision: u64, attempt: u32) -> Job {
+    Job::new("acme", "SUP-1", attempt).revision(revision)
+}
+
+/// The triage ticket `ticket` of `tenant` holds.
+async fn stored_triage(store: &Store, tenant: &TenantId, ticket: &TicketId) -> Option<Value> {
+    storage::get_ticket(store, tenant, ticket).await.expect("read").expect("ticket").triage
 }
 
 /// A revision-1 job is held in its provider while the ticket moves to revision 2 and the
@@ -40,19 +45,23 @@ fn ctx(tenant: &TenantId, ticket: &TicketId, revision: u64, attempt: u32) -> Job
 /// triage, the revision-1 job's update is recorded as superseded and sends no webhook.
 async fn an_older_revision_never_replaces_a_newer_triage(kind: Backend) {
     let (db, tenant, ticket) = store_with_ticket(kind).await;
-    let store: &Store = &db;
-    let (classifier, webhook) = (GatedClassifier::at_revision(1), RecordingWebhook::default());
-    let pipeline = TriagePipeline::new(store, store, &classifier, &webhook);
-    let (old, new) = (ctx(&tenant, &ticket, 1, 1), ctx(&tenant, &ticket, 2, 1));
+    let store: Store = db.store.clone();
+    let (classifier, webhook) =
+        (Arc::new(GatedClassifier::at_revision(1)), Arc::new(RecordingWebhook::default()));
+    let pipeline = TriagePipeline::new(store.clone(), classifier.clone(), webhook.clone());
+    let (ops, observer) = (Arc::new(store.clone()), Arc::new(NoopObserver));
+    let (old, new) = (job(1, 1), job(2, 1));
+    assert_ne!(old.ctx.job_id, new.ctx.job_id, "a new revision is a new job");
 
-    let slow = pipeline.run(&old, &NoopObserver);
+    let slow = run(&pipeline, &old, ops.clone(), observer.clone());
     let meanwhile = async {
         classifier.arrived.notified().await;
-        store
-            .upsert_ticket(&tenant, &ticket, "Site is down", "Production down since 9am")
-            .await
-            .expect("rev 2");
-        let out = pipeline.run(&new, &NoopObserver).await.expect("revision 2");
+        let rev2 =
+            storage::upsert_ticket(&store, &tenant, &ticket, "Site is down", "Production down since 9am")
+                .await
+                .expect("rev 2");
+        assert_eq!(rev2.revision, 2);
+        let out = run(&pipeline, &new, ops.clone(), observer.clone()).await.expect("revision 2");
         classifier.open.notify_one();
         out
     };
@@ -61,32 +70,38 @@ async fn an_older_revision_never_replaces_a_newer_triage(kind: Backend) {
         .expect("both jobs finish");
     let slow = slow.expect("revision 1");
 
-    let stored =
-        store.get_ticket(&tenant, &ticket).await.expect("read").expect("ticket").triage.expect("triage");
+    let stored = stored_triage(&store, &tenant, &ticket).await.expect("triage");
     assert_eq!(stored["revision"], 2, "the newer triage stays: {stored}");
-    assert_eq!(stored["job_id"], new.job_id.as_str());
+    assert_eq!(stored["job_id"], new.ctx.job_id.as_str());
     assert_eq!(stored["classification"], json!(fast.classification));
     assert_eq!((fast.ticket_revision, fast.superseded_by), (2, None));
 
     assert_eq!((slow.ticket_revision, slow.superseded_by, &slow.webhook), (1, Some(2), &None));
-    let op = OperationId::derive(&old.job_id, "apply", "ticket-update");
+    let op = OperationId::derive(&old.ctx.job_id, "apply", "ticket-update");
     assert_eq!(
         store.get_operation(&tenant, &op).await.expect("op"),
         Some(OperationState::Done {
             result: json!({ "written": false, "superseded_by": 2, "triage": {
-                "classification": slow.classification, "job_id": old.job_id, "revision": 1 } })
+                "classification": slow.classification, "job_id": old.ctx.job_id, "revision": 1 } })
         }),
         "the skipped write is recorded, so a retry gets the same answer"
     );
     let deliveries = webhook.deliveries.lock().expect("lock").clone();
-    let hook_op = |c: &JobContext| OperationId::derive(&c.job_id, "apply", "webhook").to_string();
+    let hook_op = |j: &Job| OperationId::derive(&j.ctx.job_id, "apply", "webhook").to_string();
     assert_eq!(deliveries, [(HOOK.to_owned(), hook_op(&new))], "only the newer triage is announced");
+    assert_eq!(
+        store
+            .get_operation(&tenant, &OperationId::derive(&old.ctx.job_id, "apply", "webhook"))
+            .await
+            .expect("op"),
+        None,
+        "the superseded job never began a delivery"
+    );
 
     // A retry of the superseded job changes nothing and says the same.
-    let again = pipeline.run(&ctx(&tenant, &ticket, 1, 2), &NoopObserver).await.expect("retry");
+    let again = run(&pipeline, &job(1, 2), ops.clone(), observer.clone()).await.expect("retry");
     assert_eq!(again, slow);
-    let after = store.get_ticket(&tenant, &ticket).await.expect("read").expect("ticket").triage;
-    assert_eq!(after, Some(stored));
+    assert_eq!(stored_triage(&store, &tenant, &ticket).await, Some(stored));
     assert_eq!(webhook.deliveries.lock().expect("lock").len(), 1);
 }
 
@@ -105,17 +120,23 @@ async fn an_older_revision_never_replaces_a_newer_triage_postgres() {
 /// answer.
 async fn a_retry_reports_and_delivers_what_the_first_attempt_stored(kind: Backend) {
     let (db, tenant, ticket) = store_with_ticket(kind).await;
-    let store: &Store = &db;
+    let store: Store = db.store.clone();
     let (first, second) = crate::pipeline::answers();
-    let classifier = ScriptedClassifier::default();
+    let classifier = Arc::new(ScriptedClassifier::default());
     classifier.answers.lock().expect("lock").extend([Ok(first.clone()), Ok(second)]);
-    let webhook = RecordingWebhook::failing_first(1);
-    let pipeline = TriagePipeline::new(store, store, &classifier, &webhook);
-    pipeline.run(&ctx(&tenant, &ticket, 1, 1), &NoopObserver).await.expect_err("the webhook timed out");
-    let out = pipeline.run(&ctx(&tenant, &ticket, 1, 2), &NoopObserver).await.expect("attempt 2");
+    let webhook = Arc::new(RecordingWebhook::failing_first(1));
+    let pipeline = TriagePipeline::new(store.clone(), classifier.clone(), webhook.clone());
+    let (ops, observer) = (Arc::new(store.clone()), Arc::new(NoopObserver));
+    run(&pipeline, &job(1, 1), ops.clone(), observer.clone()).await.expect_err("the webhook timed out");
+    let hook_op = OperationId::derive(&job(1, 1).ctx.job_id, "apply", "webhook");
+    assert_eq!(
+        store.get_operation(&tenant, &hook_op).await.expect("op"),
+        Some(OperationState::Started { attempt: 1 }),
+        "attempt 1 began the delivery and never recorded it"
+    );
+    let out = run(&pipeline, &job(1, 2), ops.clone(), observer.clone()).await.expect("attempt 2");
 
-    let stored =
-        store.get_ticket(&tenant, &ticket).await.expect("read").expect("ticket").triage.expect("triage");
+    let stored = stored_triage(&store, &tenant, &ticket).await.expect("triage");
     assert_eq!(stored["classification"], json!(first), "the ticket keeps the first answer");
     assert_eq!(out.classification, first, "the output is what the ticket holds");
     assert_eq!(out.webhook, Some(json!({ "delivered": true })));
@@ -125,6 +146,12 @@ async fn a_retry_reports_and_delivers_what_the_first_attempt_stored(kind: Backen
     assert_eq!(deliveries[0], deliveries[1], "one idempotency key");
     assert_eq!(payloads[0], payloads[1], "one payload per idempotency key");
     assert_eq!(payloads[0]["classification"], json!(first));
+    assert_eq!(deliveries[0].1, hook_op.to_string(), "the interrupted delivery is redone under its id");
+    assert_eq!(
+        store.get_operation(&tenant, &hook_op).await.expect("op"),
+        Some(OperationState::Done { result: json!({ "delivered": true }) }),
+        "the delivery is recorded once it succeeds"
+    );
 }
 
 #[tokio::test]
@@ -135,4 +162,33 @@ async fn a_retry_reports_and_delivers_what_the_first_attempt_stored_sqlite() {
 #[tokio::test]
 async fn a_retry_reports_and_delivers_what_the_first_attempt_stored_postgres() {
     a_retry_reports_and_delivers_what_the_first_attempt_stored(Backend::Postgres).await;
+}
+
+/// The same job run twice against the store (the worker died before acking): the ticket is
+/// written once and the webhook delivered once, under one operation id.
+async fn effects_are_not_repeated_when_the_same_job_runs_again(kind: Backend) {
+    let (db, tenant, ticket) = store_with_ticket(kind).await;
+    let store: Store = db.store.clone();
+    let (classifier, webhook) =
+        (Arc::new(ScriptedClassifier::default()), Arc::new(RecordingWebhook::default()));
+    let pipeline = TriagePipeline::new(store.clone(), classifier.clone(), webhook.clone());
+    let (ops, observer) = (Arc::new(store.clone()), Arc::new(NoopObserver));
+    let first = run(&pipeline, &job(1, 1), ops.clone(), observer.clone()).await.expect("first");
+    let second = run(&pipeline, &job(1, 2), ops.clone(), observer.clone()).await.expect("second");
+    assert_eq!(first, second, "the stored results are reused");
+    let stored = stored_triage(&store, &tenant, &ticket).await.expect("triage");
+    assert_eq!(stored["job_id"], job(1, 1).ctx.job_id.as_str());
+    let deliveries = webhook.deliveries.lock().expect("lock").clone();
+    let hook_op = OperationId::derive(&job(1, 1).ctx.job_id, "apply", "webhook");
+    assert_eq!(deliveries, [(HOOK.to_owned(), hook_op.to_string())], "one webhook per operation id");
+}
+
+#[tokio::test]
+async fn effects_are_not_repeated_when_the_same_job_runs_again_sqlite() {
+    effects_are_not_repeated_when_the_same_job_runs_again(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn effects_are_not_repeated_when_the_same_job_runs_again_postgres() {
+    effects_are_not_repeated_when_the_same_job_runs_again(Backend::Postgres).await;
 }

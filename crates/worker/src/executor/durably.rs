@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use longhaul_core::Pipeline;
 use longhaul_store::StoreError;
 
 use super::Attempt;
@@ -14,7 +13,7 @@ use super::Attempt;
 /// before it counts as a permanent failure (a misclassified error must not hold an entry forever).
 const REACHABLE_BUT_FAILING: Duration = Duration::from_secs(60);
 
-impl<P: Pipeline + 'static> Attempt<'_, P> {
+impl Attempt<'_> {
     /// Runs a storage operation until it answers something other than "storage unavailable". The
     /// worker's readiness reports the outage meanwhile. An error that persists while the database
     /// answers is returned after [`REACHABLE_BUT_FAILING`]. `None` when the delivery is abandoned

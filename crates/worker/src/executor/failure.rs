@@ -4,7 +4,7 @@
 //! job's progress.
 
 use longhaul_core::{
-    Decision, ErrorClass, JobError, JobRecord, JobStatus, Pipeline, RetryPolicy, TransitionError,
+    Decision, ErrorClass, FailureCase, JobError, JobRecord, JobStatus, RetryPolicy, TransitionError,
 };
 use longhaul_queue::{EventKind, JobEntry};
 use serde_json::json;
@@ -19,15 +19,29 @@ pub(super) struct Verdict {
     pub kind: EventKind,
 }
 
-impl<P: Pipeline + 'static> Attempt<'_, P> {
+impl Attempt<'_> {
     /// Applies the retry policy to a failed attempt.
     pub(super) async fn after_failure(&self, fence: &Fence, error: &JobError) -> Outcome {
         let s = &self.shared.settings;
+        let options = self.shared.registry.options(&fence.record.kind);
         let max_attempts = fence.record.max_attempts.min(s.max_attempts).max(1);
-        let policy = RetryPolicy::new(max_attempts, s.backoff_base, s.backoff_cap.max(s.backoff_base))
-            .unwrap_or_default();
+        let (base, cap) = options.and_then(|o| o.backoff).unwrap_or((s.backoff_base, s.backoff_cap));
+        let policy = RetryPolicy::new(max_attempts, base, cap.max(base)).unwrap_or_default();
         let now = chrono::Utc::now();
+        let deadline = options
+            .and_then(|o| o.deadline)
+            .and_then(|limit| Some((super::deadline_end(&fence.record, limit)?, limit)));
         match policy.decide(error, fence.attempt, now, unit_random()) {
+            // The next attempt would start past the kind's deadline: fail now, saying so.
+            Decision::Retry { at } if deadline.is_some_and(|(end, _)| at >= end) => {
+                let limit = deadline.map(|(_, limit)| limit).unwrap_or_default();
+                let message = format!(
+                    "{} (no retry: the next attempt would start past the job's deadline of {limit:?})",
+                    error.message
+                );
+                let class = FailureCase::DeadlineExceeded.class();
+                self.fail(fence, Verdict { class, message, kind: EventKind::Failed }).await
+            }
             Decision::Retry { at } => {
                 let entry = &self.delivery.entry;
                 let retry = RecordWrite::Retry {

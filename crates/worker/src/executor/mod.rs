@@ -19,8 +19,10 @@ mod refused;
 use std::sync::Arc;
 use std::time::Instant;
 
+use longhaul_core::job::Runner;
 use longhaul_core::{
-    ErrorClass, FailureCase, JobContext, JobError, JobRecord, JobStatus, Lease, Pipeline, TransitionError,
+    Ctx, ErrorClass, FailureCase, JobContext, JobError, JobRecord, JobStatus, KindOptions, Lease,
+    TransitionError,
 };
 use longhaul_queue::{Delivery, Event, EventKind, JobEntry, now_ms};
 use longhaul_store::{StoreError, Write, WriteOutcome};
@@ -58,8 +60,8 @@ pub enum Outcome {
 }
 
 /// One delivery's attempt at its job: what each step of the executor needs.
-pub(crate) struct Attempt<'a, P> {
-    shared: &'a Arc<Shared<P>>,
+pub(crate) struct Attempt<'a> {
+    shared: &'a Arc<Shared>,
     delivery: &'a Delivery,
     /// The delivery as the fence of its start.
     lease: Lease,
@@ -85,10 +87,10 @@ impl Fence {
     }
 }
 
-impl<'a, P: Pipeline + 'static> Attempt<'a, P> {
+impl<'a> Attempt<'a> {
     /// The attempt of `delivery`, abandoned when `cancel` is.
     pub(crate) fn new(
-        shared: &'a Arc<Shared<P>>,
+        shared: &'a Arc<Shared>,
         delivery: &'a Delivery,
         cancel: &'a CancellationToken,
     ) -> Self {
@@ -110,15 +112,33 @@ impl<'a, P: Pipeline + 'static> Attempt<'a, P> {
             Err(outcome) => return outcome,
         };
         let entry = &self.delivery.entry;
-        let ctx = JobContext {
+        let Some((runner, options)) = self.kind_of(&fence.record) else {
+            // Most likely a rollout in progress (a producer accepting a kind before the workers
+            // that run it): retried with backoff, so a worker that runs the kind can take it; it
+            // fails once its attempts are used up, naming the kind.
+            let error = JobError::new(
+                FailureCase::TemporaryInfrastructure,
+                format!(
+                    "no worker here runs kind {:?} (queue {}); register it in the worker that serves this queue",
+                    fence.record.kind,
+                    self.shared.queue.name()
+                ),
+            );
+            tracing::warn!(kind = %fence.record.kind, "a job of a kind this worker does not run; retrying it later");
+            return self.after_failure(&fence, &error).await;
+        };
+        if let Some(past) = deadline_passed(&fence.record, &options, chrono::Utc::now()) {
+            let verdict = Verdict { class: ErrorClass::Invalid, message: past, kind: EventKind::Failed };
+            return self.fail(&fence, verdict).await;
+        }
+        let job = JobContext {
             job_id: entry.job_id.clone(),
             tenant_id: entry.tenant_id.clone(),
-            ticket_id: entry.ticket_id.clone(),
-            ticket_revision: entry.ticket_revision,
+            kind: fence.record.kind.clone(),
             attempt: fence.attempt,
         };
         let started = Instant::now();
-        let Some(result) = self.run(&ctx).await else {
+        let Some(result) = self.run(job, &fence.record, runner, options).await else {
             tracing::warn!(
                 "abandoning the job: the shutdown grace period is over, or another worker took it over"
             );
@@ -177,19 +197,41 @@ impl<'a, P: Pipeline + 'static> Attempt<'a, P> {
         Ok(Fence { attempt: running.attempts, record: running, started: None })
     }
 
-    /// Runs the pipeline in a task of its own, so a panic is caught and reported as a failure.
-    /// `None` when the delivery was abandoned first (grace period over, or superseded).
-    async fn run(&self, ctx: &JobContext) -> Option<Result<serde_json::Value, JobError>> {
-        let pipeline = self.shared.pipeline.clone();
-        let observer = Observer::new(self.shared.recorder_tx.clone());
-        let task_ctx = ctx.clone();
+    /// The pipeline and options of `record`'s kind, when this worker runs it.
+    fn kind_of(&self, record: &JobRecord) -> Option<(Arc<dyn Runner>, KindOptions)> {
+        let registry = &self.shared.registry;
+        Some((registry.runner(&record.kind)?, registry.options(&record.kind)?.clone()))
+    }
+
+    /// Runs the pipeline in a task of its own, so a panic is caught and reported as a failure;
+    /// past the kind's deadline it is stopped and fails for good. `None` when the delivery was
+    /// abandoned first (grace period over, or superseded).
+    async fn run(
+        &self,
+        job: JobContext,
+        record: &JobRecord,
+        runner: Arc<dyn Runner>,
+        options: KindOptions,
+    ) -> Option<Result<serde_json::Value, JobError>> {
+        let observer = Arc::new(Observer::new(self.shared.recorder_tx.clone()));
+        let ops: Arc<dyn longhaul_core::OperationLog> = Arc::new(self.shared.store.clone());
+        let deadline = deadline_left(record, &options, chrono::Utc::now());
+        let ctx = Ctx::new(job, record.key.clone(), options, observer, ops);
+        let input = record.input.clone();
         let span = tracing::Span::current();
         let handle = tokio::spawn(tracing::Instrument::instrument(
             async move {
-                let output = pipeline.run(&task_ctx, &observer).await?;
-                serde_json::to_value(output).map_err(|e| {
-                    JobError::new(FailureCase::InvalidJobData, format!("output is not serialisable: {e}"))
-                })
+                let run = runner.run(&ctx, input);
+                match deadline {
+                    None => run.await,
+                    Some((left, limit)) => match tokio::time::timeout(left, run).await {
+                        Ok(result) => result,
+                        Err(_) => Err(JobError::new(
+                            FailureCase::DeadlineExceeded,
+                            format!("the job ran past its deadline of {limit:?} after submission"),
+                        )),
+                    },
+                }
             },
             span,
         ));
@@ -286,4 +328,39 @@ impl<'a, P: Pipeline + 'static> Attempt<'a, P> {
         e.class = class.map(|c| c.as_str().to_owned());
         e
     }
+}
+
+/// When `record`'s kind has a deadline: the time left and the deadline itself.
+fn deadline_left(
+    record: &JobRecord,
+    options: &KindOptions,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(std::time::Duration, std::time::Duration)> {
+    let limit = options.deadline?;
+    let end = deadline_end(record, limit)?;
+    Some(((end - now).to_std().unwrap_or_default(), limit))
+}
+
+/// When `record`'s deadline of `limit` after submission ends; `None` when that is past what a
+/// timestamp holds (no deadline, then — not a panic).
+pub(super) fn deadline_end(
+    record: &JobRecord,
+    limit: std::time::Duration,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    record.created_at.checked_add_signed(chrono::Duration::from_std(limit).ok()?)
+}
+
+/// The failure message when `record` is past its kind's deadline at `now`.
+fn deadline_passed(
+    record: &JobRecord,
+    options: &KindOptions,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let (left, limit) = deadline_left(record, options, now)?;
+    left.is_zero().then(|| {
+        format!(
+            "the job is past its deadline of {limit:?} after submission (submitted {})",
+            record.created_at.to_rfc3339()
+        )
+    })
 }

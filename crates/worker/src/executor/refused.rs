@@ -2,7 +2,7 @@
 //! delivery is stale) or a write refused after the run (the attempt was taken over) means for the
 //! queue entry. Neither changes the job.
 
-use longhaul_core::{JobRecord, JobStatus, Pipeline, TransitionError};
+use longhaul_core::{JobRecord, JobStatus, TransitionError};
 use longhaul_queue::{EventKind, JobEntry};
 use longhaul_store::WriteOutcome;
 
@@ -10,11 +10,7 @@ use super::{Attempt, Outcome};
 
 /// A start was refused: the job is finished, or this delivery is stale. Says what to do with the
 /// entry without changing the job.
-pub(super) fn superseded<P: Pipeline + 'static>(
-    attempt: &Attempt<'_, P>,
-    current: &JobRecord,
-    reason: &TransitionError,
-) -> Outcome {
+pub(super) fn superseded(attempt: &Attempt<'_>, current: &JobRecord, reason: &TransitionError) -> Outcome {
     if let TransitionError::Terminal { status } = reason {
         tracing::info!(%status, "job already finished; acknowledging the duplicate delivery");
         return Outcome::Finish { event: None, release: true };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use longhaul_core::{JobId, JobStatus, TicketId};
-use longhaul_producer::{ApiSettings, AppState, app};
+use longhaul_producer::{ApiSettings, AppState, Queues, app};
 use longhaul_triage::RuleClassifier;
 use tower::ServiceExt as _;
 
@@ -46,7 +46,7 @@ pub async fn request_and_run() -> JobId {
     // PostgreSQL, the production store. With SQLite, sqlx's connection threads enter (and hold
     // clones of) the caller's span for each command, and in about 1 run in 20 the job span was
     // never closed, so never exported — see the issue 6 note.
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(fast_queue).await;
     ensure_tenant(&db, None).await;
     let (_, key) = db
@@ -54,10 +54,13 @@ pub async fn request_and_run() -> JobId {
         .await
         .expect("tenant");
     let tenant = longhaul_core::TenantId::parse("tracer").expect("t");
-    db.upsert_ticket(&tenant, &TicketId::parse("SUP-T").expect("t"), "Crash", "The app crashes")
+    let ticket = TicketId::parse("SUP-T").expect("t");
+    longhaul_triage::storage::upsert_ticket(&db, &tenant, &ticket, "Crash", "The app crashes")
         .await
         .expect("ticket");
-    let api = app(AppState::new(db.store.clone(), q.queue.clone(), ApiSettings::default()));
+    let registry = longhaul_producer::startup::builtin().expect("registry");
+    let queues = Queues::new(&q, &registry).expect("queues");
+    let api = app(AppState::new(db.store.clone(), registry, queues, ApiSettings::default()));
     let request = Request::builder()
         .method("POST")
         .uri("/v1/tickets/SUP-T/triage")
@@ -67,7 +70,7 @@ pub async fn request_and_run() -> JobId {
         .expect("request");
     let response = api.oneshot(request).await.expect("call");
     assert_eq!(response.status(), 202);
-    let job = JobId::for_ticket(&tenant, &TicketId::parse("SUP-T").expect("t"), 1);
+    let job = longhaul_triage::job_id_for_ticket(&tenant, &ticket, 1);
     let worker = spawn_worker(&db, &q, triage(&db, RuleClassifier), settings("w1"));
     wait_until(Duration::from_secs(15), "completion", async || {
         let r = db.get_job(&tenant, &job).await.expect("read").expect("exists");

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use longhaul_core::{JobContext, JobError, JobStatus, OperationId, Pipeline, PipelineObserver};
-use longhaul_triage::RuleClassifier;
+use longhaul_core::{Ctx, JobError, JobKind, JobStatus, OperationId, Pipeline};
+use longhaul_triage::{RuleClassifier, TriageInput};
 use tokio::sync::Notify;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -19,10 +19,14 @@ struct HangAfterFirstRun<P> {
 }
 
 impl<P: Pipeline> Pipeline for HangAfterFirstRun<P> {
-    type Output = P::Output;
-    async fn run(&self, ctx: &JobContext, observer: &dyn PipelineObserver) -> Result<P::Output, JobError> {
-        let out = self.inner.run(ctx, observer).await?;
-        if ctx.attempt == 1 {
+    type Kind = P::Kind;
+    async fn run(
+        &self,
+        ctx: &Ctx,
+        input: <P::Kind as JobKind>::Input,
+    ) -> Result<<P::Kind as JobKind>::Output, JobError> {
+        let out = self.inner.run(ctx, input).await?;
+        if ctx.attempt() == 1 {
             std::future::pending::<()>().await;
         }
         Ok(out)
@@ -30,7 +34,7 @@ impl<P: Pipeline> Pipeline for HangAfterFirstRun<P> {
 }
 
 both_backends!(side_effects_happen_once_when_a_worker_dies_before_the_ack, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(fast_queue).await;
     let receiver = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200)).mount(&receiver).await;
@@ -77,18 +81,18 @@ both_backends!(side_effects_happen_once_when_a_worker_dies_before_the_ack, |back
 struct HangFirstAttempt;
 
 impl Pipeline for HangFirstAttempt {
-    type Output = serde_json::Value;
-    async fn run(&self, ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
-        if ctx.attempt == 1 {
+    type Kind = TestTriage;
+    async fn run(&self, ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
+        if ctx.attempt() == 1 {
             std::future::pending::<()>().await;
         }
-        Ok(serde_json::json!({ "attempt": ctx.attempt }))
+        Ok(serde_json::json!({ "attempt": ctx.attempt() }))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_of_a_dead_worker_is_reclaimed_and_completed() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-11", "s", "b", 5).await;
     let doomed = spawn_killable(
@@ -114,15 +118,15 @@ struct Counting {
 }
 
 impl Pipeline for Counting {
-    type Output = serde_json::Value;
-    async fn run(&self, _ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+    type Kind = TestTriage;
+    async fn run(&self, _ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         Ok(serde_json::json!({}))
     }
 }
 
 both_backends!(an_entry_of_a_finished_job_is_acked_without_running, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-12", "s", "b", 5).await;
     let runs = Arc::new(AtomicU32::new(0));
@@ -134,7 +138,7 @@ both_backends!(an_entry_of_a_finished_job_is_acked_without_running, |backend| as
     })
     .await;
     // A late duplicate entry (a reconciler race, a replayed enqueue).
-    assert!(q.enqueue(&entry(&job, &done.ticket_id, 1)).await.expect("enqueue"));
+    assert!(q.enqueue(&entry(&job)).await.expect("enqueue"));
     wait_until(Duration::from_secs(10), "the duplicate acknowledged", async || {
         let s = q.stats().await.expect("stats");
         if s.stream_length == 0 && s.pending == 0 { Ok(()) } else { Err(s) }
@@ -151,8 +155,8 @@ struct Gated {
 }
 
 impl Pipeline for Gated {
-    type Output = serde_json::Value;
-    async fn run(&self, _ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+    type Kind = TestTriage;
+    async fn run(&self, _ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
         self.gate.notified().await;
         Ok(serde_json::json!({ "gated": true }))
     }
@@ -160,7 +164,7 @@ impl Pipeline for Gated {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_lets_in_flight_jobs_finish() {
-    let db = TestDb::new(Backend::Sqlite).await;
+    let db = test_db(Backend::Sqlite).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-13", "s", "b", 5).await;
     let gate = Arc::new(Notify::new());
@@ -177,7 +181,7 @@ async fn shutdown_lets_in_flight_jobs_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_leaves_unfinished_jobs_pending_after_the_grace_period() {
-    let db = TestDb::new(Backend::Sqlite).await;
+    let db = test_db(Backend::Sqlite).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-14", "s", "b", 5).await;
     let mut s = settings("w1");
@@ -208,12 +212,12 @@ struct GatedFirstAttempt {
 }
 
 impl Pipeline for GatedFirstAttempt {
-    type Output = serde_json::Value;
-    async fn run(&self, ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
-        if ctx.attempt == 1 {
+    type Kind = TestTriage;
+    async fn run(&self, ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
+        if ctx.attempt() == 1 {
             self.gate.notified().await;
         }
-        Ok(serde_json::json!({ "attempt": ctx.attempt }))
+        Ok(serde_json::json!({ "attempt": ctx.attempt() }))
     }
 }
 
@@ -231,7 +235,7 @@ async fn set_database_reachable(name: &str, reachable: bool) {
 /// Item 2 of the correctness issue: an outage of many leases costs no delivery and fails nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let name = db.url.rsplit('/').next().expect("database name").to_owned();
     // The default delivery limit, and a lease of 400 ms: the outage below lasts ten leases.
     let q = TestQueue::new(fast_queue).await;

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use longhaul_core::{
-    ErrorClass, JobContext, JobError, JobStatus, Lease, NewJob, Pipeline, PipelineObserver, TicketId,
-};
+use longhaul_core::{Ctx, ErrorClass, JobError, JobStatus, Lease, Pipeline, Registry, TicketId};
 use longhaul_queue::QueueConfig;
 use longhaul_store::AttemptFailure;
+use longhaul_triage::TriageInput;
 use longhaul_worker::WorkerSettings;
 use tokio::sync::Notify;
 
@@ -31,13 +30,13 @@ impl Probe {
 }
 
 impl Pipeline for Probe {
-    type Output = serde_json::Value;
-    async fn run(&self, ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+    type Kind = TestTriage;
+    async fn run(&self, ctx: &Ctx, input: TriageInput) -> Result<serde_json::Value, JobError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        if ctx.ticket_id.as_str() == "GATED" {
+        if input.ticket_id.as_str() == "GATED" {
             self.gate.notified().await;
         }
-        Ok(serde_json::json!({ "attempt": ctx.attempt }))
+        Ok(serde_json::json!({ "attempt": ctx.attempt() }))
     }
 }
 
@@ -55,7 +54,7 @@ fn queue_with(lease: Duration) -> impl FnOnce(&mut QueueConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_worker_claims_nothing_it_cannot_start() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(queue_with(Duration::from_millis(300))).await;
     let busy = submit(&db, &q, "GATED", "s", "b", 5).await;
     let (probe, _, gate) = Probe::new();
@@ -86,7 +85,7 @@ async fn a_full_worker_claims_nothing_it_cannot_start() {
 }
 
 both_backends!(a_stale_entry_never_takes_over_a_running_attempt, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(queue_with(Duration::from_secs(60))).await;
     let job = submit(&db, &q, "SUP-21", "s", "b", 5).await;
     // A live worker took the entry and started attempt 1.
@@ -98,7 +97,7 @@ both_backends!(a_stale_entry_never_takes_over_a_running_attempt, |backend| async
         other => panic!("{other:?}"),
     };
     // An older copy of the job's entry turns up (replayed by hand, as a partial Redis restore would).
-    let stale = entry(&job, &TicketId::parse("SUP-21").expect("ticket"), 1);
+    let stale = entry(&job);
     let mut conn = longhaul_testkit::raw_connection();
     let mut xadd = redis::cmd("XADD");
     xadd.arg(q.keys().jobs()).arg("*");
@@ -125,28 +124,17 @@ both_backends!(a_stale_entry_never_takes_over_a_running_attempt, |backend| async
 });
 
 both_backends!(a_job_out_of_attempts_fails_at_its_limit, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(queue_with(Duration::from_millis(400))).await;
-    ensure_tenant(&db, None).await;
     let ticket = TicketId::parse("SUP-22").expect("ticket");
-    let stored = db.upsert_ticket(&tenant(), &ticket, "s", "b").await.expect("ticket");
-    let job = longhaul_core::JobId::for_ticket(&tenant(), &ticket, stored.revision);
-    let new = NewJob {
-        job_id: job.clone(),
-        tenant_id: tenant(),
-        ticket_id: ticket.clone(),
-        ticket_revision: stored.revision,
-        max_attempts: 2,
-    };
-    db.create_pending(new).await.expect("create");
+    let (job, revision) = store_ticket(&db, &ticket, "s", "b").await;
+    record_job(&db, &job, &ticket, revision, 2).await;
     // Both attempts were started by runs that never finished (the second a later delivery of the
     // entry that started the first); a newer entry arrives.
     let delivery = |n| Lease { entry: "0-1".to_owned(), delivery: n };
     db.start_next(&tenant(), &job, delivery(1), 1).await.expect("start 1");
     db.start_next(&tenant(), &job, delivery(2), 1).await.expect("start 2");
-    q.enqueue(&longhaul_queue::JobEntry { attempt: 3, ..entry(&job, &ticket, stored.revision) })
-        .await
-        .expect("enqueue");
+    q.enqueue(&longhaul_queue::JobEntry { attempt: 3, ..entry(&job) }).await.expect("enqueue");
     let (probe, runs, _) = Probe::new();
     let worker = spawn_worker(&db, &q, probe, settings("w"));
     let failed = wait_status(&db, &job, JobStatus::Failed).await;
@@ -158,7 +146,7 @@ both_backends!(a_job_out_of_attempts_fails_at_its_limit, |backend| async move {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_entry_read_while_stopping_is_handed_back() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     // A long lease: an entry stranded with the stopped worker would wait a minute.
     let q = TestQueue::new(queue_with(Duration::from_secs(60))).await;
     ensure_tenant(&db, None).await;
@@ -195,7 +183,7 @@ async fn an_entry_read_while_stopping_is_handed_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deleted_pending_entry_is_restored_by_the_reconciler() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(queue_with(Duration::from_millis(300))).await;
     let job = submit(&db, &q, "SUP-24", "s", "b", 5).await;
     let mut ghost = q.consumer("ghost").expect("consumer");
@@ -205,10 +193,13 @@ async fn a_deleted_pending_entry_is_restored_by_the_reconciler() {
         redis::cmd("XDEL").arg(q.keys().jobs()).arg(&held.id).query_async(&mut conn).await.expect("xdel");
     let (probe, _, _) = Probe::new();
     let worker = spawn_worker(&db, &q, probe, settings("w"));
+    // The producer's view: the kind (on the test queue's name) and its queues.
+    let registry = Registry::new().kind::<TestTriage>().expect("registry");
+    let queues = longhaul_producer::Queues::new(&q, &registry).expect("queues");
     // The worker's reclaim finds the entry gone; the job key is no trace, so the reconciler
     // restores the job from storage.
     wait_until(Duration::from_secs(10), "the reconciler restores the job", async || {
-        match longhaul_producer::reconcile_once(&db, &q, Duration::ZERO).await {
+        match longhaul_producer::reconcile_once(&db, &registry, &queues, Duration::ZERO).await {
             Ok(1) => Ok(()),
             other => Err(format!("{other:?}")),
         }
@@ -220,7 +211,7 @@ async fn a_deleted_pending_entry_is_restored_by_the_reconciler() {
 }
 
 both_backends!(a_recorded_retry_the_queue_never_got_still_runs, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(queue_with(Duration::from_millis(300))).await;
     let job = submit(&db, &q, "SUP-25", "s", "b", 5).await;
     // A worker ran attempt 1, recorded its retry, and died before telling Redis.
@@ -261,8 +252,8 @@ impl Drop for DropFlag {
 }
 
 impl Pipeline for Abandonable {
-    type Output = serde_json::Value;
-    async fn run(&self, _ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+    type Kind = TestTriage;
+    async fn run(&self, _ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
         let _flag = DropFlag(self.dropped.clone());
         std::future::pending::<()>().await;
         Ok(serde_json::json!({}))
@@ -271,7 +262,7 @@ impl Pipeline for Abandonable {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_whose_entry_another_worker_took_over_is_abandoned() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(queue_with(Duration::from_secs(60))).await;
     let job = submit(&db, &q, "SUP-26", "s", "b", 5).await;
     let dropped = Arc::new(AtomicU32::new(0));

@@ -5,15 +5,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use longhaul_core::{
-    FailureCase, IdempotencyKey, JobError, JobId, JobRecord, JobStatus, NewJob, Pipeline, TenantId, TicketId,
-    TicketView,
+    FailureCase, IdempotencyKey, JobError, JobId, JobKind, JobRecord, JobStatus, KindOptions, NewJob,
+    Pipeline, Registry, TenantId, TicketId,
 };
 use longhaul_queue::{JobEntry, Queue, QueueConfig};
 use longhaul_store::{Store, StoreOptions};
 pub use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
-use longhaul_triage::{Classification, Classifier, HttpWebhook, RuleClassifier, TriagePipeline};
-use longhaul_worker::tickets::BatchedTickets;
-use longhaul_worker::{Worker, WorkerSettings};
+use longhaul_triage::storage::BatchedTickets;
+use longhaul_triage::{
+    Classification, Classifier, HttpWebhook, RuleClassifier, TicketView, TriageInput, TriagePipeline,
+};
+use longhaul_worker::{Lane, Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
 /// Settings for fast tests: short lease and heartbeat, small backoff.
@@ -38,6 +40,28 @@ pub fn fast_queue(c: &mut QueueConfig) {
     c.max_deliveries = 5;
 }
 
+/// A fresh database of `backend` with the store's tables and triage's (tickets) migrated.
+pub async fn test_db(backend: Backend) -> TestDb {
+    let db = TestDb::new(backend).await;
+    longhaul_triage::storage::migrate(&db).await.expect("migrate triage's tables");
+    db
+}
+
+/// The triage kind as the tests' own pipelines run it: same name, input, queue and stages as
+/// [`longhaul_triage::Triage`] (the records and entries the harness writes are of kind `triage`),
+/// any JSON as output.
+pub struct TestTriage;
+
+impl JobKind for TestTriage {
+    const NAME: &'static str = longhaul_triage::KIND;
+    type Input = TriageInput;
+    type Output = serde_json::Value;
+
+    fn options() -> KindOptions {
+        longhaul_triage::Triage::options()
+    }
+}
+
 /// A worker running on the test's runtime until `stop` is cancelled.
 pub struct Running {
     pub stop: CancellationToken,
@@ -51,14 +75,31 @@ impl Running {
     }
 }
 
-pub fn spawn_worker<P: Pipeline + 'static>(
+/// The registry of the one kind `pipeline` runs.
+pub fn registry<P: Pipeline>(pipeline: P) -> Registry {
+    Registry::new().pipeline(pipeline).expect("registry")
+}
+
+/// A worker serving `queue` with the one kind `pipeline` runs.
+pub fn spawn_worker<P: Pipeline>(
     store: &Store,
     queue: &Queue,
     pipeline: P,
     settings: WorkerSettings,
 ) -> Running {
+    spawn_registry(store, queue, registry(pipeline), settings)
+}
+
+/// A worker serving `queue` with the kinds of `registry`.
+pub fn spawn_registry(store: &Store, queue: &Queue, registry: Registry, settings: WorkerSettings) -> Running {
+    let lanes = vec![Lane { queue: queue.clone(), concurrency: settings.concurrency }];
+    spawn_lanes(store, lanes, registry, settings)
+}
+
+/// A worker serving `lanes` with the kinds of `registry`.
+pub fn spawn_lanes(store: &Store, lanes: Vec<Lane>, registry: Registry, settings: WorkerSettings) -> Running {
     let stop = CancellationToken::new();
-    let worker = Worker::new(store.clone(), queue.clone(), pipeline, settings);
+    let worker = Worker::with_lanes(store.clone(), lanes, registry, settings);
     let handle = tokio::spawn(worker.run(stop.clone()));
     Running { stop, handle }
 }
@@ -89,7 +130,7 @@ pub fn spawn_killable<P, F>(
     settings: WorkerSettings,
 ) -> Killable
 where
-    P: Pipeline + 'static,
+    P: Pipeline,
     F: FnOnce(Store) -> P + Send + 'static,
 {
     let (kill, killed) = tokio::sync::oneshot::channel::<()>();
@@ -103,7 +144,7 @@ where
         rt.block_on(async move {
             let store = Store::connect(Some(&db_url), &StoreOptions::default()).await.expect("store");
             let queue = Queue::new(&redis_url, queue_config).expect("queue");
-            let worker = Worker::new(store.clone(), queue, make(store), settings);
+            let worker = Worker::new(store.clone(), queue, registry(make(store)), settings);
             tokio::select! {
                 r = worker.run(CancellationToken::new()) => r.expect("worker"),
                 _ = killed => {}
@@ -135,11 +176,9 @@ pub async fn submit(
     body: &str,
     max_attempts: u32,
 ) -> JobId {
-    ensure_tenant(store, None).await;
     let ticket_id = TicketId::parse(ticket).expect("ticket");
-    let stored = store.upsert_ticket(&tenant(), &ticket_id, subject, body).await.expect("ticket");
-    let job_id = JobId::for_ticket(&tenant(), &ticket_id, stored.revision);
-    submit_job(store, queue, &job_id, &ticket_id, stored.revision, max_attempts).await;
+    let (job_id, revision) = store_ticket(store, &ticket_id, subject, body).await;
+    submit_job(store, queue, &job_id, &ticket_id, revision, max_attempts).await;
     job_id
 }
 
@@ -152,28 +191,84 @@ pub async fn submit_job(
     revision: u64,
     max_attempts: u32,
 ) {
+    record_job(store, job_id, ticket, revision, max_attempts).await;
+    queue.enqueue(&entry(job_id)).await.expect("enqueue");
+}
+
+/// Writes the pending record of a triage job of `ticket` at `revision` (not enqueued).
+pub async fn record_job(store: &Store, job_id: &JobId, ticket: &TicketId, revision: u64, max_attempts: u32) {
     ensure_tenant(store, None).await;
     let job = NewJob {
         job_id: job_id.clone(),
         tenant_id: tenant(),
-        ticket_id: ticket.clone(),
-        ticket_revision: revision,
+        kind: longhaul_triage::KIND.into(),
+        key: format!("{ticket}@{revision}"),
+        input: serde_json::json!({ "ticket_id": ticket, "revision": revision }),
         max_attempts,
     };
     store.create_pending(job).await.expect("pending record");
-    queue.enqueue(&entry(job_id, ticket, revision)).await.expect("enqueue");
 }
 
-pub fn entry(job_id: &JobId, ticket: &TicketId, revision: u64) -> JobEntry {
+/// Stores revision 1 (or the next) of `ticket` and returns its triage job's id and the revision.
+pub async fn store_ticket(store: &Store, ticket: &TicketId, subject: &str, body: &str) -> (JobId, u64) {
+    ensure_tenant(store, None).await;
+    let stored = longhaul_triage::storage::upsert_ticket(store, &tenant(), ticket, subject, body)
+        .await
+        .expect("ticket");
+    (longhaul_triage::job_id_for_ticket(&tenant(), ticket, stored.revision), stored.revision)
+}
+
+/// A first-attempt entry of tenant `acme` for triage job `job_id`.
+pub fn entry(job_id: &JobId) -> JobEntry {
+    entry_of(job_id, longhaul_triage::KIND)
+}
+
+/// A first-attempt entry of tenant `acme` for job `job_id`, saying its kind is `kind`.
+pub fn entry_of(job_id: &JobId, kind: &str) -> JobEntry {
     JobEntry {
         job_id: job_id.clone(),
         tenant_id: tenant(),
-        ticket_id: ticket.clone(),
-        ticket_revision: revision,
+        kind: Some(kind.to_owned()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
         traceparent: None,
     }
+}
+
+/// What a producer does for a job of kind `K`: validates and keys `input` (a random key: every
+/// call is a job of its own), records the job and enqueues its entry on `queue`.
+pub async fn submit_kind<K: JobKind>(
+    store: &Store,
+    queue: &Queue,
+    input: &K::Input,
+    max_attempts: u32,
+) -> JobId {
+    let job = record_kind::<K>(store, input, max_attempts).await;
+    queue.enqueue(&entry_of(&job, K::NAME)).await.expect("enqueue");
+    job
+}
+
+/// [`submit_kind`] without the enqueue: only the pending record.
+pub async fn record_kind<K: JobKind>(store: &Store, input: &K::Input, max_attempts: u32) -> JobId {
+    ensure_tenant(store, None).await;
+    let input = serde_json::to_value(input).expect("input as JSON");
+    let prepared = longhaul_core::kind::prepare::<K>(&tenant(), input, None, longhaul_core::kind::random_key)
+        .expect("input");
+    let job = NewJob {
+        job_id: prepared.job_id.clone(),
+        tenant_id: tenant(),
+        kind: prepared.kind.into(),
+        key: prepared.key.as_str().to_owned(),
+        input: prepared.input,
+        max_attempts,
+    };
+    store.create_pending(job).await.expect("pending record");
+    prepared.job_id
+}
+
+/// The audit actions of `job`, oldest first.
+pub async fn audit_actions(store: &Store, job: &JobId) -> Vec<String> {
+    store.job_audit(&tenant(), job).await.expect("audit").into_iter().map(|a| a.action).collect()
 }
 
 /// A job id for a ticket that does not exist.
@@ -181,6 +276,22 @@ pub fn orphan_job(ticket: &str) -> (JobId, TicketId) {
     let ticket = TicketId::parse(ticket).expect("ticket");
     let key = IdempotencyKey::parse(format!("orphan-{ticket}")).expect("key");
     (JobId::for_idempotency_key(&tenant(), &key), ticket)
+}
+
+/// The lifecycle events of `job` published so far, oldest first (read by a group of its own).
+pub async fn events_of(queue: &Queue, job: &JobId) -> Vec<longhaul_queue::Event> {
+    let mut reader =
+        queue.event_reader("queue-events", &format!("t-{}", longhaul_testkit::random_hex())).expect("reader");
+    let mut all = Vec::new();
+    loop {
+        let got = reader.read(1000, Duration::from_millis(1)).await.expect("read events");
+        if got.is_empty() {
+            break;
+        }
+        reader.ack(&got.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).await.expect("ack");
+        all.extend(got.into_iter().map(|r| r.event).filter(|e| e.job_id == job.as_str()));
+    }
+    all
 }
 
 /// Waits until the job reaches `status`.
@@ -217,14 +328,13 @@ impl Classifier for FlakyClassifier {
     }
 }
 
-pub type Triage<C> = TriagePipeline<BatchedTickets, Store, C, HttpWebhook>;
+pub type Triage<C> = TriagePipeline<BatchedTickets, C, HttpWebhook>;
 
 /// The real triage pipeline with classifier `c`, wired as production wires it: ticket reads and
 /// writes batched across jobs (needs a Tokio runtime).
 pub fn triage<C: Classifier>(store: &Store, c: C) -> Triage<C> {
     TriagePipeline::new(
         BatchedTickets::spawn(store),
-        store.clone(),
         c,
         HttpWebhook::new(Duration::from_secs(5)).expect("webhook"),
     )

@@ -4,33 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use longhaul_core::{
-    ErrorClass, FailureCase, JobContext, JobError, JobStatus, Pipeline, PipelineObserver, Progress,
-    StageEvent,
-};
+use longhaul_core::{Ctx, ErrorClass, FailureCase, JobError, JobStatus, Pipeline, Progress, TicketId};
 use longhaul_queue::EventKind;
-use longhaul_triage::RuleClassifier;
+use longhaul_triage::{RuleClassifier, TriageInput};
 use tokio::sync::Notify;
 
 use crate::harness::*;
 
-async fn events_of(queue: &TestQueue, job: &longhaul_core::JobId) -> Vec<longhaul_queue::Event> {
-    let mut reader =
-        queue.event_reader("queue-events", &format!("t-{}", longhaul_testkit::random_hex())).expect("reader");
-    let mut all = Vec::new();
-    loop {
-        let got = reader.read(1000, Duration::from_millis(1)).await.expect("read events");
-        if got.is_empty() {
-            break;
-        }
-        reader.ack(&got.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).await.expect("ack");
-        all.extend(got.into_iter().map(|r| r.event).filter(|e| e.job_id == job.as_str()));
-    }
-    all
-}
-
 both_backends!(success_writes_completed_status_and_output, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-1", "Refund please", "I was charged twice for my subscription", 5).await;
     let worker = spawn_worker(&db, &q, triage(&db, RuleClassifier), settings("w1"));
@@ -41,7 +23,12 @@ both_backends!(success_writes_completed_status_and_output, |backend| async move 
     assert_eq!(output["classification"]["priority"], "high");
     assert_eq!((done.attempts, done.progress, done.error_message.clone()), (1, Progress::DONE, None));
     assert!(done.started_at.is_some() && done.finished_at.is_some());
-    let ticket = db.get_ticket(&tenant(), &done.ticket_id).await.expect("ticket").expect("exists");
+    let ticket_id: TicketId = serde_json::from_value(done.input["ticket_id"].clone()).expect("ticket id");
+    assert_eq!(ticket_id.as_str(), "SUP-1");
+    let ticket = longhaul_triage::storage::get_ticket(&db, &tenant(), &ticket_id)
+        .await
+        .expect("ticket")
+        .expect("exists");
     assert_eq!(ticket.triage.expect("triage applied")["classification"]["category"], "billing");
     let audit: Vec<_> =
         db.job_audit(&tenant(), &job).await.expect("audit").into_iter().map(|a| a.action).collect();
@@ -55,7 +42,7 @@ both_backends!(success_writes_completed_status_and_output, |backend| async move 
 });
 
 both_backends!(retryable_failures_back_off_then_succeed, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-2", "App crash", "It crashes", 5).await;
     let classifier = FlakyClassifier::new(2, FailureCase::ProviderTimeout);
@@ -92,7 +79,7 @@ both_backends!(retryable_failures_back_off_then_succeed, |backend| async move {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retryable_failures_give_up_after_max_attempts() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-3", "Down", "Everything is down", 2).await;
     let classifier = FlakyClassifier::new(100, FailureCase::ProviderUnavailable);
@@ -110,7 +97,7 @@ async fn retryable_failures_give_up_after_max_attempts() {
 }
 
 both_backends!(invalid_job_fails_at_once_and_is_never_retried, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(fast_queue).await;
     let (job, ticket) = orphan_job("SUP-404");
     submit_job(&db, &q, &job, &ticket, 1, 5).await;
@@ -134,7 +121,7 @@ struct DeniedClassifier;
 impl longhaul_triage::Classifier for DeniedClassifier {
     async fn classify(
         &self,
-        _t: &longhaul_core::TicketView,
+        _t: &longhaul_triage::TicketView,
     ) -> Result<longhaul_triage::Classification, JobError> {
         Err(JobError::new(FailureCase::PermissionDenied, "tenant acme may not use this provider"))
     }
@@ -142,7 +129,7 @@ impl longhaul_triage::Classifier for DeniedClassifier {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn permission_failure_fails_alerts_and_audits() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-5", "Hello", "Thanks", 5).await;
     let worker = spawn_worker(&db, &q, triage(&db, DeniedClassifier), settings("w1"));
@@ -160,23 +147,13 @@ async fn permission_failure_fails_alerts_and_audits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_entry_claiming_another_tenant_alerts_and_touches_nothing() {
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(fast_queue).await;
-    ensure_tenant(&db, None).await;
-    let ticket = longhaul_core::TicketId::parse("SUP-6").expect("ticket");
-    db.upsert_ticket(&tenant(), &ticket, "s", "b").await.expect("ticket");
-    let job = longhaul_core::JobId::for_ticket(&tenant(), &ticket, 1);
-    db.create_pending(longhaul_core::NewJob {
-        job_id: job.clone(),
-        tenant_id: tenant(),
-        ticket_id: ticket.clone(),
-        ticket_revision: 1,
-        max_attempts: 5,
-    })
-    .await
-    .expect("record");
+    let ticket = TicketId::parse("SUP-6").expect("ticket");
+    let (job, revision) = store_ticket(&db, &ticket, "s", "b").await;
+    record_job(&db, &job, &ticket, revision, 5).await;
     // A forged entry: the job of acme, claimed by globex.
-    let mut forged = entry(&job, &ticket, 1);
+    let mut forged = entry(&job);
     forged.tenant_id = longhaul_core::TenantId::parse("globex").expect("tenant");
     q.enqueue(&forged).await.expect("enqueue");
     let worker = spawn_worker(&db, &q, triage(&db, RuleClassifier), settings("w1"));
@@ -194,55 +171,66 @@ async fn an_entry_claiming_another_tenant_alerts_and_touches_nothing() {
     assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Alert]);
 }
 
-/// Reports three progress steps, waiting for the test between them.
+/// Reports progress within and across its stages, waiting for the test between steps: load
+/// starts (0 %), reports half its work (16 %) and ends (33 %); classify starts (33 %) and ends
+/// (66 %).
 struct SteppedPipeline {
     step: Arc<Notify>,
 }
 
 impl Pipeline for SteppedPipeline {
-    type Output = serde_json::Value;
-    async fn run(
-        &self,
-        ctx: &JobContext,
-        observer: &dyn PipelineObserver,
-    ) -> Result<serde_json::Value, JobError> {
-        let p = |v| Progress::new(v).expect("progress");
-        observer.on_event(ctx, StageEvent::Started { stage: "load", progress: p(10) });
+    type Kind = TestTriage;
+    async fn run(&self, ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
+        ctx.stage("load", async {
+            self.step.notified().await;
+            ctx.progress(1, 2);
+            self.step.notified().await;
+            Ok(())
+        })
+        .await?;
         self.step.notified().await;
-        observer.on_event(ctx, StageEvent::Progress { stage: "load", progress: p(40) });
-        self.step.notified().await;
-        observer.on_event(ctx, StageEvent::Started { stage: "classify", progress: p(70) });
-        self.step.notified().await;
-        Ok(serde_json::json!({ "steps": 3 }))
+        ctx.stage("classify", async {
+            self.step.notified().await;
+            Ok(())
+        })
+        .await?;
+        Ok(serde_json::json!({ "steps": 4 }))
     }
 }
 
 both_backends!(progress_updates_land_in_the_record_in_order, |backend| async move {
-    let db = TestDb::new(backend).await;
+    let db = test_db(backend).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-7", "s", "b", 5).await;
     let step = Arc::new(Notify::new());
     let worker = spawn_worker(&db, &q, SteppedPipeline { step: step.clone() }, settings("w1"));
-    for (stage, percent) in [("load", 10), ("load", 40), ("classify", 70)] {
+    for (stage, percent) in [("load", 0), ("load", 16), ("load", 33), ("classify", 33)] {
         let r = wait_until(Duration::from_secs(10), &format!("{stage} {percent}%"), async || {
             let r = db.get_job(&tenant(), &job).await.expect("read").expect("exists");
-            if r.progress.percent() == percent { Ok(r) } else { Err((r.status, r.stage, r.progress)) }
+            if r.progress.percent() == percent && r.stage.as_deref() == Some(stage) {
+                Ok(r)
+            } else {
+                Err((r.status, r.stage, r.progress))
+            }
         })
         .await;
-        assert_eq!((r.status, r.stage.as_deref()), (JobStatus::Running, Some(stage)));
+        assert_eq!(r.status, JobStatus::Running);
         step.notify_one();
     }
     let done = wait_status(&db, &job, JobStatus::Completed).await;
     assert_eq!(done.progress, Progress::DONE);
     worker.shutdown().await.expect("shutdown");
-    let seen: Vec<_> = events_of(&q, &job).await.into_iter().map(|e| (e.kind, e.progress)).collect();
+    let seen: Vec<_> = events_of(&q, &job).await.into_iter().map(|e| (e.kind, e.stage, e.progress)).collect();
+    let progress = |stage: &str, p| (EventKind::Progress, Some(stage.to_owned()), Some(p));
     assert_eq!(
         seen,
         [
-            (EventKind::Progress, Some(10)),
-            (EventKind::Progress, Some(40)),
-            (EventKind::Progress, Some(70)),
-            (EventKind::Completed, None),
+            progress("load", 0),
+            progress("load", 16),
+            progress("load", 33),
+            progress("classify", 33),
+            progress("classify", 66),
+            (EventKind::Completed, None, None),
         ]
     );
 });
@@ -253,8 +241,8 @@ struct PanicOnce {
 }
 
 impl Pipeline for PanicOnce {
-    type Output = serde_json::Value;
-    async fn run(&self, _ctx: &JobContext, _o: &dyn PipelineObserver) -> Result<serde_json::Value, JobError> {
+    type Kind = TestTriage;
+    async fn run(&self, _ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
         if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
             panic!("index out of bounds in stage classify");
         }
@@ -264,7 +252,7 @@ impl Pipeline for PanicOnce {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_panicking_stage_counts_as_a_failed_attempt() {
-    let db = TestDb::new(Backend::Sqlite).await;
+    let db = test_db(Backend::Sqlite).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-8", "s", "b", 5).await;
     let worker = spawn_worker(&db, &q, PanicOnce { runs: AtomicU32::new(0) }, settings("w1"));

@@ -4,5 +4,6 @@
 mod crashes;
 mod fences;
 mod harness;
+mod kinds;
 mod lifecycle;
 mod startup;

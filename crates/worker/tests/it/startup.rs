@@ -5,7 +5,7 @@
 use clap::Parser as _;
 use longhaul_core::JobStatus;
 use longhaul_testkit::{Backend, TestDb, TestQueue};
-use longhaul_worker::startup::{Application, Config};
+use longhaul_worker::startup::{self, Application, Config};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +22,7 @@ async fn readyz(addr: std::net::SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_application_built_from_flags_runs_a_job_and_answers_readyz() {
+    // Not migrated for triage: the built-in kinds migrate their own tables at start-up.
     let db = TestDb::new(Backend::Postgres).await;
     let q = TestQueue::new(|_| {}).await;
     let config = Config::try_parse_from([
@@ -40,7 +41,7 @@ async fn the_application_built_from_flags_runs_a_job_and_answers_readyz() {
         "4",
     ])
     .expect("flags");
-    let app = Application::build(config).await.expect("build");
+    let app = Application::build(config, startup::builtin).await.expect("build");
     let admin = app.admin_addr().expect("admin address");
     let stop = CancellationToken::new();
     let running = tokio::spawn(app.run_until_stopped(stop.clone()));
@@ -52,4 +53,51 @@ async fn the_application_built_from_flags_runs_a_job_and_answers_readyz() {
     assert!(status.contains(" 200"), "readyz: {status}");
     stop.cancel();
     running.await.expect("task").expect("the worker stopped cleanly");
+}
+
+#[tokio::test]
+async fn a_queue_listed_twice_is_refused() {
+    // Refused before anything is connected: these URLs are never dialled.
+    let config = Config::try_parse_from([
+        "worker",
+        "--database-url",
+        "postgres://nobody@127.0.0.1:1/none",
+        "--redis-url",
+        "redis://127.0.0.1:1",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--queues",
+        "triage=4,summarize,triage",
+    ])
+    .expect("flags");
+    let refused = Application::build(config, startup::builtin).await.expect_err("two lanes of one queue");
+    assert!(refused.to_string().contains("\"triage\" twice"), "{refused:#}");
+}
+
+/// A lane of a queue none of the worker's kinds use would fail every job it takes: refused at
+/// start-up, naming the queue and the kinds' queues; a partition of a kind's queue is accepted.
+#[tokio::test]
+async fn a_queue_no_kind_uses_is_refused() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let build = |queues: &str| {
+        let config = Config::try_parse_from([
+            "worker",
+            "--database-url",
+            db.url.as_str(),
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--queues",
+            queues,
+        ])
+        .expect("flags");
+        Application::build(config, startup::builtin)
+    };
+    let refused = build("triage,exports").await.expect_err("a queue of no kind");
+    let message = format!("{refused:#}");
+    assert!(message.contains("\"exports\"") && message.contains("summarize, triage"), "{message}");
+    let refused = build("triage-x").await.expect_err("not a partition");
+    assert!(format!("{refused:#}").contains("\"triage-x\""), "{refused:#}");
+    build("triage-0,summarize-12").await.expect("partitions of the kinds' queues");
 }

@@ -6,6 +6,6 @@ SET status = 'failed', attempts = $3, error_class = $4, error_message = $5, next
     updated_at = $6, finished_at = $6
 WHERE job_id = $1 AND tenant_id = $2
   AND ((status = 'running' AND attempts = $3) OR (status IN ('queued', 'running') AND attempts = $3 - 1))
-RETURNING job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts,
+RETURNING job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
        lease_entry, lease_delivery

@@ -1,5 +1,5 @@
 -- One job of a tenant. $1 job, $2 tenant.
-SELECT job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts,
+SELECT job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
        lease_entry, lease_delivery
 FROM jobs

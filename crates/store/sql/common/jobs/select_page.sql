@@ -1,9 +1,16 @@
--- A page of a tenant's jobs, newest first: $1 tenant, $2 status (NULL: any), $3 seq to start
--- below, $4 limit.
-SELECT seq, job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts,
+-- A page of a tenant's jobs, newest first: $1 tenant, $2 seq to start below, $3 limit, and the
+-- filters, each NULL for any: $4 kind, $5 status, $6 error class, $7 created at or after,
+-- $8 created before. Run uncached (Session::fetch_all_uncached): PostgreSQL then plans it with
+-- the values bound, the NULL filters fold away, and the others can use their indexes (jobs_by_*).
+SELECT seq, job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
        lease_entry, lease_delivery
 FROM jobs
-WHERE tenant_id = $1 AND ($2 IS NULL OR status = $2) AND seq < $3
+WHERE tenant_id = $1 AND seq < $2
+  AND ($4 IS NULL OR kind = $4)
+  AND ($5 IS NULL OR status = $5)
+  AND ($6 IS NULL OR error_class = $6)
+  AND ($7 IS NULL OR created_at >= $7)
+  AND ($8 IS NULL OR created_at < $8)
 ORDER BY seq DESC
-LIMIT $4
+LIMIT $3

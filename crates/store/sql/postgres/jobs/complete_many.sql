@@ -13,7 +13,7 @@ WITH u AS (
     INSERT INTO audit_log (tenant_id, job_id, action, detail, at)
     SELECT tenant_id, job_id, 'completed', jsonb_build_object('attempt', attempts), $5 FROM u
 )
-SELECT job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts,
+SELECT job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
        lease_entry, lease_delivery
 FROM u

@@ -9,6 +9,6 @@ WHERE job_id = $1 AND tenant_id = $2 AND status IN ('queued', 'running') AND att
   AND CASE WHEN status = 'running' AND lease_entry = $4 THEN lease_delivery < $5
            WHEN status = 'running' AND lease_entry IS NULL THEN TRUE
            ELSE attempts < $6 END
-RETURNING job_id, tenant_id, ticket_id, ticket_revision, status, stage, progress, attempts, max_attempts,
+RETURNING job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
        lease_entry, lease_delivery

@@ -1,25 +1,23 @@
 //! Provider and webhook answers that are malformed, huge, endless or slow are classified onto the
-//! retry table — never a crash, never an unbounded read. Complements `http.rs` (statuses, schema,
-//! a large body with a Content-Length, a slow first byte) with what `wiremock` cannot express:
-//! bodies that never end or trickle, plus odd `Retry-After` values, content types and bytes.
+//! retry table — never a crash, never an unbounded read. Complements `chat.rs` (statuses, a large
+//! body with a Content-Length, a slow first byte) with what `wiremock` cannot express: bodies that
+//! never end or trickle, plus odd `Retry-After` values, content types and bytes.
 
 use std::time::{Duration, Instant};
 
-use longhaul_core::{FailureCase, JobId, OperationId};
-use longhaul_triage::http::MAX_RESPONSE_BYTES;
-
-use crate::http::{classifier_at, completion, ticket};
-use longhaul_triage::{Classifier, HttpClassifier, HttpWebhook, WebhookSender};
+use longhaul_core::FailureCase;
+use longhaul_providers::{ChatClient, HttpWebhook, MAX_RESPONSE_BYTES, WebhookSender};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn classifier(base: &str, timeout: Duration) -> HttpClassifier {
-    classifier_at(format!("{base}/v1"), timeout)
-}
+use crate::chat::{client_at, completion};
+use crate::webhook::op;
 
-const VALID: &str = r#"{"category":"bug","priority":"high","labels":["crash"],"summary":"App crashes"}"#;
+fn client(base: &str, timeout: Duration) -> ChatClient {
+    client_at(format!("{base}/v1"), timeout)
+}
 
 /// How the raw server answers after the response head.
 #[derive(Clone, Copy)]
@@ -73,18 +71,13 @@ async fn raw_server(body: Body) -> String {
 async fn an_endless_body_is_cut_at_the_cap() {
     let base = raw_server(Body::Endless).await;
     let started = Instant::now();
-    let err = classifier(&base, Duration::from_secs(20)).classify(&ticket()).await.expect_err("endless");
+    let err = client(&base, Duration::from_secs(20)).complete("s", "u").await.expect_err("endless");
     assert_eq!(err.case, FailureCase::ProviderRejected, "{}", err.message);
     assert!(err.message.contains(&format!("more than {MAX_RESPONSE_BYTES} bytes")), "{}", err.message);
     assert!(started.elapsed() < Duration::from_secs(10), "stopped reading at the cap");
 
-    let op = OperationId::derive(
-        &JobId::parse("job_0123456789abcdef0123456789abcdef").expect("job"),
-        "apply",
-        "webhook",
-    );
     let webhook = HttpWebhook::new(Duration::from_secs(20)).expect("webhook");
-    let err = webhook.deliver(&format!("{base}/hook"), &op, &json!({})).await.expect_err("endless");
+    let err = webhook.deliver(&format!("{base}/hook"), &op(), &json!({})).await.expect_err("endless");
     assert_eq!(err.case, FailureCase::ProviderRejected, "{}", err.message);
 }
 
@@ -92,7 +85,7 @@ async fn an_endless_body_is_cut_at_the_cap() {
 async fn a_trickling_body_times_out_as_retryable() {
     let base = raw_server(Body::Trickle).await;
     let started = Instant::now();
-    let err = classifier(&base, Duration::from_millis(800)).classify(&ticket()).await.expect_err("trickle");
+    let err = client(&base, Duration::from_millis(800)).complete("s", "u").await.expect_err("trickle");
     assert_eq!(err.case, FailureCase::ProviderTimeout, "{}", err.message);
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -100,24 +93,19 @@ async fn a_trickling_body_times_out_as_retryable() {
         started.elapsed()
     );
 
-    let op = OperationId::derive(
-        &JobId::parse("job_0123456789abcdef0123456789abcdef").expect("job"),
-        "apply",
-        "webhook",
-    );
     let webhook = HttpWebhook::new(Duration::from_millis(800)).expect("webhook");
-    let err = webhook.deliver(&format!("{base}/hook"), &op, &json!({})).await.expect_err("trickle");
+    let err = webhook.deliver(&format!("{base}/hook"), &op(), &json!({})).await.expect_err("trickle");
     assert_eq!(err.case, FailureCase::ProviderTimeout, "{}", err.message);
 }
 
 #[tokio::test]
 async fn odd_answers_are_classified() {
     let nested = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
-    let cases: Vec<(ResponseTemplate, Result<(), FailureCase>, &str)> = vec![
+    let cases: Vec<(ResponseTemplate, Result<&str, FailureCase>, &str)> = vec![
         // The body decides, not the content type: a valid answer labelled text/plain is used.
         (
-            ResponseTemplate::new(200).set_body_raw(completion(VALID).to_string(), "text/plain"),
-            Ok(()),
+            ResponseTemplate::new(200).set_body_raw(completion("fine").to_string(), "text/plain"),
+            Ok("fine"),
             "text/plain JSON",
         ),
         (
@@ -135,15 +123,21 @@ async fn odd_answers_are_classified() {
             Err(FailureCase::ProviderRejected),
             "nested body",
         ),
+        // The content is the caller's contract: the client returns it as it came.
         (
             ResponseTemplate::new(200).set_body_json(completion(&nested)),
-            Err(FailureCase::ProviderRejected),
+            Ok(nested.as_str()),
             "nested content",
         ),
         (
             ResponseTemplate::new(200).set_body_json(json!({"choices": [{"message": {"content": 42}}]})),
             Err(FailureCase::ProviderRejected),
             "content of the wrong type",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"choices": [{"message": {}}]})),
+            Err(FailureCase::ProviderRejected),
+            "no content",
         ),
         (ResponseTemplate::new(200), Err(FailureCase::ProviderRejected), "empty body"),
         (
@@ -155,9 +149,9 @@ async fn odd_answers_are_classified() {
     for (response, expected, what) in cases {
         let server = MockServer::start().await;
         Mock::given(method("POST")).respond_with(response).mount(&server).await;
-        let result = classifier(&server.uri(), Duration::from_secs(5)).classify(&ticket()).await;
+        let result = client(&server.uri(), Duration::from_secs(5)).complete("s", "u").await;
         match (result, expected) {
-            (Ok(_), Ok(())) => {}
+            (Ok(content), Ok(want)) => assert_eq!(content, want, "{what}"),
             (Err(e), Err(case)) => {
                 assert_eq!(e.case, case, "{what}: {}", e.message);
                 assert!(
@@ -189,8 +183,7 @@ async fn odd_retry_after_values_fall_back_to_backoff() {
             .respond_with(ResponseTemplate::new(429).insert_header("retry-after", value))
             .mount(&server)
             .await;
-        let err =
-            classifier(&server.uri(), Duration::from_secs(5)).classify(&ticket()).await.expect_err("429");
+        let err = client(&server.uri(), Duration::from_secs(5)).complete("s", "u").await.expect_err("429");
         assert_eq!(err.case, FailureCase::ProviderRateLimited, "{value:?}");
         assert_eq!(err.retry_after, expected, "Retry-After {value:?}");
     }

@@ -1,18 +1,19 @@
 //! The triage result written onto a ticket, at most once per operation id, atomically with the
-//! operation's `done` record — a local side effect of the pipeline's apply stage. The stage and
-//! effect names the operation is recorded under come from the pipeline with each write.
+//! operation's `done` record in the store's operation log (`operations`, whose row schema
+//! `longhaul_store::ops` documents for such local effects) — a local side effect of the
+//! pipeline's apply stage. The stage and effect names the operation is recorded under come from
+//! the pipeline with each write.
 //!
 //! PostgreSQL writes one triage in one statement, and a batch of them in one statement; SQLite
 //! writes each in one transaction of single-row statements.
 
 use std::collections::{HashMap, HashSet};
 
-use longhaul_core::{JobContext, OperationId};
+use longhaul_core::{JobContext, OperationId, TicketId};
+use longhaul_store::backend::{Arg, Db, Session};
+use longhaul_store::{BackendKind, Store, StoreError, now};
 use serde_json::{Value, json};
 use sqlx::types::Json;
-
-use crate::backend::{Arg, Db, Session};
-use crate::{BackendKind, Store, StoreError, now};
 
 /// The single write; see the file.
 const PG_WRITE: &str = include_str!("../../sql/postgres/tickets/write_triage.sql");
@@ -26,12 +27,15 @@ const SQLITE_SELECT_REVISION: &str = include_str!("../../sql/sqlite/tickets/sele
 const SQLITE_UPDATE_TRIAGE: &str = include_str!("../../sql/sqlite/tickets/update_triage.sql");
 const SQLITE_UPDATE_RESULT: &str = include_str!("../../sql/sqlite/tickets/update_operation_result.sql");
 
-/// One ticket triage write: which job's attempt writes it, under which operation (its id, and the
-/// stage and effect names the operation log records), and the triage JSON.
+/// One ticket triage write: which job's attempt writes it, onto which ticket, under which
+/// operation (its id, and the stage and effect names the operation log records), and the triage
+/// JSON.
 #[derive(Debug, Clone, Copy)]
 pub struct TriageWrite<'a> {
-    /// The job's context: tenant, ticket, job and attempt.
+    /// The job's context: tenant, job and attempt.
     pub ctx: &'a JobContext,
+    /// The ticket written, of the job's tenant.
+    pub ticket: &'a TicketId,
     /// The operation id, derived from the job, the stage and the effect.
     pub op: &'a OperationId,
     /// The pipeline stage that writes it.
@@ -72,54 +76,51 @@ async fn stored_result(
     Ok(stored.map(|(r,)| r.map(|j| j.0).unwrap_or(Value::Null)))
 }
 
-impl Store {
-    /// Writes the triage result onto the ticket of `w.ctx` at most once per operation id `w.op`,
-    /// atomically with the operation's `done` record (on PostgreSQL one statement, on SQLite one
-    /// transaction). Returns the stored result: the first write's, on a repeat.
-    ///
-    /// The result carries the triage it is about, so whoever repeats the write learns what the
-    /// first one decided: `{"written": true, "triage": …}`. A stored triage is never replaced by
-    /// one of an older ticket revision (the `revision` field of the triage JSON; a triage without
-    /// one counts as revision 0): when the ticket already holds a newer triage, the ticket is left
-    /// alone and the operation is still recorded as done, with
-    /// `{"written": false, "superseded_by": <stored revision>, "triage": …}`, so a retry gets the
-    /// same answer.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] when the ticket does not exist for the tenant; [`StoreError::Database`].
-    pub async fn write_ticket_triage(&self, w: TriageWrite<'_>) -> Result<Value, StoreError> {
-        match self.kind() {
-            BackendKind::Postgres => write_pg(&self.db, w).await,
-            BackendKind::Sqlite => write_sqlite(&self.db, w).await,
-        }
+/// Writes the triage result onto ticket `w.ticket` of `w.ctx`'s tenant at most once per operation
+/// id `w.op`, atomically with the operation's `done` record (on PostgreSQL one statement, on SQLite
+/// one transaction). Returns the stored result: the first write's, on a repeat.
+///
+/// The result carries the triage it is about, so whoever repeats the write learns what the first
+/// one decided: `{"written": true, "triage": …}`. A stored triage is never replaced by one of an
+/// older ticket revision (the `revision` field of the triage JSON; a triage without one counts as
+/// revision 0): when the ticket already holds a newer triage, the ticket is left alone and the
+/// operation is still recorded as done, with
+/// `{"written": false, "superseded_by": <stored revision>, "triage": …}`, so a retry gets the same
+/// answer.
+///
+/// # Errors
+/// [`StoreError::NotFound`] when the ticket does not exist for the tenant; [`StoreError::Database`].
+pub async fn write_ticket_triage(store: &Store, w: TriageWrite<'_>) -> Result<Value, StoreError> {
+    match store.kind() {
+        BackendKind::Postgres => write_pg(store.db(), w).await,
+        BackendKind::Sqlite => write_sqlite(store.db(), w).await,
     }
+}
 
-    /// [`Store::write_ticket_triage`] for many jobs: how a worker writes the apply stages of its
-    /// concurrent jobs together. On PostgreSQL one statement (one commit) when the batch names
-    /// each ticket and operation once; otherwise, and on SQLite, one write after another. Returns
-    /// each write's stored result, or its error ([`StoreError::NotFound`] for a missing ticket), in
-    /// order. The revision guard of [`Store::write_ticket_triage`] holds for each write.
-    ///
-    /// # Errors
-    /// [`StoreError::Database`] when the batch statement fails: then none was written.
-    pub async fn write_ticket_triage_many(
-        &self,
-        writes: &[TriageWrite<'_>],
-    ) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
-        let mut tickets = HashSet::new();
-        let mut ops = HashSet::new();
-        let distinct = writes
-            .iter()
-            .all(|w| tickets.insert((&w.ctx.tenant_id, &w.ctx.ticket_id)) && ops.insert(w.op.as_str()));
-        match &self.db {
-            Db::Postgres(pool) if distinct && writes.len() > 1 => write_many_pg(pool, writes).await,
-            _ => {
-                let mut out = Vec::with_capacity(writes.len());
-                for w in writes {
-                    out.push(self.write_ticket_triage(*w).await);
-                }
-                Ok(out)
+/// [`write_ticket_triage`] for many jobs: how a worker writes the apply stages of its concurrent
+/// jobs together. On PostgreSQL one statement (one commit) when the batch names each ticket and
+/// operation once; otherwise, and on SQLite, one write after another. Returns each write's stored
+/// result, or its error ([`StoreError::NotFound`] for a missing ticket), in order. The revision
+/// guard of [`write_ticket_triage`] holds for each write.
+///
+/// # Errors
+/// [`StoreError::Database`] when the batch statement fails: then none was written.
+pub async fn write_ticket_triage_many(
+    store: &Store,
+    writes: &[TriageWrite<'_>],
+) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
+    let mut tickets = HashSet::new();
+    let mut ops = HashSet::new();
+    let distinct =
+        writes.iter().all(|w| tickets.insert((&w.ctx.tenant_id, w.ticket)) && ops.insert(w.op.as_str()));
+    match store.db() {
+        Db::Postgres(pool) if distinct && writes.len() > 1 => write_many_pg(pool, writes).await,
+        _ => {
+            let mut out = Vec::with_capacity(writes.len());
+            for w in writes {
+                out.push(write_ticket_triage(store, *w).await);
             }
+            Ok(out)
         }
     }
 }
@@ -134,7 +135,7 @@ async fn write_pg(db: &Db, w: TriageWrite<'_>) -> Result<Value, StoreError> {
         attempt(w.ctx).into(),
         (&written).into(),
         now().into(),
-        w.ctx.ticket_id.as_str().into(),
+        w.ticket.as_str().into(),
         w.triage.into(),
         triage_revision(w.triage).into(),
         (&skipped).into(),
@@ -152,7 +153,7 @@ async fn write_pg(db: &Db, w: TriageWrite<'_>) -> Result<Value, StoreError> {
 /// SQLite: the write in one transaction. Its first statement writes, so the transaction holds the
 /// write lock from the start: the stored revision cannot change between the check and the update.
 async fn write_sqlite(db: &Db, w: TriageWrite<'_>) -> Result<Value, StoreError> {
-    let (now, tenant, ticket) = (now(), w.ctx.tenant_id.as_str(), w.ctx.ticket_id.as_str());
+    let (now, tenant, ticket) = (now(), w.ctx.tenant_id.as_str(), w.ticket.as_str());
     let written = triage_result(w.triage, None);
     let revision = triage_revision(w.triage);
     let mut tx = db.begin().await?;
@@ -194,7 +195,7 @@ async fn write_many_pg(
 ) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
     // In ticket order, so concurrent batches lock tickets in the same order.
     let mut sorted: Vec<&TriageWrite<'_>> = writes.iter().collect();
-    sorted.sort_unstable_by_key(|w| (w.ctx.tenant_id.as_str(), w.ctx.ticket_id.as_str()));
+    sorted.sort_unstable_by_key(|w| (w.ctx.tenant_id.as_str(), w.ticket.as_str()));
     let column =
         |f: for<'w> fn(&'w TriageWrite<'w>) -> &'w str| sorted.iter().map(|w| f(w)).collect::<Vec<&str>>();
     let json = |f: &dyn Fn(&Value) -> Value| sorted.iter().map(|w| Json(f(w.triage))).collect::<Vec<_>>();
@@ -203,7 +204,7 @@ async fn write_many_pg(
         .bind(column(|w| w.ctx.tenant_id.as_str()))
         .bind(column(|w| w.ctx.job_id.as_str()))
         .bind(sorted.iter().map(|w| attempt(w.ctx)).collect::<Vec<_>>())
-        .bind(column(|w| w.ctx.ticket_id.as_str()))
+        .bind(column(|w| w.ticket.as_str()))
         .bind(sorted.iter().map(|w| Json(w.triage)).collect::<Vec<_>>())
         .bind(sorted.iter().map(|w| triage_revision(w.triage)).collect::<Vec<_>>())
         .bind(json(&|t| triage_result(t, None)))

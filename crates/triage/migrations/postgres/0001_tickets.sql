@@ -1,0 +1,18 @@
+-- The triage kind's tickets, PostgreSQL. Numbering is aligned with migrations/sqlite; the history
+-- is kept in _longhaul_triage_migrations, apart from the store's.
+--
+-- The schema exactly as the store's migration 0001 created it before tickets moved to the triage
+-- crate: every database migrated by the store has the table already (0001 is history and still
+-- creates it), so this is a no-op there and creates it anywhere else.
+CREATE TABLE IF NOT EXISTS tickets (
+    tenant_id  TEXT NOT NULL REFERENCES tenants (tenant_id),
+    ticket_id  TEXT NOT NULL,
+    revision   BIGINT NOT NULL CHECK (revision >= 1),
+    subject    TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    -- what the triage pipeline applied (category, priority, labels, summary), with its job id
+    triage     JSONB,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, ticket_id)
+);
