@@ -32,6 +32,10 @@ SELECT seq, job_id, tenant_id, kind, job_key, input, status, stage, progress, at
     max_attempts, next_attempt_at, output, error_message, error_class, created_at, updated_at,
     started_at, finished_at, lease_entry, lease_delivery
 FROM jobs;
+-- Keep the AUTOINCREMENT counter (it may be past MAX(seq): inserts refused by ON CONFLICT still
+-- take a number), so no seq is ever issued twice.
+UPDATE sqlite_sequence SET seq = (SELECT seq FROM sqlite_sequence WHERE name = 'jobs')
+WHERE name = 'jobs_new' AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'jobs');
 DROP TABLE jobs;
 ALTER TABLE jobs_new RENAME TO jobs;
 CREATE INDEX jobs_by_tenant ON jobs (tenant_id, seq);

@@ -45,8 +45,12 @@ impl Store {
             return Ok(WriteOutcome::Refused { current, reason });
         };
         let record = JobRecord::try_from(row)?;
-        let action = if record.status == JobStatus::Cancelled { "cancelled" } else { "cancel_requested" };
-        audit::append(&mut tx, tenant, Some(job), action, &json!({ "by": by }), now).await?;
+        // A repeated request for a running job is no news: one audit row per cancel.
+        let first = record.status == JobStatus::Cancelled || record.cancel_requested_at == Some(now);
+        if first {
+            let action = if record.status == JobStatus::Cancelled { "cancelled" } else { "cancel_requested" };
+            audit::append(&mut tx, tenant, Some(job), action, &json!({ "by": by }), now).await?;
+        }
         tx.commit().await?;
         Ok(WriteOutcome::Applied(record))
     }

@@ -6,7 +6,9 @@ SET status = CASE WHEN status = 'running' THEN 'running' ELSE 'cancelled' END,
     cancel_requested_at = CASE WHEN status = 'running' THEN COALESCE(cancel_requested_at, $3) ELSE cancel_requested_at END,
     next_attempt_at = CASE WHEN status = 'running' THEN next_attempt_at ELSE NULL END,
     finished_at = CASE WHEN status = 'running' THEN finished_at ELSE $3 END,
-    updated_at = $3
+    -- A repeated request for a running job changes nothing (the reconciler's age of a live record
+    -- included).
+    updated_at = CASE WHEN status = 'running' AND cancel_requested_at IS NOT NULL THEN updated_at ELSE $3 END
 WHERE job_id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')
 RETURNING job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
