@@ -8,6 +8,8 @@
 //!     └─────────────────┘  │ └─┘
 //!                          │ fail(n)
 //!                          └───────────────────▶ failed
+//!
+//!   queued ──cancel──▶ cancelled ◀──cancelled(n)── running (after cancel: cancel_requested_at)
 //! ```
 //!
 //! `attempts` counts attempts started. A writer owns attempt `n` and every write it makes is
@@ -24,7 +26,12 @@
 //! * **fail(n)** — allowed when the writer owns attempt `n` (`running`, `attempts == n`) or is
 //!   about to start it (`queued` or `running`, `attempts == n − 1`): a job found invalid, or
 //!   stalled too often, fails without running.
-//! * `completed` and `failed` are terminal: nothing moves them again.
+//! * **cancel** — the tenant's or an operator's request: a `queued` job becomes `cancelled` at
+//!   once (it never starts: a start is refused like any start of a terminal job); a `running` job
+//!   gets `cancel_requested_at`, and its worker ends it; a terminal job is refused.
+//! * **cancelled(n)** — the worker of attempt `n` ends a job whose cancel was requested:
+//!   `running → cancelled`. Once a cancel is requested, a failure is no longer retried.
+//! * `completed`, `failed` and `cancelled` are terminal: nothing moves them again.
 //!
 //! A write from an older attempt therefore changes nothing and reports [`TransitionError`]. The
 //! store applies the same guards in SQL so they hold across processes.
@@ -46,11 +53,14 @@ pub enum JobStatus {
     Completed,
     /// Finished without output; `error_class` and `error_message` say why. Terminal.
     Failed,
+    /// Stopped at a tenant's or an operator's request. Terminal.
+    Cancelled,
 }
 
 impl JobStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [JobStatus; 4] = [Self::Queued, Self::Running, Self::Completed, Self::Failed];
+    pub const ALL: [JobStatus; 5] =
+        [Self::Queued, Self::Running, Self::Completed, Self::Failed, Self::Cancelled];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -59,6 +69,7 @@ impl JobStatus {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -67,15 +78,14 @@ impl JobStatus {
     /// # Errors
     /// A message naming the valid statuses.
     pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|status| status.as_str() == s)
-            .ok_or_else(|| format!("unknown status {s:?}; expected queued, running, completed or failed"))
+        Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
+            format!("unknown status {s:?}; expected queued, running, completed, failed or cancelled")
+        })
     }
 
     /// Whether nothing can change this status any more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -187,6 +197,9 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// When a cancel was requested while it ran (its worker then ends it as `cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
     /// The queue delivery that started the current attempt (internal: not part of the API).
     #[serde(default, skip_serializing)]
     pub lease: Option<Lease>,

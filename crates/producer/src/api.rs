@@ -1,6 +1,7 @@
 //! The job routes and the extractors every route uses. Order of every write: validate (the kind,
 //! its input) → write the pending record → enqueue into the kind's queue. Invalid input creates
-//! neither a record nor a queue entry.
+//! neither a record nor a queue entry. A cancel, likewise, writes the record first and only then
+//! publishes its event.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -14,7 +15,7 @@ use longhaul_store::{JobFilter, MAX_PAGE_SIZE, StoreError};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
-use crate::{AppState, MAX_BATCH_BODY_BYTES, MAX_BATCH_JOBS, MAX_BODY_BYTES, MAX_JOB_BODY_BYTES};
+use crate::{AppState, Cancel, MAX_BATCH_BODY_BYTES, MAX_BATCH_JOBS, MAX_BODY_BYTES, MAX_JOB_BODY_BYTES};
 
 /// The tenant behind the request's bearer key.
 pub struct Tenant(pub TenantId);
@@ -380,6 +381,36 @@ pub async fn get_job(
     let job_id = JobId::parse(job_id).map_err(|_| ApiError::NotFound("job"))?;
     let record = state.store.get_job(&tenant, &job_id).await?.ok_or(ApiError::NotFound("job"))?;
     Ok(Json(record))
+}
+
+/// `POST /v1/jobs/{job_id}/cancel`: a queued job is cancelled at once (`200` with the cancelled
+/// record; it never starts); a running job's cancel is requested (`202` with the record, still
+/// `running`, with `cancel_requested_at`: its worker ends it); a cancelled job is `200` as it is
+/// (idempotent); a completed or failed one is `409`, unchanged. Another tenant's job is `404`,
+/// like a missing one.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    job_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Path(job_id)) = job_id else { return Err(ApiError::NotFound("job")) };
+    let job_id = JobId::parse(job_id).map_err(|_| ApiError::NotFound("job"))?;
+    let outcome = crate::cancel(&state.store, &state.registry, &state.queues, &tenant, &job_id, "tenant")
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => ApiError::NotFound("job"),
+            other => other.into(),
+        })?;
+    Ok(match outcome {
+        Cancel::Cancelled(record) | Cancel::AlreadyCancelled(record) => job_response(StatusCode::OK, record),
+        Cancel::Requested(record) => job_response(StatusCode::ACCEPTED, record),
+        Cancel::Finished(record) => {
+            return Err(ApiError::Conflict(format!(
+                "job {} is already {}: only a queued or running job can be cancelled",
+                record.job_id, record.status
+            )));
+        }
+    })
 }
 
 /// `GET /v1/jobs` query.

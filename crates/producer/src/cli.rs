@@ -1,19 +1,19 @@
-//! The `producer` command line — `serve`, `migrate`, `tenant create`, `enqueue` — for the shipped
-//! binary (with [`crate::startup::builtin`]) and for a user's own producer binary with its kinds:
-//! [`main`].
+//! The `producer` command line — `serve`, `migrate`, `tenant create`, `enqueue`, `jobs cancel` —
+//! for the shipped binary (with [`crate::startup::builtin`]) and for a user's own producer binary
+//! with its kinds: [`main`].
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use longhaul_core::{IdempotencyKey, NewJob, Registry, TenantId};
+use longhaul_core::{IdempotencyKey, JobId, NewJob, Registry, TenantId};
 use longhaul_service::args::{DatabaseArgs, QueueArgs, TelemetryArgs};
 use longhaul_service::telemetry::{LogOutput, TelemetryOptions};
 use longhaul_service::{shutdown, startup};
 use longhaul_store::Store;
 
 use crate::startup::{Application, Config, PartitionArgs, ServeArgs};
-use crate::{Queues, submit};
+use crate::{Cancel, Queues, submit};
 
 /// longhaul producer: the HTTP API that validates a submission against its job kind, records the
 /// job, then enqueues it into the kind's queue — and the operator CLI.
@@ -39,6 +39,31 @@ enum Command {
     Tenant(TenantCommand),
     /// Record and enqueue a job of a registered kind; prints the job as JSON.
     Enqueue(EnqueueArgs),
+    /// Act on jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Cancel a job: a queued one at once, a running one by its worker; prints the job as JSON. A
+    /// completed or failed job is left as it is (exit 1).
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+struct CancelArgs {
+    /// Redis, where a queued job's `cancelled` event goes (the record is cancelled even if Redis
+    /// is down).
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
+    partitions: PartitionArgs,
+    /// The job's tenant.
+    #[arg(long)]
+    tenant: String,
+    /// The job.
+    job_id: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +144,7 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Enqueue(args) => enqueue(&database, &registry, args).await,
+        Command::Jobs(JobsCommand::Cancel(args)) => cancel(&database, &registry, args).await,
     }
 }
 
@@ -168,5 +194,30 @@ async fn enqueue(database: &DatabaseArgs, registry: &Registry, args: EnqueueArgs
     }
     submitted.enqueued.context("recorded, but the enqueue failed; the reconciler will retry it")?;
     println!("{}", serde_json::to_string(&submitted.record)?);
+    Ok(())
+}
+
+/// `producer jobs cancel`: cancels the job as the API does (audited as the operator's), prints the
+/// record: `cancelled`, or `running` with `cancel_requested_at` until its worker ends it.
+async fn cancel(database: &DatabaseArgs, registry: &Registry, args: CancelArgs) -> anyhow::Result<()> {
+    let tenant = TenantId::parse(args.tenant).context("--tenant")?;
+    let job = JobId::parse(args.job_id).context("JOB_ID")?;
+    let Some(first) = registry.queues().into_iter().next() else {
+        bail!("this producer knows no job kind: register at least one")
+    };
+    let base = args.partitions.queue(&args.queue, first)?;
+    let queues = Queues::new(&base, registry)?;
+    let store = database.connect().await?;
+    let outcome = match crate::cancel(&store, registry, &queues, &tenant, &job, "operator").await {
+        Err(longhaul_store::StoreError::NotFound(_)) => bail!("tenant {tenant} has no job {job}"),
+        other => other.with_context(|| format!("cannot cancel job {job}"))?,
+    };
+    let record = match outcome {
+        Cancel::Cancelled(record) | Cancel::Requested(record) | Cancel::AlreadyCancelled(record) => record,
+        Cancel::Finished(record) => {
+            bail!("job {job} is already {}: only a queued or running job can be cancelled", record.status)
+        }
+    };
+    println!("{}", serde_json::to_string(&record)?);
     Ok(())
 }

@@ -39,6 +39,9 @@ pub enum ApiError {
     NotFound(&'static str),
     /// The path exists, but not with this method.
     MethodNotAllowed,
+    /// The request conflicts with the resource's state (cancelling a finished job); repeating it
+    /// changes nothing.
+    Conflict(String),
     /// The body is larger than allowed.
     PayloadTooLarge(usize),
     /// A dependency is down; try again after the given delay.
@@ -81,6 +84,7 @@ impl ApiError {
                 "Method not allowed",
                 "this path does not accept this method".into(),
             ),
+            Self::Conflict(d) => (StatusCode::CONFLICT, "conflict", "Conflict", d.clone()),
             Self::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",

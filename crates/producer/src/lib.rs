@@ -8,6 +8,7 @@
 //!   of the generic submit), mounted when the registry has the triage kind;
 //! - [`cli`] — the `producer` command line, for the shipped binary and a user's own;
 //! - [`error`] — [`error::ApiError`] → `application/problem+json` with `retryable`;
+//! - [`cancel`] — a tenant's or an operator's cancel (the API's and the CLI's);
 //! - [`reconcile_once`] / [`run_reconciler`] — no leader needed: enqueue is idempotent by job id;
 //! - [`startup`] — `producer serve` from flags: build (connect, migrate, bind, wire), then run.
 
@@ -25,11 +26,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use longhaul_core::{JobRecord, NewJob, Registry};
-use longhaul_queue::{JobEntry, Queue, QueueError};
+use longhaul_core::{JobId, JobRecord, JobStatus, NewJob, Registry, TenantId};
+use longhaul_queue::{Event, EventKind, JobEntry, Queue, QueueError};
 use longhaul_service::batch::Fallback;
 use longhaul_service::{Batcher, health};
-use longhaul_store::{Store, StoreError};
+use longhaul_store::{Store, StoreError, WriteOutcome};
 use longhaul_triage::storage::TicketReader;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
@@ -179,7 +180,8 @@ pub fn app(state: AppState) -> Router {
             get(api::list_jobs).post(api::submit_job).layer(DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)),
         )
         .route("/v1/jobs/batch", post(api::submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
-        .route("/v1/jobs/{job_id}", get(api::get_job));
+        .route("/v1/jobs/{job_id}", get(api::get_job))
+        .route("/v1/jobs/{job_id}/cancel", post(api::cancel_job));
     if state.registry.options(longhaul_triage::KIND).is_some() {
         routes = routes
             .route("/v1/tickets", post(tickets::upsert_ticket))
@@ -255,6 +257,90 @@ pub async fn submit(
         }
     };
     Ok(Submitted { record, created, enqueued })
+}
+
+/// What a cancel request came to ([`cancel`]).
+#[derive(Debug)]
+pub enum Cancel {
+    /// The job was queued (a retry waiting included): it is `cancelled` now and never starts.
+    Cancelled(JobRecord),
+    /// The job is running: its cancel is requested (`cancel_requested_at`), its worker ends it.
+    Requested(JobRecord),
+    /// The job was cancelled already: nothing changed.
+    AlreadyCancelled(JobRecord),
+    /// The job has finished otherwise (`completed` or `failed`): nothing changed.
+    Finished(JobRecord),
+}
+
+/// Cancels `tenant`'s job `job` at `by`'s request (`tenant`, `operator`; audited with it): a
+/// queued job is cancelled at once, and a `cancelled` event goes to its kind's queue's events
+/// stream (its partition's) — a publish failure is logged, not returned: the record is the truth;
+/// a running job's cancel is requested; a finished job is left as it is. Used by the API and the
+/// CLI.
+///
+/// # Errors
+/// [`StoreError::NotFound`] when the tenant has no such job (another tenant's included); storage
+/// errors.
+pub async fn cancel(
+    store: &Store,
+    registry: &Registry,
+    queues: &Queues,
+    tenant: &TenantId,
+    job: &JobId,
+    by: &str,
+) -> Result<Cancel, StoreError> {
+    let mut outcome = store.cancel(tenant, job, by).await?;
+    if let WriteOutcome::Refused { current, .. } = &outcome
+        && !current.status.is_terminal()
+    {
+        // The job did not exist when the write looked, and did when the store read it back (it
+        // was being created): cancel what is there now.
+        outcome = store.cancel(tenant, job, by).await?;
+    }
+    Ok(match outcome {
+        WriteOutcome::Applied(record) if record.status == JobStatus::Cancelled => {
+            tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, by, "job cancelled");
+            publish_cancelled(registry, queues, &record).await;
+            Cancel::Cancelled(record)
+        }
+        WriteOutcome::Applied(record) => {
+            tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, by,
+                "cancel requested; the job's worker ends it");
+            Cancel::Requested(record)
+        }
+        WriteOutcome::Refused { current, .. } if current.status == JobStatus::Cancelled => {
+            Cancel::AlreadyCancelled(current)
+        }
+        WriteOutcome::Refused { current, .. } => Cancel::Finished(current),
+    })
+}
+
+/// Publishes the `cancelled` event of `record`, a job cancelled while queued, on its kind's
+/// queue (the job's partition); a failure is logged.
+async fn publish_cancelled(registry: &Registry, queues: &Queues, record: &JobRecord) {
+    let Some(queue) = queues.of_kind(registry, &record.kind) else {
+        tracing::warn!(job_id = %record.job_id, kind = %record.kind,
+            "a job of a kind this producer does not know was cancelled; no event published");
+        return;
+    };
+    let now = longhaul_queue::now_ms();
+    let mut event = Event::new(
+        EventKind::Cancelled,
+        record.job_id.as_str(),
+        record.tenant_id.as_str(),
+        record.attempts,
+        now,
+    );
+    event.total_ms =
+        u64::try_from(record.created_at.timestamp_millis()).ok().map(|at| now.saturating_sub(at));
+    let published = match queue.route(record.job_id.as_str()) {
+        Ok(partition) => partition.publish(&event).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = published {
+        tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e),
+            "the job is cancelled, but its event could not be published");
+    }
 }
 
 /// One span per API request, continuing the caller's trace when it sends a `traceparent` header.

@@ -7,7 +7,8 @@
 //! state belongs to the producer and the worker; this is for operators.
 //!
 //! Metrics (OpenTelemetry instruments; OTLP and Prometheus `/metrics`):
-//! - `longhaul_job_events_total{queue, event, class}` — completed, failed, retrying, stalled, alert;
+//! - `longhaul_job_events_total{queue, event, class}` — completed, failed, retrying, stalled, alert,
+//!   cancelled;
 //! - `longhaul_job_duration_seconds{queue, event, kind}` — `kind="total"`: enqueue → event;
 //!   `kind="run"`: the attempt's run time;
 //! - `longhaul_queue_lag{queue}`, `longhaul_queue_pending{queue}`, `longhaul_queue_delayed{queue}`,
@@ -128,6 +129,8 @@ pub fn log(queue: &str, event: &Event) {
             failed_reason = %reason, "job stalled"),
         EventKind::Alert => tracing::error!(queue, job_id = %job, tenant_id = %tenant, attempt,
             failed_reason = %reason, error_class = %class, "ALERT: permission or tenant violation"),
+        EventKind::Cancelled => tracing::info!(queue, job_id = %job, tenant_id = %tenant, attempt, total_ms,
+            "job cancelled"),
         EventKind::Progress => tracing::debug!(queue, job_id = %job, tenant_id = %tenant, attempt,
             stage = event.stage.as_deref().unwrap_or(""), progress = event.progress.unwrap_or(0), "job progress"),
     }

@@ -108,6 +108,8 @@ pub enum EventKind {
     Progress,
     /// A permission or tenancy violation: an operator must look.
     Alert,
+    /// The job was cancelled at a tenant's or an operator's request.
+    Cancelled,
 }
 
 impl EventKind {
@@ -120,14 +122,23 @@ impl EventKind {
             Self::Stalled => "stalled",
             Self::Progress => "progress",
             Self::Alert => "alert",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Parses a wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Completed, Self::Failed, Self::Retrying, Self::Stalled, Self::Progress, Self::Alert]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            Self::Completed,
+            Self::Failed,
+            Self::Retrying,
+            Self::Stalled,
+            Self::Progress,
+            Self::Alert,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -124,7 +124,7 @@ impl Dispatcher {
     /// Starts an executor for `delivery`, holding `slot` until its outcome is handled — unless its
     /// entry already runs here.
     fn spawn(&self, delivery: Delivery, slot: Slot, stalled: bool) {
-        let Some(cancel) = self.shared.inflight_insert(&delivery) else {
+        let Some(tokens) = self.shared.inflight_insert(&delivery) else {
             tracing::debug!(entry_id = %delivery.id, "entry already running here; not starting it twice");
             return;
         };
@@ -144,7 +144,7 @@ impl Dispatcher {
                 // A panic outside the pipeline's own task (which catches its own) is a bug in the
                 // executor: leave the entry for a reclaim rather than strand it here, heart-beaten
                 // and never finished.
-                let attempt = Attempt::new(&shared, &delivery, &cancel);
+                let attempt = Attempt::new(&shared, &delivery, &tokens);
                 let run = std::panic::AssertUnwindSafe(attempt.execute(stalled));
                 let outcome = match futures::FutureExt::catch_unwind(run).await {
                     Ok(outcome) => outcome,

@@ -11,18 +11,33 @@
 //!   entry it does not run and heart-beat; an entry already running here is not started twice;
 //!   what arrives while stopping is handed back;
 //! - **executor** (`executor`) — fences the record by attempt, runs the pipeline (a panic is
-//!   caught), classifies failures and writes the outcome to storage;
+//!   caught), classifies failures and writes the outcome to storage; stops a run whose job's
+//!   cancel was requested and ends the job as cancelled;
 //! - **completer** (`completer`) — acks/deletes finished entries and appends their events in
 //!   batches (taking new entries for the freed capacity in the same call), schedules retries;
 //! - **recorder** (`recorder`) — the one way job records are written: starts, throttled progress
-//!   (`progress`), completions, failures and retries, in the order sent; starts, progress and
-//!   completions of concurrent jobs in one transaction (group commit); emits the `progress`
-//!   events, and answers each executor after the commit;
+//!   (`progress`), completions, failures, retries and cancellations, in the order sent; starts,
+//!   progress and completions of concurrent jobs in one transaction (group commit); emits the
+//!   `progress` events, and answers each executor after the commit;
 //! - **heartbeat**, **promoter** and **reclaim ticker** (`upkeep`) — keep in-flight entries
-//!   leased; move due retries back into the stream; mark a reclaim due every `reclaim_every` and
-//!   hand back entries this consumer owns but is not running (stranded by a lost reply).
+//!   leased and ask storage which of their jobs have a cancel requested; move due retries back
+//!   into the stream; mark a reclaim due every `reclaim_every` and hand back entries this consumer
+//!   owns but is not running (stranded by a lost reply).
 //!
 //! What they share (the in-flight map, shutdown tokens, reclaim flags) is in `shared`.
+//!
+//! # Cancellation
+//!
+//! A job is cancelled in storage (`Store::cancel`, at a tenant's or an operator's request). A
+//! queued job is cancelled there and then: its entry, when delivered, has its start refused as
+//! terminal and is acknowledged and dropped without running. A running job only gets a cancel
+//! request, and its worker ends it within about one `heartbeat`: every tick the heartbeat asks
+//! storage (one query) which of the jobs running here have one; for each, the executor aborts the
+//! pipeline's task — the provider call in flight is dropped and no later step starts; steps that
+//! finished stay done — then writes the job `cancelled` (after its progress, held through storage
+//! outages) and acknowledges the entry with a `cancelled` event. A run that finished first keeps
+//! its outcome if it completed; a failure is not retried once a cancel was requested: the job ends
+//! as cancelled. While storage cannot be asked, nothing is cancelled; the next tick asks again.
 
 mod completer;
 mod dispatch;

@@ -1,15 +1,15 @@
 //! The recorder: the one way the executors write job records. One task takes every write —
-//! starts, progress, completions, failures and retries — in the order sent, so a job's writes land
-//! in the order its executor made them: its progress (and `progress` events) no later than its
-//! outcome, whatever that outcome is.
+//! starts, progress, completions, failures, retries and cancellations — in the order sent, so a
+//! job's writes land in the order its executor made them: its progress (and `progress` events) no
+//! later than its outcome, whatever that outcome is.
 //!
 //! Starts, progress and completions of whatever has queued up are written in one transaction per
 //! batch (group commit; on PostgreSQL at most three multi-row statements per batch, each write on
-//! its own if the batch fails — [`all_or_each`]). Failures and retries have no batched form in
-//! storage: each is its own transaction, begun once the batch it arrived with has committed, and
-//! run beside the next batches. An executor waits for each of its writes to be committed before
-//! it goes on, so nothing is acknowledged that storage does not hold, but concurrent jobs share
-//! one commit instead of paying one each.
+//! its own if the batch fails — [`all_or_each`]). Failures, retries and cancellations have no
+//! batched form in storage: each is its own transaction, begun once the batch it arrived with has
+//! committed, and run beside the next batches. An executor waits for each of its writes to be
+//! committed before it goes on, so nothing is acknowledged that storage does not hold, but
+//! concurrent jobs share one commit instead of paying one each.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,16 @@ pub enum RecordWrite {
         /// When the next attempt is due.
         at: DateTime<Utc>,
     },
+    /// [`Store::end_cancelled`]: ends running attempt `attempt`, whose cancel was requested, as
+    /// cancelled.
+    Cancelled {
+        /// The tenant.
+        tenant: TenantId,
+        /// The job.
+        job: JobId,
+        /// The running attempt.
+        attempt: u32,
+    },
 }
 
 type Reply = oneshot::Sender<Result<WriteOutcome, StoreError>>;
@@ -81,7 +91,7 @@ pub enum Request {
 const MAX_BATCH: usize = 256;
 
 /// The recorder task. Runs until `stop`, then handles what is already queued and waits for the
-/// failures and retries it began.
+/// failures, retries and cancellations it began.
 pub(crate) async fn run(
     store: Store,
     queue: Queue,
@@ -119,7 +129,7 @@ struct Recorder {
 
 impl Recorder {
     /// Writes one batch of requests: the batched writes and due progress in one transaction, then
-    /// begins the failures and retries.
+    /// begins the failures, retries and cancellations.
     async fn write(&mut self, batch: Vec<Request>, singles: &TaskTracker) {
         let mut progress: Vec<(JobContext, String, Progress)> = Vec::new();
         let (mut writes, mut replies, mut later) = (Vec::new(), Vec::new(), Vec::new());
@@ -152,7 +162,7 @@ impl Recorder {
     }
 }
 
-/// A failure or retry, in its own transaction.
+/// A failure, retry or cancellation, in its own transaction.
 async fn single(store: &Store, write: &RecordWrite) -> Result<WriteOutcome, StoreError> {
     match write {
         RecordWrite::Batched(write) => one(store, write).await,
@@ -162,6 +172,7 @@ async fn single(store: &Store, write: &RecordWrite) -> Result<WriteOutcome, Stor
         RecordWrite::Retry { tenant, job, attempt, class, message, at } => {
             store.schedule_retry(tenant, job, AttemptFailure::new(*attempt, *class, message), *at).await
         }
+        RecordWrite::Cancelled { tenant, job, attempt } => store.end_cancelled(tenant, job, *attempt).await,
     }
 }
 

@@ -1,14 +1,14 @@
 //! What every task of one worker lane (one queue) shares: storage, the queue, the registry of
-//! kinds and settings, the map of
-//! deliveries running in this process (which the heartbeat leases and the dispatcher guards
-//! against duplicates), the shutdown tokens, and the reclaim flags.
+//! kinds and settings, the map of deliveries running in this process (which the heartbeat leases
+//! and asks storage about cancel requests for, and the dispatcher guards against duplicates), the
+//! shutdown tokens, and the reclaim flags.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use longhaul_core::Registry;
+use longhaul_core::{JobId, Registry};
 use longhaul_queue::{Delivery, Queue};
 use longhaul_store::{Store, StoreError, WriteOutcome};
 use tokio::sync::{mpsc, oneshot};
@@ -49,9 +49,23 @@ pub(crate) struct Shared {
 struct InFlight {
     /// Its delivery count.
     deliveries: u64,
+    /// The job its entry names.
+    job: JobId,
     /// Cancelled when the delivery is superseded (another consumer took its entry over) or the
     /// shutdown grace period ends: the executor abandons the job.
     cancel: CancellationToken,
+    /// Cancelled when storage shows a cancel requested for the job: the executor stops the run
+    /// and ends the job as cancelled.
+    cancel_requested: CancellationToken,
+}
+
+/// The tokens of one delivery's run (see [`Shared::inflight_insert`]).
+#[derive(Debug, Clone)]
+pub(crate) struct RunTokens {
+    /// Abandon the run: leave the job and its entry as they are.
+    pub abandon: CancellationToken,
+    /// A cancel was requested: stop the run and end the job as cancelled.
+    pub cancel_requested: CancellationToken,
 }
 
 impl Shared {
@@ -93,20 +107,29 @@ impl Shared {
         rx.await.unwrap_or(Err(StoreError::Stopped("recorder")))
     }
 
-    /// Notes `delivery` as running here and returns the token that abandons its run — or `None`
-    /// when its entry already runs here. (The same entry can come back while it runs: a re-read of
-    /// this consumer's own pending entries, or a reclaim of its own entry whose heartbeat came
-    /// late. It already has an executor; a second would take over its attempt. A run whose entry
-    /// another worker took over is cancelled and forgotten by the heartbeat, so a later reclaim
-    /// starts anew.)
-    pub(crate) fn inflight_insert(&self, delivery: &Delivery) -> Option<CancellationToken> {
+    /// Notes `delivery` as running here and returns the tokens that abandon its run and that say a
+    /// cancel was requested — or `None` when its entry already runs here. (The same entry can come
+    /// back while it runs: a re-read of this consumer's own pending entries, or a reclaim of its
+    /// own entry whose heartbeat came late. It already has an executor; a second would take over
+    /// its attempt. A run whose entry another worker took over is abandoned and forgotten by the
+    /// heartbeat, so a later reclaim starts anew.)
+    pub(crate) fn inflight_insert(&self, delivery: &Delivery) -> Option<RunTokens> {
         let mut map = self.inflight.lock().ok()?;
         if map.contains_key(&delivery.id) {
             return None;
         }
-        let cancel = self.hard_stop.child_token();
-        map.insert(delivery.id.clone(), InFlight { deliveries: delivery.deliveries, cancel: cancel.clone() });
-        Some(cancel)
+        let tokens =
+            RunTokens { abandon: self.hard_stop.child_token(), cancel_requested: CancellationToken::new() };
+        map.insert(
+            delivery.id.clone(),
+            InFlight {
+                deliveries: delivery.deliveries,
+                job: delivery.entry.job_id.clone(),
+                cancel: tokens.abandon.clone(),
+                cancel_requested: tokens.cancel_requested.clone(),
+            },
+        );
+        Some(tokens)
     }
 
     /// Forgets `delivery` (unless a newer delivery of its entry replaced it here).
@@ -121,6 +144,35 @@ impl Shared {
     /// The entries running here.
     pub(crate) fn inflight_ids(&self) -> Vec<String> {
         self.inflight.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The jobs running here (one each, though several entries may name one job).
+    pub(crate) fn inflight_jobs(&self) -> Vec<JobId> {
+        let Ok(map) = self.inflight.lock() else {
+            return Vec::new();
+        };
+        let mut jobs: Vec<JobId> = map.values().map(|r| r.job.clone()).collect();
+        jobs.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        jobs.dedup();
+        jobs
+    }
+
+    /// Storage shows a cancel requested for these jobs: every run of them here stops and ends its
+    /// job as cancelled (a run whose attempt is not the job's current one has that write refused,
+    /// and leaves its entry to the worker that runs the current attempt). Returns how many runs
+    /// were told.
+    pub(crate) fn cancel_requested(&self, jobs: &[JobId]) -> usize {
+        let Ok(map) = self.inflight.lock() else {
+            return 0;
+        };
+        let mut told = 0;
+        for run in map.values().filter(|r| jobs.contains(&r.job)) {
+            if !run.cancel_requested.is_cancelled() {
+                run.cancel_requested.cancel();
+                told += 1;
+            }
+        }
+        told
     }
 
     /// Another consumer owns these entries now: their runs here are superseded.

@@ -1,20 +1,30 @@
 //! The worker's background upkeep, each a task: the **heartbeat** keeps in-flight entries leased
-//! (and cancels runs whose entries another worker took over), the **promoter** moves due retries
-//! back into the stream, and the **reclaim ticker** marks a reclaim due every `reclaim_every` and
-//! hands back entries this consumer owns but is not running.
+//! (and abandons runs whose entries another worker took over), and asks storage which of the jobs
+//! running here have a cancel requested (and stops them); the **promoter** moves due retries back
+//! into the stream, and the **reclaim ticker** marks a reclaim due every `reclaim_every` and hands
+//! back entries this consumer owns but is not running.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::shared::Shared;
 
-/// Every `heartbeat`: extends the lease of every entry running here.
+/// How often, at most, the heartbeat warns that storage cannot say which jobs have a cancel
+/// requested (it asks every tick; the rest go to the debug log).
+const CANCEL_WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Every `heartbeat`: extends the lease of every entry running here, and — in the same tick, one
+/// query — asks storage which of their jobs have a cancel requested, and stops those runs (their
+/// executors end the jobs as cancelled). The query is bounded by the heartbeat interval and runs
+/// beside the Redis call, so a slow or unreachable database never delays a lease; when it fails,
+/// nothing is cancelled and the next tick asks again.
 pub(crate) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(shared.settings.heartbeat);
+    let mut next_cancel_warning = Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -24,7 +34,11 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
         if ids.is_empty() {
             continue;
         }
-        match shared.queue.heartbeat_owners(&shared.settings.consumer, &ids).await {
+        let jobs = shared.inflight_jobs();
+        let asked = tokio::time::timeout(shared.settings.heartbeat, shared.store.cancel_requested(&jobs));
+        let (leases, cancels) =
+            tokio::join!(shared.queue.heartbeat_owners(&shared.settings.consumer, &ids), asked);
+        match leases {
             Ok(lost) => {
                 if !lost.taken.is_empty() {
                     // Its new owner runs the job (a newer delivery): stop ours, which would only
@@ -42,6 +56,27 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, stop: CancellationToken) {
                 tracing::warn!(error = %longhaul_core::Report(&e), "heartbeat failed");
                 shared.redis_trouble();
             }
+        }
+        // After the leases: a run another worker took over is forgotten here, and its new owner
+        // ends the job.
+        let error = match cancels {
+            Ok(Ok(requested)) => {
+                if !requested.is_empty() {
+                    let told = shared.cancel_requested(&requested);
+                    if told > 0 {
+                        tracing::info!(jobs = ?requested, "cancel requested: stopping these jobs");
+                    }
+                }
+                continue;
+            }
+            Ok(Err(e)) => longhaul_core::Report(&e).to_string(),
+            Err(_) => format!("no answer within {:?}", shared.settings.heartbeat),
+        };
+        if Instant::now() >= next_cancel_warning {
+            tracing::warn!(%error, "cannot ask storage for cancel requests; asking again next tick");
+            next_cancel_warning = Instant::now() + CANCEL_WARN_EVERY;
+        } else {
+            tracing::debug!(%error, "cannot ask storage for cancel requests; asking again next tick");
         }
     }
 }

@@ -29,6 +29,8 @@ enum Op {
     Complete,
     Fail,
     Retry,
+    Cancel,
+    EndCancelled,
 }
 
 fn apply(r: &JobRecord, op: Op, attempt: u32) -> Result<JobRecord, TransitionError> {
@@ -38,6 +40,8 @@ fn apply(r: &JobRecord, op: Op, attempt: u32) -> Result<JobRecord, TransitionErr
         Op::Complete => r.complete(attempt, json!({"ok": true}), t(1)),
         Op::Fail => r.fail(attempt, ErrorClass::Invalid, "bad", t(1)),
         Op::Retry => r.retry(attempt, ErrorClass::Retryable, "slow", t(9), t(1)),
+        Op::Cancel => r.cancel(t(1)),
+        Op::EndCancelled => r.cancelled(attempt, t(1)),
     }
 }
 
@@ -75,6 +79,17 @@ fn transition_table() {
         (Running, 2, Retry, 1, Err("stale")),
         (Queued, 1, Retry, 1, Err("stale")),
         (Failed, 1, Retry, 1, Err("terminal")),
+        (Queued, 0, Cancel, 0, Ok(Cancelled)),
+        (Queued, 1, Cancel, 0, Ok(Cancelled)), // a retry waiting
+        (Running, 1, Cancel, 0, Ok(Running)),  // requested: its worker ends it
+        (Completed, 1, Cancel, 0, Err("terminal")),
+        (Failed, 1, Cancel, 0, Err("terminal")),
+        (Cancelled, 0, Cancel, 0, Err("terminal")),
+        (Cancelled, 0, Start, 1, Err("terminal")), // a cancelled job never starts
+        (Running, 1, EndCancelled, 1, Ok(Cancelled)),
+        (Running, 2, EndCancelled, 1, Err("stale")),
+        (Queued, 0, EndCancelled, 1, Err("stale")),
+        (Completed, 1, EndCancelled, 1, Err("terminal")),
     ];
     for (status, attempts, op, attempt, want) in table {
         let before = record(*status, *attempts);
@@ -88,6 +103,7 @@ fn transition_table() {
                     TransitionError::AttemptsExhausted { .. } => "exhausted",
                     TransitionError::NoAttemptsLeft { .. } => "no attempts left",
                     TransitionError::Superseded { .. } => "superseded",
+                    TransitionError::CancelRequested => "cancel requested",
                 };
                 assert_eq!(kind_of, *kind, "{status} {attempts} {op:?}({attempt}): {e}");
             }
@@ -176,4 +192,23 @@ fn status_and_progress_parsing() {
     assert!(Progress::new(100).is_ok());
     assert_eq!(Progress::new(101), Err("progress must be between 0 and 100, got 101".into()));
     assert!(serde_json::from_str::<Progress>("150").is_err());
+}
+
+#[test]
+fn a_cancel_request_on_a_running_job_is_kept_and_stops_retries() {
+    let running = record(JobStatus::Running, 1);
+    let requested = running.cancel(t(2)).expect("requested");
+    assert_eq!((requested.status, requested.cancel_requested_at), (JobStatus::Running, Some(t(2))));
+    // A second request keeps the first time.
+    assert_eq!(requested.cancel(t(5)).expect("again").cancel_requested_at, Some(t(2)));
+    // The attempt may still complete (it finished before it noticed), but not be retried.
+    assert!(requested.complete(1, json!({}), t(3)).is_ok());
+    assert_eq!(
+        requested.retry(1, ErrorClass::Retryable, "slow", t(9), t(3)),
+        Err(TransitionError::CancelRequested)
+    );
+    let done = requested.cancelled(1, t(4)).expect("cancelled");
+    assert_eq!((done.status, done.finished_at), (JobStatus::Cancelled, Some(t(4))));
+    assert!(JobStatus::Cancelled.is_terminal());
+    assert_eq!(JobStatus::parse("cancelled"), Ok(JobStatus::Cancelled));
 }

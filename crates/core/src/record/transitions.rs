@@ -59,6 +59,9 @@ pub enum TransitionError {
         /// The limit.
         max_attempts: u32,
     },
+    /// A cancel was requested: the job is not retried, its worker ends it as cancelled.
+    #[error("a cancel was requested: the job is not retried")]
+    CancelRequested,
 }
 
 impl JobRecord {
@@ -84,6 +87,7 @@ impl JobRecord {
             started_at: None,
             finished_at: None,
             lease: None,
+            cancel_requested_at: None,
         }
     }
 
@@ -271,6 +275,9 @@ impl JobRecord {
         if !self.owns(attempt) {
             return Err(self.stale(attempt));
         }
+        if self.cancel_requested_at.is_some() {
+            return Err(TransitionError::CancelRequested);
+        }
         if self.attempts >= self.max_attempts {
             return Err(TransitionError::NoAttemptsLeft {
                 attempts: self.attempts,
@@ -287,5 +294,41 @@ impl JobRecord {
             updated_at: now,
             ..self.clone()
         })
+    }
+
+    /// A cancel request: `queued → cancelled` at once; `running` → the same record with
+    /// `cancel_requested_at` (kept from the first request), for its worker to end.
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`] for a finished job (a cancelled one included).
+    pub fn cancel(&self, now: DateTime<Utc>) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        Ok(match self.status {
+            JobStatus::Running => Self {
+                cancel_requested_at: Some(self.cancel_requested_at.unwrap_or(now)),
+                updated_at: now,
+                ..self.clone()
+            },
+            _ => Self {
+                status: JobStatus::Cancelled,
+                next_attempt_at: None,
+                updated_at: now,
+                finished_at: Some(now),
+                ..self.clone()
+            },
+        })
+    }
+
+    /// The worker of attempt `attempt` ends a job whose cancel was requested:
+    /// `running → cancelled`.
+    ///
+    /// # Errors
+    /// [`TransitionError::Terminal`] or [`TransitionError::StaleAttempt`].
+    pub fn cancelled(&self, attempt: u32, now: DateTime<Utc>) -> Result<Self, TransitionError> {
+        self.check_not_terminal()?;
+        if !self.owns(attempt) {
+            return Err(self.stale(attempt));
+        }
+        Ok(Self { status: JobStatus::Cancelled, updated_at: now, finished_at: Some(now), ..self.clone() })
     }
 }

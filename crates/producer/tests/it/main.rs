@@ -3,6 +3,7 @@
 
 mod api;
 mod batch;
+mod cancel;
 mod cli;
 mod harness;
 mod jobs;

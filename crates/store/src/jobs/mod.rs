@@ -19,10 +19,12 @@
 //! one transaction (`sqlite`). Failing and scheduling a retry, never batched, have one form both
 //! backends run.
 //!
-//! Inside: `row` (the record's columns and their decoding), `read` (reads and pagination),
+//! Inside: `row` (the record's columns and their decoding), `read` (reads and pagination), `cancel`
+//! (cancel requests and their end),
 //! `write` (the writes, and the explanation of refusals), `postgres` and `sqlite` (each backend's
 //! batched forms).
 
+mod cancel;
 mod postgres;
 mod read;
 mod row;

@@ -31,6 +31,7 @@ pub(super) struct JobRow {
     finished_at: Option<DateTime<Utc>>,
     lease_entry: Option<String>,
     lease_delivery: Option<i32>,
+    cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 /// A record with its position in creation order (`seq`), for pagination.
@@ -78,6 +79,7 @@ impl TryFrom<JobRow> for JobRecord {
             updated_at: r.updated_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            cancel_requested_at: r.cancel_requested_at,
             lease: match (r.lease_entry, r.lease_delivery) {
                 (Some(entry), Some(delivery)) => {
                     Some(Lease { entry, delivery: to_u32("lease_delivery", delivery.into())? })

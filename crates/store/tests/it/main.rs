@@ -3,6 +3,7 @@
 //! runs in parallel and leaves nothing behind.
 
 mod batches;
+mod cancel;
 mod connect;
 mod harness;
 mod jobs;

@@ -1,12 +1,14 @@
-//! Failed attempts: the retry policy (schedule the next attempt, or fail for good), failing a job
-//! for good, an entry delivered too often (stalled), and an entry naming a job its tenant does not
-//! have. The failure and retry writes go through the recorder like every record write, after the
-//! job's progress.
+//! Failed attempts: the retry policy (schedule the next attempt, or fail for good — or, once a
+//! cancel was requested, end the job as cancelled instead of retrying it), failing a job for good,
+//! an entry delivered too often (stalled), and an entry naming a job its tenant does not have. The
+//! failure and retry writes go through the recorder like every record write, after the job's
+//! progress.
 
 use longhaul_core::{
     Decision, ErrorClass, FailureCase, JobError, JobRecord, JobStatus, RetryPolicy, TransitionError,
 };
 use longhaul_queue::{EventKind, JobEntry};
+use longhaul_store::WriteOutcome;
 use serde_json::json;
 
 use super::{Attempt, Fence, Outcome, refused};
@@ -20,7 +22,8 @@ pub(super) struct Verdict {
 }
 
 impl Attempt<'_> {
-    /// Applies the retry policy to a failed attempt.
+    /// Applies the retry policy to a failed attempt. A job whose cancel was requested is not
+    /// retried: it ends as cancelled (known from the heartbeat, or from storage refusing the retry).
     pub(super) async fn after_failure(&self, fence: &Fence, error: &JobError) -> Outcome {
         let s = &self.shared.settings;
         let options = self.shared.registry.options(&fence.record.kind);
@@ -31,7 +34,12 @@ impl Attempt<'_> {
         let deadline = options
             .and_then(|o| o.deadline)
             .and_then(|limit| Some((super::deadline_end(&fence.record, limit)?, limit)));
-        match policy.decide(error, fence.attempt, now, unit_random()) {
+        let decision = policy.decide(error, fence.attempt, now, unit_random());
+        if matches!(decision, Decision::Retry { .. }) && self.cancel_requested.is_cancelled() {
+            tracing::info!(error = %error.message, "attempt failed after a cancel was requested; not retrying it");
+            return self.end_cancelled(fence).await;
+        }
+        match decision {
             // The next attempt would start past the kind's deadline: fail now, saying so.
             Decision::Retry { at } if deadline.is_some_and(|(end, _)| at >= end) => {
                 let limit = deadline.map(|(_, limit)| limit).unwrap_or_default();
@@ -57,8 +65,14 @@ impl Attempt<'_> {
                         && c.attempts == fence.attempt
                         && c.lease == fence.record.lease
                 };
-                if let Err(outcome) = self.write("retry", retry, ours).await {
-                    return outcome;
+                match self.write_or_refusal("retry", retry, ours).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(WriteOutcome::Refused { reason: TransitionError::CancelRequested, .. })) => {
+                        tracing::info!(error = %error.message, "attempt failed after a cancel was requested; not retrying it");
+                        return self.end_cancelled(fence).await;
+                    }
+                    Ok(Err(refused)) => return refused::stale(refused),
+                    Err(outcome) => return outcome,
                 }
                 tracing::warn!(error = %error.message, case = ?error.case, next_attempt_at = %at, "attempt failed; retry scheduled");
                 let event = self.event_because(
@@ -118,7 +132,8 @@ impl Attempt<'_> {
     }
 
     /// The entry was delivered too often without finishing: fail its job unrun (the attempt that
-    /// stalled is the last one started) — unless this delivery is stale, which changes nothing.
+    /// stalled is the last one started; one whose cancel was requested ends as cancelled instead)
+    /// — unless this delivery is stale, which changes nothing.
     pub(super) async fn fail_stalled(&self) -> Outcome {
         let entry = &self.delivery.entry;
         let read = || self.shared.store.get_job(&entry.tenant_id, &entry.job_id);
@@ -137,6 +152,9 @@ impl Attempt<'_> {
             record.start_delivery(&self.lease, entry.attempt, chrono::Utc::now())
         {
             return refused::superseded(self, &record, &reason);
+        }
+        if record.status == JobStatus::Running && record.cancel_requested_at.is_some() {
+            return self.end_cancelled(&Fence::failing(record)).await;
         }
         let message = format!("stalled: delivered {} times without finishing", self.delivery.deliveries);
         let verdict = Verdict { class: ErrorClass::Retryable, message, kind: EventKind::Stalled };

@@ -2,15 +2,30 @@
 //! the completer must then do with the queue entry — never the other way round, so nothing is
 //! acknowledged that storage does not hold.
 //!
-//! One [`Attempt`] value carries what every step needs (the delivery, its lease, the cancel
-//! token); once the record is fenced, a [`Fence`] carries the attempt its writes are fenced by.
-//! Every record write goes through the recorder ([`crate::recorder`]), so a job's writes land in
-//! the order made. The steps:
-//! - this module — start (one fenced write, no read first), run, complete;
+//! One [`Attempt`] value carries what every step needs (the delivery, its lease, the tokens that
+//! abandon its run or say a cancel was requested); once the record is fenced, a [`Fence`] carries
+//! the attempt its writes are fenced by. Every record write goes through the recorder
+//! ([`crate::recorder`]), so a job's writes land in the order made. The steps:
+//! - this module — start (one fenced write, no read first), run, complete, end as cancelled;
 //! - `failure` — the retry policy, failing for good, a stalled entry, an entry naming an unknown
 //!   job;
 //! - `refused` — what a refused start or write means for the entry;
 //! - `durably` — holding the delivery while storage is unavailable.
+//!
+//! **Cancellation.** A tenant or an operator asks storage to cancel a job. A queued one is
+//! cancelled there and then: a delivery of it has its start refused as terminal, is acknowledged
+//! and dropped, and never runs. A running one gets `cancel_requested_at`; the heartbeat asks
+//! storage which of the jobs running here have one (one query per tick) and fires their
+//! `cancel_requested` token. While the pipeline runs, that aborts its task — the provider call in
+//! flight is dropped, no step starts after it (a step that finished stays done) — and once the
+//! task has stopped, `end_cancelled` is written through the recorder, after the job's progress and
+//! held through storage outages like every outcome; the entry is then acknowledged with a
+//! `cancelled` event. The run may have finished first: a completion stands (the job completed); a
+//! failure that would be retried is ended as cancelled instead (storage refuses its retry once a
+//! cancel was requested), one that fails for good stays failed. An attempt that starts, or a
+//! stalled entry that is failed, with a cancel already requested ends the job as cancelled without
+//! running. A cancellation refused because another attempt owns the job leaves the entry to that
+//! attempt's worker, like every stale write.
 
 mod durably;
 mod failure;
@@ -30,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::progress::Observer;
 use crate::recorder::RecordWrite;
-use crate::shared::Shared;
+use crate::shared::{RunTokens, Shared};
 use failure::Verdict;
 
 /// What to do with the queue entry once storage holds the outcome.
@@ -67,6 +82,18 @@ pub(crate) struct Attempt<'a> {
     lease: Lease,
     /// Cancelled when the delivery is abandoned (the grace period ended, or it was superseded).
     cancel: &'a CancellationToken,
+    /// Cancelled when storage shows a cancel requested for the job (see the module docs).
+    cancel_requested: &'a CancellationToken,
+}
+
+/// How a run of the pipeline ended.
+enum Ran {
+    /// It finished: its output or its failure.
+    Finished(Result<serde_json::Value, JobError>),
+    /// The delivery was abandoned first (grace period over, or superseded): it was stopped.
+    Abandoned,
+    /// A cancel was requested first: it was stopped.
+    CancelRequested,
 }
 
 /// The record's fence once known: the attempt the job's writes are fenced by, the record as that
@@ -88,17 +115,14 @@ impl Fence {
 }
 
 impl<'a> Attempt<'a> {
-    /// The attempt of `delivery`, abandoned when `cancel` is.
-    pub(crate) fn new(
-        shared: &'a Arc<Shared>,
-        delivery: &'a Delivery,
-        cancel: &'a CancellationToken,
-    ) -> Self {
+    /// The attempt of `delivery`, abandoned when `tokens.abandon` is cancelled, stopped and ended
+    /// as cancelled when `tokens.cancel_requested` is.
+    pub(crate) fn new(shared: &'a Arc<Shared>, delivery: &'a Delivery, tokens: &'a RunTokens) -> Self {
         let lease = Lease {
             entry: delivery.id.clone(),
             delivery: u32::try_from(delivery.deliveries).unwrap_or(u32::MAX),
         };
-        Self { shared, delivery, lease, cancel }
+        Self { shared, delivery, lease, cancel: &tokens.abandon, cancel_requested: &tokens.cancel_requested }
     }
 
     /// Runs the delivery to an outcome. `stalled`: the entry was delivered too often; fail it
@@ -111,6 +135,12 @@ impl<'a> Attempt<'a> {
             Ok(fence) => fence,
             Err(outcome) => return outcome,
         };
+        if fence.record.cancel_requested_at.is_some() {
+            // This delivery took over a running attempt whose cancel was requested (its worker
+            // stopped before ending it): end it now, unrun.
+            tracing::info!("a cancel was requested before this attempt started; ending the job unrun");
+            return self.end_cancelled(&fence).await;
+        }
         let entry = &self.delivery.entry;
         let Some((runner, options)) = self.kind_of(&fence.record) else {
             // Most likely a rollout in progress (a producer accepting a kind before the workers
@@ -138,16 +168,21 @@ impl<'a> Attempt<'a> {
             attempt: fence.attempt,
         };
         let started = Instant::now();
-        let Some(result) = self.run(job, &fence.record, runner, options).await else {
-            tracing::warn!(
-                "abandoning the job: the shutdown grace period is over, or another worker took it over"
-            );
-            return Outcome::Leave;
-        };
+        let ran = self.run(job, &fence.record, runner, options).await;
         let fence = Fence { started: Some(started), ..fence };
-        match result {
-            Ok(output) => self.complete(&fence, output).await,
-            Err(error) => self.after_failure(&fence, &error).await,
+        match ran {
+            Ran::Finished(Ok(output)) => self.complete(&fence, output).await,
+            Ran::Finished(Err(error)) => self.after_failure(&fence, &error).await,
+            Ran::CancelRequested => {
+                tracing::info!("a cancel was requested: the run is stopped");
+                self.end_cancelled(&fence).await
+            }
+            Ran::Abandoned => {
+                tracing::warn!(
+                    "abandoning the job: the shutdown grace period is over, or another worker took it over"
+                );
+                Outcome::Leave
+            }
         }
     }
 
@@ -171,6 +206,12 @@ impl<'a> Attempt<'a> {
                 if current.status == JobStatus::Running && current.lease.as_ref() == Some(&self.lease) =>
             {
                 current
+            }
+            Ok(WriteOutcome::Refused { reason: TransitionError::AttemptsExhausted { .. }, current })
+                if current.status == JobStatus::Running && current.cancel_requested_at.is_some() =>
+            {
+                // As below, but the job's cancel was requested: end it as cancelled, not failed.
+                return Err(self.end_cancelled(&Fence::failing(current)).await);
             }
             Ok(WriteOutcome::Refused {
                 reason: TransitionError::AttemptsExhausted { max_attempts, .. },
@@ -204,22 +245,24 @@ impl<'a> Attempt<'a> {
     }
 
     /// Runs the pipeline in a task of its own, so a panic is caught and reported as a failure;
-    /// past the kind's deadline it is stopped and fails for good. `None` when the delivery was
-    /// abandoned first (grace period over, or superseded).
+    /// past the kind's deadline it is stopped and fails for good. A delivery abandoned first
+    /// (grace period over, or superseded) stops it; so does a cancel request, and then the task
+    /// has stopped when this returns — no step of it runs after, and everything it reported was
+    /// sent to the recorder before the cancellation is.
     async fn run(
         &self,
         job: JobContext,
         record: &JobRecord,
         runner: Arc<dyn Runner>,
         options: KindOptions,
-    ) -> Option<Result<serde_json::Value, JobError>> {
+    ) -> Ran {
         let observer = Arc::new(Observer::new(self.shared.recorder_tx.clone()));
         let ops: Arc<dyn longhaul_core::OperationLog> = Arc::new(self.shared.store.clone());
         let deadline = deadline_left(record, &options, chrono::Utc::now());
         let ctx = Ctx::new(job, record.key.clone(), options, observer, ops);
         let input = record.input.clone();
         let span = tracing::Span::current();
-        let handle = tokio::spawn(tracing::Instrument::instrument(
+        let mut handle = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let run = runner.run(&ctx, input);
                 match deadline {
@@ -236,26 +279,38 @@ impl<'a> Attempt<'a> {
             span,
         ));
         let abort = handle.abort_handle();
-        tokio::select! {
+        // A result that is ready wins: a run that finished keeps its outcome.
+        let joined = tokio::select! {
+            biased;
+            joined = &mut handle => joined,
             () = self.cancel.cancelled() => {
                 abort.abort();
-                None
+                return Ran::Abandoned;
             }
-            joined = handle => Some(match joined {
-                Ok(result) => result,
-                Err(e) if e.is_panic() => {
-                    let payload = e.into_panic();
-                    let text = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".to_owned());
-                    tracing::error!(panic = %text, "a pipeline stage panicked");
-                    Err(JobError::new(FailureCase::StagePanicked, format!("stage panicked: {text}")))
+            () = self.cancel_requested.cancelled() => {
+                abort.abort();
+                // Wait until the task has stopped: it may be between two polls on another thread.
+                match handle.await {
+                    Err(e) if e.is_cancelled() => return Ran::CancelRequested,
+                    // It finished before the abort took: its outcome stands.
+                    finished => finished,
                 }
-                Err(_) => Err(JobError::new(FailureCase::TemporaryInfrastructure, "pipeline task was cancelled")),
-            }),
-        }
+            }
+        };
+        Ran::Finished(match joined {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let text = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                tracing::error!(panic = %text, "a pipeline stage panicked");
+                Err(JobError::new(FailureCase::StagePanicked, format!("stage panicked: {text}")))
+            }
+            Err(_) => Err(JobError::new(FailureCase::TemporaryInfrastructure, "pipeline task was cancelled")),
+        })
     }
 
     /// Records the run's output. It goes through the recorder after the job's progress, so they
@@ -281,6 +336,28 @@ impl<'a> Attempt<'a> {
         }
     }
 
+    /// Ends the job as cancelled under `fence`'s attempt (its cancel was requested), then says
+    /// how to finish its entry: acknowledged with a `cancelled` event — or, when another attempt
+    /// owns the job, left to that attempt's worker.
+    async fn end_cancelled(&self, fence: &Fence) -> Outcome {
+        let entry = &self.delivery.entry;
+        let write = RecordWrite::Cancelled {
+            tenant: entry.tenant_id.clone(),
+            job: entry.job_id.clone(),
+            attempt: fence.attempt,
+        };
+        let ours = |c: &JobRecord| c.status == JobStatus::Cancelled && c.attempts == fence.attempt;
+        if let Err(outcome) = self.write("cancellation", write, ours).await {
+            return outcome;
+        }
+        let run_ms = fence.started.map(|s| s.elapsed().as_millis() as u64);
+        tracing::info!(run_ms, "job cancelled at request");
+        Outcome::Finish {
+            event: Some(self.event(EventKind::Cancelled, fence.attempt, fence.started)),
+            release: true,
+        }
+    }
+
     /// Writes `write` through the recorder, holding the delivery while storage is unavailable.
     /// `Ok` when it is this attempt's write: applied, or refused because the record already shows
     /// it (`ours`: committed though its answer was lost). Otherwise the outcome for the entry.
@@ -290,13 +367,24 @@ impl<'a> Attempt<'a> {
         write: RecordWrite,
         ours: impl FnOnce(&JobRecord) -> bool,
     ) -> Result<(), Outcome> {
+        self.write_or_refusal(what, write, ours).await?.map_err(refused::stale)
+    }
+
+    /// [`Attempt::write`], but a refusal that is not `ours` comes back as `Ok(Err(refusal))` for
+    /// the caller to judge.
+    async fn write_or_refusal(
+        &self,
+        what: &'static str,
+        write: RecordWrite,
+        ours: impl FnOnce(&JobRecord) -> bool,
+    ) -> Result<Result<(), WriteOutcome>, Outcome> {
         let Some(written) = self.durably(what, || self.shared.record(write.clone())).await else {
             return Err(Outcome::Leave);
         };
         match written {
-            Ok(WriteOutcome::Applied(_)) => Ok(()),
-            Ok(WriteOutcome::Refused { current, .. }) if ours(&current) => Ok(()),
-            Ok(refused) => Err(refused::stale(refused)),
+            Ok(WriteOutcome::Applied(_)) => Ok(Ok(())),
+            Ok(WriteOutcome::Refused { current, .. }) if ours(&current) => Ok(Ok(())),
+            Ok(refused) => Ok(Err(refused)),
             Err(e) => {
                 tracing::warn!(error = %longhaul_core::Report(&e), write = what, "cannot record the outcome; leaving the entry for a retry");
                 Err(Outcome::Leave)

@@ -1,6 +1,6 @@
-//! Refused writes: what a start refused by the record's fence (the job is finished, or this
-//! delivery is stale) or a write refused after the run (the attempt was taken over) means for the
-//! queue entry. Neither changes the job.
+//! Refused writes: what a start refused by the record's fence (the job is finished — a job
+//! cancelled while queued included — or this delivery is stale) or a write refused after the run
+//! (the attempt was taken over) means for the queue entry. Neither changes the job.
 
 use longhaul_core::{JobRecord, JobStatus, TransitionError};
 use longhaul_queue::{EventKind, JobEntry};
@@ -9,10 +9,16 @@ use longhaul_store::WriteOutcome;
 use super::{Attempt, Outcome};
 
 /// A start was refused: the job is finished, or this delivery is stale. Says what to do with the
-/// entry without changing the job.
+/// entry without changing the job. A finished job's entry is acknowledged and dropped, and the job
+/// released from the queue: a duplicate delivery, or the entry of a job cancelled while it was
+/// queued (it never runs; nothing was written, so no `started` audit row either).
 pub(super) fn superseded(attempt: &Attempt<'_>, current: &JobRecord, reason: &TransitionError) -> Outcome {
     if let TransitionError::Terminal { status } = reason {
-        tracing::info!(%status, "job already finished; acknowledging the duplicate delivery");
+        if *status == JobStatus::Cancelled {
+            tracing::info!("job cancelled before it ran; acknowledging its entry without running it");
+        } else {
+            tracing::info!(%status, "job already finished; acknowledging the duplicate delivery");
+        }
         return Outcome::Finish { event: None, release: true };
     }
     let delivery = attempt.delivery;

@@ -1,6 +1,7 @@
 //! Worker tests on real Redis, and on PostgreSQL and SQLite: the guide's checklist items 4–7 and the
 //! crash cases.
 
+mod cancel;
 mod crashes;
 mod fences;
 mod harness;

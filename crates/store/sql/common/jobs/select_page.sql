@@ -4,7 +4,7 @@
 -- the values bound, the NULL filters fold away, and the others can use their indexes (jobs_by_*).
 SELECT seq, job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
-       lease_entry, lease_delivery
+       lease_entry, lease_delivery, cancel_requested_at
 FROM jobs
 WHERE tenant_id = $1 AND seq < $2
   AND ($4 IS NULL OR kind = $4)

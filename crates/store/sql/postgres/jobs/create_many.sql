@@ -16,7 +16,7 @@ WITH v AS (
     ON CONFLICT (job_id) DO NOTHING
     RETURNING job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
-       lease_entry, lease_delivery
+       lease_entry, lease_delivery, cancel_requested_at
 ), a AS (
     INSERT INTO audit_log (tenant_id, job_id, action, detail, at)
     SELECT tenant_id, job_id, 'enqueued', jsonb_build_object('kind', kind, 'key', job_key), $7
@@ -24,5 +24,5 @@ WITH v AS (
 )
 SELECT job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
-       lease_entry, lease_delivery
+       lease_entry, lease_delivery, cancel_requested_at
 FROM ins

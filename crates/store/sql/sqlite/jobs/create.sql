@@ -7,4 +7,4 @@ VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, 0, $7, NULL, NULL, NULL, NULL, $8, $8, 
 ON CONFLICT (job_id) DO NOTHING
 RETURNING job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
-       lease_entry, lease_delivery
+       lease_entry, lease_delivery, cancel_requested_at
