@@ -215,3 +215,59 @@ async fn a_completed_job_cannot_be_cancelled() {
     assert!(detail.contains("already completed"), "{problem}");
     assert_eq!(sys.job(&job).await, done, "the record is unchanged");
 }
+
+/// `POST /v1/jobs/{job}/retry` as tenant `acme`: (status code, body).
+async fn retry(sys: &System, job: &str) -> (u16, Value) {
+    let r = sys
+        .http()
+        .post(format!("{}/v1/jobs/{job}/retry", sys.api))
+        .bearer_auth(&sys.key)
+        .send()
+        .await
+        .expect("retry");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+/// A job cancelled after its first chunk's summary was stored, then retried through the API: it is
+/// `queued` again under the same id (`202`), runs, and completes — its first chunk's durable step
+/// returns the stored summary (the provider is asked for it once in all), the chunk whose call the
+/// cancel aborted is asked again, and a retry of the completed job is `409`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_job_is_retried_and_reuses_its_finished_steps() {
+    let heartbeat = format!("{}ms", HEARTBEAT.as_millis());
+    let mut sys =
+        System::start(Mode::Gated, &[("LONGHAUL_HEARTBEAT", &heartbeat), ("LONGHAUL_LEASE", "1s")]).await;
+    let (status, job) = sys.submit("summarize", &document("again-doc", 3)).await;
+    assert_eq!(status, 202, "{job}");
+    let job = id(&job);
+    sys.worker("w1");
+    // Chunk 1 answered; chunk 2's call held.
+    sys.fake.release(1);
+    wait_until(LONG, "the provider asked for the second chunk", async || {
+        let calls = sys.fake.chats_of(Prompt::Summarize).len();
+        if calls == 2 { Ok(()) } else { Err(calls) }
+    })
+    .await;
+    let (status, _) = cancel(&sys, &job).await;
+    assert_eq!(status, 202);
+    sys.wait_status(&job, "cancelled", LONG).await;
+
+    sys.fake.set_mode(Mode::Ok);
+    sys.fake.release(16);
+    let (status, queued) = retry(&sys, &job).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!((queued["job_id"].as_str(), queued["status"].as_str()), (Some(job.as_str()), Some("queued")));
+    let done = sys.wait_status(&job, "completed", LONG).await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    let asked = |part: usize| {
+        sys.fake
+            .chats_of(Prompt::Summarize)
+            .into_iter()
+            .filter(|c| c.user.contains(&format!("Paragraph {part} of again-doc")))
+            .count()
+    };
+    assert_eq!((asked(0), asked(1), asked(2)), (1, 2, 1), "the finished step is not asked again");
+    let (status, refused) = retry(&sys, &job).await;
+    assert_eq!(status, 409, "{refused}");
+}

@@ -413,6 +413,38 @@ pub async fn cancel_job(
     })
 }
 
+/// `POST /v1/jobs/{job_id}/retry`: a failed or cancelled job back in the queue under the same id
+/// with a fresh attempt budget — `202` with the `queued` record; `409` for a job that is queued,
+/// running or completed; `404` for another tenant's job; `503` when the queue could not take it
+/// (the record is queued: the reconciler enqueues it).
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    job_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Ok(Path(job_id)) = job_id else { return Err(ApiError::NotFound("job")) };
+    let job_id = JobId::parse(job_id).map_err(|_| ApiError::NotFound("job"))?;
+    let budget = state.settings.max_attempts;
+    let outcome =
+        crate::retry(&state.store, &state.registry, &state.queues, &tenant, &job_id, budget, "tenant")
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => ApiError::NotFound("job"),
+                other => other.into(),
+            })?;
+    match outcome {
+        crate::Retry::Requeued { record, enqueued: Ok(()) } => Ok(job_response(StatusCode::ACCEPTED, record)),
+        crate::Retry::Requeued { record, enqueued: Err(e) } => {
+            tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e), "enqueue failed; the record stays queued for the reconciler");
+            Err(ApiError::Unavailable("the queue", state.settings.retry_after))
+        }
+        crate::Retry::NotRetryable(record) => Err(ApiError::Conflict(format!(
+            "job {} is {}: only a failed or cancelled job can be retried",
+            record.job_id, record.status
+        ))),
+    }
+}
+
 /// `GET /v1/jobs` query.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

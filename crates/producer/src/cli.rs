@@ -49,6 +49,28 @@ enum JobsCommand {
     /// Cancel a job: a queued one at once, a running one by its worker; prints the job as JSON. A
     /// completed or failed job is left as it is (exit 1).
     Cancel(CancelArgs),
+    /// Put a failed or cancelled job back in the queue under the same id with a fresh attempt
+    /// budget; prints the job as JSON. Durable steps that finished stay done. Any other job is
+    /// left as it is (exit 1).
+    Retry(RetryArgs),
+}
+
+#[derive(Debug, Args)]
+struct RetryArgs {
+    /// Redis, where the job's next entry goes (if Redis is down, the record is queued and the
+    /// reconciler enqueues it).
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
+    partitions: PartitionArgs,
+    /// The job's tenant.
+    #[arg(long)]
+    tenant: String,
+    /// Attempts the job gets, unless its kind sets its own.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
+    /// The job.
+    job_id: String,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +167,7 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
         }
         Command::Enqueue(args) => enqueue(&database, &registry, args).await,
         Command::Jobs(JobsCommand::Cancel(args)) => cancel(&database, &registry, args).await,
+        Command::Jobs(JobsCommand::Retry(args)) => retry(&database, &registry, args).await,
     }
 }
 
@@ -216,6 +239,40 @@ async fn cancel(database: &DatabaseArgs, registry: &Registry, args: CancelArgs) 
         Cancel::Cancelled(record) | Cancel::Requested(record) | Cancel::AlreadyCancelled(record) => record,
         Cancel::Finished(record) => {
             bail!("job {job} is already {}: only a queued or running job can be cancelled", record.status)
+        }
+    };
+    println!("{}", serde_json::to_string(&record)?);
+    Ok(())
+}
+
+/// `producer jobs retry`: puts a failed or cancelled job back in the queue as the API does (audited
+/// as the operator's), prints the `queued` record.
+async fn retry(database: &DatabaseArgs, registry: &Registry, args: RetryArgs) -> anyhow::Result<()> {
+    let tenant = TenantId::parse(args.tenant).context("--tenant")?;
+    let job = JobId::parse(args.job_id).context("JOB_ID")?;
+    let Some(first) = registry.queues().into_iter().next() else {
+        bail!("this producer knows no job kind: register at least one")
+    };
+    let base = args.partitions.queue(&args.queue, first)?;
+    let queues = Queues::new(&base, registry)?;
+    let store = database.connect().await?;
+    let outcome =
+        match crate::retry(&store, registry, &queues, &tenant, &job, args.max_attempts, "operator").await {
+            Err(longhaul_store::StoreError::NotFound(_)) => bail!("tenant {tenant} has no job {job}"),
+            other => other.with_context(|| format!("cannot retry job {job}"))?,
+        };
+    let record = match outcome {
+        crate::Retry::Requeued { record, enqueued } => {
+            if let Err(e) = enqueued {
+                eprintln!(
+                    "job {job} is queued, but the queue did not take it ({}); the reconciler will",
+                    longhaul_core::Report(&e)
+                );
+            }
+            record
+        }
+        crate::Retry::NotRetryable(record) => {
+            bail!("job {job} is {}: only a failed or cancelled job can be retried", record.status)
         }
     };
     println!("{}", serde_json::to_string(&record)?);

@@ -8,7 +8,8 @@
 //!   of the generic submit), mounted when the registry has the triage kind;
 //! - [`cli`] — the `producer` command line, for the shipped binary and a user's own;
 //! - [`error`] — [`error::ApiError`] → `application/problem+json` with `retryable`;
-//! - [`cancel`] — a tenant's or an operator's cancel (the API's and the CLI's);
+//! - [`cancel`] — a tenant's or an operator's cancel (the API's and the CLI's); [`retry`] — a
+//!   failed or cancelled job back in the queue under the same id;
 //! - [`reconcile_once`] / [`run_reconciler`] — no leader needed: enqueue is idempotent by job id;
 //! - [`startup`] — `producer serve` from flags: build (connect, migrate, bind, wire), then run.
 
@@ -181,7 +182,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/jobs/batch", post(api::submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
         .route("/v1/jobs/{job_id}", get(api::get_job))
-        .route("/v1/jobs/{job_id}/cancel", post(api::cancel_job));
+        .route("/v1/jobs/{job_id}/cancel", post(api::cancel_job))
+        .route("/v1/jobs/{job_id}/retry", post(api::retry_job));
     if state.registry.options(longhaul_triage::KIND).is_some() {
         routes = routes
             .route("/v1/tickets", post(tickets::upsert_ticket))
@@ -257,6 +259,53 @@ pub async fn submit(
         }
     };
     Ok(Submitted { record, created, enqueued })
+}
+
+/// What a retry request came to ([`retry`]).
+#[derive(Debug)]
+pub enum Retry {
+    /// Back in the queue (`queued`, a fresh budget); `enqueued` says whether the queue took the
+    /// entry (if not, the reconciler enqueues it).
+    Requeued {
+        /// The record.
+        record: JobRecord,
+        /// Whether the queue holds the job.
+        enqueued: Result<(), QueueError>,
+    },
+    /// Not failed or cancelled: nothing changed.
+    NotRetryable(JobRecord),
+}
+
+/// Puts failed or cancelled job `job` of `tenant` back in the queue under the same id at `by`'s
+/// request: a fresh budget of attempts (its kind's, else `default_budget`), the record `queued`,
+/// then the entry for the next attempt enqueued into its kind's queue. Durable steps that
+/// finished stay done: the next attempt reuses their results. Used by the API and the CLI.
+///
+/// # Errors
+/// [`StoreError::NotFound`] for a job the tenant does not have; storage errors.
+pub async fn retry(
+    store: &Store,
+    registry: &Registry,
+    queues: &Queues,
+    tenant: &longhaul_core::TenantId,
+    job: &longhaul_core::JobId,
+    default_budget: u32,
+    by: &str,
+) -> Result<Retry, StoreError> {
+    let current = store.get_job(tenant, job).await?.ok_or(StoreError::NotFound("job"))?;
+    let budget = registry.options(&current.kind).and_then(|o| o.max_attempts).unwrap_or(default_budget);
+    match store.requeue(tenant, job, budget, by).await? {
+        longhaul_store::WriteOutcome::Applied(record) => {
+            let enqueued = match queues.of_kind(registry, &record.kind) {
+                Some(queue) => restore(queue, &record).await.map(|_| ()),
+                // A kind this producer does not know: the reconciler of one that does enqueues it.
+                None => Ok(()),
+            };
+            tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, by, "job put back in the queue");
+            Ok(Retry::Requeued { record, enqueued })
+        }
+        longhaul_store::WriteOutcome::Refused { current, .. } => Ok(Retry::NotRetryable(current)),
+    }
 }
 
 /// What a cancel request came to ([`cancel`]).

@@ -104,6 +104,7 @@ fn transition_table() {
                     TransitionError::NoAttemptsLeft { .. } => "no attempts left",
                     TransitionError::Superseded { .. } => "superseded",
                     TransitionError::CancelRequested => "cancel requested",
+                    TransitionError::NotRetryable { .. } => "not retryable",
                 };
                 assert_eq!(kind_of, *kind, "{status} {attempts} {op:?}({attempt}): {e}");
             }
@@ -211,4 +212,25 @@ fn a_cancel_request_on_a_running_job_is_kept_and_stops_retries() {
     assert_eq!((done.status, done.finished_at), (JobStatus::Cancelled, Some(t(4))));
     assert!(JobStatus::Cancelled.is_terminal());
     assert_eq!(JobStatus::parse("cancelled"), Ok(JobStatus::Cancelled));
+}
+
+#[test]
+fn a_failed_or_cancelled_job_is_requeued_with_a_fresh_budget() {
+    let failed = JobRecord {
+        error_class: Some(ErrorClass::Retryable),
+        error_message: Some("gave up".into()),
+        finished_at: Some(t(3)),
+        ..record(JobStatus::Failed, 3)
+    };
+    let again = failed.requeue(3, t(4)).expect("requeued");
+    assert_eq!((again.status, again.attempts, again.max_attempts), (JobStatus::Queued, 3, 6));
+    assert_eq!((again.error_class, again.error_message.as_deref(), again.finished_at), (None, None, None));
+    // The next attempt is the 4th: an entry enqueued for it starts it.
+    let lease = Lease { entry: "9-0".into(), delivery: 1 };
+    assert_eq!(again.start_delivery(&lease, 4, t(5)).expect("start").attempts, 4);
+    let cancelled = record(JobStatus::Running, 1).cancelled(1, t(2)).expect("cancelled");
+    assert_eq!(cancelled.requeue(2, t(3)).expect("requeued").max_attempts, 3);
+    for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Completed] {
+        assert_eq!(record(status, 1).requeue(3, t(3)), Err(TransitionError::NotRetryable { status }));
+    }
 }

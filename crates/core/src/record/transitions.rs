@@ -62,6 +62,12 @@ pub enum TransitionError {
     /// A cancel was requested: the job is not retried, its worker ends it as cancelled.
     #[error("a cancel was requested: the job is not retried")]
     CancelRequested,
+    /// Only a failed or cancelled job can be put back in the queue.
+    #[error("job is {status}: only a failed or cancelled job can be retried")]
+    NotRetryable {
+        /// The job's status.
+        status: JobStatus,
+    },
 }
 
 impl JobRecord {
@@ -330,5 +336,32 @@ impl JobRecord {
             return Err(self.stale(attempt));
         }
         Ok(Self { status: JobStatus::Cancelled, updated_at: now, finished_at: Some(now), ..self.clone() })
+    }
+
+    /// A retry asked for by a tenant or an operator: `failed|cancelled → queued` under the same id,
+    /// with a fresh budget of `budget` attempts after those used (`max_attempts = attempts +
+    /// budget`). The error, output and stage of the last run are cleared; the operation log is not
+    /// (durable steps that finished stay done).
+    ///
+    /// # Errors
+    /// [`TransitionError::NotRetryable`] unless the job is failed or cancelled.
+    pub fn requeue(&self, budget: u32, now: DateTime<Utc>) -> Result<Self, TransitionError> {
+        if !matches!(self.status, JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(TransitionError::NotRetryable { status: self.status });
+        }
+        Ok(Self {
+            status: JobStatus::Queued,
+            max_attempts: self.attempts.saturating_add(budget.max(1)),
+            stage: None,
+            progress: Progress::ZERO,
+            next_attempt_at: None,
+            output: None,
+            error_message: None,
+            error_class: None,
+            updated_at: now,
+            finished_at: None,
+            cancel_requested_at: None,
+            ..self.clone()
+        })
     }
 }

@@ -318,9 +318,13 @@ async fn the_event_goes_to_the_jobs_partition() {
 
 /// Runs `producer jobs cancel` on the app's database and Redis with `args` after the subcommand.
 async fn cli_cancel(t: &TestApp, args: &[&str]) -> Output {
+    cli_jobs(t, "cancel", args).await
+}
+
+async fn cli_jobs(t: &TestApp, command_name: &str, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"));
     command
-        .args(["--database-url", &t.db.url, "jobs", "cancel", "--redis-url", &t.queue.url])
+        .args(["--database-url", &t.db.url, "jobs", command_name, "--redis-url", &t.queue.url])
         .args(["--queue-prefix", &t.queue.prefix])
         .args(args)
         .kill_on_drop(true);
@@ -397,4 +401,88 @@ async fn the_cli_cancels_as_the_api_does() {
     }
     assert_eq!(get(&t, &done).await["status"], "completed");
     assert_eq!(events(&t, &t.summarize).await.len(), 1);
+}
+
+async fn retry(t: &TestApp, job: &JobId) -> Reply {
+    t.call(Method::POST, &format!("/v1/jobs/{job}/retry"), Some(&t.key), None).await
+}
+
+/// `POST /v1/jobs/{id}/retry`: a failed or cancelled job is `queued` again under the same id with
+/// a fresh budget and enqueued into its kind's queue (`202`, audited `retried`); a queued, running
+/// or completed one is `409` and unchanged; another tenant's is `404`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_or_cancelled_job_is_retried_under_the_same_id() {
+    both(async |backend| {
+        let t = TestApp::new(backend).await;
+        // Failed: attempt 1 ran and failed for good.
+        let job = running(&t, "doc-failed").await;
+        let failure = AttemptFailure::new(1, ErrorClass::Invalid, "bad answer");
+        assert!(matches!(t.db.fail(&acme(), &job, failure).await.expect("fail"), WriteOutcome::Applied(_)));
+        // As a worker leaves a failed job: its entry acknowledged and deleted, its trace released.
+        let mut conn = t.queue.raw().await;
+        let keys = t.summarize.keys();
+        let _: () = redis::cmd("DEL")
+            .arg(keys.jobs())
+            .arg(keys.job(job.as_str()))
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+        let entries = t.summarize_len().await;
+        assert_eq!(entries, 0);
+        let r = retry(&t, &job).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+        assert_eq!(
+            (r.json["job_id"].as_str(), r.json["status"].as_str()),
+            (Some(job.as_str()), Some("queued"))
+        );
+        assert_eq!((r.json["attempts"].as_u64(), r.json["max_attempts"].as_u64()), (Some(1), Some(9)));
+        assert!(r.json.get("error_class").is_none_or(Value::is_null), "{}", r.json);
+        assert_eq!(t.summarize_len().await, entries + 1, "the next attempt's entry is enqueued");
+        assert!(t.summarize.has_trace(&job).await.expect("trace"));
+        assert_eq!(
+            audit(&t, &job).await.last().map(|(a, by)| (a.as_str(), by.clone())),
+            Some(("retried", json!("tenant")))
+        );
+        // Queued now: a second retry is a 409 and changes nothing.
+        let again = retry(&t, &job).await;
+        assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+        assert!(again.json["detail"].as_str().unwrap_or_default().contains("queued"), "{again:?}");
+        assert_eq!(t.summarize_len().await, entries + 1);
+
+        // Cancelled while queued: back in the queue too.
+        let cancelled = queued(&t, "doc-cancelled").await;
+        assert_eq!(cancel(&t, &cancelled).await.status, StatusCode::OK);
+        let r = retry(&t, &cancelled).await;
+        assert_eq!((r.status, r.json["status"].as_str()), (StatusCode::ACCEPTED, Some("queued")), "{r:?}");
+
+        // Running or completed: 409; another tenant's: 404.
+        let live = running(&t, "doc-running").await;
+        assert_eq!(retry(&t, &live).await.status, StatusCode::CONFLICT);
+        let other = t.key_for("globex").await;
+        let r = t.call(Method::POST, &format!("/v1/jobs/{job}/retry"), Some(&other), None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    })
+    .await;
+}
+
+/// `producer jobs retry` puts a cancelled job back as the API does (audited as the operator's) and
+/// refuses a queued one (exit 1, a message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_retries_as_the_api_does() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    let job = queued(&t, "doc-cli-retry").await;
+    assert_eq!(cancel(&t, &job).await.status, StatusCode::OK);
+    let out = cli_jobs(&t, "retry", &["--tenant", "acme", job.as_str()]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((&record["job_id"], &record["status"]), (&json!(job.as_str()), &json!("queued")));
+    assert_eq!(audit(&t, &job).await.last(), Some(&("retried".to_owned(), json!("operator"))));
+    let out = cli_jobs(&t, "retry", &["--tenant", "acme", job.as_str()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("only a failed or cancelled job can be retried"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
 }

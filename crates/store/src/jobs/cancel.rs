@@ -1,7 +1,8 @@
-//! Cancellation: the tenant's or an operator's request ([`Store::cancel`]), the running jobs whose
-//! cancel was requested (what a worker's heartbeat asks, [`Store::cancel_requested`]), and the
-//! worker ending such a job ([`Store::end_cancelled`]). Core rules: `JobRecord::cancel` and
-//! `JobRecord::cancelled`.
+//! Steering a job: cancellation — the tenant's or an operator's request ([`Store::cancel`]), the
+//! running jobs whose cancel was requested (what a worker's heartbeat asks,
+//! [`Store::cancel_requested`]), the worker ending such a job ([`Store::end_cancelled`]) — and a
+//! retry on request of a failed or cancelled job ([`Store::requeue`]). Core rules:
+//! `JobRecord::cancel`, `JobRecord::cancelled` and `JobRecord::requeue`.
 
 use longhaul_core::{JobId, JobRecord, JobStatus, TenantId};
 use serde_json::json;
@@ -13,6 +14,7 @@ use crate::{Store, StoreError, audit, now};
 
 const CANCEL: &str = include_str!("../../sql/common/jobs/cancel.sql");
 const CANCELLED: &str = include_str!("../../sql/common/jobs/cancelled.sql");
+const REQUEUE: &str = include_str!("../../sql/common/jobs/requeue.sql");
 const PG_CANCEL_REQUESTED: &str = include_str!("../../sql/postgres/jobs/select_cancel_requested.sql");
 const SQLITE_CANCEL_REQUESTED: &str = include_str!("../../sql/sqlite/jobs/select_cancel_requested.sql");
 
@@ -113,6 +115,45 @@ impl Store {
                         status: current.status,
                         attempts: current.attempts,
                     },
+                };
+                Ok(WriteOutcome::Refused { current, reason })
+            }
+        }
+    }
+
+    /// Puts failed or cancelled job `job` of `tenant` back in the queue under the same id, with
+    /// `budget` more attempts, at `by`'s request (audited as `retried` with `by` and the budget).
+    /// The caller enqueues it (attempt `attempts + 1`).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when the tenant has no such job; a refusal (`NotRetryable`) for a
+    /// queued, running or completed one; [`StoreError::AttemptOutOfRange`] for a budget the
+    /// database cannot hold; storage errors.
+    pub async fn requeue(
+        &self,
+        tenant: &TenantId,
+        job: &JobId,
+        budget: u32,
+        by: &str,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = now();
+        let b = i32::try_from(budget.max(1)).map_err(|_| StoreError::AttemptOutOfRange(budget))?;
+        let args: [Arg<'_>; 4] = [job.as_str().into(), tenant.as_str().into(), b.into(), now.into()];
+        let mut tx = self.db.begin().await?;
+        let row: Option<JobRow> = tx.fetch_optional(REQUEUE, &args).await?;
+        if row.is_some() {
+            audit::append(&mut tx, tenant, Some(job), "retried", &json!({ "by": by, "budget": budget }), now)
+                .await?;
+        }
+        tx.commit().await?;
+        match row {
+            Some(row) => Ok(WriteOutcome::Applied(row.try_into()?)),
+            None => {
+                let current = self.get_job(tenant, job).await?.ok_or(StoreError::NotFound("job"))?;
+                let reason = match current.requeue(budget, now) {
+                    Err(reason) => reason,
+                    // Changed between the write and the read (another retry won): not retryable now.
+                    Ok(_) => longhaul_core::TransitionError::NotRetryable { status: current.status },
                 };
                 Ok(WriteOutcome::Refused { current, reason })
             }

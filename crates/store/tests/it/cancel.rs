@@ -93,3 +93,32 @@ conformance!(a_retry_waiting_is_cancelled_and_a_finished_job_is_refused, |store:
         Err(longhaul_store::StoreError::NotFound(_))
     ));
 });
+
+conformance!(a_failed_or_cancelled_job_is_requeued_with_a_fresh_budget, |store: Store| async move {
+    let job = setup_job(&store, "acme", "T-again", 2).await;
+    let (t, j) = (job.tenant_id.clone(), job.job_id.clone());
+    store.create_pending(job).await.expect("create");
+    applied(store.start_next(&t, &j, lease("1-0", 1), 1).await.expect("start"));
+    applied(store.fail(&t, &j, AttemptFailure::new(1, ErrorClass::Invalid, "bad")).await.expect("fail"));
+    let again = applied(store.requeue(&t, &j, 3, "tenant").await.expect("requeue"));
+    assert_eq!((again.status, again.attempts, again.max_attempts), (JobStatus::Queued, 1, 4));
+    assert_eq!((again.error_class, again.finished_at), (None, None));
+    // Only a failed or cancelled job: a second request finds it queued.
+    let reason = refused(store.requeue(&t, &j, 3, "tenant").await.expect("again"));
+    assert_eq!(reason, TransitionError::NotRetryable { status: JobStatus::Queued });
+    // The next attempt starts from an entry enqueued for attempt 2, and may complete.
+    applied(store.start_next(&t, &j, lease("2-0", 1), 2).await.expect("start 2"));
+    applied(store.complete(&t, &j, 2, &serde_json::json!({"ok": true})).await.expect("complete"));
+    let reason = refused(store.requeue(&t, &j, 3, "tenant").await.expect("completed"));
+    assert_eq!(reason, TransitionError::NotRetryable { status: JobStatus::Completed });
+    let actions: Vec<_> =
+        store.job_audit(&t, &j).await.expect("audit").into_iter().map(|a| a.action).collect();
+    assert_eq!(actions, ["enqueued", "started", "failed", "retried", "started", "completed"]);
+    // A cancelled one too.
+    let other = setup_job(&store, "acme", "T-c", 2).await;
+    let (t2, j2) = (other.tenant_id.clone(), other.job_id.clone());
+    store.create_pending(other).await.expect("create");
+    applied(store.cancel(&t2, &j2, "tenant").await.expect("cancel"));
+    let back = applied(store.requeue(&t2, &j2, 2, "operator").await.expect("requeue"));
+    assert_eq!((back.status, back.max_attempts), (JobStatus::Queued, 2));
+});
