@@ -15,17 +15,22 @@ const LONG: Duration = Duration::from_secs(30);
 /// The worker's heartbeat in these tests; a running job's cancel is noticed on one.
 const HEARTBEAT: Duration = Duration::from_millis(200);
 
-/// `POST /v1/jobs/{job}/cancel` as tenant `acme`: (status code, body).
-async fn cancel(sys: &System, job: &str) -> (u16, Value) {
+/// `POST /v1/jobs/{job}/{action}` as tenant `acme`: (status code, body).
+async fn act(sys: &System, job: &str, action: &str) -> (u16, Value) {
     let r = sys
         .http()
-        .post(format!("{}/v1/jobs/{job}/cancel", sys.api))
+        .post(format!("{}/v1/jobs/{job}/{action}", sys.api))
         .bearer_auth(&sys.key)
         .send()
         .await
-        .expect("cancel");
+        .expect(action);
     let status = r.status().as_u16();
     (status, r.json().await.expect("json"))
+}
+
+/// `POST /v1/jobs/{job}/cancel` as tenant `acme`.
+async fn cancel(sys: &System, job: &str) -> (u16, Value) {
+    act(sys, job, "cancel").await
 }
 
 /// A summarize input for document `id` of `paragraphs` paragraphs, one chunk each.
@@ -216,17 +221,9 @@ async fn a_completed_job_cannot_be_cancelled() {
     assert_eq!(sys.job(&job).await, done, "the record is unchanged");
 }
 
-/// `POST /v1/jobs/{job}/retry` as tenant `acme`: (status code, body).
+/// `POST /v1/jobs/{job}/retry` as tenant `acme`.
 async fn retry(sys: &System, job: &str) -> (u16, Value) {
-    let r = sys
-        .http()
-        .post(format!("{}/v1/jobs/{job}/retry", sys.api))
-        .bearer_auth(&sys.key)
-        .send()
-        .await
-        .expect("retry");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json"))
+    act(sys, job, "retry").await
 }
 
 /// A job cancelled after its first chunk's summary was stored, then retried through the API: it is
