@@ -95,6 +95,66 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
+/// Where a job stands among the waiting jobs of its queue. Under backlog, higher priorities start
+/// first, but not exclusively: the queue's admission gives each lower priority a fixed share of
+/// the starts (see `longhaul-queue`), so no priority starves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Starts first.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Starts last.
+    Low,
+}
+
+impl Priority {
+    /// Every priority, highest first.
+    pub const ALL: [Priority; 3] = [Self::High, Self::Normal, Self::Low];
+
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+
+    /// Its rank, 0 (high) to 2 (low): how queue entries carry it.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+
+    /// The priority of rank `rank` ([`Priority::rank`]).
+    pub fn from_rank(rank: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(rank)).copied()
+    }
+
+    /// Parses a stored or user-supplied name.
+    ///
+    /// # Errors
+    /// A message naming the valid priorities.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown priority {s:?}; expected high, normal or low"))
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A percentage, 0 to 100.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]

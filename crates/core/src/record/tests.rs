@@ -234,3 +234,15 @@ fn a_failed_or_cancelled_job_is_requeued_with_a_fresh_budget() {
         assert_eq!(record(status, 1).requeue(3, t(3)), Err(TransitionError::NotRetryable { status }));
     }
 }
+
+#[test]
+fn priorities_round_trip_by_name_and_rank() {
+    for p in Priority::ALL {
+        assert_eq!(Priority::parse(p.as_str()), Ok(p));
+        assert_eq!(Priority::from_rank(p.rank()), Some(p));
+        assert_eq!(serde_json::to_value(p).expect("json"), serde_json::json!(p.as_str()));
+    }
+    assert_eq!(Priority::from_rank(3), None);
+    assert!(Priority::parse("urgent").expect_err("unknown").contains("high, normal or low"));
+    assert_eq!(Priority::default(), Priority::Normal);
+}
