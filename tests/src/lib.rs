@@ -426,6 +426,40 @@ impl System {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Runs `<producer> args…` with the system's environment: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .launcher
+            .command(&self.producer, args, &[], &[])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.producer));
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Creates operator `name` with `<producer> operators create`; its operator key.
+    pub fn operator(&self, name: &str) -> String {
+        let (code, out, err) = self.cli(&["operators", "create", name]);
+        assert_eq!(code, 0, "operators create {name}: {err}");
+        out.trim().to_owned()
+    }
+
+    /// `method /admin/v1/{path}` with key `key` and an optional JSON body: (status code, body).
+    pub async fn admin(&self, key: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request =
+            self.http().request(method, format!("{}/admin/v1/{path}", self.api)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.expect("admin request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Starts `bin` with `args`; returns its index in `procs`.
     pub fn spawn(&mut self, bin: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
         self.spawn_with(bin, args, env, &[])

@@ -24,6 +24,7 @@ fn every_variable_a_binary_reads_is_documented_and_nothing_else_is() {
         ("producer", vec![]),
         ("producer", vec!["serve"]),
         ("producer", vec!["enqueue"]),
+        ("producer", vec!["queues", "pause"]),
         ("worker", vec![]),
         ("queue-events", vec![]),
     ] {

@@ -29,6 +29,7 @@ use longhaul_testkit::procs::{Binaries, Launcher, Output, Proc, free_port, stop_
 use serde_json::json;
 use sqlx::{Connection as _, PgConnection};
 
+mod fairness;
 mod measure;
 
 use measure::{cpu_ms_per_job, cpu_snapshot, pct, redis_calls, redis_cpu_ticks, sql_counts};
@@ -47,6 +48,8 @@ struct System {
     procs: Vec<Proc>,
     api: String,
     key: String,
+    /// A second tenant's key (the fairness scenario's tenant B).
+    key_b: String,
     db_url: String,
     admin_url: String,
     db_name: String,
@@ -85,7 +88,8 @@ impl Drop for System {
     }
 }
 
-async fn start(bins: &Binaries) -> anyhow::Result<System> {
+/// Starts the system; `worker_env` is added to both workers' environment.
+async fn start(bins: &Binaries, worker_env: &[(&str, &str)]) -> anyhow::Result<System> {
     // Without TLS by default, as the peer's PostgreSQL client (node-postgres) connects: both sides
     // of the comparison use the same transport. Set BENCH_PG_URL to measure with TLS.
     let admin_url = std::env::var("BENCH_PG_URL")
@@ -115,29 +119,26 @@ async fn start(bins: &Binaries) -> anyhow::Result<System> {
     let launcher = Launcher::new(bins.clone(), env);
     let key =
         launcher.create_tenant(&["bench"], &[]).map_err(|e| anyhow::anyhow!("tenant create failed: {e}"))?;
+    let key_b = launcher
+        .create_tenant(&["bench-b"], &[])
+        .map_err(|e| anyhow::anyhow!("tenant create failed: {e}"))?;
     let mut procs = Vec::new();
     let mut spawn = |name: &str, bin: &str, args: &[&str], extra: &[(&str, &str)]| -> anyhow::Result<()> {
         procs.push(launcher.spawn(name, bin, args, extra, Output::StderrOnly)?);
         Ok(())
     };
     spawn("producer", "producer", &["serve", "--skip-migrations"], &[])?;
-    spawn(
-        "worker-1",
-        "worker",
-        &["--skip-migrations"],
-        &[("LONGHAUL_CONSUMER_NAME", "bench-w1"), ("LONGHAUL_CONCURRENCY", "16")],
-    )?;
-    spawn(
-        "worker-2",
-        "worker",
-        &["--skip-migrations"],
-        &[("LONGHAUL_CONSUMER_NAME", "bench-w2"), ("LONGHAUL_CONCURRENCY", "16")],
-    )?;
+    for name in ["bench-w1", "bench-w2"] {
+        let mut env = vec![("LONGHAUL_CONSUMER_NAME", name), ("LONGHAUL_CONCURRENCY", "16")];
+        env.extend_from_slice(worker_env);
+        spawn(&format!("worker-{}", &name[7..]), "worker", &["--skip-migrations"], &env)?;
+    }
     spawn("queue-events", "queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "bench-qe")])?;
     let system = System {
         procs,
         api: format!("http://127.0.0.1:{port}"),
         key,
+        key_b,
         db_url,
         admin_url,
         db_name,
@@ -193,8 +194,20 @@ async fn scenario(
     n: usize,
     callers: usize,
     rate: Option<f64>,
+    pruning: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut sys = start(bins).await?;
+    // With pruning on, finished records older than a second are deleted as the run goes: the run
+    // is then verified by its completed events, and the records left say how many were pruned.
+    let worker_env: &[(&str, &str)] = if pruning {
+        &[
+            ("LONGHAUL_RETAIN_FINISHED", "1s"),
+            ("LONGHAUL_RETAIN_OPERATIONS", "1s"),
+            ("LONGHAUL_PRUNE_EVERY", "1s"),
+        ]
+    } else {
+        &[]
+    };
+    let mut sys = start(bins, worker_env).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(callers).build()?;
     // Tickets first, untimed.
     let created = Arc::new(tokio::sync::Semaphore::new(64));
@@ -271,10 +284,11 @@ async fn scenario(
     loop {
         // Every record exists by now; the run is over when none is live. (The live-jobs index
         // answers this without a scan of the table, so polling costs PostgreSQL next to nothing.)
-        let live: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('queued', 'running'))")
-                .fetch_one(&mut db)
-                .await?;
+        let live: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('scheduled', 'queued', 'running'))",
+        )
+        .fetch_one(&mut db)
+        .await?;
         if !live {
             break;
         }
@@ -299,9 +313,10 @@ async fn scenario(
         sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'completed' AND output IS NOT NULL")
             .fetch_one(&mut db)
             .await?;
-    if completed as usize != n {
+    if !pruning && completed as usize != n {
         bail!("{completed} of {n} jobs completed with output");
     }
+    let remaining: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&mut db).await?;
     let mut e2e: Vec<f64> =
         sqlx::query_scalar("SELECT (extract(epoch FROM finished_at - created_at) * 1000)::float8 FROM jobs")
             .fetch_all(&mut db)
@@ -356,6 +371,8 @@ async fn scenario(
         "callers": callers,
         "worker_concurrency": 32,
         "offered_rate": rate,
+        "pruning": pruning,
+        "pruned": n as i64 - remaining,
         "jobs_per_s": (n as f64 / total_secs).round(),
         "enqueue_per_s": (n as f64 / enqueue_secs).round(),
         "enqueue_p50_ms": pct(&enqueue, 0.5),
@@ -388,20 +405,36 @@ async fn main() -> anyhow::Result<()> {
         let out = match s {
             "product" => {
                 let n = env_usize("BENCH_N", 20_000);
-                scenario(&bins, "product", Workload::Triage, n, env_usize("CALLERS", 32), None).await?
+                scenario(&bins, "product", Workload::Triage, n, env_usize("CALLERS", 32), None, false).await?
             }
+            "pruning" => {
+                let n = env_usize("BENCH_N", 20_000);
+                scenario(&bins, "pruning", Workload::Triage, n, env_usize("CALLERS", 32), None, true).await?
+            }
+            "fairness" => fairness::run(&bins, true).await?,
+            "unfair" => fairness::run(&bins, false).await?,
             "paced" => {
                 let rate = env_usize("PACED_RATE", 100);
                 let n = rate * env_usize("PACED_SECONDS", 30);
-                scenario(&bins, "paced", Workload::Triage, n, env_usize("CALLERS", 32), Some(rate as f64))
-                    .await?
+                scenario(
+                    &bins,
+                    "paced",
+                    Workload::Triage,
+                    n,
+                    env_usize("CALLERS", 32),
+                    Some(rate as f64),
+                    false,
+                )
+                .await?
             }
             "summarize" => {
                 let workload = Workload::Summarize(env_usize("SUMMARIZE_CHUNKS", 4));
                 let n = env_usize("SUMMARIZE_N", 2_000);
-                scenario(&bins, "summarize", workload, n, env_usize("CALLERS", 32), None).await?
+                scenario(&bins, "summarize", workload, n, env_usize("CALLERS", 32), None, false).await?
             }
-            other => bail!("unknown scenario {other:?} (product, paced, summarize)"),
+            other => {
+                bail!("unknown scenario {other:?} (product, paced, summarize, pruning, fairness, unfair)")
+            }
         };
         println!("{out}");
     }

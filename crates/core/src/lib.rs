@@ -28,6 +28,6 @@ pub use ids::{IdError, IdempotencyKey, JobId, OperationId, TenantId, TicketId};
 pub use job::{Ctx, Pipeline, Registry, RegistryError};
 pub use kind::{InputError, JobKey, JobKind, KindOptions, Stage};
 pub use pipeline::{JobContext, NoopObserver, OperationLog, OperationState, PipelineObserver, StageEvent};
-pub use record::{JobRecord, JobStatus, Lease, NewJob, Progress, TransitionError};
+pub use record::{JobRecord, JobStatus, Lease, NewJob, Priority, Progress, TransitionError};
 pub use report::Report;
 pub use retry::{Decision, ErrorClass, FailureCase, JobError, PolicyError, RetryPolicy};

@@ -1,6 +1,8 @@
 //! The job record — the user-facing truth about one job — and its status machine.
 //!
 //! ```text
+//!   scheduled ──start(1)──┐
+//!                         ▼
 //!            start(1)               complete(n)
 //!   queued ───────────▶ running ───────────────▶ completed
 //!     ▲                 │  │ ▲
@@ -9,13 +11,18 @@
 //!                          │ fail(n)
 //!                          └───────────────────▶ failed
 //!
-//!   queued ──cancel──▶ cancelled ◀──cancelled(n)── running (after cancel: cancel_requested_at)
+//!   scheduled|queued ──cancel──▶ cancelled ◀──cancelled(n)── running (cancel_requested_at set)
 //! ```
+//!
+//! A job submitted with a `run_at` in the future is recorded `scheduled`; its queue entry waits in
+//! the delayed set until then. It starts like a `queued` job (a start does not look at `run_at`:
+//! the queue holds the entry back), is cancelled at once like one, and nothing ever moves a job
+//! back to `scheduled` (a retry waits as `queued` with `next_attempt_at`).
 //!
 //! `attempts` counts attempts started. A writer owns attempt `n` and every write it makes is
 //! *fenced* by `n`:
 //!
-//! * **start(n)** — allowed from `queued` or `running` when `attempts == n − 1` and
+//! * **start(n)** — allowed from `scheduled`, `queued` or `running` when `attempts == n − 1` and
 //!   `n ≤ max_attempts`; sets `running`, `attempts = n`. Starting from `running` is how a reclaimed
 //!   job's new attempt fences out the worker that stalled.
 //! * **start by a delivery** ([`JobRecord::start_delivery`]) — the worker's start: the next
@@ -24,11 +31,11 @@
 //!   equal one, or an entry enqueued for an attempt already started, never does.
 //! * **progress / complete / retry (n)** — allowed only in `running` with `attempts == n`.
 //! * **fail(n)** — allowed when the writer owns attempt `n` (`running`, `attempts == n`) or is
-//!   about to start it (`queued` or `running`, `attempts == n − 1`): a job found invalid, or
-//!   stalled too often, fails without running.
-//! * **cancel** — the tenant's or an operator's request: a `queued` job becomes `cancelled` at
-//!   once (it never starts: a start is refused like any start of a terminal job); a `running` job
-//!   gets `cancel_requested_at`, and its worker ends it; a terminal job is refused.
+//!   about to start it (`scheduled`, `queued` or `running`, `attempts == n − 1`): a job found
+//!   invalid, or stalled too often, fails without running.
+//! * **cancel** — the tenant's or an operator's request: a `scheduled` or `queued` job becomes
+//!   `cancelled` at once (it never starts: a start is refused like any start of a terminal job); a
+//!   `running` job gets `cancel_requested_at`, and its worker ends it; a terminal job is refused.
 //! * **cancelled(n)** — the worker of attempt `n` ends a job whose cancel was requested:
 //!   `running → cancelled`. Once a cancel is requested, a failure is no longer retried.
 //! * `completed`, `failed` and `cancelled` are terminal: nothing moves them again.
@@ -45,6 +52,9 @@ use crate::{ErrorClass, JobId, TenantId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Recorded with a `run_at` in the future, and waiting for it (its queue entry is held back
+    /// until then); a worker then starts it as a queued one.
+    Scheduled,
     /// Recorded and waiting for a worker (first run or a scheduled retry).
     Queued,
     /// A worker is running an attempt.
@@ -59,12 +69,13 @@ pub enum JobStatus {
 
 impl JobStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [JobStatus; 5] =
-        [Self::Queued, Self::Running, Self::Completed, Self::Failed, Self::Cancelled];
+    pub const ALL: [JobStatus; 6] =
+        [Self::Scheduled, Self::Queued, Self::Running, Self::Completed, Self::Failed, Self::Cancelled];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Scheduled => "scheduled",
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Completed => "completed",
@@ -79,7 +90,9 @@ impl JobStatus {
     /// A message naming the valid statuses.
     pub fn parse(s: &str) -> Result<Self, String> {
         Self::ALL.into_iter().find(|status| status.as_str() == s).ok_or_else(|| {
-            format!("unknown status {s:?}; expected queued, running, completed, failed or cancelled")
+            format!(
+                "unknown status {s:?}; expected scheduled, queued, running, completed, failed or cancelled"
+            )
         })
     }
 
@@ -90,6 +103,66 @@ impl JobStatus {
 }
 
 impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a job stands among the waiting jobs of its queue. Under backlog, higher priorities start
+/// first, but not exclusively: the queue's admission gives each lower priority a fixed share of
+/// the starts (see `longhaul-queue`), so no priority starves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Starts first.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// Starts last.
+    Low,
+}
+
+impl Priority {
+    /// Every priority, highest first.
+    pub const ALL: [Priority; 3] = [Self::High, Self::Normal, Self::Low];
+
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+
+    /// Its rank, 0 (high) to 2 (low): how queue entries carry it.
+    pub fn rank(self) -> u8 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+
+    /// The priority of rank `rank` ([`Priority::rank`]).
+    pub fn from_rank(rank: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(rank)).copied()
+    }
+
+    /// Parses a stored or user-supplied name.
+    ///
+    /// # Errors
+    /// A message naming the valid priorities.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown priority {s:?}; expected high, normal or low"))
+    }
+}
+
+impl std::fmt::Display for Priority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -152,6 +225,11 @@ pub struct NewJob {
     pub input: serde_json::Value,
     /// Attempts allowed in all.
     pub max_attempts: u32,
+    /// When the job may start: in the future, the job is recorded `scheduled` and waits until
+    /// then; `None`, now or in the past, it is `queued` and runs at once.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Where it stands among the waiting jobs of its queue.
+    pub priority: Priority,
 }
 
 /// The durable, user-facing record of one job (the guide's `TicketJobRecord`, generalised to
@@ -200,6 +278,13 @@ pub struct JobRecord {
     /// When a cancel was requested while it ran (its worker then ends it as `cancelled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// When the job was to start, as submitted (`scheduled` until a worker starts it, when this
+    /// was in the future at submission).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Its priority among the waiting jobs of its queue.
+    #[serde(default)]
+    pub priority: Priority,
     /// The queue delivery that started the current attempt (internal: not part of the API).
     #[serde(default, skip_serializing)]
     pub lease: Option<Lease>,

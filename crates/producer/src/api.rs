@@ -10,11 +10,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use longhaul_core::kind::{InputError, Prepared};
-use longhaul_core::{ErrorClass, IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, TenantId};
+use longhaul_core::{ErrorClass, IdempotencyKey, JobId, JobRecord, JobStatus, NewJob, Priority, TenantId};
 use longhaul_store::{JobFilter, MAX_PAGE_SIZE, StoreError};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
+use crate::schedule::Schedule;
 use crate::{AppState, Cancel, MAX_BATCH_BODY_BYTES, MAX_BATCH_JOBS, MAX_BODY_BYTES, MAX_JOB_BODY_BYTES};
 
 /// The tenant behind the request's bearer key.
@@ -105,16 +106,31 @@ pub struct JobRequest {
     /// In a batch only: the item's own idempotency key (a single submit uses the header).
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// When the job may start, RFC 3339 (absent, now or past: at once); checked by [`Schedule`].
+    #[serde(default)]
+    run_at: Option<serde_json::Value>,
+    /// `high`, `normal` (the default) or `low`; checked by [`Schedule`].
+    #[serde(default)]
+    priority: Option<serde_json::Value>,
+}
+
+impl JobRequest {
+    /// The request's schedule, judged now.
+    fn schedule(&self) -> Result<Schedule, Vec<FieldError>> {
+        Schedule::from_body(self.run_at.as_ref(), self.priority.as_ref(), chrono::Utc::now())
+    }
 }
 
 /// Validates a submission of `kind` with `input` for `tenant` against the registry: the job's id,
-/// key, queue and the record to write. A rejection names the field (`kind`, `input.…`).
+/// key, queue and the record to write, with `schedule`. A rejection names the field (`kind`,
+/// `input.…`).
 pub(crate) fn prepare(
     state: &AppState,
     tenant: &TenantId,
     kind: &str,
     input: serde_json::Value,
     key: Option<IdempotencyKey>,
+    schedule: Schedule,
 ) -> Result<(Prepared, NewJob), FieldError> {
     let prepared = state
         .registry
@@ -133,6 +149,8 @@ pub(crate) fn prepare(
         key: prepared.key.as_str().to_owned(),
         input: prepared.input.clone(),
         max_attempts: prepared.max_attempts.unwrap_or(state.settings.max_attempts),
+        run_at: schedule.run_at,
+        priority: schedule.priority,
     };
     Ok((prepared, job))
 }
@@ -236,9 +254,33 @@ pub(crate) async fn submit_prepared(
     Answer::Job(if submitted.created { StatusCode::ACCEPTED } else { StatusCode::OK }, record)
 }
 
-/// `POST /v1/jobs` `{kind, input}` with an optional `Idempotency-Key`: `202` with a new job, `200`
-/// with the existing one; `422` naming the field for an unknown kind or invalid input (nothing
-/// written, nothing enqueued).
+/// Validates a whole submission — its schedule, then its kind and input — naming every bad field:
+/// the job to record, or the `422`.
+fn prepare_request(
+    state: &AppState,
+    tenant: &TenantId,
+    request: JobRequest,
+    key: Option<IdempotencyKey>,
+) -> Result<(Prepared, NewJob), Vec<FieldError>> {
+    let (schedule, mut errors) = match request.schedule() {
+        Ok(schedule) => (schedule, Vec::new()),
+        Err(errors) => (Schedule::default(), errors),
+    };
+    match prepare(state, tenant, &request.kind, request.input, key, schedule) {
+        Ok(prepared) if errors.is_empty() => Ok(prepared),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.insert(0, e);
+            Err(errors)
+        }
+    }
+}
+
+/// `POST /v1/jobs` `{kind, input, run_at?, priority?}` with an optional `Idempotency-Key`: `202`
+/// with a new job (`scheduled` when `run_at` is in the future, else `queued`), `200` with the
+/// existing one (unchanged, whatever this request's schedule); `422` naming the field for an
+/// unknown kind, invalid input, a bad `run_at` (not RFC 3339, more than 366 days ahead) or
+/// `priority` (nothing written, nothing enqueued).
 pub async fn submit_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -252,8 +294,8 @@ pub async fn submit_job(
             vec![FieldError::new("idempotency_key", "only batch items carry their key in the body")],
         ));
     }
-    let (prepared, job) = prepare(&state, &tenant, &request.kind, request.input, key)
-        .map_err(|e| ApiError::Unprocessable("the job is invalid".into(), vec![e]))?;
+    let (prepared, job) = prepare_request(&state, &tenant, request, key)
+        .map_err(|errors| ApiError::Unprocessable("the job is invalid".into(), errors))?;
     let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());
     let same = |r: &JobRecord| r.kind == prepared.kind && r.input == prepared.input;
     match submit_prepared(&state, &prepared, job, traceparent, same).await {
@@ -290,8 +332,8 @@ pub struct BatchResponse {
     results: Vec<BatchItem>,
 }
 
-/// `POST /v1/jobs/batch` `{jobs: [{kind, input, idempotency_key?}, …]}`: up to 1 000 jobs, each
-/// idempotent on its own and answered on its own (`results[i]` for `jobs[i]`); one bad item does
+/// `POST /v1/jobs/batch` `{jobs: [{kind, input, idempotency_key?, run_at?, priority?}, …]}`: up to
+/// 1 000 jobs, each idempotent on its own and answered on its own (`results[i]` for `jobs[i]`); one bad item does
 /// not reject the others. `200` with the results, unless the batch itself is malformed.
 pub async fn submit_batch(
     State(state): State<AppState>,
@@ -326,7 +368,7 @@ pub async fn submit_batch(
                 let name = if e.field == "Idempotency-Key" { "idempotency_key".to_owned() } else { e.field };
                 FieldError::new(format!("jobs[{i}].{name}"), e.message)
             };
-            let item: JobRequest = match serde_path_to_error::deserialize(item) {
+            let mut item: JobRequest = match serde_path_to_error::deserialize(item) {
                 Ok(item) => item,
                 Err(e) => {
                     let path = e.path().to_string();
@@ -335,7 +377,7 @@ pub async fn submit_batch(
                     return Answer::Error(ApiError::Unprocessable("the job is invalid".into(), vec![e]));
                 }
             };
-            let key = match item.idempotency_key.map(IdempotencyKey::parse).transpose() {
+            let key = match item.idempotency_key.take().map(IdempotencyKey::parse).transpose() {
                 Ok(key) => key,
                 Err(e) => {
                     let e = FieldError::new("idempotency_key", e.to_string());
@@ -345,12 +387,15 @@ pub async fn submit_batch(
                     ));
                 }
             };
-            match prepare(state, tenant, &item.kind, item.input, key) {
+            match prepare_request(state, tenant, item, key) {
                 Ok((prepared, job)) => {
                     let same = |r: &JobRecord| r.kind == prepared.kind && r.input == prepared.input;
                     submit_prepared(state, &prepared, job, traceparent, same).await
                 }
-                Err(e) => Answer::Error(ApiError::Unprocessable("the job is invalid".into(), vec![field(e)])),
+                Err(errors) => Answer::Error(ApiError::Unprocessable(
+                    "the job is invalid".into(),
+                    errors.into_iter().map(field).collect(),
+                )),
             }
             .map_fields(field)
         }
@@ -383,8 +428,8 @@ pub async fn get_job(
     Ok(Json(record))
 }
 
-/// `POST /v1/jobs/{job_id}/cancel`: a queued job is cancelled at once (`200` with the cancelled
-/// record; it never starts); a running job's cancel is requested (`202` with the record, still
+/// `POST /v1/jobs/{job_id}/cancel`: a scheduled or queued job is cancelled at once (`200` with the
+/// cancelled record; it never starts); a running job's cancel is requested (`202` with the record, still
 /// `running`, with `cancel_requested_at`: its worker ends it); a cancelled job is `200` as it is
 /// (idempotent); a completed or failed one is `409`, unchanged. Another tenant's job is `404`,
 /// like a missing one.
@@ -406,7 +451,7 @@ pub async fn cancel_job(
         Cancel::Requested(record) => job_response(StatusCode::ACCEPTED, record),
         Cancel::Finished(record) => {
             return Err(ApiError::Conflict(format!(
-                "job {} is already {}: only a queued or running job can be cancelled",
+                "job {} is already {}: only a scheduled, queued or running job can be cancelled",
                 record.job_id, record.status
             )));
         }
@@ -454,6 +499,7 @@ pub struct ListQuery {
     error_class: Option<String>,
     created_after: Option<String>,
     created_before: Option<String>,
+    priority: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -481,8 +527,8 @@ fn time_param(
     }
 }
 
-/// `GET /v1/jobs?kind=&status=&error_class=&created_after=&created_before=&limit=&cursor=`: the
-/// tenant's jobs, newest first, with a stable cursor.
+/// `GET /v1/jobs?kind=&status=&error_class=&priority=&created_after=&created_before=&limit=&cursor=`:
+/// the tenant's jobs, newest first, with a stable cursor.
 pub async fn list_jobs(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -512,6 +558,10 @@ pub async fn list_jobs(
             })
             .ok(),
     };
+    let priority = match q.priority.as_deref() {
+        None | Some("") => None,
+        Some(p) => Priority::parse(p).map_err(|e| errors.push(FieldError::new("priority", e))).ok(),
+    };
     let created_after = time_param("created_after", q.created_after.as_deref(), &mut errors);
     let created_before = time_param("created_before", q.created_before.as_deref(), &mut errors);
     let limit = match q.limit.as_deref() {
@@ -533,7 +583,7 @@ pub async fn list_jobs(
     if !errors.is_empty() {
         return Err(ApiError::BadRequest("invalid query parameters".into(), errors));
     }
-    let filter = JobFilter { kind, status, error_class, created_after, created_before };
+    let filter = JobFilter { kind, status, error_class, created_after, created_before, priority };
     let page =
         state.store.list_jobs(&tenant, &filter, limit, q.cursor.as_deref()).await.map_err(|e| match e {
             // Only a cursor is the client's fault.

@@ -1,19 +1,31 @@
-//! The `producer` command line — `serve`, `migrate`, `tenant create`, `enqueue`, `jobs cancel` —
-//! for the shipped binary (with [`crate::startup::builtin`]) and for a user's own producer binary
-//! with its kinds: [`main`].
+//! The `producer` command line — `serve`, `migrate`, `tenant create`, `enqueue`, and the operator
+//! groups `jobs`, `queues`, `limits`, `dead-letters`, `operators` — for the shipped binary (with
+//! [`crate::startup::builtin`]) and for a user's own producer binary with its kinds: [`main`].
+//!
+//! The operator groups work directly on the database and Redis (the operator API's operations,
+//! [`crate::control`]), one file each under `cli/`: `jobs`, `queues`, `limits`, `dead` (dead
+//! letters), `operators`; each prints one JSON document with `--json` (the operator API's shape)
+//! and a table otherwise (`output`).
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use longhaul_core::{IdempotencyKey, JobId, NewJob, Registry, TenantId};
+use longhaul_core::{IdempotencyKey, NewJob, Priority, Registry, TenantId};
 use longhaul_service::args::{DatabaseArgs, QueueArgs, TelemetryArgs};
 use longhaul_service::telemetry::{LogOutput, TelemetryOptions};
 use longhaul_service::{shutdown, startup};
 use longhaul_store::Store;
 
 use crate::startup::{Application, Config, PartitionArgs, ServeArgs};
-use crate::{Cancel, Queues, submit};
+use crate::{Queues, submit};
+
+mod dead;
+mod jobs;
+mod limits;
+mod operators;
+mod output;
+mod queues;
 
 /// longhaul producer: the HTTP API that validates a submission against its job kind, records the
 /// job, then enqueues it into the kind's queue — and the operator CLI.
@@ -39,53 +51,59 @@ enum Command {
     Tenant(TenantCommand),
     /// Record and enqueue a job of a registered kind; prints the job as JSON.
     Enqueue(EnqueueArgs),
-    /// Act on jobs.
+    /// List, show, cancel and retry jobs of every tenant (and retry failed ones in bulk).
     #[command(subcommand)]
-    Jobs(JobsCommand),
+    Jobs(jobs::JobsCommand),
+    /// Queues' backlog and pauses; pause and resume a queue or a kind.
+    #[command(subcommand)]
+    Queues(queues::QueuesCommand),
+    /// Per-tenant and per-kind limits (caps on jobs running at once, starts per second).
+    #[command(subcommand)]
+    Limits(limits::LimitsCommand),
+    /// List, show, replay and purge a queue's dead letters.
+    #[command(subcommand)]
+    DeadLetters(dead::DeadLettersCommand),
+    /// Operators: the credentials of the operator API (/admin/v1).
+    #[command(subcommand)]
+    Operators(operators::OperatorsCommand),
 }
 
-#[derive(Debug, Subcommand)]
-enum JobsCommand {
-    /// Cancel a job: a queued one at once, a running one by its worker; prints the job as JSON. A
-    /// completed or failed job is left as it is (exit 1).
-    Cancel(CancelArgs),
-    /// Put a failed or cancelled job back in the queue under the same id with a fresh attempt
-    /// budget; prints the job as JSON. Durable steps that finished stay done. Any other job is
-    /// left as it is (exit 1).
-    Retry(RetryArgs),
-}
-
+/// Redis, for the operator commands that need the queues.
 #[derive(Debug, Args)]
-struct RetryArgs {
-    /// Redis, where the job's next entry goes (if Redis is down, the record is queued and the
-    /// reconciler enqueues it).
+struct RedisArgs {
+    /// Redis and the key prefix.
     #[command(flatten)]
     queue: QueueArgs,
+    /// How the queues are split.
     #[command(flatten)]
     partitions: PartitionArgs,
-    /// The job's tenant.
-    #[arg(long)]
-    tenant: String,
-    /// Attempts the job gets, unless its kind sets its own.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    max_attempts: u32,
-    /// The job.
-    job_id: String,
 }
 
-#[derive(Debug, Args)]
-struct CancelArgs {
-    /// Redis, where a queued job's `cancelled` event goes (the record is cancelled even if Redis
-    /// is down).
-    #[command(flatten)]
-    queue: QueueArgs,
-    #[command(flatten)]
-    partitions: PartitionArgs,
-    /// The job's tenant.
-    #[arg(long)]
-    tenant: String,
-    /// The job.
-    job_id: String,
+impl RedisArgs {
+    /// The queues of `registry`'s kinds on this Redis.
+    fn queues(&self, registry: &Registry) -> anyhow::Result<Queues> {
+        let Some(first) = registry.queues().into_iter().next() else {
+            bail!("this producer knows no job kind: register at least one")
+        };
+        let base = self.partitions.queue(&self.queue, first)?;
+        Ok(Queues::new(&base, registry)?)
+    }
+}
+
+/// Who runs an operator command, as its audit rows say.
+#[derive(Debug, Clone, Args)]
+struct OperatorArgs {
+    /// Your name, recorded in the audit rows of what you change (`operator:NAME`; without it,
+    /// `operator`).
+    #[arg(long = "operator", env = "LONGHAUL_OPERATOR", value_parser = |s: &str| longhaul_store::OperatorName::parse(s))]
+    name: Option<longhaul_store::OperatorName>,
+}
+
+impl OperatorArgs {
+    /// `operator:NAME`, or `operator`.
+    fn by(&self) -> String {
+        self.name.as_ref().map_or_else(|| "operator".to_owned(), |n| crate::control::operator_by(n.as_str()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +142,18 @@ struct EnqueueArgs {
     /// Attempts allowed, unless the kind sets its own.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     max_attempts: u32,
+    /// When the job may start, RFC 3339 (e.g. 2030-01-31T09:30:00Z), at most 366 days ahead; the
+    /// job is `scheduled` until then (now or in the past: it runs at once).
+    #[arg(long, value_parser = run_at)]
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Its priority among the waiting jobs of its queue: high, normal or low.
+    #[arg(long, default_value = "normal", value_parser = Priority::parse)]
+    priority: Priority,
+}
+
+/// `--run-at`, judged now.
+fn run_at(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    crate::schedule::parse_run_at(text, chrono::Utc::now())
 }
 
 /// Runs the `producer` command line with the kinds of `registry`: flags and environment,
@@ -166,8 +196,11 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Enqueue(args) => enqueue(&database, &registry, args).await,
-        Command::Jobs(JobsCommand::Cancel(args)) => cancel(&database, &registry, args).await,
-        Command::Jobs(JobsCommand::Retry(args)) => retry(&database, &registry, args).await,
+        Command::Jobs(command) => jobs::run(&database, &registry, command).await,
+        Command::Queues(command) => queues::run(&database, &registry, command).await,
+        Command::Limits(command) => limits::run(&database, &registry, command).await,
+        Command::DeadLetters(command) => dead::run(&database, &registry, command).await,
+        Command::Operators(command) => operators::run(&database, &registry, command).await,
     }
 }
 
@@ -202,6 +235,8 @@ async fn enqueue(database: &DatabaseArgs, registry: &Registry, args: EnqueueArgs
         key: prepared.key.as_str().to_owned(),
         input: prepared.input.clone(),
         max_attempts: prepared.max_attempts.unwrap_or(args.max_attempts),
+        run_at: args.run_at,
+        priority: args.priority,
     };
     let base = args.partitions.queue(&args.queue, prepared.queue)?;
     let queues = Queues::new(&base, registry)?;
@@ -217,64 +252,5 @@ async fn enqueue(database: &DatabaseArgs, registry: &Registry, args: EnqueueArgs
     }
     submitted.enqueued.context("recorded, but the enqueue failed; the reconciler will retry it")?;
     println!("{}", serde_json::to_string(&submitted.record)?);
-    Ok(())
-}
-
-/// `producer jobs cancel`: cancels the job as the API does (audited as the operator's), prints the
-/// record: `cancelled`, or `running` with `cancel_requested_at` until its worker ends it.
-async fn cancel(database: &DatabaseArgs, registry: &Registry, args: CancelArgs) -> anyhow::Result<()> {
-    let tenant = TenantId::parse(args.tenant).context("--tenant")?;
-    let job = JobId::parse(args.job_id).context("JOB_ID")?;
-    let Some(first) = registry.queues().into_iter().next() else {
-        bail!("this producer knows no job kind: register at least one")
-    };
-    let base = args.partitions.queue(&args.queue, first)?;
-    let queues = Queues::new(&base, registry)?;
-    let store = database.connect().await?;
-    let outcome = match crate::cancel(&store, registry, &queues, &tenant, &job, "operator").await {
-        Err(longhaul_store::StoreError::NotFound(_)) => bail!("tenant {tenant} has no job {job}"),
-        other => other.with_context(|| format!("cannot cancel job {job}"))?,
-    };
-    let record = match outcome {
-        Cancel::Cancelled(record) | Cancel::Requested(record) | Cancel::AlreadyCancelled(record) => record,
-        Cancel::Finished(record) => {
-            bail!("job {job} is already {}: only a queued or running job can be cancelled", record.status)
-        }
-    };
-    println!("{}", serde_json::to_string(&record)?);
-    Ok(())
-}
-
-/// `producer jobs retry`: puts a failed or cancelled job back in the queue as the API does (audited
-/// as the operator's), prints the `queued` record.
-async fn retry(database: &DatabaseArgs, registry: &Registry, args: RetryArgs) -> anyhow::Result<()> {
-    let tenant = TenantId::parse(args.tenant).context("--tenant")?;
-    let job = JobId::parse(args.job_id).context("JOB_ID")?;
-    let Some(first) = registry.queues().into_iter().next() else {
-        bail!("this producer knows no job kind: register at least one")
-    };
-    let base = args.partitions.queue(&args.queue, first)?;
-    let queues = Queues::new(&base, registry)?;
-    let store = database.connect().await?;
-    let outcome =
-        match crate::retry(&store, registry, &queues, &tenant, &job, args.max_attempts, "operator").await {
-            Err(longhaul_store::StoreError::NotFound(_)) => bail!("tenant {tenant} has no job {job}"),
-            other => other.with_context(|| format!("cannot retry job {job}"))?,
-        };
-    let record = match outcome {
-        crate::Retry::Requeued { record, enqueued } => {
-            if let Err(e) = enqueued {
-                eprintln!(
-                    "job {job} is queued, but the queue did not take it ({}); the reconciler will",
-                    longhaul_core::Report(&e)
-                );
-            }
-            record
-        }
-        crate::Retry::NotRetryable(record) => {
-            bail!("job {job} is {}: only a failed or cancelled job can be retried", record.status)
-        }
-    };
-    println!("{}", serde_json::to_string(&record)?);
     Ok(())
 }

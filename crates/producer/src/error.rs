@@ -35,6 +35,10 @@ pub enum ApiError {
     Unprocessable(String, Vec<FieldError>),
     /// No valid API key.
     Unauthorized,
+    /// No valid operator key (the operator API, `/admin/v1`).
+    OperatorUnauthorized,
+    /// Authenticated, but not allowed here (a tenant's key on the operator API).
+    Forbidden(String),
     /// Missing — or another tenant's, which is answered the same way.
     NotFound(&'static str),
     /// The path exists, but not with this method.
@@ -75,6 +79,15 @@ impl ApiError {
                 "Unauthorized",
                 "a valid API key is required: Authorization: Bearer <key>".into(),
             ),
+            Self::OperatorUnauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "a valid operator key is required: Authorization: Bearer <operator key> \
+                 (issued by `producer operators create`)"
+                    .into(),
+            ),
+            Self::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", d.clone()),
             Self::NotFound(what) => {
                 (StatusCode::NOT_FOUND, "not-found", "Not found", format!("{what} not found"))
             }

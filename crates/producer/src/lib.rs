@@ -3,7 +3,10 @@
 //! queue — plus the reconciler that enqueues again any live record the queue has lost.
 //!
 //! - [`app`] — the axum router (tests drive it with `oneshot`, `main` serves it);
+//! - [`admin`] — the operator API (`/admin/v1/...`, operator keys), and [`control`] — the
+//!   operator's operations it shares with the CLI;
 //! - [`api`] — the job routes and the extractors (bearer auth, problem-document JSON rejections);
+//! - [`schedule`] — a submission's `run_at` and `priority`, checked alike for the API and the CLI;
 //! - [`tickets`] — the triage kind's own routes (tickets, and a ticket's triage as a thin form
 //!   of the generic submit), mounted when the registry has the triage kind;
 //! - [`cli`] — the `producer` command line, for the shipped binary and a user's own;
@@ -13,9 +16,12 @@
 //! - [`reconcile_once`] / [`run_reconciler`] — no leader needed: enqueue is idempotent by job id;
 //! - [`startup`] — `producer serve` from flags: build (connect, migrate, bind, wire), then run.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
+pub mod control;
 pub mod error;
+pub mod schedule;
 pub mod startup;
 pub mod tickets;
 
@@ -183,7 +189,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/batch", post(api::submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
         .route("/v1/jobs/{job_id}", get(api::get_job))
         .route("/v1/jobs/{job_id}/cancel", post(api::cancel_job))
-        .route("/v1/jobs/{job_id}/retry", post(api::retry_job));
+        .route("/v1/jobs/{job_id}/retry", post(api::retry_job))
+        .merge(admin::routes());
     if state.registry.options(longhaul_triage::KIND).is_some() {
         routes = routes
             .route("/v1/tickets", post(tickets::upsert_ticket))
@@ -215,10 +222,12 @@ pub struct Submitted {
 
 /// The guide's order for one submission: write the pending record (or find the existing one
 /// with the same job id), and only if it is new, enqueue it into `queue` (its kind's) — into the
-/// job's partition when the queue is partitioned ([`Queue::route`]). An existing job that is still live but has no trace in
-/// the queue (its first request's enqueue failed) is enqueued again, idempotently, so a client's
-/// retry after a `503` runs it at once instead of after the reconciler's delay. Used by the API and
-/// the CLI.
+/// job's partition when the queue is partitioned ([`Queue::route`]) — with its priority; a job
+/// recorded `scheduled` (its `run_at` in the future) goes to the delayed set, which releases it at
+/// `run_at`. An existing job that is still live but has no trace in the queue (its first request's
+/// enqueue failed) is enqueued again, idempotently, so a client's retry after a `503` runs it at
+/// once (a scheduled one: at its `run_at`) instead of after the reconciler's delay; the existing
+/// record is returned unchanged, whatever this request's schedule. Used by the API and the CLI.
 ///
 /// # Errors
 /// When the record cannot be written; an enqueue failure is reported in [`Submitted::enqueued`].
@@ -229,22 +238,29 @@ pub async fn submit(
     job: NewJob,
     traceparent: Option<String>,
 ) -> Result<Submitted, StoreError> {
-    let entry = JobEntry {
+    let mut entry = JobEntry {
         job_id: job.job_id.clone(),
         tenant_id: job.tenant_id.clone(),
         kind: Some(job.kind.clone()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
         traceparent,
+        priority: job.priority,
     };
     let (record, created) = match pending {
         Some(writer) => writer.create(job).await?,
         None => store.create_pending(job).await?,
     };
     let enqueued = if created {
-        match queue.route(entry.job_id.as_str()) {
-            Ok(partition) => partition.enqueue(&entry).await.map(|_| ()),
-            Err(e) => Err(e),
+        let due = scheduled_due(&record);
+        if let Some(due) = due {
+            entry.enqueued_at_ms = due;
+        }
+        // Due already (the time passed while the record was written): at once.
+        match (queue.route(entry.job_id.as_str()), due.filter(|due| *due > longhaul_queue::now_ms())) {
+            (Ok(partition), None) => partition.enqueue(&entry).await.map(|_| ()),
+            (Ok(partition), Some(due)) => partition.enqueue_at(&entry, due).await.map(|_| ()),
+            (Err(e), _) => Err(e),
         }
     } else if record.status.is_terminal() {
         Ok(())
@@ -311,7 +327,8 @@ pub async fn retry(
 /// What a cancel request came to ([`cancel`]).
 #[derive(Debug)]
 pub enum Cancel {
-    /// The job was queued (a retry waiting included): it is `cancelled` now and never starts.
+    /// The job was scheduled or queued (a retry waiting included): it is `cancelled` now and never
+    /// starts.
     Cancelled(JobRecord),
     /// The job is running: its cancel is requested (`cancel_requested_at`), its worker ends it.
     Requested(JobRecord),
@@ -322,7 +339,7 @@ pub enum Cancel {
 }
 
 /// Cancels `tenant`'s job `job` at `by`'s request (`tenant`, `operator`; audited with it): a
-/// queued job is cancelled at once, and a `cancelled` event goes to its kind's queue's events
+/// scheduled or queued job is cancelled at once, and a `cancelled` event goes to its kind's queue's events
 /// stream (its partition's) — a publish failure is logged, not returned: the record is the truth;
 /// a running job's cancel is requested; a finished job is left as it is. Used by the API and the
 /// CLI.
@@ -349,6 +366,7 @@ pub async fn cancel(
     Ok(match outcome {
         WriteOutcome::Applied(record) if record.status == JobStatus::Cancelled => {
             tracing::info!(job_id = %record.job_id, tenant_id = %record.tenant_id, by, "job cancelled");
+            unschedule(registry, queues, &record).await;
             publish_cancelled(registry, queues, &record).await;
             Cancel::Cancelled(record)
         }
@@ -362,6 +380,24 @@ pub async fn cancel(
         }
         WriteOutcome::Refused { current, .. } => Cancel::Finished(current),
     })
+}
+
+/// Drops the delayed entry of `record`, a job cancelled before it ever started, if it was
+/// scheduled (a `run_at` and no attempt): otherwise that entry would stay until its `run_at` and
+/// make a retry or a resubmission of the job look like a duplicate. A failure is logged: the entry
+/// then fires at its `run_at`, and its delivery drops the cancelled job.
+async fn unschedule(registry: &Registry, queues: &Queues, record: &JobRecord) {
+    let (Some(run_at), 0) = (record.run_at, record.attempts) else { return };
+    let Some(queue) = queues.of_kind(registry, &record.kind) else { return };
+    let Ok(due) = u64::try_from(run_at.timestamp_millis()) else { return };
+    let dropped = match queue.route(record.job_id.as_str()) {
+        Ok(partition) => partition.unschedule(&record.job_id, 1, due).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = dropped {
+        tracing::warn!(job_id = %record.job_id, error = %longhaul_core::Report(&e),
+            "the job is cancelled, but its scheduled entry could not be dropped; its delivery drops it");
+    }
 }
 
 /// Publishes the `cancelled` event of `record`, a job cancelled while queued, on its kind's
@@ -412,10 +448,11 @@ async fn trace_request(
     response
 }
 
-/// Enqueues again every live record (queued or running) not updated for `older_than` whose job has
-/// no trace in Redis (in its kind's queue, its partition) — the enqueue failed, or Redis lost its
-/// data. Several replicas may run it at once: enqueue is idempotent by job id. A record of a kind
-/// `registry` does not know is left alone (logged). Returns how many jobs were restored.
+/// Enqueues again every live record (scheduled, queued or running) not updated for `older_than`
+/// whose job has no trace in Redis (in its kind's queue, its partition) — the enqueue failed, or
+/// Redis lost its data; a scheduled job goes back to the delayed set until its `run_at` (see
+/// [`restore`]). Several replicas may run it at once: enqueue is idempotent by job id. A record of
+/// a kind `registry` does not know is left alone (logged). Returns how many jobs were restored.
 ///
 /// # Errors
 /// When storage or Redis cannot be reached.
@@ -450,27 +487,44 @@ pub async fn reconcile_once(
     Ok(restored)
 }
 
-/// Enqueues live `record`'s job (into its partition of `queue`, its kind's) unless the queue holds a live trace
-/// of it — atomically, so concurrent callers add one entry. The entry asks for the attempt after
-/// the last one started. A lost retry whose backoff has not run out waits in the delayed set until
-/// it is due. Returns whether an entry was added.
+/// Enqueues live `record`'s job (into its partition of `queue`, its kind's, with its priority)
+/// unless the queue holds a live trace of it — atomically, so concurrent callers add one entry. The
+/// entry asks for the attempt after the last one started. A lost retry whose backoff has not run
+/// out, and a scheduled job whose `run_at` has not come, wait in the delayed set until then.
+/// Returns whether an entry was added.
 ///
 /// # Errors
 /// When Redis cannot be reached in time.
 pub async fn restore(queue: &Queue, record: &JobRecord) -> Result<bool, longhaul_queue::QueueError> {
     let queue = queue.route(record.job_id.as_str())?;
+    let scheduled = scheduled_due(record);
     let entry = JobEntry {
         job_id: record.job_id.clone(),
         tenant_id: record.tenant_id.clone(),
         kind: Some(record.kind.clone()),
         attempt: record.attempts + 1,
-        enqueued_at_ms: u64::try_from(record.created_at.timestamp_millis()).unwrap_or(0),
+        enqueued_at_ms: scheduled
+            .unwrap_or_else(|| u64::try_from(record.created_at.timestamp_millis()).unwrap_or(0)),
         traceparent: None,
+        priority: record.priority,
     };
-    match record.next_attempt_at.filter(|at| *at > chrono::Utc::now()) {
-        Some(at) => queue.enqueue_at(&entry, u64::try_from(at.timestamp_millis()).unwrap_or(0)).await,
+    let retry = record.next_attempt_at.filter(|at| *at > chrono::Utc::now()).map(epoch_ms);
+    match scheduled.filter(|due| *due > longhaul_queue::now_ms()).or(retry) {
+        Some(due) => queue.enqueue_at(&entry, due).await,
         None => queue.enqueue(&entry).await,
     }
+}
+
+/// When a `scheduled` record's entry is due (its `run_at`, ms since the epoch); `None` for any
+/// other status. The entry of a scheduled job counts as enqueued then, so the latency figures
+/// measure from the time it was due.
+fn scheduled_due(record: &JobRecord) -> Option<u64> {
+    (record.status == JobStatus::Scheduled).then_some(record.run_at).flatten().map(epoch_ms)
+}
+
+/// `at` in ms since the epoch (0 before it).
+fn epoch_ms(at: chrono::DateTime<chrono::Utc>) -> u64 {
+    u64::try_from(at.timestamp_millis()).unwrap_or(0)
 }
 
 /// Runs [`reconcile_once`] every `every` until `stop`.

@@ -127,7 +127,8 @@ pub async fn triage(
     let key = idempotency_key(&headers)?;
     let ticket = state.tickets.get(&tenant, &ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
     let input = json!({ "ticket_id": ticket_id, "revision": ticket.revision });
-    let (prepared, job) = prepare(&state, &tenant, longhaul_triage::KIND, input, key)
+    let schedule = crate::schedule::Schedule::default();
+    let (prepared, job) = prepare(&state, &tenant, longhaul_triage::KIND, input, key, schedule)
         .map_err(|e| ApiError::Unprocessable("the triage request is invalid".into(), vec![e]))?;
     // The worker's spans become children of this request's span.
     let traceparent = longhaul_service::trace::traceparent(&tracing::Span::current());

@@ -3,7 +3,9 @@
 //! names the first bad one.
 //!
 //! Job entry fields: `j` job id, `t` tenant, `n` kind, `a` attempt, `e` enqueue time (ms since
-//! the epoch), and optionally `tp`, the W3C `traceparent` of the request. The job's input is not
+//! the epoch), optionally `p`, the priority's rank digit (`0` high, `2` low; absent: normal, so
+//! entries from before priorities existed are normal ones), and optionally `tp`, the W3C
+//! `traceparent` of the request. The job's input is not
 //! in the entry: the worker reads it from the record its start writes. Entries written before
 //! kinds existed carry no `n` (and a ticket in `k`/`r`, now ignored): their kind is `None`, and
 //! the record says what it is.
@@ -11,7 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use longhaul_core::{JobId, TenantId};
+use longhaul_core::{JobId, Priority, TenantId};
 
 /// A job as it travels through the jobs stream: what a worker needs to run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct JobEntry {
     pub attempt: u32,
     /// When the job was first enqueued, in ms since the Unix epoch (for latency figures).
     pub enqueued_at_ms: u64,
+    /// Its priority among the queue's waiting entries (field `p`; absent means normal).
+    pub priority: Priority,
     /// The W3C trace context of the request that created the job, if any.
     pub traceparent: Option<String>,
 }
@@ -44,6 +48,9 @@ impl JobEntry {
         }
         f.push(("a", self.attempt.to_string()));
         f.push(("e", self.enqueued_at_ms.to_string()));
+        if self.priority != Priority::Normal {
+            f.push(("p", self.priority.rank().to_string()));
+        }
         if let Some(tp) = &self.traceparent {
             f.push(("tp", tp.clone()));
         }
@@ -82,12 +89,23 @@ impl JobEntry {
             .ok()
             .filter(|a| *a >= 1)
             .ok_or_else(|| DecodeError(format!("field \"a\" is not a valid attempt: {attempt}")))?;
+        let enqueued_at_ms = number("e")?;
+        let priority = match fields.get("p") {
+            None => Priority::Normal,
+            Some(_) => {
+                let rank = text("p")?;
+                rank.parse::<u8>().ok().filter(|_| rank.len() == 1).and_then(Priority::from_rank).ok_or_else(
+                    || DecodeError(format!("field \"p\" is not a priority rank (0, 1 or 2): {rank:?}")),
+                )?
+            }
+        };
         Ok(Self {
             job_id,
             tenant_id,
             kind,
             attempt,
-            enqueued_at_ms: number("e")?,
+            enqueued_at_ms,
+            priority,
             traceparent: fields.get("tp").map(|v| String::from_utf8_lossy(v).into_owned()),
         })
     }
@@ -265,6 +283,7 @@ mod tests {
             kind: Some("triage".into()),
             attempt: 1,
             enqueued_at_ms: 1_700_000_000_000,
+            priority: Priority::Low,
             traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         }
     }
@@ -290,6 +309,10 @@ mod tests {
             ("a", Some("0"), "field \"a\" is not a valid attempt: 0"),
             ("a", Some("99999999999"), "not a valid attempt"),
             ("e", None, "field \"e\" is missing"),
+            ("p", Some("3"), "field \"p\" is not a priority rank (0, 1 or 2): \"3\""),
+            ("p", Some("high"), "field \"p\" is not a priority rank"),
+            ("p", Some("+1"), "field \"p\" is not a priority rank"),
+            ("p", Some(""), "field \"p\" is not a priority rank"),
         ];
         for (field, value, want) in cases {
             let mut pairs: Vec<(&str, &str)> =
@@ -307,6 +330,21 @@ mod tests {
     }
 
     #[test]
+    fn priority_travels_as_a_rank_digit_and_normal_as_no_field() {
+        for (priority, field) in
+            [(Priority::High, Some("0")), (Priority::Normal, None), (Priority::Low, Some("2"))]
+        {
+            let e = JobEntry { priority, ..entry() };
+            let fields = e.to_fields();
+            let p = fields.iter().find(|(k, _)| *k == "p").map(|(_, v)| v.as_str());
+            assert_eq!(p, field, "{priority}");
+            let f: HashMap<String, Vec<u8>> =
+                fields.into_iter().map(|(k, v)| (k.to_owned(), v.into_bytes())).collect();
+            assert_eq!(JobEntry::from_fields(&f), Ok(e));
+        }
+    }
+
+    #[test]
     fn an_entry_from_before_kinds_decodes_without_one() {
         let legacy = fields(&[
             ("j", "job_db718bad4249ee9f433bba3033392195"),
@@ -318,6 +356,7 @@ mod tests {
         ]);
         let entry = JobEntry::from_fields(&legacy).expect("decodes");
         assert_eq!(entry.kind, None);
+        assert_eq!(entry.priority, Priority::Normal, "no `p`: a normal entry");
         assert_eq!(entry.job_id.as_str(), "job_db718bad4249ee9f433bba3033392195");
     }
 

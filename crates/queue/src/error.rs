@@ -43,6 +43,15 @@ pub enum QueueError {
         /// The value given.
         got: String,
     },
+    /// A dead-letter request that cannot be served: an id that is not a stream entry id, or a
+    /// dead letter with nothing to replay.
+    #[error("dead letter {id:?}: {problem}")]
+    DeadLetter {
+        /// The id given.
+        id: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
     /// A plain `redis://` URL points at a Redis Cluster node, which redirected a call.
     #[error(
         "Redis answered {reply}: it is a Redis Cluster node; use a redis+cluster://host:port,host:port… URL"
@@ -126,6 +135,7 @@ impl QueueError {
             | Self::Tls(_)
             | Self::InvalidName { .. }
             | Self::InvalidSetting { .. }
+            | Self::DeadLetter { .. }
             | Self::ClusterNode { .. } => false,
         }
     }

@@ -1,7 +1,8 @@
 //! The operations on job entries that do not block, one script or pipeline each: enqueue (now or
-//! delayed), the reconciler's presence test, finish (with the next read folded in), retry,
-//! promotion of due retries, publishing events, and dead-lettering entries that cannot be
-//! decoded. The scripts themselves are in `scripts` (and `crates/queue/lua/`).
+//! delayed; straight into the stream or into a wait list, see `admit`), the reconciler's presence
+//! test, finish (with the next read folded in), retry, promotion of due retries, publishing
+//! events, and dead-lettering entries that cannot be decoded. Finish and retry take the job out
+//! of its tenant's active set. The scripts themselves are in `scripts` (and `crates/queue/lua/`).
 
 use std::collections::HashMap;
 
@@ -38,21 +39,36 @@ pub struct Finish<'a> {
 /// What [`Queue::promote_due`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Promoted {
-    /// Jobs moved into the jobs stream.
+    /// Jobs moved out of the delayed set: into the jobs stream, or into their wait lists.
     pub count: u64,
     /// When the next delayed job is due (ms since the epoch), if any is waiting.
     pub next_due_ms: Option<u64>,
 }
 
 impl Queue {
-    /// Adds `entry` to the jobs stream unless the job already has a live entry (in the stream,
-    /// pending, or waiting as a delayed retry). Returns whether an entry was added.
+    /// Adds `entry` unless the job already has a live entry (in the stream, pending, waiting as a
+    /// delayed retry, or waiting for admission). Returns whether an entry was added.
+    ///
+    /// The entry goes straight into the jobs stream when nothing waits for admission and its flow
+    /// may start now (the queue's backlog under the window, the tenant under its cap and rate, the
+    /// kind neither paused nor over its rate, on Redis's clock; see [`Queue::admit`]) — so an idle
+    /// queue, or one without limits, is the plain FIFO it always was. Otherwise it waits at the
+    /// back of its flow's wait list (its priority, tenant and kind; presence `<attempt>:w`) until
+    /// [`Queue::admit`] lets it in.
     ///
     /// # Errors
     /// When Redis cannot be reached in time.
     pub async fn enqueue(&self, entry: &JobEntry) -> Result<bool, QueueError> {
         let mut inv = scripts::ENQUEUE.prepare_invoke();
-        inv.key(self.keys.job(entry.job_id.as_str())).key(self.keys.jobs()).arg(entry.attempt);
+        inv.key(self.keys.job(entry.job_id.as_str()))
+            .key(self.keys.jobs())
+            .arg(entry.attempt)
+            .arg(self.keys.base())
+            .arg(&self.config.group)
+            .arg(entry.priority.rank())
+            .arg(entry.tenant_id.as_str())
+            .arg(entry.kind.as_deref().unwrap_or(""))
+            .arg(entry.job_id.as_str());
         for (k, v) in entry.to_fields() {
             inv.arg(k).arg(v);
         }
@@ -61,8 +77,8 @@ impl Queue {
     }
 
     /// [`Queue::enqueue`], but the entry waits in the delayed set until `due_ms` (the promoter then
-    /// moves it into the stream) — how the reconciler restores a lost retry whose backoff has not
-    /// run out. Returns whether an entry was scheduled.
+    /// moves it into the stream or its wait list) — how the reconciler restores a lost retry whose
+    /// backoff has not run out. Returns whether an entry was scheduled.
     ///
     /// # Errors
     /// When Redis cannot be reached in time.
@@ -79,8 +95,27 @@ impl Queue {
         Ok(added == 1)
     }
 
-    /// Whether the job has a live entry — in the stream or the delayed set — the reconciler's
-    /// test. A presence key whose entry was deleted from the stream (or dead-lettered) is no trace.
+    /// Drops the delayed entry of attempt `attempt` of `job`, due at `due_ms` — a scheduled job
+    /// cancelled before its `run_at` — and its presence key while that still marks the attempt
+    /// delayed, so a later retry or resubmission of the job is not taken for a duplicate of it.
+    /// Returns how many entries were dropped (0 when the entry was promoted already: its delivery
+    /// finds the job cancelled and drops it).
+    ///
+    /// # Errors
+    /// When Redis cannot be reached in time.
+    pub async fn unschedule(&self, job: &JobId, attempt: u32, due_ms: u64) -> Result<u64, QueueError> {
+        let mut inv = scripts::UNSCHEDULE.prepare_invoke();
+        inv.key(self.keys.delayed())
+            .key(self.keys.job(job.as_str()))
+            .arg(due_ms)
+            .arg(job.as_str())
+            .arg(attempt);
+        self.run(&inv).await
+    }
+
+    /// Whether the job has a live entry — in the stream, the delayed set or a wait list — the
+    /// reconciler's test. A presence key whose entry was deleted from the stream (or
+    /// dead-lettered) is no trace.
     ///
     /// # Errors
     /// When Redis cannot be reached in time.
@@ -92,7 +127,8 @@ impl Queue {
     }
 
     /// Acks and deletes a delivery's entry, drops the job's presence key (if it still belongs to
-    /// this attempt) and appends `event` — atomically. Returns whether the entry was still pending.
+    /// this attempt), takes the job out of its tenant's active set (freeing a place under its cap)
+    /// and appends `event` — atomically. Returns whether the entry was still pending.
     /// Call it only after application storage holds the outcome.
     ///
     /// # Errors
@@ -124,9 +160,17 @@ impl Queue {
         inv.arg(&self.config.group).arg(self.config.events_maxlen).arg(batch.len()).arg(consumer).arg(take);
         for item in batch {
             inv.key(self.keys.job(item.delivery.entry.job_id.as_str()));
+        }
+        for item in batch {
+            inv.key(self.keys.active(item.delivery.entry.tenant_id.as_str()));
+        }
+        for item in batch {
             let fields = item.event.map(Event::to_fields).unwrap_or_default();
             let attempt = if item.release { item.delivery.entry.attempt.to_string() } else { String::new() };
-            inv.arg(&item.delivery.id).arg(attempt).arg(fields.len() * 2);
+            inv.arg(&item.delivery.id)
+                .arg(item.delivery.entry.job_id.as_str())
+                .arg(attempt)
+                .arg(fields.len() * 2);
             for (k, v) in fields {
                 inv.arg(k).arg(v);
             }
@@ -141,9 +185,9 @@ impl Queue {
         Ok((acked, deliveries))
     }
 
-    /// Acks and deletes a delivery's entry and schedules `next` (the job's next attempt) at
-    /// `due_ms`, appending `event` — atomically. Call it only after application storage holds the
-    /// scheduled retry.
+    /// Acks and deletes a delivery's entry, takes the job out of its tenant's active set and
+    /// schedules `next` (the job's next attempt) at `due_ms`, appending `event` — atomically. Call
+    /// it only after application storage holds the scheduled retry.
     ///
     /// # Errors
     /// When Redis cannot be reached in time.
@@ -160,12 +204,14 @@ impl Queue {
             .key(self.keys.delayed())
             .key(self.keys.job(next.job_id.as_str()))
             .key(self.keys.events())
+            .key(self.keys.active(delivery.entry.tenant_id.as_str()))
             .arg(&self.config.group)
             .arg(&delivery.id)
             .arg(due_ms)
             .arg(member)
             .arg(next.attempt)
-            .arg(self.config.events_maxlen);
+            .arg(self.config.events_maxlen)
+            .arg(delivery.entry.job_id.as_str());
         for (k, v) in event.to_fields() {
             inv.arg(k).arg(v);
         }
@@ -173,7 +219,10 @@ impl Queue {
         Ok(())
     }
 
-    /// Moves up to `limit` retries due at `now_ms` into the jobs stream. Safe with any number of
+    /// Moves up to `limit` retries (and schedules) due at `now_ms` out of the delayed set: each
+    /// straight into the jobs stream when [`Queue::enqueue`] would put it there, else into its
+    /// flow's wait list (presence `<attempt>:w`), where it passes [`Queue::admit`] like a new
+    /// entry (the rate limits' token buckets go by Redis's clock, not `now_ms`). Safe with any number of
     /// concurrent promoters: each job is promoted once. A blocked reader wakes at once.
     ///
     /// # Errors
@@ -184,7 +233,9 @@ impl Queue {
             .key(self.keys.jobs())
             .arg(now_ms)
             .arg(limit.max(1))
-            .arg(self.keys.job(""));
+            .arg(self.keys.job(""))
+            .arg(self.keys.base())
+            .arg(&self.config.group);
         let (count, next): (u64, Option<String>) = self.run(&inv).await?;
         let next_due_ms = next.and_then(|s| s.parse::<f64>().ok()).map(|f| f.max(0.0) as u64);
         Ok(Promoted { count, next_due_ms })
@@ -258,9 +309,9 @@ impl Queue {
     }
 }
 
-/// An entry as a member of the delayed set: a JSON array of its field/value pairs (the promoter
-/// `XADD`s them as they are).
-fn delayed_member(entry: &JobEntry) -> Result<String, QueueError> {
+/// An entry as a member of the delayed set or a wait list: a JSON array of its field/value pairs
+/// (the promoter and admission `XADD` them as they are).
+pub(crate) fn delayed_member(entry: &JobEntry) -> Result<String, QueueError> {
     let fields: Vec<String> = entry.to_fields().into_iter().flat_map(|(k, v)| [k.to_owned(), v]).collect();
     serde_json::to_string(&fields).map_err(|e| QueueError::Protocol(e.to_string()))
 }

@@ -1,9 +1,17 @@
 //! `longhaul-queue`: the Redis Streams protocol of longhaul (Redis 7.0 or newer).
 //!
-//! - [`Queue`] — the shared handle: idempotent [`Queue::enqueue`]; [`Queue::finish`], which acks,
-//!   deletes and appends the lifecycle event atomically; [`Queue::retry`] into the delayed set and
-//!   [`Queue::promote_due`] back out; heartbeats and reclaiming of stalled entries; events;
-//!   statistics; and the start-up safety checks.
+//! - [`Queue`] — the shared handle: idempotent [`Queue::enqueue`] (straight into the stream, or
+//!   into the wait list of its flow — priority, tenant, kind — when admission must decide);
+//!   [`Queue::admit`], which moves waiting entries into the stream fairly (round robin over
+//!   flows, weighted priorities, per-tenant caps and rates, per-kind rates and pauses, a backlog
+//!   window — limits from [`Control`], see [`Queue::set_control`]; rates on Redis's clock; a
+//!   paused or limited kind holds back only its own flows); [`Queue::defer`] (a worker hands a
+//!   fresh delivery of a paused kind back to its flow — only the consumer it is pending with
+//!   may); [`Queue::heal`] (the periodic repair of active sets and rings); [`Queue::finish`],
+//!   which acks, deletes and appends the lifecycle event atomically; [`Queue::retry`] into the
+//!   delayed set and [`Queue::promote_due`] back out; heartbeats and reclaiming of stalled
+//!   entries; events; statistics; and the start-up safety checks; dead letters ([`DeadLetter`]):
+//!   listed, replayed (a repeated replay reports the first one's success), purged.
 //! - [`Consumer`] — one process's reader in the workers' consumer group: takes back its own pending
 //!   entries first, then reads new ones; dead-letters entries it cannot decode.
 //! - [`EventReader`] — a reader of the events stream in its own consumer group (queue-events).
@@ -17,8 +25,10 @@
 //!   [`QueueError::ClusterNode`]) are told apart from outages by variant.
 //!
 //! Inside, [`Queue`]'s methods are grouped by concern: `config` (settings and their checks),
-//! `routing` (partitions), `setup` (groups, readiness, eviction check), `jobs` (enqueue, finish,
-//! retry, promote, events, dead letters), `leases` (heartbeats, reclaiming, handing back), `stats`;
+//! `routing` (partitions), `setup` (groups, readiness, eviction check), `admit` (admission, defer,
+//! heal, waiting counts), `control` (the limits and pauses mirror), `jobs` (enqueue, finish,
+//! retry, promote, events, dead-lettering undecodable entries), `dead` (the dead stream: list,
+//! replay, purge, stalled entries), `leases` (heartbeats, reclaiming, handing back), `stats`;
 //! `reply` reads Redis replies, and `scripts` loads the Lua scripts of `crates/queue/lua/`.
 //!
 //! Every call is bounded by [`QueueConfig::op_timeout`]: an outage yields
@@ -28,8 +38,11 @@
 //! The queue owns delivery only. Application storage is always written before a queue entry is
 //! acknowledged; this crate does not know about storage.
 
+mod admit;
 mod config;
 mod conn;
+mod control;
+mod dead;
 pub mod entry;
 mod error;
 mod jobs;
@@ -43,8 +56,11 @@ mod scripts;
 mod setup;
 mod stats;
 
+pub use admit::Admitted;
 pub use config::QueueConfig;
 pub use conn::RedisConnection;
+pub use control::Control;
+pub use dead::{DeadLetter, MAX_DEAD_LETTER_PAGE, REPLAY_MEMORY};
 pub use entry::{DecodeError, Event, EventKind, JobEntry};
 pub use error::{NameKind, QueueError, TlsProblem};
 pub use jobs::{Delivery, Finish, Promoted};

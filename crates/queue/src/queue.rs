@@ -1,8 +1,9 @@
 //! [`Queue`]: the shared handle to one queue's keys — its connection, key names and settings —
 //! and the bounded call helpers every operation goes through. The operations live by concern in
 //! sibling modules, each an `impl Queue` block: `routing` (partitions), `setup` (groups,
-//! readiness, the eviction check), `jobs` (enqueue, finish, retry, promote, events), `leases`
-//! (heartbeats, reclaiming, handing back) and `stats`.
+//! readiness, the eviction check), `jobs` (enqueue, finish, retry, promote, events), `admit`
+//! (admission, defer, heal), `control` (the limits mirror), `leases` (heartbeats, reclaiming,
+//! handing back) and `stats`.
 
 use std::future::Future;
 use std::sync::Arc;

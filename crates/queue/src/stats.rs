@@ -1,8 +1,10 @@
-//! [`QueueStats`]: the backlog of one queue for metrics and autoscaling — stream lengths in one
-//! pipelined round trip, then the workers' group's pending count and lag from `XINFO GROUPS`.
+//! [`QueueStats`]: the backlog of one queue for metrics and autoscaling — stream lengths and the
+//! entries waiting for admission in one pipelined round trip, then the workers' group's pending
+//! count and lag from `XINFO GROUPS`.
 
 use redis::Value;
 
+use crate::admit::waiting_counts;
 use crate::reply::group_backlog;
 use crate::{Queue, QueueError};
 
@@ -17,6 +19,8 @@ pub struct QueueStats {
     pub lag: Option<u64>,
     /// Retries waiting for their due time.
     pub delayed: u64,
+    /// Entries waiting for admission, all priorities (see [`Queue::waiting`] for each).
+    pub waiting: u64,
     /// Entries in the dead-letter stream.
     pub dead_letters: u64,
     /// Entries in the events stream.
@@ -34,10 +38,17 @@ impl Queue {
         pipe.cmd("ZCARD").arg(self.keys.delayed());
         pipe.cmd("XLEN").arg(self.keys.dead());
         pipe.cmd("XLEN").arg(self.keys.events());
-        let (stream_length, delayed, dead_letters, events_length): (u64, u64, u64, u64) =
-            self.call_pipe(&pipe).await?;
+        pipe.cmd("HMGET").arg(self.keys.waiting()).arg(0).arg(1).arg(2);
+        let (stream_length, delayed, dead_letters, events_length, waiting): (
+            u64,
+            u64,
+            u64,
+            u64,
+            Vec<Option<i64>>,
+        ) = self.call_pipe(&pipe).await?;
+        let waiting = waiting_counts(&waiting).iter().sum();
         let mut stats =
-            QueueStats { stream_length, delayed, dead_letters, events_length, ..Default::default() };
+            QueueStats { stream_length, delayed, waiting, dead_letters, events_length, ..Default::default() };
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg(self.keys.jobs());
         let groups: Value = match self.call(&cmd).await {

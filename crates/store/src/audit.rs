@@ -1,6 +1,7 @@
 //! The audit log: what happened to each job, one row per event, oldest first. The job writes
 //! append their own rows in the transaction (or statement) that applies them; services append
-//! others with [`Store::append_audit`].
+//! others with [`Store::append_audit`]. Operators' control actions (pauses, limits) are rows
+//! without a job, under the tenant they concern or [`QUEUE_WIDE`] (see [`crate::control`]).
 
 use chrono::{DateTime, Utc};
 use longhaul_core::{JobId, TenantId};
@@ -13,6 +14,11 @@ use crate::{Store, StoreError, now};
 /// `$1` tenant, `$2` job (nullable), `$3` action, `$4` detail, `$5` time.
 const INSERT: &str = include_str!("../sql/common/audit/insert.sql");
 const SELECT_JOB: &str = include_str!("../sql/common/audit/select_job.sql");
+
+/// The `tenant_id` of audit rows that concern no one tenant: an operator's pause or resume of a
+/// queue or a kind, and a kind's limit (a tenant's limit is recorded under the tenant). No tenant
+/// id can be `*`.
+pub const QUEUE_WIDE: &str = "*";
 
 /// One audit row.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +51,19 @@ pub(crate) async fn append(
     detail: &Value,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let args =
-        [tenant.as_str().into(), job.map(JobId::as_str).into(), action.into(), detail.into(), at.into()];
+    append_as(session, tenant.as_str(), job, action, detail, at).await
+}
+
+/// [`append`] under `tenant` given as text: a tenant's id, or [`QUEUE_WIDE`].
+pub(crate) async fn append_as(
+    session: &mut Session,
+    tenant: &str,
+    job: Option<&JobId>,
+    action: &str,
+    detail: &Value,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let args = [tenant.into(), job.map(JobId::as_str).into(), action.into(), detail.into(), at.into()];
     session.execute(INSERT, &args).await.map(|_| ())
 }
 

@@ -44,6 +44,8 @@ pub enum Arg<'a> {
     Int(Option<i32>),
     /// `bigint` (`int8`).
     BigInt(i64),
+    /// `double precision` (`float8`; `REAL` on SQLite), or NULL.
+    Float(Option<f64>),
     /// `timestamptz` (RFC 3339 text on SQLite), or NULL.
     Time(Option<DateTime<Utc>>),
     /// `jsonb` (JSON text on SQLite).
@@ -79,6 +81,12 @@ impl From<Option<i32>> for Arg<'_> {
 impl From<i64> for Arg<'_> {
     fn from(v: i64) -> Self {
         Self::BigInt(v)
+    }
+}
+
+impl From<Option<f64>> for Arg<'_> {
+    fn from(v: Option<f64>) -> Self {
+        Self::Float(v)
     }
 }
 
@@ -120,6 +128,7 @@ where
     for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
     for<'a> Option<i32>: Encode<'a, DB> + Type<DB>,
     for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<f64>: Encode<'a, DB> + Type<DB>,
     for<'a> Option<DateTime<Utc>>: Encode<'a, DB> + Type<DB>,
     for<'a> Json<&'a Value>: Encode<'a, DB> + Type<DB>,
     for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
@@ -130,6 +139,7 @@ where
             Arg::Text(v) => out.add(v),
             Arg::Int(v) => out.add(v),
             Arg::BigInt(v) => out.add(v),
+            Arg::Float(v) => out.add(v),
             Arg::Time(v) => out.add(v),
             Arg::Json(v) => out.add(Json(v)),
             Arg::Bytes(v) => out.add(v),

@@ -28,7 +28,12 @@
 //! - [`jobs`] — job records of every kind: create-pending-or-return-existing, fenced status
 //!   writes, reads and filtered keyset pagination, always scoped by tenant.
 //! - [`ops`] — the side-effect operation log.
+//! - [`operators`] — operators and their hashed keys (the operator API's credentials).
+//! - [`control`] — pauses of queues and kinds, and per-tenant and per-kind limits, with their
+//!   audit rows.
 //! - [`audit`] — the audit log.
+//! - [`retention`] — pruning old finished jobs, their audit rows and old operations, in batches.
+//! - [`task_leases`] — leases that keep a background task running in one process at a time.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
 //! - [`backend`] — the two databases behind one interface, public for crates with tables of
 //!   their own.
@@ -45,15 +50,24 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub mod audit;
 pub mod backend;
+pub mod control;
 pub mod error;
 pub mod jobs;
+pub mod operators;
 pub mod ops;
+pub mod retention;
+pub mod task_leases;
 pub mod tenants;
 
 pub use audit::AuditEntry;
 use backend::Db;
+pub use control::{Limit, LimitScope, Pause, PauseScope, Rate};
 pub use error::StoreError;
+pub use jobs::{AdminJobFilter, FailedBatch, FailedFilter, FailedJob, RetriedBatch};
 pub use jobs::{AttemptFailure, JobFilter, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
+pub use operators::{Operator, OperatorKey, OperatorName};
+pub use retention::Pruned;
+pub use task_leases::TaskLease;
 pub use tenants::{ApiKey, Tenant};
 
 /// The database used when no URL is configured: a SQLite file in the working directory.

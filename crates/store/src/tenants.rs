@@ -112,20 +112,25 @@ impl TryFrom<TenantRow> for Tenant {
     }
 }
 
-fn hash_key(key: &str) -> Vec<u8> {
+pub(crate) fn hash_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
 /// Compares two byte strings in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn new_api_key() -> Result<ApiKey, StoreError> {
+/// A new 256-bit random token, hex, after `prefix` (tenants' API keys, operators' keys).
+pub(crate) fn random_token(prefix: &str) -> Result<String, StoreError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(StoreError::Random)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(ApiKey(format!("{API_KEY_PREFIX}{hex}")))
+    Ok(format!("{prefix}{hex}"))
+}
+
+fn new_api_key() -> Result<ApiKey, StoreError> {
+    random_token(API_KEY_PREFIX).map(ApiKey)
 }
 
 impl Store {

@@ -108,6 +108,7 @@ pub fn job_entry(key: &str) -> longhaul_queue::JobEntry {
         kind: Some(TEST_KIND.to_owned()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
+        priority: Default::default(),
         traceparent: None,
     }
 }

@@ -54,6 +54,13 @@ async fn handle(shared: &Shared, dispatcher: &Dispatcher, batch: Vec<Done>) {
     for done in batch {
         match done.outcome {
             Outcome::Leave => shared.inflight_remove(&done.delivery),
+            Outcome::Defer => {
+                if let Err(e) = shared.queue.defer(&shared.settings.consumer, &done.delivery).await {
+                    tracing::warn!(job_id = %done.delivery.entry.job_id, error = %longhaul_core::Report(&e),
+                        "cannot put a paused entry back to wait; it stays pending and will be reclaimed");
+                }
+                shared.inflight_remove(&done.delivery);
+            }
             Outcome::Retry { next, due_ms, event } => {
                 if let Err(e) = shared.queue.retry(&done.delivery, &next, due_ms, &event).await {
                     tracing::warn!(job_id = %done.delivery.entry.job_id, error = %longhaul_core::Report(&e),
@@ -74,6 +81,8 @@ async fn handle(shared: &Shared, dispatcher: &Dispatcher, batch: Vec<Done>) {
     let take = dispatcher.refill(items.len());
     let result = shared.queue.finish_batch(&items, &shared.settings.consumer, take).await;
     drop(items);
+    // Places freed in tenants' active sets and in the backlog window: let waiting entries in.
+    shared.admit_wake.notify_one();
     let mut slots = Slots::default();
     for (delivery, _, _, slot) in finishes {
         shared.inflight_remove(&delivery);

@@ -3,7 +3,7 @@
 //! first, and hand whatever arrives straight back to [`Dispatcher::start`], which starts each
 //! delivery at once on a slot of its own (so a worker never holds an entry it does not run and
 //! heart-beat), refuses an entry already running here, and hands back what arrives while the
-//! worker is stopping.
+//! worker is stopping, and puts a fresh entry of a paused queue or kind back to wait in its flow.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -84,7 +84,10 @@ impl Dispatcher {
     /// How many of `freed` slots may take new entries at once: none while stopping, or while a
     /// reclaim is due (freed capacity then goes back to the fetcher, which reclaims first).
     pub(crate) fn refill(&self, freed: usize) -> usize {
-        if self.shared.stopping.is_cancelled() || self.shared.reclaim_due.load(Ordering::Acquire) {
+        if self.shared.stopping.is_cancelled()
+            || self.shared.reclaim_due.load(Ordering::Acquire)
+            || !self.shared.queue_runs()
+        {
             0
         } else {
             freed
@@ -107,10 +110,28 @@ impl Dispatcher {
             return false;
         }
         let mut extra = Vec::new();
+        let mut held = Vec::new();
         for (delivery, stalled) in deliveries {
+            // A fresh entry of a paused queue or kind waits again in its flow, its attempt and
+            // delivery unspent. One delivered before (taken over from a worker that died while
+            // running it) is finished, as pausing lets running jobs finish.
+            if !stalled && delivery.deliveries <= 1 && self.shared.held(delivery.entry.kind.as_deref()) {
+                held.push(delivery);
+                continue;
+            }
             match slots.0.pop() {
                 Some(slot) => self.spawn(delivery, slot, stalled),
                 None => extra.push(delivery.id),
+            }
+        }
+        // Back to the front of their flows in reverse, so entries of one flow keep their order.
+        for delivery in held.into_iter().rev() {
+            match self.shared.queue.defer(&self.shared.settings.consumer, &delivery).await {
+                Ok(_) => tracing::debug!(job_id = %delivery.entry.job_id, "paused: the entry waits again"),
+                Err(e) => {
+                    tracing::warn!(job_id = %delivery.entry.job_id, error = %longhaul_core::Report(&e), "cannot put a paused entry back to wait; handing it back");
+                    extra.push(delivery.id);
+                }
             }
         }
         if !extra.is_empty() {

@@ -1,4 +1,4 @@
-//! The fetcher: reserves all free capacity, reclaims entries whose workers died (first, when a
+//! The fetcher: waits while its queue is paused, reserves all free capacity, reclaims entries whose workers died (first, when a
 //! reclaim is due) and reads new ones with the rest, and hands what it took to the dispatcher.
 //! Redis outages are waited out with a backoff.
 
@@ -19,7 +19,15 @@ pub(crate) async fn run(
     shutdown: &CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
-    while let Some(mut slots) = dispatcher.reserve(shutdown).await {
+    loop {
+        // A paused queue (or one whose control was not read yet) is not read at all.
+        if !shared.queue_runs() {
+            if !shared.wait_until_running(shutdown).await {
+                break;
+            }
+            tracing::info!(queue = shared.queue.name(), "queue running: taking entries");
+        }
+        let Some(mut slots) = dispatcher.reserve(shutdown).await else { break };
         if shared.may_reclaim() {
             if !reclaim(shared, dispatcher, &mut consumer, &mut slots).await {
                 break;

@@ -26,6 +26,9 @@
 //!
 //! What they share (the in-flight map, shutdown tokens, reclaim flags) is in `shared`.
 //!
+//! Beside the lanes, one per process: the **pruner** (`retention`), which deletes old finished
+//! jobs, their audit rows and old operations while it holds the `pruner` task lease.
+//!
 //! # Cancellation
 //!
 //! A job is cancelled in storage (`Store::cancel`, at a tenant's or an operator's request). A
@@ -40,11 +43,13 @@
 //! as cancelled. While storage cannot be asked, nothing is cancelled; the next tick asks again.
 
 mod completer;
+mod control;
 mod dispatch;
 mod executor;
 mod fetcher;
 mod progress;
 mod recorder;
+mod retention;
 mod shared;
 pub mod startup;
 mod upkeep;
@@ -59,7 +64,10 @@ use longhaul_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::control::ControlSettings;
+use crate::control::ControlView;
 use crate::dispatch::Dispatcher;
+pub use crate::retention::{PRUNER_LEASE, Retention, RetentionArgs};
 use crate::shared::Shared;
 
 /// How the worker behaves.
@@ -85,6 +93,8 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Least time between two progress writes of one job within a stage.
     pub progress_interval: Duration,
+    /// Admission defaults and how often pauses and limits are read.
+    pub control: ControlSettings,
 }
 
 impl Default for WorkerSettings {
@@ -100,6 +110,7 @@ impl Default for WorkerSettings {
             backoff_cap: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(25),
             progress_interval: Duration::from_millis(250),
+            control: ControlSettings::default(),
         }
     }
 }
@@ -119,6 +130,7 @@ pub struct Worker {
     lanes: Vec<Lane>,
     registry: Registry,
     settings: WorkerSettings,
+    retention: Option<Retention>,
 }
 
 impl Worker {
@@ -131,7 +143,14 @@ impl Worker {
 
     /// A worker serving every lane of `lanes`.
     pub fn with_lanes(store: Store, lanes: Vec<Lane>, registry: Registry, settings: WorkerSettings) -> Self {
-        Self { store, lanes, registry, settings }
+        Self { store, lanes, registry, settings, retention: None }
+    }
+
+    /// This worker also runs the pruner (one per process, whatever its lanes; see `retention`).
+    #[must_use]
+    pub fn with_retention(mut self, retention: Option<Retention>) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Runs until `shutdown` is cancelled, then stops reading, lets in-flight jobs finish within
@@ -140,11 +159,26 @@ impl Worker {
     /// # Errors
     /// Only when a consumer cannot be created (invalid name); outages are waited out.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let prune_stop = shutdown.child_token();
+        let pruner = self.retention.clone().map(|r| {
+            let (store, consumer) = (self.store.clone(), self.settings.consumer.clone());
+            tokio::spawn(retention::run(store, r, consumer, prune_stop.clone()))
+        });
+        let (control_tx, control) = tokio::sync::watch::channel(None);
+        let control_stop = CancellationToken::new();
+        let queues = self.lanes.iter().map(|l| l.queue.clone()).collect();
+        let sync = tokio::spawn(control::sync(
+            self.store.clone(),
+            queues,
+            self.settings.control.clone(),
+            control_tx,
+            control_stop.clone(),
+        ));
         let mut lanes = tokio::task::JoinSet::new();
         for lane in self.lanes {
             let settings = WorkerSettings { concurrency: lane.concurrency, ..self.settings.clone() };
             let (store, registry, shutdown) = (self.store.clone(), self.registry.clone(), shutdown.clone());
-            lanes.spawn(run_lane(store, lane.queue, registry, settings, shutdown));
+            lanes.spawn(run_lane(store, lane.queue, registry, settings, control.clone(), shutdown));
         }
         let mut result = Ok(());
         while let Some(joined) = lanes.join_next().await {
@@ -154,6 +188,12 @@ impl Worker {
                 shutdown.cancel();
                 result = result.and(Err(e));
             }
+        }
+        control_stop.cancel();
+        let _ = sync.await;
+        prune_stop.cancel();
+        if let Some(pruner) = pruner {
+            let _ = pruner.await;
         }
         result
     }
@@ -165,6 +205,7 @@ async fn run_lane(
     queue: Queue,
     registry: Registry,
     settings: WorkerSettings,
+    control: ControlView,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let concurrency = settings.concurrency.max(1);
@@ -172,8 +213,9 @@ async fn run_lane(
     let name = queue.name().to_owned();
     let consumer = queue.consumer(&settings.consumer).context("failed to create the consumer")?;
 
-    let (shared, done_rx, recorder_rx) =
+    let (mut shared, done_rx, recorder_rx) =
         Shared::new(store, queue, registry, settings.clone(), shutdown.clone());
+    shared.control = control;
     let shared = Arc::new(shared);
     let dispatcher = Dispatcher::new(shared.clone());
     let background = TaskTracker::new();
@@ -188,6 +230,7 @@ async fn run_lane(
     ));
     background.spawn(upkeep::heartbeat(shared.clone(), bg_stop.clone()));
     background.spawn(upkeep::promoter(shared.clone(), shutdown.clone()));
+    background.spawn(upkeep::admitter(shared.clone(), shutdown.clone()));
     background.spawn(upkeep::reclaim_ticker(shared.clone(), shutdown.clone()));
     tracing::info!(consumer = %settings.consumer, queue = %name, concurrency, "worker lane started");
 

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::control::{self, ControlView};
 use crate::recorder::{self, RecordWrite};
 use crate::{WorkerSettings, completer};
 
@@ -42,6 +43,10 @@ pub(crate) struct Shared {
     /// No reclaim before this instant: set after a Redis error, so that when Redis is back every
     /// worker heart-beats its entries before anyone takes them over as abandoned.
     reclaim_hold: Mutex<Instant>,
+    /// Paused queues and kinds, as the control task last read them (`None` before its first read).
+    pub control: ControlView,
+    /// Wakes the admitter: capacity was freed (entries finished), so waiting entries may fit.
+    pub admit_wake: tokio::sync::Notify,
 }
 
 /// One delivery running in this process.
@@ -69,6 +74,41 @@ pub(crate) struct RunTokens {
 }
 
 impl Shared {
+    /// Whether this lane may start jobs: control has been read and its queue is not paused.
+    pub(crate) fn queue_runs(&self) -> bool {
+        self.control.borrow().as_ref().is_some_and(|p| !p.queue(self.queue.name()))
+    }
+
+    /// Whether a fresh entry of `kind` must wait instead of starting: its queue or its kind is
+    /// paused (or control was never read).
+    pub(crate) fn held(&self, kind: Option<&str>) -> bool {
+        match self.control.borrow().as_ref() {
+            None => true,
+            Some(p) => p.queue(self.queue.name()) || kind.is_some_and(|k| p.kind(k)),
+        }
+    }
+
+    /// Waits until [`Shared::queue_runs`] (logging once that the queue is paused, when it is);
+    /// `false` when `stop` came first.
+    pub(crate) async fn wait_until_running(&self, stop: &CancellationToken) -> bool {
+        let mut rx = self.control.clone();
+        let mut told = false;
+        loop {
+            match rx.borrow_and_update().as_ref() {
+                Some(p) if !p.queue(self.queue.name()) => return true,
+                Some(_) if !told => {
+                    tracing::info!(queue = self.queue.name(), "queue paused: taking nothing new");
+                    told = true;
+                }
+                _ => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => return false,
+                changed = rx.changed() => if changed.is_err() { return false },
+            }
+        }
+    }
+
     /// The state of a worker that stops taking entries when `stopping` is cancelled, with the
     /// receiving ends of its completer's and recorder's channels.
     pub(crate) fn new(
@@ -93,6 +133,8 @@ impl Shared {
             stopping,
             reclaim_due: AtomicBool::new(true),
             reclaim_hold: Mutex::new(Instant::now()),
+            control: control::uncontrolled(),
+            admit_wake: tokio::sync::Notify::new(),
         };
         (shared, done_rx, recorder_rx)
     }

@@ -120,6 +120,25 @@ pub struct Config {
     /// Limit on each webhook delivery.
     #[arg(long, env = "LONGHAUL_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub webhook_timeout: Duration,
+    /// Entries admitted into a queue's stream ahead of the workers; beyond them new jobs wait in
+    /// their tenant's flow, so a burst of one tenant cannot starve the others, and priorities,
+    /// caps and rate limits apply. 0 turns admission off (first in, first out).
+    #[arg(long, env = "LONGHAUL_ADMIT_AHEAD", default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub admit_ahead: u32,
+    /// Default cap on a tenant's jobs admitted and unfinished at once, across all workers (an
+    /// operator's per-tenant limit overrides it). Unset: no cap.
+    #[arg(long, env = "LONGHAUL_TENANT_MAX_RUNNING", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub tenant_max_running: Option<u32>,
+    /// Default limit on a tenant's starts per second (an operator's per-tenant limit overrides
+    /// it). Unset: no limit.
+    #[arg(long, env = "LONGHAUL_TENANT_STARTS_PER_SECOND", value_parser = parse_rate)]
+    pub tenant_starts_per_second: Option<f64>,
+    /// How often pauses and limits are read from storage.
+    #[arg(long, env = "LONGHAUL_CONTROL_POLL", default_value = "1s", value_parser = parse_positive_duration)]
+    pub control_poll: Duration,
+    /// Retention: how long finished jobs and the operation log are kept.
+    #[command(flatten)]
+    pub retention: crate::RetentionArgs,
     /// Settings no longer read (hidden; set, they stop the binary).
     #[command(flatten)]
     pub retired: RetiredArgs,
@@ -139,6 +158,12 @@ impl Config {
             backoff_cap: self.backoff_cap.max(self.backoff_base),
             shutdown_grace: self.shutdown_grace,
             progress_interval: self.progress_interval,
+            control: crate::ControlSettings {
+                admit_ahead: self.admit_ahead,
+                tenant_max_running: self.tenant_max_running,
+                tenant_starts_per_second: self.tenant_starts_per_second,
+                poll: self.control_poll,
+            },
         }
     }
 
@@ -199,6 +224,15 @@ impl Config {
     /// When the HTTP client cannot be built.
     pub fn webhook(&self) -> anyhow::Result<HttpWebhook> {
         HttpWebhook::new(self.webhook_timeout).map_err(anyhow::Error::msg)
+    }
+}
+
+/// A rate in starts per second: a finite number above zero.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("{s:?} is not a rate: give a number of starts per second above 0")),
+        Err(_) => Err(format!("{s:?} is not a number of starts per second")),
     }
 }
 
@@ -286,6 +320,7 @@ pub struct Application {
     lanes: Vec<Lane>,
     registry: Registry,
     settings: WorkerSettings,
+    retention: Option<crate::Retention>,
     admin: AdminServer,
 }
 
@@ -309,6 +344,7 @@ impl Application {
                 config.lease
             );
         }
+        let retention = config.retention.retention()?;
         // Two lanes of one queue would share this consumer's name, so each would take the other's
         // entries for its own (its first read returns them) and run them a second time.
         let mut listed = std::collections::BTreeSet::new();
@@ -361,7 +397,7 @@ impl Application {
         let admin =
             AdminServer::bind(config.admin_addr, health::router(health::dependencies(Some(&store), &queues)))
                 .await?;
-        Ok(Self { store, lanes, registry, settings: config.settings(), admin })
+        Ok(Self { store, lanes, registry, settings: config.settings(), retention, admin })
     }
 
     /// The admin server's address (`--admin-addr` with port 0 picks one).
@@ -386,6 +422,7 @@ impl Application {
         tracing::info!(admin = %self.admin.local_addr()?, kinds = ?self.registry.names().collect::<Vec<_>>(), "admin server listening");
         let admin = self.admin.spawn(shutdown.clone());
         let worked = Worker::with_lanes(self.store.clone(), self.lanes, self.registry, self.settings)
+            .with_retention(self.retention)
             .run(shutdown.clone())
             .await;
         shutdown.cancel();

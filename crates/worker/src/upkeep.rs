@@ -1,7 +1,8 @@
 //! The worker's background upkeep, each a task: the **heartbeat** keeps in-flight entries leased
 //! (and abandons runs whose entries another worker took over), and asks storage which of the jobs
 //! running here have a cancel requested (and stops them); the **promoter** moves due retries back
-//! into the stream, and the **reclaim ticker** marks a reclaim due every `reclaim_every` and hands
+//! into their flows, the **admitter** moves waiting entries into the stream through admission,
+//! and the **reclaim ticker** marks a reclaim due every `reclaim_every` and hands
 //! back entries this consumer owns but is not running.
 
 use std::collections::HashSet;
@@ -126,6 +127,74 @@ pub(crate) async fn reclaim_ticker(shared: Arc<Shared>, stop: CancellationToken)
             Err(e) => {
                 tracing::debug!(error = %longhaul_core::Report(&e), "cannot list this consumer's idle entries")
             }
+        }
+    }
+}
+
+/// Entries one admission call moves at most.
+const ADMIT_BATCH: usize = 512;
+
+/// The admitter's pause after admitting some entries, and its first pause when entries wait but
+/// none could be admitted.
+const ADMIT_SOON: Duration = Duration::from_millis(10);
+
+/// The admitter's longest pause while entries wait that cannot be admitted.
+const ADMIT_IDLE_MAX: Duration = Duration::from_millis(500);
+
+/// The admitter's pause while nothing waits (an enqueue then goes straight into the stream).
+const ADMIT_IDLE: Duration = Duration::from_millis(50);
+
+/// How often the active sets are checked for members whose entries are gone.
+const HEAL_EVERY: Duration = Duration::from_secs(30);
+
+/// Moves waiting entries into the stream through the queue's admission (fair shares per tenant,
+/// priorities, caps, rate limits, pauses) as the backlog allows: again at once after a full batch;
+/// soon after admitting some; when entries wait but none could be admitted (caps, rates, pauses),
+/// after a delay that doubles up to `ADMIT_IDLE_MAX` — or as soon as this lane finishes entries,
+/// which frees places; when nothing waits, every `ADMIT_IDLE`. Every `HEAL_EVERY`, drops
+/// active-set members whose entries are gone (so a lost finish never holds a cap) and re-rings
+/// flows that lost their place.
+pub(crate) async fn admitter(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut next_heal = Instant::now() + HEAL_EVERY;
+    let mut blocked = ADMIT_SOON;
+    loop {
+        let wait = match shared.queue.admit(ADMIT_BATCH).await {
+            Ok(a) if a.admitted as usize >= ADMIT_BATCH => Duration::ZERO,
+            Ok(a) if a.admitted > 0 => {
+                blocked = ADMIT_SOON;
+                ADMIT_SOON
+            }
+            Ok(a) if a.waiting > 0 => {
+                let wait = blocked;
+                blocked = (blocked * 2).min(ADMIT_IDLE_MAX);
+                wait
+            }
+            Ok(_) => {
+                blocked = ADMIT_SOON;
+                ADMIT_IDLE
+            }
+            Err(e) => {
+                tracing::warn!(error = %longhaul_core::Report(&e), "cannot admit waiting entries");
+                Duration::from_secs(1)
+            }
+        };
+        if Instant::now() >= next_heal {
+            next_heal = Instant::now() + HEAL_EVERY;
+            match shared.queue.heal(1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    repaired = n,
+                    "repaired admission state: active-set members whose entries were gone, or flows out of their ring"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %longhaul_core::Report(&e), "cannot check the admission state")
+                }
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+            () = shared.admit_wake.notified(), if !wait.is_zero() => {}
         }
     }
 }

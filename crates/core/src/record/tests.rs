@@ -18,6 +18,8 @@ fn record(status: JobStatus, attempts: u32) -> JobRecord {
         key: key.as_str().to_owned(),
         input: json!({"ticket_id": "T-1", "revision": 1}),
         max_attempts: 3,
+        run_at: None,
+        priority: Priority::Normal,
     };
     JobRecord { status, attempts, ..JobRecord::pending(job, t(0)) }
 }
@@ -52,6 +54,14 @@ fn transition_table() {
     // (status, attempts, op, attempt, Ok(new status) | Err(kind))
     type Row = (JobStatus, u32, Op, u32, Result<JobStatus, &'static str>);
     let table: &[Row] = &[
+        (Scheduled, 0, Start, 1, Ok(Running)), // its run_at came: the queue released it
+        (Scheduled, 0, Start, 2, Err("stale")),
+        (Scheduled, 0, Progress, 1, Err("stale")),
+        (Scheduled, 0, Complete, 1, Err("stale")),
+        (Scheduled, 0, Fail, 1, Ok(Failed)), // invalid before running
+        (Scheduled, 0, Retry, 1, Err("stale")),
+        (Scheduled, 0, Cancel, 0, Ok(Cancelled)), // at once, like a queued job
+        (Scheduled, 0, EndCancelled, 1, Err("stale")),
         (Queued, 0, Start, 1, Ok(Running)),
         (Queued, 0, Start, 2, Err("stale")),
         (Queued, 1, Start, 1, Err("stale")), // duplicate delivery of attempt 1
@@ -189,7 +199,9 @@ fn status_and_progress_parsing() {
     for s in JobStatus::ALL {
         assert_eq!(JobStatus::parse(s.as_str()), Ok(s));
     }
-    assert!(JobStatus::parse("done").expect_err("bad").contains("expected queued"));
+    assert!(JobStatus::parse("done").expect_err("bad").contains("expected scheduled, queued"));
+    assert_eq!(JobStatus::parse("scheduled"), Ok(JobStatus::Scheduled));
+    assert!(!JobStatus::Scheduled.is_terminal());
     assert!(Progress::new(100).is_ok());
     assert_eq!(Progress::new(101), Err("progress must be between 0 and 100, got 101".into()));
     assert!(serde_json::from_str::<Progress>("150").is_err());
@@ -233,4 +245,100 @@ fn a_failed_or_cancelled_job_is_requeued_with_a_fresh_budget() {
     for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Completed] {
         assert_eq!(record(status, 1).requeue(3, t(3)), Err(TransitionError::NotRetryable { status }));
     }
+}
+
+#[test]
+fn priorities_round_trip_by_name_and_rank() {
+    for p in Priority::ALL {
+        assert_eq!(Priority::parse(p.as_str()), Ok(p));
+        assert_eq!(Priority::from_rank(p.rank()), Some(p));
+        assert_eq!(serde_json::to_value(p).expect("json"), serde_json::json!(p.as_str()));
+    }
+    assert_eq!(Priority::from_rank(3), None);
+    assert!(Priority::parse("urgent").expect_err("unknown").contains("high, normal or low"));
+    assert_eq!(Priority::default(), Priority::Normal);
+}
+
+fn new_job(run_at: Option<DateTime<Utc>>, priority: Priority) -> NewJob {
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let key = crate::kind::JobKey::Derived("T-1@1".into());
+    NewJob {
+        job_id: JobId::derive(&tenant, "triage", &key),
+        tenant_id: tenant,
+        kind: "triage".into(),
+        key: key.as_str().to_owned(),
+        input: json!({"ticket_id": "T-1", "revision": 1}),
+        max_attempts: 3,
+        run_at,
+        priority,
+    }
+}
+
+#[test]
+fn a_job_with_a_future_run_at_is_recorded_scheduled() {
+    let later = JobRecord::pending(new_job(Some(t(30)), Priority::High), t(0));
+    assert_eq!(
+        (later.status, later.run_at, later.priority),
+        (JobStatus::Scheduled, Some(t(30)), Priority::High)
+    );
+    // Now or in the past: it runs at once; the time asked for is kept.
+    for at in [t(0), t(0) - chrono::Duration::days(1)] {
+        let now = JobRecord::pending(new_job(Some(at), Priority::Low), t(0));
+        assert_eq!((now.status, now.run_at, now.priority), (JobStatus::Queued, Some(at), Priority::Low));
+    }
+    let plain = JobRecord::pending(new_job(None, Priority::Normal), t(0));
+    assert_eq!((plain.status, plain.run_at), (JobStatus::Queued, None));
+}
+
+#[test]
+fn a_scheduled_job_starts_or_is_cancelled_like_a_queued_one() {
+    let scheduled = JobRecord::pending(new_job(Some(t(30)), Priority::Normal), t(0));
+    let lease = Lease { entry: "1-0".into(), delivery: 1 };
+    let started = scheduled.start_delivery(&lease, 1, t(31)).expect("start");
+    assert_eq!((started.status, started.attempts, started.run_at), (JobStatus::Running, 1, Some(t(30))));
+    // An entry for an attempt already started never starts it again.
+    let again = started.start_delivery(&Lease { entry: "2-0".into(), delivery: 1 }, 1, t(32));
+    assert!(matches!(again, Err(TransitionError::Superseded { .. })), "{again:?}");
+    let cancelled = scheduled.cancel(t(5)).expect("cancel");
+    assert_eq!((cancelled.status, cancelled.finished_at), (JobStatus::Cancelled, Some(t(5))));
+    assert_eq!(cancelled.cancel_requested_at, None, "ended at once, not requested");
+    assert!(matches!(cancelled.start(1, t(31)), Err(TransitionError::Terminal { .. })));
+}
+
+#[test]
+fn nothing_moves_a_job_back_to_scheduled() {
+    let ops = [Op::Start, Op::Progress, Op::Complete, Op::Fail, Op::Retry, Op::Cancel, Op::EndCancelled];
+    for status in JobStatus::ALL.into_iter().filter(|s| *s != JobStatus::Scheduled) {
+        for attempts in 0..=3 {
+            for op in ops {
+                for attempt in 0..=4 {
+                    if let Ok(after) = apply(&record(status, attempts), op, attempt) {
+                        assert_ne!(
+                            after.status,
+                            JobStatus::Scheduled,
+                            "{status} {attempts} {op:?}({attempt})"
+                        );
+                    }
+                }
+            }
+        }
+        let requeued = record(status, 1).requeue(3, t(3));
+        assert!(requeued.is_err() || requeued.is_ok_and(|r| r.status == JobStatus::Queued), "{status}");
+    }
+}
+
+#[test]
+fn run_at_and_priority_in_json() {
+    let scheduled = JobRecord::pending(new_job(Some(t(30)), Priority::High), t(0));
+    let v = serde_json::to_value(&scheduled).expect("json");
+    assert_eq!((v["status"].clone(), v["priority"].clone()), (json!("scheduled"), json!("high")));
+    assert_eq!(v["run_at"], json!(t(30)));
+    let plain = serde_json::to_value(record(JobStatus::Queued, 0)).expect("json");
+    assert_eq!(plain["priority"], json!("normal"), "always present");
+    assert!(plain.get("run_at").is_none(), "left out when not set: {plain}");
+    // A record serialized before these fields existed reads as normal and unscheduled.
+    let mut old = plain.clone();
+    old.as_object_mut().expect("object").remove("priority");
+    let back: JobRecord = serde_json::from_value(old).expect("decodes");
+    assert_eq!((back.priority, back.run_at), (Priority::Normal, None));
 }

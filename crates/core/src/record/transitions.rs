@@ -71,15 +71,20 @@ pub enum TransitionError {
 }
 
 impl JobRecord {
-    /// The `queued` record written before anything reaches the queue.
+    /// The record written before anything reaches the queue: `scheduled` when the job's `run_at`
+    /// is after `now`, else `queued`.
     pub fn pending(job: NewJob, now: DateTime<Utc>) -> Self {
+        let status = match job.run_at {
+            Some(at) if at > now => JobStatus::Scheduled,
+            _ => JobStatus::Queued,
+        };
         Self {
             job_id: job.job_id,
             tenant_id: job.tenant_id,
             kind: job.kind,
             key: Some(job.key),
             input: job.input,
-            status: JobStatus::Queued,
+            status,
             stage: None,
             progress: Progress::ZERO,
             attempts: 0,
@@ -94,6 +99,8 @@ impl JobRecord {
             finished_at: None,
             lease: None,
             cancel_requested_at: None,
+            run_at: job.run_at,
+            priority: job.priority,
         }
     }
 
@@ -119,7 +126,7 @@ impl JobRecord {
         !self.status.is_terminal() && attempt >= 1 && self.attempts == attempt - 1
     }
 
-    /// Starts attempt `attempt` (1-based): `queued|running → running`.
+    /// Starts attempt `attempt` (1-based): `scheduled|queued|running → running`.
     ///
     /// # Errors
     /// [`TransitionError::Terminal`], [`TransitionError::StaleAttempt`] unless
@@ -146,7 +153,8 @@ impl JobRecord {
     }
 
     /// Starts the next attempt (`attempts + 1`) on behalf of queue delivery `lease` of an entry
-    /// enqueued for attempt `entry_attempt`: `queued|running → running`, recording `lease`.
+    /// enqueued for attempt `entry_attempt`: `scheduled|queued|running → running`, recording
+    /// `lease`.
     ///
     /// The delivery must be newer than the one that started the running attempt: a later delivery
     /// of the same entry (the previous holder's lease ran out), or an entry enqueued for an attempt
@@ -236,7 +244,7 @@ impl JobRecord {
         })
     }
 
-    /// Fails the job for good: `queued|running → failed`.
+    /// Fails the job for good: `scheduled|queued|running → failed`.
     ///
     /// # Errors
     /// [`TransitionError::Terminal`], or [`TransitionError::StaleAttempt`] unless the writer owns
@@ -302,7 +310,7 @@ impl JobRecord {
         })
     }
 
-    /// A cancel request: `queued → cancelled` at once; `running` → the same record with
+    /// A cancel request: `scheduled|queued → cancelled` at once; `running` → the same record with
     /// `cancel_requested_at` (kept from the first request), for its worker to end.
     ///
     /// # Errors

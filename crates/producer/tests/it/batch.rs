@@ -173,7 +173,7 @@ async fn a_malformed_item_is_refused_alone() {
     let jobs = json!([
         null,
         {"input": a},
-        {"kind": "summarize", "input": a, "priority": "high"},
+        {"kind": "summarize", "input": a, "urgency": "high"},
         {"kind": "summarize", "input": a, "idempotency_key": "k-1"},
         {"kind": "summarize", "input": b, "idempotency_key": "k-1"},
         {"kind": "summarize", "input": b},
@@ -183,7 +183,7 @@ async fn a_malformed_item_is_refused_alone() {
     let results = r.json["results"].as_array().expect("results");
     let field = |i: usize| results[i]["error"]["errors"][0]["field"].as_str().unwrap_or_default().to_owned();
     assert_eq!(statuses(&r)[..3], [422, 422, 422]);
-    assert_eq!([field(0), field(2)], ["jobs[0]", "jobs[2].priority"]);
+    assert_eq!([field(0), field(2)], ["jobs[0]", "jobs[2].urgency"]);
     assert!(field(1).starts_with("jobs[1]"), "{}", field(1));
     // Items 3 and 4 race for key k-1 with different input: one wins, the other is refused on its
     // own key field.

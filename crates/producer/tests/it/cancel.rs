@@ -205,7 +205,9 @@ async fn a_finished_job_is_a_409_and_nothing_changes() {
             assert_eq!(p["retryable"], false, "{p}");
             assert_eq!(
                 p["detail"],
-                format!("job {job} is already {status}: only a queued or running job can be cancelled"),
+                format!(
+                    "job {job} is already {status}: only a scheduled, queued or running job can be cancelled"
+                ),
             );
             assert!(location(&r).is_none());
             assert_eq!(get(&t, job).await, before, "the record is unchanged");
@@ -327,6 +329,8 @@ async fn cli_jobs(t: &TestApp, command_name: &str, args: &[&str]) -> Output {
         .args(["--database-url", &t.db.url, "jobs", command_name, "--redis-url", &t.queue.url])
         .args(["--queue-prefix", &t.queue.prefix])
         .args(args)
+        // The record as JSON (a table otherwise).
+        .arg("--json")
         .kill_on_drop(true);
     for var in [
         "DATABASE_URL",
@@ -389,7 +393,10 @@ async fn the_cli_cancels_as_the_api_does() {
     t.db.complete(&acme(), &done, 1, &json!({})).await.expect("complete");
     t.key_for("globex").await;
     for (args, says) in [
-        (vec!["--tenant", "acme", done.as_str()], "already completed"),
+        (
+            vec!["--tenant", "acme", done.as_str()],
+            "already completed: only a scheduled, queued or running job can be cancelled",
+        ),
         (vec!["--tenant", "globex", job.as_str()], "has no job"),
         (vec!["--tenant", "acme", "bad id"], "JOB_ID"),
     ] {

@@ -10,7 +10,7 @@ use crate::harness::*;
 use crate::jobs::summarize_id;
 
 /// Runs `producer enqueue` on the app's database and Redis with `args` after the subcommand.
-async fn enqueue(t: &TestApp, args: &[&str]) -> Output {
+pub async fn enqueue(t: &TestApp, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_producer"));
     command
         .args(["--database-url", &t.db.url, "enqueue", "--redis-url", &t.queue.url])

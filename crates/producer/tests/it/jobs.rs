@@ -139,7 +139,7 @@ async fn an_invalid_submission_is_refused_naming_the_field_and_writes_nothing() 
             json!({"input": {}}),
             json!({"kind": "summarize"}),
             json!({"kind": 5, "input": {}}),
-            json!({"kind": "summarize", "input": doc(json!({})), "priority": "high"}),
+            json!({"kind": "summarize", "input": doc(json!({})), "urgency": "high"}),
             json!([{"kind": "summarize"}]),
         ] {
             let r = t.call(Method::POST, "/v1/jobs", Some(&t.key), Some(body.clone())).await;

@@ -1,6 +1,7 @@
 //! Producer tests: handlers through `Router::oneshot`, outages, the reconciler, the CLI binary,
 //! and one test over real TCP. Real Redis, PostgreSQL and SQLite.
 
+mod admin;
 mod api;
 mod batch;
 mod cancel;
@@ -9,6 +10,8 @@ mod harness;
 mod jobs;
 mod limits;
 mod listing;
+mod operator_cli;
 mod outages;
 mod partitions;
 mod props;
+mod schedule;

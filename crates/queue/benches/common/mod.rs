@@ -12,6 +12,7 @@ pub fn entry(tenant: &TenantId, i: usize) -> JobEntry {
         kind: Some("bench".into()),
         attempt: 1,
         enqueued_at_ms: now_ms(),
+        priority: Default::default(),
         traceparent: None,
     }
 }

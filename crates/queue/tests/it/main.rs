@@ -2,7 +2,9 @@
 //! so tests run in parallel and leave nothing behind. Most tests run twice: on one Redis server and
 //! on a 3-primary Redis Cluster that the test kit starts on loopback ports.
 
+mod admission;
 mod cluster;
+mod dead;
 mod finishing;
 mod harness;
 mod protocol;

@@ -66,6 +66,30 @@ async fn a_delayed_enqueue_waits_until_due_and_is_idempotent() {
     assert_eq!(got[0].entry, e);
 }
 
+/// A scheduled job cancelled before its run_at: unscheduling drops its delayed entry (not another
+/// job's due at the same time) and its presence key, so the job can be enqueued again at once; run
+/// twice, it changes nothing more.
+#[tokio::test]
+async fn unscheduling_drops_the_delayed_entry_and_frees_the_job() {
+    let q = test_queue(|_| {}).await;
+    let (e, other) = (entry("T-cancelled"), entry("T-kept"));
+    let due = now_ms() + 3_600_000;
+    assert!(q.enqueue_at(&e, due).await.expect("scheduled"));
+    assert!(q.enqueue_at(&other, due).await.expect("scheduled"));
+    assert_eq!(q.unschedule(&e.job_id, e.attempt, due).await.expect("unschedule"), 1);
+    assert_eq!(q.unschedule(&e.job_id, e.attempt, due).await.expect("again"), 0);
+    assert!(!q.has_trace(&e.job_id).await.expect("trace"), "no trace of the cancelled job");
+    assert!(q.has_trace(&other.job_id).await.expect("trace"), "the other job still waits");
+    let mut conn = raw().await;
+    let delayed: u64 = conn.zcard(q.keys().delayed()).await.expect("zcard");
+    assert_eq!(delayed, 1);
+    // A retry of the job enqueues it at once.
+    assert!(q.enqueue(&e).await.expect("enqueue after unschedule"));
+    // A wrong due time or attempt drops nothing.
+    assert_eq!(q.unschedule(&other.job_id, other.attempt, due + 1).await.expect("other due"), 0);
+    assert!(q.has_trace(&other.job_id).await.expect("trace"));
+}
+
 #[tokio::test]
 async fn a_promoted_retry_points_its_job_key_at_the_new_entry() {
     let q = test_queue(|_| {}).await;

@@ -24,9 +24,9 @@ struct IdRow {
 }
 
 impl Store {
-    /// Cancels job `job` of `tenant` at `by`'s request (audited as `cancelled` for a queued job,
-    /// `cancel_requested` for a running one, with `by`): a queued job is `cancelled` at once; a
-    /// running one gets `cancel_requested_at` and its worker ends it.
+    /// Cancels job `job` of `tenant` at `by`'s request (audited as `cancelled` for a scheduled or
+    /// queued job, `cancel_requested` for a running one, with `by`): a scheduled or queued job is
+    /// `cancelled` at once; a running one gets `cancel_requested_at` and its worker ends it.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the tenant has no such job; a refusal (`Refused`, reason

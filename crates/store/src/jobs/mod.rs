@@ -19,11 +19,12 @@
 //! one transaction (`sqlite`). Failing and scheduling a retry, never batched, have one form both
 //! backends run.
 //!
-//! Inside: `row` (the record's columns and their decoding), `read` (reads and pagination), `cancel`
-//! (cancel requests and their end),
+//! Inside: `row` (the record's columns and their decoding), `read` (reads and pagination), `admin`
+//! (an operator's reads across tenants and bulk retry), `cancel` (cancel requests and their end),
 //! `write` (the writes, and the explanation of refusals), `postgres` and `sqlite` (each backend's
 //! batched forms).
 
+mod admin;
 mod cancel;
 mod postgres;
 mod read;
@@ -31,10 +32,13 @@ mod row;
 mod sqlite;
 mod write;
 
+pub use admin::{AdminJobFilter, FailedBatch, FailedFilter, FailedJob, MAX_RETRY_BATCH, RetriedBatch};
 pub use write::AttemptFailure;
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId, TransitionError};
+use longhaul_core::{
+    ErrorClass, JobId, JobRecord, JobStatus, Lease, Priority, Progress, TenantId, TransitionError,
+};
 use serde_json::{Value, json};
 
 /// The largest page [`Store::list_jobs`](crate::Store::list_jobs) returns, and so the largest the
@@ -82,6 +86,8 @@ pub struct JobFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Only jobs created before this time.
     pub created_before: Option<DateTime<Utc>>,
+    /// Only jobs of this priority.
+    pub priority: Option<Priority>,
 }
 
 /// One page of [`Store::list_jobs`](crate::Store::list_jobs), newest first.
@@ -155,7 +161,14 @@ impl Write {
 }
 
 /// The detail of a pending record's `enqueued` and `duplicate_enqueue` audit rows: the request's
-/// kind and key (the record holds its input).
+/// kind and key (the record holds its input), and its `run_at` and `priority` when it set them.
 fn enqueue_detail(r: &JobRecord) -> Value {
-    json!({ "kind": r.kind, "key": r.key })
+    let mut detail = json!({ "kind": r.kind, "key": r.key });
+    if let Some(at) = r.run_at {
+        detail["run_at"] = json!(at);
+    }
+    if r.priority != Priority::Normal {
+        detail["priority"] = json!(r.priority);
+    }
+    detail
 }

@@ -14,7 +14,8 @@ use super::{ProgressWrite, Write, enqueue_detail};
 use crate::StoreError;
 use crate::backend::Handle;
 
-/// `$1` jobs, `$2` tenants, `$3` kinds, `$4` keys, `$5` inputs, `$6` max attempts, `$7` time.
+/// `$1` jobs, `$2` tenants, `$3` kinds, `$4` keys, `$5` inputs, `$6` max attempts, `$7` time,
+/// `$8` statuses, `$9` run_at, `$10` priorities, `$11` audit details.
 const CREATE_MANY: &str = include_str!("../../sql/postgres/jobs/create_many.sql");
 /// `$1` job ids.
 const SELECT_MANY: &str = include_str!("../../sql/postgres/jobs/select_many.sql");
@@ -44,6 +45,10 @@ pub(super) async fn create_pending(
         .bind(records.iter().map(|r| Json(&r.input)).collect::<Vec<_>>())
         .bind(records.iter().map(|r| to_i32(r.max_attempts)).collect::<Vec<_>>())
         .bind(now)
+        .bind(column(|r| r.status.as_str()))
+        .bind(records.iter().map(|r| r.run_at).collect::<Vec<_>>())
+        .bind(column(|r| r.priority.as_str()))
+        .bind(records.iter().map(|r| Json(enqueue_detail(r))).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
     let mut created = HashMap::with_capacity(inserted.len());

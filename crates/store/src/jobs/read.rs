@@ -13,7 +13,7 @@ use crate::{Store, StoreError};
 const SELECT: &str = include_str!("../../sql/common/jobs/select.sql");
 const SELECT_OWNER: &str = include_str!("../../sql/common/jobs/select_owner.sql");
 const SELECT_STALE_LIVE: &str = include_str!("../../sql/common/jobs/select_stale_live.sql");
-/// `$1` tenant, `$2` seq to start below, `$3` limit, `$4`–`$8` the filters.
+/// `$1` tenant, `$2` seq to start below, `$3` limit, `$4`–`$9` the filters.
 const SELECT_PAGE: &str = include_str!("../../sql/common/jobs/select_page.sql");
 
 /// The record of `job` of `tenant`, read in `session` (inside a write's transaction, say).
@@ -45,9 +45,9 @@ impl Store {
         row.map(|(t,)| TenantId::parse(t).map_err(corrupt)).transpose()
     }
 
-    /// Live jobs (queued or running) of every tenant not updated since `cutoff`, in creation order
-    /// after `after_seq` — the reconciler's scan. Returns `(seq, record)` pairs; pass the last seq
-    /// back to continue.
+    /// Live jobs (scheduled, queued or running) of every tenant not updated since `cutoff`, in
+    /// creation order after `after_seq` — the reconciler's scan. Returns `(seq, record)` pairs;
+    /// pass the last seq back to continue.
     ///
     /// # Errors
     /// [`StoreError::Database`] or [`StoreError::Corrupt`].
@@ -85,7 +85,7 @@ impl Store {
                 .ok_or_else(|| StoreError::InvalidCursor(c.to_owned()))?,
         };
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let args: [Arg<'_>; 8] = [
+        let args: [Arg<'_>; 9] = [
             tenant.as_str().into(),
             after.into(),
             (i64::from(limit) + 1).into(),
@@ -94,6 +94,7 @@ impl Store {
             filter.error_class.map(ErrorClass::as_str).into(),
             filter.created_after.into(),
             filter.created_before.into(),
+            filter.priority.map(longhaul_core::Priority::as_str).into(),
         ];
         let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(SELECT_PAGE, &args).await?;
         let more = rows.len() > limit as usize;

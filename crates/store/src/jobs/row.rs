@@ -2,7 +2,7 @@
 //! [`JobRecord`] — written once for every statement that returns records.
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Progress, TenantId};
+use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Lease, Priority, Progress, TenantId};
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -32,6 +32,8 @@ pub(super) struct JobRow {
     lease_entry: Option<String>,
     lease_delivery: Option<i32>,
     cancel_requested_at: Option<DateTime<Utc>>,
+    run_at: Option<DateTime<Utc>>,
+    priority: String,
 }
 
 /// A record with its position in creation order (`seq`), for pagination.
@@ -80,6 +82,8 @@ impl TryFrom<JobRow> for JobRecord {
             started_at: r.started_at,
             finished_at: r.finished_at,
             cancel_requested_at: r.cancel_requested_at,
+            run_at: r.run_at,
+            priority: Priority::parse(&r.priority).map_err(corrupt)?,
             lease: match (r.lease_entry, r.lease_delivery) {
                 (Some(entry), Some(delivery)) => {
                     Some(Lease { entry, delivery: to_u32("lease_delivery", delivery.into())? })

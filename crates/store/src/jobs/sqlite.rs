@@ -2,7 +2,7 @@
 //! one transaction (SQLite runs in-process, so statements are cheap; the commit is what costs).
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{JobRecord, JobStatus};
+use longhaul_core::JobRecord;
 use serde_json::json;
 
 use super::read::select;
@@ -11,7 +11,8 @@ use super::{ProgressWrite, Write, enqueue_detail};
 use crate::backend::{Arg, Db};
 use crate::{StoreError, audit};
 
-/// `$1` job, `$2` tenant, `$3` kind, `$4` key, `$5` input, `$6` status, `$7` max attempts, `$8` time.
+/// `$1` job, `$2` tenant, `$3` kind, `$4` key, `$5` input, `$6` status, `$7` max attempts, `$8` time,
+/// `$9` run_at, `$10` priority.
 const CREATE: &str = include_str!("../../sql/sqlite/jobs/create.sql");
 /// `$1` job, `$2` tenant, `$3` attempt, `$4` stage, `$5` percent, `$6` time.
 const PROGRESS: &str = include_str!("../../sql/sqlite/jobs/progress.sql");
@@ -32,15 +33,17 @@ pub(super) async fn create_pending(
     let mut out: Vec<Option<(JobRecord, bool)>> = (0..records.len()).map(|_| None).collect();
     for &i in &order {
         let r = &records[i];
-        let args: [Arg<'_>; 8] = [
+        let args: [Arg<'_>; 10] = [
             r.job_id.as_str().into(),
             r.tenant_id.as_str().into(),
             r.kind.as_str().into(),
             r.key.as_deref().into(),
             (&r.input).into(),
-            JobStatus::Queued.as_str().into(),
+            r.status.as_str().into(),
             to_i32(r.max_attempts).into(),
             r.created_at.into(),
+            r.run_at.into(),
+            r.priority.as_str().into(),
         ];
         let inserted: Option<JobRow> = tx.fetch_optional(CREATE, &args).await?;
         let (row, created) = match inserted {

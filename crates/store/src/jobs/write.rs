@@ -36,7 +36,8 @@ impl<'a> AttemptFailure<'a> {
 }
 
 impl Store {
-    /// Writes the `queued` record for `job`, or returns the existing record with the same job id.
+    /// Writes the pending record for `job` — `scheduled` when its `run_at` is in the future, else
+    /// `queued` — or returns the existing record with the same job id (unchanged).
     /// Atomic under concurrency: any number of simultaneous calls create one row, and exactly one
     /// caller gets `true` (created). Appends an `enqueued` or `duplicate_enqueue` audit row.
     ///
@@ -114,10 +115,11 @@ impl Store {
 
     /// Starts the attempt after the last one started, if attempts remain, for queue delivery
     /// `lease` of an entry enqueued for attempt `entry_attempt` — the worker's start:
-    /// `queued|running → running` with `attempts + 1`, in one statement with no read first. A later
-    /// delivery of the entry that started the running attempt takes it over (that attempt's later
-    /// writes are refused); a stale delivery is refused with [`TransitionError::Superseded`] and
-    /// changes nothing (see `JobRecord::start_delivery`). Audited as `started`.
+    /// `scheduled|queued|running → running` with `attempts + 1`, in one statement with no read
+    /// first. A later delivery of the entry that started the running attempt takes it over (that
+    /// attempt's later writes are refused); a stale delivery is refused with
+    /// [`TransitionError::Superseded`] and changes nothing (see `JobRecord::start_delivery`).
+    /// Audited as `started`.
     ///
     /// # Errors
     /// As [`Store::record_progress`].

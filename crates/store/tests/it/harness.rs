@@ -73,6 +73,8 @@ pub async fn setup_job_of(
         key: key.to_owned(),
         input: serde_json::json!({ "key": key, "n": [1, 2.5, null, {"deep": true}] }),
         max_attempts,
+        run_at: None,
+        priority: longhaul_core::Priority::Normal,
     }
 }
 

@@ -30,6 +30,7 @@ fn matches(filter: &JobFilter, r: &JobRecord) -> bool {
         && filter.error_class.is_none_or(|c| r.error_class == Some(c))
         && filter.created_after.is_none_or(|t| r.created_at >= t)
         && filter.created_before.is_none_or(|t| r.created_at < t)
+        && filter.priority.is_none_or(|p| r.priority == p)
 }
 
 fn ids(records: &[JobRecord]) -> Vec<JobId> {
@@ -107,6 +108,7 @@ conformance!(each_filter_alone_and_combined_lists_exactly_its_jobs, |store: Stor
             error_class: Some(ErrorClass::Invalid),
             created_after: Some(all[11].created_at),
             created_before: Some(late),
+            priority: Some(longhaul_core::Priority::Normal),
         },
     ];
     let mut nonempty = 0;
@@ -243,6 +245,7 @@ async fn postgres_plans_read_a_tenants_jobs_through_its_indexes() {
                 .bind(filter.error_class.map(ErrorClass::as_str))
                 .bind(filter.created_after)
                 .bind(filter.created_before)
+                .bind(filter.priority.map(longhaul_core::Priority::as_str))
                 .fetch_one(&pool)
                 .await
                 .expect("explain");

@@ -5,10 +5,13 @@
 mod batches;
 mod cancel;
 mod connect;
+mod control;
 mod harness;
 mod jobs;
 mod list;
 mod migrate;
 mod model;
 mod ops;
+mod retention;
+mod schedule;
 mod tenants;

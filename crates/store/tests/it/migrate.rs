@@ -80,6 +80,8 @@ async fn jobs_before_kinds_read_as_triage_jobs(kind: Backend) {
         key: "e-1".into(),
         input: json!({"format": "csv"}),
         max_attempts: 3,
+        run_at: None,
+        priority: longhaul_core::Priority::Normal,
     };
     store.create_pending(new.clone()).await.expect("a job of a new kind");
     let page = store.list_jobs(&acme, &JobFilter::default(), 1, None).await.expect("list");

@@ -14,22 +14,28 @@ use crate::harness::{conformance, lease, setup_job_of};
 /// What a write decides about a record, and what it must keep (timestamps aside: the store takes
 /// its own clock).
 type Key = (
-    (String, Option<String>, Value),
+    (String, Option<String>, Value, Option<chrono::DateTime<Utc>>, longhaul_core::Priority),
     (JobStatus, u32, Option<String>, Progress, Option<Value>, Option<ErrorClass>, Option<Lease>),
 );
 
 fn key(r: &JobRecord) -> Key {
     (
-        (r.kind.clone(), r.key.clone(), r.input.clone()),
+        (r.kind.clone(), r.key.clone(), r.input.clone(), r.run_at, r.priority),
         (r.status, r.attempts, r.stage.clone(), r.progress, r.output.clone(), r.error_class, r.lease.clone()),
     )
 }
 
-/// The `n`th job of the walk: of one of two kinds, with an input of its own.
+/// The `n`th job of the walk: of one of two kinds, with an input of its own; every third one
+/// scheduled (so the walk starts, fails and cancels scheduled jobs too), of one of the priorities.
 async fn new_job(store: &Store, n: u32) -> longhaul_core::NewJob {
     let kind = ["model-a", "model-b"][n as usize % 2];
     let job = setup_job_of(store, "model", kind, &format!("T-{n}"), 3).await;
-    longhaul_core::NewJob { input: json!({ "n": n, "kind": kind, "text": "é\u{1F600}" }), ..job }
+    longhaul_core::NewJob {
+        input: json!({ "n": n, "kind": kind, "text": "é\u{1F600}" }),
+        run_at: n.is_multiple_of(3).then(|| longhaul_store::now() + chrono::Duration::hours(1)),
+        priority: longhaul_core::Priority::ALL[n as usize % 3],
+        ..job
+    }
 }
 
 /// A deterministic pseudo-random source: `next(n)` is in `0..n`.
@@ -67,7 +73,7 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
     }
     let p = Progress::new(40).expect("p");
     let stages: Vec<String> = (0..5).map(|a| format!("stage-{a}")).collect();
-    let (mut batches, mut applied_writes) = (0, 0);
+    let (mut batches, mut applied_writes, mut from_scheduled) = (0, 0, 0);
     for _ in 0..80 {
         // A finished job makes room for a new one, so the walk keeps visiting live records.
         for j in 0..jobs.len() {
@@ -103,6 +109,7 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
             };
             let outcome = outcome.expect("write");
             agree(&outcome, &want, &models[j]);
+            from_scheduled += usize::from(models[j].status == JobStatus::Scheduled && want.is_ok());
             if let WriteOutcome::Applied(got) = outcome {
                 models[j] = got;
             }
@@ -158,6 +165,7 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
                 }
             };
             if let Ok(r) = &r {
+                from_scheduled += usize::from(expected[*j].status == JobStatus::Scheduled);
                 expected[*j] = r.clone();
             }
             want_writes.push(r);
@@ -180,7 +188,8 @@ conformance!(sql_guards_agree_with_core_rules, |store: Store| async move {
         batches += 1;
         applied_writes += want_writes.iter().filter(|w| w.is_ok()).count();
     }
-    // The walk reached the interesting states: batches wrote, and jobs finished.
+    // The walk reached the interesting states: batches wrote, jobs finished, scheduled jobs moved.
+    assert!(from_scheduled > 2, "only {from_scheduled} writes moved a scheduled job");
     assert!(batches > 40 && applied_writes > 30, "{batches} batches, {applied_writes} writes applied");
     assert!(created > 12, "only {created} jobs finished and were replaced");
 });

@@ -157,8 +157,18 @@ impl Attempt<'_> {
             return self.end_cancelled(&Fence::failing(record)).await;
         }
         let message = format!("stalled: delivered {} times without finishing", self.delivery.deliveries);
-        let verdict = Verdict { class: ErrorClass::Retryable, message, kind: EventKind::Stalled };
-        self.fail(&Fence::failing(record), verdict).await
+        let verdict =
+            Verdict { class: ErrorClass::Retryable, message: message.clone(), kind: EventKind::Stalled };
+        let outcome = self.fail(&Fence::failing(record), verdict).await;
+        if matches!(outcome, Outcome::Finish { .. }) {
+            // A copy for operators to inspect and replay (`/admin/v1/dead-letters`). Written after
+            // the record, before the ack: should the ack be lost, the next delivery finds the job
+            // failed and copies nothing twice; should this copy fail, the record still says why.
+            if let Err(e) = self.shared.queue.dead_letter_stalled(self.delivery, &message).await {
+                tracing::warn!(error = %longhaul_core::Report(&e), "cannot copy the stalled entry to the dead letters");
+            }
+        }
+        outcome
     }
 
     /// The entry names a job its tenant does not have. If another tenant owns that job, the entry

@@ -72,6 +72,9 @@ pub enum Outcome {
     /// delivery of the entry owns the job now (its worker holds the entry; acknowledging it would
     /// take it from under that worker).
     Leave,
+    /// Put the entry back to wait in its flow, its attempt and delivery unspent: its queue or kind
+    /// is paused, and its job never started.
+    Defer,
 }
 
 /// One delivery's attempt at its job: what each step of the executor needs.
@@ -131,6 +134,16 @@ impl<'a> Attempt<'a> {
         if stalled {
             return self.fail_stalled().await;
         }
+        // An entry delivered before whose kind or queue is paused: the dispatcher could not tell
+        // whether it ever started (handed back, or its worker died before deferring it). One whose
+        // job never started waits again; one that did is finished, as a pause lets running jobs
+        // finish.
+        if self.delivery.deliveries > 1
+            && self.shared.held(self.delivery.entry.kind.as_deref())
+            && self.never_started().await
+        {
+            return Outcome::Defer;
+        }
         let fence = match self.start().await {
             Ok(fence) => fence,
             Err(outcome) => return outcome,
@@ -184,6 +197,17 @@ impl<'a> Attempt<'a> {
                 Outcome::Leave
             }
         }
+    }
+
+    /// Whether storage shows this entry's job waiting to start (`scheduled` or `queued`): one read,
+    /// only for a redelivered entry of a paused queue or kind. `false` when storage does not answer.
+    async fn never_started(&self) -> bool {
+        let entry = &self.delivery.entry;
+        let read = || self.shared.store.get_job(&entry.tenant_id, &entry.job_id);
+        matches!(
+            self.durably("read", read).await,
+            Some(Ok(Some(r))) if matches!(r.status, JobStatus::Scheduled | JobStatus::Queued)
+        )
     }
 
     /// One write starts the next attempt (no read first), fenced by this delivery; only a refusal
@@ -429,13 +453,15 @@ fn deadline_left(
     Some(((end - now).to_std().unwrap_or_default(), limit))
 }
 
-/// When `record`'s deadline of `limit` after submission ends; `None` when that is past what a
+/// When `record`'s deadline of `limit` ends: after its submission, or after its `run_at` for a
+/// job scheduled later (its time starts when it is due); `None` when that is past what a
 /// timestamp holds (no deadline, then — not a panic).
 pub(super) fn deadline_end(
     record: &JobRecord,
     limit: std::time::Duration,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
-    record.created_at.checked_add_signed(chrono::Duration::from_std(limit).ok()?)
+    let from = record.run_at.map_or(record.created_at, |r| r.max(record.created_at));
+    from.checked_add_signed(chrono::Duration::from_std(limit).ok()?)
 }
 
 /// The failure message when `record` is past its kind's deadline at `now`.
@@ -451,4 +477,40 @@ fn deadline_passed(
             record.created_at.to_rfc3339()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use longhaul_core::{NewJob, Priority, TenantId};
+
+    use super::*;
+
+    fn record(run_at: Option<chrono::DateTime<Utc>>) -> JobRecord {
+        let job = NewJob {
+            job_id: longhaul_testkit::test_job_id("deadline"),
+            tenant_id: TenantId::parse("acme").expect("tenant"),
+            kind: "summarize".into(),
+            key: "k".into(),
+            input: serde_json::json!({}),
+            max_attempts: 3,
+            run_at,
+            priority: Priority::Normal,
+        };
+        JobRecord::pending(job, Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap())
+    }
+
+    /// A job scheduled for later has its whole deadline from its run_at; one scheduled in the
+    /// past (or not at all) from its submission.
+    #[test]
+    fn the_deadline_runs_from_run_at_when_later_than_the_submission() {
+        let hour = std::time::Duration::from_secs(3600);
+        let created = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();
+        let later = Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap();
+        let earlier = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+        let plus_hour = |t: chrono::DateTime<Utc>| t + chrono::Duration::hours(1);
+        assert_eq!(deadline_end(&record(None), hour), Some(plus_hour(created)));
+        assert_eq!(deadline_end(&record(Some(later)), hour), Some(plus_hour(later)));
+        assert_eq!(deadline_end(&record(Some(earlier)), hour), Some(plus_hour(created)));
+    }
 }

@@ -15,7 +15,7 @@ use longhaul_triage::storage::BatchedTickets;
 use longhaul_triage::{
     Classification, Classifier, HttpWebhook, RuleClassifier, TicketView, TriageInput, TriagePipeline,
 };
-use longhaul_worker::{Lane, Worker, WorkerSettings};
+use longhaul_worker::{ControlSettings, Lane, Worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
 /// Settings for fast tests: short lease and heartbeat, small backoff.
@@ -31,6 +31,7 @@ pub fn settings(consumer: &str) -> WorkerSettings {
         backoff_cap: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(5),
         progress_interval: Duration::ZERO,
+        control: ControlSettings { poll: Duration::from_millis(100), ..ControlSettings::default() },
     }
 }
 
@@ -205,6 +206,8 @@ pub async fn record_job(store: &Store, job_id: &JobId, ticket: &TicketId, revisi
         key: format!("{ticket}@{revision}"),
         input: serde_json::json!({ "ticket_id": ticket, "revision": revision }),
         max_attempts,
+        run_at: None,
+        priority: longhaul_core::Priority::Normal,
     };
     store.create_pending(job).await.expect("pending record");
 }
@@ -231,6 +234,7 @@ pub fn entry_of(job_id: &JobId, kind: &str) -> JobEntry {
         kind: Some(kind.to_owned()),
         attempt: 1,
         enqueued_at_ms: longhaul_queue::now_ms(),
+        priority: Default::default(),
         traceparent: None,
     }
 }
@@ -261,6 +265,8 @@ pub async fn record_kind<K: JobKind>(store: &Store, input: &K::Input, max_attemp
         key: prepared.key.as_str().to_owned(),
         input: prepared.input,
         max_attempts,
+        run_at: None,
+        priority: longhaul_core::Priority::Normal,
     };
     store.create_pending(job).await.expect("pending record");
     prepared.job_id

@@ -337,6 +337,8 @@ both_backends!(a_job_of_a_kind_this_worker_does_not_run_is_retried_then_fails, |
         key: "m-1".into(),
         input: json!({ "x": 1 }),
         max_attempts: 3,
+        run_at: None,
+        priority: longhaul_core::Priority::Normal,
     };
     db.create_pending(new).await.expect("record");
     q.enqueue(&entry_of(&mystery, "mystery")).await.expect("enqueue");

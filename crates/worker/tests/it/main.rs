@@ -7,4 +7,5 @@ mod fences;
 mod harness;
 mod kinds;
 mod lifecycle;
+mod retention;
 mod startup;

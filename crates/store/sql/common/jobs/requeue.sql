@@ -8,4 +8,4 @@ SET status = 'queued', max_attempts = attempts + $3, stage = NULL, progress = 0,
 WHERE job_id = $1 AND tenant_id = $2 AND status IN ('failed', 'cancelled')
 RETURNING job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
-       lease_entry, lease_delivery, cancel_requested_at
+       lease_entry, lease_delivery, cancel_requested_at, run_at, priority

@@ -8,4 +8,4 @@ WHERE job_id = $1 AND tenant_id = $2
   AND (status = 'running' AND attempts = $3 AND attempts < max_attempts AND cancel_requested_at IS NULL)
 RETURNING job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
-       lease_entry, lease_delivery, cancel_requested_at
+       lease_entry, lease_delivery, cancel_requested_at, run_at, priority

@@ -1,6 +1,6 @@
 -- One job of a tenant. $1 job, $2 tenant.
 SELECT job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
-       lease_entry, lease_delivery, cancel_requested_at
+       lease_entry, lease_delivery, cancel_requested_at, run_at, priority
 FROM jobs
 WHERE job_id = $1 AND tenant_id = $2

@@ -1,0 +1,13 @@
+-- The next failed jobs a bulk retry takes, in creation order after seq $1, at most $2, matching
+-- the filters, each NULL for any: $3 tenant, $4 kind, $5 error class, $6 created at or after,
+-- $7 created before. Run uncached, as select_page.sql.
+SELECT seq, job_id, tenant_id, kind
+FROM jobs
+WHERE status = 'failed' AND seq > $1
+  AND ($3 IS NULL OR tenant_id = $3)
+  AND ($4 IS NULL OR kind = $4)
+  AND ($5 IS NULL OR error_class = $5)
+  AND ($6 IS NULL OR created_at >= $6)
+  AND ($7 IS NULL OR created_at < $7)
+ORDER BY seq
+LIMIT $2

@@ -1,0 +1,2 @@
+-- Revokes operator $1's key.
+DELETE FROM operator_keys WHERE name = $1
