@@ -1,9 +1,10 @@
 //! The fairness scenario: tenant A's burst must not starve tenant B.
 //!
-//! On one system (two workers, total concurrency 32), `summarize` jobs of one chunk:
+//! Two phases, each on a fresh system (two workers, total concurrency 32), `summarize` jobs of one
+//! chunk:
 //! 1. **A alone** — tenant A submits `FAIR_A_N` (20 000) jobs through `POST /v1/jobs/batch`; its
 //!    drain rate is jobs over (last finish − first creation).
-//! 2. **A then B** — A submits the same burst again; once A's submission is in, tenant B submits
+//! 2. **A then B** — A submits the same burst; once A's submission is in, tenant B submits
 //!    `FAIR_B_N` (20) jobs one by one, one every 50 ms, while A's backlog drains. B's figure is the
 //!    time from each B job's creation to its start (p50/p99/max); A's is its drain rate again,
 //!    against the first phase's.
@@ -30,71 +31,12 @@ pub(crate) async fn run(bins: &Binaries, fair: bool) -> anyhow::Result<Value> {
     let n_a = env_usize("FAIR_A_N", 20_000);
     let n_b = env_usize("FAIR_B_N", 20);
     let worker_env: &[(&str, &str)] = if fair { &[] } else { &[("LONGHAUL_ADMIT_AHEAD", "0")] };
-    let mut sys = start(bins, worker_env).await?;
+    // Each phase on a fresh system (database and prefix), so the second does not run on the
+    // first's rows.
     let http = reqwest::Client::new();
-    let mut db = PgConnection::connect(&sys.db_url).await?;
-    let tenant_b: String = sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE name = 'bench-b'")
-        .fetch_one(&mut db)
-        .await
-        .context("tenant B")?;
-
-    // 1. A alone.
-    burst(&http, &sys.api, &sys.key, "alone", n_a).await?;
-    wait_idle(&mut db).await?;
-    let alone = drain_rate(&mut db, &tenant_b, 0).await?;
-
-    // 2. A's burst again, then B's jobs while A's backlog drains.
-    let after: i64 = sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM jobs").fetch_one(&mut db).await?;
-    burst(&http, &sys.api, &sys.key, "again", n_a).await?;
-    let backlog_at_b: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE seq > $1 AND status IN ('queued', 'running')")
-            .bind(after)
-            .fetch_one(&mut db)
-            .await?;
-    let started = Instant::now();
-    for i in 0..n_b {
-        tokio::time::sleep_until((started + Duration::from_millis(50 * i as u64)).into()).await;
-        let r = http
-            .post(format!("{}/v1/jobs", sys.api))
-            .bearer_auth(&sys.key_b)
-            .json(&json!({"kind": "summarize", "input": {"document_id": format!("B-{i}"), "text": document(i, 1)}}))
-            .send()
-            .await?;
-        if r.status().as_u16() != 202 {
-            bail!("B's job {i} answered {}", r.status());
-        }
-    }
-    wait_idle(&mut db).await?;
-    let with_b = drain_rate(&mut db, &tenant_b, after).await?;
-    let mut b_start: Vec<f64> = sqlx::query_scalar(
-        "SELECT (extract(epoch FROM started_at - created_at) * 1000)::float8 FROM jobs \
-         WHERE tenant_id = $1 AND status = 'completed'",
-    )
-    .bind(&tenant_b)
-    .fetch_all(&mut db)
-    .await?;
-    if b_start.len() != n_b {
-        bail!("{} of B's {n_b} jobs completed", b_start.len());
-    }
+    let (alone, _, _) = phase(bins, worker_env, &http, n_a, 0).await?;
+    let (with_b, backlog_at_b, mut b_start) = phase(bins, worker_env, &http, n_a, n_b).await?;
     b_start.sort_by(f64::total_cmp);
-    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'completed'")
-        .fetch_one(&mut db)
-        .await?;
-    if failed != 0 {
-        bail!("{failed} jobs did not complete");
-    }
-    sys.stop();
-    let mut admin = PgConnection::connect(&sys.admin_url).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sys.db_name)))
-        .execute(&mut admin)
-        .await?;
-    let mut redis_conn =
-        redis::Client::open(sys.redis_url.as_str())?.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> =
-        redis::cmd("KEYS").arg(format!("{}:*", sys.prefix)).query_async(&mut redis_conn).await?;
-    if !keys.is_empty() {
-        let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut redis_conn).await?;
-    }
     Ok(json!({
         "scenario": if fair { "fairness" } else { "unfair" },
         "admission": if fair { "on (default)" } else { "off (LONGHAUL_ADMIT_AHEAD=0: FIFO)" },
@@ -111,6 +53,74 @@ pub(crate) async fn run(bins: &Binaries, fair: bool) -> anyhow::Result<Value> {
         "b_start_max_ms": b_start.last().copied(),
         "verified": true,
     }))
+}
+
+/// One phase on a fresh system: tenant A's burst of `n_a`, then (when `n_b` > 0) B's jobs one
+/// every 50 ms while A's backlog drains. Returns A's drain rate, A's backlog when B began, and B's
+/// start latencies (ms).
+async fn phase(
+    bins: &Binaries,
+    worker_env: &[(&str, &str)],
+    http: &reqwest::Client,
+    n_a: usize,
+    n_b: usize,
+) -> anyhow::Result<(f64, i64, Vec<f64>)> {
+    let mut sys = start(bins, worker_env).await?;
+    let mut db = PgConnection::connect(&sys.db_url).await?;
+    let tenant_b: String = sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE name = 'bench-b'")
+        .fetch_one(&mut db)
+        .await
+        .context("tenant B")?;
+    burst(http, &sys.api, &sys.key, "a", n_a).await?;
+    let backlog_at_b: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
+            .fetch_one(&mut db)
+            .await?;
+    let started = Instant::now();
+    for i in 0..n_b {
+        tokio::time::sleep_until((started + Duration::from_millis(50 * i as u64)).into()).await;
+        let r = http
+            .post(format!("{}/v1/jobs", sys.api))
+            .bearer_auth(&sys.key_b)
+            .json(&json!({"kind": "summarize", "input": {"document_id": format!("B-{i}"), "text": document(i, 1)}}))
+            .send()
+            .await?;
+        if r.status().as_u16() != 202 {
+            bail!("B's job {i} answered {}", r.status());
+        }
+    }
+    wait_idle(&mut db).await?;
+    let rate = drain_rate(&mut db, &tenant_b).await?;
+    let b_start: Vec<f64> = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM started_at - created_at) * 1000)::float8 FROM jobs \
+         WHERE tenant_id = $1 AND status = 'completed'",
+    )
+    .bind(&tenant_b)
+    .fetch_all(&mut db)
+    .await?;
+    if b_start.len() != n_b {
+        bail!("{} of B's {n_b} jobs completed", b_start.len());
+    }
+    let unfinished: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status <> 'completed'")
+        .fetch_one(&mut db)
+        .await?;
+    if unfinished != 0 {
+        bail!("{unfinished} jobs did not complete");
+    }
+    drop(db);
+    sys.stop();
+    let mut admin = PgConnection::connect(&sys.admin_url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", sys.db_name)))
+        .execute(&mut admin)
+        .await?;
+    let mut redis_conn =
+        redis::Client::open(sys.redis_url.as_str())?.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}:*", sys.prefix)).query_async(&mut redis_conn).await?;
+    if !keys.is_empty() {
+        let _: u64 = redis::cmd("DEL").arg(keys).query_async(&mut redis_conn).await?;
+    }
+    Ok((rate, backlog_at_b, b_start))
 }
 
 /// Submits `n` one-chunk `summarize` jobs of tenant `key` in batches, four batches at a time.
@@ -162,15 +172,14 @@ async fn wait_idle(db: &mut PgConnection) -> anyhow::Result<()> {
     }
 }
 
-/// Tenant A's (every tenant but `tenant_b`) jobs after `seq`, per second from the first creation to
-/// the last finish.
-async fn drain_rate(db: &mut PgConnection, tenant_b: &str, after: i64) -> anyhow::Result<f64> {
+/// Tenant A's (every tenant but `tenant_b`) jobs per second, from the first creation to the last
+/// finish.
+async fn drain_rate(db: &mut PgConnection, tenant_b: &str) -> anyhow::Result<f64> {
     let (n, secs): (i64, f64) = sqlx::query_as(
         "SELECT count(*), extract(epoch FROM max(finished_at) - min(created_at))::float8 FROM jobs \
-         WHERE tenant_id <> $1 AND seq > $2",
+         WHERE tenant_id <> $1",
     )
     .bind(tenant_b)
-    .bind(after)
     .fetch_one(&mut *db)
     .await?;
     if n == 0 || secs <= 0.0 {

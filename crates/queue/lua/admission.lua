@@ -120,14 +120,15 @@ end
 
 -- Adds an entry (its field/value list) to the stream for a flow `allows` passed: takes a token
 -- from each of `takes`, adds the job to its tenant's active set and the tenant to the index
--- heal.lua walks. Returns the entry id. The caller points the job's presence key at it.
-local function start(base, fields, job, tenant, takes)
+-- heal.lua walks (unless `indexed`: the caller did in this script). Returns the entry id. The
+-- caller points the job's presence key at it.
+local function start(base, fields, job, tenant, takes, indexed)
   for _, b in ipairs(takes) do
     redis.call('HSET', base .. ':tokens', b[1], string.format('%.6f:%.0f', b[2] - 1, b[3]))
   end
   local id = redis.call('XADD', base .. ':jobs', '*', unpack(fields))
   redis.call('SADD', base .. ':active:' .. tenant, job)
-  redis.call('ZADD', base .. ':tenants', 0, tenant)
+  if not indexed then redis.call('ZADD', base .. ':tenants', 0, tenant) end
   return id
 end
 

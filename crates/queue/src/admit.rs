@@ -82,7 +82,8 @@ impl Queue {
             .arg(self.keys.base())
             .arg(&self.config.group)
             .arg(now_ms.map(|n| n.to_string()).unwrap_or_default())
-            .arg(max);
+            .arg(max)
+            .arg(self.config.admit_turn.max(1));
         let (admitted, waiting, visited): (u64, u64, u64) = self.run(&inv).await?;
         Ok(Admitted { admitted, waiting, visited })
     }

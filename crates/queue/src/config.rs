@@ -34,6 +34,11 @@ pub struct QueueConfig {
     /// each; see [`Queue::route`](crate::Queue::route)). 1: not split. Consumers serve one queue
     /// name each.
     pub partitions: u32,
+    /// Entries one flow may have admitted per turn of admission's round robin (at least 1): a
+    /// larger turn costs fewer Redis commands per job under backlog; another tenant's entry then
+    /// waits at most this many entries of each other flow of its priority. A flow under a rate
+    /// limit is admitted one entry per turn.
+    pub admit_turn: u32,
 }
 
 impl Default for QueueConfig {
@@ -49,6 +54,7 @@ impl Default for QueueConfig {
             op_timeout: Duration::from_secs(2),
             tls_ca_pem: None,
             partitions: 1,
+            admit_turn: 16,
         }
     }
 }

@@ -187,6 +187,40 @@ async fn a_tenant_s_burst_does_not_starve_another_and_each_flow_keeps_its_order(
     assert_eq!(q.waiting().await.expect("waiting"), [0, 0, 0]);
 }
 
+/// With turns of several entries (the production setting), a flow's turn admits up to that many
+/// of its entries in one go, in order, and the round robin still reaches the other flow after one
+/// turn: B's first entry is admitted after at most one turn of A's, and a tenant's cap bounds a
+/// turn.
+#[tokio::test]
+async fn a_turn_admits_several_entries_of_a_flow_and_the_next_flow_follows() {
+    let q = test_queue(|c| c.admit_turn = 4).await;
+    q.set_control(&Control { paused: true, ..Control::default() }).await.expect("pause");
+    let a: Vec<JobEntry> = (0..10).map(|i| normal("tenant-a", &format!("A-{i}"))).collect();
+    let b: Vec<JobEntry> = (0..3).map(|i| normal("tenant-b", &format!("B-{i}"))).collect();
+    let c: Vec<JobEntry> = (0..6).map(|i| normal("tenant-c", &format!("C-{i}"))).collect();
+    for e in a.iter().chain(&b).chain(&c) {
+        assert!(q.enqueue(e).await.expect("enqueue"));
+    }
+    let caps = [("tenant-c".to_owned(), 2)].into_iter().collect();
+    q.set_control(&Control { tenant_caps: caps, ..Control::default() }).await.expect("resume");
+    assert_eq!(q.admit(100).await.expect("admit").admitted, 10 + 3 + 2, "C stops at its cap");
+    let mut consumer = q.consumer("w").expect("consumer");
+    let order: Vec<String> = consumer
+        .fetch(100, NO_WAIT)
+        .await
+        .expect("fetch")
+        .into_iter()
+        .map(|d| d.entry.job_id.to_string())
+        .collect();
+    let ids = |es: &[JobEntry]| es.iter().map(|e| e.job_id.to_string()).collect::<Vec<_>>();
+    let (a, b, c) = (ids(&a), ids(&b), ids(&c));
+    // Turn by turn: 4 of A, all 3 of B, 2 of C (its cap), then A's remaining 6 in turns of 4.
+    let expected: Vec<String> =
+        [&a[..4], &b[..], &c[..2], &a[4..8], &a[8..]].into_iter().flat_map(|s| s.iter().cloned()).collect();
+    assert_eq!(order, expected);
+    assert_eq!(q.waiting().await.expect("waiting"), [0, 4, 0], "C's other four wait");
+}
+
 #[tokio::test]
 async fn higher_priorities_start_first_and_low_gets_its_share() {
     let q = test_queue(|_| {}).await;

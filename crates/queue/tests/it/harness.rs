@@ -3,9 +3,15 @@
 use longhaul_queue::QueueConfig;
 pub use longhaul_testkit::{TestQueue, job_entry as entry, random_hex, wait_until};
 
-/// A prepared queue on a private prefix, with `tweak` applied to its configuration.
+/// A prepared queue on a private prefix, with `tweak` applied to its configuration — admitting
+/// one entry per flow per turn (`admit_turn = 1`), so tests see the round robin entry by entry
+/// unless they ask for more.
 pub async fn test_queue(tweak: impl FnOnce(&mut QueueConfig)) -> TestQueue {
-    TestQueue::new(tweak).await
+    TestQueue::new(|c| {
+        c.admit_turn = 1;
+        tweak(c);
+    })
+    .await
 }
 
 /// A raw connection to the current test's Redis, for inspecting keys directly.
