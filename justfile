@@ -43,8 +43,9 @@ up:
     bash scripts/up.sh
 
 # End-to-end benchmarks against local Redis and PostgreSQL (one JSON line per scenario), then the
-# queue-only one. BENCH_N, CALLERS, PACED_RATE, PACED_SECONDS, SUMMARIZE_N, SUMMARIZE_CHUNKS and
-# SCENARIOS (default: product paced summarize) adjust them.
+# queue-only one. BENCH_N, CALLERS, PACED_RATE, PACED_SECONDS, SUMMARIZE_N, SUMMARIZE_CHUNKS,
+# FAIR_A_N, FAIR_B_N and SCENARIOS (default: product paced summarize fairness unfair pruning)
+# adjust them.
 bench:
     cargo build --release --bins
     target/release/longhaul-bench

@@ -272,6 +272,42 @@ async fn a_capped_tenant_waits_without_spending_attempts_while_others_run() {
     }
 }
 
+/// A kind limited to 2 starts per second, across tenants and workers: six jobs submitted at once
+/// start over at least two seconds (a bucket of two tokens, then one every half second), none
+/// spending more than one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kind_rate_limit_spaces_its_starts_across_workers() {
+    let mut sys = System::start(Mode::Ok, &[("LONGHAUL_CONTROL_POLL", "200ms")]).await;
+    let ops = sys.operator("ops");
+    let (status, body) =
+        sys.admin(&ops, "PUT", "limits/kinds/summarize", Some(json!({"starts_per_second": 2}))).await;
+    assert_eq!(status, 200, "{body}");
+    let w1 = sys.worker("w1");
+    sys.worker("w2");
+    // The workers mirror the limit into Redis on their first read of control.
+    wait_until(LONG, "w1 reads control", async || {
+        let read = sys.log_lines(w1).iter().any(|l| l["message"] == "paused queues and kinds");
+        if read { Ok(()) } else { Err(sys.procs[w1].output()) }
+    })
+    .await;
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        jobs.push(summarize(&sys, &format!("rated-{i}"), json!({})).await);
+    }
+    let mut starts = Vec::new();
+    for job in &jobs {
+        let done = sys.wait_status(job, "completed", LONG).await;
+        assert_eq!(done["attempts"], 1, "{done}");
+        starts.push(
+            chrono::DateTime::parse_from_rfc3339(done["started_at"].as_str().expect("started_at"))
+                .expect("time"),
+        );
+    }
+    starts.sort();
+    let span = starts[5] - starts[0];
+    assert!(span >= chrono::Duration::milliseconds(1900), "six starts within {span:?}: {starts:?}");
+}
+
 /// An undecodable entry is dead-lettered, listed (API and CLI), and purged; an entry that ran out
 /// of deliveries fails its job as stalled, is listed with its job, and replaying it runs the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

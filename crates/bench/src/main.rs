@@ -10,6 +10,10 @@
 //!   of `SUMMARIZE_CHUNKS` (4) chunks — a durable step per chunk, the combine step, the extractive
 //!   summariser — so a job is several operation-log writes, not one.
 //!
+//! - `fairness` / `unfair`: tenant A's burst of `FAIR_A_N` (20 000) jobs, then tenant B's `FAIR_B_N`
+//!   (20): B's start latency and A's drain rate, with admission on and off (module `fairness`);
+//! - `pruning`: `product` with the workers pruning finished records older than a second as it runs.
+//!
 //! Every run verifies its results (every record completed, one `completed` event per job) before
 //! printing. Figures: jobs/s end to end, enqueue latency p50/p99 (the triage request), enqueue →
 //! completed p50/p99 (from the records' own timestamps), Redis commands per job (`INFO
@@ -400,7 +404,8 @@ async fn scenario(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let bins = Binaries::beside_current_exe("cargo build --release --bins").map_err(anyhow::Error::msg)?;
-    let scenarios = std::env::var("SCENARIOS").unwrap_or_else(|_| "product paced summarize".into());
+    let scenarios = std::env::var("SCENARIOS")
+        .unwrap_or_else(|_| "product paced summarize fairness unfair pruning".into());
     for s in scenarios.split_whitespace() {
         let out = match s {
             "product" => {
