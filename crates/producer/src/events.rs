@@ -11,9 +11,12 @@
 //!   more will come, and an `EventSource` stops reconnecting on a 204. Any other value (older,
 //!   newer, unparsable) gets the current state first.
 //! - Keep-alive comments every `--events-keep-alive`; at most `--events-max-per-tenant` streams per
-//!   tenant at once — one more is a `429` with `Retry-After`. A stream's [`Slot`] lives inside the
+//!   tenant at once — one more is a `429` with `Retry-After`. A stream's `Slot` lives inside the
 //!   stream, so it is released when the stream ends or the client goes away (hyper notices at the
 //!   next write at the latest, a keep-alive included).
+//! - A stream lives at most `--events-max-lifetime` (10 min), then ends: the client reconnects
+//!   with `Last-Event-ID` (an `EventSource` does so by itself), which checks its key again and
+//!   bounds the reads spent on a job that waits for long.
 //! - A failed read mid-stream is an `error` event (`{detail, retryable}`) and the end of the
 //!   stream: the client reconnects with `Last-Event-ID`. The producer's shutdown ends every stream
 //!   ([`EventStreams::close_all`]), so a graceful stop does not wait for jobs to finish.
@@ -157,6 +160,7 @@ pub async fn job_events(
         poll: state.settings.events_poll,
         read_timeout: state.settings.request_timeout,
         stop: state.events.inner.stop.clone(),
+        ends_at: tokio::time::Instant::now() + state.settings.events_max_lifetime,
         shown,
         version: current,
         next: first,
@@ -193,6 +197,8 @@ struct Watch {
     /// Bound on each read of the record.
     read_timeout: Duration,
     stop: CancellationToken,
+    /// When the stream ends whatever its job does (`--events-max-lifetime`).
+    ends_at: tokio::time::Instant,
     /// The record as the client has it (sent, or named by `Last-Event-ID`), and its version.
     shown: Value,
     version: u64,
@@ -216,6 +222,7 @@ impl Watch {
             }
             tokio::select! {
                 () = self.stop.cancelled() => return None,
+                () = tokio::time::sleep_until(self.ends_at) => return None,
                 () = tokio::time::sleep(self.poll) => {}
             }
             self.read().await;

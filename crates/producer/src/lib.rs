@@ -66,6 +66,8 @@ pub struct ApiSettings {
     pub events_poll: Duration,
     /// Time between keep-alive comments on a quiet events stream.
     pub events_keep_alive: Duration,
+    /// Longest life of one events stream (the client then reconnects with `Last-Event-ID`).
+    pub events_max_lifetime: Duration,
     /// Events streams a tenant may have open at once.
     pub events_max_per_tenant: u32,
 }
@@ -78,6 +80,7 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(10),
             events_poll: Duration::from_millis(250),
             events_keep_alive: Duration::from_secs(15),
+            events_max_lifetime: Duration::from_secs(600),
             events_max_per_tenant: 16,
         }
     }

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// Time between keep-alive comments on a quiet events stream.
     #[arg(long, env = "LONGHAUL_EVENTS_KEEP_ALIVE", default_value = "15s", value_parser = parse_positive_duration)]
     pub events_keep_alive: Duration,
+    /// Longest life of one events stream: then it ends and the client reconnects with
+    /// Last-Event-ID (an EventSource does so by itself) — which checks its key again and bounds
+    /// the reads of a job that waits for long.
+    #[arg(long, env = "LONGHAUL_EVENTS_MAX_LIFETIME", default_value = "10m", value_parser = parse_positive_duration)]
+    pub events_max_lifetime: Duration,
     /// Events streams a tenant may have open at once; one more is answered 429.
     #[arg(long, env = "LONGHAUL_EVENTS_MAX_PER_TENANT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub events_max_per_tenant: u32,
@@ -104,6 +109,7 @@ impl ServeArgs {
             request_timeout: self.request_timeout,
             events_poll: self.events_poll,
             events_keep_alive: self.events_keep_alive,
+            events_max_lifetime: self.events_max_lifetime,
             events_max_per_tenant: self.events_max_per_tenant,
         }
     }

@@ -406,6 +406,37 @@ async fn keep_alive_comments_hold_a_quiet_stream_open_past_the_request_timeout()
     server.stop().await;
 }
 
+/// A stream ends after `--events-max-lifetime` however quiet its job; reconnecting with the last
+/// id resumes it (no state sent twice), and the next change arrives there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_ends_after_its_lifetime_and_resumes_with_last_event_id() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    let flags = ["--events-max-lifetime", "500ms", "--events-keep-alive", "100ms"];
+    let server = Server::start(&t, &flags).await;
+    let job = queued(&t, "doc-1").await;
+    let opened = Instant::now();
+    let mut events = server.stream(&t.key, &job, None).await;
+    let (_, id) = events.next_event().await.job();
+    loop {
+        match events.next().await {
+            Item::Comment(_) => {
+                assert!(opened.elapsed() < Duration::from_secs(5), "the stream outlived its lifetime")
+            }
+            Item::End => break,
+            other => panic!("nothing changed, yet {other:?}"),
+        }
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(500), "ended after {:?}", opened.elapsed());
+    let mut again = server.stream(&t.key, &job, Some(&id.to_string())).await;
+    start(&t, &job).await;
+    assert_eq!(
+        again.next_event().await.job().0["status"],
+        "running",
+        "resumed: the next change, not the old state"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_read_mid_stream_is_an_error_event_and_the_end_of_the_stream() {
     both(async |backend| {
