@@ -48,6 +48,9 @@ pub enum ApiError {
     Conflict(String),
     /// The body is larger than allowed.
     PayloadTooLarge(usize),
+    /// Too many requests of this kind at once (the detail names the limit); try again after the
+    /// given delay.
+    TooManyRequests(String, Duration),
     /// A dependency is down; try again after the given delay.
     Unavailable(&'static str, Duration),
     /// A bug or an unexpected failure.
@@ -104,6 +107,9 @@ impl ApiError {
                 "Payload too large",
                 format!("the request body exceeds {limit} bytes"),
             ),
+            Self::TooManyRequests(d, _) => {
+                (StatusCode::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests", d.clone())
+            }
             Self::Unavailable(what, _) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -124,7 +130,7 @@ impl ApiError {
     /// The status and the problem document, as a batch item carries them.
     pub fn problem(&self) -> (StatusCode, serde_json::Value) {
         let (status, slug, title, detail) = self.parts();
-        let retryable = matches!(self, Self::Unavailable(..));
+        let retryable = matches!(self, Self::Unavailable(..) | Self::TooManyRequests(..));
         let errors = match self {
             Self::BadRequest(_, e) | Self::Unprocessable(_, e) => e.clone(),
             _ => Vec::new(),
@@ -148,7 +154,7 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Self::Unavailable(_, after) = self {
+        if let Self::Unavailable(_, after) | Self::TooManyRequests(_, after) = self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
         }
         if matches!(status, StatusCode::UNAUTHORIZED) {

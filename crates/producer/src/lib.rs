@@ -6,6 +6,7 @@
 //! - [`admin`] — the operator API (`/admin/v1/...`, operator keys), and [`control`] — the
 //!   operator's operations it shares with the CLI;
 //! - [`api`] — the job routes and the extractors (bearer auth, problem-document JSON rejections);
+//! - [`events`] — a job's status and progress as server-sent events (`GET /v1/jobs/{id}/events`);
 //! - [`schedule`] — a submission's `run_at` and `priority`, checked alike for the API and the CLI;
 //! - [`tickets`] — the triage kind's own routes (tickets, and a ticket's triage as a thin form
 //!   of the generic submit), mounted when the registry has the triage kind;
@@ -21,6 +22,7 @@ pub mod api;
 pub mod cli;
 pub mod control;
 pub mod error;
+pub mod events;
 pub mod schedule;
 pub mod startup;
 pub mod tickets;
@@ -56,10 +58,18 @@ pub const MAX_BATCH_JOBS: usize = 1000;
 pub struct ApiSettings {
     /// Attempts each new job is allowed, unless its kind sets its own.
     pub max_attempts: u32,
-    /// `Retry-After` sent with 503 answers.
+    /// `Retry-After` sent with 503 answers, and with a 429 beyond a tenant's events streams.
     pub retry_after: Duration,
-    /// Upper bound on every request.
+    /// Upper bound on every request (on an events stream: on its opening and on each read).
     pub request_timeout: Duration,
+    /// How often an events stream reads its job's record.
+    pub events_poll: Duration,
+    /// Time between keep-alive comments on a quiet events stream.
+    pub events_keep_alive: Duration,
+    /// Longest life of one events stream (the client then reconnects with `Last-Event-ID`).
+    pub events_max_lifetime: Duration,
+    /// Events streams a tenant may have open at once.
+    pub events_max_per_tenant: u32,
 }
 
 impl Default for ApiSettings {
@@ -68,6 +78,10 @@ impl Default for ApiSettings {
             max_attempts: 5,
             retry_after: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
+            events_poll: Duration::from_millis(250),
+            events_keep_alive: Duration::from_secs(15),
+            events_max_lifetime: Duration::from_secs(600),
+            events_max_per_tenant: 16,
         }
     }
 }
@@ -122,6 +136,8 @@ pub struct AppState {
     pub pending: PendingWriter,
     /// Reads concurrent triage requests' tickets together.
     pub tickets: TicketReader,
+    /// The open events streams (`GET /v1/jobs/{job_id}/events`), counted per tenant.
+    pub events: events::EventStreams,
 }
 
 impl AppState {
@@ -130,7 +146,8 @@ impl AppState {
     pub fn new(store: Store, registry: Registry, queues: Queues, settings: ApiSettings) -> Self {
         let pending = PendingWriter::spawn(store.clone());
         let tickets = TicketReader::spawn(store.clone());
-        Self { store, registry, queues, settings, pending, tickets }
+        let events = events::EventStreams::new(settings.events_max_per_tenant);
+        Self { store, registry, queues, settings, pending, tickets, events }
     }
 }
 
@@ -190,6 +207,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{job_id}", get(api::get_job))
         .route("/v1/jobs/{job_id}/cancel", post(api::cancel_job))
         .route("/v1/jobs/{job_id}/retry", post(api::retry_job))
+        .route("/v1/jobs/{job_id}/events", get(events::job_events))
         .merge(admin::routes());
     if state.registry.options(longhaul_triage::KIND).is_some() {
         routes = routes
@@ -204,6 +222,8 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(trace_request))
         .merge(health::router(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Bounds the time to a response's head, not its body: an events stream, whose handler
+        // answers once it has read the job, is not cut (see `events`).
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
 }
 

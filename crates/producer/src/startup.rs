@@ -18,6 +18,7 @@ use longhaul_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::EventStreams;
 use crate::{ApiSettings, AppState, Queues, app, run_reconciler};
 
 /// The kinds the shipped `producer` accepts: `triage` and `summarize`.
@@ -63,12 +64,28 @@ pub struct ServeArgs {
     /// Attempts each new job is allowed (the worker's --max-attempts-cap may lower it).
     #[arg(long, env = "LONGHAUL_DEFAULT_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub default_max_attempts: u32,
-    /// Retry-After sent with a 503 answer (whole seconds, at least 1).
+    /// Retry-After sent with a 503 answer, and with a 429 beyond a tenant's events streams (whole
+    /// seconds, at least 1).
     #[arg(long, env = "LONGHAUL_RETRY_AFTER", default_value = "2s", value_parser = parse_positive_duration)]
     pub retry_after: Duration,
     /// Upper bound on every request.
     #[arg(long, env = "LONGHAUL_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
+    /// How often an events stream (GET /v1/jobs/{id}/events) reads its job's record for changes
+    /// (at least 10ms; every open stream reads the database this often).
+    #[arg(long, env = "LONGHAUL_EVENTS_POLL", default_value = "250ms", value_parser = parse_events_poll)]
+    pub events_poll: Duration,
+    /// Time between keep-alive comments on a quiet events stream.
+    #[arg(long, env = "LONGHAUL_EVENTS_KEEP_ALIVE", default_value = "15s", value_parser = parse_positive_duration)]
+    pub events_keep_alive: Duration,
+    /// Longest life of one events stream: then it ends and the client reconnects with
+    /// Last-Event-ID (an EventSource does so by itself) — which checks its key again and bounds
+    /// the reads of a job that waits for long.
+    #[arg(long, env = "LONGHAUL_EVENTS_MAX_LIFETIME", default_value = "10m", value_parser = parse_positive_duration)]
+    pub events_max_lifetime: Duration,
+    /// Events streams a tenant may have open at once; one more is answered 429.
+    #[arg(long, env = "LONGHAUL_EVENTS_MAX_PER_TENANT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub events_max_per_tenant: u32,
     /// How often the reconciler looks for live jobs the queue has lost.
     #[arg(long, env = "LONGHAUL_RECONCILE_EVERY", default_value = "30s", value_parser = parse_positive_duration)]
     pub reconcile_every: Duration,
@@ -90,8 +107,27 @@ impl ServeArgs {
             max_attempts: self.default_max_attempts,
             retry_after: self.retry_after,
             request_timeout: self.request_timeout,
+            events_poll: self.events_poll,
+            events_keep_alive: self.events_keep_alive,
+            events_max_lifetime: self.events_max_lifetime,
+            events_max_per_tenant: self.events_max_per_tenant,
         }
     }
+}
+
+/// Least `--events-poll`.
+const MIN_EVENTS_POLL: Duration = Duration::from_millis(10);
+
+/// `--events-poll`: a duration of at least [`MIN_EVENTS_POLL`].
+fn parse_events_poll(s: &str) -> Result<Duration, String> {
+    let d = parse_positive_duration(s)?;
+    if d < MIN_EVENTS_POLL {
+        return Err(format!(
+            "must be at least {}ms: every open events stream reads the database this often",
+            MIN_EVENTS_POLL.as_millis()
+        ));
+    }
+    Ok(d)
 }
 
 /// Everything [`Application::build`] needs: the storage flags (global in the `producer` CLI) and
@@ -116,6 +152,7 @@ pub struct Application {
     queues: Queues,
     listener: TcpListener,
     router: Router,
+    events: EventStreams,
     reconcile_every: Duration,
     reconcile_after: Duration,
 }
@@ -152,13 +189,16 @@ impl Application {
         let listener = TcpListener::bind(serve.listen)
             .await
             .with_context(|| format!("cannot listen on {}", serve.listen))?;
-        let router = app(AppState::new(store.clone(), registry.clone(), queues.clone(), serve.settings()));
+        let state = AppState::new(store.clone(), registry.clone(), queues.clone(), serve.settings());
+        let events = state.events.clone();
+        let router = app(state);
         Ok(Self {
             store,
             registry,
             queues,
             listener,
             router,
+            events,
             reconcile_every: serve.reconcile_every,
             reconcile_after: serve.reconcile_after,
         })
@@ -182,8 +222,8 @@ impl Application {
         &self.store
     }
 
-    /// Serves the API and runs the reconciler until `shutdown`; then drains in-flight requests,
-    /// stops the reconciler and closes the store.
+    /// Serves the API and runs the reconciler until `shutdown`; then ends the events streams,
+    /// drains in-flight requests, stops the reconciler and closes the store.
     ///
     /// # Errors
     /// When the HTTP server fails.
@@ -197,8 +237,13 @@ impl Application {
             shutdown.clone(),
         ));
         tracing::info!(listen = %self.listener.local_addr()?, "producer API listening");
+        let (stop, events) = (shutdown.clone(), self.events);
         let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .with_graceful_shutdown(async move {
+                stop.cancelled().await;
+                // An open stream would hold its connection, and the drain, until its job ends.
+                events.close_all();
+            })
             .await
             .context("the HTTP server failed");
         shutdown.cancel();

@@ -156,7 +156,7 @@ pub(crate) async fn sync(
             match queue.set_control(&control).await {
                 Ok(()) => {}
                 Err(e) => {
-                    tracing::warn!(queue = queue.name(), error = %longhaul_core::Report(&e), "cannot mirror pauses and limits into the queue");
+                    tracing::warn!(queue = queue.name(), error = %longhaul_core::Report(&e), "cannot mirror pauses and limits into the queue's Redis");
                 }
             }
         }

@@ -174,7 +174,7 @@ pub(crate) async fn admitter(shared: Arc<Shared>, stop: CancellationToken) {
                 ADMIT_IDLE
             }
             Err(e) => {
-                tracing::warn!(error = %longhaul_core::Report(&e), "cannot admit waiting entries");
+                tracing::warn!(error = %longhaul_core::Report(&e), "cannot admit waiting entries in Redis");
                 Duration::from_secs(1)
             }
         };

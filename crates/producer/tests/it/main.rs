@@ -1,11 +1,12 @@
 //! Producer tests: handlers through `Router::oneshot`, outages, the reconciler, the CLI binary,
-//! and one test over real TCP. Real Redis, PostgreSQL and SQLite.
+//! tests over real TCP (the events streams among them). Real Redis, PostgreSQL and SQLite.
 
 mod admin;
 mod api;
 mod batch;
 mod cancel;
 mod cli;
+mod events;
 mod harness;
 mod jobs;
 mod limits;
