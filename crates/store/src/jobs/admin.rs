@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Priority, TenantId};
 use serde_json::json;
 
+use super::read::{page, page_start};
 use super::row::{JobRow, PagedJobRow, corrupt};
 use super::{JobPage, MAX_PAGE_SIZE};
 use crate::backend::Arg;
@@ -113,16 +114,6 @@ struct FailedRow {
     kind: String,
 }
 
-/// The seq a page starts below: `i64::MAX` for the first page, else the cursor's.
-fn page_start(cursor: Option<&str>) -> Result<i64, StoreError> {
-    match cursor {
-        None => Ok(i64::MAX),
-        Some(c) => {
-            c.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| StoreError::InvalidCursor(c.to_owned()))
-        }
-    }
-}
-
 impl Store {
     /// Lists the jobs of every tenant (or of `filter.tenant`) matching `filter`, newest first,
     /// with the cursor of [`Store::list_jobs`] (`limit` clamped to 1..=[`MAX_PAGE_SIZE`]).
@@ -149,15 +140,7 @@ impl Store {
             filter.priority.map(Priority::as_str).into(),
         ];
         let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(SELECT_PAGE_ADMIN, &args).await?;
-        let more = rows.len() > limit as usize;
-        let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
-        let mut last_seq = None;
-        for row in rows.into_iter().take(limit as usize) {
-            last_seq = Some(row.seq);
-            jobs.push(JobRecord::try_from(row.job)?);
-        }
-        let next_cursor = if more { last_seq.map(|s| s.to_string()) } else { None };
-        Ok(JobPage { jobs, next_cursor })
+        page(rows, limit)
     }
 
     /// Any tenant's job `job` (an operator's read).

@@ -76,14 +76,7 @@ impl Store {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<JobPage, StoreError> {
-        let after = match cursor {
-            None => i64::MAX,
-            Some(c) => c
-                .parse::<i64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| StoreError::InvalidCursor(c.to_owned()))?,
-        };
+        let after = page_start(cursor)?;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let args: [Arg<'_>; 9] = [
             tenant.as_str().into(),
@@ -97,14 +90,30 @@ impl Store {
             filter.priority.map(longhaul_core::Priority::as_str).into(),
         ];
         let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(SELECT_PAGE, &args).await?;
-        let more = rows.len() > limit as usize;
-        let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
-        let mut last_seq = None;
-        for row in rows.into_iter().take(limit as usize) {
-            last_seq = Some(row.seq);
-            jobs.push(JobRecord::try_from(row.job)?);
-        }
-        let next_cursor = if more { last_seq.map(|s| s.to_string()) } else { None };
-        Ok(JobPage { jobs, next_cursor })
+        page(rows, limit)
     }
+}
+
+/// Where a page that continues `cursor` starts (below this seq): the top for none.
+pub(super) fn page_start(cursor: Option<&str>) -> Result<i64, StoreError> {
+    match cursor {
+        None => Ok(i64::MAX),
+        Some(c) => {
+            c.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| StoreError::InvalidCursor(c.to_owned()))
+        }
+    }
+}
+
+/// A page of at most `limit` records from `rows`, read with `limit + 1` so one more row says that
+/// another page follows.
+pub(super) fn page(rows: Vec<PagedJobRow>, limit: u32) -> Result<JobPage, StoreError> {
+    let more = rows.len() > limit as usize;
+    let mut jobs = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut last_seq = None;
+    for row in rows.into_iter().take(limit as usize) {
+        last_seq = Some(row.seq);
+        jobs.push(JobRecord::try_from(row.job)?);
+    }
+    let next_cursor = if more { last_seq.map(|s| s.to_string()) } else { None };
+    Ok(JobPage { jobs, next_cursor })
 }
