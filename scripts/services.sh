@@ -2,7 +2,8 @@
 # Makes sure the services the test suite talks to answer on loopback: PostgreSQL on 5432 and
 # Redis on 6379 — and that the tools the tests start themselves are there (redis-server and
 # redis-cli for private and cluster Redis instances, openssl for the TLS test's throw-away CA,
-# luac5.1 for the test that parses the queue's Lua scripts).
+# luac5.1 for the test that parses the queue's Lua scripts, and Chromium with its WebDriver for
+# the console's browser tests).
 # Installs what is missing from Debian's packages (apt-get), then starts each service that is not
 # running, with the same commands this kind of machine uses at boot.
 set -euo pipefail
@@ -24,6 +25,8 @@ ensure redis-server redis-server
 ensure redis-cli redis-tools
 ensure openssl openssl
 ensure luac5.1 lua5.1
+ensure chromium chromium
+ensure chromedriver chromium-driver
 if ! command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>"/dev/tcp/127.0.0.1/5432") 2>/dev/null; then
   ensure pg_ctlcluster postgresql
 fi
