@@ -6,7 +6,9 @@
 //! handful of sample tickets, submits triage jobs for them and summarize jobs for a few
 //! multi-paragraph documents (`POST /v1/jobs`) through the HTTP API, shows live progress, prints
 //! the final records, the summaries and a few queue-events log lines, and shuts everything down
-//! with SIGTERM.
+//! with SIGTERM. It also issues an operator key and prints the console's address: run from a
+//! terminal (or with `--stay`), the system then stays up, taking a new job every few seconds, so
+//! the console shows it live, until ctrl-c; `--exit` (or no terminal) shuts down at once.
 //!
 //! The workers use the OpenAI-compatible provider pointed at a small local stand-in (also serving
 //! the webhooks; it classifies with the built-in rules and summarizes with the built-in extractive
@@ -200,7 +202,32 @@ async fn webhook(State(fake): State<FakeProvider>, headers: axum::http::HeaderMa
     StatusCode::NO_CONTENT
 }
 
+/// Whether the system stays up after the script, from the command line: `--stay`, `--exit`, or
+/// (neither) whether the demo runs in a terminal.
+fn stay_up() -> anyhow::Result<bool> {
+    let mut stay = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--stay" => stay = true,
+            "--exit" => stay = false,
+            "-h" | "--help" => {
+                println!(
+                    "longhaul-demo: the whole system on embedded defaults, end to end.\n\n\
+                     Usage: longhaul-demo [--stay | --exit]\n\n\
+                     --stay  keep the system up after the script (a new job every few seconds) so the\n\
+                     \x20       console shows it live, until ctrl-c (the default in a terminal)\n\
+                     --exit  shut down after the script (the default without a terminal)"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}: expected --stay or --exit (see --help)"),
+        }
+    }
+    Ok(stay)
+}
+
 async fn run() -> anyhow::Result<()> {
+    let stay = stay_up()?;
     let bins = Binaries::beside_current_exe("build the binaries first (cargo build --bins)")
         .map_err(anyhow::Error::msg)?;
     let dir = std::env::temp_dir().join(format!("longhaul-demo-{}", random_suffix()));
@@ -283,6 +310,12 @@ async fn run() -> anyhow::Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("producer tenant create failed: {e}"))?;
     println!("created tenant demo (API key {}…)", &key[..key.len().min(10)]);
+    let operator_key = launcher
+        .producer_cli(
+            &["operators", "create", "demo-operator"],
+            &[("LONGHAUL_LOG_FORMAT", "text"), ("RUST_LOG", "warn")],
+        )
+        .map_err(|e| anyhow::anyhow!("producer operators create failed: {e}"))?;
 
     let spawn = |name: &str, bin: &str, args: &[&str], extra: &[(&str, &str)]| {
         launcher
@@ -308,7 +341,8 @@ async fn run() -> anyhow::Result<()> {
     if wait_ready(&api, Duration::from_secs(30)).await.is_err() {
         bail!("the producer did not become ready; see {}", dir.join("producer.log").display());
     }
-    println!("producer, 2 workers and queue-events are up; API at {api}\n");
+    println!("producer, 2 workers and queue-events are up; API at {api}");
+    println!("console: {api}/console — log in with operator key {operator_key}\n");
 
     let mut jobs = Vec::new();
     for (id, subject, body) in TICKETS {
@@ -408,6 +442,9 @@ async fn run() -> anyhow::Result<()> {
         }
     }
 
+    if stay {
+        trickle(&http, &api, &key, &operator_key).await?;
+    }
     println!("\nshutting down (SIGTERM):");
     procs.stop();
     let _ = std::fs::remove_dir_all(&dir);
@@ -435,6 +472,44 @@ async fn run() -> anyhow::Result<()> {
         completed - summarized
     );
     Ok(())
+}
+
+/// Keeps the system busy until ctrl-c: a new ticket triaged or a document summarized every few
+/// seconds, so the console has something live to show.
+async fn trickle(http: &reqwest::Client, api: &str, key: &str, operator_key: &str) -> anyhow::Result<()> {
+    println!(
+        "\nthe system stays up: console at {api}/console (operator key {operator_key}); a new job \
+         every 3 s; ctrl-c to stop"
+    );
+    let mut every = tokio::time::interval(Duration::from_secs(3));
+    let mut n = 0usize;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = every.tick() => {}
+        }
+        n += 1;
+        let sent = if n.is_multiple_of(3) {
+            let (id, text) = DOCUMENTS[n / 3 % DOCUMENTS.len()];
+            let input = json!({"document_id": format!("{id}-{n}"), "text": text, "chunk_chars": CHUNK_CHARS});
+            http.post(format!("{api}/v1/jobs"))
+                .bearer_auth(key)
+                .json(&json!({"kind": "summarize", "input": input}))
+                .send()
+                .await
+        } else {
+            let (_, subject, body) = TICKETS[n % TICKETS.len()];
+            let id = format!("SUP-{}", 2000 + n);
+            let ticket = json!({"ticket_id": id, "subject": subject, "body": body});
+            match http.post(format!("{api}/v1/tickets")).bearer_auth(key).json(&ticket).send().await {
+                Ok(_) => http.post(format!("{api}/v1/tickets/{id}/triage")).bearer_auth(key).send().await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+            println!("  a new job was not accepted: {e}");
+        }
+    }
 }
 
 /// Polls every job until all are terminal, showing progress. Returns the final records.

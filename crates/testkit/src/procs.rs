@@ -222,8 +222,17 @@ impl Launcher {
     pub fn create_tenant(&self, args: &[&str], extra: &[(&str, &str)]) -> Result<String, String> {
         let mut full = vec!["tenant", "create"];
         full.extend(args);
+        self.producer_cli(&full, extra)
+    }
+
+    /// Runs `producer <args>` with the launcher's environment plus `extra`, and returns its
+    /// standard output, trimmed (an operator key for `operators create <name>`, say).
+    ///
+    /// # Errors
+    /// The producer's standard error when it fails, or why it could not run.
+    pub fn producer_cli(&self, args: &[&str], extra: &[(&str, &str)]) -> Result<String, String> {
         let out = self
-            .command("producer", &full, extra, &[])
+            .command("producer", args, extra, &[])
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.bins.path("producer").display()))?;
         if !out.status.success() {
