@@ -32,6 +32,7 @@ pub struct ListQuery {
     priority: Option<String>,
     created_after: Option<String>,
     created_before: Option<String>,
+    key: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
@@ -51,8 +52,10 @@ fn kind_name(s: &str) -> Result<String, String> {
     longhaul_core::kind::validate_kind_name(s).map(|()| s.to_owned())
 }
 
-/// `GET /admin/v1/jobs?tenant=&kind=&status=&error_class=&priority=&created_after=&created_before=&limit=&cursor=`:
-/// the jobs of every tenant (or of `tenant`), newest first, with a stable cursor.
+/// `GET /admin/v1/jobs?tenant=&kind=&status=&error_class=&priority=&created_after=&created_before=&key=&limit=&cursor=`:
+/// the jobs of every tenant (or of `tenant`), newest first, with a stable cursor. An empty
+/// parameter is no filter, except `key`: an empty key is refused (`400`) rather than read as
+/// "every key", so a lookup whose key went missing does not list everything.
 pub async fn list(
     State(state): State<AppState>,
     _operator: Operator,
@@ -68,6 +71,13 @@ pub async fn list(
         priority: parsed("priority", q.priority.as_deref(), Priority::parse, &mut errors),
         created_after: time_param("created_after", q.created_after.as_deref(), &mut errors),
         created_before: time_param("created_before", q.created_before.as_deref(), &mut errors),
+        key: q.key.and_then(|k| match AdminJobFilter::check_key(&k) {
+            Ok(()) => Some(k),
+            Err(e) => {
+                errors.push(FieldError::new("key", e));
+                None
+            }
+        }),
     };
     let limit = parsed(
         "limit",

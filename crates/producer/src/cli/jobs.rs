@@ -56,6 +56,10 @@ fn kind_name(s: &str) -> Result<String, String> {
     longhaul_core::kind::validate_kind_name(s).map(|()| s.to_owned())
 }
 
+fn key_filter(s: &str) -> Result<String, String> {
+    AdminJobFilter::check_key(s).map(|()| s.to_owned())
+}
+
 fn rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -72,6 +76,10 @@ pub(crate) struct ListArgs {
     /// Only jobs of this priority: high, normal or low.
     #[arg(long, value_parser = |s: &str| Priority::parse(s))]
     priority: Option<Priority>,
+    /// Only jobs recorded with exactly this key (a client's Idempotency-Key, or the key the kind
+    /// derived from the input), of every tenant unless --tenant.
+    #[arg(long, value_parser = key_filter)]
+    key: Option<String>,
     /// Jobs per page.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PAGE_SIZE)))]
     limit: u32,
@@ -154,6 +162,7 @@ pub(crate) async fn run(
                 created_after: args.filter.created_after,
                 created_before: args.filter.created_before,
                 priority: args.priority,
+                key: args.key,
             };
             let page = store.list_jobs_admin(&filter, args.limit, args.cursor.as_deref()).await.map_err(
                 |e| match e {

@@ -180,6 +180,26 @@ async fn an_operator_lists_reads_cancels_and_retries_any_tenants_jobs() {
         let r =
             t.call(Method::GET, &format!("/admin/v1/jobs?limit=2&cursor={cursor}"), Some(&ops), None).await;
         assert_eq!((ids(&r), &r.json["next_cursor"]), (vec![a1.to_string()], &Value::Null));
+        // By key (a summarize job's: its document and a digest of its text), of any tenant.
+        let r = t.call(Method::GET, &format!("/admin/v1/jobs/{a2}"), Some(&ops), None).await;
+        let key = r.json["key"].as_str().expect("a2's key").to_owned();
+        assert!(key.starts_with("doc-a2:"), "{key}");
+        let r = t.call(Method::GET, &format!("/admin/v1/jobs?key={key}"), Some(&ops), None).await;
+        assert_eq!((r.status, ids(&r)), (StatusCode::OK, vec![a2.to_string()]), "{r:?}");
+        let r =
+            t.call(Method::GET, &format!("/admin/v1/jobs?key={key}&tenant=globex"), Some(&ops), None).await;
+        assert_eq!(ids(&r), Vec::<String>::new(), "a2 is acme's");
+        let r = t.call(Method::GET, "/admin/v1/jobs?key=doc-a2", Some(&ops), None).await;
+        assert_eq!(ids(&r), Vec::<String>::new(), "exact, not a prefix");
+        let long = format!("key={}", "k".repeat(1025));
+        for (query, says) in
+            [("key=", "must not be empty"), (long.as_str(), "must be at most 1024 bytes, got 1025")]
+        {
+            let r = t.call(Method::GET, &format!("/admin/v1/jobs?{query}"), Some(&ops), None).await;
+            problem(&r, StatusCode::BAD_REQUEST);
+            assert_eq!(error_fields(&r), ["key"], "{query}");
+            assert!(r.json["errors"][0]["message"].as_str().is_some_and(|m| m.contains(says)), "{r:?}");
+        }
         for (query, field) in [
             ("tenant=bad%20id", "tenant"),
             ("status=done", "status"),

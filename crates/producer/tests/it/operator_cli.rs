@@ -200,6 +200,17 @@ async fn jobs_and_dead_letters_from_the_command_line() {
     assert!(!raw(&table), "{table:?}");
     assert!(table.contains("bad answer\\u{1b}]0;owned\\u{7}\\u{1b}[31m\\u{9b}2J"), "{table:?}");
     refused(&producer(&t, &["jobs", "list", "--status", "done"], false).await, 2, "--status");
+    // By key: exactly the job recorded with it.
+    let key = page["jobs"][1]["key"].as_str().expect("a key").to_owned();
+    let by_key = ok_json(&producer(&t, &["jobs", "list", "--key", &key, "--json"], false).await);
+    let ids: Vec<_> = by_key["jobs"].as_array().expect("jobs").iter().map(|j| j["job_id"].clone()).collect();
+    assert_eq!(ids, [page["jobs"][1]["job_id"].clone()], "{by_key}");
+    refused(&producer(&t, &["jobs", "list", "--key", ""], false).await, 2, "--key");
+    refused(
+        &producer(&t, &["jobs", "list", "--key", &"k".repeat(1025)], false).await,
+        2,
+        "at most 1024 bytes",
+    );
     let shown = ok(&producer(&t, &["jobs", "show", failed[0].as_str()], false).await);
     assert!(shown.lines().any(|l| l.split_whitespace().eq(["status", "failed"])), "{shown}");
     assert!(!raw(&shown), "{shown:?}");

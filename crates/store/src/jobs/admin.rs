@@ -5,6 +5,11 @@
 //! the tenant's paths ([`Store::cancel`], [`Store::requeue`]) under the job's owner
 //! ([`Store::job_owner`]), with `by` saying who asked.
 //!
+//! A page of the list is read newest first by walking down from its cursor, through the index of
+//! its most selective filter where migration 0007 gives it one; a page of a window of creation
+//! time that many newer jobs follow is read window first instead (`Store::window_first`).
+//! docs/QUERY_PLANS.md shows the plans on a million jobs.
+//!
 //! A bulk retry walks the failed jobs in creation order, a batch at a time: each batch is found
 //! ([`Store::failed_batch`]), then put back in one transaction of guarded requeues
 //! ([`Store::retry_failed`]) with their `retried` audit rows. Each requeue checks again, in its
@@ -20,11 +25,19 @@ use serde_json::json;
 use super::read::{page, page_start};
 use super::row::{JobRow, PagedJobRow, corrupt};
 use super::{JobPage, MAX_PAGE_SIZE};
-use crate::backend::Arg;
+use crate::backend::{Arg, Db};
 use crate::{Store, StoreError, audit, now};
 
-/// `$1` tenant or NULL, `$2` seq to start below, `$3` limit, `$4`–`$9` the filters.
+/// `$1` tenant or NULL, `$2` seq to start below, `$3` limit, `$4`–`$10` the filters.
 const SELECT_PAGE_ADMIN: &str = include_str!("../../sql/common/jobs/select_page_admin.sql");
+/// [`SELECT_PAGE_ADMIN`] read window first (PostgreSQL only): the same parameters and rows.
+const SELECT_PAGE_ADMIN_WINDOW: &str = include_str!("../../sql/postgres/jobs/select_page_admin_window.sql");
+/// `$1` created at or after (NULL: any), `$2` created before.
+const CREATED_BOUNDS: &str = include_str!("../../sql/postgres/jobs/created_bounds.sql");
+/// The most jobs a window of creation time may hold for [`Store::list_jobs_admin`] to read a page
+/// of it window first (every job of the window, then the newest of them): at most this many rows
+/// read and sorted, a few tens of milliseconds.
+const WINDOW_FIRST_MAX: i64 = 50_000;
 /// `$1` seq to start after, `$2` limit, `$3`–`$7` the filters.
 const SELECT_FAILED: &str = include_str!("../../sql/common/jobs/select_failed.sql");
 /// `$1`–`$5` the filters.
@@ -35,6 +48,11 @@ const REQUEUE_FAILED: &str = include_str!("../../sql/common/jobs/requeue_failed.
 
 /// The largest batch [`Store::retry_failed_batch`] takes.
 pub const MAX_RETRY_BATCH: u32 = 1000;
+
+/// The longest key [`AdminJobFilter::key`] takes, in bytes: past every key a job can be recorded
+/// with here (a client's `Idempotency-Key` is at most 255 bytes, the keys the kinds derive are
+/// shorter), with room for a kind that derives longer ones.
+pub const MAX_KEY_FILTER_LEN: usize = 1024;
 
 /// Which jobs [`Store::list_jobs_admin`] lists: those matching every filter set (`None`: any),
 /// of every tenant unless `tenant` is set. The default lists them all.
@@ -54,6 +72,27 @@ pub struct AdminJobFilter {
     pub created_before: Option<DateTime<Utc>>,
     /// Only jobs of this priority.
     pub priority: Option<Priority>,
+    /// Only jobs recorded with exactly this key (the key their id was derived from: a client's
+    /// `Idempotency-Key`, or the one their kind derived). Jobs of several tenants may share one.
+    pub key: Option<String>,
+}
+
+impl AdminJobFilter {
+    /// Checks `key` as a value of [`AdminJobFilter::key`]: not empty (leave the filter out to
+    /// list every key) and at most [`MAX_KEY_FILTER_LEN`] bytes. The error says which, for an
+    /// operator to read.
+    ///
+    /// # Errors
+    /// What is wrong with `key`.
+    pub fn check_key(key: &str) -> Result<(), String> {
+        if key.is_empty() {
+            Err("must not be empty: leave it out to list jobs of every key".to_owned())
+        } else if key.len() > MAX_KEY_FILTER_LEN {
+            Err(format!("must be at most {MAX_KEY_FILTER_LEN} bytes, got {}", key.len()))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Which failed jobs a bulk retry takes: every `failed` job matching every filter set (`None`:
@@ -128,7 +167,8 @@ impl Store {
     ) -> Result<JobPage, StoreError> {
         let before = page_start(cursor)?;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let args: [Arg<'_>; 9] = [
+        let sql = if self.window_first(filter).await? { SELECT_PAGE_ADMIN_WINDOW } else { SELECT_PAGE_ADMIN };
+        let args: [Arg<'_>; 10] = [
             filter.tenant.as_ref().map(TenantId::as_str).into(),
             before.into(),
             (i64::from(limit) + 1).into(),
@@ -138,9 +178,36 @@ impl Store {
             filter.created_after.into(),
             filter.created_before.into(),
             filter.priority.map(Priority::as_str).into(),
+            filter.key.as_deref().into(),
         ];
-        let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(SELECT_PAGE_ADMIN, &args).await?;
+        let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(sql, &args).await?;
         page(rows, limit)
+    }
+
+    /// Whether [`Store::list_jobs_admin`] reads a page of `filter` window first. A page is read
+    /// newest first, and PostgreSQL reads it by walking jobs down from the cursor (by seq, or an
+    /// index by status, kind, error class...) until the page is full, which it expects to be quick
+    /// when a filter lets through a share of the jobs spread over them. A window of creation time
+    /// is not spread: its jobs follow one another in seq, so a window that ends in the past is
+    /// reached only after every job created since. So when the window holds fewer than
+    /// [`WINDOW_FIRST_MAX`] jobs, and more came after it, the page is read window first; where the
+    /// window lies in seq ([`CREATED_BOUNDS`], three index probes) tells. Either way the page is
+    /// the same. SQLite plans without the filters' values and would never use the window's index:
+    /// it always walks.
+    async fn window_first(&self, filter: &AdminJobFilter) -> Result<bool, StoreError> {
+        let (Db::Postgres(_), Some(before)) = (&self.db, filter.created_before) else { return Ok(false) };
+        let args: [Arg<'_>; 2] = [filter.created_after.into(), before.into()];
+        let bounds: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
+            self.db.fetch_all_uncached(CREATED_BOUNDS, &args).await?;
+        Ok(match bounds.first() {
+            Some(&(Some(start), Some(end), Some(newest))) => {
+                let in_window = end.saturating_sub(start).max(0);
+                let after = newest.saturating_sub(end).saturating_add(1);
+                in_window < WINDOW_FIRST_MAX && after > in_window
+            }
+            // No job created since the window: the walk down starts in it.
+            _ => false,
+        })
     }
 
     /// Any tenant's job `job` (an operator's read).
@@ -272,5 +339,25 @@ impl Store {
         }
         tx.commit().await?;
         Ok(retried)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SELECT_PAGE_ADMIN, SELECT_PAGE_ADMIN_WINDOW};
+
+    /// A statement's SQL without its comment lines.
+    fn code(sql: &str) -> String {
+        sql.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn the_window_first_page_is_the_same_page_in_another_order_of_reading() {
+        let plain = code(SELECT_PAGE_ADMIN);
+        assert!(plain.contains("\nORDER BY seq DESC\n"), "{plain}");
+        assert_eq!(
+            code(SELECT_PAGE_ADMIN_WINDOW),
+            plain.replace("\nORDER BY seq DESC\n", "\nORDER BY seq + 0 DESC\n")
+        );
     }
 }

@@ -32,7 +32,9 @@ mod row;
 mod sqlite;
 mod write;
 
-pub use admin::{AdminJobFilter, FailedBatch, FailedFilter, FailedJob, MAX_RETRY_BATCH, RetriedBatch};
+pub use admin::{
+    AdminJobFilter, FailedBatch, FailedFilter, FailedJob, MAX_KEY_FILTER_LEN, MAX_RETRY_BATCH, RetriedBatch,
+};
 pub use write::AttemptFailure;
 
 use chrono::{DateTime, Utc};

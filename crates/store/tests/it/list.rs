@@ -193,7 +193,9 @@ conformance!(a_cursor_stays_put_while_new_jobs_arrive, |store: Store| async move
 /// seq order, or those of its kind, status, error class or creation time — never the whole table:
 /// the list statement planned with its values, as `list_jobs` runs it (uncached), over a table
 /// of many tenants, one of them small. (An unselective filter on a large tenant may walk the
-/// table newest first instead, filtering as it goes, which the limit keeps short.)
+/// table newest first instead, filtering as it goes, which the limit keeps short.) A window of
+/// creation time may also be read through jobs_by_created (0007), the window of every tenant, whose
+/// rows lie on fewer pages than the tenant's alone; either way, only the window is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_plans_read_a_tenants_jobs_through_its_indexes() {
     const SELECT_PAGE: &str = include_str!("../../sql/common/jobs/select_page.sql");
@@ -219,10 +221,10 @@ async fn postgres_plans_read_a_tenants_jobs_through_its_indexes() {
     let window = Utc::now() - chrono::Duration::seconds(10000);
     let f = JobFilter::default;
     let cases = [
-        ("t20", f(), "jobs_by_tenant"),
-        ("t3", JobFilter { kind: Some("export".into()), ..f() }, "jobs_by_tenant_kind"),
-        ("t3", JobFilter { status: Some(JobStatus::Failed), ..f() }, "jobs_by_tenant_status"),
-        ("t3", JobFilter { error_class: Some(ErrorClass::Invalid), ..f() }, "jobs_by_tenant_error"),
+        ("t20", f(), &["jobs_by_tenant"][..]),
+        ("t3", JobFilter { kind: Some("export".into()), ..f() }, &["jobs_by_tenant_kind"]),
+        ("t3", JobFilter { status: Some(JobStatus::Failed), ..f() }, &["jobs_by_tenant_status"]),
+        ("t3", JobFilter { error_class: Some(ErrorClass::Invalid), ..f() }, &["jobs_by_tenant_error"]),
         (
             "t3",
             JobFilter {
@@ -230,10 +232,10 @@ async fn postgres_plans_read_a_tenants_jobs_through_its_indexes() {
                 created_before: Some(window + chrono::Duration::seconds(600)),
                 ..f()
             },
-            "jobs_by_tenant_created",
+            &["jobs_by_tenant_created", "jobs_by_created"],
         ),
     ];
-    for (tenant, filter, index) in cases {
+    for (tenant, filter, indexes) in cases {
         let (plan,): (sqlx::types::Json<serde_json::Value>,) =
             sqlx::query_as(sqlx::AssertSqlSafe(explain.as_str()))
                 .persistent(false)
@@ -250,7 +252,10 @@ async fn postgres_plans_read_a_tenants_jobs_through_its_indexes() {
                 .await
                 .expect("explain");
         let text = plan.0.to_string();
-        assert!(text.contains(&format!("\"Index Name\":\"{index}\"")), "{tenant} {filter:?}: {text}");
+        assert!(
+            indexes.iter().any(|index| text.contains(&format!("\"Index Name\":\"{index}\""))),
+            "{tenant} {filter:?}: {text}"
+        );
         assert!(!text.contains("Seq Scan"), "{tenant} {filter:?}: {text}");
     }
     pool.close().await;
