@@ -78,6 +78,12 @@ impl EventStreams {
         self.inner.stop.cancel();
     }
 
+    /// A token cancelled by [`EventStreams::close_all`]: the producer's other streams (the
+    /// console's live views) end on it too.
+    pub fn closing(&self) -> CancellationToken {
+        self.inner.stop.clone()
+    }
+
     /// A slot for one more stream of `tenant`, unless it has the most allowed open.
     fn acquire(&self, tenant: &TenantId) -> Option<Slot> {
         let mut open = self.inner.open.lock().unwrap_or_else(PoisonError::into_inner);

@@ -3,6 +3,7 @@
 //! queue — plus the reconciler that enqueues again any live record the queue has lost.
 //!
 //! - [`app`] — the axum router (tests drive it with `oneshot`, `main` serves it);
+//! - [`console`] — the operator console: HTML pages at `/console` (operator login, live updates);
 //! - [`admin`] — the operator API (`/admin/v1/...`, operator keys), and [`control`] — the
 //!   operator's operations it shares with the CLI;
 //! - [`api`] — the job routes and the extractors (bearer auth, problem-document JSON rejections);
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod api;
 pub mod cli;
+pub mod console;
 pub mod control;
 pub mod error;
 pub mod events;
@@ -70,6 +72,8 @@ pub struct ApiSettings {
     pub events_max_lifetime: Duration,
     /// Events streams a tenant may have open at once.
     pub events_max_per_tenant: u32,
+    /// The operator console's settings.
+    pub console: console::ConsoleSettings,
 }
 
 impl Default for ApiSettings {
@@ -82,6 +86,7 @@ impl Default for ApiSettings {
             events_keep_alive: Duration::from_secs(15),
             events_max_lifetime: Duration::from_secs(600),
             events_max_per_tenant: 16,
+            console: console::ConsoleSettings::default(),
         }
     }
 }
@@ -208,7 +213,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs/{job_id}/cancel", post(api::cancel_job))
         .route("/v1/jobs/{job_id}/retry", post(api::retry_job))
         .route("/v1/jobs/{job_id}/events", get(events::job_events))
-        .merge(admin::routes());
+        .merge(admin::routes())
+        .merge(console::routes());
     if state.registry.options(longhaul_triage::KIND).is_some() {
         routes = routes
             .route("/v1/tickets", post(tickets::upsert_ticket))

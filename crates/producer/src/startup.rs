@@ -18,6 +18,7 @@ use longhaul_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::console::ConsoleSettings;
 use crate::events::EventStreams;
 use crate::{ApiSettings, AppState, Queues, app, run_reconciler};
 
@@ -86,6 +87,13 @@ pub struct ServeArgs {
     /// Events streams a tenant may have open at once; one more is answered 429.
     #[arg(long, env = "LONGHAUL_EVENTS_MAX_PER_TENANT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub events_max_per_tenant: u32,
+    /// How long an operator's login to the console (/console) lasts (at most 30 days).
+    #[arg(long, env = "LONGHAUL_CONSOLE_SESSION_TTL", default_value = "12h", value_parser = parse_session_ttl)]
+    pub console_session_ttl: Duration,
+    /// Mark the console's session cookie Secure on every login (else only on a request that came
+    /// over TLS, X-Forwarded-Proto: https). Set it when the console is served over HTTPS.
+    #[arg(long, env = "LONGHAUL_CONSOLE_SECURE_COOKIE")]
+    pub console_secure_cookie: bool,
     /// How often the reconciler looks for live jobs the queue has lost.
     #[arg(long, env = "LONGHAUL_RECONCILE_EVERY", default_value = "30s", value_parser = parse_positive_duration)]
     pub reconcile_every: Duration,
@@ -111,6 +119,10 @@ impl ServeArgs {
             events_keep_alive: self.events_keep_alive,
             events_max_lifetime: self.events_max_lifetime,
             events_max_per_tenant: self.events_max_per_tenant,
+            console: ConsoleSettings {
+                session_ttl: self.console_session_ttl,
+                secure_cookie: self.console_secure_cookie,
+            },
         }
     }
 }
@@ -126,6 +138,18 @@ fn parse_events_poll(s: &str) -> Result<Duration, String> {
             "must be at least {}ms: every open events stream reads the database this often",
             MIN_EVENTS_POLL.as_millis()
         ));
+    }
+    Ok(d)
+}
+
+/// Longest `--console-session-ttl`.
+const MAX_SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `--console-session-ttl`: a duration of at least a second and at most [`MAX_SESSION_TTL`].
+fn parse_session_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_positive_duration(s)?;
+    if d < Duration::from_secs(1) || d > MAX_SESSION_TTL {
+        return Err("must be from 1s to 30 days".to_owned());
     }
     Ok(d)
 }

@@ -32,6 +32,7 @@
 //! - [`control`] — pauses of queues and kinds, and per-tenant and per-kind limits, with their
 //!   audit rows.
 //! - [`audit`] — the audit log.
+//! - [`console`] — the operator console's login sessions and the reads only its pages make.
 //! - [`retention`] — pruning old finished jobs, their audit rows and old operations, in batches.
 //! - [`task_leases`] — leases that keep a background task running in one process at a time.
 //! - [`error`] — [`StoreError`], with the retryable/permanent split the worker needs.
@@ -50,6 +51,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub mod audit;
 pub mod backend;
+pub mod console;
 pub mod control;
 pub mod error;
 pub mod jobs;
@@ -61,9 +63,10 @@ pub mod tenants;
 
 pub use audit::AuditEntry;
 use backend::Db;
+pub use console::{ConsoleSession, KindLoad, KindThroughput, OperationStep, SessionToken, TenantLoad};
 pub use control::{Limit, LimitScope, Pause, PauseScope, Rate};
 pub use error::StoreError;
-pub use jobs::{AdminJobFilter, FailedBatch, FailedFilter, FailedJob, RetriedBatch};
+pub use jobs::{AdminJobFilter, FailedBatch, FailedFilter, FailedJob, MAX_KEY_FILTER_LEN, RetriedBatch};
 pub use jobs::{AttemptFailure, JobFilter, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
 pub use operators::{Operator, OperatorKey, OperatorName};
 pub use retention::Pruned;

@@ -5,6 +5,7 @@
 mod batches;
 mod cancel;
 mod connect;
+mod console;
 mod control;
 mod harness;
 mod jobs;
