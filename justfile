@@ -50,3 +50,15 @@ bench:
     cargo build --release --bins
     target/release/longhaul-bench
     cargo bench -p longhaul-queue --bench queue
+
+# The console's browser tests (headless Chromium), saving the main pages as PNGs into
+# docs/screenshots for the README.
+screenshots:
+    cargo build --bins
+    LONGHAUL_SCREENSHOTS=docs/screenshots cargo test -p longhaul-e2e --test console
+
+# The query plans of the operator's views on a million jobs (docs/QUERY_PLANS.md): a throw-away
+# PostgreSQL database, seeded, EXPLAIN ANALYZE before and after migration 0007, then dropped.
+# PLANS_ROWS sets the size; the full plans go to target/query-plans.
+plans:
+    bash scripts/query-plans.sh

@@ -10,6 +10,8 @@
 
 #![allow(missing_docs, reason = "a test harness; its items are documented where they are not obvious")]
 
+pub mod browser;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
