@@ -19,6 +19,8 @@
 //! Every field is prefixed by its length (8 bytes, little endian) before hashing, so no two
 //! different inputs produce the same byte string. The same inputs always give the same id, on
 //! every machine and in every version that keeps the `v1` tag.
+//!
+//! Each id's OpenAPI schema ([`utoipa::ToSchema`]) states its format: length and pattern.
 
 use std::fmt;
 
@@ -307,6 +309,57 @@ impl OperationId {
         Self(format!("{}{hex}", Self::PREFIX))
     }
 }
+
+/// The OpenAPI schema of a string id: `description`, its length bounds and its `pattern`.
+macro_rules! string_schema {
+    ($name:ident, $description:expr, $min:expr, $max:expr, $pattern:expr) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($description))
+                    .min_length(Some($min))
+                    .max_length(Some($max))
+                    .pattern(Some($pattern))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+/// The safe set as a regular expression: a letter or digit, then letters, digits, `-`, `_`, `.`, `:`.
+const SAFE_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._:-]*$";
+
+string_schema!(
+    TenantId,
+    "A tenant id: 1–64 characters from A–Z a–z 0–9 - _ . :, starting with a letter or digit.",
+    1,
+    MAX_TENANT_ID_LEN,
+    SAFE_PATTERN
+);
+string_schema!(
+    TicketId,
+    "A ticket id: 1–128 characters from A–Z a–z 0–9 - _ . :, starting with a letter or digit.",
+    1,
+    MAX_TICKET_ID_LEN,
+    SAFE_PATTERN
+);
+string_schema!(
+    IdempotencyKey,
+    "A client idempotency key: 1–255 visible ASCII characters (! to ~), no spaces.",
+    1,
+    MAX_IDEMPOTENCY_KEY_LEN,
+    "^[!-~]+$"
+);
+string_schema!(
+    JobId,
+    "A job id: `job_` and 32 lowercase hex digits, stable for the tenant, kind and key.",
+    36,
+    36,
+    "^job_[0-9a-f]{32}$"
+);
 
 #[cfg(test)]
 mod tests;

@@ -318,6 +318,8 @@ struct Registered {
     options: KindOptions,
     prepare: PrepareFn,
     runner: Option<Arc<dyn Runner>>,
+    /// [`JobKind::input_schema`], checked.
+    input_schema: Arc<serde_json::Value>,
 }
 
 /// Why a kind cannot be registered.
@@ -389,9 +391,12 @@ impl Registry {
         if self.kinds.contains_key(K::NAME) {
             return Err(RegistryError::Duplicate(K::NAME));
         }
+        let input_schema = K::input_schema();
+        check_input_schema(&input_schema).map_err(|e| invalid(format!("input_schema: {e}")))?;
         let prepare: PrepareFn =
             |tenant, input, key, generated| kind::prepare::<K>(tenant, input, key, generated);
-        self.kinds.insert(K::NAME, Registered { options, prepare, runner });
+        let input_schema = Arc::new(input_schema);
+        self.kinds.insert(K::NAME, Registered { options, prepare, runner, input_schema });
         Ok(self)
     }
 
@@ -413,6 +418,11 @@ impl Registry {
     /// Kind `kind`'s options.
     pub fn options(&self, kind: &str) -> Option<&KindOptions> {
         self.kinds.get(kind).map(|k| &k.options)
+    }
+
+    /// The JSON Schema of kind `kind`'s input ([`JobKind::input_schema`]).
+    pub fn input_schema(&self, kind: &str) -> Option<&serde_json::Value> {
+        self.kinds.get(kind).map(|k| &*k.input_schema)
     }
 
     /// The pipeline of `kind`, when this registry runs it.
@@ -438,6 +448,31 @@ impl Registry {
             InputError::new("kind", format!("unknown kind {kind:?}; known kinds: {}", known.join(", ")))
         })?;
         (registered.prepare)(tenant, input, client_key, &mut generated)
+    }
+}
+
+/// Checks a kind's input schema: a JSON object that stands alone — no `$ref` into the document it
+/// is shown in (`#…`), which would resolve against the OpenAPI document rather than the schema.
+fn check_input_schema(schema: &serde_json::Value) -> Result<(), String> {
+    fn local_ref(value: &serde_json::Value) -> Option<&str> {
+        match value {
+            serde_json::Value::Object(map) => map
+                .get("$ref")
+                .and_then(|r| r.as_str())
+                .filter(|r| r.starts_with('#'))
+                .or_else(|| map.values().find_map(local_ref)),
+            serde_json::Value::Array(items) => items.iter().find_map(local_ref),
+            _ => None,
+        }
+    }
+    if !schema.is_object() {
+        return Err(format!("must be a JSON object (a JSON Schema), got {schema}"));
+    }
+    match local_ref(schema) {
+        Some(r) => Err(format!(
+            "refers to {r:?}: write the schema out in place (kind::schema_of does it for a ToSchema type)"
+        )),
+        None => Ok(()),
     }
 }
 

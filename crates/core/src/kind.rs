@@ -4,6 +4,9 @@
 //!
 //! A kind is a type implementing [`JobKind`]; it holds no resources, so the producer (which only
 //! validates and records) and the worker (which runs it, see [`crate::job`]) register the same type.
+//!
+//! A kind may describe its input as a JSON Schema ([`JobKind::input_schema`]; [`schema_of`] makes
+//! one from a type deriving [`utoipa::ToSchema`]): the producer's OpenAPI document shows it.
 
 use std::time::Duration;
 
@@ -128,6 +131,78 @@ pub trait JobKind: Send + Sync + 'static {
     /// its own from before kinds existed.
     fn job_id(tenant: &TenantId, key: &JobKey, _input: &Self::Input) -> JobId {
         JobId::derive(tenant, Self::NAME, key)
+    }
+
+    /// The JSON Schema (as OpenAPI 3.1 takes it) of [`JobKind::Input`], for the producer's OpenAPI
+    /// document: documentation only — submissions are checked by serde and
+    /// [`JobKind::validate`], never against it. By default [`unconstrained_input_schema`]; a kind
+    /// whose input derives [`utoipa::ToSchema`] returns [`schema_of`] it, any other writes it
+    /// (`serde_json::json!`). It must be a JSON object, self-contained (no `$ref` to the
+    /// document), or the registry refuses the kind.
+    fn input_schema() -> serde_json::Value {
+        unconstrained_input_schema(Self::NAME)
+    }
+}
+
+/// The input schema of a kind that describes none: any JSON value, said so.
+pub fn unconstrained_input_schema(kind: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": format!(
+            "The input of a `{kind}` job. The kind describes no schema: any JSON value is shown here, \
+             and the kind checks what it accepts."
+        )
+    })
+}
+
+/// The JSON Schema of `T` as [`JobKind::input_schema`] returns it: its OpenAPI schema, with every
+/// schema it refers to (`#/components/schemas/…`) written in place, so it stands alone. A type
+/// that refers to itself keeps, at the second level, an unconstrained schema.
+pub fn schema_of<T: utoipa::ToSchema>() -> serde_json::Value {
+    let mut named = Vec::new();
+    T::schemas(&mut named);
+    let named: std::collections::BTreeMap<String, serde_json::Value> = named
+        .into_iter()
+        .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or_default()))
+        .collect();
+    let mut root = serde_json::to_value(T::schema()).unwrap_or_default();
+    inline_refs(&mut root, &named, &mut Vec::new());
+    root
+}
+
+/// Replaces each `{"$ref": "#/components/schemas/<name>"}` in `value` with `named[name]`, itself
+/// inlined; `open` holds the names being inlined (a reference back to one becomes `{}`).
+fn inline_refs(
+    value: &mut serde_json::Value,
+    named: &std::collections::BTreeMap<String, serde_json::Value>,
+    open: &mut Vec<String>,
+) {
+    const PREFIX: &str = "#/components/schemas/";
+    match value {
+        serde_json::Value::Object(map) => {
+            let target = map.get("$ref").and_then(|r| r.as_str()).and_then(|r| r.strip_prefix(PREFIX));
+            if let Some(name) = target.map(str::to_owned) {
+                let mut schema = match named.get(&name) {
+                    Some(schema) if !open.contains(&name) => schema.clone(),
+                    _ => serde_json::json!({}),
+                };
+                open.push(name);
+                inline_refs(&mut schema, named, open);
+                open.pop();
+                map.remove("$ref");
+                // Keywords beside the reference (a field's description) win over the target's.
+                if let serde_json::Value::Object(target) = schema {
+                    for (k, v) in target {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+                return;
+            }
+            for v in map.values_mut() {
+                inline_refs(v, named, open);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| inline_refs(v, named, open)),
+        _ => {}
     }
 }
 

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ErrorClass, JobId, TenantId};
 
 /// Where a job stands, as its user sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     /// Recorded with a `run_at` in the future, and waiting for it (its queue entry is held back
@@ -111,8 +111,23 @@ impl std::fmt::Display for JobStatus {
 /// Where a job stands among the waiting jobs of its queue. Under backlog, higher priorities start
 /// first, but not exclusively: the queue's admission gives each lower priority a fixed share of
 /// the starts (see `longhaul-queue`), so no priority starves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
+#[schema(description = "Where a job stands among the waiting jobs of its queue: under backlog, higher \
+    priorities start first, but each lower one keeps a fixed share of the starts (none starves).")]
 pub enum Priority {
     /// Starts first.
     High,
@@ -172,6 +187,19 @@ impl std::fmt::Display for Priority {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub struct Progress(u8);
+
+impl utoipa::PartialSchema for Progress {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .description(Some("Progress of the current attempt, in percent: 0 to 100."))
+            .minimum(Some(0))
+            .maximum(Some(100))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Progress {}
 
 impl Progress {
     /// 0 %.
@@ -234,7 +262,8 @@ pub struct NewJob {
 
 /// The durable, user-facing record of one job (the guide's `TicketJobRecord`, generalised to
 /// every kind).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(description = "A job's durable record: the truth about it, whatever happened to the queue.")]
 pub struct JobRecord {
     /// The stable job id.
     pub job_id: JobId,
@@ -245,13 +274,15 @@ pub struct JobRecord {
     /// The key the job id was derived from: the client's `Idempotency-Key`, or one the kind
     /// derived from the input, or a generated one. Triage jobs recorded before kinds carry the key
     /// triage derives (`<ticket>@<revision>`), also those submitted with a client key (which was
-    /// not kept then); `None` only where a database holds no key at all.
+    /// not kept then); `null` only where a database holds no key at all.
+    #[schema(required = true)]
     pub key: Option<String>,
     /// What the job was submitted with.
     pub input: serde_json::Value,
     /// Where the job stands.
     pub status: JobStatus,
     /// The pipeline stage last reported, if any.
+    #[schema(required = true)]
     pub stage: Option<String>,
     /// Progress of the current attempt.
     pub progress: Progress,
@@ -260,20 +291,26 @@ pub struct JobRecord {
     /// Attempts allowed in all.
     pub max_attempts: u32,
     /// When a scheduled retry is due (set while `queued` for a retry).
+    #[schema(required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The result, once `completed`.
+    #[schema(required = true)]
     pub output: Option<serde_json::Value>,
     /// The last failure's message (kept while a retry is scheduled, and when `failed`).
+    #[schema(required = true)]
     pub error_message: Option<String>,
     /// The last failure's class.
+    #[schema(required = true)]
     pub error_class: Option<ErrorClass>,
     /// When the record was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
     /// When the latest attempt started.
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a terminal status.
+    #[schema(required = true)]
     pub finished_at: Option<DateTime<Utc>>,
     /// When a cancel was requested while it ran (its worker then ends it as `cancelled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,6 +321,7 @@ pub struct JobRecord {
     pub run_at: Option<DateTime<Utc>>,
     /// Its priority among the waiting jobs of its queue.
     #[serde(default)]
+    #[schema(required = true)]
     pub priority: Priority,
     /// The queue delivery that started the current attempt (internal: not part of the API).
     #[serde(default, skip_serializing)]

@@ -25,8 +25,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How the system reacts to a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(description = "How a failure is handled: `retryable` (tried again with backoff while attempts \
+    remain), `invalid` (the job itself is wrong: failed at once) or `alert` (a permission or tenancy \
+    violation: failed at once, an operator alerted).")]
 pub enum ErrorClass {
     /// Transient: try again later with backoff, while attempts remain.
     Retryable,

@@ -1,7 +1,8 @@
 //! The job routes and the extractors every route uses. Order of every write: validate (the kind,
 //! its input) → write the pending record → enqueue into the kind's queue. Invalid input creates
 //! neither a record nor a queue entry. A cancel, likewise, writes the record first and only then
-//! publishes its event.
+//! publishes its event. Each handler carries its OpenAPI operation (`#[utoipa::path]`, see
+//! [`crate::openapi`]).
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -14,7 +15,10 @@ use longhaul_core::{ErrorClass, IdempotencyKey, JobId, JobRecord, JobStatus, New
 use longhaul_store::{JobFilter, MAX_PAGE_SIZE, StoreError};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ApiProblem, FieldError};
+use crate::openapi::{
+    BadRequest, Conflict, Internal, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
+};
 use crate::schedule::Schedule;
 use crate::{AppState, Cancel, MAX_BATCH_BODY_BYTES, MAX_BATCH_JOBS, MAX_BODY_BYTES, MAX_JOB_BODY_BYTES};
 
@@ -97,20 +101,31 @@ pub(crate) fn job_response(status: StatusCode, record: JobRecord) -> Response {
     response
 }
 
-/// `POST /v1/jobs` body, and one item of `POST /v1/jobs/batch`.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/jobs` body, and one item of `POST /v1/jobs/batch`. `run_at` and `priority` are
+/// checked by [`Schedule`]. Its OpenAPI schema is the template of each kind's submission (see
+/// [`crate::openapi::document`]).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(description = "A job to submit: its kind, that kind's input, and when and how urgently it may \
+    run. One variant per job kind, told apart by `kind`.")]
 pub struct JobRequest {
+    /// The job's kind: one of the kinds this producer accepts.
     kind: String,
+    /// The job's input, as its kind takes it.
     input: serde_json::Value,
-    /// In a batch only: the item's own idempotency key (a single submit uses the header).
+    /// In a batch item only: the item's own idempotency key (a single submit sends the
+    /// `Idempotency-Key` header instead, and is refused with this field).
     #[serde(default)]
+    #[schema(value_type = Option<IdempotencyKey>)]
     idempotency_key: Option<String>,
-    /// When the job may start, RFC 3339 (absent, now or past: at once); checked by [`Schedule`].
+    /// When the job may start, RFC 3339, at most 366 days ahead: the job is `scheduled` until then
+    /// (absent, now or in the past: it is `queued` at once).
     #[serde(default)]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     run_at: Option<serde_json::Value>,
-    /// `high`, `normal` (the default) or `low`; checked by [`Schedule`].
+    /// `high`, `normal` (the default) or `low`: its place among the waiting jobs of its queue.
     #[serde(default)]
+    #[schema(value_type = Option<Priority>)]
     priority: Option<serde_json::Value>,
 }
 
@@ -281,6 +296,33 @@ fn prepare_request(
 /// existing one (unchanged, whatever this request's schedule); `422` naming the field for an
 /// unknown kind, invalid input, a bad `run_at` (not RFC 3339, more than 366 days ahead) or
 /// `priority` (nothing written, nothing enqueued).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    operation_id = "submit_job",
+    summary = "Submit a job",
+    description = "Validates the submission against its kind, records the job, then enqueues it. The \
+        same request again (the same `Idempotency-Key`, or — without one — the key the kind derives \
+        from the input) finds the job it made: `200` with it, unchanged. Nothing is written for a \
+        request that is refused.",
+    params(IdempotencyKeyHeader),
+    request_body(content = JobRequest, content_type = "application/json"),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 202, description = "A new job: `queued`, or `scheduled` when `run_at` is in the future.",
+            body = JobRecord, headers(("Location" = String, description = "The job: `/v1/jobs/{job_id}`."))),
+        (status = 200, description = "The job this request made before (unchanged, whatever this \
+            request's schedule).",
+            body = JobRecord, headers(("Location" = String, description = "The job: `/v1/jobs/{job_id}`."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn submit_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -305,36 +347,72 @@ pub async fn submit_job(
 }
 
 /// `POST /v1/jobs/batch` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// Decoded item by item, so one malformed item is that item's `422`.
+    /// The jobs, 1 to 1000, each with its own `idempotency_key` if it has one.
+    // Decoded item by item, so one malformed item is that item's `422`.
+    #[schema(value_type = Vec<JobRequest>, min_items = 1, max_items = 1000)]
     jobs: Vec<serde_json::Value>,
 }
 
 /// One item's result in a batch answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchItem {
     /// The HTTP status this item would have had on its own.
+    #[schema(example = 202)]
     status: u16,
     /// The job, for `202` and `200`.
     #[serde(skip_serializing_if = "Option::is_none")]
     job: Option<JobRecord>,
     /// The problem, otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ApiProblem>)]
     error: Option<serde_json::Value>,
 }
 
 /// `POST /v1/jobs/batch` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchResponse {
     /// One result per submitted item, in order.
     results: Vec<BatchItem>,
 }
 
+/// The `Idempotency-Key` request header.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// The client's key for this request: the same key again (with the same request) finds the job
+    /// it made instead of making another. 1–255 visible ASCII characters.
+    #[param(rename = "Idempotency-Key", value_type = IdempotencyKey, required = false)]
+    _key: Option<String>,
+}
+
 /// `POST /v1/jobs/batch` `{jobs: [{kind, input, idempotency_key?, run_at?, priority?}, …]}`: up to
 /// 1 000 jobs, each idempotent on its own and answered on its own (`results[i]` for `jobs[i]`); one bad item does
 /// not reject the others. `200` with the results, unless the batch itself is malformed.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/batch",
+    tag = "jobs",
+    operation_id = "submit_batch",
+    summary = "Submit up to 1000 jobs",
+    description = "Each item is a submission of its own — validated, recorded, enqueued, idempotent by \
+        its own `idempotency_key` (or the key its kind derives) — and answered on its own: \
+        `results[i]` for `jobs[i]`, with the status it would have had alone. One bad item does not \
+        refuse the others. The batch takes no `Idempotency-Key` header (`400`).",
+    request_body(content = BatchRequest, content_type = "application/json"),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "One result per item, in order.", body = BatchResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn submit_batch(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -417,6 +495,23 @@ pub async fn submit_batch(
 }
 
 /// `GET /v1/jobs/{job_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{job_id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    summary = "Read a job",
+    description = "The job's record: status, stage, progress, attempts, output or error.",
+    params(JobPath),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The job.", body = JobRecord),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn get_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -433,6 +528,29 @@ pub async fn get_job(
 /// `running`, with `cancel_requested_at`: its worker ends it); a cancelled job is `200` as it is
 /// (idempotent); a completed or failed one is `409`, unchanged. Another tenant's job is `404`,
 /// like a missing one.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{job_id}/cancel",
+    tag = "jobs",
+    operation_id = "cancel_job",
+    summary = "Cancel a job",
+    description = "A scheduled or queued job is cancelled at once and never starts; a running job's \
+        cancel is requested, and its worker ends it (`cancel_requested_at` is set, the status stays \
+        `running` until then). Cancelling a cancelled job changes nothing.",
+    params(JobPath),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "Cancelled (now, or before).", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/v1/jobs/{job_id}`."))),
+        (status = 202, description = "Running: the cancel is requested; its worker ends it.", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/v1/jobs/{job_id}`."))),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn cancel_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -462,6 +580,27 @@ pub async fn cancel_job(
 /// with a fresh attempt budget — `202` with the `queued` record; `409` for a job that is queued,
 /// running or completed; `404` for another tenant's job; `503` when the queue could not take it
 /// (the record is queued: the reconciler enqueues it).
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{job_id}/retry",
+    tag = "jobs",
+    operation_id = "retry_job",
+    summary = "Retry a failed or cancelled job",
+    description = "Puts the job back in its queue under the same id, with a fresh budget of attempts. \
+        Durable steps that finished stay done: the next attempt reuses their results. Only a failed \
+        or cancelled job can be retried (`409` otherwise).",
+    params(JobPath),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 202, description = "Back in the queue: the record, `queued`.", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/v1/jobs/{job_id}`."))),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn retry_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -490,25 +629,52 @@ pub async fn retry_job(
     }
 }
 
-/// `GET /v1/jobs` query.
-#[derive(Debug, Deserialize)]
+/// A job's id in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobPath {
+    /// The job's id (`job_…`). Any other text is a job that does not exist (`404`).
+    #[param(rename = "job_id", value_type = JobId)]
+    _job_id: String,
+}
+
+/// `GET /v1/jobs` query. An unknown parameter is `400`; an empty one is as if absent.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only jobs of this kind.
     kind: Option<String>,
+    /// Only jobs in this status.
+    #[param(value_type = JobStatus, required = false)]
     status: Option<String>,
+    /// Only jobs whose last failure is of this class (failed jobs, and those waiting for a retry).
+    #[param(value_type = ErrorClass, required = false)]
     error_class: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    #[param(value_type = chrono::DateTime<chrono::Utc>, required = false)]
     created_after: Option<String>,
+    /// Only jobs created before this time (RFC 3339).
+    #[param(value_type = chrono::DateTime<chrono::Utc>, required = false)]
     created_before: Option<String>,
+    /// Only jobs of this priority.
+    #[param(value_type = Priority, required = false)]
     priority: Option<String>,
+    /// Jobs per page: 1 to 100 (default 20).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// Where the page starts: the `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// A page of jobs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {
-    jobs: Vec<JobRecord>,
-    next_cursor: Option<String>,
+    /// The jobs, newest first.
+    pub(crate) jobs: Vec<JobRecord>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// An RFC 3339 time from query parameter `field`.
@@ -529,6 +695,24 @@ fn time_param(
 
 /// `GET /v1/jobs?kind=&status=&error_class=&priority=&created_after=&created_before=&limit=&cursor=`:
 /// the tenant's jobs, newest first, with a stable cursor.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    summary = "List the tenant's jobs",
+    description = "The tenant's jobs matching the filters, newest first, a page at a time: pass \
+        `next_cursor` back as `cursor` for the next page (stable while jobs are added).",
+    params(ListQuery),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "A page of jobs.", body = JobList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn list_jobs(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

@@ -1,6 +1,6 @@
-//! The `producer` command line — `serve`, `migrate`, `tenant create`, `enqueue`, and the operator
-//! groups `jobs`, `queues`, `limits`, `dead-letters`, `operators` — for the shipped binary (with
-//! [`crate::startup::builtin`]) and for a user's own producer binary with its kinds: [`main`].
+//! The `producer` command line — `serve`, `migrate`, `tenant create`, `enqueue`, `openapi`, and the
+//! operator groups `jobs`, `queues`, `limits`, `dead-letters`, `operators` — for the shipped binary
+//! (with [`crate::startup::builtin`]) and for a user's own producer binary with its kinds: [`main`].
 //!
 //! The operator groups work directly on the database and Redis (the operator API's operations,
 //! [`crate::control`]), one file each under `cli/`: `jobs`, `queues`, `limits`, `dead` (dead
@@ -51,6 +51,9 @@ enum Command {
     Tenant(TenantCommand),
     /// Record and enqueue a job of a registered kind; prints the job as JSON.
     Enqueue(EnqueueArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API, with this producer's job kinds, as
+    /// `GET /openapi.json` serves it (needs no database or Redis).
+    Openapi,
     /// List, show, cancel and retry jobs of every tenant (and retry failed ones in bulk).
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -196,6 +199,10 @@ async fn run(cli: Cli, registry: Registry) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Enqueue(args) => enqueue(&database, &registry, args).await,
+        Command::Openapi => {
+            print!("{}", crate::openapi::pretty(&registry));
+            Ok(())
+        }
         Command::Jobs(command) => jobs::run(&database, &registry, command).await,
         Command::Queues(command) => queues::run(&database, &registry, command).await,
         Command::Limits(command) => limits::run(&database, &registry, command).await,

@@ -45,7 +45,7 @@ pub enum BulkMode {
 }
 
 /// What a bulk retry request came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BulkRetry {
     /// Failed jobs matching the filter (on a dry run: all of them, now; else: those this
     /// request's batches found).
@@ -60,6 +60,7 @@ pub struct BulkRetry {
     pub dry_run: bool,
     /// Pass back as `after` for the rest of the matching jobs; `null` when there are no more
     /// (and always on a dry run).
+    #[schema(required = true)]
     pub next: Option<i64>,
 }
 
@@ -131,7 +132,7 @@ pub async fn bulk_retry(
 }
 
 /// A pause, as the views show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PauseView {
     /// `queue` or `kind`.
     pub scope: &'static str,
@@ -162,7 +163,7 @@ impl PauseView {
 }
 
 /// The backlog of one queue (summed over its partitions).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatsView {
     /// Entries waiting for admission (outside the stream, in the wait lists).
     pub waiting: u64,
@@ -177,7 +178,7 @@ pub struct StatsView {
 }
 
 /// One queue of the registry, as `GET /admin/v1/queues` and `producer queues list` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QueueView {
     /// The queue.
     pub queue: String,
@@ -193,7 +194,8 @@ pub struct QueueView {
     pub paused_at: Option<DateTime<Utc>>,
     /// Its kinds, each with its pause.
     pub kinds: Vec<PauseView>,
-    /// Its backlog; `None` when Redis could not be asked (see `stats_error`).
+    /// Its backlog; `null` when Redis could not be asked (see `stats_error`).
+    #[schema(required = true)]
     pub stats: Option<StatsView>,
     /// Why there are no stats.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,15 +283,17 @@ pub async fn set_paused(
 }
 
 /// A limit, as the views show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LimitView {
     /// `tenant` or `kind`.
     pub scope: &'static str,
     /// The tenant or kind.
     pub name: String,
     /// Jobs running at once, at most (`null`: the default).
+    #[schema(required = true)]
     pub max_running: Option<u32>,
     /// Starts per second, at most (`null`: the default).
+    #[schema(required = true)]
     pub starts_per_second: Option<f64>,
     /// When it was set.
     pub updated_at: DateTime<Utc>,
@@ -348,7 +352,7 @@ pub enum DeadQueueError {
 }
 
 /// What a dead letter's replay did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     /// The dead letter.
     pub id: String,
@@ -514,7 +518,7 @@ pub async fn purge_dead_letters(
 }
 
 /// A dead letter, as the views show it: the queue's entry with its queue's name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     /// Its queue (or partition).
     pub queue: String,

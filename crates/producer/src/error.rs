@@ -1,6 +1,6 @@
 //! [`ApiError`]: every error answer is `application/problem+json` with a `retryable` flag. Client
 //! errors explain themselves field by field; server errors say little to the client and everything
-//! to the log.
+//! to the log. [`ApiProblem`] is that document, and its OpenAPI schema.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use longhaul_store::StoreError;
 use serde::Serialize;
 
 /// One invalid field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field (JSON name, `path.ticket_id`, or a header name).
     pub field: String,
@@ -57,14 +57,30 @@ pub enum ApiError {
     Internal,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error answer: an RFC 9457 problem document (`application/problem+json`) with `retryable`,
+/// and the fields at fault.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(description = "An error answer (RFC 9457 problem details), served as `application/problem+json`. \
+    `retryable` says whether the same request may succeed later (after `Retry-After`, when sent).")]
+pub struct ApiProblem {
+    /// The problem's type: `/problems/<slug>` (`bad-request`, `validation`, `unauthorized`,
+    /// `forbidden`, `not-found`, `method-not-allowed`, `conflict`, `too-large`,
+    /// `too-many-requests`, `unavailable`, `internal`).
     #[serde(rename = "type")]
+    #[schema(example = "/problems/validation")]
     kind: String,
-    title: &'a str,
+    /// A short, fixed summary of the type.
+    #[schema(example = "Invalid request")]
+    title: &'static str,
+    /// The HTTP status.
+    #[schema(example = 422)]
     status: u16,
+    /// What went wrong with this request.
+    #[schema(example = "the job is invalid")]
     detail: String,
+    /// Whether repeating the same request may succeed (`429`, `503`).
     retryable: bool,
+    /// The fields at fault, each with what is wrong (left out when none is named).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
 }
@@ -135,7 +151,7 @@ impl ApiError {
             Self::BadRequest(_, e) | Self::Unprocessable(_, e) => e.clone(),
             _ => Vec::new(),
         };
-        let problem = Problem {
+        let problem = ApiProblem {
             kind: format!("/problems/{slug}"),
             title,
             status: status.as_u16(),

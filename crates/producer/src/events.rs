@@ -39,8 +39,9 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::api::Tenant;
+use crate::api::{JobPath, Tenant};
 use crate::error::ApiError;
+use crate::openapi::{Internal, NotFound, TooManyRequests, Unauthorized, Unavailable};
 
 /// The open event streams of every tenant, and the switch that ends them all.
 #[derive(Debug, Clone)]
@@ -121,6 +122,17 @@ pub fn version(record: &JobRecord) -> u64 {
     u64::try_from(record.updated_at.timestamp_micros()).unwrap_or(0)
 }
 
+/// The `Last-Event-ID` request header.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct LastEventIdHeader {
+    /// The `id` of the last event the client has: when it is the job's current version, the
+    /// current state is not sent again (for a terminal job: `204`). Any other value: the current
+    /// state first.
+    #[param(rename = "Last-Event-ID", value_type = String, required = false)]
+    _last_event_id: Option<String>,
+}
+
 /// The request's `Last-Event-ID`, when it is a version (anything else: as if absent).
 fn last_event_id(headers: &HeaderMap) -> Option<u64> {
     headers.get("last-event-id")?.to_str().ok()?.trim().parse().ok()
@@ -130,6 +142,39 @@ fn last_event_id(headers: &HeaderMap) -> Option<u64> {
 /// documentation). `404` for a job the tenant does not have (another tenant's included), `204`
 /// for a terminal job whose current version the client has (`Last-Event-ID`), `429` beyond the
 /// tenant's open streams, `503` when storage does not answer — all before the stream opens.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{job_id}/events",
+    tag = "jobs",
+    operation_id = "job_events",
+    summary = "Follow a job as server-sent events",
+    description = "The job's state as `text/event-stream`: its current record first, then each change, \
+        until the job is terminal (`completed`, `failed`, `cancelled`) — that state is sent, and the \
+        stream closes.\n\n\
+        - `event: job` — `data` is the job record (as `GET /v1/jobs/{job_id}` answers it, `JobRecord`), \
+        `id` its version (microseconds; the ids of a stream only increase).\n\
+        - `event: error` — `data` is `{\"detail\": …, \"retryable\": …}`; the stream ends. Reconnect \
+        with `Last-Event-ID` when `retryable`.\n\
+        - `: keep-alive` comments on a quiet stream.\n\n\
+        A stream ends after its maximum lifetime (10 minutes by default) or when the producer stops: \
+        reconnect with `Last-Event-ID` (an `EventSource` does so by itself). A tenant may have a \
+        bounded number of streams open at once (`429` beyond).",
+    params(JobPath, LastEventIdHeader),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The stream: `job` events (data: `JobRecord`), then its end.",
+            content_type = "text/event-stream", body = String,
+            example = "event: job\nid: 1767261600123456\n\
+                data: {\"job_id\":\"job_…\",\"status\":\"queued\",…}\n\n"),
+        (status = 204, description = "The job is terminal and `Last-Event-ID` is its current version: \
+            nothing more will come (an `EventSource` stops reconnecting)."),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn job_events(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

@@ -2,8 +2,12 @@
 //! against its job kind, writes the pending job record, and only then enqueues into the kind's
 //! queue — plus the reconciler that enqueues again any live record the queue has lost.
 //!
-//! - [`app`] — the axum router (tests drive it with `oneshot`, `main` serves it);
-//! - [`console`] — the operator console: HTML pages at `/console` (operator login, live updates);
+//! - [`app`] — the axum router (tests drive it with `oneshot`, `main` serves it), from
+//!   [`routes()`]: each route declared once, with its OpenAPI operation;
+//! - [`openapi`] — the OpenAPI 3.1 document of the API, generated from [`routes()`] and the
+//!   registry's kinds (`GET /openapi.json`, `producer openapi`, `docs/openapi.json`);
+//! - [`console`] — the operator console: HTML pages at `/console` (operator login, live updates),
+//!   outside the API's document;
 //! - [`admin`] — the operator API (`/admin/v1/...`, operator keys), and [`control`] — the
 //!   operator's operations it shares with the CLI;
 //! - [`api`] — the job routes and the extractors (bearer auth, problem-document JSON rejections);
@@ -25,6 +29,7 @@ pub mod console;
 pub mod control;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod schedule;
 pub mod startup;
 pub mod tickets;
@@ -34,9 +39,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use longhaul_core::{JobId, JobRecord, JobStatus, NewJob, Registry, TenantId};
 use longhaul_queue::{Event, EventKind, JobEntry, Queue, QueueError};
 use longhaul_service::batch::Fallback;
@@ -45,6 +50,8 @@ use longhaul_store::{Store, StoreError, WriteOutcome};
 use longhaul_triage::storage::TicketReader;
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 /// Largest accepted request body, except on the job routes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -143,6 +150,8 @@ pub struct AppState {
     pub tickets: TicketReader,
     /// The open events streams (`GET /v1/jobs/{job_id}/events`), counted per tenant.
     pub events: events::EventStreams,
+    /// The API's OpenAPI document for `registry`'s kinds, as `GET /openapi.json` serves it.
+    pub openapi: Bytes,
 }
 
 impl AppState {
@@ -152,7 +161,8 @@ impl AppState {
         let pending = PendingWriter::spawn(store.clone());
         let tickets = TicketReader::spawn(store.clone());
         let events = events::EventStreams::new(settings.events_max_per_tenant);
-        Self { store, registry, queues, settings, pending, tickets, events }
+        let openapi = Bytes::from(openapi::pretty(&registry));
+        Self { store, registry, queues, settings, pending, tickets, events, openapi }
     }
 }
 
@@ -198,29 +208,33 @@ impl PendingWriter {
     }
 }
 
+/// The API's routes — the tenant API, the operator API ([`admin::routes`]), the triage kind's
+/// ticket routes when `registry` has it ([`tickets::routes`]), and `GET /openapi.json` — each
+/// declared once, with its handler's OpenAPI operation: [`app`] serves the router, [`openapi`]
+/// documents the paths.
+pub fn routes(registry: &Registry) -> OpenApiRouter<AppState> {
+    let mut routes = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(api::list_jobs, api::submit_job).layer(DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)))
+        .routes(routes!(api::submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
+        .routes(routes!(api::get_job))
+        .routes(routes!(api::cancel_job))
+        .routes(routes!(api::retry_job))
+        .routes(routes!(events::job_events))
+        .merge(admin::routes())
+        .routes(routes!(openapi::openapi_json));
+    if registry.options(longhaul_triage::KIND).is_some() {
+        routes = routes.merge(tickets::routes());
+    }
+    routes
+}
+
 /// The API router, health endpoints included.
 pub fn app(state: AppState) -> Router {
     let queues: Vec<Queue> = state.queues.all().cloned().collect();
     let ready = health::dependencies(Some(&state.store), &queues);
     let timeout = state.settings.request_timeout;
-    let mut routes = Router::new()
-        .route(
-            "/v1/jobs",
-            get(api::list_jobs).post(api::submit_job).layer(DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)),
-        )
-        .route("/v1/jobs/batch", post(api::submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)))
-        .route("/v1/jobs/{job_id}", get(api::get_job))
-        .route("/v1/jobs/{job_id}/cancel", post(api::cancel_job))
-        .route("/v1/jobs/{job_id}/retry", post(api::retry_job))
-        .route("/v1/jobs/{job_id}/events", get(events::job_events))
-        .merge(admin::routes())
-        .merge(console::routes());
-    if state.registry.options(longhaul_triage::KIND).is_some() {
-        routes = routes
-            .route("/v1/tickets", post(tickets::upsert_ticket))
-            .route("/v1/tickets/{ticket_id}", get(tickets::get_ticket))
-            .route("/v1/tickets/{ticket_id}/triage", post(tickets::triage));
-    }
+    let (routes, _) = routes(&state.registry).split_for_parts();
+    let routes = routes.merge(console::routes());
     routes
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

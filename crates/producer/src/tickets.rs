@@ -1,21 +1,35 @@
 //! The triage kind's own routes: its tickets (`POST /v1/tickets`, `GET /v1/tickets/{id}`), stored
 //! by the triage crate ([`longhaul_triage::storage`]), and `POST /v1/tickets/{id}/triage`, a thin
 //! form of the generic submit that reads the ticket's current revision and submits a `triage` job
-//! for it. Mounted only when the registry has the triage kind.
+//! for it. Mounted only when the registry has the triage kind ([`routes()`]).
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use longhaul_core::TicketId;
+use longhaul_core::{JobRecord, TicketId};
 use longhaul_triage::storage::{self, Ticket};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
-use crate::api::{Answer, ApiJson, Tenant, idempotency_key, job_response, prepare, submit_prepared};
+use crate::api::{
+    Answer, ApiJson, IdempotencyKeyHeader, Tenant, idempotency_key, job_response, prepare, submit_prepared,
+};
 use crate::error::{ApiError, FieldError};
+use crate::openapi::{
+    BadRequest, Internal, NotFound, PayloadTooLarge, Unauthorized, Unavailable, Unprocessable,
+};
+
+/// The ticket routes, each with its OpenAPI operation (tag `tickets`, security `tenant_key`).
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::default()
+        .routes(routes!(upsert_ticket))
+        .routes(routes!(get_ticket))
+        .routes(routes!(triage))
+}
 
 /// Longest ticket subject, in characters.
 pub const MAX_SUBJECT_LEN: usize = 500;
@@ -27,25 +41,48 @@ pub const MAX_TICKET_BODY_LEN: usize = 32_768;
 const NUL_MESSAGE: &str = "must not contain NUL (\\u0000): the database cannot store it";
 
 /// `POST /v1/tickets`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketInput {
+    /// The ticket's id, the tenant's own.
+    #[schema(value_type = TicketId)]
     ticket_id: String,
+    /// Its subject: not blank, at most 500 characters, no NUL.
+    #[schema(min_length = 1, max_length = 500)]
     subject: String,
+    /// Its body: at most 32 768 characters, no NUL (default empty).
     #[serde(default)]
+    #[schema(max_length = 32_768)]
     body: String,
 }
 
 /// A ticket as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TicketOutput {
+    /// The ticket's id.
     ticket_id: TicketId,
+    /// Its revision: 1 when created, one more at each update.
     revision: u64,
+    /// Its subject.
     subject: String,
+    /// Its body.
     body: String,
+    /// The last triage's result, once a triage job has applied one.
+    #[schema(required = true)]
     triage: Option<serde_json::Value>,
+    /// When it was created.
     created_at: chrono::DateTime<chrono::Utc>,
+    /// When it last changed.
     updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A ticket's id in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TicketPath {
+    /// The ticket's id.
+    #[param(rename = "ticket_id", value_type = TicketId)]
+    _ticket_id: String,
 }
 
 impl From<Ticket> for TicketOutput {
@@ -63,6 +100,26 @@ impl From<Ticket> for TicketOutput {
 }
 
 /// `POST /v1/tickets`: create a ticket, or update it and bump its revision.
+#[utoipa::path(
+    post,
+    path = "/v1/tickets",
+    tag = "tickets",
+    operation_id = "upsert_ticket",
+    summary = "Create or update a ticket",
+    description = "Creates the ticket (revision 1), or updates it and bumps its revision.",
+    request_body(content = TicketInput, content_type = "application/json"),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 201, description = "Created.", body = TicketOutput),
+        (status = 200, description = "Updated: a new revision.", body = TicketOutput),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn upsert_ticket(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -95,6 +152,23 @@ pub async fn upsert_ticket(
 }
 
 /// `GET /v1/tickets/{ticket_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/tickets/{ticket_id}",
+    tag = "tickets",
+    operation_id = "get_ticket",
+    summary = "Read a ticket",
+    description = "The ticket at its current revision, with its last triage.",
+    params(TicketPath),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 200, description = "The ticket.", body = TicketOutput),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn get_ticket(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -109,6 +183,29 @@ pub async fn get_ticket(
 
 /// `POST /v1/tickets/{ticket_id}/triage`: a `triage` job for the ticket's current revision —
 /// `202` with a new job, `200` with the existing one.
+#[utoipa::path(
+    post,
+    path = "/v1/tickets/{ticket_id}/triage",
+    tag = "tickets",
+    operation_id = "triage_ticket",
+    summary = "Triage a ticket",
+    description = "Submits a `triage` job for the ticket's current revision: the generic submit \
+        (`POST /v1/jobs`) in the ticket's terms. The same revision again is the same job.",
+    params(TicketPath, IdempotencyKeyHeader),
+    security(("tenant_key" = [])),
+    responses(
+        (status = 202, description = "A new triage job.", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/v1/jobs/{job_id}`."))),
+        (status = 200, description = "The job this request made before.", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/v1/jobs/{job_id}`."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn triage(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

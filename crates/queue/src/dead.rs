@@ -30,20 +30,27 @@ pub const MAX_DEAD_LETTER_PAGE: usize = 1000;
 /// first one's success.
 pub const REPLAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// One entry of the dead stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One entry of the dead stream; its id is what [`Queue::replay_dead`] and [`Queue::purge_dead`]
+/// take. Its OpenAPI schema ([`utoipa::ToSchema`]) is the operator API's view of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(description = "One entry of a queue's dead stream: a job entry a worker could not run (it could \
+    not be decoded, or was delivered too often without finishing), with the entry's fields as they were.")]
 pub struct DeadLetter {
-    /// Its id in the dead stream (pass it to [`Queue::replay_dead`], [`Queue::purge_dead`]).
+    /// Its id in the dead stream (`<ms>-<seq>`): what a replay or a purge names.
+    #[schema(example = "1767261600123-0")]
     pub id: String,
     /// The entry's id in the jobs stream.
     pub source_id: String,
     /// Why it was dead-lettered.
     pub reason: String,
     /// The job (field `j`), if the entry names one.
+    #[schema(required = true)]
     pub job_id: Option<String>,
     /// The tenant (field `t`), if the entry names one.
+    #[schema(required = true)]
     pub tenant_id: Option<String>,
     /// The kind (field `n`), if the entry names one.
+    #[schema(required = true)]
     pub kind: Option<String>,
     /// The entry's fields as they were, in order (bytes that are not UTF-8 shown replaced; a
     /// replay puts back the original bytes).

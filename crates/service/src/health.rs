@@ -1,6 +1,8 @@
 //! `/healthz` (the process is alive) and `/readyz` (its dependencies answer), for Kubernetes probes:
 //! the routes, the readiness check every binary uses ([`dependencies`]), and the admin server the
-//! worker and queue-events serve them on ([`AdminServer`]).
+//! worker and queue-events serve them on ([`AdminServer`]). The routes are declared with their
+//! OpenAPI operations ([`routes()`]), so the producer, which serves them beside its API, documents
+//! them in its OpenAPI document.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,19 +12,53 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use longhaul_queue::Queue;
 use longhaul_store::Store;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// A readiness check: `Ok` when every dependency answers, `Err(reason)` otherwise.
 pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// The health routes, to serve alone (admin port) or merge into an API router.
 pub fn router(ready: ReadyCheck) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(ready)
+    routes(ready).into()
 }
 
+/// The health routes with their OpenAPI operations (tag `health`).
+pub fn routes(ready: ReadyCheck) -> OpenApiRouter {
+    OpenApiRouter::default().routes(routes!(healthz)).routes(routes!(readyz)).with_state(ready)
+}
+
+/// `GET /healthz`: the process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    summary = "Liveness",
+    description = "The process is alive. No key needed.",
+    responses((status = 200, description = "The process is alive: `ok`.", body = String, example = "ok"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: every dependency answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    summary = "Readiness",
+    description = "Every dependency (application storage, Redis) answers a ping. No key needed.",
+    responses(
+        (status = 200, description = "Every dependency answers: `ready`.", body = String, example = "ready"),
+        (status = 503, description = "A dependency does not answer: `not ready: <which, and why>`.",
+            body = String, example = "not ready: database: connection refused"),
+    )
+)]
 async fn readyz(State(ready): State<ReadyCheck>) -> (StatusCode, String) {
     match ready().await {
         Ok(()) => (StatusCode::OK, "ready".into()),

@@ -70,18 +70,24 @@ pub fn chunk_step(index: usize) -> String {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Summarize;
 
-/// What a summarize submission carries (the `input` of `POST /v1/jobs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a summarize submission carries (the `input` of `POST /v1/jobs`). Its OpenAPI schema
+/// states the bounds of [`JobKind::validate`]: [`MAX_DOCUMENT_ID_LEN`], [`MAX_TEXT_BYTES`],
+/// [`MIN_CHUNK_CHARS`]–[`MAX_CHUNK_CHARS`], default [`DEFAULT_CHUNK_CHARS`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(description = "The input of a `summarize` job: a document's text. The same text of the same \
+    document is the same job; the text may split into at most 256 chunks.")]
 pub struct SummarizeInput {
     /// The document: 1–128 characters from the safe set (ASCII letters, digits, `-`, `_`, `.`,
     /// `:`, starting with a letter or digit).
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
     pub document_id: String,
-    /// Its text: not blank, at most [`MAX_TEXT_BYTES`], no NUL.
+    /// Its text: not blank, at most 1 MiB (1 048 576 bytes of UTF-8), no NUL.
+    #[schema(min_length = 1, max_length = 1_048_576)]
     pub text: String,
-    /// Largest chunk, in characters ([`MIN_CHUNK_CHARS`]–[`MAX_CHUNK_CHARS`]; default
-    /// [`DEFAULT_CHUNK_CHARS`]).
+    /// Largest chunk, in characters: 200 to 16 000 (default 2 000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 200, maximum = 16_000, default = 2_000)]
     pub chunk_chars: Option<u32>,
 }
 
@@ -160,6 +166,10 @@ impl JobKind for Summarize {
         let digest = Sha256::digest(input.text.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         Some(format!("{}:{hex}", input.document_id))
+    }
+
+    fn input_schema() -> Value {
+        longhaul_core::kind::schema_of::<SummarizeInput>()
     }
 
     fn validate(input: &SummarizeInput) -> Result<(), InputError> {

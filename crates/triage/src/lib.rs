@@ -55,12 +55,15 @@ pub const EFFECT_TICKET_UPDATE: &str = "ticket-update";
 pub const EFFECT_WEBHOOK: &str = "webhook";
 
 /// What a triage job is submitted with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(description = "The input of a `triage` job: a ticket of the tenant (`POST /v1/tickets`) at a \
+    revision. `POST /v1/tickets/{ticket_id}/triage` submits one for the ticket's current revision.")]
 pub struct TriageInput {
     /// The ticket to triage.
     pub ticket_id: TicketId,
     /// The ticket revision requested (at least 1).
+    #[schema(minimum = 1)]
     pub revision: u64,
 }
 
@@ -90,6 +93,10 @@ impl JobKind for Triage {
             return Err(InputError::new("revision", "must be at least 1"));
         }
         Ok(())
+    }
+
+    fn input_schema() -> Value {
+        longhaul_core::kind::schema_of::<TriageInput>()
     }
 
     /// The ids triage jobs had before kinds existed, so resubmitting a ticket revision (or a

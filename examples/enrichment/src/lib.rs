@@ -69,6 +69,25 @@ impl JobKind for EnrichContact {
         Some(input.email.trim().to_owned())
     }
 
+    /// Written out (a kind whose input derives `utoipa::ToSchema` can return
+    /// `longhaul_core::kind::schema_of::<Input>()` instead): the producer's OpenAPI document shows
+    /// it as `EnrichContactInput`.
+    fn input_schema() -> serde_json::Value {
+        serde_json::json!({
+            "type": "object",
+            "description": "A contact to enrich.",
+            "properties": {
+                "email": {
+                    "type": "string",
+                    "maxLength": 254,
+                    "description": "The address to enrich, like ada@example.com.",
+                },
+            },
+            "required": ["email"],
+            "additionalProperties": false,
+        })
+    }
+
     fn validate(input: &ContactInput) -> Result<(), InputError> {
         let email = input.email.trim();
         let valid = email.len() <= 254
@@ -187,6 +206,17 @@ mod tests {
         )
         .expect("valid");
         assert_ne!(keyed.job_id, a.job_id, "a client key makes its own job");
+    }
+
+    #[test]
+    fn the_producers_document_shows_the_input_schema() {
+        let registry = longhaul_core::Registry::new().kind::<EnrichContact>().expect("the kind");
+        let doc = longhaul_producer::openapi::document(&registry);
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["EnrichContactInput"], EnrichContact::input_schema());
+        let variant = &schemas["EnrichContactJobRequest"]["properties"];
+        assert_eq!(variant["kind"]["enum"], json!(["enrich-contact"]));
+        assert_eq!(variant["input"]["$ref"], "#/components/schemas/EnrichContactInput");
     }
 
     #[test]

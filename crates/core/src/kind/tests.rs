@@ -102,3 +102,112 @@ fn kind_names_use_the_safe_set() {
     assert!(validate_kind_name("has space").is_err());
     assert!(validate_kind_name(&"k".repeat(65)).is_err());
 }
+
+/// An input with a nested type and an id: both written in place by [`schema_of`].
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct Order {
+    /// Who ordered.
+    tenant: TenantId,
+    /// What.
+    lines: Vec<Line>,
+}
+
+/// One line of an order.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+struct Line {
+    /// How many.
+    #[schema(minimum = 1)]
+    count: u32,
+}
+
+/// One stage, for the kinds below.
+const ONE_STAGE: &[Stage] = &[Stage::new("all", 1)];
+
+struct Orders;
+
+impl JobKind for Orders {
+    const NAME: &'static str = "orders";
+    type Input = Order;
+    type Output = ();
+    fn options() -> KindOptions {
+        KindOptions::new("orders", ONE_STAGE)
+    }
+    fn input_schema() -> serde_json::Value {
+        schema_of::<Order>()
+    }
+}
+
+/// Every `$ref` in `value`.
+fn refs(value: &serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| match (k.as_str(), v) {
+                ("$ref", serde_json::Value::String(r)) => vec![r.clone()],
+                _ => refs(v),
+            })
+            .collect(),
+        serde_json::Value::Array(items) => items.iter().flat_map(refs).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn a_schema_of_a_type_stands_alone() {
+    let schema = Orders::input_schema();
+    assert!(refs(&schema).is_empty(), "{schema:#}");
+    assert_eq!(schema["type"], "object", "{schema:#}");
+    assert_eq!(schema["required"], json!(["tenant", "lines"]), "{schema:#}");
+    assert_eq!(schema["additionalProperties"], false, "{schema:#}");
+    // The id's own schema, in place, under the field's description.
+    assert_eq!(schema["properties"]["tenant"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9._:-]*$", "{schema:#}");
+    assert_eq!(schema["properties"]["tenant"]["maxLength"], 64, "{schema:#}");
+    assert_eq!(schema["properties"]["lines"]["items"]["properties"]["count"]["minimum"], 1, "{schema:#}");
+}
+
+#[test]
+fn a_kind_without_a_schema_shows_any_input() {
+    let schema = Doc::input_schema();
+    assert_eq!(
+        schema.as_object().map(|m| m.keys().collect::<Vec<_>>()),
+        Some(vec![&"description".to_owned()])
+    );
+    assert!(schema["description"].as_str().is_some_and(|d| d.contains("`doc`")), "{schema}");
+    let registry = crate::Registry::new().kind::<Doc>().expect("doc").kind::<Orders>().expect("orders");
+    assert_eq!(registry.input_schema("doc"), Some(&schema));
+    assert_eq!(registry.input_schema("orders"), Some(&schema_of::<Order>()));
+    assert_eq!(registry.input_schema("export"), None);
+}
+
+#[test]
+fn a_kind_whose_schema_is_not_an_object_or_refers_out_is_refused() {
+    struct Bare;
+    impl JobKind for Bare {
+        const NAME: &'static str = "bare";
+        type Input = serde_json::Value;
+        type Output = ();
+        fn options() -> KindOptions {
+            KindOptions::new("bare", ONE_STAGE)
+        }
+        fn input_schema() -> serde_json::Value {
+            json!(true)
+        }
+    }
+    struct Linked;
+    impl JobKind for Linked {
+        const NAME: &'static str = "linked";
+        type Input = serde_json::Value;
+        type Output = ();
+        fn options() -> KindOptions {
+            KindOptions::new("linked", ONE_STAGE)
+        }
+        fn input_schema() -> serde_json::Value {
+            json!({"type": "object", "properties": {"a": {"$ref": "#/components/schemas/A"}}})
+        }
+    }
+    let bare = crate::Registry::new().kind::<Bare>().expect_err("a boolean schema");
+    assert!(bare.to_string().contains("input_schema: must be a JSON object"), "{bare}");
+    let linked = crate::Registry::new().kind::<Linked>().expect_err("a $ref");
+    assert!(linked.to_string().contains("#/components/schemas/A"), "{linked}");
+}

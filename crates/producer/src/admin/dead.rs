@@ -18,6 +18,9 @@ use crate::control::{
     replay_dead_letter,
 };
 use crate::error::{ApiError, FieldError};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, Internal, NotFound, OperatorUnauthorized, Unavailable, Unprocessable,
+};
 
 /// The queue (or partition) named `name`: `404` for none, `422` for a split queue named whole.
 fn queue(state: &AppState, field: &'static str, name: &str) -> Result<Queue, ApiError> {
@@ -61,26 +64,78 @@ fn queue_error(e: QueueError) -> ApiError {
     }
 }
 
-/// `GET /admin/v1/dead-letters` query.
-#[derive(Debug, Deserialize)]
+/// `GET /admin/v1/dead-letters` query. An unknown parameter is `400`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The queue, or one partition (`<queue>-<k>`) of a split queue (required).
+    #[param(required = true)]
     queue: Option<String>,
+    /// Where the page starts: after this dead letter (the `next_after` of the previous page).
+    #[param(example = "1767261600123-0")]
     after: Option<String>,
+    /// Dead letters per page: 1 to 1000 (default 100).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
 /// A page of dead letters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterList {
+    /// The queue (or partition).
     queue: String,
+    /// Its dead letters, oldest first.
     dead_letters: Vec<DeadLetterView>,
     /// Pass as `after` for the next page; `null` on the last.
+    #[schema(required = true)]
     next_after: Option<String>,
+}
+
+/// A queue's dead stream in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeadQueuePath {
+    /// The queue, or one partition (`<queue>-<k>`) of a split queue.
+    #[param(rename = "queue")]
+    _queue: String,
+}
+
+/// A dead letter in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeadLetterPath {
+    /// The queue, or one partition (`<queue>-<k>`) of a split queue.
+    #[param(rename = "queue")]
+    _queue: String,
+    /// The dead letter's id (`<ms>-<seq>`).
+    #[param(rename = "id", example = "1767261600123-0")]
+    _id: String,
 }
 
 /// `GET /admin/v1/dead-letters?queue=&after=&limit=`: up to `limit` (1–1000, default 100) dead
 /// letters of `queue` (required), oldest first, after dead letter `after`.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/dead-letters",
+    tag = "operator",
+    operation_id = "admin_list_dead_letters",
+    summary = "List a queue's dead letters",
+    description = "The dead letters of `queue` (a split queue's are in its partitions: name one), oldest \
+        first, a page at a time.",
+    params(ListQuery),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "A page of dead letters.", body = DeadLetterList),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _operator: Operator,
@@ -125,6 +180,26 @@ pub async fn list(
 }
 
 /// `GET /admin/v1/dead-letters/{queue}/{id}`: one dead letter, with its raw fields.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/dead-letters/{queue}/{id}",
+    tag = "operator",
+    operation_id = "admin_get_dead_letter",
+    summary = "Read a dead letter",
+    description = "One dead letter, with the entry's raw fields.",
+    params(DeadLetterPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "The dead letter.", body = DeadLetterView),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     _operator: Operator,
@@ -142,6 +217,29 @@ pub async fn get(
 /// has completed (purge it instead), or when the entry names another tenant than its job's (a
 /// forged or corrupted entry: nothing replayed, the dead letter kept); `404` when it is gone, or
 /// its job was pruned meanwhile.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/dead-letters/{queue}/{id}/replay",
+    tag = "operator",
+    operation_id = "admin_replay_dead_letter",
+    summary = "Replay a dead letter",
+    description = "A stalled job goes back through storage: a failed or cancelled job is retried with a \
+        fresh budget (`retried`), a live one enqueued again (`restored`); an entry naming no recorded job \
+        is put back as it was (`raw`). Then the dead letter is purged. `409` when its job has completed \
+        (purge it instead) or the entry names another tenant than its job's. Audited `operator:<name>`.",
+    params(DeadLetterPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "What the replay did.", body = Replayed),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn replay(
     State(state): State<AppState>,
     operator: Operator,
@@ -172,13 +270,35 @@ fn replay_error(e: ReplayError) -> ApiError {
 }
 
 /// A purge answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Purged {
+    /// The queue (or partition).
     queue: String,
+    /// How many dead letters were purged (0 when they were gone).
     purged: u64,
 }
 
 /// `DELETE /admin/v1/dead-letters/{queue}/{id}`: `200` with `purged` (0 when it was gone).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/dead-letters/{queue}/{id}",
+    tag = "operator",
+    operation_id = "admin_purge_dead_letter",
+    summary = "Purge a dead letter",
+    description = "Deletes the dead letter (`purged` is 0 when it was gone). Audited `operator:<name>`.",
+    params(DeadLetterPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "How many were purged.", body = Purged),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn purge(
     State(state): State<AppState>,
     operator: Operator,
@@ -191,6 +311,26 @@ pub async fn purge(
 }
 
 /// `DELETE /admin/v1/dead-letters/{queue}`: every dead letter of the queue; `200` with `purged`.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/dead-letters/{queue}",
+    tag = "operator",
+    operation_id = "admin_purge_dead_letters",
+    summary = "Purge a queue's dead letters",
+    description = "Deletes every dead letter of the queue (or partition). Audited `operator:<name>`.",
+    params(DeadQueuePath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "How many were purged.", body = Purged),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn purge_all(
     State(state): State<AppState>,
     operator: Operator,

@@ -10,38 +10,54 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Priority, TenantId};
 use longhaul_store::{AdminJobFilter, FailedFilter, MAX_PAGE_SIZE, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::{Operator, bad_query, parsed, time_param};
-use crate::api::ApiJson;
+use crate::api::{ApiJson, JobList, JobPath};
 use crate::control::{
     BulkMode, BulkRetry, DEFAULT_BULK_RETRY_LIMIT, MAX_BULK_RETRY_LIMIT, bulk_retry as run_bulk_retry,
 };
 use crate::error::{ApiError, FieldError};
+use crate::openapi::{
+    BadRequest, Conflict, Forbidden, Internal, NotFound, OperatorUnauthorized, PayloadTooLarge, Unavailable,
+    Unprocessable,
+};
 use crate::{AppState, Cancel, Retry};
 
-/// `GET /admin/v1/jobs` query.
-#[derive(Debug, Deserialize)]
+/// `GET /admin/v1/jobs` query. An unknown parameter is `400`; an empty one is as if absent.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this tenant's jobs.
+    #[param(value_type = TenantId, required = false)]
     tenant: Option<String>,
+    /// Only jobs of this kind.
     kind: Option<String>,
+    /// Only jobs in this status.
+    #[param(value_type = JobStatus, required = false)]
     status: Option<String>,
+    /// Only jobs whose last failure is of this class (failed jobs, and those waiting for a retry).
+    #[param(value_type = ErrorClass, required = false)]
     error_class: Option<String>,
+    /// Only jobs of this priority.
+    #[param(value_type = Priority, required = false)]
     priority: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    #[param(value_type = chrono::DateTime<chrono::Utc>, required = false)]
     created_after: Option<String>,
+    /// Only jobs created before this time (RFC 3339).
+    #[param(value_type = chrono::DateTime<chrono::Utc>, required = false)]
     created_before: Option<String>,
+    /// Only jobs recorded under this key (exact match; up to 1024 bytes). Unlike the other
+    /// parameters, an empty key is refused (`400`) rather than read as "every key".
     key: Option<String>,
+    /// Jobs per page: 1 to 100 (default 20).
+    #[param(value_type = u32, required = false, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// Where the page starts: the `next_cursor` of the previous page.
     cursor: Option<String>,
-}
-
-/// A page of jobs.
-#[derive(Debug, Serialize)]
-pub struct JobList {
-    jobs: Vec<JobRecord>,
-    next_cursor: Option<String>,
 }
 
 fn error_class(s: &str) -> Result<ErrorClass, String> {
@@ -56,6 +72,25 @@ fn kind_name(s: &str) -> Result<String, String> {
 /// the jobs of every tenant (or of `tenant`), newest first, with a stable cursor. An empty
 /// parameter is no filter, except `key`: an empty key is refused (`400`) rather than read as
 /// "every key", so a lookup whose key went missing does not list everything.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/jobs",
+    tag = "operator",
+    operation_id = "admin_list_jobs",
+    summary = "List every tenant's jobs",
+    description = "The jobs of every tenant (or of `tenant`) matching the filters, newest first, a page \
+        at a time: pass `next_cursor` back as `cursor` for the next page.",
+    params(ListQuery),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "A page of jobs.", body = JobList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     _operator: Operator,
@@ -122,6 +157,23 @@ fn job_response(status: StatusCode, record: JobRecord) -> Response {
 }
 
 /// `GET /admin/v1/jobs/{job_id}`: any tenant's job.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/jobs/{job_id}",
+    tag = "operator",
+    operation_id = "admin_get_job",
+    summary = "Read any tenant's job",
+    params(JobPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "The job.", body = JobRecord),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     _operator: Operator,
@@ -145,6 +197,29 @@ fn not_found_job(e: StoreError) -> ApiError {
 
 /// `POST /admin/v1/jobs/{job_id}/cancel`: as the tenant route (`200` cancelled, `202` requested,
 /// `409` finished), for any tenant's job, audited `operator:<name>`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/jobs/{job_id}/cancel",
+    tag = "operator",
+    operation_id = "admin_cancel_job",
+    summary = "Cancel any tenant's job",
+    description = "As the tenant's cancel (`POST /v1/jobs/{job_id}/cancel`), for any tenant's job; \
+        audited `operator:<name>`.",
+    params(JobPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "Cancelled (now, or before).", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/admin/v1/jobs/{job_id}`."))),
+        (status = 202, description = "Running: the cancel is requested; its worker ends it.", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/admin/v1/jobs/{job_id}`."))),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     operator: Operator,
@@ -170,6 +245,27 @@ pub async fn cancel(
 /// `POST /admin/v1/jobs/{job_id}/retry`: as the tenant route (`202` with the `queued` record,
 /// `409` for a job that is not failed or cancelled, `503` when the queue did not take it), for any
 /// tenant's job, audited `operator:<name>`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/jobs/{job_id}/retry",
+    tag = "operator",
+    operation_id = "admin_retry_job",
+    summary = "Retry any tenant's failed or cancelled job",
+    description = "As the tenant's retry (`POST /v1/jobs/{job_id}/retry`), for any tenant's job; \
+        audited `operator:<name>`.",
+    params(JobPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 202, description = "Back in the queue: the record, `queued`.", body = JobRecord,
+            headers(("Location" = String, description = "The job: `/admin/v1/jobs/{job_id}`."))),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn retry(
     State(state): State<AppState>,
     operator: Operator,
@@ -199,16 +295,31 @@ pub async fn retry(
 /// `POST /admin/v1/jobs/retry` body: the filter (each field optional), how many to take and from
 /// where, and whether to only count. `limit` and `after` are checked by hand, for a `422` naming
 /// the field.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkRetryRequest {
+    /// Only this tenant's failed jobs.
+    #[schema(value_type = Option<TenantId>)]
     tenant: Option<String>,
+    /// Only failed jobs of this kind.
     kind: Option<String>,
+    /// Only failed jobs of this error class.
+    #[schema(value_type = Option<ErrorClass>)]
     error_class: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     created_after: Option<String>,
+    /// Only jobs created before this time (RFC 3339).
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     created_before: Option<String>,
+    /// At most this many jobs this request: 1 to 10 000 (default 1 000).
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10_000)]
     limit: Option<Value>,
+    /// Where to go on: the `next` of the previous answer (absent or `null`: the start). Not on a
+    /// dry run.
+    #[schema(value_type = Option<u64>)]
     after: Option<Value>,
+    /// Only count the matching failed jobs; change nothing.
     #[serde(default)]
     dry_run: bool,
 }
@@ -256,6 +367,29 @@ fn bulk_after(value: Option<&Value>) -> Result<Option<i64>, FieldError> {
 /// this producer did not enqueue (the queue did not answer, or a kind it does not know): the
 /// reconciler enqueues them. With `"dry_run": true`, `matched` counts every match and nothing
 /// changes (`after` is refused: a dry run takes no cursor). `422` names a bad field.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/jobs/retry",
+    tag = "operator",
+    operation_id = "admin_bulk_retry",
+    summary = "Retry failed jobs in bulk",
+    description = "Puts up to `limit` failed jobs matching the filter back in the queue, in creation \
+        order from `after`, each with a fresh budget; answers how many matched and were retried, and \
+        `next`: pass it back as `after` for the rest, until it is `null`. Each request is bounded, \
+        and repeating one is safe. `dry_run` only counts every match. Audited `operator:<name>`.",
+    request_body(content = BulkRetryRequest, content_type = "application/json"),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "What was done.", body = BulkRetry),
+        (status = 400, response = BadRequest),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn bulk_retry(
     State(state): State<AppState>,
     operator: Operator,

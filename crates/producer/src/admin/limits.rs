@@ -16,28 +16,92 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::Operator;
+use super::queues::KindPath;
 use crate::AppState;
 use crate::api::ApiJson;
 use crate::control::LimitView;
 use crate::error::{ApiError, FieldError};
+use crate::openapi::{
+    BadRequest, Forbidden, Internal, NotFound, OperatorUnauthorized, PayloadTooLarge, Unavailable,
+    Unprocessable,
+};
 
 /// `GET /admin/v1/limits` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LimitList {
+    /// Every limit set, tenants first.
     limits: Vec<LimitView>,
 }
 
+/// A tenant's id in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TenantPath {
+    /// The tenant (`404` when there is none).
+    #[param(rename = "tenant", value_type = TenantId)]
+    _tenant: String,
+}
+
+/// `PUT /admin/v1/limits/tenants/{tenant}` body, as documented: the handler reads the body field by
+/// field (`max_running`, `starts_per_second`, unknown fields refused), for a `422` naming each.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "documents the body the handler reads field by field")]
+#[schema(
+    description = "A tenant's whole limit: a value left out or `null` is the default; at least one must be \
+        set."
+)]
+pub struct TenantLimitRequest {
+    /// Jobs of the tenant running at once, at most: 1 to 2147483647 (`null` or absent: the default).
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
+    max_running: Option<u32>,
+    /// Starts per second, at most: 0.001 to 1000000 (`null` or absent: the default).
+    #[schema(minimum = 0.001, maximum = 1_000_000)]
+    starts_per_second: Option<f64>,
+}
+
+/// `PUT /admin/v1/limits/kinds/{kind}` body, as documented (read as [`TenantLimitRequest`] is).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "documents the body the handler reads field by field")]
+#[schema(description = "A kind's limit.")]
+pub struct KindLimitRequest {
+    /// Starts per second of the kind, at most: 0.001 to 1000000.
+    #[schema(minimum = 0.001, maximum = 1_000_000)]
+    starts_per_second: f64,
+}
+
 /// `GET /admin/v1/limits`: every limit set, tenants first.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/limits",
+    tag = "operator",
+    operation_id = "admin_list_limits",
+    summary = "List the limits set",
+    description = "Every limit set (tenants first); what is not set is the workers' default.",
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "The limits.", body = LimitList),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn list(State(state): State<AppState>, _operator: Operator) -> Result<Json<LimitList>, ApiError> {
     let limits = state.store.limits().await?.into_iter().map(LimitView::from).collect();
     Ok(Json(LimitList { limits }))
 }
 
 /// A `DELETE` answer: whether a limit was set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Cleared {
+    /// `tenant` or `kind`.
+    #[schema(example = "tenant")]
     scope: &'static str,
+    /// The tenant or kind.
     name: String,
+    /// Whether a limit was set (and is cleared now).
     cleared: bool,
 }
 
@@ -65,6 +129,24 @@ async fn get(state: &AppState, scope: LimitScope, name: &str) -> Result<Json<Lim
 }
 
 /// `GET /admin/v1/limits/tenants/{tenant}`: the tenant's limit, `404` when none is set.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/limits/tenants/{tenant}",
+    tag = "operator",
+    operation_id = "admin_get_tenant_limit",
+    summary = "Read a tenant's limit",
+    description = "The tenant's limit; `404` when none is set (or no such tenant).",
+    params(TenantPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "The limit.", body = LimitView),
+        (status = 404, response = NotFound),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn get_tenant(
     State(state): State<AppState>,
     _operator: Operator,
@@ -75,6 +157,24 @@ pub async fn get_tenant(
 }
 
 /// `GET /admin/v1/limits/kinds/{kind}`: the kind's limit, `404` when none is set.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/limits/kinds/{kind}",
+    tag = "operator",
+    operation_id = "admin_get_kind_limit",
+    summary = "Read a kind's limit",
+    description = "The kind's limit; `404` when none is set (or no such kind).",
+    params(KindPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "The limit.", body = LimitView),
+        (status = 404, response = NotFound),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn get_kind(
     State(state): State<AppState>,
     _operator: Operator,
@@ -125,6 +225,30 @@ fn unknown_fields(body: &Map<String, Value>, allowed: &[&str], says: &str) -> Ve
 
 /// `PUT /admin/v1/limits/tenants/{tenant}` `{max_running?, starts_per_second?}`: sets the tenant's
 /// whole limit (`200` with it); at least one of the two must be set (`DELETE` clears).
+#[utoipa::path(
+    put,
+    path = "/admin/v1/limits/tenants/{tenant}",
+    tag = "operator",
+    operation_id = "admin_put_tenant_limit",
+    summary = "Set a tenant's limit",
+    description = "Sets the tenant's whole limit: a cap on its jobs running at once and on its starts per \
+        second (a value left out or `null` goes back to the default; at least one must be set — `DELETE` \
+        clears). Audited `operator:<name>`.",
+    params(TenantPath),
+    request_body(content = TenantLimitRequest, content_type = "application/json"),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "The limit set.", body = LimitView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn put_tenant(
     State(state): State<AppState>,
     operator: Operator,
@@ -153,6 +277,29 @@ pub async fn put_tenant(
 
 /// `PUT /admin/v1/limits/kinds/{kind}` `{starts_per_second}`: sets the kind's limit (`200` with
 /// it).
+#[utoipa::path(
+    put,
+    path = "/admin/v1/limits/kinds/{kind}",
+    tag = "operator",
+    operation_id = "admin_put_kind_limit",
+    summary = "Set a kind's limit",
+    description = "Sets the kind's starts per second (pause the kind or its queue to stop its starts). \
+        Audited `operator:<name>`.",
+    params(KindPath),
+    request_body(content = KindLimitRequest, content_type = "application/json"),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "The limit set.", body = LimitView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = Unprocessable),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn put_kind(
     State(state): State<AppState>,
     operator: Operator,
@@ -185,6 +332,24 @@ pub async fn put_kind(
 
 /// `DELETE /admin/v1/limits/tenants/{tenant}`: back to the defaults; `200` with `cleared` (false
 /// when none was set).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/limits/tenants/{tenant}",
+    tag = "operator",
+    operation_id = "admin_delete_tenant_limit",
+    summary = "Clear a tenant's limit",
+    description = "Back to the defaults. Audited `operator:<name>`.",
+    params(TenantPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "Whether a limit was set.", body = Cleared),
+        (status = 404, response = NotFound),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     operator: Operator,
@@ -196,6 +361,24 @@ pub async fn delete_tenant(
 }
 
 /// `DELETE /admin/v1/limits/kinds/{kind}`: back to the default; `200` with `cleared`.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/limits/kinds/{kind}",
+    tag = "operator",
+    operation_id = "admin_delete_kind_limit",
+    summary = "Clear a kind's limit",
+    description = "Back to the default. Audited `operator:<name>`.",
+    params(KindPath),
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "Whether a limit was set.", body = Cleared),
+        (status = 404, response = NotFound),
+        (status = 401, response = OperatorUnauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+        (status = 500, response = Internal),
+    )
+)]
 pub async fn delete_kind(
     State(state): State<AppState>,
     operator: Operator,

@@ -21,11 +21,11 @@ pub mod jobs;
 pub mod limits;
 pub mod queues;
 
-use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::error::{ApiError, FieldError};
@@ -66,32 +66,27 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
-/// The operator API's routes, on the producer's state.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/jobs", get(jobs::list))
-        .route("/admin/v1/jobs/retry", post(jobs::bulk_retry))
-        .route("/admin/v1/jobs/{job_id}", get(jobs::get))
-        .route("/admin/v1/jobs/{job_id}/cancel", post(jobs::cancel))
-        .route("/admin/v1/jobs/{job_id}/retry", post(jobs::retry))
-        .route("/admin/v1/queues", get(queues::list))
-        .route("/admin/v1/queues/{queue}/pause", post(queues::pause_queue))
-        .route("/admin/v1/queues/{queue}/resume", post(queues::resume_queue))
-        .route("/admin/v1/kinds/{kind}/pause", post(queues::pause_kind))
-        .route("/admin/v1/kinds/{kind}/resume", post(queues::resume_kind))
-        .route("/admin/v1/limits", get(limits::list))
-        .route(
-            "/admin/v1/limits/tenants/{tenant}",
-            get(limits::get_tenant).put(limits::put_tenant).delete(limits::delete_tenant),
-        )
-        .route(
-            "/admin/v1/limits/kinds/{kind}",
-            get(limits::get_kind).put(limits::put_kind).delete(limits::delete_kind),
-        )
-        .route("/admin/v1/dead-letters", get(dead::list))
-        .route("/admin/v1/dead-letters/{queue}", axum::routing::delete(dead::purge_all))
-        .route("/admin/v1/dead-letters/{queue}/{id}", get(dead::get).delete(dead::purge))
-        .route("/admin/v1/dead-letters/{queue}/{id}/replay", post(dead::replay))
+/// The operator API's routes, on the producer's state, each with its OpenAPI operation (tag
+/// `operator`, security `operator_key`).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::bulk_retry))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(queues::list))
+        .routes(routes!(queues::pause_queue))
+        .routes(routes!(queues::resume_queue))
+        .routes(routes!(queues::pause_kind))
+        .routes(routes!(queues::resume_kind))
+        .routes(routes!(limits::list))
+        .routes(routes!(limits::get_tenant, limits::put_tenant, limits::delete_tenant))
+        .routes(routes!(limits::get_kind, limits::put_kind, limits::delete_kind))
+        .routes(routes!(dead::list))
+        .routes(routes!(dead::purge_all))
+        .routes(routes!(dead::get, dead::purge))
+        .routes(routes!(dead::replay))
 }
 
 /// An RFC 3339 time from parameter `field` (empty: none); a bad one joins `errors`.

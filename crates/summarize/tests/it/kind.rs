@@ -121,3 +121,27 @@ fn the_key_is_the_document_and_its_text() {
         .expect("valid");
     assert_ne!(client.job_id, base);
 }
+
+#[test]
+fn the_input_schema_states_the_bounds_validation_applies() {
+    use longhaul_summarize::kind::{
+        DEFAULT_CHUNK_CHARS, MAX_CHUNK_CHARS, MAX_DOCUMENT_ID_LEN, MIN_CHUNK_CHARS,
+    };
+    let schema = Summarize::input_schema();
+    let properties = &schema["properties"];
+    assert_eq!(schema["type"], "object", "{schema:#}");
+    assert_eq!(schema["required"], json!(["document_id", "text"]), "{schema:#}");
+    assert_eq!(schema["additionalProperties"], false, "{schema:#}");
+    assert_eq!(properties["document_id"]["maxLength"], json!(MAX_DOCUMENT_ID_LEN), "{schema:#}");
+    assert_eq!(properties["text"]["maxLength"], json!(MAX_TEXT_BYTES), "{schema:#}");
+    assert_eq!(properties["chunk_chars"]["minimum"], json!(MIN_CHUNK_CHARS), "{schema:#}");
+    assert_eq!(properties["chunk_chars"]["maximum"], json!(MAX_CHUNK_CHARS), "{schema:#}");
+    assert_eq!(properties["chunk_chars"]["default"], json!(DEFAULT_CHUNK_CHARS), "{schema:#}");
+    // What the schema allows at its edges, validation accepts.
+    let edge =
+        json!({"document_id": "d".repeat(MAX_DOCUMENT_ID_LEN), "text": "x", "chunk_chars": MIN_CHUNK_CHARS});
+    assert!(prepare(edge).is_ok());
+    assert!(prepare(json!({"document_id": "d", "text": "x", "chunk_chars": MAX_CHUNK_CHARS})).is_ok());
+    let registry = Registry::new().kind::<Summarize>().expect("summarize");
+    assert_eq!(registry.input_schema("summarize"), Some(&schema));
+}

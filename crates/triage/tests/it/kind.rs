@@ -81,3 +81,18 @@ fn the_kind_declares_its_queue_and_stages() {
         .expect_err("unknown kind");
     assert_eq!(err.field, "kind");
 }
+
+#[test]
+fn the_input_schema_is_the_ticket_and_its_revision() {
+    let schema = Triage::input_schema();
+    assert_eq!(schema["type"], "object", "{schema:#}");
+    assert_eq!(schema["required"], json!(["ticket_id", "revision"]), "{schema:#}");
+    assert_eq!(schema["additionalProperties"], false, "{schema:#}");
+    let ticket = &schema["properties"]["ticket_id"];
+    assert_eq!(ticket["type"], "string", "{schema:#}");
+    assert_eq!(ticket["maxLength"], json!(longhaul_core::ids::MAX_TICKET_ID_LEN), "{schema:#}");
+    assert_eq!(schema["properties"]["revision"]["minimum"], 1, "{schema:#}");
+    assert!(!schema.to_string().contains("$ref"), "{schema:#}");
+    let registry = Registry::new().kind::<Triage>().expect("triage");
+    assert_eq!(registry.input_schema("triage"), Some(&schema));
+}
