@@ -299,10 +299,12 @@ pub async fn home(session: Result<Session, Response>) -> Response {
     }
 }
 
-/// Any other path under `/console`: a `404` page.
+/// Any other path under `/console`: a `404` page (without a session: `303` to the login form,
+/// as every page).
 pub async fn unknown(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match lookup(&state, &headers).await {
-        Ok(session) => view::not_found(session.as_ref(), "page in the console"),
+        Ok(Some(session)) => view::not_found(Some(&session), "page in the console"),
+        Ok(None) => see_other("/console/login"),
         Err(page) => page,
     }
 }

@@ -17,8 +17,11 @@
 //! Bounded, so a forgotten tab costs little: a stream lives at most `--events-max-lifetime` (the
 //! browser's `EventSource` then reconnects, which checks the session again — an expired one ends
 //! it; and every [`SESSION_CHECK`] an open stream checks its session, and ends once it is not),
-//! at most [`MAX_PER_OPERATOR`] are open per operator (one more is a `429`), every read is
-//! bounded by `--request-timeout`, the throughput read is shared ([`ConsoleState::throughput`]),
+//! at most [`MAX_PER_OPERATOR`] are open per operator and [`MAX_TOTAL`] in all (one more is a
+//! `429`), every read is bounded by `--request-timeout`, the tables' data is read once for every
+//! stream of a table (about once a second however many are open) and the throughput once every
+//! few seconds ([`ConsoleState::throughput`]), a storage outage is one warning and one event per
+//! stream (and one more when reads work again),
 //! and the producer's shutdown ends them all ([`crate::events::EventStreams::close_all`]).
 
 use std::collections::{HashMap, VecDeque};
@@ -45,6 +48,14 @@ pub const TABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Live streams one operator may have open at once.
 pub const MAX_PER_OPERATOR: u32 = 16;
+
+/// Live streams one producer serves at once, all operators together.
+pub const MAX_TOTAL: u32 = 256;
+
+/// How long the queues and tenants tables' data, once read, serves every stream of that table:
+/// a little under [`TABLE_EVERY`], so each tick of a stream sees data at most a second old and
+/// the streams of a table together read it about once a second, however many are open.
+const TABLE_SHARED_FOR: Duration = Duration::from_millis(900);
 
 /// How long the browser waits before it reconnects a stream that ended.
 const RECONNECT: Duration = Duration::from_secs(2);
@@ -76,6 +87,9 @@ impl ConsoleState {
     /// A slot for one more live stream of `operator`, unless it has [`MAX_PER_OPERATOR`] open.
     fn acquire(&self, operator: &str) -> Option<Slot> {
         let mut open = self.inner.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.values().sum::<u32>() >= MAX_TOTAL {
+            return None;
+        }
         let count = open.entry(operator.to_owned()).or_insert(0);
         if *count >= MAX_PER_OPERATOR {
             return None;
@@ -116,8 +130,8 @@ struct Live {
     sent: HashMap<&'static str, String>,
     /// The job's version and status as last rendered (job streams only).
     seen: Option<(u64, JobStatus)>,
-    /// Whether a problem is shown on the page.
-    troubled: bool,
+    /// The problem shown on the page, if any.
+    troubled: Option<String>,
     /// Events to send before reading again.
     pending: VecDeque<Event>,
     first: bool,
@@ -166,11 +180,12 @@ impl Live {
             Ok(Err(problem)) => return self.problem(&problem),
             Err(_) => return self.problem("the console's read timed out; retrying"),
         };
-        let Some(snapshot) = snapshot else { return };
-        if self.troubled {
-            self.troubled = false;
+        // Any read that worked clears the problem shown, whether or not the page changed.
+        if self.troubled.take().is_some() {
+            tracing::info!(operator = %self.session.operator, "console live view: reads work again");
             self.pending.push_back(Event::default().event("problem").data(""));
         }
+        let Some(snapshot) = snapshot else { return };
         let mut changed = serde_json::Map::new();
         for (name, html) in snapshot.parts {
             if self.sent.get(name) != Some(&html) {
@@ -192,10 +207,14 @@ impl Live {
         }
     }
 
-    /// A `problem` event (logged), unless the same is shown already.
+    /// A `problem` event (logged), unless the same is shown already: an outage is one warning
+    /// and one event per stream, not one per tick.
     fn problem(&mut self, text: &str) {
+        if self.troubled.as_deref() == Some(text) {
+            return;
+        }
         tracing::warn!(operator = %self.session.operator, problem = text, "console live view");
-        self.troubled = true;
+        self.troubled = Some(text.to_owned());
         self.pending
             .push_back(Event::default().event("problem").data(format!("Live updates paused: {text}.")));
     }
@@ -203,17 +222,19 @@ impl Live {
     /// The page's live parts now; `None` when nothing changed (a job whose record did not).
     async fn snapshot(&mut self) -> Result<Option<Snapshot>, String> {
         let storage = |e: longhaul_store::StoreError| {
-            tracing::warn!(error = %e.report(), "console live view: storage");
+            tracing::debug!(error = %e.report(), "console live view: storage");
             "application storage is unavailable; retrying".to_owned()
         };
         match &self.source {
             Source::Queues => {
-                let data = QueuesData::read(&self.state, &self.console).await.map_err(storage)?;
+                let read = QueuesData::read(&self.state, &self.console);
+                let data = self.console.inner.queues.get(TABLE_SHARED_FOR, read).await.map_err(storage)?;
                 let parts = pages::queues::fragments(&data, &self.state.registry, &self.session);
                 Ok(Some(Snapshot { parts, last: false }))
             }
             Source::Tenants => {
-                let data = TenantsData::read(&self.state).await.map_err(storage)?;
+                let read = TenantsData::read(&self.state);
+                let data = self.console.inner.tenants.get(TABLE_SHARED_FOR, read).await.map_err(storage)?;
                 Ok(Some(Snapshot { parts: pages::tenants::fragments(&data), last: false }))
             }
             Source::Job { owner, job } => {
@@ -244,8 +265,8 @@ fn open(
 ) -> Response {
     let Some(slot) = console.acquire(&session.operator) else {
         let lines = [format!(
-            "At most {MAX_PER_OPERATOR} live views may be open at once per operator: close some tabs, \
-             or reload this page later."
+            "Too many live views are open (at most {MAX_PER_OPERATOR} per operator, {MAX_TOTAL} in all): \
+             close some tabs, or reload this page later."
         )];
         return view::problem_page(
             Some(&session),
@@ -264,7 +285,7 @@ fn open(
         source,
         sent: HashMap::new(),
         seen: None,
-        troubled: false,
+        troubled: None,
         pending: VecDeque::new(),
         first: true,
         done: false,

@@ -35,7 +35,7 @@ pub mod pages;
 pub mod view;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, header};
@@ -80,7 +80,40 @@ pub struct ConsoleState {
 #[derive(Debug, Default)]
 struct Shared {
     live: Mutex<HashMap<String, u32>>,
-    throughput: Mutex<Option<(Instant, Arc<Vec<KindThroughput>>)>>,
+    throughput: Cached<Vec<KindThroughput>>,
+    queues: Cached<pages::queues::QueuesData>,
+    tenants: Cached<pages::tenants::TenantsData>,
+}
+
+/// A value read at most once per period and shared by every reader meanwhile: one reader at a
+/// time reads it (the others wait for that read), so many open pages cost one read.
+struct Cached<T>(tokio::sync::Mutex<Option<(Instant, Arc<T>)>>);
+
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+}
+
+impl<T> std::fmt::Debug for Cached<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cached")
+    }
+}
+
+impl<T> Cached<T> {
+    /// The value read less than `ttl` ago, else what `read` gives now.
+    async fn get<E>(&self, ttl: Duration, read: impl Future<Output = Result<T, E>>) -> Result<Arc<T>, E> {
+        let mut cached = self.0.lock().await;
+        if let Some((at, value)) = &*cached
+            && at.elapsed() < ttl
+        {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(read.await?);
+        *cached = Some((Instant::now(), Arc::clone(&value)));
+        Ok(value)
+    }
 }
 
 /// How long one throughput read is reused: it counts whole minutes, so a few seconds change
@@ -96,15 +129,7 @@ impl ConsoleState {
         &self,
         store: &longhaul_store::Store,
     ) -> Result<Arc<Vec<KindThroughput>>, longhaul_store::StoreError> {
-        if let Some((at, rows)) = &*self.inner.throughput.lock().unwrap_or_else(PoisonError::into_inner)
-            && at.elapsed() < THROUGHPUT_TTL
-        {
-            return Ok(Arc::clone(rows));
-        }
-        let rows = Arc::new(store.kind_throughput(chrono::Utc::now()).await?);
-        *self.inner.throughput.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), Arc::clone(&rows)));
-        Ok(rows)
+        self.inner.throughput.get(THROUGHPUT_TTL, store.kind_throughput(chrono::Utc::now())).await
     }
 }
 

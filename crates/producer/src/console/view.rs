@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use longhaul_core::JobStatus;
 use longhaul_store::StoreError;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::auth::Session;
 
@@ -374,11 +374,6 @@ pub fn compact(value: &serde_json::Value, max: usize) -> String {
         cut.push('…');
         cut
     }
-}
-
-/// Raw markup (already escaped or built here).
-pub fn raw(s: &str) -> PreEscaped<&str> {
-    PreEscaped(s)
 }
 
 #[cfg(test)]

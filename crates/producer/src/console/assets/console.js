@@ -80,4 +80,6 @@
     }
   };
   window.addEventListener("pagehide", function () { es.close(); });
+  // Back to a page the browser kept (back-forward cache): its stream was closed; start afresh.
+  window.addEventListener("pageshow", function (e) { if (e.persisted) { window.location.reload(); } });
 })();
