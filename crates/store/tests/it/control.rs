@@ -464,7 +464,6 @@ async fn postgres_plans_read_every_tenants_jobs_through_the_console_indexes() {
     let cases = [
         (PAGE, AdminJobFilter { status: Some(JobStatus::Failed), ..f() }, "jobs_failed_cancelled"),
         (PAGE, AdminJobFilter { status: Some(JobStatus::Cancelled), ..f() }, "jobs_failed_cancelled"),
-        (PAGE, AdminJobFilter { kind: Some("export".into()), ..f() }, "jobs_pkey"),
         (PAGE, AdminJobFilter { error_class: Some(ErrorClass::Alert), ..f() }, "jobs_by_error"),
         (PAGE, AdminJobFilter { key: Some("k1234".into()), ..f() }, "jobs_by_key"),
         (
