@@ -89,6 +89,8 @@ impl AdminJobFilter {
             Err("must not be empty: leave it out to list jobs of every key".to_owned())
         } else if key.len() > MAX_KEY_FILTER_LEN {
             Err(format!("must be at most {MAX_KEY_FILTER_LEN} bytes, got {}", key.len()))
+        } else if key.contains('\0') {
+            Err("must not contain NUL (\\u0000): no job's key holds one".to_owned())
         } else {
             Ok(())
         }
@@ -167,7 +169,11 @@ impl Store {
     ) -> Result<JobPage, StoreError> {
         let before = page_start(cursor)?;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let sql = if self.window_first(filter).await? { SELECT_PAGE_ADMIN_WINDOW } else { SELECT_PAGE_ADMIN };
+        let sql = if self.window_first(filter, before).await? {
+            SELECT_PAGE_ADMIN_WINDOW
+        } else {
+            SELECT_PAGE_ADMIN
+        };
         let args: [Arg<'_>; 10] = [
             filter.tenant.as_ref().map(TenantId::as_str).into(),
             before.into(),
@@ -192,17 +198,20 @@ impl Store {
     /// reached only after every job created since. So when the window holds fewer than
     /// [`WINDOW_FIRST_MAX`] jobs, and more came after it, the page is read window first; where the
     /// window lies in seq ([`CREATED_BOUNDS`], three index probes) tells. Either way the page is
-    /// the same. SQLite plans without the filters' values and would never use the window's index:
-    /// it always walks.
-    async fn window_first(&self, filter: &AdminJobFilter) -> Result<bool, StoreError> {
+    /// the same. A later page (below seq `below`, its cursor) counts only what lies below it: once the
+    /// cursor is inside the window or below it, the walk starts there and is short. SQLite plans
+    /// without the filters' values and would never use the window's index: it always walks.
+    async fn window_first(&self, filter: &AdminJobFilter, below: i64) -> Result<bool, StoreError> {
         let (Db::Postgres(_), Some(before)) = (&self.db, filter.created_before) else { return Ok(false) };
         let args: [Arg<'_>; 2] = [filter.created_after.into(), before.into()];
         let bounds: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
             self.db.fetch_all_uncached(CREATED_BOUNDS, &args).await?;
         Ok(match bounds.first() {
+            // The walk would start inside the window or below it: it is short.
+            Some(&(_, Some(end), _)) if below <= end => false,
             Some(&(Some(start), Some(end), Some(newest))) => {
-                let in_window = end.saturating_sub(start).max(0);
-                let after = newest.saturating_sub(end).saturating_add(1);
+                let in_window = end.min(below).saturating_sub(start).max(0);
+                let after = newest.min(below.saturating_sub(1)).saturating_sub(end).saturating_add(1);
                 in_window < WINDOW_FIRST_MAX && after > in_window
             }
             // No job created since the window: the walk down starts in it.

@@ -263,6 +263,7 @@ conformance!(an_operator_finds_jobs_by_their_key_across_tenants, |store: Store| 
     assert!(AdminJobFilter::check_key(&"k".repeat(max)).is_ok());
     let long = AdminJobFilter::check_key(&"k".repeat(max + 1)).expect_err("too long");
     assert!(long.contains(&max.to_string()), "{long}");
+    assert!(AdminJobFilter::check_key("a\0b").expect_err("NUL").contains("NUL"));
 });
 
 conformance!(an_operator_lists_a_window_of_creation_time_however_it_is_read, |store: Store| async move {
