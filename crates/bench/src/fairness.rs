@@ -20,7 +20,7 @@ use longhaul_testkit::procs::Binaries;
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection};
 
-use super::{document, env_usize, start};
+use super::{Shape, document, env_usize, start};
 use crate::measure::pct;
 
 /// Items per batch request.
@@ -65,7 +65,7 @@ async fn phase(
     n_a: usize,
     n_b: usize,
 ) -> anyhow::Result<(f64, i64, Vec<f64>)> {
-    let mut sys = start(bins, worker_env).await?;
+    let mut sys = start(bins, Shape::from_env()?, worker_env).await?;
     let mut db = PgConnection::connect(&sys.db_url).await?;
     let tenant_b: String = sqlx::query_scalar("SELECT tenant_id FROM tenants WHERE name = 'bench-b'")
         .fetch_one(&mut db)

@@ -14,6 +14,9 @@
 //!   (20): B's start latency and A's drain rate, with admission on and off (module `fairness`);
 //! - `pruning`: `product` with the workers pruning finished records older than a second as it runs.
 //!
+//! `BENCH_WORKERS` (2), `WORKER_CONCURRENCY` (16 per worker) and `BENCH_PARTITIONS` (1) shape the
+//! system for the scaling figure; `BENCH_LOGS=<dir>` keeps each process's log there.
+//!
 //! Every run verifies its results (every record completed, one `completed` event per job) before
 //! printing. Figures: jobs/s end to end, enqueue latency p50/p99 (the triage request), enqueue →
 //! completed p50/p99 (from the records' own timestamps), Redis commands per job (`INFO
@@ -93,7 +96,7 @@ impl Drop for System {
 }
 
 /// Starts the system; `worker_env` is added to both workers' environment.
-async fn start(bins: &Binaries, worker_env: &[(&str, &str)]) -> anyhow::Result<System> {
+async fn start(bins: &Binaries, shape: Shape, worker_env: &[(&str, &str)]) -> anyhow::Result<System> {
     // Without TLS by default, as the peer's PostgreSQL client (node-postgres) connects: both sides
     // of the comparison use the same transport. Set BENCH_PG_URL to measure with TLS.
     let admin_url = std::env::var("BENCH_PG_URL")
@@ -128,16 +131,40 @@ async fn start(bins: &Binaries, worker_env: &[(&str, &str)]) -> anyhow::Result<S
         .map_err(|e| anyhow::anyhow!("tenant create failed: {e}"))?;
     let mut procs = Vec::new();
     let mut spawn = |name: &str, bin: &str, args: &[&str], extra: &[(&str, &str)]| -> anyhow::Result<()> {
-        procs.push(launcher.spawn(name, bin, args, extra, Output::StderrOnly)?);
+        // BENCH_LOGS=<dir> keeps every process's log (warnings: slow requests and batches).
+        let output = match std::env::var_os("BENCH_LOGS") {
+            Some(dir) => Output::LogFile(std::path::Path::new(&dir).join(format!("{name}.log"))),
+            None => Output::StderrOnly,
+        };
+        procs.push(launcher.spawn(name, bin, args, extra, output)?);
         Ok(())
     };
-    spawn("producer", "producer", &["serve", "--skip-migrations"], &[])?;
-    for name in ["bench-w1", "bench-w2"] {
-        let mut env = vec![("LONGHAUL_CONSUMER_NAME", name), ("LONGHAUL_CONCURRENCY", "16")];
-        env.extend_from_slice(worker_env);
-        spawn(&format!("worker-{}", &name[7..]), "worker", &["--skip-migrations"], &env)?;
+    let partitions = shape.partitions.to_string();
+    let queues = shape.queues();
+    let mut shaped: Vec<(&str, &str)> = Vec::new();
+    if shape.partitions > 1 {
+        shaped.push(("LONGHAUL_QUEUES", queues.as_str()));
     }
-    spawn("queue-events", "queue-events", &[], &[("LONGHAUL_CONSUMER_NAME", "bench-qe")])?;
+    spawn(
+        "producer",
+        "producer",
+        &["serve", "--skip-migrations"],
+        &[("LONGHAUL_QUEUE_PARTITIONS", partitions.as_str())],
+    )?;
+    let concurrency = shape.concurrency.to_string();
+    for w in 1..=shape.workers {
+        let consumer = format!("bench-w{w}");
+        let mut env = vec![
+            ("LONGHAUL_CONSUMER_NAME", consumer.as_str()),
+            ("LONGHAUL_CONCURRENCY", concurrency.as_str()),
+        ];
+        env.extend_from_slice(&shaped);
+        env.extend_from_slice(worker_env);
+        spawn(&format!("worker-{w}"), "worker", &["--skip-migrations"], &env)?;
+    }
+    let mut env = vec![("LONGHAUL_CONSUMER_NAME", "bench-qe")];
+    env.extend_from_slice(&shaped);
+    spawn("queue-events", "queue-events", &[], &env)?;
     let system = System {
         procs,
         api: format!("http://127.0.0.1:{port}"),
@@ -153,6 +180,52 @@ async fn start(bins: &Binaries, worker_env: &[(&str, &str)]) -> anyhow::Result<S
         bail!("the producer did not become ready");
     }
     Ok(system)
+}
+
+/// How many worker processes, at what concurrency each, over how many queue partitions: the
+/// scaling figure's knobs (`BENCH_WORKERS`, default 2; `WORKER_CONCURRENCY`, 16;
+/// `BENCH_PARTITIONS`, 1).
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    workers: usize,
+    concurrency: usize,
+    partitions: usize,
+}
+
+impl Shape {
+    fn from_env() -> anyhow::Result<Self> {
+        let shape = Self {
+            workers: env_usize("BENCH_WORKERS", 2),
+            concurrency: env_usize("WORKER_CONCURRENCY", 16),
+            partitions: env_usize("BENCH_PARTITIONS", 1),
+        };
+        if !(1..=16).contains(&shape.workers) || !(1..=256).contains(&shape.concurrency) {
+            bail!("BENCH_WORKERS must be 1..=16 and WORKER_CONCURRENCY 1..=256, got {shape:?}");
+        }
+        if !(1..=64).contains(&shape.partitions) {
+            bail!("BENCH_PARTITIONS must be 1..=64, got {}", shape.partitions);
+        }
+        Ok(shape)
+    }
+
+    /// `LONGHAUL_QUEUES` for a partitioned run: every partition of both benchmarked queues, the
+    /// worker's concurrency shared among a queue's partitions.
+    fn queues(self) -> String {
+        let each = (self.concurrency / self.partitions).max(1);
+        ["triage", "summarize"]
+            .iter()
+            .flat_map(|q| (0..self.partitions).map(move |p| format!("{q}-{p}={each}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The events streams of `queue`'s partitions.
+    fn events_streams(self, prefix: &str, queue: &str) -> Vec<String> {
+        if self.partitions == 1 {
+            return vec![format!("{prefix}:{{{queue}}}:events")];
+        }
+        (0..self.partitions).map(|p| format!("{prefix}:{{{queue}-{p}}}:events")).collect()
+    }
 }
 
 /// What a scenario's jobs are.
@@ -211,7 +284,8 @@ async fn scenario(
     } else {
         &[]
     };
-    let mut sys = start(bins, worker_env).await?;
+    let shape = Shape::from_env()?;
+    let mut sys = start(bins, shape, worker_env).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(callers).build()?;
     // Tickets first, untimed.
     let created = Arc::new(tokio::sync::Semaphore::new(64));
@@ -327,37 +401,41 @@ async fn scenario(
             .await?;
     e2e.sort_by(f64::total_cmp);
     enqueue.sort_by(f64::total_cmp);
-    let events_stream = format!("{}:{{{}}}:events", sys.prefix, workload.queue());
+    let events_streams = shape.events_streams(&sys.prefix, workload.queue());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        // In pages: one reply of 100 000 entries can outlast the connection's response timeout.
-        let mut events: Vec<(String, Vec<(String, String)>)> = Vec::new();
-        let mut from = "-".to_owned();
-        loop {
-            let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-                .arg(&events_stream)
-                .arg(&from)
-                .arg("+")
-                .arg("COUNT")
-                .arg(5000)
+        let (mut completed_events, mut trimmed, mut lag_zero) = (0, false, true);
+        for events_stream in &events_streams {
+            // In pages: one reply of 100 000 entries can outlast the connection's response timeout.
+            let mut events: Vec<(String, Vec<(String, String)>)> = Vec::new();
+            let mut from = "-".to_owned();
+            loop {
+                let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                    .arg(events_stream)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(5000)
+                    .query_async(&mut redis_conn)
+                    .await?;
+                let Some((last, _)) = page.last() else { break };
+                from = format!("({last}");
+                events.extend(page);
+            }
+            completed_events +=
+                events.iter().filter(|(_, f)| f.iter().any(|(k, v)| k == "type" && v == "completed")).count();
+            // The events stream is trimmed at 100 000 entries: count only when it cannot have been.
+            trimmed |= events.len() >= 100_000;
+            let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+                .arg(events_stream)
+                .arg("queue-events")
                 .query_async(&mut redis_conn)
                 .await?;
-            let Some((last, _)) = page.last() else { break };
-            from = format!("({last}");
-            events.extend(page);
+            lag_zero &= matches!(pending.first(), Some(redis::Value::Int(0)));
         }
-        let completed_events =
-            events.iter().filter(|(_, f)| f.iter().any(|(k, v)| k == "type" && v == "completed")).count();
-        // The events stream is trimmed at 100 000 entries: count only when it cannot have been.
-        if events.len() < 100_000 && completed_events != n {
+        if !trimmed && completed_events != n {
             bail!("{completed_events} completed events for {n} jobs");
         }
-        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
-            .arg(&events_stream)
-            .arg("queue-events")
-            .query_async(&mut redis_conn)
-            .await?;
-        let lag_zero = matches!(pending.first(), Some(redis::Value::Int(0)));
         if lag_zero || Instant::now() > deadline {
             break;
         }
@@ -373,7 +451,9 @@ async fn scenario(
         "kind": match workload { Workload::Triage => "triage", Workload::Summarize(_) => "summarize" },
         "n": n,
         "callers": callers,
-        "worker_concurrency": 32,
+        "workers": shape.workers,
+        "worker_concurrency": shape.workers * shape.concurrency,
+        "partitions": shape.partitions,
         "offered_rate": rate,
         "pruning": pruning,
         "pruned": n as i64 - remaining,
