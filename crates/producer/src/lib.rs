@@ -41,7 +41,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use longhaul_core::{JobId, JobRecord, JobStatus, NewJob, Registry, TenantId};
 use longhaul_queue::{Event, EventKind, JobEntry, Queue, QueueError};
 use longhaul_service::batch::Fallback;
@@ -468,7 +468,8 @@ async fn publish_cancelled(registry: &Registry, queues: &Queues, record: &JobRec
     }
 }
 
-/// One span per API request, continuing the caller's trace when it sends a `traceparent` header.
+/// One span per API request, continuing the caller's trace when it sends a `traceparent` header;
+/// a slow one ([`SLOW_REQUEST`]) is logged.
 async fn trace_request(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -483,10 +484,23 @@ async fn trace_request(
     if let Some(parent) = request.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
         longhaul_service::trace::set_parent(&span, parent);
     }
+    let started = std::time::Instant::now();
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
+    let took = started.elapsed();
+    if took >= SLOW_REQUEST
+        && response.headers().get(header::CONTENT_TYPE).is_none_or(|t| t != "text/event-stream")
+    {
+        tracing::warn!(%method, path = uri.path(), status = response.status().as_u16(),
+            took_ms = took.as_millis() as u64, "a slow request");
+    }
     response
 }
+
+/// A request whose response head took at least this long is logged (a warning with its method,
+/// path, status and time), so a latency spike can be told apart from the records' own timings.
+const SLOW_REQUEST: Duration = Duration::from_millis(200);
 
 /// Enqueues again every live record (scheduled, queued or running) not updated for `older_than`
 /// whose job has no trace in Redis (in its kind's queue, its partition) — the enqueue failed, or

@@ -78,6 +78,10 @@ where
     }
 }
 
+/// A batched call at least this slow is logged (a warning naming what it served and how long it
+/// took).
+pub const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// One result per item of a batch, in order.
 pub type Each<T, E> = Vec<Result<T, E>>;
 
@@ -115,7 +119,20 @@ pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
     fallback: &F,
     items: &[Req],
 ) -> Each<F::Item, F::Error> {
-    match fallback.all(items).await {
+    let started = std::time::Instant::now();
+    let served = fallback.all(items).await;
+    let took = started.elapsed();
+    if took >= SLOW_BATCH {
+        // Every caller queued behind this batch waited as long: the log line that explains a
+        // latency spike no record's timestamps show.
+        tracing::warn!(
+            what = fallback.what(),
+            items = items.len(),
+            took_ms = took.as_millis() as u64,
+            "a batched call was slow"
+        );
+    }
+    match served {
         Ok(results) => results,
         Err(e) if items.is_empty() => {
             tracing::warn!(error = %longhaul_core::Report(&e), what = fallback.what(), "a batched call failed");
