@@ -1,14 +1,35 @@
-//! The audit log: what happened to each job, one row per event, oldest first. The job writes
-//! append their own rows in the transaction (or statement) that applies them; services append
-//! others with [`Store::append_audit`]. Operators' control actions (pauses, limits) are rows
-//! without a job, under the tenant they concern or [`QUEUE_WIDE`] (see [`crate::control`]).
+//! The audit log: what happened to each job, oldest first. The job writes append their own rows in
+//! the transaction (or statement) that applies them; services append others with
+//! [`Store::append_audit`]. Operators' control actions (pauses, limits) are rows without a job,
+//! under the tenant they concern or [`QUEUE_WIDE`] (see [`crate::control`]).
+//!
+//! # Rows, and entries read from the record
+//!
+//! A job's trail ([`Store::job_audit`]) is its rows with two entries read from its record, which
+//! are never rows:
+//!
+//! - `enqueued`, first: at the record's `created_at`, with the kind and key (and `run_at` and
+//!   `priority` when set) — what creating the record wrote into it.
+//! - `completed`, once the record is completed: at its `finished_at`, with the attempt that
+//!   completed (`attempts`). Completion is terminal, so it follows the last `started` row; rows
+//!   written after it (a duplicate request for the finished job, say) follow it.
+//!
+//! Each says nothing the record does not, and as a row each cost every job an insert into
+//! `audit_log` and its three indexes on the hot path. Everything else is a row: `started` (each
+//! attempt's start and time, which the record overwrites with the next attempt's),
+//! `duplicate_enqueue`, `retry_scheduled`, `failed`, `alert`, the cancel rows and operators'
+//! actions (`retried`, …). Once a job's record is pruned (with its rows, see [`crate::retention`])
+//! its trail is whatever rows remain. A trail whose rows hold an `enqueued` or `completed` of their
+//! own (written before these entries were read from the record) is read as stored, without a
+//! second one.
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{JobId, TenantId};
-use serde_json::Value;
+use longhaul_core::{JobId, JobRecord, JobStatus, TenantId};
+use serde_json::{Value, json};
 use sqlx::types::Json;
 
 use crate::backend::{Arg, Session};
+use crate::jobs::{enqueue_detail, select_record};
 use crate::{Store, StoreError, now};
 
 /// `$1` tenant, `$2` job (nullable), `$3` action, `$4` detail, `$5` time.
@@ -25,8 +46,8 @@ pub const QUEUE_WIDE: &str = "*";
 pub struct AuditEntry {
     /// The job it concerns, if any.
     pub job_id: Option<String>,
-    /// What happened: `enqueued`, `duplicate_enqueue`, `started`, `retry_scheduled`, `completed`,
-    /// `failed`, `alert`, or an action a service appends.
+    /// What happened: `enqueued` or `completed` (read from the record), `duplicate_enqueue`,
+    /// `started`, `retry_scheduled`, `failed`, `alert`, or an action a service appends.
     pub action: String,
     /// Details (attempt, class, message, …).
     pub detail: Value,
@@ -82,16 +103,65 @@ impl Store {
         append(&mut self.db.connect().await?, tenant, job, action, detail, now()).await
     }
 
-    /// The audit trail of one job of `tenant`, oldest first.
+    /// The audit trail of one job of `tenant`, oldest first: its rows with the entries read from
+    /// its record (see the module docs). Two reads: the record, then the rows.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] or [`StoreError::Corrupt`].
+    pub async fn job_audit(&self, tenant: &TenantId, job: &JobId) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut session = self.db.connect().await?;
+        let record = select_record(&mut session, tenant, job).await?;
+        let rows = job_rows(&mut session, tenant, job).await?;
+        Ok(trail(record.as_ref(), rows))
+    }
+
+    /// [`Store::job_audit`] of the job of `record`, already read: one read, the rows.
     ///
     /// # Errors
     /// [`StoreError::Database`].
-    pub async fn job_audit(&self, tenant: &TenantId, job: &JobId) -> Result<Vec<AuditEntry>, StoreError> {
-        let args: [Arg<'_>; 2] = [tenant.as_str().into(), job.as_str().into()];
-        let rows: Vec<AuditRow> = self.db.fetch_all(SELECT_JOB, &args).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditEntry { job_id: r.job_id, action: r.action, detail: r.detail.0, at: r.at })
-            .collect())
+    pub async fn job_audit_of(&self, record: &JobRecord) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = job_rows(&mut self.db.connect().await?, &record.tenant_id, &record.job_id).await?;
+        Ok(trail(Some(record), rows))
     }
+}
+
+/// The audit rows of `job` of `tenant`, in the order appended.
+async fn job_rows(
+    session: &mut Session,
+    tenant: &TenantId,
+    job: &JobId,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let args: [Arg<'_>; 2] = [tenant.as_str().into(), job.as_str().into()];
+    let rows: Vec<AuditRow> = session.fetch_all(SELECT_JOB, &args).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| AuditEntry { job_id: r.job_id, action: r.action, detail: r.detail.0, at: r.at })
+        .collect())
+}
+
+/// A job's trail: its `rows` with the `enqueued` and `completed` entries of its `record` (none when
+/// the record is gone, or the rows hold them already).
+fn trail(record: Option<&JobRecord>, mut rows: Vec<AuditEntry>) -> Vec<AuditEntry> {
+    let Some(r) = record else { return rows };
+    let stored = |action: &str| rows.iter().any(|e| e.action == action);
+    let (enqueued, completed) =
+        (!stored("enqueued"), r.status == JobStatus::Completed && !stored("completed"));
+    let entry = |action: &str, detail: Value, at: DateTime<Utc>| AuditEntry {
+        job_id: Some(r.job_id.as_str().to_owned()),
+        action: action.to_owned(),
+        detail,
+        at,
+    };
+    if completed {
+        let finished = r.finished_at.unwrap_or(r.updated_at);
+        // After the last start, and after the rows written by then; before those written since.
+        let after_start = rows.iter().rposition(|e| e.action == "started").map_or(0, |i| i + 1);
+        let at =
+            rows[after_start..].iter().position(|e| e.at > finished).map_or(rows.len(), |i| after_start + i);
+        rows.insert(at, entry("completed", json!({ "attempt": r.attempts }), finished));
+    }
+    if enqueued {
+        rows.insert(0, entry("enqueued", enqueue_detail(r), r.created_at));
+    }
+    rows
 }

@@ -16,9 +16,9 @@
 //!   `RETURNING`): the reads, tenants, the operation log, the audit log, and the job writes that
 //!   have no batched form (`fail`, `retry`).
 //! - `postgres/` — PostgreSQL only: the batched forms of the hot path — pending records, starts,
-//!   completions, progress — each one multi-row statement over `UNNEST` arrays, with its audit
-//!   rows as a data-modifying CTE of the same statement. A single write of these kinds runs the
-//!   same statement with one row.
+//!   completions, progress — each one multi-row statement over `UNNEST` arrays, the starts with
+//!   their audit rows as a data-modifying CTE of the same statement. A single write of these kinds
+//!   runs the same statement with one row.
 //! - `sqlite/` — SQLite only: the single-row forms of those writes, which SQLite (in-process, so
 //!   statements are cheap) runs one after another inside one transaction.
 //!
@@ -31,7 +31,7 @@
 //! - [`operators`] — operators and their hashed keys (the operator API's credentials).
 //! - [`control`] — pauses of queues and kinds, and per-tenant and per-kind limits, with their
 //!   audit rows.
-//! - [`audit`] — the audit log.
+//! - [`audit`] — the audit log, and jobs' trails: its rows with the entries read from the record.
 //! - [`console`] — the operator console's login sessions and the reads only its pages make.
 //! - [`retention`] — pruning old finished jobs, their audit rows and old operations, in batches.
 //! - [`task_leases`] — leases that keep a background task running in one process at a time.

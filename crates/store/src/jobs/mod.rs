@@ -4,9 +4,11 @@
 //!
 //! Each status write is one guarded statement whose `WHERE` clause is the core rule for that
 //! transition (see `longhaul_core::record`; each `.sql` file names its rule), plus its audit row in
-//! the same transaction. When the guard refuses, nothing changes, and the caller gets
-//! [`WriteOutcome::Refused`] with the record as it stands and the reason the core rule gives for
-//! it: a refusal is explained by reading the record back and asking the core.
+//! the same transaction — except creation and completion, whose `enqueued` and `completed` audit
+//! entries are read from the record itself (see [`crate::audit`]). When the guard refuses, nothing
+//! changes, and the caller gets [`WriteOutcome::Refused`] with the record as it stands and the
+//! reason the core rule gives for it: a refusal is explained by reading the record back and asking
+//! the core.
 //!
 //! The worker's start ([`Write::StartNext`]) is fenced by the queue delivery asking for it (the
 //! stream entry id and its delivery count, kept in `lease_entry`/`lease_delivery`; the core rule is
@@ -14,10 +16,10 @@
 //!
 //! Each rule is written once per backend. The writes the worker batches — starts, completions,
 //! progress — and the producer's pending records have a PostgreSQL form that writes many rows in
-//! one statement (`… FROM UNNEST(…)`, audit rows as a CTE of the same statement; `postgres`),
-//! which a single write runs with one row, and a SQLite single-row form run once per row inside
-//! one transaction (`sqlite`). Failing and scheduling a retry, never batched, have one form both
-//! backends run.
+//! one statement (`… FROM UNNEST(…)`, the starts' audit rows as a CTE of the same statement;
+//! `postgres`), which a single write runs with one row, and a SQLite single-row form run once per
+//! row inside one transaction (`sqlite`). Failing and scheduling a retry, never batched, have one
+//! form both backends run.
 //!
 //! Inside: `row` (the record's columns and their decoding), `read` (reads and pagination), `admin`
 //! (an operator's reads across tenants and bulk retry), `cancel` (cancel requests and their end),
@@ -36,6 +38,8 @@ pub use admin::{
     AdminJobFilter, FailedBatch, FailedFilter, FailedJob, MAX_KEY_FILTER_LEN, MAX_RETRY_BATCH, RetriedBatch,
 };
 pub use write::AttemptFailure;
+
+pub(crate) use read::select_record;
 
 use chrono::{DateTime, Utc};
 use longhaul_core::{
@@ -145,14 +149,6 @@ impl Write {
         }
     }
 
-    /// The audit action of the write.
-    fn action(&self) -> &'static str {
-        match self {
-            Self::StartNext { .. } => "started",
-            Self::Complete { .. } => "completed",
-        }
-    }
-
     /// The core rule the write's SQL guard is: what it makes of `record` at `now`.
     fn rule(&self, record: &JobRecord, now: DateTime<Utc>) -> Result<JobRecord, TransitionError> {
         match self {
@@ -162,9 +158,10 @@ impl Write {
     }
 }
 
-/// The detail of a pending record's `enqueued` and `duplicate_enqueue` audit rows: the request's
-/// kind and key (the record holds its input), and its `run_at` and `priority` when it set them.
-fn enqueue_detail(r: &JobRecord) -> Value {
+/// The detail of a job's `enqueued` audit entry (read from its record) and of a request's
+/// `duplicate_enqueue` audit row: the kind and key (the record holds the input), and the `run_at`
+/// and `priority` when set.
+pub(crate) fn enqueue_detail(r: &JobRecord) -> Value {
     let mut detail = json!({ "kind": r.kind, "key": r.key });
     if let Some(at) = r.run_at {
         detail["run_at"] = json!(at);

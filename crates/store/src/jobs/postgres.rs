@@ -1,6 +1,8 @@
 //! PostgreSQL's forms of the batched job writes: each kind of write — pending records, progress,
-//! starts, completions — is one statement for any number of rows (`UNNEST` arrays), whose audit
-//! rows are a CTE of the same statement. A single write runs the same statement with one row.
+//! starts, completions — is one statement for any number of rows (`UNNEST` arrays); the starts'
+//! audit rows are a CTE of the same statement (a pending record's `enqueued` and a completion's
+//! `completed` are read from the record: see [`crate::audit`]). A single write runs the same
+//! statement with one row.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +17,7 @@ use crate::StoreError;
 use crate::backend::Handle;
 
 /// `$1` jobs, `$2` tenants, `$3` kinds, `$4` keys, `$5` inputs, `$6` max attempts, `$7` time,
-/// `$8` statuses, `$9` run_at, `$10` priorities, `$11` audit details.
+/// `$8` statuses, `$9` run_at, `$10` priorities.
 const CREATE_MANY: &str = include_str!("../../sql/postgres/jobs/create_many.sql");
 /// `$1` job ids.
 const SELECT_MANY: &str = include_str!("../../sql/postgres/jobs/select_many.sql");
@@ -28,8 +30,8 @@ const START_NEXT_MANY: &str = include_str!("../../sql/postgres/jobs/start_next_m
 /// `$1` jobs, `$2` tenants, `$3` attempts, `$4` outputs, `$5` time.
 const COMPLETE_MANY: &str = include_str!("../../sql/postgres/jobs/complete_many.sql");
 
-/// Pending records: one statement inserts every new record with its audit row; only duplicates
-/// (rare) cost more statements. One transaction either way.
+/// Pending records: one statement inserts every new record; only duplicates (rare) cost more
+/// statements (a read, and their `duplicate_enqueue` audit rows). One transaction either way.
 pub(super) async fn create_pending(
     pool: &PgPool,
     records: &[JobRecord],
@@ -48,7 +50,6 @@ pub(super) async fn create_pending(
         .bind(column(|r| r.status.as_str()))
         .bind(records.iter().map(|r| r.run_at).collect::<Vec<_>>())
         .bind(column(|r| r.priority.as_str()))
-        .bind(records.iter().map(|r| Json(enqueue_detail(r))).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
     let mut created = HashMap::with_capacity(inserted.len());

@@ -25,14 +25,22 @@ pub(super) async fn select(
     session.fetch_optional(SELECT, &[job.as_str().into(), tenant.as_str().into()]).await
 }
 
+/// [`select`], decoded.
+pub(crate) async fn select_record(
+    session: &mut Session,
+    tenant: &TenantId,
+    job: &JobId,
+) -> Result<Option<JobRecord>, StoreError> {
+    select(session, tenant, job).await?.map(JobRecord::try_from).transpose()
+}
+
 impl Store {
     /// Reads one job of `tenant`. Another tenant's job reads as `None`, like a missing one.
     ///
     /// # Errors
     /// [`StoreError::Database`] or [`StoreError::Corrupt`].
     pub async fn get_job(&self, tenant: &TenantId, job: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        let row = select(&mut self.db.connect().await?, tenant, job).await?;
-        row.map(JobRecord::try_from).transpose()
+        select_record(&mut self.db.connect().await?, tenant, job).await
     }
 
     /// The tenant that owns job `job`, whoever asks. Only for integrity checks inside the worker

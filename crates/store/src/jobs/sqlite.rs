@@ -1,5 +1,7 @@
 //! SQLite's forms of the batched job writes: one single-row statement per write, all of a batch in
 //! one transaction (SQLite runs in-process, so statements are cheap; the commit is what costs).
+//! Audit rows are appended for starts and duplicate requests; a pending record's `enqueued` and a
+//! completion's `completed` are read from the record (see [`crate::audit`]).
 
 use chrono::{DateTime, Utc};
 use longhaul_core::JobRecord;
@@ -21,8 +23,9 @@ const START_NEXT: &str = include_str!("../../sql/sqlite/jobs/start_next.sql");
 /// `$1` job, `$2` tenant, `$3` attempt, `$4` output, `$5` time.
 const COMPLETE: &str = include_str!("../../sql/sqlite/jobs/complete.sql");
 
-/// Pending records, each inserted or found, with its audit row, in one transaction. Rows are
-/// written in job-id order, so concurrent batches lock in the same order and cannot deadlock.
+/// Pending records, each inserted or found (a duplicate request with its `duplicate_enqueue` audit
+/// row), in one transaction. Rows are written in job-id order, so concurrent batches lock in the
+/// same order and cannot deadlock.
 pub(super) async fn create_pending(
     db: &Db,
     records: &[JobRecord],
@@ -49,20 +52,21 @@ pub(super) async fn create_pending(
         let (row, created) = match inserted {
             Some(row) => (row, true),
             None => {
-                (select(&mut tx, &r.tenant_id, &r.job_id).await?.ok_or(StoreError::NotFound("job"))?, false)
+                let row =
+                    select(&mut tx, &r.tenant_id, &r.job_id).await?.ok_or(StoreError::NotFound("job"))?;
+                let (tenant, job, detail) = (&r.tenant_id, Some(&r.job_id), enqueue_detail(r));
+                audit::append(&mut tx, tenant, job, "duplicate_enqueue", &detail, r.created_at).await?;
+                (row, false)
             }
         };
-        let action = if created { "enqueued" } else { "duplicate_enqueue" };
-        audit::append(&mut tx, &r.tenant_id, Some(&r.job_id), action, &enqueue_detail(r), r.created_at)
-            .await?;
         out[i] = Some((row.try_into()?, created));
     }
     tx.commit().await?;
     out.into_iter().map(|o| o.ok_or(StoreError::NotFound("job"))).collect()
 }
 
-/// Progress writes, then starts and completions, one statement each (and an audit row for each
-/// start or completion applied), in order, in one transaction.
+/// Progress writes, then starts and completions, one statement each (and a `started` audit row for
+/// each start applied), in order, in one transaction.
 ///
 /// Returns, per progress write, whether it was applied, and per write the row it wrote.
 pub(super) async fn write_batch(
@@ -110,8 +114,8 @@ pub(super) async fn write_batch(
                 tx.fetch_optional(COMPLETE, &args).await?
             }
         };
-        if let Some(r) = &row {
-            audit::append(&mut tx, tenant, Some(job), w.action(), &json!({ "attempt": r.attempts }), now)
+        if let (Write::StartNext { .. }, Some(r)) = (w, &row) {
+            audit::append(&mut tx, tenant, Some(job), "started", &json!({ "attempt": r.attempts }), now)
                 .await?;
         }
         rows.push(row);

@@ -39,7 +39,8 @@ impl Store {
     /// Writes the pending record for `job` — `scheduled` when its `run_at` is in the future, else
     /// `queued` — or returns the existing record with the same job id (unchanged).
     /// Atomic under concurrency: any number of simultaneous calls create one row, and exactly one
-    /// caller gets `true` (created). Appends an `enqueued` or `duplicate_enqueue` audit row.
+    /// caller gets `true` (created). A duplicate appends a `duplicate_enqueue` audit row; the
+    /// job's `enqueued` entry is read from its record (see [`crate::audit`]).
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the job id exists under another tenant (never for ids derived
@@ -96,8 +97,8 @@ impl Store {
         Ok(self.write_batch(writes, &[]).await?.0)
     }
 
-    /// Completes the running attempt with `output`: [`Write::Complete`] alone. Audited as
-    /// `completed`.
+    /// Completes the running attempt with `output`: [`Write::Complete`] alone. Its `completed`
+    /// audit entry is read from the record (see [`crate::audit`]).
     ///
     /// # Errors
     /// As [`Store::record_progress`].
@@ -154,7 +155,7 @@ impl Store {
     /// Applies progress writes, then starts and completions, in one transaction (one commit): how
     /// a worker records what its concurrent jobs did together. Each write is fenced exactly as its
     /// single form. On PostgreSQL the batch is at most three statements — the progress writes, the
-    /// starts and the completions, each multi-row and with its audit rows — unless a start names a
+    /// starts (with their audit rows) and the completions, each multi-row — unless a start names a
     /// job that another start or completion of the batch names too; then each start and completion
     /// is a statement of its own, in order. On SQLite each write is a statement of its own.
     ///

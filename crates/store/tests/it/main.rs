@@ -2,6 +2,7 @@
 //! its own (a temporary SQLite file; a fresh PostgreSQL database dropped afterwards), so the suite
 //! runs in parallel and leaves nothing behind.
 
+mod audit;
 mod batches;
 mod cancel;
 mod connect;

@@ -7,7 +7,8 @@
 //! under the job's owner, audited `operator:<name>`.
 //!
 //! Reads: `jobs/select_owner.sql`, `jobs/select.sql`, `audit/select_job.sql` (index
-//! `audit_by_job`), `console.job_operations` (index `operations_by_job`).
+//! `audit_by_job`; the trail's `enqueued` and `completed` come from the record already read),
+//! `console.job_operations` (index `operations_by_job`).
 
 use std::collections::BTreeMap;
 
@@ -50,7 +51,7 @@ impl JobData {
     /// # Errors
     /// Storage errors.
     pub async fn complete(store: &Store, record: JobRecord) -> Result<Self, StoreError> {
-        let audit = store.job_audit(&record.tenant_id, &record.job_id).await?;
+        let audit = store.job_audit_of(&record).await?;
         let operations = store.job_operations(&record.tenant_id, &record.job_id).await?;
         Ok(Self { record, audit, operations, now: Utc::now() })
     }

@@ -1,6 +1,6 @@
--- Many completions in one statement, each with its 'completed' audit row: each running attempt
--- completes with its output. $1 jobs, $2 tenants, $3 attempts, $4 outputs, $5 time. Core rule:
--- JobRecord::complete.
+-- Many completions in one statement: each running attempt completes with its output. No audit
+-- row: a job's 'completed' entry is read from its record (see audit.rs). $1 jobs, $2 tenants,
+-- $3 attempts, $4 outputs, $5 time. Core rule: JobRecord::complete.
 WITH u AS (
     UPDATE jobs
     SET status = 'completed', progress = 100, output = v.output, error_message = NULL, error_class = NULL,
@@ -9,9 +9,6 @@ WITH u AS (
     WHERE jobs.job_id = v.job AND jobs.tenant_id = v.tenant AND jobs.status = 'running'
       AND jobs.attempts = v.attempt
     RETURNING jobs.*
-), a AS (
-    INSERT INTO audit_log (tenant_id, job_id, action, detail, at)
-    SELECT tenant_id, job_id, 'completed', jsonb_build_object('attempt', attempts), $5 FROM u
 )
 SELECT job_id, tenant_id, kind, job_key, input, status, stage, progress, attempts, max_attempts,
        next_attempt_at, output, error_message, error_class, created_at, updated_at, started_at, finished_at,
