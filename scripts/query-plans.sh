@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The query plans the operator's views rely on, measured on a million jobs (docs/QUERY_PLANS.md).
 #
-# Creates a throw-away PostgreSQL database (longhaul_plans_<pid>), applies migrations/postgres up
-# to 0006 in order with psql (each file in one transaction, as the store's migrator does), seeds
-# PLANS_ROWS jobs (1 000 000 by default: 50 tenants with a skew, three kinds, ~96 % completed, ~3 %
-# failed with error classes, some cancelled, a live tail of queued, running and scheduled jobs,
-# created over 30 days), the audit trail of every third job and the operation log of every fifth,
-# and VACUUM ANALYZEs them. Then it runs EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) for every statement
-# the admin API and the console run against these tables: first on the schema of 0006 ("before"),
-# then after applying 0007 and every later migration ("after"), and prints a summary table. The
-# statements are the .sql files the store includes (PREPARE ... AS <the file>, then EXECUTE), so a
-# plan cannot drift from the code; each is planned as the store has it planned (see plans_sql). The
-# database is dropped at the end, also on failure.
+# Creates a throw-away PostgreSQL database (longhaul_plans_<pid>), applies every migration of
+# migrations/postgres in order with psql (each file in one transaction, as the store's migrator
+# does), seeds PLANS_ROWS jobs (1 000 000 by default: 50 tenants with a skew, three kinds, ~96 %
+# completed, ~3 % failed with error classes, some cancelled, a live tail of queued, running and
+# scheduled jobs, created over 30 days), the audit trail of every third job and the operation log
+# of every fifth, and VACUUM ANALYZEs them. Then it runs EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) for
+# every statement the admin API and the console run against these tables: first without the
+# indexes the console's migrations (0007, 0008) create, in the form the later migrations left them
+# ("before"), then after building them again ("after"), and prints a summary table. The statements
+# are the .sql files the store includes (PREPARE ... AS <the file>, then EXECUTE), so a plan cannot
+# drift from the code; each is planned as the store has it planned (see plans_sql). The database is
+# dropped at the end, also on failure.
 #
 # Needs psql, createdb and dropdb, and a PostgreSQL where PGUSER may create databases: PGHOST
 # (127.0.0.1), PGPORT (5432), PGUSER (postgres) as for psql. Output: PLANS_OUT (target/query-plans)
@@ -26,8 +27,8 @@ RUNS=5 # measured runs of each case; the summary gives the fastest and the media
 OUT=${PLANS_OUT:-target/query-plans}
 DB=longhaul_plans_$$
 SQL=crates/store/sql/common
-# The migration whose indexes are measured: the "before" run has the schema up to the one before.
-FIRST_AFTER=7
+# The migrations whose indexes are measured: the "before" run has every index but theirs.
+MEASURED="0007 0008"
 
 case $ROWS in '' | *[!0-9]*) echo "query-plans: PLANS_ROWS must be a whole number, got '$ROWS'" >&2; exit 2 ;; esac
 [ "$ROWS" -ge 10000 ] || { echo "query-plans: PLANS_ROWS must be at least 10000" >&2; exit 2; }
@@ -48,20 +49,13 @@ else
 fi
 echo "query-plans: database $DB on $PGHOST:$PGPORT ($(psql -X -tA -d "$DB" -c 'SHOW server_version'))"
 
-# apply <first> <last>: the migrations numbered first..last, in order, each in one transaction;
-# with a third argument, says how long each took.
-apply() {
-  local f n t
-  for f in migrations/postgres/*.sql; do
-    n=$(basename "$f"); n=$((10#${n%%_*}))
-    if [ "$n" -ge "$1" ] && [ "$n" -le "$2" ]; then
-      t=$(seconds)
-      q -1 -f "$f"
-      [ -z "${3:-}" ] || echo "query-plans: $(basename "$f") applied in $(since "$t")s"
-    fi
-  done
-}
-apply 1 $((FIRST_AFTER - 1))
+# every migration, in order, each in one transaction
+for f in migrations/postgres/*.sql; do q -1 -f "$f"; done
+# the indexes of jobs and operations that the MEASURED migrations create, by name (a later
+# migration may have created one again in another form: it is measured in that form)
+measured=$(for m in $MEASURED; do cat migrations/postgres/"$m"_*.sql; done |
+  sed -n 's/^CREATE INDEX \(IF NOT EXISTS \)\{0,1\}\([a-z_0-9]*\) ON \(jobs\|operations\) .*/\2/p' | sort -u)
+[ -n "$measured" ] || { echo "query-plans: no index found in migrations $MEASURED" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
 # The seed: one statement per table, generate_series and a fixed random seed (the same data on
@@ -241,8 +235,8 @@ PG=crates/store/sql/postgres
 WINDOW_FIRST_MAX=$(sed -n 's/^const WINDOW_FIRST_MAX: i64 = \([0-9_]*\);$/\1/p' crates/store/src/jobs/admin.rs | tr -d _)
 [ -n "$WINDOW_FIRST_MAX" ] || { echo "query-plans: WINDOW_FIRST_MAX not found in crates/store/src/jobs/admin.rs" >&2; exit 1; }
 
-plans_sql() { # phase: before (the code and schema before 0007) or after
-  local phase=$1
+plans_sql() { # run: before (without the measured indexes) or after
+  local run=$1
   prep() { # name, types, file
     printf 'PREPARE %s(%s) AS\n' "$1" "$2"
     cat "$3"
@@ -260,16 +254,25 @@ plans_sql() { # phase: before (the code and schema before 0007) or after
     for _ in $(seq "$RUNS"); do printf 'EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) %s;\n' "$2"; done
     printf 'SET plan_cache_mode = force_custom_plan;\n'
   }
-  # The operator's list, as Store::list_jobs_admin reads it: $1 tenant, $2 below seq, $3 limit,
-  # $4 kind, $5 status, $6 error class, $7 created at or after, $8 created before, $9 priority,
-  # $10 key. With a created-before bound (after 0007), the store first finds where the window lies
-  # in seq (created_bounds.sql) and reads it window first when it holds fewer than WINDOW_FIRST_MAX
-  # jobs and more came after it; the same decision is taken here.
-  admin() { # label, the ten values
-    local args=$2 after before
+  # A list, as Store::list_jobs_admin (statement admin) and Store::list_jobs (tenant) read it:
+  # $1 tenant, $2 below seq, $3 limit, $4 kind, $5 status, $6 error class, $7 created at or after,
+  # $8 created before, $9 priority, then (admin) $10 key; last the status's phase. A status is
+  # given in $5 and bound as the store's status_filter binds it: its phase last, and in $5 only a
+  # live status (a terminal one is its phase). With a created-before bound (with the measured
+  # indexes), the store first finds where the window lies in seq (created_bounds.sql) and reads it
+  # window first when it holds fewer than WINDOW_FIRST_MAX jobs and more came after it; the same
+  # decision is taken here.
+  list() { # statement (admin | tenant), label, the values but the phase
+    local args=$3 status after before
+    status=$(awk -F', ' '{ print $5 }' <<<"$args")
     after=$(awk -F', ' '{ print $7 }' <<<"$args")
     before=$(awk -F', ' '{ print $8 }' <<<"$args")
-    if [ "$phase" = after ] && [ "$before" != NULL ]; then
+    case $status in
+      "'scheduled'" | "'queued'" | "'running'") args="$args, 'live'" ;;
+      NULL) args="$args, NULL" ;;
+      *) args=$(awk -F', ' -v OFS=', ' '{ $5 = "NULL"; print }' <<<"$args")", $status" ;;
+    esac
+    if [ "$run" = after ] && [ "$before" != NULL ]; then
       # as Store::window_first: window first when the window holds fewer than WINDOW_FIRST_MAX jobs
       # (counted in seq) and more came after it; not when no job came after it or none is in it
       printf '\\unset b_window_start\n\\unset b_window_end\n\\unset b_newest\n\\set window_first false\n'
@@ -279,22 +282,25 @@ plans_sql() { # phase: before (the code and schema before 0007) or after
       printf ' AND :b_newest - :b_window_end + 1 > greatest(:b_window_end - :b_window_start, 0) AS window_first \\gset\n'
       printf '\\endif\n\\endif\n'
       printf '\\if :window_first\n'
-      measure "$1 [window first]" "EXECUTE admin_window($args)" uncached
+      measure "$2 [window first]" "EXECUTE $1_window($args)" uncached
       printf '\\else\n'
-      measure "$1" "EXECUTE admin_page($args)" uncached
+      measure "$2" "EXECUTE $1_page($args)" uncached
       printf '\\endif\n'
     else
-      measure "$1" "EXECUTE admin_page($args)" uncached
+      measure "$2" "EXECUTE $1_page($args)" uncached
     fi
   }
+  admin() { list admin "$@"; }
   echo "SET plan_cache_mode = force_custom_plan;"
-  local page_types='text, int8, int8, text, text, text, timestamptz, timestamptz, text, text'
+  local page_types='text, int8, int8, text, text, text, timestamptz, timestamptz, text, text, text'
+  local tenant_types='text, int8, int8, text, text, text, timestamptz, timestamptz, text, text'
   prep admin_page "$page_types" "$SQL/jobs/select_page_admin.sql"
-  if [ "$phase" = after ]; then
+  prep tenant_page "$tenant_types" "$SQL/jobs/select_page.sql"
+  if [ "$run" = after ]; then
     prep admin_window "$page_types" "$PG/jobs/select_page_admin_window.sql"
+    prep tenant_window "$tenant_types" "$PG/jobs/select_page_window.sql"
     prep created_bounds 'timestamptz, timestamptz' "$PG/jobs/created_bounds.sql"
   fi
-  prep tenant_page 'text, int8, int8, text, text, text, timestamptz, timestamptz, text' "$SQL/jobs/select_page.sql"
   prep count_failed 'text, text, text, timestamptz, timestamptz' "$SQL/jobs/count_failed.sql"
   prep select_failed 'int8, int8, text, text, text, timestamptz, timestamptz' "$SQL/jobs/select_failed.sql"
   prep select_owner 'text' "$SQL/jobs/select_owner.sql"
@@ -337,7 +343,7 @@ plans_sql() { # phase: before (the code and schema before 0007) or after
   admin "list: created from 29 to 2 days ago" \
     "NULL, $top, 51, NULL, NULL, NULL, now() - interval '29 days', now() - interval '2 days', NULL, NULL"
   admin "list: priority=high" "NULL, $top, 51, NULL, NULL, NULL, NULL, NULL, 'high', NULL"
-  if [ "$phase" = after ]; then
+  if [ "$run" = after ]; then
     measure "list: where a window lies (created_bounds.sql), one day 20 days ago" \
       "EXECUTE created_bounds($day_ago20, $day_ago19)" uncached
   fi
@@ -357,25 +363,34 @@ plans_sql() { # phase: before (the code and schema before 0007) or after
       now() - interval '1 minute', now())" cached
   measure "console: per kind running, waiting, oldest waiting" "EXECUTE kind_load(now())" cached
   measure "console: per tenant running and waiting" "EXECUTE tenant_load(500)" cached
-  measure "tenant API list: tenant, kind=export" \
-    "EXECUTE tenant_page('tenant-00', $top, 21, 'export', NULL, NULL, NULL, NULL, NULL)" uncached
-  measure "tenant API list: tenant, created in one day, 20 days ago" \
-    "EXECUTE tenant_page('tenant-03', $top, 21, NULL, NULL, NULL, $day_ago20, $day_ago19, NULL)" uncached
+  list tenant "tenant API list: tenant, kind=export" "'tenant-00', $top, 21, 'export', NULL, NULL, NULL, NULL, NULL"
+  list tenant "tenant API list: tenant (a small one), status=failed" \
+    "'tenant-42', $top, 21, NULL, 'failed', NULL, NULL, NULL, NULL"
+  list tenant "tenant API list: tenant, status=queued" "'tenant-00', $top, 21, NULL, 'queued', NULL, NULL, NULL, NULL"
+  list tenant "tenant API list: tenant, created in one day, 20 days ago" \
+    "'tenant-03', $top, 21, NULL, NULL, NULL, $day_ago20, $day_ago19, NULL"
 }
 
-run_plans() { # phase
+run_plans() { # before or after
   plans_sql "$1" >"$OUT/plans-$1.sql"
   q -f "$OUT/plans-$1.sql" >"$OUT/$1.txt"
 }
 
+# "before": without the measured indexes, kept as pg_indexes has them to build them again
+{
+  echo "SET maintenance_work_mem = '256MB';"
+  for i in $measured; do q -tA -c "SELECT indexdef || ';' FROM pg_indexes WHERE indexname = '$i'"; done
+} >"$OUT/measured.sql"
+for i in $measured; do q -c "DROP INDEX $i"; done
+q -c 'ANALYZE jobs, operations'
 start=$(seconds)
 run_plans before
-echo "query-plans: plans before $(printf %04d "$FIRST_AFTER") run in $(since "$start")s"
+echo "query-plans: plans without the indexes of $MEASURED ($(echo $measured)) run in $(since "$start")s"
 start=$(seconds)
-apply "$FIRST_AFTER" 9999 timed
+q -f "$OUT/measured.sql"
 index_seconds=$(since "$start")
 q -c 'ANALYZE jobs, operations'
-echo "query-plans: migrations from $FIRST_AFTER on applied to $n_jobs jobs in ${index_seconds}s"
+echo "query-plans: the indexes of $MEASURED built on $n_jobs jobs in ${index_seconds}s"
 q -c "SELECT indexrelid::regclass AS index, pg_size_pretty(pg_relation_size(indexrelid)) AS size
       FROM pg_index WHERE indrelid IN ('jobs'::regclass, 'operations'::regclass)
       ORDER BY pg_relation_size(indexrelid) DESC" | tee "$OUT/index-sizes.txt"
@@ -411,13 +426,13 @@ summarize() { # file
 }
 {
   echo "Query plans on $n_jobs jobs ($n_audit audit rows, $n_ops operations), $(date -u +%Y-%m-%d)," \
-    "PostgreSQL $(q -tA -c 'SHOW server_version'); seeded in ${seed_seconds}s, migrations from" \
-    "$FIRST_AFTER on applied in ${index_seconds}s; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)." \
+    "PostgreSQL $(q -tA -c 'SHOW server_version'); seeded in ${seed_seconds}s, the indexes of" \
+    "$MEASURED built in ${index_seconds}s; $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)." \
     "Times in ms, fastest / median of $RUNS runs, warm cache; 'removed': rows read and thrown away by a filter."
   echo
   echo "| query | before: ms | before: removed | after: ms | after: buffers | after: removed | after: plan |"
   echo "|---|---:|---:|---:|---|---:|---|"
-  # by label; "[window first]" marks the form the store chose after 0007
+  # by label; "[window first]" marks the form the store chose with the measured indexes
   summarize "$OUT/before.txt" >"$OUT/before.tsv"
   summarize "$OUT/after.txt" >"$OUT/after.tsv"
   awk -F'\t' '

@@ -4,7 +4,7 @@
 //! ([`crate::task_leases`]), so one process across replicas prunes at a time.
 //!
 //! What goes, each kind in batches of at most `batch` rows, each batch its own short transaction,
-//! oldest first by the indexes of migration 0006:
+//! oldest first by the indexes of migrations 0006 and 0009:
 //!
 //! - **finished jobs** — `completed`, `failed` or `cancelled`, finished before the jobs' cutoff
 //!   (`jobs_finished`) — with every audit row of each, in the same transaction. A live job
@@ -12,8 +12,11 @@
 //!   holds (a retry on request) is skipped, never waited for.
 //! - **audit rows** older than the jobs' cutoff that concern no job, or a job that no longer exists
 //!   (a row appended while its job was being pruned) (`audit_by_time`).
-//! - **operations** last written before the operations' cutoff (`operations_by_time`) whose job's
-//!   record is gone: a kept record, live or finished, keeps its steps, however old.
+//! - **operations** begun before the operations' cutoff (`operations_by_time`, on `created_at`)
+//!   whose job's record is gone: a kept record, live or finished, keeps its steps, however old. An
+//!   operation's age is counted from its begin, not its last write: its effect takes seconds and
+//!   the log is kept for days; and created_at never changes, so its index leaves an operation's
+//!   finish a HOT update on PostgreSQL (migration 0009).
 //!
 //! # Idempotency after pruning
 //!
@@ -84,8 +87,8 @@ fn count(n: i64) -> u64 {
 impl Store {
     /// One round of pruning (see the module docs): deletes at most `batch` finished jobs that
     /// finished before `older_than_jobs`, with their audit rows; at most `batch` audit rows older
-    /// than `older_than_jobs` of no existing job; and at most `batch` operations last written
-    /// before `older_than_ops` (of no existing job) — oldest first, each its own short transaction.
+    /// than `older_than_jobs` of no existing job; and at most `batch` operations begun before
+    /// `older_than_ops` (of no existing job) — oldest first, each its own short transaction.
     /// `batch` is clamped to `1..=`[`MAX_PRUNE_BATCH`]. Call it again while [`Pruned::more`].
     ///
     /// Pass an `older_than_ops` no later than `older_than_jobs`: the operation log is what a

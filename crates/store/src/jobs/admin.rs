@@ -23,12 +23,13 @@ use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, Priority, TenantId}
 use serde_json::json;
 
 use super::read::{page, page_start};
-use super::row::{JobRow, PagedJobRow, corrupt};
+use super::row::{JobRow, PagedJobRow, corrupt, status_filter};
 use super::{JobPage, MAX_PAGE_SIZE};
 use crate::backend::{Arg, Db};
 use crate::{Store, StoreError, audit, now};
 
-/// `$1` tenant or NULL, `$2` seq to start below, `$3` limit, `$4`–`$10` the filters.
+/// `$1` tenant or NULL, `$2` seq to start below, `$3` limit, `$4`–`$10` the filters (`$5` and `$11`:
+/// the status as [`status_filter`] gives it).
 const SELECT_PAGE_ADMIN: &str = include_str!("../../sql/common/jobs/select_page_admin.sql");
 /// [`SELECT_PAGE_ADMIN`] read window first (PostgreSQL only): the same parameters and rows.
 const SELECT_PAGE_ADMIN_WINDOW: &str = include_str!("../../sql/postgres/jobs/select_page_admin_window.sql");
@@ -169,41 +170,50 @@ impl Store {
     ) -> Result<JobPage, StoreError> {
         let before = page_start(cursor)?;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let sql = if self.window_first(filter, before).await? {
+        let sql = if self.window_first(filter.created_after, filter.created_before, before).await? {
             SELECT_PAGE_ADMIN_WINDOW
         } else {
             SELECT_PAGE_ADMIN
         };
-        let args: [Arg<'_>; 10] = [
+        let (phase, status) = status_filter(filter.status);
+        let args: [Arg<'_>; 11] = [
             filter.tenant.as_ref().map(TenantId::as_str).into(),
             before.into(),
             (i64::from(limit) + 1).into(),
             filter.kind.as_deref().into(),
-            filter.status.map(JobStatus::as_str).into(),
+            status.into(),
             filter.error_class.map(ErrorClass::as_str).into(),
             filter.created_after.into(),
             filter.created_before.into(),
             filter.priority.map(Priority::as_str).into(),
             filter.key.as_deref().into(),
+            phase.into(),
         ];
         let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(sql, &args).await?;
         page(rows, limit)
     }
 
-    /// Whether [`Store::list_jobs_admin`] reads a page of `filter` window first. A page is read
-    /// newest first, and PostgreSQL reads it by walking jobs down from the cursor (by seq, or an
-    /// index by status, kind, error class...) until the page is full, which it expects to be quick
-    /// when a filter lets through a share of the jobs spread over them. A window of creation time
-    /// is not spread: its jobs follow one another in seq, so a window that ends in the past is
-    /// reached only after every job created since. So when the window holds fewer than
-    /// [`WINDOW_FIRST_MAX`] jobs, and more came after it, the page is read window first; where the
-    /// window lies in seq ([`CREATED_BOUNDS`], three index probes) tells. Either way the page is
-    /// the same. A later page (below seq `below`, its cursor) counts only what lies below it: once the
-    /// cursor is inside the window or below it, the walk starts there and is short. SQLite plans
-    /// without the filters' values and would never use the window's index: it always walks.
-    async fn window_first(&self, filter: &AdminJobFilter, below: i64) -> Result<bool, StoreError> {
-        let (Db::Postgres(_), Some(before)) = (&self.db, filter.created_before) else { return Ok(false) };
-        let args: [Arg<'_>; 2] = [filter.created_after.into(), before.into()];
+    /// Whether [`Store::list_jobs_admin`] or [`Store::list_jobs`] reads a page of jobs created in
+    /// [`created_after`, `created_before`) window first. A page is read newest first, and
+    /// PostgreSQL reads it by walking jobs down from the cursor (by seq, or an index by tenant,
+    /// status, kind, error class...) until the page is full, which it expects to be quick when a
+    /// filter lets through a share of the jobs spread over them. A window of creation time is not
+    /// spread: its jobs follow one another in seq, so a window that ends in the past is reached
+    /// only after every job created since. So when the window holds fewer than
+    /// [`WINDOW_FIRST_MAX`] jobs (of every tenant: the window's are read through `jobs_by_created`),
+    /// and more came after it, the page is read window first; where the window lies in seq
+    /// ([`CREATED_BOUNDS`], three index probes) tells. Either way the page is the same. A later
+    /// page (below seq `below`, its cursor) counts only what lies below it: once the cursor is
+    /// inside the window or below it, the walk starts there and is short. SQLite plans without the
+    /// filters' values and would never use the window's index: it always walks.
+    pub(super) async fn window_first(
+        &self,
+        created_after: Option<DateTime<Utc>>,
+        created_before: Option<DateTime<Utc>>,
+        below: i64,
+    ) -> Result<bool, StoreError> {
+        let (Db::Postgres(_), Some(before)) = (&self.db, created_before) else { return Ok(false) };
+        let args: [Arg<'_>; 2] = [created_after.into(), before.into()];
         let bounds: Vec<(Option<i64>, Option<i64>, Option<i64>)> =
             self.db.fetch_all_uncached(CREATED_BOUNDS, &args).await?;
         Ok(match bounds.first() {
@@ -353,6 +363,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::super::read::{SELECT_PAGE, SELECT_PAGE_WINDOW};
     use super::{SELECT_PAGE_ADMIN, SELECT_PAGE_ADMIN_WINDOW};
 
     /// A statement's SQL without its comment lines.
@@ -362,11 +373,12 @@ mod tests {
 
     #[test]
     fn the_window_first_page_is_the_same_page_in_another_order_of_reading() {
-        let plain = code(SELECT_PAGE_ADMIN);
-        assert!(plain.contains("\nORDER BY seq DESC\n"), "{plain}");
-        assert_eq!(
-            code(SELECT_PAGE_ADMIN_WINDOW),
-            plain.replace("\nORDER BY seq DESC\n", "\nORDER BY seq + 0 DESC\n")
-        );
+        for (page, window) in
+            [(SELECT_PAGE_ADMIN, SELECT_PAGE_ADMIN_WINDOW), (SELECT_PAGE, SELECT_PAGE_WINDOW)]
+        {
+            let plain = code(page);
+            assert!(plain.contains("\nORDER BY seq DESC\n"), "{plain}");
+            assert_eq!(code(window), plain.replace("\nORDER BY seq DESC\n", "\nORDER BY seq + 0 DESC\n"));
+        }
     }
 }

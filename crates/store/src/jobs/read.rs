@@ -1,10 +1,12 @@
 //! Reading job records: one job (scoped by tenant), its owner (integrity checks only), the
-//! reconciler's scan of stale live jobs, and a tenant's jobs in filtered keyset pages.
+//! reconciler's scan of stale live jobs, and a tenant's jobs in filtered keyset pages — walked
+//! newest first from the cursor, or, for a window of creation time that many newer jobs follow,
+//! read window first as the operator's list is (`Store::window_first`).
 
 use chrono::{DateTime, Utc};
-use longhaul_core::{ErrorClass, JobId, JobRecord, JobStatus, TenantId};
+use longhaul_core::{ErrorClass, JobId, JobRecord, TenantId};
 
-use super::row::{JobRow, PagedJobRow, corrupt};
+use super::row::{JobRow, PagedJobRow, corrupt, status_filter};
 use super::{JobFilter, JobPage, MAX_PAGE_SIZE};
 use crate::backend::{Arg, Session};
 use crate::{Store, StoreError};
@@ -13,8 +15,11 @@ use crate::{Store, StoreError};
 const SELECT: &str = include_str!("../../sql/common/jobs/select.sql");
 const SELECT_OWNER: &str = include_str!("../../sql/common/jobs/select_owner.sql");
 const SELECT_STALE_LIVE: &str = include_str!("../../sql/common/jobs/select_stale_live.sql");
-/// `$1` tenant, `$2` seq to start below, `$3` limit, `$4`–`$9` the filters.
-const SELECT_PAGE: &str = include_str!("../../sql/common/jobs/select_page.sql");
+/// `$1` tenant, `$2` seq to start below, `$3` limit, `$4`–`$9` the filters (`$5` and `$10`: the
+/// status as [`status_filter`] gives it).
+pub(super) const SELECT_PAGE: &str = include_str!("../../sql/common/jobs/select_page.sql");
+/// [`SELECT_PAGE`] read window first (PostgreSQL only): the same parameters and rows.
+pub(super) const SELECT_PAGE_WINDOW: &str = include_str!("../../sql/postgres/jobs/select_page_window.sql");
 
 /// The record of `job` of `tenant`, read in `session` (inside a write's transaction, say).
 pub(super) async fn select(
@@ -86,18 +91,25 @@ impl Store {
     ) -> Result<JobPage, StoreError> {
         let after = page_start(cursor)?;
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
-        let args: [Arg<'_>; 9] = [
+        let sql = if self.window_first(filter.created_after, filter.created_before, after).await? {
+            SELECT_PAGE_WINDOW
+        } else {
+            SELECT_PAGE
+        };
+        let (phase, status) = status_filter(filter.status);
+        let args: [Arg<'_>; 10] = [
             tenant.as_str().into(),
             after.into(),
             (i64::from(limit) + 1).into(),
             filter.kind.as_deref().into(),
-            filter.status.map(JobStatus::as_str).into(),
+            status.into(),
             filter.error_class.map(ErrorClass::as_str).into(),
             filter.created_after.into(),
             filter.created_before.into(),
             filter.priority.map(longhaul_core::Priority::as_str).into(),
+            phase.into(),
         ];
-        let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(SELECT_PAGE, &args).await?;
+        let rows: Vec<PagedJobRow> = self.db.fetch_all_uncached(sql, &args).await?;
         page(rows, limit)
     }
 }

@@ -44,6 +44,26 @@ pub(super) struct PagedJobRow {
     pub(super) job: JobRow,
 }
 
+/// A filter by status as the list statements take it: the value of the column `phase` (migration
+/// 0009) for the status, and the status itself where the phase does not say it — `("live",
+/// status)` for a live status, `(status, None)` for a terminal one, whose phase is the status (the
+/// column's definition in the migrations says the same). The indexes of jobs name phase instead of
+/// status, so that a write between live statuses (a start, a cancel request) is a HOT update on
+/// PostgreSQL: a statement finds a status's jobs through the index of its phase. A terminal status
+/// is filtered by its phase alone: PostgreSQL takes the two conditions as independent and would
+/// expect too few rows, then read and sort every match instead of walking down to the first page.
+pub(super) fn status_filter(status: Option<JobStatus>) -> (Option<&'static str>, Option<&'static str>) {
+    match status {
+        None => (None, None),
+        Some(s @ (JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running)) => {
+            (Some("live"), Some(s.as_str()))
+        }
+        Some(s @ (JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)) => {
+            (Some(s.as_str()), None)
+        }
+    }
+}
+
 pub(super) fn corrupt(detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { table: "jobs", detail: detail.to_string() }
 }

@@ -11,7 +11,7 @@ use longhaul_store::{
 };
 use serde_json::json;
 
-use crate::harness::{applied, conformance, lease, setup_job_of, tenant};
+use crate::harness::{applied, conformance, lease, setup_job_of, status_filter, tenant};
 
 conformance!(operator_keys_authenticate_operators_only, |store: Store| async move {
     let ops = OperatorName::parse("ops").expect("name");
@@ -437,10 +437,11 @@ conformance!(a_bulk_retry_puts_back_only_jobs_still_failed_and_matching, |store:
 });
 
 /// On PostgreSQL each filter of the operator's list across tenants reads through the index 0007
-/// gives it, never the whole table: the list statement planned with its values, as
-/// `list_jobs_admin` runs it (uncached) — the window-first form for a window of creation time —
-/// over 20 000 jobs of 20 tenants, a few failed, cancelled or of a rare kind. docs/QUERY_PLANS.md
-/// shows the same plans on a million jobs.
+/// gives it (a status through its phase, 0009; a live one through jobs_live), never the whole
+/// table: the list statement planned with its values, as `list_jobs_admin` runs it (uncached) —
+/// the window-first form for a window of creation time — over 20 000 jobs of 20 tenants, a few
+/// failed, cancelled, queued or of a rare kind; and the bulk retry's statements likewise.
+/// docs/QUERY_PLANS.md shows the same plans on a million jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_plans_read_every_tenants_jobs_through_the_console_indexes() {
     const PAGE: &str = include_str!("../../sql/common/jobs/select_page_admin.sql");
@@ -454,7 +455,8 @@ async fn postgres_plans_read_every_tenants_jobs_through_the_console_indexes() {
         INSERT INTO jobs (job_id, tenant_id, kind, job_key, input, status, progress, attempts, max_attempts,
                           error_class, created_at, updated_at)
         SELECT 'job_' || i, 't' || (i % 20), CASE WHEN i % 401 = 0 THEN 'export' ELSE 'triage' END, 'k' || i,
-               '{}', CASE WHEN i % 101 = 1 THEN 'failed' WHEN i % 307 = 2 THEN 'cancelled' ELSE 'completed' END,
+               '{}', CASE WHEN i % 101 = 1 THEN 'failed' WHEN i % 307 = 2 THEN 'cancelled'
+                          WHEN i % 211 = 5 THEN 'queued' ELSE 'completed' END,
                100, 1, 3, CASE WHEN i % 101 = 1 AND i % 5 = 0 THEN 'alert' WHEN i % 101 = 1 THEN 'invalid' END,
                now() - make_interval(secs => 20000 - i), now()
         FROM generate_series(1, 20000) i;
@@ -465,6 +467,7 @@ async fn postgres_plans_read_every_tenants_jobs_through_the_console_indexes() {
     let cases = [
         (PAGE, AdminJobFilter { status: Some(JobStatus::Failed), ..f() }, "jobs_failed_cancelled"),
         (PAGE, AdminJobFilter { status: Some(JobStatus::Cancelled), ..f() }, "jobs_failed_cancelled"),
+        (PAGE, AdminJobFilter { status: Some(JobStatus::Queued), ..f() }, "jobs_live"),
         (PAGE, AdminJobFilter { error_class: Some(ErrorClass::Alert), ..f() }, "jobs_by_error"),
         (PAGE, AdminJobFilter { key: Some("k1234".into()), ..f() }, "jobs_by_key"),
         (
@@ -486,18 +489,63 @@ async fn postgres_plans_read_every_tenants_jobs_through_the_console_indexes() {
                 .bind(i64::MAX)
                 .bind(51_i64)
                 .bind(filter.kind.as_deref())
-                .bind(filter.status.map(JobStatus::as_str))
+                .bind(status_filter(filter.status).1)
                 .bind(filter.error_class.map(ErrorClass::as_str))
                 .bind(filter.created_after)
                 .bind(filter.created_before)
                 .bind(filter.priority.map(longhaul_core::Priority::as_str))
                 .bind(filter.key.as_deref())
+                .bind(status_filter(filter.status).0)
                 .fetch_one(&pool)
                 .await
                 .expect("explain");
         let text = plan.0.to_string();
         assert!(text.contains(&format!("\"Index Name\":\"{index}\"")), "{filter:?}: {text}");
         assert!(!text.contains("Seq Scan"), "{filter:?}: {text}");
+    }
+    // The bulk retry: its dry run counts from jobs_failed_cancelled alone; a batch reads it, or a
+    // tenant's failed jobs from jobs_by_tenant_phase.
+    const COUNT: &str = include_str!("../../sql/common/jobs/count_failed.sql");
+    const BATCH: &str = include_str!("../../sql/common/jobs/select_failed.sql");
+    let explain = format!("EXPLAIN (FORMAT JSON) {COUNT}");
+    let (plan,): (sqlx::types::Json<serde_json::Value>,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(explain.as_str()))
+            .persistent(false)
+            .bind(None::<&str>)
+            .bind(Some("triage"))
+            .bind(None::<&str>)
+            .bind(None::<chrono::DateTime<Utc>>)
+            .bind(None::<chrono::DateTime<Utc>>)
+            .fetch_one(&pool)
+            .await
+            .expect("explain count");
+    let text = plan.0.to_string();
+    assert!(text.contains("\"Node Type\":\"Index Only Scan\""), "{text}");
+    assert!(text.contains("\"Index Name\":\"jobs_failed_cancelled\""), "{text}");
+    let explain = format!("EXPLAIN (FORMAT JSON) {BATCH}");
+    for (tenant, indexes) in [
+        (None, &["jobs_failed_cancelled"][..]),
+        (Some("t3"), &["jobs_by_tenant_phase", "jobs_failed_cancelled"]),
+    ] {
+        let (plan,): (sqlx::types::Json<serde_json::Value>,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(explain.as_str()))
+                .persistent(false)
+                .bind(0_i64)
+                .bind(100_i64)
+                .bind(tenant)
+                .bind(None::<&str>)
+                .bind(None::<&str>)
+                .bind(None::<chrono::DateTime<Utc>>)
+                .bind(None::<chrono::DateTime<Utc>>)
+                .fetch_one(&pool)
+                .await
+                .expect("explain batch");
+        let text = plan.0.to_string();
+        assert!(
+            indexes.iter().any(|i| text.contains(&format!("\"Index Name\":\"{i}\""))),
+            "{tenant:?}: {text}"
+        );
+        assert!(!text.contains("Seq Scan"), "{tenant:?}: {text}");
     }
     pool.close().await;
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use longhaul_core::{JobId, JobKey, JobRecord, Lease, NewJob, TenantId};
+use longhaul_core::{JobId, JobKey, JobRecord, JobStatus, Lease, NewJob, TenantId};
 use longhaul_store::{Store, WriteOutcome};
 
 pub use longhaul_testkit::Backend as Kind;
@@ -83,6 +83,19 @@ pub fn applied(outcome: WriteOutcome) -> JobRecord {
     match outcome {
         WriteOutcome::Applied(r) => r,
         WriteOutcome::Refused { reason, .. } => panic!("write refused: {reason}"),
+    }
+}
+
+/// A status filter as the store binds it to the list statements: the status's phase (migration
+/// 0009), and the status where the phase does not say it — `("live", status)` for a live status,
+/// `(status, None)` for a terminal one.
+pub fn status_filter(status: Option<JobStatus>) -> (Option<&'static str>, Option<&'static str>) {
+    match status {
+        None => (None, None),
+        Some(s @ (JobStatus::Scheduled | JobStatus::Queued | JobStatus::Running)) => {
+            (Some("live"), Some(s.as_str()))
+        }
+        Some(s) => (Some(s.as_str()), None),
     }
 }
 

@@ -9,6 +9,7 @@ mod connect;
 mod console;
 mod control;
 mod harness;
+mod hot;
 mod jobs;
 mod list;
 mod migrate;

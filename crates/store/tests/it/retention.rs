@@ -206,7 +206,7 @@ conformance!(operations_are_kept_longer_and_never_those_of_a_live_job, |store: S
         let args: [Arg<'_>; 2] = [at.into(), op.as_str().into()];
         store
             .db()
-            .execute("UPDATE operations SET updated_at = $1 WHERE operation_id = $2", &args)
+            .execute("UPDATE operations SET created_at = $1 WHERE operation_id = $2", &args)
             .await
             .expect("age");
         op

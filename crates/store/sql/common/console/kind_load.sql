@@ -2,7 +2,8 @@
 -- many wait, and since when the longest-waiting one waits at time $1: a queued job since it was
 -- queued (updated_at: its submission, retry request, or the failure that scheduled its retry) or
 -- since its retry fell due (next_attempt_at); a scheduled job since its run_at. A retry or a
--- schedule not yet due is not waiting. Reads the live jobs only (partial index jobs_live).
+-- schedule not yet due is not waiting. Reads the live jobs only: phase 'live' (migration 0009),
+-- the partial index jobs_live.
 SELECT kind,
        SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running,
        SUM(CASE WHEN status = 'running' THEN 0 ELSE 1 END) AS queued,
@@ -13,6 +14,6 @@ SELECT kind,
                THEN COALESCE(run_at, created_at)
        END) AS waiting_since
 FROM jobs
-WHERE status IN ('scheduled', 'queued', 'running')
+WHERE phase = 'live'
 GROUP BY kind
 ORDER BY kind

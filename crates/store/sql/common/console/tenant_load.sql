@@ -1,5 +1,6 @@
 -- console.tenant_load: the first $1 tenants by id, each with its live jobs: how many run, how many
--- wait (scheduled or queued). The live jobs are read once (partial index jobs_live) and grouped.
+-- wait (scheduled or queued). The live jobs (phase 'live', migration 0009) are read once, through
+-- the partial index jobs_live, and grouped.
 SELECT t.tenant_id, t.name,
        COALESCE(l.running, 0) AS running,
        COALESCE(l.queued, 0) AS queued
@@ -9,7 +10,7 @@ LEFT JOIN (
            SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running,
            SUM(CASE WHEN status = 'running' THEN 0 ELSE 1 END) AS queued
     FROM jobs
-    WHERE status IN ('scheduled', 'queued', 'running')
+    WHERE phase = 'live'
     GROUP BY tenant_id
 ) l ON l.tenant_id = t.tenant_id
 ORDER BY t.tenant_id

@@ -12,6 +12,7 @@ FROM jobs
 WHERE seq < $2
   AND ($1 IS NULL OR tenant_id = $1)
   AND ($4 IS NULL OR kind = $4)
+  AND ($11 IS NULL OR phase = $11)
   AND ($5 IS NULL OR status = $5)
   AND ($6 IS NULL OR error_class = $6)
   AND ($7 IS NULL OR created_at >= $7)

@@ -1,0 +1,118 @@
+//! PostgreSQL's HOT updates on a job's hot path (migration 0009): PostgreSQL updates a row in
+//! place, adding no index entry, only when no column an index of the table names changes. No index
+//! of `jobs` names a column that a start, a progress write or a cancel request changes (`phase`
+//! stands for status in them), and no index of `operations` one that finishing or handing on an
+//! operation changes — checked on the indexes' definitions, and on the table statistics of one
+//! job's run, whose start and progress and whose operation's finish are HOT.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use longhaul_core::{JobContext, OperationId, Progress};
+use longhaul_store::Store;
+use longhaul_testkit::{Backend, TestDb, wait_until};
+use serde_json::json;
+
+use crate::harness::{applied, lease, setup_job};
+
+/// The columns of `jobs` the writes between live statuses change: a start (status, attempts,
+/// stage, progress, next_attempt_at, started_at, updated_at, the lease), a progress write, a cancel
+/// request of a running job, a retry's wait (these and error_message; and error_class, which is
+/// indexed: a retry's wait is HOT only when the class recorded stays).
+const JOBS_CHANGED: [&str; 11] = [
+    "status",
+    "attempts",
+    "stage",
+    "progress",
+    "next_attempt_at",
+    "started_at",
+    "updated_at",
+    "lease_entry",
+    "lease_delivery",
+    "error_message",
+    "cancel_requested_at",
+];
+/// The columns of `operations` its finish and its hand-over to a later attempt change.
+const OPERATIONS_CHANGED: [&str; 4] = ["state", "result", "attempt", "updated_at"];
+
+/// Every identifier in the definitions of the indexes of `table` (key and INCLUDE columns,
+/// predicates, expressions), with each index's definition for the message.
+async fn indexed_names(store: &Store, table: &str) -> (BTreeSet<String>, Vec<String>) {
+    let rows: Vec<(String,)> = store
+        .db()
+        .fetch_all(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = $1::regclass ORDER BY 1",
+            &[table.into()],
+        )
+        .await
+        .expect("index definitions");
+    let defs: Vec<String> = rows.into_iter().map(|(d,)| d).collect();
+    let names = defs
+        .iter()
+        .flat_map(|d| d.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (names, defs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_no_index_names_a_column_the_hot_writes_change() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (names, defs) = indexed_names(&db, "jobs").await;
+    assert!(names.contains("phase"), "the live jobs and the statuses are indexed by phase: {defs:#?}");
+    for column in JOBS_CHANGED {
+        assert!(!names.contains(column), "an index of jobs names {column}: {defs:#?}");
+    }
+    let (names, defs) = indexed_names(&db, "operations").await;
+    assert!(names.contains("created_at"), "{defs:#?}");
+    for column in OPERATIONS_CHANGED {
+        assert!(!names.contains(column), "an index of operations names {column}: {defs:#?}");
+    }
+}
+
+/// Updates of `table` so far, and how many of them were HOT, once the statistics show at least
+/// `updates`: each backend sends its counts when it goes idle, at most a second later.
+async fn updates(store: &Store, table: &str, updates: i64) -> (i64, i64) {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("the statistics of {updates} updates of {table}"),
+        async || {
+            let row: Option<(i64, i64)> = store
+                .db()
+                .fetch_optional(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = $1",
+                    &[table.into()],
+                )
+                .await
+                .expect("statistics");
+            match row {
+                Some((n, hot)) if n >= updates => Ok((n, hot)),
+                other => Err(other),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_start_a_progress_write_and_an_operations_finish_are_hot_updates() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store: &Store = &db;
+    let job = setup_job(store, "acme", "hot-1", 3).await;
+    let (t, j) = (job.tenant_id.clone(), job.job_id.clone());
+    store.create_pending(job.clone()).await.expect("create");
+    applied(store.start_next(&t, &j, lease("1-0", 1), 1).await.expect("start"));
+    let half = Progress::new(50).expect("progress");
+    applied(store.record_progress(&t, &j, 1, "apply", half).await.expect("progress"));
+    let ctx = JobContext { job_id: j.clone(), tenant_id: t.clone(), kind: job.kind.clone(), attempt: 1 };
+    let op = OperationId::derive(&j, "apply", "notify");
+    store.begin_operation(&ctx, &op, "apply", "notify").await.expect("begin");
+    store.finish_operation(&t, &op, &json!({"sent": true})).await.expect("finish");
+    applied(store.complete(&t, &j, 1, &json!({"done": true})).await.expect("complete"));
+
+    // The start and the progress write in place; the completion leaves the live phase, so it is
+    // not HOT (jobs_live, jobs_finished and the others take its new version).
+    assert_eq!(updates(store, "jobs", 3).await, (3, 2), "updates of jobs, of which HOT");
+    assert_eq!(updates(store, "operations", 1).await, (1, 1), "updates of operations, of which HOT");
+}
