@@ -20,7 +20,7 @@ use longhaul_testkit::procs::Binaries;
 use serde_json::{Value, json};
 use sqlx::{Connection as _, PgConnection};
 
-use super::{Shape, document, env_usize, start};
+use super::{Shape, any_live_sql, document, env_usize, start};
 use crate::measure::pct;
 
 /// Items per batch request.
@@ -153,15 +153,12 @@ async fn burst(http: &reqwest::Client, api: &str, key: &str, tag: &str, n: usize
     Ok(())
 }
 
-/// Waits until no job is live (the live-jobs index answers without a scan).
+/// Waits until no job is live (the live-jobs index answers without a scan: [`any_live_sql`]).
 async fn wait_idle(db: &mut PgConnection) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
+    let any_live = any_live_sql(db).await?;
     loop {
-        let live: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('scheduled', 'queued', 'running'))",
-        )
-        .fetch_one(&mut *db)
-        .await?;
+        let live: bool = sqlx::query_scalar(any_live).fetch_one(&mut *db).await?;
         if !live {
             return Ok(());
         }

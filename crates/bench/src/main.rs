@@ -228,6 +228,23 @@ impl Shape {
     }
 }
 
+/// The query whether any job is live, through the live-jobs index of the schema the binaries
+/// migrated to — `phase = 'live'` since migration 0009, the status predicate before it — so that
+/// polling it costs PostgreSQL next to nothing (and binaries of an older commit can be measured).
+pub(crate) async fn any_live_sql(db: &mut PgConnection) -> anyhow::Result<&'static str> {
+    let phase: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+         WHERE table_name = 'jobs' AND column_name = 'phase')",
+    )
+    .fetch_one(&mut *db)
+    .await?;
+    Ok(if phase {
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE phase = 'live')"
+    } else {
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('scheduled', 'queued', 'running'))"
+    })
+}
+
 /// What a scenario's jobs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workload {
@@ -359,14 +376,10 @@ async fn scenario(
     let enqueue_secs = started.elapsed().as_secs_f64();
     let mut db = PgConnection::connect(&sys.db_url).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
+    let any_live = any_live_sql(&mut db).await?;
     loop {
-        // Every record exists by now; the run is over when none is live. (The live-jobs index
-        // answers this without a scan of the table, so polling costs PostgreSQL next to nothing.)
-        let live: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('scheduled', 'queued', 'running'))",
-        )
-        .fetch_one(&mut db)
-        .await?;
+        // Every record exists by now; the run is over when none is live.
+        let live: bool = sqlx::query_scalar(any_live).fetch_one(&mut db).await?;
         if !live {
             break;
         }
