@@ -139,6 +139,9 @@ async fn job_rows(
         .collect())
 }
 
+/// The actions of rows that can follow a job's completion: they leave its record as it is.
+const AFTER_COMPLETION: [&str; 2] = ["duplicate_enqueue", "alert"];
+
 /// A job's trail: its `rows` with the `enqueued` and `completed` entries of its `record` (none when
 /// the record is gone, or the rows hold them already).
 fn trail(record: Option<&JobRecord>, mut rows: Vec<AuditEntry>) -> Vec<AuditEntry> {
@@ -154,10 +157,13 @@ fn trail(record: Option<&JobRecord>, mut rows: Vec<AuditEntry>) -> Vec<AuditEntr
     };
     if completed {
         let finished = r.finished_at.unwrap_or(r.updated_at);
-        // After the last start, and after the rows written by then; before those written since.
-        let after_start = rows.iter().rposition(|e| e.action == "started").map_or(0, |i| i + 1);
-        let at =
-            rows[after_start..].iter().position(|e| e.at > finished).map_or(rows.len(), |i| after_start + i);
+        // Completion is terminal: only rows that do not write the record (a duplicate request, an
+        // alert) can follow it. So after every other row — whatever its time says: a cancel
+        // request committed before the completion can carry a later clock reading — and among
+        // the trailing ones, after those written by the time it finished.
+        let settled =
+            rows.iter().rposition(|e| !AFTER_COMPLETION.contains(&e.action.as_str())).map_or(0, |i| i + 1);
+        let at = rows[settled..].iter().position(|e| e.at > finished).map_or(rows.len(), |i| settled + i);
         rows.insert(at, entry("completed", json!({ "attempt": r.attempts }), finished));
     }
     if enqueued {

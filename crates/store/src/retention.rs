@@ -12,11 +12,10 @@
 //!   holds (a retry on request) is skipped, never waited for.
 //! - **audit rows** older than the jobs' cutoff that concern no job, or a job that no longer exists
 //!   (a row appended while its job was being pruned) (`audit_by_time`).
-//! - **operations** begun before the operations' cutoff (`operations_by_time`, on `created_at`)
-//!   whose job's record is gone: a kept record, live or finished, keeps its steps, however old. An
-//!   operation's age is counted from its begin, not its last write: its effect takes seconds and
-//!   the log is kept for days; and created_at never changes, so its index leaves an operation's
-//!   finish a HOT update on PostgreSQL (migration 0009).
+//! - **operations** begun and last written before the operations' cutoff (`operations_by_time`,
+//!   on `created_at`, which never changes, so the index leaves an operation's finish a HOT update
+//!   on PostgreSQL — migration 0009; `updated_at` is checked on each row read) whose job's record
+//!   is gone: a kept record, live or finished, keeps its steps, however old.
 //!
 //! # Idempotency after pruning
 //!

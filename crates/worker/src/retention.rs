@@ -36,7 +36,7 @@ pub struct RetentionArgs {
     #[arg(long, env = "LONGHAUL_RETAIN_FINISHED", default_value = "7d", value_parser = parse_duration)]
     pub retain_finished: Duration,
     /// The operation log (the durable steps' results, which a resubmission of a pruned job reuses)
-    /// is deleted this long after each step began; at least --retain-finished.
+    /// is deleted this long after its last write; at least --retain-finished.
     #[arg(long, env = "LONGHAUL_RETAIN_OPERATIONS", default_value = "30d", value_parser = parse_duration)]
     pub retain_operations: Duration,
     /// How often the worker holding the pruner's lease prunes (and the others ask for it).
@@ -89,7 +89,7 @@ impl RetentionArgs {
 pub struct Retention {
     /// Finished jobs and their audit rows older than this go.
     pub retain_finished: Duration,
-    /// Operations begun longer ago than this go (keep it ≥ `retain_finished`).
+    /// Operations last written longer ago than this go (keep it ≥ `retain_finished`).
     pub retain_operations: Duration,
     /// How often to ask for the lease and prune.
     pub every: Duration,

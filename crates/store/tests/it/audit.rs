@@ -93,3 +93,22 @@ conformance!(a_stored_enqueued_or_completed_is_not_read_twice, |store: Store| as
     store.append_audit(&t, Some(&j), "completed", &json!({"attempt": 1})).await.expect("row");
     assert_eq!(actions(&store, &job).await, ["enqueued", "started", "completed"]);
 });
+
+conformance!(a_cancel_request_before_the_completion_stays_before_it, |store: Store| async move {
+    let job = setup_job(&store, "acme", "T-cancel", 3).await;
+    let (t, j) = (job.tenant_id.clone(), job.job_id.clone());
+    store.create_pending(job.clone()).await.expect("create");
+    applied(store.start_next(&t, &j, lease("1-0", 1), 1).await.expect("start"));
+    // The cancel request of the running job is committed first; the completion (its batch's
+    // clock read earlier, or another host's clock) carries an earlier time than the request.
+    store.cancel(&t, &j, "tenant").await.expect("cancel");
+    let done = applied(store.complete(&t, &j, 1, &json!({})).await.expect("complete"));
+    let args: [Arg<'_>; 2] =
+        [(done.finished_at.expect("finished") - Duration::seconds(5)).into(), j.as_str().into()];
+    store.db().execute("UPDATE jobs SET finished_at = $1 WHERE job_id = $2", &args).await.expect("skew");
+    store.create_pending(job.clone()).await.expect("duplicate of the finished job");
+    assert_eq!(
+        actions(&store, &job).await,
+        ["enqueued", "started", "cancel_requested", "completed", "duplicate_enqueue"]
+    );
+});

@@ -206,7 +206,7 @@ conformance!(operations_are_kept_longer_and_never_those_of_a_live_job, |store: S
         let args: [Arg<'_>; 2] = [at.into(), op.as_str().into()];
         store
             .db()
-            .execute("UPDATE operations SET created_at = $1 WHERE operation_id = $2", &args)
+            .execute("UPDATE operations SET created_at = $1, updated_at = $1 WHERE operation_id = $2", &args)
             .await
             .expect("age");
         op
@@ -214,6 +214,14 @@ conformance!(operations_are_kept_longer_and_never_those_of_a_live_job, |store: S
     let done = job_in(&store, "ops-done", JobStatus::Completed).await;
     let very_old = log_op(&done, "very-old", days_ago(40)).await;
     let old = log_op(&done, "old", days_ago(20)).await;
+    // Begun long ago, last written (handed to a later attempt) within the cutoff: kept.
+    let handed_on = log_op(&done, "handed-on", days_ago(40)).await;
+    let args: [Arg<'_>; 2] = [days_ago(20).into(), handed_on.as_str().into()];
+    store
+        .db()
+        .execute("UPDATE operations SET updated_at = $1 WHERE operation_id = $2", &args)
+        .await
+        .expect("age");
     finished_at(&store, &done.job_id, days_ago(20)).await;
     let running = job_in(&store, "ops-live", JobStatus::Running).await;
     let live_op = log_op(&running, "live", days_ago(40)).await;
@@ -230,6 +238,7 @@ conformance!(operations_are_kept_longer_and_never_those_of_a_live_job, |store: S
     assert_eq!(state(&done, &very_old).await, None, "past the operations' cutoff");
     // The record is gone, its operation is kept: a resubmission under the same id reuses it.
     assert!(state(&done, &old).await.is_some(), "within the operations' cutoff");
+    assert!(state(&done, &handed_on).await.is_some(), "last written within the operations' cutoff");
     assert!(state(&running, &live_op).await.is_some(), "a live job's operation is kept");
     assert!(state(&recent, &recent_op).await.is_some(), "a kept record's operation is kept");
     store.create_pending(done.clone()).await.expect("resubmit");
