@@ -140,7 +140,21 @@ async fn submit_kind(
 
 /// A connection pool on the system's own database, for the checks.
 async fn pool(system: &System) -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&system.db.url).await.expect("pg")
+    let pool =
+        sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&system.db.url).await.expect("pg");
+    // Every write that sets a record's status to completed leaves a row here: a job completed
+    // twice has two (see `completed_twice`). Test instrumentation of this test's own database.
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS chaos_completions (job_id TEXT NOT NULL);
+         CREATE OR REPLACE FUNCTION chaos_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO chaos_completions (job_id) VALUES (NEW.job_id); RETURN NULL; END $$;
+         CREATE OR REPLACE TRIGGER chaos_completion AFTER UPDATE OF status ON jobs FOR EACH ROW
+             WHEN (NEW.status = 'completed') EXECUTE FUNCTION chaos_completion();",
+    )
+    .execute(&pool)
+    .await
+    .expect("the completion trigger");
+    pool
 }
 
 /// `(completed, all)` job counts.
@@ -175,10 +189,11 @@ async fn all_completed(pool: &sqlx::PgPool, n: usize, timeout: Duration) {
     .await;
 }
 
-/// Jobs recorded as completed more than once (the audit trail has a row per applied transition).
+/// Jobs recorded as completed more than once: more than one write set their status to completed
+/// (the trigger `pool` installs counts each).
 async fn completed_twice(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT job_id FROM audit_log WHERE action = 'completed' \
+        "SELECT count(*) FROM (SELECT job_id FROM chaos_completions \
          GROUP BY job_id HAVING count(*) > 1) AS twice",
     )
     .fetch_one(pool)
@@ -220,6 +235,13 @@ async fn verify(system: &System, pool: &sqlx::PgPool, jobs: &[String]) -> Value 
     let twice = completed_twice(pool).await;
     let unique: HashSet<&String> = jobs.iter().collect();
     assert_eq!(unique.len(), jobs.len(), "every submission made a job of its own");
+    let seen: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT job_id) FROM chaos_completions WHERE job_id = ANY($1)")
+            .bind(jobs)
+            .fetch_one(pool)
+            .await
+            .expect("completions");
+    assert_eq!(seen as usize, jobs.len(), "the trigger saw every job's completion");
     assert_eq!(d.lost, 0, "jobs without a webhook delivery");
     assert_eq!(d.duplicated, 0, "jobs whose effect ran under two operation ids");
     assert_eq!(twice, 0, "jobs completed twice");
