@@ -27,7 +27,7 @@ const AUDIT_DUPLICATES: &str = include_str!("../../sql/postgres/jobs/audit_dupli
 const PROGRESS_MANY: &str = include_str!("../../sql/postgres/jobs/progress_many.sql");
 /// `$1` jobs, `$2` tenants, `$3` entry ids, `$4` delivery counts, `$5` entry attempts, `$6` time.
 const START_NEXT_MANY: &str = include_str!("../../sql/postgres/jobs/start_next_many.sql");
-/// `$1` jobs, `$2` tenants, `$3` attempts, `$4` outputs, `$5` time.
+/// `$1` jobs, `$2` tenants, `$3` attempts, `$4` outputs, `$5` time, `$6` stages (NULL: unchanged).
 const COMPLETE_MANY: &str = include_str!("../../sql/postgres/jobs/complete_many.sql");
 
 /// Pending records: one statement inserts every new record; only duplicates (rare) cost more
@@ -99,7 +99,9 @@ pub(super) async fn create_pending(
 /// Progress writes, then starts and completions: the progress writes in one statement, the starts
 /// in one and the completions in one — unless a start names a job that another start or completion
 /// of the batch names too; then each start or completion is a statement of its own, in order. In
-/// one transaction when there is more than one statement.
+/// one transaction when there is more than one statement. A job's progress write that its
+/// completion in the batch supersedes is not written on its own: the completion records its stage
+/// ([`folded_progress`]).
 ///
 /// Returns, per progress write, whether it was applied, and per write the row it wrote.
 pub(super) async fn write_batch(
@@ -109,16 +111,19 @@ pub(super) async fn write_batch(
     now: DateTime<Utc>,
 ) -> Result<(Vec<bool>, Vec<Option<JobRow>>), StoreError> {
     let last = last_progress(progress);
+    let folded = folded_progress(progress, &last, writes);
+    let own: HashMap<&str, usize> =
+        last.iter().filter(|(job, _)| !folded.contains_key(*job)).map(|(&job, &i)| (job, i)).collect();
     let groups = groups(writes);
-    let mut db = Handle::<Postgres>::open(pool, usize::from(!last.is_empty()) + groups.len() > 1).await?;
-    let updated: HashSet<String> =
-        if last.is_empty() { HashSet::new() } else { write_progress(&mut db, progress, &last, now).await? };
+    let mut db = Handle::<Postgres>::open(pool, usize::from(!own.is_empty()) + groups.len() > 1).await?;
+    let mut updated: HashSet<String> =
+        if own.is_empty() { HashSet::new() } else { write_progress(&mut db, progress, &own, now).await? };
     let mut rows: Vec<Option<JobRow>> = writes.iter().map(|_| None).collect();
     for group in &groups {
         let ws: Vec<&Write> = group.iter().map(|&i| &writes[i]).collect();
         let written = match ws[0] {
             Write::StartNext { .. } => starts(&ws, now).fetch_all(db.connection()).await?,
-            Write::Complete { .. } => completes(&ws, now).fetch_all(db.connection()).await?,
+            Write::Complete { .. } => completes(&ws, &folded, now).fetch_all(db.connection()).await?,
         };
         let mut by_job: HashMap<String, JobRow> =
             written.into_iter().map(|r| (r.job_id.clone(), r)).collect();
@@ -127,6 +132,13 @@ pub(super) async fn write_batch(
         }
     }
     db.commit().await?;
+    // A folded progress write was applied with its completion.
+    for (w, row) in writes.iter().zip(&rows) {
+        if matches!(w, Write::Complete { .. }) && row.is_some() && folded.contains_key(w.target().1.as_str())
+        {
+            updated.insert(w.target().1.as_str().to_owned());
+        }
+    }
     let applied = progress
         .iter()
         .map(|(_, job, attempt, ..)| {
@@ -135,6 +147,28 @@ pub(super) async fn write_batch(
         })
         .collect();
     Ok((applied, rows))
+}
+
+/// The progress writes a completion of the same attempt in the batch supersedes, as the stage the
+/// completion records, by job id. Both would be written in one transaction, the progress first, so
+/// no reader could see the progress row on its own: the completion writes the stage (its progress
+/// is 100), and the job's row is updated once instead of twice.
+fn folded_progress<'a>(
+    progress: &[ProgressWrite<'a>],
+    last: &HashMap<&'a str, usize>,
+    writes: &[Write],
+) -> HashMap<&'a str, &'a str> {
+    writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Complete { job, attempt, .. } => {
+                let &i = last.get(job.as_str())?;
+                let (_, job, progress_attempt, stage, _) = progress[i];
+                (progress_attempt == *attempt).then_some((job.as_str(), stage))
+            }
+            Write::StartNext { .. } => None,
+        })
+        .collect()
 }
 
 /// The progress write kept per job, by job id: the last of its newest attempt (a statement cannot
@@ -223,15 +257,17 @@ fn starts<'q>(writes: &[&'q Write], now: DateTime<Utc>) -> RowsQuery<'q> {
         .bind(now)
 }
 
-/// The statement of completions `writes` (all [`Write::Complete`]).
-fn completes<'q>(writes: &[&'q Write], now: DateTime<Utc>) -> RowsQuery<'q> {
-    let (mut attempts, mut outputs) = (Vec::new(), Vec::new());
+/// The statement of completions `writes` (all [`Write::Complete`]), each with the stage of the
+/// progress write it supersedes, if any (`folded`, by job id).
+fn completes<'q>(writes: &[&'q Write], folded: &HashMap<&str, &'q str>, now: DateTime<Utc>) -> RowsQuery<'q> {
+    let (mut attempts, mut outputs, mut stages) = (Vec::new(), Vec::new(), Vec::new());
     for w in writes {
-        if let Write::Complete { attempt, output, .. } = w {
+        if let Write::Complete { job, attempt, output, .. } = w {
             attempts.push(to_i32(*attempt));
             outputs.push(Json(output));
+            stages.push(folded.get(job.as_str()).copied());
         }
     }
     let [jobs, tenants] = ids(writes);
-    sqlx::query_as(COMPLETE_MANY).bind(jobs).bind(tenants).bind(attempts).bind(outputs).bind(now)
+    sqlx::query_as(COMPLETE_MANY).bind(jobs).bind(tenants).bind(attempts).bind(outputs).bind(now).bind(stages)
 }

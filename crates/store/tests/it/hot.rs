@@ -116,3 +116,60 @@ async fn postgres_a_start_a_progress_write_and_an_operations_finish_are_hot_upda
     assert_eq!(updates(store, "jobs", 3).await, (3, 2), "updates of jobs, of which HOT");
     assert_eq!(updates(store, "operations", 1).await, (1, 1), "updates of operations, of which HOT");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_progress_write_its_completion_supersedes_in_a_batch_is_not_written_alone() {
+    use longhaul_store::Write;
+    let db = TestDb::new(Backend::Postgres).await;
+    let store: &Store = &db;
+    // Every row update of jobs leaves a row here (test instrumentation of this database).
+    let longhaul_store::backend::Db::Postgres(pool) = store.db() else { panic!("PostgreSQL") };
+    sqlx::raw_sql(
+        "CREATE TABLE job_updates (seq BIGSERIAL PRIMARY KEY, job_id TEXT NOT NULL, stage TEXT);
+         CREATE FUNCTION job_update() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO job_updates (job_id, stage) VALUES (NEW.job_id, NEW.stage); RETURN NULL; END $$;
+         CREATE TRIGGER job_update AFTER UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION job_update();",
+    )
+    .execute(pool)
+    .await
+    .expect("trigger");
+    let (a, b) = (setup_job(store, "acme", "fold-a", 3).await, setup_job(store, "acme", "fold-b", 3).await);
+    for j in [&a, &b] {
+        store.create_pending(j.clone()).await.expect("create");
+        applied(store.start_next(&j.tenant_id, &j.job_id, lease("1-0", 1), 1).await.expect("start"));
+    }
+    let p = Progress::new(50).expect("progress");
+    // a: progress and completion of attempt 1 (folded); b: progress of attempt 1 and a completion
+    // of attempt 2, which is refused (not folded: the progress is written on its own).
+    let progress = [(&a.tenant_id, &a.job_id, 1, "apply", p), (&b.tenant_id, &b.job_id, 1, "classify", p)];
+    let complete = |j: &longhaul_core::NewJob, attempt| Write::Complete {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        attempt,
+        output: json!({}),
+    };
+    let (applied_progress, outcomes) =
+        store.write_batch(&progress, &[complete(&a, 1), complete(&b, 2)]).await.expect("batch");
+    assert_eq!(applied_progress, [true, true]);
+    let done = applied(outcomes.into_iter().next().expect("a").expect("a's completion"));
+    assert_eq!((done.stage.as_deref(), done.progress), (Some("apply"), Progress::DONE));
+    let updates = |job: &longhaul_core::JobId| {
+        let job = job.as_str().to_owned();
+        async move {
+            let rows: Vec<(Option<String>,)> = store
+                .db()
+                .fetch_all(
+                    "SELECT stage FROM job_updates WHERE job_id = $1 ORDER BY seq",
+                    &[job.as_str().into()],
+                )
+                .await
+                .expect("updates");
+            rows.into_iter().map(|(s,)| s).collect::<Vec<_>>()
+        }
+    };
+    // a: its start, then one update (the completion, with the stage); b: its start, its progress.
+    assert_eq!(updates(&a.job_id).await, [None, Some("apply".to_owned())]);
+    assert_eq!(updates(&b.job_id).await, [None, Some("classify".to_owned())]);
+    let b_now = store.get_job(&b.tenant_id, &b.job_id).await.expect("b").expect("b");
+    assert_eq!((b_now.status, b_now.stage.as_deref()), (longhaul_core::JobStatus::Running, Some("classify")));
+}
