@@ -3,6 +3,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: less CPU per job than the system allocator in the many small allocations of a
+/// request or a job (issue 19's allocator A/B in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match longhaul_producer::startup::builtin() {

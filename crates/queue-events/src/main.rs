@@ -7,6 +7,11 @@ use longhaul_queue_events::startup::{Application, Config};
 use longhaul_service::telemetry::TelemetryOptions;
 use longhaul_service::{shutdown, startup};
 
+/// mimalloc: less CPU per job than the system allocator in the many small allocations of a
+/// request or a job (issue 19's allocator A/B in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let telemetry = |config: &Config| TelemetryOptions { prometheus: true, ..config.telemetry.options() };
