@@ -140,10 +140,11 @@ async fn start(bins: &Binaries, shape: Shape, worker_env: &[(&str, &str)]) -> an
         Ok(())
     };
     let partitions = shape.partitions.to_string();
-    let queues = shape.queues();
-    let mut shaped: Vec<(&str, &str)> = Vec::new();
+    let (worker_queues, queues) = (shape.queues(true), shape.queues(false));
+    let (mut shaped, mut events_shaped): (Vec<(&str, &str)>, Vec<(&str, &str)>) = (Vec::new(), Vec::new());
     if shape.partitions > 1 {
-        shaped.push(("LONGHAUL_QUEUES", queues.as_str()));
+        shaped.push(("LONGHAUL_QUEUES", worker_queues.as_str()));
+        events_shaped.push(("LONGHAUL_QUEUES", queues.as_str()));
     }
     spawn(
         "producer",
@@ -163,7 +164,7 @@ async fn start(bins: &Binaries, shape: Shape, worker_env: &[(&str, &str)]) -> an
         spawn(&format!("worker-{w}"), "worker", &["--skip-migrations"], &env)?;
     }
     let mut env = vec![("LONGHAUL_CONSUMER_NAME", "bench-qe")];
-    env.extend_from_slice(&shaped);
+    env.extend_from_slice(&events_shaped);
     spawn("queue-events", "queue-events", &[], &env)?;
     let system = System {
         procs,
@@ -208,13 +209,17 @@ impl Shape {
         Ok(shape)
     }
 
-    /// `LONGHAUL_QUEUES` for a partitioned run: every partition of both benchmarked queues, the
-    /// worker's concurrency shared among a queue's partitions.
-    fn queues(self) -> String {
+    /// `LONGHAUL_QUEUES` for a partitioned run: every partition of both benchmarked queues — for a
+    /// worker (`with_concurrency`), each with its share of the worker's concurrency.
+    fn queues(self, with_concurrency: bool) -> String {
         let each = (self.concurrency / self.partitions).max(1);
         ["triage", "summarize"]
             .iter()
-            .flat_map(|q| (0..self.partitions).map(move |p| format!("{q}-{p}={each}")))
+            .flat_map(|q| {
+                (0..self.partitions).map(move |p| {
+                    if with_concurrency { format!("{q}-{p}={each}") } else { format!("{q}-{p}") }
+                })
+            })
             .collect::<Vec<_>>()
             .join(",")
     }

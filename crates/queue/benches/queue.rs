@@ -33,6 +33,10 @@ async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
         .sum()
 }
 
+/// The allocator the binaries use (mimalloc), so the figures are those of a worker process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let n = env_usize("BENCH_N", 20_000);
