@@ -3,6 +3,12 @@
 //! per job. The events go to the recorder ([`crate::recorder`]), which writes them in the same
 //! transaction as the batch's starts and completions and then emits their `progress` events.
 //! Writes are fenced by attempt, so a late write after completion changes nothing.
+//!
+//! Progress writes are advisory: the pipeline does not wait for them, and the next write of the
+//! job supersedes them (a completion in the same batch takes the stage, see the store's
+//! `write_batch`). A crash loses the ones not yet committed — the record shows an earlier stage and
+//! percentage until the job's next write — and never a start, an outcome or an effect, which are
+//! committed before the worker goes on.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
