@@ -141,7 +141,8 @@ async fn start(bins: &Binaries, shape: Shape, worker_env: &[(&str, &str)]) -> an
     };
     let partitions = shape.partitions.to_string();
     let (worker_queues, queues) = (shape.queues(true), shape.queues(false));
-    let (mut shaped, mut events_shaped): (Vec<(&str, &str)>, Vec<(&str, &str)>) = (Vec::new(), Vec::new());
+    let mut shaped: Vec<(&str, &str)> = Vec::new();
+    let mut events_shaped: Vec<(&str, &str)> = Vec::new();
     if shape.partitions > 1 {
         shaped.push(("LONGHAUL_QUEUES", worker_queues.as_str()));
         events_shaped.push(("LONGHAUL_QUEUES", queues.as_str()));
