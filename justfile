@@ -44,7 +44,8 @@ up:
 
 # End-to-end benchmarks against local Redis and PostgreSQL (one JSON line per scenario), then the
 # queue-only one. BENCH_N, CALLERS, PACED_RATE, PACED_SECONDS, SUMMARIZE_N, SUMMARIZE_CHUNKS,
-# FAIR_A_N, FAIR_B_N and SCENARIOS (default: product paced summarize fairness unfair pruning)
+# FAIR_A_N, FAIR_B_N, BENCH_WORKERS, WORKER_CONCURRENCY, BENCH_PARTITIONS, BENCH_LOGS and SCENARIOS
+# (default: product paced summarize fairness unfair pruning)
 # adjust them.
 bench:
     cargo build --release --bins
