@@ -111,10 +111,14 @@ pub(super) async fn write_batch(
     now: DateTime<Utc>,
 ) -> Result<(Vec<bool>, Vec<Option<JobRow>>), StoreError> {
     let last = last_progress(progress);
-    let folded = folded_progress(progress, &last, writes);
-    let own: HashMap<&str, usize> =
-        last.iter().filter(|(job, _)| !folded.contains_key(*job)).map(|(&job, &i)| (job, i)).collect();
-    let groups = groups(writes);
+    let (groups, batched) = groups(writes);
+    // Written one by one, a start of a job could come between its progress and its completion.
+    let folded = if batched { folded_progress(progress, &last, writes) } else { HashMap::new() };
+    let own: HashMap<&str, usize> = last
+        .iter()
+        .filter(|&(&job, &i)| !folded.contains_key(&(job, progress[i].2)))
+        .map(|(&job, &i)| (job, i))
+        .collect();
     let mut db = Handle::<Postgres>::open(pool, usize::from(!own.is_empty()) + groups.len() > 1).await?;
     let mut updated: HashSet<String> =
         if own.is_empty() { HashSet::new() } else { write_progress(&mut db, progress, &own, now).await? };
@@ -134,9 +138,10 @@ pub(super) async fn write_batch(
     db.commit().await?;
     // A folded progress write was applied with its completion.
     for (w, row) in writes.iter().zip(&rows) {
-        if matches!(w, Write::Complete { .. }) && row.is_some() && folded.contains_key(w.target().1.as_str())
+        if let (Write::Complete { job, attempt, .. }, Some(_)) = (w, row)
+            && folded.contains_key(&(job.as_str(), *attempt))
         {
-            updated.insert(w.target().1.as_str().to_owned());
+            updated.insert(job.as_str().to_owned());
         }
     }
     let applied = progress
@@ -150,21 +155,23 @@ pub(super) async fn write_batch(
 }
 
 /// The progress writes a completion of the same attempt in the batch supersedes, as the stage the
-/// completion records, by job id. Both would be written in one transaction, the progress first, so
-/// no reader could see the progress row on its own: the completion writes the stage (its progress
-/// is 100), and the job's row is updated once instead of twice.
+/// completion records, by job id and attempt — for a batch written as multi-row statements (no job
+/// both started and completed in it). Both would be written in one transaction, the progress
+/// first, with nothing between them that could change the row, so no reader could see the progress
+/// row on its own: the completion writes the stage (its progress is 100), and the job's row is
+/// updated once instead of twice.
 fn folded_progress<'a>(
     progress: &[ProgressWrite<'a>],
     last: &HashMap<&'a str, usize>,
     writes: &[Write],
-) -> HashMap<&'a str, &'a str> {
+) -> HashMap<(&'a str, u32), &'a str> {
     writes
         .iter()
         .filter_map(|w| match w {
             Write::Complete { job, attempt, .. } => {
                 let &i = last.get(job.as_str())?;
                 let (_, job, progress_attempt, stage, _) = progress[i];
-                (progress_attempt == *attempt).then_some((job.as_str(), stage))
+                (progress_attempt == *attempt).then_some(((job.as_str(), progress_attempt), stage))
             }
             Write::StartNext { .. } => None,
         })
@@ -205,11 +212,11 @@ async fn write_progress(
     Ok(updated.into_iter().map(|(job,)| job).collect())
 }
 
-/// The statements of `writes`, as indices into it: the starts and the completions, each in job-id
+/// The statements of `writes`, as indices into it, and whether they are batched: the starts and the completions, each in job-id
 /// order (so concurrent batches lock rows in the same order) — or, when a start names a job that
 /// another write names too, each write alone, in order (one statement cannot write a row twice,
 /// and the later write must see the earlier one).
-fn groups(writes: &[Write]) -> Vec<Vec<usize>> {
+fn groups(writes: &[Write]) -> (Vec<Vec<usize>>, bool) {
     let mut started = HashSet::new();
     let mut completed = HashSet::new();
     let batchable = writes.iter().all(|w| match w {
@@ -217,7 +224,7 @@ fn groups(writes: &[Write]) -> Vec<Vec<usize>> {
         Write::StartNext { job, .. } => started.insert(job) && !completed.contains(job),
     });
     if !batchable {
-        return (0..writes.len()).map(|i| vec![i]).collect();
+        return ((0..writes.len()).map(|i| vec![i]).collect(), false);
     }
     let kind = |complete: bool| {
         let mut group: Vec<usize> =
@@ -225,7 +232,7 @@ fn groups(writes: &[Write]) -> Vec<Vec<usize>> {
         group.sort_unstable_by_key(|&i| writes[i].target().1.as_str());
         group
     };
-    [kind(false), kind(true)].into_iter().filter(|g| !g.is_empty()).collect()
+    ([kind(false), kind(true)].into_iter().filter(|g| !g.is_empty()).collect(), true)
 }
 
 type RowsQuery<'q> = sqlx::query::QueryAs<'q, Postgres, JobRow, sqlx::postgres::PgArguments>;
@@ -258,14 +265,18 @@ fn starts<'q>(writes: &[&'q Write], now: DateTime<Utc>) -> RowsQuery<'q> {
 }
 
 /// The statement of completions `writes` (all [`Write::Complete`]), each with the stage of the
-/// progress write it supersedes, if any (`folded`, by job id).
-fn completes<'q>(writes: &[&'q Write], folded: &HashMap<&str, &'q str>, now: DateTime<Utc>) -> RowsQuery<'q> {
+/// progress write it supersedes, if any (`folded`, by job id and attempt).
+fn completes<'q>(
+    writes: &[&'q Write],
+    folded: &HashMap<(&str, u32), &'q str>,
+    now: DateTime<Utc>,
+) -> RowsQuery<'q> {
     let (mut attempts, mut outputs, mut stages) = (Vec::new(), Vec::new(), Vec::new());
     for w in writes {
         if let Write::Complete { job, attempt, output, .. } = w {
             attempts.push(to_i32(*attempt));
             outputs.push(Json(output));
-            stages.push(folded.get(job.as_str()).copied());
+            stages.push(folded.get(&(job.as_str(), *attempt)).copied());
         }
     }
     let [jobs, tenants] = ids(writes);

@@ -157,7 +157,9 @@ impl Store {
     /// single form. On PostgreSQL the batch is at most three statements — the progress writes, the
     /// starts (with their audit rows) and the completions, each multi-row — unless a start names a
     /// job that another start or completion of the batch names too; then each start and completion
-    /// is a statement of its own, in order. On SQLite each write is a statement of its own.
+    /// is a statement of its own, in order. In the multi-row form a job's progress write that its
+    /// completion (same attempt) supersedes is folded into it: the completion records the stage,
+    /// and the progress counts as applied with it. On SQLite each write is a statement of its own.
     ///
     /// Returns, per progress write, whether it was applied (on PostgreSQL a job written twice
     /// keeps its last write; the earlier ones of the same attempt count as applied with it), and

@@ -172,4 +172,24 @@ async fn postgres_a_progress_write_its_completion_supersedes_in_a_batch_is_not_w
     assert_eq!(updates(&b.job_id).await, [None, Some("classify".to_owned())]);
     let b_now = store.get_job(&b.tenant_id, &b.job_id).await.expect("b").expect("b");
     assert_eq!((b_now.status, b_now.stage.as_deref()), (longhaul_core::JobStatus::Running, Some("classify")));
+
+    // c: a later delivery of its entry takes the job over between its progress and its completion,
+    // so the batch is written one write at a time: the progress is written on its own, before the
+    // start, and the completion of the superseded attempt is refused.
+    let c = setup_job(store, "acme", "fold-c", 3).await;
+    store.create_pending(c.clone()).await.expect("create");
+    applied(store.start_next(&c.tenant_id, &c.job_id, lease("1-0", 1), 1).await.expect("start"));
+    let takeover = Write::StartNext {
+        tenant: c.tenant_id.clone(),
+        job: c.job_id.clone(),
+        lease: lease("1-0", 2),
+        entry_attempt: 1,
+    };
+    let progress = [(&c.tenant_id, &c.job_id, 1, "check", p)];
+    let (applied_progress, outcomes) =
+        store.write_batch(&progress, &[takeover, complete(&c, 1)]).await.expect("batch");
+    assert_eq!(applied_progress, [true], "written before the takeover");
+    assert!(matches!(&outcomes[0], Ok(longhaul_store::WriteOutcome::Applied(r)) if r.attempts == 2));
+    assert!(matches!(&outcomes[1], Ok(longhaul_store::WriteOutcome::Refused { .. })), "{:?}", outcomes[1]);
+    assert_eq!(updates(&c.job_id).await, [None, Some("check".to_owned()), None]);
 }
