@@ -484,18 +484,41 @@ async fn trace_request(
     if let Some(parent) = request.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
         longhaul_service::trace::set_parent(&span, parent);
     }
-    let started = std::time::Instant::now();
-    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let mut timing = RequestTiming {
+        started: std::time::Instant::now(),
+        request: Some((request.method().clone(), request.uri().clone())),
+    };
     let response = next.run(request).instrument(span.clone()).await;
     span.record("status", response.status().as_u16());
-    let took = started.elapsed();
-    if took >= SLOW_REQUEST
+    let took = timing.started.elapsed();
+    if let Some((method, uri)) = timing.request.take()
+        && took >= SLOW_REQUEST
         && response.headers().get(header::CONTENT_TYPE).is_none_or(|t| t != "text/event-stream")
     {
         tracing::warn!(%method, path = uri.path(), status = response.status().as_u16(),
             took_ms = took.as_millis() as u64, "a slow request");
     }
     response
+}
+
+/// A request being answered: when it is dropped unanswered — the request timeout cut it (the
+/// client gets a `503`) or the client left — after [`SLOW_REQUEST`] or more, that is logged too.
+struct RequestTiming {
+    started: std::time::Instant,
+    /// Method and URI, until answered.
+    request: Option<(axum::http::Method, axum::http::Uri)>,
+}
+
+impl Drop for RequestTiming {
+    fn drop(&mut self) {
+        let took = self.started.elapsed();
+        if let Some((method, uri)) = self.request.take()
+            && took >= SLOW_REQUEST
+        {
+            tracing::warn!(%method, path = uri.path(), took_ms = took.as_millis() as u64,
+                "a slow request ended unanswered (the request timeout, or the client left)");
+        }
+    }
 }
 
 /// A request whose response head took at least this long is logged (a warning with its method,
