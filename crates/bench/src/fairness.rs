@@ -1,6 +1,6 @@
 //! The fairness scenario: tenant A's burst must not starve tenant B.
 //!
-//! Two phases, each on a fresh system (two workers, total concurrency 32), `summarize` jobs of one
+//! Two phases, each on a fresh system (by default two workers, total concurrency 32), `summarize` jobs of one
 //! chunk:
 //! 1. **A alone** — tenant A submits `FAIR_A_N` (20 000) jobs through `POST /v1/jobs/batch`; its
 //!    drain rate is jobs over (last finish − first creation).
@@ -30,6 +30,7 @@ const BATCH: usize = 500;
 pub(crate) async fn run(bins: &Binaries, fair: bool) -> anyhow::Result<Value> {
     let n_a = env_usize("FAIR_A_N", 20_000);
     let n_b = env_usize("FAIR_B_N", 20);
+    let shape = Shape::from_env()?;
     let worker_env: &[(&str, &str)] = if fair { &[] } else { &[("LONGHAUL_ADMIT_AHEAD", "0")] };
     // Each phase on a fresh system (database and prefix), so the second does not run on the
     // first's rows.
@@ -43,7 +44,7 @@ pub(crate) async fn run(bins: &Binaries, fair: bool) -> anyhow::Result<Value> {
         "kind": "summarize",
         "a_jobs": n_a,
         "b_jobs": n_b,
-        "worker_concurrency": 32,
+        "worker_concurrency": shape.workers * shape.concurrency,
         "a_alone_jobs_per_s": alone.round(),
         "a_with_b_jobs_per_s": with_b.round(),
         "a_with_b_vs_alone": (with_b / alone * 1000.0).round() / 1000.0,

@@ -1,5 +1,5 @@
-//! `longhaul-bench`: the product benchmark. Starts the real producer, two workers (total
-//! concurrency 32) and queue-events — release builds from this binary's directory — against local
+//! `longhaul-bench`: the product benchmark. Starts the real producer, two workers (by default;
+//! total concurrency 32) and queue-events — release builds from this binary's directory — against local
 //! Redis and a fresh PostgreSQL database, and prints one JSON line per scenario:
 //!
 //! - `product`: `BENCH_N` (default 20 000) triage requests from `CALLERS` (32) concurrent HTTP
@@ -123,6 +123,17 @@ async fn start(bins: &Binaries, shape: Shape, worker_env: &[(&str, &str)]) -> an
         ("LONGHAUL_ADMIN_ADDR", "127.0.0.1:0".into()),
         ("LONGHAUL_DB_POOL", "20".into()),
     ];
+    let logs = match std::env::var_os("BENCH_LOGS") {
+        Some(dir) => {
+            static SYSTEMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = SYSTEMS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let dir = std::path::Path::new(&dir).join(format!("system-{n}-{db_name}"));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("BENCH_LOGS: cannot create {}", dir.display()))?;
+            Some(dir)
+        }
+        None => None,
+    };
     let launcher = Launcher::new(bins.clone(), env);
     let key =
         launcher.create_tenant(&["bench"], &[]).map_err(|e| anyhow::anyhow!("tenant create failed: {e}"))?;
@@ -131,9 +142,10 @@ async fn start(bins: &Binaries, shape: Shape, worker_env: &[(&str, &str)]) -> an
         .map_err(|e| anyhow::anyhow!("tenant create failed: {e}"))?;
     let mut procs = Vec::new();
     let mut spawn = |name: &str, bin: &str, args: &[&str], extra: &[(&str, &str)]| -> anyhow::Result<()> {
-        // BENCH_LOGS=<dir> keeps every process's log (warnings: slow requests and batches).
-        let output = match std::env::var_os("BENCH_LOGS") {
-            Some(dir) => Output::LogFile(std::path::Path::new(&dir).join(format!("{name}.log"))),
+        // BENCH_LOGS=<dir> keeps every process's log (warnings: slow requests and batches), each
+        // system's in a directory of its own.
+        let output = match &logs {
+            Some(dir) => Output::LogFile(dir.join(format!("{name}.log"))),
             None => Output::StderrOnly,
         };
         procs.push(launcher.spawn(name, bin, args, extra, output)?);
@@ -196,16 +208,28 @@ struct Shape {
 
 impl Shape {
     fn from_env() -> anyhow::Result<Self> {
+        let knob = |name: &str, default: usize| -> anyhow::Result<usize> {
+            match std::env::var(name) {
+                Ok(v) => {
+                    v.trim().parse().with_context(|| format!("{name} must be a whole number, got {v:?}"))
+                }
+                Err(_) => Ok(default),
+            }
+        };
         let shape = Self {
-            workers: env_usize("BENCH_WORKERS", 2),
-            concurrency: env_usize("WORKER_CONCURRENCY", 16),
-            partitions: env_usize("BENCH_PARTITIONS", 1),
+            workers: knob("BENCH_WORKERS", 2)?,
+            concurrency: knob("WORKER_CONCURRENCY", 16)?,
+            partitions: knob("BENCH_PARTITIONS", 1)?,
         };
         if !(1..=16).contains(&shape.workers) || !(1..=256).contains(&shape.concurrency) {
             bail!("BENCH_WORKERS must be 1..=16 and WORKER_CONCURRENCY 1..=256, got {shape:?}");
         }
-        if !(1..=64).contains(&shape.partitions) {
-            bail!("BENCH_PARTITIONS must be 1..=64, got {}", shape.partitions);
+        if !(1..=64).contains(&shape.partitions) || !shape.concurrency.is_multiple_of(shape.partitions) {
+            bail!(
+                "BENCH_PARTITIONS must be 1..=64 and divide WORKER_CONCURRENCY ({}), got {}",
+                shape.concurrency,
+                shape.partitions
+            );
         }
         Ok(shape)
     }
@@ -213,7 +237,7 @@ impl Shape {
     /// `LONGHAUL_QUEUES` for a partitioned run: every partition of both benchmarked queues — for a
     /// worker (`with_concurrency`), each with its share of the worker's concurrency.
     fn queues(self, with_concurrency: bool) -> String {
-        let each = (self.concurrency / self.partitions).max(1);
+        let each = self.concurrency / self.partitions;
         ["triage", "summarize"]
             .iter()
             .flat_map(|q| {

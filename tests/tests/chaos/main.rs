@@ -198,7 +198,7 @@ async fn completed_twice(pool: &sqlx::PgPool) -> i64 {
     )
     .fetch_one(pool)
     .await
-    .expect("audit")
+    .expect("completions")
 }
 
 /// What the webhook receiver saw, per job.
