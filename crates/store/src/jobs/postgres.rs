@@ -3,6 +3,14 @@
 //! audit rows are a CTE of the same statement (a pending record's `enqueued` and a completion's
 //! `completed` are read from the record: see [`crate::audit`]). A single write runs the same
 //! statement with one row.
+//!
+//! The progress, start and completion statements join their batch to `jobs`, and are planned on
+//! every call for the batch they carry (`persistent(false)`: an unnamed statement). A cached
+//! generic plan is made at a statement's sixth call and kept until the table's statistics change;
+//! made while `jobs` was new and small it scans the whole table, and went on scanning it on every
+//! call as the table grew — half of PostgreSQL's time in a 10 000-job benchmark. Planned per call,
+//! each reaches its rows through the `job_id` index once the table is past a few pages; the
+//! planning costs less than the scans it saves (BENCHMARKS.md).
 
 use std::collections::{HashMap, HashSet};
 
@@ -201,6 +209,7 @@ async fn write_progress(
     let mut chosen: Vec<&ProgressWrite<'_>> = last.values().map(|&i| &progress[i]).collect();
     chosen.sort_unstable_by_key(|(_, job, ..)| job.as_str());
     let updated: Vec<(String,)> = sqlx::query_as(PROGRESS_MANY)
+        .persistent(false)
         .bind(chosen.iter().map(|(_, job, ..)| job.as_str()).collect::<Vec<_>>())
         .bind(chosen.iter().map(|(tenant, ..)| tenant.as_str()).collect::<Vec<_>>())
         .bind(chosen.iter().map(|(_, _, attempt, ..)| to_i32(*attempt)).collect::<Vec<_>>())
@@ -256,6 +265,7 @@ fn starts<'q>(writes: &[&'q Write], now: DateTime<Utc>) -> RowsQuery<'q> {
     }
     let [jobs, tenants] = ids(writes);
     sqlx::query_as(START_NEXT_MANY)
+        .persistent(false)
         .bind(jobs)
         .bind(tenants)
         .bind(entries)
@@ -280,5 +290,12 @@ fn completes<'q>(
         }
     }
     let [jobs, tenants] = ids(writes);
-    sqlx::query_as(COMPLETE_MANY).bind(jobs).bind(tenants).bind(attempts).bind(outputs).bind(now).bind(stages)
+    sqlx::query_as(COMPLETE_MANY)
+        .persistent(false)
+        .bind(jobs)
+        .bind(tenants)
+        .bind(attempts)
+        .bind(outputs)
+        .bind(now)
+        .bind(stages)
 }

@@ -193,3 +193,76 @@ async fn postgres_a_progress_write_its_completion_supersedes_in_a_batch_is_not_w
     assert!(matches!(&outcomes[1], Ok(longhaul_store::WriteOutcome::Refused { .. })), "{:?}", outcomes[1]);
     assert_eq!(updates(&c.job_id).await, [None, Some("check".to_owned()), None]);
 }
+
+/// Sequential scans of `jobs` so far, once the statistics show at least `updates` updates of it:
+/// a backend sends both counts of a table in one report, so the scans of every update counted are
+/// counted too.
+async fn seq_scans_by(store: &Store, updates: i64) -> i64 {
+    wait_until(Duration::from_secs(30), &format!("the statistics of {updates} updates of jobs"), async || {
+        let (n, scans): (i64, i64) = store
+            .db()
+            .fetch_optional("SELECT n_tup_upd, seq_scan FROM pg_stat_user_tables WHERE relname = 'jobs'", &[])
+            .await
+            .expect("statistics")
+            .expect("jobs");
+        if n >= updates { Ok(scans) } else { Err(n) }
+    })
+    .await
+}
+
+/// A plan cached while `jobs` was small must not go on scanning the whole table once it is large:
+/// the batched starts and completions, run many times on a new table (as a new deployment's first
+/// jobs run), then once on a table of thousands of jobs, reach their rows through an index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_batched_starts_and_completions_use_the_index_once_jobs_is_large() {
+    use longhaul_store::Write;
+    let db = TestDb::new(Backend::Postgres).await;
+    let store: &Store = &db;
+    let base = setup_job(store, "acme", "plan-base", 3).await;
+    let job = |key: String| longhaul_core::NewJob {
+        job_id: longhaul_core::JobId::derive(
+            &base.tenant_id,
+            &base.kind,
+            &longhaul_core::JobKey::Derived(key.clone()),
+        ),
+        key,
+        ..base.clone()
+    };
+    let start = |j: &longhaul_core::NewJob| Write::StartNext {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        lease: lease("1-0", 1),
+        entry_attempt: 1,
+    };
+    let complete = |j: &longhaul_core::NewJob| Write::Complete {
+        tenant: j.tenant_id.clone(),
+        job: j.job_id.clone(),
+        attempt: 1,
+        output: json!({}),
+    };
+    // A round: two new jobs, started in one batch and completed in another (2 updates each).
+    let round = async |tag: String| {
+        let pair = [job(format!("{tag}-a")), job(format!("{tag}-b"))];
+        store.create_pending_many(pair.to_vec()).await.expect("create");
+        for writes in [pair.iter().map(start).collect::<Vec<_>>(), pair.iter().map(complete).collect()] {
+            let (_, outcomes) = store.write_batch(&[], &writes).await.expect("batch");
+            for outcome in outcomes {
+                applied(outcome.expect("write"));
+            }
+        }
+    };
+    // Enough rounds that every connection of the pool runs each statement more than five times (a
+    // cached generic plan is made at the sixth).
+    let rounds = 100;
+    for i in 0..rounds {
+        round(format!("small-{i}")).await;
+    }
+    let grown: Vec<_> = (0..4000).map(|i| job(format!("bulk-{i}"))).collect();
+    for chunk in grown.chunks(1000) {
+        store.create_pending_many(chunk.to_vec()).await.expect("bulk create");
+    }
+    let before = seq_scans_by(store, 4 * rounds).await;
+    round("large".to_owned()).await;
+    let after = seq_scans_by(store, 4 * rounds + 4).await;
+    assert_eq!(after, before, "the batched writes on a table of 4 000 jobs scanned it whole");
+}

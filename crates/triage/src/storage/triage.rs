@@ -199,7 +199,11 @@ async fn write_many_pg(
     let column =
         |f: for<'w> fn(&'w TriageWrite<'w>) -> &'w str| sorted.iter().map(|w| f(w)).collect::<Vec<&str>>();
     let json = |f: &dyn Fn(&Value) -> Value| sorted.iter().map(|w| Json(f(w.triage))).collect::<Vec<_>>();
+    // Planned for each batch (an unnamed statement): a generic plan cached while `tickets` was
+    // new and small would scan the whole table on every call (see longhaul_store's batched job
+    // writes, which do the same).
     let written: Vec<(String, Json<Value>)> = sqlx::query_as(PG_WRITE_MANY)
+        .persistent(false)
         .bind(column(|w| w.op.as_str()))
         .bind(column(|w| w.ctx.tenant_id.as_str()))
         .bind(column(|w| w.ctx.job_id.as_str()))
