@@ -4,13 +4,14 @@
 //! `completed` are read from the record: see [`crate::audit`]). A single write runs the same
 //! statement with one row.
 //!
-//! The progress, start and completion statements join their batch to `jobs`, and are planned on
-//! every call for the batch they carry (`persistent(false)`: an unnamed statement). A cached
-//! generic plan is made at a statement's sixth call and kept until the table's statistics change;
-//! made while `jobs` was new and small it scans the whole table, and went on scanning it on every
-//! call as the table grew — half of PostgreSQL's time in a 10 000-job benchmark. Planned per call,
-//! each reaches its rows through the `job_id` index once the table is past a few pages; the
-//! planning costs less than the scans it saves (BENCHMARKS.md).
+//! The statements that find a batch's rows in `jobs` — the progress writes, starts, completions,
+//! and the read of duplicates — are planned on every call for the batch they carry
+//! (`persistent(false)`: an unnamed statement). A cached generic plan is made at a statement's
+//! sixth call and kept until the table's statistics change; made while `jobs` was new and small it
+//! scans the whole table, and went on scanning it on every call as the table grew — half of
+//! PostgreSQL's time in a 10 000-job benchmark. Planned per call, each reaches its rows through the
+//! `job_id` index once the table is past a few pages; the planning costs less than the scans it
+//! saved (BENCHMARKS.md, "Plans per call").
 
 use std::collections::{HashMap, HashSet};
 
@@ -74,7 +75,8 @@ pub(super) async fn create_pending(
     let mut existing = HashMap::new();
     if !duplicates.is_empty() {
         let ids: Vec<&str> = duplicates.iter().map(|r| r.job_id.as_str()).collect();
-        let rows: Vec<JobRow> = sqlx::query_as(SELECT_MANY).bind(&ids).fetch_all(&mut *tx).await?;
+        let rows: Vec<JobRow> =
+            sqlx::query_as(SELECT_MANY).persistent(false).bind(&ids).fetch_all(&mut *tx).await?;
         for row in rows {
             let record = JobRecord::try_from(row)?;
             existing.insert(record.job_id.clone(), record);

@@ -225,7 +225,7 @@ async fn write_many_pg(
     let mut stored = HashMap::new();
     if !rest.is_empty() {
         let rows: Vec<(String, String, Option<Json<Value>>)> =
-            sqlx::query_as(PG_SELECT_RESULTS).bind(&rest).fetch_all(pool).await?;
+            sqlx::query_as(PG_SELECT_RESULTS).persistent(false).bind(&rest).fetch_all(pool).await?;
         for (op, tenant, r) in rows {
             stored.insert(op, (tenant, r.map(|j| j.0).unwrap_or(Value::Null)));
         }

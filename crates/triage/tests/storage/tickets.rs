@@ -299,3 +299,72 @@ conformance!(triage_migrations_keep_a_history_of_their_own, |store: Store| async
     let bad = storage::upsert_ticket(&store, &tenant("nobody"), &ticket("T-1"), "s", "b").await;
     assert!(bad.is_err(), "the foreign key to tenants is there");
 });
+
+/// Sequential scans of `tickets` so far, once the statistics show at least `updates` updates of
+/// it (a backend reports both counts of a table together).
+async fn ticket_seq_scans_by(store: &Store, updates: i64) -> i64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (n, scans): (i64, i64) = store
+            .db()
+            .fetch_optional(
+                "SELECT n_tup_upd, seq_scan FROM pg_stat_user_tables WHERE relname = 'tickets'",
+                &[],
+            )
+            .await
+            .expect("statistics")
+            .expect("tickets");
+        if n >= updates {
+            return scans;
+        }
+        assert!(std::time::Instant::now() < deadline, "the statistics of {updates} updates of tickets: {n}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A plan cached while `tickets` was small must not go on scanning the whole table once it is
+/// large: batches of triage writes, run many times on a new table, then once on a table of
+/// thousands of tickets, reach their tickets through the primary key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_batched_triage_writes_use_the_key_once_tickets_is_large() {
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    storage::migrate(&db).await.expect("triage migrations");
+    let acme = tenant("acme");
+    ensure_tenant(&db, &acme).await;
+    // One connection from here on: it runs each statement often enough for a plan to be cached
+    // (at the sixth call), and it is the only backend whose statistics can still arrive — the
+    // setup's connections send theirs as they close.
+    db.store.close().await;
+    let one = longhaul_store::StoreOptions { max_connections: 1, ..longhaul_store::StoreOptions::default() };
+    let store = &Store::connect(Some(&db.url), &one).await.expect("one-connection store");
+    // A round: two new tickets, triaged in one batch (2 updates).
+    let round = async |tag: String| {
+        let keys = [ticket(&format!("T-{tag}-a")), ticket(&format!("T-{tag}-b"))];
+        for k in &keys {
+            storage::upsert_ticket(store, &acme, k, "s", "b").await.expect("ticket");
+        }
+        let ctxs = keys.each_ref().map(|k| ctx(&acme, k, 1));
+        let ops = ctxs.each_ref().map(op);
+        let triage = json!({"category": "billing"});
+        let writes: Vec<_> = (0..2).map(|i| write(&ctxs[i], &keys[i], &ops[i], &triage)).collect();
+        let out = storage::write_ticket_triage_many(store, &writes).await.expect("batch");
+        assert!(out.iter().all(Result::is_ok), "round {tag}: {out:?}");
+    };
+    let rounds = 20;
+    for i in 0..rounds {
+        round(format!("small-{i}")).await;
+    }
+    let longhaul_store::backend::Db::Postgres(pool) = store.db() else { panic!("PostgreSQL") };
+    sqlx::query(
+        "INSERT INTO tickets (tenant_id, ticket_id, revision, subject, body, created_at, updated_at)
+         SELECT $1, 'T-bulk-' || i, 1, 's', 'b', now(), now() FROM generate_series(1, 4000) i",
+    )
+    .bind(acme.as_str())
+    .execute(pool)
+    .await
+    .expect("bulk tickets");
+    let before = ticket_seq_scans_by(store, 2 * rounds).await;
+    round("large".to_owned()).await;
+    let after = ticket_seq_scans_by(store, 2 * rounds + 2).await;
+    assert_eq!(after, before, "the batched triage write on a table of 4 000 tickets scanned it whole");
+}
