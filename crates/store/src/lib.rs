@@ -16,9 +16,9 @@
 //!   `RETURNING`): the reads, tenants, the operation log, the audit log, and the job writes that
 //!   have no batched form (`fail`, `retry`).
 //! - `postgres/` — PostgreSQL only: the batched forms of the hot path — pending records, starts,
-//!   completions, progress — each one multi-row statement over `UNNEST` arrays, the starts with
-//!   their audit rows as a data-modifying CTE of the same statement. A single write of these kinds
-//!   runs the same statement with one row.
+//!   completions, progress — each one multi-row statement over `UNNEST` arrays; a start keeps the
+//!   attempt's start in the record (`attempt_starts`) instead of an audit row. A single write of
+//!   these kinds runs the same statement with one row.
 //! - `sqlite/` — SQLite only: the single-row forms of those writes, which SQLite (in-process, so
 //!   statements are cheap) runs one after another inside one transaction.
 //!

@@ -351,9 +351,11 @@ impl Store {
             ];
             let requeued: Option<JobRow> = tx.fetch_optional(REQUEUE_FAILED, &args).await?;
             if let Some(requeued) = requeued {
-                let detail = json!({ "by": by, "budget": budget, "bulk": true });
+                let record = JobRecord::try_from(requeued)?;
+                let detail =
+                    audit::at_attempt(json!({ "by": by, "budget": budget, "bulk": true }), record.attempts);
                 audit::append(&mut tx, tenant_id, Some(job_id), "retried", &detail, now).await?;
-                retried.push(JobRecord::try_from(requeued)?);
+                retried.push(record);
             }
         }
         tx.commit().await?;

@@ -51,7 +51,8 @@ impl Store {
         let first = record.status == JobStatus::Cancelled || record.cancel_requested_at == Some(now);
         if first {
             let action = if record.status == JobStatus::Cancelled { "cancelled" } else { "cancel_requested" };
-            audit::append(&mut tx, tenant, Some(job), action, &json!({ "by": by }), now).await?;
+            let detail = audit::at_attempt(json!({ "by": by }), record.attempts);
+            audit::append(&mut tx, tenant, Some(job), action, &detail, now).await?;
         }
         tx.commit().await?;
         Ok(WriteOutcome::Applied(record))
@@ -141,13 +142,14 @@ impl Store {
         let args: [Arg<'_>; 4] = [job.as_str().into(), tenant.as_str().into(), b.into(), now.into()];
         let mut tx = self.db.begin().await?;
         let row: Option<JobRow> = tx.fetch_optional(REQUEUE, &args).await?;
-        if row.is_some() {
-            audit::append(&mut tx, tenant, Some(job), "retried", &json!({ "by": by, "budget": budget }), now)
-                .await?;
+        let record = row.map(JobRecord::try_from).transpose()?;
+        if let Some(r) = &record {
+            let detail = audit::at_attempt(json!({ "by": by, "budget": budget }), r.attempts);
+            audit::append(&mut tx, tenant, Some(job), "retried", &detail, now).await?;
         }
         tx.commit().await?;
-        match row {
-            Some(row) => Ok(WriteOutcome::Applied(row.try_into()?)),
+        match record {
+            Some(record) => Ok(WriteOutcome::Applied(record)),
             None => {
                 let current = self.get_job(tenant, job).await?.ok_or(StoreError::NotFound("job"))?;
                 let reason = match current.requeue(budget, now) {

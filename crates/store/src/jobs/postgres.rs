@@ -1,8 +1,8 @@
 //! PostgreSQL's forms of the batched job writes: each kind of write — pending records, progress,
-//! starts, completions — is one statement for any number of rows (`UNNEST` arrays); the starts'
-//! audit rows are a CTE of the same statement (a pending record's `enqueued` and a completion's
-//! `completed` are read from the record: see [`crate::audit`]). A single write runs the same
-//! statement with one row.
+//! starts, completions — is one statement for any number of rows (`UNNEST` arrays), and writes no
+//! audit row: a pending record's `enqueued`, each attempt's `started` (kept in `attempt_starts`)
+//! and a completion's `completed` are read from the record (see [`crate::audit`]). A single write
+//! runs the same statement with one row.
 //!
 //! The statements that find a batch's rows in `jobs` — the progress writes, starts, completions,
 //! and the read of duplicates — are planned on every call for the batch they carry

@@ -155,9 +155,9 @@ impl Store {
     /// Applies progress writes, then starts and completions, in one transaction (one commit): how
     /// a worker records what its concurrent jobs did together. Each write is fenced exactly as its
     /// single form. On PostgreSQL the batch is at most three statements — the progress writes, the
-    /// starts (with their audit rows) and the completions, each multi-row — unless a start names a
-    /// job that another start or completion of the batch names too; then each start and completion
-    /// is a statement of its own, in order. In the multi-row form a job's progress write that its
+    /// starts and the completions, each multi-row — unless a start names a job that another start
+    /// or completion of the batch names too; then each start and completion is a statement of its
+    /// own, in order. In the multi-row form a job's progress write that its
     /// completion (same attempt) supersedes is folded into it: the completion records the stage,
     /// and the progress counts as applied with it. On SQLite each write is a statement of its own.
     ///

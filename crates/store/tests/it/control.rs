@@ -360,7 +360,7 @@ conformance!(a_bulk_retry_takes_exactly_the_matching_failed_jobs_in_batches, |st
         let last = audit.last().expect("a row");
         assert_eq!(
             (last.action.as_str(), &last.detail),
-            ("retried", &json!({"by": "operator:ops", "budget": budget, "bulk": true}))
+            ("retried", &json!({"by": "operator:ops", "budget": budget, "bulk": true, "attempt": 1}))
         );
     }
     assert_eq!(store.count_failed(&FailedFilter::default()).await.expect("count"), 0);

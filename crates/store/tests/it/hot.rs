@@ -15,13 +15,14 @@ use serde_json::json;
 
 use crate::harness::{applied, lease, setup_job};
 
-/// The columns of `jobs` the writes between live statuses change: a start (status, attempts,
-/// stage, progress, next_attempt_at, started_at, updated_at, the lease), a progress write, a cancel
-/// request of a running job, a retry's wait (these and error_message; and error_class, which is
-/// indexed: a retry's wait is HOT only when the class recorded stays).
-const JOBS_CHANGED: [&str; 11] = [
+/// The columns of `jobs` the writes between live statuses change: a start (status, attempts, the
+/// attempt's start, stage, progress, next_attempt_at, started_at, updated_at, the lease), a
+/// progress write, a cancel request of a running job, a retry's wait (these and error_message; and
+/// error_class, which is indexed: a retry's wait is HOT only when the class recorded stays).
+const JOBS_CHANGED: [&str; 12] = [
     "status",
     "attempts",
+    "attempt_starts",
     "stage",
     "progress",
     "next_attempt_at",

@@ -8,7 +8,8 @@
 //!
 //! Reads: `jobs/select_owner.sql`, `jobs/select.sql`, `audit/select_job.sql` (index
 //! `audit_by_job`; the trail's `enqueued` and `completed` come from the record already read),
-//! `console.job_operations` (index `operations_by_job`).
+//! on PostgreSQL `audit/select_starts.sql` (each attempt's start, from the record's row by
+//! `job_id`), `console.job_operations` (index `operations_by_job`).
 
 use std::collections::BTreeMap;
 
