@@ -32,6 +32,12 @@ fn started_rows(store: &Store, attempts: &[u32]) -> Vec<(String, serde_json::Val
     }
 }
 
+/// `job`'s trail as (action, the attempt its detail names).
+async fn by_attempt(store: &Store, job: &NewJob) -> Vec<(String, Option<serde_json::Value>)> {
+    let audit = store.job_audit(&job.tenant_id, &job.job_id).await.expect("audit");
+    audit.into_iter().map(|e| (e.action, e.detail.get("attempt").cloned())).collect()
+}
+
 async fn actions(store: &Store, job: &NewJob) -> Vec<String> {
     let audit = store.job_audit(&job.tenant_id, &job.job_id).await.expect("audit");
     audit.into_iter().map(|e| e.action).collect()
@@ -193,13 +199,7 @@ conformance!(a_start_stored_as_a_row_is_not_read_twice, |store: Store| async mov
         applied(store.start_next(&t, &j, lease("1-0", 1), 1).await.expect("start 1"));
     }
     applied(store.start_next(&t, &j, lease("2-0", 1), 2).await.expect("start 2"));
-    let trail: Vec<_> = store
-        .job_audit(&t, &j)
-        .await
-        .expect("audit")
-        .into_iter()
-        .map(|e| (e.action, e.detail.get("attempt").cloned()))
-        .collect();
+    let trail = by_attempt(&store, &job).await;
     let started = |a: u32| ("started".to_owned(), Some(json!(a)));
     assert_eq!(trail, [("enqueued".to_owned(), None), started(1), started(2)]);
 });
@@ -232,13 +232,7 @@ conformance!(rows_written_during_or_after_an_attempt_follow_its_start, |store: S
     applied(store.requeue(&t, &j, 1, "operator:ann").await.expect("retry"));
     applied(store.start_next(&t, &j, lease("2-0", 1), 2).await.expect("start 2"));
     skew(2).await;
-    let trail: Vec<_> = store
-        .job_audit(&t, &j)
-        .await
-        .expect("audit")
-        .into_iter()
-        .map(|e| (e.action, e.detail.get("attempt").cloned()))
-        .collect();
+    let trail = by_attempt(&store, &job).await;
     let entry = |action: &str, attempt: Option<u32>| (action.to_owned(), attempt.map(|a| json!(a)));
     assert_eq!(
         trail,
