@@ -17,9 +17,9 @@
 //! Each rule is written once per backend. The writes the worker batches — starts, completions,
 //! progress — and the producer's pending records have a PostgreSQL form that writes many rows in
 //! one statement (`… FROM UNNEST(…)`; a start keeps the attempt's start in the record rather than
-//! an audit row; `postgres`), which a single write runs with one row, and a SQLite single-row form run once per
-//! row inside one transaction (`sqlite`). Failing and scheduling a retry, never batched, have one
-//! form both backends run.
+//! an audit row; `postgres`), which a single write runs with one row, and a SQLite single-row form
+//! run once per row inside one transaction (`sqlite`). Failing and scheduling a retry, never
+//! batched, have one form both backends run.
 //!
 //! Inside: `row` (the record's columns and their decoding), `read` (reads and pagination), `admin`
 //! (an operator's reads across tenants and bulk retry), `cancel` (cancel requests and their end),

@@ -223,10 +223,10 @@ async fn write_progress(
     Ok(updated.into_iter().map(|(job,)| job).collect())
 }
 
-/// The statements of `writes`, as indices into it, and whether they are batched: the starts and the completions, each in job-id
-/// order (so concurrent batches lock rows in the same order) — or, when a start names a job that
-/// another write names too, each write alone, in order (one statement cannot write a row twice,
-/// and the later write must see the earlier one).
+/// The statements of `writes`, as indices into it, and whether they are batched: the starts and
+/// the completions, each in job-id order (so concurrent batches lock rows in the same order) — or,
+/// when a start names a job that another write names too, each write alone, in order (one
+/// statement cannot write a row twice, and the later write must see the earlier one).
 fn groups(writes: &[Write]) -> (Vec<Vec<usize>>, bool) {
     let mut started = HashSet::new();
     let mut completed = HashSet::new();

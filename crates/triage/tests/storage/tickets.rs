@@ -303,8 +303,8 @@ conformance!(triage_migrations_keep_a_history_of_their_own, |store: Store| async
 /// Sequential scans of `tickets` so far, once the statistics show at least `updates` updates of
 /// it (a backend reports both counts of a table together).
 async fn ticket_seq_scans_by(store: &Store, updates: i64) -> i64 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let what = format!("the statistics of {updates} updates of tickets");
+    longhaul_testkit::wait_until(std::time::Duration::from_secs(30), &what, async || {
         let (n, scans): (i64, i64) = store
             .db()
             .fetch_optional(
@@ -314,12 +314,9 @@ async fn ticket_seq_scans_by(store: &Store, updates: i64) -> i64 {
             .await
             .expect("statistics")
             .expect("tickets");
-        if n >= updates {
-            return scans;
-        }
-        assert!(std::time::Instant::now() < deadline, "the statistics of {updates} updates of tickets: {n}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        if n >= updates { Ok(scans) } else { Err(n) }
+    })
+    .await
 }
 
 /// A plan cached while `tickets` was small must not go on scanning the whole table once it is
