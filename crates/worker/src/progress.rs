@@ -39,10 +39,24 @@ impl PipelineObserver for Observer {
     }
 }
 
-/// Which stage events are persisted: per job attempt, the last stage written and when.
+/// Attempts remembered before the throttle sweeps out those not heard from in [`STALE`].
+const SWEEP_AT: usize = 10_000;
+/// How long an attempt's entry is kept without an event, when it ended without the recorder seeing
+/// its outcome (a lost lease, a shutdown). Dropping an entry early costs one extra progress write.
+const STALE: Duration = Duration::from_secs(600);
+
+/// Which stage events are persisted: per job attempt, the last stage written and when. An entry
+/// goes when the recorder writes its attempt's outcome ([`Throttle::end`]), or in a sweep. A sweep
+/// runs once the map has doubled since the last one left it (and holds at least [`SWEEP_AT`]), so
+/// its cost is spread over the events that filled it: a sweep on every event once 10 000 attempts
+/// were remembered made the throttle most of a busy worker's CPU.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
     last: HashMap<(String, u32), (String, Instant)>,
+    /// The size at which the next sweep runs (below [`SWEEP_AT`]: at [`SWEEP_AT`]).
+    sweep_at: usize,
+    /// Sweeps run so far.
+    sweeps: u64,
 }
 
 impl Throttle {
@@ -56,10 +70,17 @@ impl Throttle {
         if is_due {
             self.last.insert(key, (stage.to_owned(), now));
         }
-        if self.last.len() > 10_000 {
-            self.last.retain(|_, (_, at)| now.saturating_duration_since(*at).as_secs() < 600);
+        if self.last.len() >= self.sweep_at.max(SWEEP_AT) {
+            self.last.retain(|_, (_, at)| now.saturating_duration_since(*at) < STALE);
+            self.sweep_at = self.last.len().saturating_mul(2);
+            self.sweeps += 1;
         }
         is_due
+    }
+
+    /// Forgets `job`'s `attempt`: its outcome is being written, no event of it is due any more.
+    pub(crate) fn end(&mut self, job: &str, attempt: u32) {
+        self.last.remove(&(job.to_owned(), attempt));
     }
 }
 
@@ -87,5 +108,36 @@ mod tests {
         assert!(t.due(&ctx(1), "classify", every, t0 + Duration::from_millis(100)), "a new stage");
         assert!(t.due(&ctx(1), "classify", every, t0 + Duration::from_millis(400)), "interval passed");
         assert!(t.due(&ctx(2), "classify", every, t0 + Duration::from_millis(400)), "another attempt");
+    }
+
+    #[test]
+    fn an_ended_attempt_is_forgotten_and_its_next_event_is_due() {
+        let mut t = Throttle::default();
+        let (every, t0) = (Duration::from_secs(60), Instant::now());
+        assert!(t.due(&ctx(1), "load", every, t0));
+        assert!(t.due(&ctx(2), "load", every, t0));
+        t.end(ctx(1).job_id.as_str(), 1);
+        assert_eq!(t.last.len(), 1, "only attempt 2 is remembered");
+        assert!(t.due(&ctx(1), "load", every, t0), "a forgotten attempt's event is due again");
+        assert!(!t.due(&ctx(2), "load", every, t0), "attempt 2 is still throttled");
+    }
+
+    #[test]
+    fn many_live_attempts_are_swept_rarely_not_on_every_event() {
+        // 50 000 attempts, none ended and none stale: every sweep keeps them all. A sweep is a scan
+        // of the whole map, so running one per event past 10 000 would be 40 000 scans.
+        let mut t = Throttle::default();
+        let (every, t0) = (Duration::from_millis(250), Instant::now());
+        for attempt in 1..=50_000 {
+            assert!(t.due(&ctx(attempt), "load", every, t0));
+        }
+        assert_eq!(t.last.len(), 50_000, "nothing was stale");
+        assert!(t.sweeps <= 3, "{} sweeps for 50 000 events", t.sweeps);
+        // Once they are stale, the next sweep drops them.
+        let later = t0 + STALE + Duration::from_secs(1);
+        for attempt in 50_001..=150_000 {
+            t.due(&ctx(attempt), "load", every, later);
+        }
+        assert!(t.last.len() < 150_000 && !t.last.contains_key(&(ctx(1).job_id.to_string(), 1)));
     }
 }

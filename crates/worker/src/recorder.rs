@@ -137,10 +137,21 @@ impl Recorder {
         for request in batch {
             match request {
                 Request::Write(RecordWrite::Batched(write), reply) => {
+                    if let Write::Complete { job, attempt, .. } = &write {
+                        self.throttle.end(job.as_str(), *attempt);
+                    }
                     writes.push(write);
                     replies.push(reply);
                 }
-                Request::Write(single, reply) => later.push((single, reply)),
+                Request::Write(single, reply) => {
+                    if let RecordWrite::Fail { job, attempt, .. }
+                    | RecordWrite::Retry { job, attempt, .. }
+                    | RecordWrite::Cancelled { job, attempt, .. } = &single
+                    {
+                        self.throttle.end(job.as_str(), *attempt);
+                    }
+                    later.push((single, reply));
+                }
                 Request::Progress { ctx, stage, progress: p } => {
                     if self.throttle.due(&ctx, &stage, self.progress_interval, now) {
                         progress.push((ctx, stage, p));
