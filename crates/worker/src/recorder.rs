@@ -136,21 +136,17 @@ impl Recorder {
         let now = Instant::now();
         for request in batch {
             match request {
-                Request::Write(RecordWrite::Batched(write), reply) => {
-                    if let Write::Complete { job, attempt, .. } = &write {
-                        self.throttle.end(job.as_str(), *attempt);
+                Request::Write(write, reply) => {
+                    if let Some((job, attempt)) = ended(&write) {
+                        self.throttle.end(job.as_str(), attempt);
                     }
-                    writes.push(write);
-                    replies.push(reply);
-                }
-                Request::Write(single, reply) => {
-                    if let RecordWrite::Fail { job, attempt, .. }
-                    | RecordWrite::Retry { job, attempt, .. }
-                    | RecordWrite::Cancelled { job, attempt, .. } = &single
-                    {
-                        self.throttle.end(job.as_str(), *attempt);
+                    match write {
+                        RecordWrite::Batched(write) => {
+                            writes.push(write);
+                            replies.push(reply);
+                        }
+                        single => later.push((single, reply)),
                     }
-                    later.push((single, reply));
                 }
                 Request::Progress { ctx, stage, progress: p } => {
                     if self.throttle.due(&ctx, &stage, self.progress_interval, now) {
@@ -170,6 +166,17 @@ impl Recorder {
                 let _ = reply.send(single(&store, &write).await);
             });
         }
+    }
+}
+
+/// The attempt whose outcome `write` is (a completion, failure, retry or cancellation), if any.
+fn ended(write: &RecordWrite) -> Option<(&JobId, u32)> {
+    match write {
+        RecordWrite::Batched(Write::Complete { job, attempt, .. })
+        | RecordWrite::Fail { job, attempt, .. }
+        | RecordWrite::Retry { job, attempt, .. }
+        | RecordWrite::Cancelled { job, attempt, .. } => Some((job, *attempt)),
+        RecordWrite::Batched(Write::StartNext { .. }) => None,
     }
 }
 
@@ -268,5 +275,53 @@ async fn publish_progress(queue: &Queue, progress: &[(JobContext, String, Progre
     }
     if let Err(e) = queue.publish_many(&events).await {
         tracing::warn!(error = %longhaul_core::Report(&e), events = events.len(), "cannot publish progress events");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use longhaul_core::{JobKey, Lease};
+    use serde_json::Value;
+
+    #[test]
+    fn every_outcome_ends_its_attempt_and_a_start_does_not() {
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let job = JobId::derive(&tenant, "test", &JobKey::Derived("T-1".into()));
+        let (t, j) = (tenant.clone(), job.clone());
+        let outcomes = [
+            RecordWrite::Batched(Write::Complete {
+                tenant: t.clone(),
+                job: j.clone(),
+                attempt: 2,
+                output: Value::Null,
+            }),
+            RecordWrite::Fail {
+                tenant: t.clone(),
+                job: j.clone(),
+                attempt: 2,
+                class: ErrorClass::Invalid,
+                message: "bad".into(),
+            },
+            RecordWrite::Retry {
+                tenant: t.clone(),
+                job: j.clone(),
+                attempt: 2,
+                class: ErrorClass::Retryable,
+                message: "later".into(),
+                at: Utc::now(),
+            },
+            RecordWrite::Cancelled { tenant: t.clone(), job: j.clone(), attempt: 2 },
+        ];
+        for write in &outcomes {
+            assert_eq!(ended(write), Some((&job, 2)), "{write:?}");
+        }
+        let start = RecordWrite::Batched(Write::StartNext {
+            tenant: t,
+            job: j,
+            lease: Lease { entry: "1-0".into(), delivery: 1 },
+            entry_attempt: 1,
+        });
+        assert_eq!(ended(&start), None);
     }
 }
