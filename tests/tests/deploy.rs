@@ -332,7 +332,18 @@ fn keda_scales_each_queues_workers_on_its_own_stream_and_group() {
             "ScaledObject {name} watches another stream than that of queue {queue}, which {target} serves"
         );
         assert_eq!(s(&trigger["metadata"]["consumerGroup"]), longhaul_queue::QueueConfig::default().group);
-        assert!(s(&trigger["metadata"]["lagCount"]).parse::<u32>().is_ok_and(|n| n > 0), "{name}: lagCount");
+        let lag: u32 = s(&trigger["metadata"]["lagCount"]).parse().expect("lagCount is a number");
+        assert!(lag > 0, "{name}: lagCount");
+        // With admission on, the group's lag never exceeds the admission window: a window below
+        // lagCount x maxReplicaCount would stop KEDA short of the maximum while a backlog waits.
+        let max_replicas = object["spec"]["maxReplicaCount"].as_i64().expect("maxReplicaCount") as u32;
+        // Unset: the worker's default, 256.
+        let ahead: u32 =
+            container_env(worker, "LONGHAUL_ADMIT_AHEAD").unwrap_or("256").parse().expect("admit ahead");
+        assert!(
+            ahead == 0 || ahead >= lag * max_replicas,
+            "{target}: LONGHAUL_ADMIT_AHEAD {ahead} < lagCount {lag} x maxReplicaCount {max_replicas}"
+        );
         assert_eq!(s(&trigger["authenticationRef"]["name"]), "longhaul-redis");
     }
     let unscaled: Vec<_> = workers.keys().filter(|w| !targets.contains(*w)).collect();

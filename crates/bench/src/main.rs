@@ -1,5 +1,5 @@
-//! `longhaul-bench`: the product benchmark. Starts the real producer, two workers (by default;
-//! total concurrency 32) and queue-events — release builds from this binary's directory — against local
+//! `longhaul-bench`: the product benchmark. Starts the real producer, two workers (by default, at
+//! the worker's default concurrency of 64 each) and queue-events — release builds from this binary's directory — against local
 //! Redis and a fresh PostgreSQL database, and prints one JSON line per scenario:
 //!
 //! - `product`: `BENCH_N` (default 20 000) triage requests from `CALLERS` (32) concurrent HTTP
@@ -14,7 +14,7 @@
 //!   (20): B's start latency and A's drain rate, with admission on and off (module `fairness`);
 //! - `pruning`: `product` with the workers pruning finished records older than a second as it runs.
 //!
-//! `BENCH_WORKERS` (2), `WORKER_CONCURRENCY` (16 per worker) and `BENCH_PARTITIONS` (1) shape the
+//! `BENCH_WORKERS` (2), `WORKER_CONCURRENCY` (64 per worker, the worker's default) and `BENCH_PARTITIONS` (1) shape the
 //! system for the scaling figure; `BENCH_LOGS=<dir>` keeps each process's log there.
 //!
 //! Every run verifies its results (every record completed, one `completed` event per job) before
@@ -197,7 +197,7 @@ async fn start(bins: &Binaries, shape: Shape, worker_env: &[(&str, &str)]) -> an
 }
 
 /// How many worker processes, at what concurrency each, over how many queue partitions: the
-/// scaling figure's knobs (`BENCH_WORKERS`, default 2; `WORKER_CONCURRENCY`, 16;
+/// scaling figure's knobs (`BENCH_WORKERS`, default 2; `WORKER_CONCURRENCY`, 64;
 /// `BENCH_PARTITIONS`, 1).
 #[derive(Debug, Clone, Copy)]
 struct Shape {
@@ -218,7 +218,7 @@ impl Shape {
         };
         let shape = Self {
             workers: knob("BENCH_WORKERS", 2)?,
-            concurrency: knob("WORKER_CONCURRENCY", 16)?,
+            concurrency: knob("WORKER_CONCURRENCY", 64)?,
             partitions: knob("BENCH_PARTITIONS", 1)?,
         };
         if !(1..=16).contains(&shape.workers) || !(1..=256).contains(&shape.concurrency) {

@@ -57,8 +57,10 @@ pub struct Config {
     /// The name in the consumer group.
     #[command(flatten)]
     pub consumer: ConsumerArgs,
-    /// Jobs run at once, per queue (unless --queues says otherwise for a queue).
-    #[arg(long, env = "LONGHAUL_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Jobs run at once, per queue (unless --queues says otherwise for a queue). The jobs in flight
+    /// are also the recorder's batch: wider workers cost the database less per job (README,
+    /// "Sizing workers"); lower it for CPU-bound kinds.
+    #[arg(long, env = "LONGHAUL_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
     /// The queues (or partitions, QUEUE-K) to serve, each optionally with its own concurrency:
     /// `triage=16,summarize=4`. Default: every queue of the kinds this worker runs.
