@@ -47,43 +47,72 @@ const SWEEP_AT: usize = 10_000;
 /// refuses if the attempt is over.
 const STALE: Duration = Duration::from_secs(600);
 
-/// Which stage events are persisted: per job attempt, the last stage written and when. An entry
-/// goes when the recorder writes its attempt's outcome ([`Throttle::end`]), or in a sweep. A sweep
-/// runs once the map has doubled since the last one left it (and holds at least [`SWEEP_AT`]), so
-/// its cost is spread over the events that filled it: a sweep on every event once 10 000 attempts
-/// were remembered made the throttle most of a busy worker's CPU.
+/// Which stage events are persisted: per job, the attempt last heard of, its last stage written
+/// and when. An entry goes when the recorder writes its attempt's outcome ([`Throttle::end`]), or
+/// in a sweep. A sweep runs once the map has doubled since the last one left it (and holds at
+/// least [`SWEEP_AT`]), so its cost is spread over the events that filled it: a sweep on every
+/// event once 10 000 attempts were remembered made the throttle most of a busy worker's CPU. The
+/// map's memory is given back once it is mostly empty (after a burst), at a cost spread the same
+/// way. Keyed by job id alone, so an event of a known attempt allocates nothing.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
-    last: HashMap<(String, u32), (String, Instant)>,
+    last: HashMap<String, Seen>,
     /// The size at which the next sweep runs (below [`SWEEP_AT`]: at [`SWEEP_AT`]).
     sweep_at: usize,
     /// Sweeps run so far.
     sweeps: u64,
 }
 
+/// A job's attempt last heard of: its last stage written, and when.
+#[derive(Debug)]
+struct Seen {
+    attempt: u32,
+    stage: String,
+    at: Instant,
+}
+
 impl Throttle {
-    /// Whether an event of `stage` for `ctx`'s attempt is due now (and if so, remembers it).
+    /// Whether an event of `stage` for `ctx`'s attempt is due now (and if so, remembers it). An
+    /// event of another attempt than the one remembered for the job is due, and replaces it.
     pub(crate) fn due(&mut self, ctx: &JobContext, stage: &str, interval: Duration, now: Instant) -> bool {
-        let key = (ctx.job_id.to_string(), ctx.attempt);
-        let is_due = match self.last.get(&key) {
-            Some((s, at)) => s != stage || now.saturating_duration_since(*at) >= interval,
-            None => true,
+        let is_due = match self.last.get_mut(ctx.job_id.as_str()) {
+            Some(seen) => {
+                let due = seen.attempt != ctx.attempt
+                    || seen.stage != stage
+                    || now.saturating_duration_since(seen.at) >= interval;
+                if due {
+                    seen.attempt = ctx.attempt;
+                    stage.clone_into(&mut seen.stage);
+                    seen.at = now;
+                }
+                due
+            }
+            None => {
+                let seen = Seen { attempt: ctx.attempt, stage: stage.to_owned(), at: now };
+                self.last.insert(ctx.job_id.to_string(), seen);
+                true
+            }
         };
-        if is_due {
-            self.last.insert(key, (stage.to_owned(), now));
-        }
         if self.last.len() >= self.sweep_at.max(SWEEP_AT) {
-            self.last.retain(|_, (_, at)| now.saturating_duration_since(*at) < STALE);
+            self.last.retain(|_, seen| now.saturating_duration_since(seen.at) < STALE);
             self.sweep_at = self.last.len().saturating_mul(2);
             self.sweeps += 1;
         }
         is_due
     }
 
-    /// Drops `job`'s `attempt`, whose outcome is being written. A later event of it is due again;
-    /// its write is fenced by attempt and changes nothing.
+    /// Drops `job`'s `attempt`, whose outcome is being written (another attempt remembered for the
+    /// job stays). A later event of it is due again; its write is fenced by attempt and changes
+    /// nothing. Once the map holds under a quarter of what it has room for (and room for more than
+    /// two sweeps' worth), it shrinks to twice its size.
     pub(crate) fn end(&mut self, job: &str, attempt: u32) {
-        self.last.remove(&(job.to_owned(), attempt));
+        if self.last.get(job).is_some_and(|seen| seen.attempt == attempt) {
+            self.last.remove(job);
+        }
+        let (len, room) = (self.last.len(), self.last.capacity());
+        if room > 2 * SWEEP_AT && len < room / 4 {
+            self.last.shrink_to(len * 2);
+        }
     }
 }
 
@@ -92,10 +121,11 @@ mod tests {
     use super::*;
     use longhaul_core::{JobId, JobKey, TenantId};
 
-    fn ctx(attempt: u32) -> JobContext {
+    /// Attempt `attempt` of job `T-<n>`.
+    fn ctx(n: u32, attempt: u32) -> JobContext {
         let tenant = TenantId::parse("acme").expect("tenant");
         JobContext {
-            job_id: JobId::derive(&tenant, "test", &JobKey::Derived("T-1".into())),
+            job_id: JobId::derive(&tenant, "test", &JobKey::Derived(format!("T-{n}"))),
             tenant_id: tenant,
             kind: "test".into(),
             attempt,
@@ -106,44 +136,73 @@ mod tests {
     fn a_stages_first_event_is_always_due_then_one_per_interval() {
         let mut t = Throttle::default();
         let (every, t0) = (Duration::from_millis(250), Instant::now());
-        assert!(t.due(&ctx(1), "load", every, t0));
-        assert!(!t.due(&ctx(1), "load", every, t0 + Duration::from_millis(100)), "within the interval");
-        assert!(t.due(&ctx(1), "classify", every, t0 + Duration::from_millis(100)), "a new stage");
-        assert!(t.due(&ctx(1), "classify", every, t0 + Duration::from_millis(400)), "interval passed");
-        assert!(t.due(&ctx(2), "classify", every, t0 + Duration::from_millis(400)), "another attempt");
+        assert!(t.due(&ctx(1, 1), "load", every, t0));
+        assert!(!t.due(&ctx(1, 1), "load", every, t0 + Duration::from_millis(100)), "within the interval");
+        assert!(t.due(&ctx(1, 1), "classify", every, t0 + Duration::from_millis(100)), "a new stage");
+        assert!(t.due(&ctx(1, 1), "classify", every, t0 + Duration::from_millis(400)), "interval passed");
+        assert!(t.due(&ctx(1, 2), "classify", every, t0 + Duration::from_millis(400)), "another attempt");
+        assert!(t.due(&ctx(2, 1), "classify", every, t0 + Duration::from_millis(400)), "another job");
+        assert!(
+            !t.due(&ctx(1, 2), "classify", every, t0 + Duration::from_millis(500)),
+            "attempt 2 is throttled"
+        );
     }
 
     #[test]
     fn an_ended_attempt_is_forgotten_and_its_next_event_is_due() {
         let mut t = Throttle::default();
         let (every, t0) = (Duration::from_secs(60), Instant::now());
-        assert!(t.due(&ctx(1), "load", every, t0));
-        assert!(t.due(&ctx(2), "load", every, t0));
-        t.end(ctx(1).job_id.as_str(), 1);
-        assert_eq!(t.last.len(), 1, "only attempt 2 is remembered");
-        assert!(t.due(&ctx(1), "load", every, t0), "a forgotten attempt's event is due again");
-        assert!(!t.due(&ctx(2), "load", every, t0), "attempt 2 is still throttled");
+        assert!(t.due(&ctx(1, 1), "load", every, t0));
+        assert!(t.due(&ctx(2, 1), "load", every, t0));
+        t.end(ctx(1, 1).job_id.as_str(), 1);
+        assert_eq!(t.last.len(), 1, "only job 2 is remembered");
+        assert!(t.due(&ctx(1, 1), "load", every, t0), "a forgotten attempt's event is due again");
+        assert!(!t.due(&ctx(2, 1), "load", every, t0), "job 2 is still throttled");
+        // Ending an attempt the throttle no longer holds for the job keeps the newer one.
+        assert!(t.due(&ctx(2, 2), "load", every, t0));
+        t.end(ctx(2, 1).job_id.as_str(), 1);
+        assert!(!t.due(&ctx(2, 2), "load", every, t0), "attempt 2 of job 2 is still remembered");
     }
 
     #[test]
     fn many_live_attempts_are_swept_rarely_not_on_every_event() {
-        // 50 000 attempts, none ended and none stale: every sweep keeps them all. A sweep is a scan
-        // of the whole map, so running one per event past 10 000 would be 40 000 scans.
+        // 50 000 jobs, none ended and none stale: every sweep keeps them all. A sweep is a scan of
+        // the whole map, so running one per event past 10 000 would be 40 000 scans.
         let mut t = Throttle::default();
         let (every, t0) = (Duration::from_millis(250), Instant::now());
-        for attempt in 1..=50_000 {
-            assert!(t.due(&ctx(attempt), "load", every, t0));
+        for n in 1..=50_000 {
+            assert!(t.due(&ctx(n, 1), "load", every, t0));
         }
         assert_eq!(t.last.len(), 50_000, "nothing was stale");
-        assert_eq!(t.sweeps, 3, "sweeps at 10 000, 20 000 and 40 000 attempts");
+        assert_eq!(t.sweeps, 3, "sweeps at 10 000, 20 000 and 40 000 jobs");
         // Once they are stale, the next sweep drops them.
         let later = t0 + STALE + Duration::from_secs(1);
-        for attempt in 50_001..=150_000 {
-            t.due(&ctx(attempt), "load", every, later);
+        for n in 50_001..=150_000 {
+            t.due(&ctx(n, 1), "load", every, later);
         }
         // At 80 000 the 50 000 stale ones go (30 000 kept), at 60 000 none: 100 000 fresh remain.
         assert_eq!(t.sweeps, 5);
-        assert_eq!(t.last.len(), 100_000, "every fresh attempt is kept");
-        assert!(!t.last.contains_key(&(ctx(1).job_id.to_string(), 1)), "a stale one is gone");
+        assert_eq!(t.last.len(), 100_000, "every fresh job is kept");
+        assert!(!t.last.contains_key(ctx(1, 1).job_id.as_str()), "a stale one is gone");
+    }
+
+    #[test]
+    fn the_map_gives_its_memory_back_after_a_burst() {
+        let mut t = Throttle::default();
+        let (every, t0) = (Duration::from_millis(250), Instant::now());
+        for n in 1..=60_000 {
+            t.due(&ctx(n, 1), "load", every, t0);
+        }
+        let burst = t.last.capacity();
+        assert!(burst >= 60_000);
+        for n in 1..=60_000 {
+            t.end(ctx(n, 1).job_id.as_str(), 1);
+        }
+        assert!(t.last.is_empty(), "every ended attempt is forgotten");
+        assert!(
+            t.last.capacity() <= 2 * SWEEP_AT,
+            "room for {} after the burst's {burst}",
+            t.last.capacity()
+        );
     }
 }
