@@ -5,6 +5,8 @@ max and every flush of 50 ms or more with its wall-clock second. Run it beside a
 to tell a storage stall from one of ours (BENCHMARKS.md, "The paced tail is the disk's").
 
 Usage: scripts/flush-probe.py [SECONDS=60] [DIR=/var/lib/postgresql/15/main]
+Needs write access to DIR (root or the postgres user); the probe file is removed on exit, but a
+SIGKILL leaves flush-probe-<pid>.tmp behind.
 """
 import os
 import sys
@@ -32,6 +34,8 @@ try:
 finally:
     os.close(fd)
     os.unlink(path)
+if not took:
+    sys.exit("flush-probe: no flush completed")
 took.sort()
 print(f"flushes {len(took)}: p50 {took[len(took) // 2]:.2f} ms, p99 {took[int(len(took) * 0.99)]:.2f} ms, "
       f"max {took[-1]:.1f} ms")

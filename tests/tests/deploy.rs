@@ -303,6 +303,19 @@ fn every_queue_has_its_own_worker_deployment() {
     assert!(!configmap.contains_key("LONGHAUL_QUEUES"), "queues are per Deployment, not shared");
 }
 
+/// The default `binary --help` shows for the option read from env var `var`.
+fn default_of(binary: &str, var: &str) -> String {
+    let out =
+        std::process::Command::new(longhaul_e2e::bin_path(binary)).arg("--help").output().expect("--help");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let after =
+        help.split(&format!("[env: {var}=]")).nth(1).unwrap_or_else(|| panic!("{binary} reads no {var}"));
+    // Only up to the next option's env line: an option without a default must not take another's.
+    let own = after.split("[env: ").next().unwrap_or_default();
+    let value = own.split("[default: ").nth(1).and_then(|v| v.split(']').next());
+    value.unwrap_or_else(|| panic!("{binary} shows no default for {var}")).trim().to_owned()
+}
+
 #[test]
 fn keda_scales_each_queues_workers_on_its_own_stream_and_group() {
     let docs = documents();
@@ -337,9 +350,13 @@ fn keda_scales_each_queues_workers_on_its_own_stream_and_group() {
         // With admission on, the group's lag never exceeds the admission window: a window below
         // lagCount x maxReplicaCount would stop KEDA short of the maximum while a backlog waits.
         let max_replicas = object["spec"]["maxReplicaCount"].as_i64().expect("maxReplicaCount") as u32;
-        // Unset: the worker's default, 256.
-        let ahead: u32 =
-            container_env(worker, "LONGHAUL_ADMIT_AHEAD").unwrap_or("256").parse().expect("admit ahead");
+        // Unset in the Deployment: the ConfigMap's, else the worker's own default.
+        let ahead: u32 = container_env(worker, "LONGHAUL_ADMIT_AHEAD")
+            .map(str::to_owned)
+            .or_else(|| configmap.get("LONGHAUL_ADMIT_AHEAD").cloned())
+            .unwrap_or_else(|| default_of("worker", "LONGHAUL_ADMIT_AHEAD"))
+            .parse()
+            .expect("admit ahead");
         assert!(
             ahead == 0 || ahead >= lag * max_replicas,
             "{target}: LONGHAUL_ADMIT_AHEAD {ahead} < lagCount {lag} x maxReplicaCount {max_replicas}"

@@ -1,6 +1,6 @@
 //! The fairness scenario: tenant A's burst must not starve tenant B.
 //!
-//! Two phases, each on a fresh system (by default two workers, total concurrency 32), `summarize` jobs of one
+//! Two phases, each on a fresh system (by default two workers at the worker's default concurrency), `summarize` jobs of one
 //! chunk:
 //! 1. **A alone** — tenant A submits `FAIR_A_N` (20 000) jobs through `POST /v1/jobs/batch`; its
 //!    drain rate is jobs over (last finish − first creation).

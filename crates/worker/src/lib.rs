@@ -101,7 +101,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             consumer: "worker".into(),
-            concurrency: 16,
+            concurrency: 64,
             heartbeat: Duration::from_secs(10),
             reclaim_every: Duration::from_secs(15),
             block: Duration::from_secs(2),
