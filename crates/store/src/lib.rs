@@ -69,6 +69,7 @@ pub use error::StoreError;
 pub use jobs::{AdminJobFilter, FailedBatch, FailedFilter, FailedJob, MAX_KEY_FILTER_LEN, RetriedBatch};
 pub use jobs::{AttemptFailure, JobFilter, JobPage, MAX_PAGE_SIZE, ProgressWrite, Write, WriteOutcome};
 pub use operators::{Operator, OperatorKey, OperatorName};
+pub use ops::{OperationBegin, OperationFinish};
 pub use retention::Pruned;
 pub use task_leases::TaskLease;
 pub use tenants::{ApiKey, Tenant};

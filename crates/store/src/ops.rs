@@ -16,12 +16,14 @@
 //! (migration 0001); a change to it is a change to those writers too. [`Store::get_operation`]
 //! and this log read such a row as any other.
 
+use std::collections::HashSet;
+
 use longhaul_core::job::BoxFuture;
 use longhaul_core::{JobContext, JobError, OperationId, OperationLog, OperationState, TenantId};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::backend::Arg;
+use crate::backend::{Arg, Db};
 use crate::{Store, StoreError, now};
 
 const BEGIN: &str = include_str!("../sql/common/operations/begin.sql");
@@ -29,6 +31,42 @@ const SELECT: &str = include_str!("../sql/common/operations/select.sql");
 const RESTART: &str = include_str!("../sql/common/operations/restart.sql");
 const FINISH: &str = include_str!("../sql/common/operations/finish.sql");
 const SELECT_STATE: &str = include_str!("../sql/common/operations/select_state.sql");
+/// `$1` operations, `$2` tenants, `$3` jobs, `$4` stages, `$5` effects, `$6` attempts, `$7` time.
+const BEGIN_MANY: &str = include_str!("../sql/postgres/operations/begin_many.sql");
+/// `$1` operations, `$2` tenants, `$3` results, `$4` time.
+const FINISH_MANY: &str = include_str!("../sql/postgres/operations/finish_many.sql");
+
+/// One [`Store::begin_operation`] of a batch ([`Store::begin_operations`]).
+#[derive(Debug, Clone)]
+pub struct OperationBegin {
+    /// The attempt about to run the operation.
+    pub ctx: JobContext,
+    /// The operation.
+    pub op: OperationId,
+    /// Its stage.
+    pub stage: String,
+    /// Its effect.
+    pub effect: String,
+}
+
+/// One [`Store::finish_operation`] of a batch ([`Store::finish_operations`]).
+#[derive(Debug, Clone)]
+pub struct OperationFinish {
+    /// The operation's tenant.
+    pub tenant: TenantId,
+    /// The operation.
+    pub op: OperationId,
+    /// Its result.
+    pub result: Value,
+}
+
+/// Per item, whether it is the first of its operation in the batch: only those go into a batch
+/// statement (which must name each operation once); a repeat takes the one-item path after it,
+/// as if it had come later.
+fn firsts<'a>(ops: impl Iterator<Item = &'a OperationId>) -> Vec<bool> {
+    let mut seen = HashSet::new();
+    ops.map(|op| seen.insert(op.as_str())).collect()
+}
 
 #[derive(sqlx::FromRow)]
 struct OperationRow {
@@ -108,6 +146,89 @@ impl Store {
         }
         let found: Option<(String,)> = db.fetch_optional(SELECT_STATE, &[op.into(), tenant.into()]).await?;
         found.map(|_| ()).ok_or(StoreError::NotFound("operation"))
+    }
+
+    /// [`Store::begin_operation`] for many operations: on PostgreSQL one statement records every
+    /// new one (its own transaction, committed before this returns); an operation recorded already
+    /// (a repeat, rare) then takes the one-item path. Answers per item, in order, as the one-item
+    /// calls in that order would.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the batch statement fails: then it recorded nothing.
+    pub async fn begin_operations(
+        &self,
+        ops: &[OperationBegin],
+    ) -> Result<Vec<Result<Option<OperationState>, StoreError>>, StoreError> {
+        let Db::Postgres(pool) = &self.db else {
+            let mut out = Vec::with_capacity(ops.len());
+            for o in ops {
+                out.push(self.begin_operation(&o.ctx, &o.op, &o.stage, &o.effect).await);
+            }
+            return Ok(out);
+        };
+        let first = firsts(ops.iter().map(|o| &o.op));
+        let batch: Vec<&OperationBegin> =
+            ops.iter().zip(&first).filter(|(_, f)| **f).map(|(o, _)| o).collect();
+        let column = |f: fn(&OperationBegin) -> &str| batch.iter().map(|o| f(o)).collect::<Vec<&str>>();
+        let inserted: Vec<(String,)> = sqlx::query_as(BEGIN_MANY)
+            .bind(column(|o| o.op.as_str()))
+            .bind(column(|o| o.ctx.tenant_id.as_str()))
+            .bind(column(|o| o.ctx.job_id.as_str()))
+            .bind(column(|o| o.stage.as_str()))
+            .bind(column(|o| o.effect.as_str()))
+            .bind(batch.iter().map(|o| i32::try_from(o.ctx.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(now())
+            .fetch_all(pool)
+            .await?;
+        let inserted: HashSet<String> = inserted.into_iter().map(|(op,)| op).collect();
+        let mut out = Vec::with_capacity(ops.len());
+        for (o, first) in ops.iter().zip(first) {
+            if first && inserted.contains(o.op.as_str()) {
+                out.push(Ok(None));
+            } else {
+                out.push(self.begin_operation(&o.ctx, &o.op, &o.stage, &o.effect).await);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Store::finish_operation`] for many operations: on PostgreSQL one statement finishes every
+    /// started one (its own transaction, committed before this returns); the rest (done already,
+    /// or never begun) take the one-item path. Answers per item, in order.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the batch statement fails: then it finished nothing.
+    pub async fn finish_operations(
+        &self,
+        ops: &[OperationFinish],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let Db::Postgres(pool) = &self.db else {
+            let mut out = Vec::with_capacity(ops.len());
+            for o in ops {
+                out.push(self.finish_operation(&o.tenant, &o.op, &o.result).await);
+            }
+            return Ok(out);
+        };
+        let first = firsts(ops.iter().map(|o| &o.op));
+        let batch: Vec<&OperationFinish> =
+            ops.iter().zip(&first).filter(|(_, f)| **f).map(|(o, _)| o).collect();
+        let finished: Vec<(String,)> = sqlx::query_as(FINISH_MANY)
+            .bind(batch.iter().map(|o| o.op.as_str()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|o| o.tenant.as_str()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|o| Json(&o.result)).collect::<Vec<_>>())
+            .bind(now())
+            .fetch_all(pool)
+            .await?;
+        let finished: HashSet<String> = finished.into_iter().map(|(op,)| op).collect();
+        let mut out = Vec::with_capacity(ops.len());
+        for (o, first) in ops.iter().zip(first) {
+            if first && finished.contains(o.op.as_str()) {
+                out.push(Ok(()));
+            } else {
+                out.push(self.finish_operation(&o.tenant, &o.op, &o.result).await);
+            }
+        }
+        Ok(out)
     }
 
     /// The state of operation `op`, if it was ever begun.

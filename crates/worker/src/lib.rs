@@ -47,6 +47,7 @@ mod control;
 mod dispatch;
 mod executor;
 mod fetcher;
+mod ops;
 mod progress;
 mod recorder;
 mod retention;

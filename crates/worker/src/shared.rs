@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub control: ControlView,
     /// Wakes the admitter: capacity was freed (entries finished), so waiting entries may fit.
     pub admit_wake: tokio::sync::Notify,
+    /// The operation log the executors give their pipelines (batched across this lane's jobs).
+    pub ops: std::sync::Arc<crate::ops::BatchedOps>,
 }
 
 /// One delivery running in this process.
@@ -120,6 +122,7 @@ impl Shared {
     ) -> (Self, mpsc::UnboundedReceiver<completer::Done>, mpsc::UnboundedReceiver<recorder::Request>) {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (recorder_tx, recorder_rx) = mpsc::unbounded_channel();
+        let ops = std::sync::Arc::new(crate::ops::BatchedOps::spawn(store.clone()));
         let shared = Self {
             store,
             queue,
@@ -135,6 +138,7 @@ impl Shared {
             reclaim_hold: Mutex::new(Instant::now()),
             control: control::uncontrolled(),
             admit_wake: tokio::sync::Notify::new(),
+            ops,
         };
         (shared, done_rx, recorder_rx)
     }

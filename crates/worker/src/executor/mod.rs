@@ -281,7 +281,7 @@ impl<'a> Attempt<'a> {
         options: KindOptions,
     ) -> Ran {
         let observer = Arc::new(Observer::new(self.shared.recorder_tx.clone()));
-        let ops: Arc<dyn longhaul_core::OperationLog> = Arc::new(self.shared.store.clone());
+        let ops: Arc<dyn longhaul_core::OperationLog> = self.shared.ops.clone();
         let deadline = deadline_left(record, &options, chrono::Utc::now());
         let ctx = Ctx::new(job, record.key.clone(), options, observer, ops);
         let input = record.input.clone();

@@ -1,0 +1,168 @@
+//! The operation log the executors give their pipelines: the store's, with its writes batched
+//! across this process's jobs. Every durable step begins its operation before its effect and
+//! finishes it after; one at a time, each was a transaction of its own (about ten per `summarize`
+//! job). Here concurrent jobs' begins share one statement and one commit, and so do their
+//! finishes ([`Batcher`]: while one batch is in flight the next gathers, so a lone step waits for
+//! nothing). Each step still waits for its own write to be committed before it goes on, so a
+//! begun operation is on disk before its effect runs, as with the unbatched log.
+
+use longhaul_core::job::BoxFuture;
+use longhaul_core::{JobContext, JobError, OperationId, OperationLog, OperationState};
+use longhaul_service::batch::{Batcher, Fallback};
+use longhaul_store::{OperationBegin, OperationFinish, Store, StoreError};
+use serde_json::Value;
+
+/// Largest batch in one statement.
+const MAX_BATCH: usize = 256;
+
+type Began = Result<Option<OperationState>, StoreError>;
+
+/// The store's operation log, batched.
+#[derive(Debug, Clone)]
+pub(crate) struct BatchedOps {
+    begins: Batcher<OperationBegin, Began>,
+    finishes: Batcher<OperationFinish, Result<(), StoreError>>,
+}
+
+impl BatchedOps {
+    /// Starts the two batching tasks (needs a Tokio runtime); they end with the last clone.
+    pub(crate) fn spawn(store: Store) -> Self {
+        Self {
+            begins: Batcher::spawn_with_fallback(MAX_BATCH, Begins(store.clone())),
+            finishes: Batcher::spawn_with_fallback(MAX_BATCH, Finishes(store)),
+        }
+    }
+}
+
+impl OperationLog for BatchedOps {
+    fn begin<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        op: &'a OperationId,
+        stage: &'a str,
+        effect: &'a str,
+    ) -> BoxFuture<'a, Result<Option<OperationState>, JobError>> {
+        Box::pin(async move {
+            let begin = OperationBegin {
+                ctx: ctx.clone(),
+                op: op.clone(),
+                stage: stage.to_owned(),
+                effect: effect.to_owned(),
+            };
+            let began = self.begins.call(begin).await.unwrap_or(Err(StoreError::Stopped("operation log")));
+            Ok(began?)
+        })
+    }
+
+    fn finish<'a>(
+        &'a self,
+        ctx: &'a JobContext,
+        op: &'a OperationId,
+        result: &'a Value,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let finish =
+                OperationFinish { tenant: ctx.tenant_id.clone(), op: op.clone(), result: result.clone() };
+            let finished =
+                self.finishes.call(finish).await.unwrap_or(Err(StoreError::Stopped("operation log")));
+            Ok(finished?)
+        })
+    }
+}
+
+/// Begins in one statement; each alone when it fails.
+struct Begins(Store);
+
+impl Fallback<OperationBegin> for Begins {
+    type Item = Option<OperationState>;
+    type Error = StoreError;
+
+    fn what(&self) -> &'static str {
+        "operation begins"
+    }
+
+    async fn all(&self, items: &[OperationBegin]) -> Result<Vec<Began>, StoreError> {
+        self.0.begin_operations(items).await
+    }
+
+    async fn one(&self, o: &OperationBegin) -> Began {
+        self.0.begin_operation(&o.ctx, &o.op, &o.stage, &o.effect).await
+    }
+}
+
+/// Finishes in one statement; each alone when it fails.
+struct Finishes(Store);
+
+impl Fallback<OperationFinish> for Finishes {
+    type Item = ();
+    type Error = StoreError;
+
+    fn what(&self) -> &'static str {
+        "operation finishes"
+    }
+
+    async fn all(&self, items: &[OperationFinish]) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.0.finish_operations(items).await
+    }
+
+    async fn one(&self, o: &OperationFinish) -> Result<(), StoreError> {
+        self.0.finish_operation(&o.tenant, &o.op, &o.result).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use longhaul_core::{JobId, JobKey, TenantId};
+    use longhaul_testkit::{Backend, TestDb};
+
+    use super::*;
+
+    /// Two attempts racing to begin the same operation — in one batch or in two — never both
+    /// find it new: an effect runs at most once, batched or not. Thirty-two operations, each begun
+    /// by two concurrent callers, then finished by both with different results.
+    #[tokio::test]
+    async fn concurrent_begins_of_one_operation_find_it_new_once() {
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            let db = TestDb::new(backend).await;
+            let log = Arc::new(BatchedOps::spawn(db.store.clone()));
+            let tenant = TenantId::parse("acme").expect("tenant");
+            let ctx = |n: u32, attempt| JobContext {
+                job_id: JobId::derive(&tenant, "test", &JobKey::Derived(format!("T-{n}"))),
+                tenant_id: tenant.clone(),
+                kind: "test".into(),
+                attempt,
+            };
+            let mut calls = Vec::new();
+            for n in 0..32 {
+                for attempt in [1, 2] {
+                    let (log, ctx) = (log.clone(), ctx(n, attempt));
+                    calls.push(tokio::spawn(async move {
+                        let op = OperationId::derive(&ctx.job_id, "apply", "notify");
+                        let began = log.begin(&ctx, &op, "apply", "notify").await.expect("begin");
+                        log.finish(&ctx, &op, &serde_json::json!({ "by": attempt })).await.expect("finish");
+                        (n, began)
+                    }));
+                }
+            }
+            let mut new = vec![0; 32];
+            for call in calls {
+                let (n, began) = call.await.expect("a call");
+                if began.is_none() {
+                    new[n as usize] += 1;
+                }
+            }
+            assert_eq!(new, vec![1; 32], "{backend:?}: each operation is new to exactly one caller");
+            for n in 0..32 {
+                let c = ctx(n, 1);
+                let op = OperationId::derive(&c.job_id, "apply", "notify");
+                let state = db.store.get_operation(&tenant, &op).await.expect("get");
+                assert!(
+                    matches!(&state, Some(OperationState::Done { result }) if result["by"] == 1 || result["by"] == 2),
+                    "{backend:?}: operation {n} is done with one caller's result: {state:?}"
+                );
+            }
+        }
+    }
+}
