@@ -167,8 +167,10 @@ impl Store {
             return Ok(out);
         };
         let first = firsts(ops.iter().map(|o| &o.op));
-        let batch: Vec<&OperationBegin> =
+        // In operation id order, so two batches sharing operations lock them in one order.
+        let mut batch: Vec<&OperationBegin> =
             ops.iter().zip(&first).filter(|(_, f)| **f).map(|(o, _)| o).collect();
+        batch.sort_unstable_by(|a, b| a.op.as_str().cmp(b.op.as_str()));
         let column = |f: fn(&OperationBegin) -> &str| batch.iter().map(|o| f(o)).collect::<Vec<&str>>();
         let inserted: Vec<(String,)> = sqlx::query_as(BEGIN_MANY)
             .bind(column(|o| o.op.as_str()))
@@ -210,8 +212,10 @@ impl Store {
             return Ok(out);
         };
         let first = firsts(ops.iter().map(|o| &o.op));
-        let batch: Vec<&OperationFinish> =
+        // In operation id order, so two batches sharing operations lock them in one order.
+        let mut batch: Vec<&OperationFinish> =
             ops.iter().zip(&first).filter(|(_, f)| **f).map(|(o, _)| o).collect();
+        batch.sort_unstable_by(|a, b| a.op.as_str().cmp(b.op.as_str()));
         let finished: Vec<(String,)> = sqlx::query_as(FINISH_MANY)
             .bind(batch.iter().map(|o| o.op.as_str()).collect::<Vec<_>>())
             .bind(batch.iter().map(|o| o.tenant.as_str()).collect::<Vec<_>>())

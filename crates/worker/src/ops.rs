@@ -1,5 +1,5 @@
 //! The operation log the executors give their pipelines: the store's, with its writes batched
-//! across this process's jobs. Every durable step begins its operation before its effect and
+//! across the jobs of one lane (a queue this worker serves). Every durable step begins its operation before its effect and
 //! finishes it after; one at a time, each was a transaction of its own (about ten per `summarize`
 //! job). Here concurrent jobs' begins share one statement and one commit, and so do their
 //! finishes ([`Batcher`]: while one batch is in flight the next gathers, so a lone step waits for
@@ -119,9 +119,59 @@ mod tests {
 
     use super::*;
 
+    /// A result PostgreSQL cannot store (a NUL in JSON) fails its own finish only: the batch's
+    /// statement fails, and each finish is then served alone. (On the test's one-thread runtime
+    /// the eight calls queue before the batcher runs, so they share a batch; alone, the bad one
+    /// would fail by itself all the same.)
+    #[tokio::test]
+    async fn a_bad_result_fails_its_own_finish_and_no_other() {
+        let db = TestDb::new(Backend::Postgres).await;
+        let log = Arc::new(BatchedOps::spawn(db.store.clone()));
+        let tenant = TenantId::parse("acme").expect("tenant");
+        let ctx = |n: u32| JobContext {
+            job_id: JobId::derive(&tenant, "test", &JobKey::Derived(format!("T-{n}"))),
+            tenant_id: tenant.clone(),
+            kind: "test".into(),
+            attempt: 1,
+        };
+        let op = |n: u32| OperationId::derive(&ctx(n).job_id, "apply", "notify");
+        for n in 0..8 {
+            assert_eq!(log.begin(&ctx(n), &op(n), "apply", "notify").await.expect("begin"), None);
+        }
+        let calls: Vec<_> = (0..8)
+            .map(|n| {
+                let (log, ctx, op) = (log.clone(), ctx(n), op(n));
+                tokio::spawn(async move {
+                    let result =
+                        if n == 3 { serde_json::json!("nul \u{0} here") } else { serde_json::json!(n) };
+                    log.finish(&ctx, &op, &result).await.is_ok()
+                })
+            })
+            .collect();
+        let mut ok = Vec::new();
+        for call in calls {
+            ok.push(call.await.expect("a call"));
+        }
+        assert_eq!(ok, [true, true, true, false, true, true, true, true]);
+        for n in 0..8 {
+            let state = db.store.get_operation(&tenant, &op(n)).await.expect("get");
+            if n == 3 {
+                assert_eq!(
+                    state,
+                    Some(OperationState::Started { attempt: 1 }),
+                    "the bad finish changed nothing"
+                );
+            } else {
+                assert_eq!(state, Some(OperationState::Done { result: serde_json::json!(n) }));
+            }
+        }
+    }
+
     /// Two attempts racing to begin the same operation — in one batch or in two — never both
     /// find it new: an effect runs at most once, batched or not. Thirty-two operations, each begun
-    /// by two concurrent callers, then finished by both with different results.
+    /// by two concurrent callers, then finished by both with different results. (On the test's
+    /// one-thread runtime most pairs share a batch, which is the case the batch's own duplicate
+    /// check must get right; pairs split over two batches meet the unique key instead.)
     #[tokio::test]
     async fn concurrent_begins_of_one_operation_find_it_new_once() {
         for backend in [Backend::Postgres, Backend::Sqlite] {

@@ -105,6 +105,11 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
             Err(StoreError::NotFound("operation").to_string()),
         ]
     );
+    // A repeat restarts the operation under the attempt that began it again, as one call would.
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op("started")).await.expect("get"),
+        Some(OperationState::Started { attempt: 2 })
+    );
     // Every begun operation is on disk once the batch has answered.
     for effect in ["new", "twice"] {
         assert!(
@@ -126,13 +131,31 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
             finish("twice", json!({"n": 3})),
             finish("done", json!({"first": false})),
             finish("never", json!(0)),
+            // Another tenant cannot finish acme's operation.
+            OperationFinish {
+                tenant: other_tenant.tenant_id.clone(),
+                op: op("started"),
+                result: json!("theirs"),
+            },
         ])
         .await
         .expect("the batch");
     let finished: Vec<_> = finished.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
     assert_eq!(
         finished,
-        vec![Ok(()), Ok(()), Ok(()), Ok(()), Err(StoreError::NotFound("operation").to_string())]
+        vec![
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(StoreError::NotFound("operation").to_string()),
+            Err(StoreError::NotFound("operation").to_string()),
+        ]
+    );
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op("started")).await.expect("get"),
+        Some(OperationState::Started { attempt: 2 }),
+        "the other tenant's finish changed nothing"
     );
     for (effect, result) in
         [("new", json!({"n": 1})), ("twice", json!({"n": 2})), ("done", json!({"first": true}))]
