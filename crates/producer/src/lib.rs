@@ -184,6 +184,10 @@ impl Fallback<NewJob> for PendingRecords {
         "pending records"
     }
 
+    fn transient(&self, error: &StoreError) -> Option<StoreError> {
+        error.for_each_item()
+    }
+
     async fn all(&self, jobs: &[NewJob]) -> Result<Vec<Result<(JobRecord, bool), StoreError>>, StoreError> {
         Ok(self.0.create_pending_many(jobs.to_vec()).await?.into_iter().map(Ok).collect())
     }

@@ -110,6 +110,14 @@ pub trait Fallback<Req> {
     fn shared_blame(&self, items: &[Req]) -> bool {
         items.len() > 1
     }
+
+    /// When a failure of [`Fallback::all`] is no item's fault (the store unreachable, a wait for a
+    /// connection timed out, a deadlock): the error each item is answered with instead of being
+    /// served alone, which would meet the same outage once per item, one after another, while
+    /// every caller behind the batch waits. `None` (the default): serve them alone.
+    fn transient(&self, _error: &Self::Error) -> Option<Self::Error> {
+        None
+    }
 }
 
 /// Serves `items` with one [`Fallback::all`] call; when it fails and the blame may be shared
@@ -137,6 +145,11 @@ pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
         Err(e) if items.is_empty() => {
             tracing::warn!(error = %longhaul_core::Report(&e), what = fallback.what(), "a batched call failed");
             Vec::new()
+        }
+        Err(e) if items.len() > 1 && fallback.transient(&e).is_some() => {
+            tracing::warn!(error = %longhaul_core::Report(&e), items = items.len(), what = fallback.what(),
+                "a batched call failed for no item's fault; each item gets the error");
+            items.iter().filter_map(|_| fallback.transient(&e)).map(Err).collect()
         }
         Err(e) if fallback.shared_blame(items) => {
             tracing::warn!(error = %longhaul_core::Report(&e), items = items.len(), what = fallback.what(),
@@ -212,7 +225,7 @@ mod tests {
         assert_eq!(batcher.call(1).await, None);
     }
 
-    #[derive(Debug, PartialEq, thiserror::Error)]
+    #[derive(Debug, Clone, PartialEq, thiserror::Error)]
     #[error("{0}")]
     struct Bad(&'static str);
 
@@ -260,6 +273,47 @@ mod tests {
         assert_eq!(all_or_each(&f, &[0]).await, vec![Err(Bad("the batch held 0"))]);
         assert_eq!(f.one_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
         assert_eq!(f.all_calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    /// Fails every batch as an outage would; alone, every item works.
+    #[derive(Default)]
+    struct Outage {
+        one_calls: std::sync::atomic::AtomicU32,
+    }
+
+    impl Fallback<u32> for Outage {
+        type Item = u32;
+        type Error = Bad;
+
+        fn what(&self) -> &'static str {
+            "numbers"
+        }
+
+        async fn all(&self, _items: &[u32]) -> Result<Vec<Result<u32, Bad>>, Bad> {
+            Err(Bad("unreachable"))
+        }
+
+        async fn one(&self, item: &u32) -> Result<u32, Bad> {
+            self.one_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(item * 10)
+        }
+
+        fn transient(&self, error: &Bad) -> Option<Bad> {
+            (error.0 == "unreachable").then_some(Bad("in a batch that failed: unreachable"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_failed_for_no_items_fault_answers_each_item_without_serving_it_alone() {
+        let f = Outage::default();
+        let failed = Err(Bad("in a batch that failed: unreachable"));
+        assert_eq!(all_or_each(&f, &[1, 2, 3]).await, vec![failed.clone(), failed.clone(), failed]);
+        assert_eq!(f.one_calls.load(std::sync::atomic::Ordering::SeqCst), 0, "no item was served alone");
+        // A lone item gets the batch's own error, as before.
+        assert_eq!(all_or_each(&f, &[1]).await, vec![Err(Bad("unreachable"))]);
+        // An error that is some item's fault is still served one by one.
+        let z = ZeroIsBad::default();
+        assert_eq!(all_or_each(&z, &[1, 0]).await, vec![Ok(10), Err(Bad("0 alone"))]);
     }
 
     #[tokio::test]

@@ -39,6 +39,11 @@ pub enum StoreError {
     /// request never reached the database: the process is stopping.
     #[error("the {0} has stopped")]
     Stopped(&'static str),
+    /// The batched call a request was in failed for no fault of the request's (the database
+    /// unreachable, a wait for a connection timed out, a deadlock): retryable, as the failure it
+    /// stands for. Holds that failure's report.
+    #[error("the batched call it was in failed: {0}")]
+    BatchFailed(String),
     /// A referenced row does not exist (or belongs to another tenant).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -53,6 +58,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// For a batched call's failure that is no item's fault ([`StoreError::is_retryable`]): the
+    /// error each item is answered with ([`StoreError::BatchFailed`]); `None` for any other.
+    pub fn for_each_item(&self) -> Option<StoreError> {
+        self.is_retryable().then(|| StoreError::BatchFailed(self.report()))
+    }
+
     /// Whether trying again later may succeed: the database was unreachable, timed out, or
     /// reported a serialization failure, deadlock or lock contention. [`StoreError::Stopped`] is
     /// not: this process is stopping, and trying again in it cannot succeed (callers that answer
@@ -83,6 +94,7 @@ impl StoreError {
                 }
                 _ => false,
             },
+            Self::BatchFailed(_) => true,
             Self::Migrate(_)
             | Self::UnsupportedScheme(_)
             | Self::InvalidUrl { .. }
@@ -133,6 +145,17 @@ impl From<StoreError> for JobError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_failure_that_is_no_items_fault_is_shared_by_a_batchs_items() {
+        let outage = StoreError::Database(sqlx::Error::PoolTimedOut);
+        let each = outage.for_each_item().expect("a pool timeout is no item's fault");
+        assert!(each.is_retryable(), "each item may try again: {each:?}");
+        assert!(each.to_string().contains("batched call"), "{each}");
+        assert!(StoreError::NotFound("job").for_each_item().is_none());
+        assert!(StoreError::Stopped("recorder").for_each_item().is_none());
+        assert!(StoreError::InvalidCursor("x".into()).for_each_item().is_none());
+    }
 
     #[test]
     fn a_report_prints_each_cause_once() {

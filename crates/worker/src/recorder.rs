@@ -218,6 +218,10 @@ impl Fallback<Write> for Group<'_> {
         "job record writes"
     }
 
+    fn transient(&self, error: &StoreError) -> Option<StoreError> {
+        error.for_each_item()
+    }
+
     async fn all(&self, writes: &[Write]) -> Result<Vec<Result<WriteOutcome, StoreError>>, StoreError> {
         let progress_writes: Vec<ProgressWrite<'_>> = self
             .progress
