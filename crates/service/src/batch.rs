@@ -5,7 +5,9 @@
 //!
 //! "Batch, then fall back one by one" is written here too: a [`Fallback`] serves a batch in one
 //! call and, when that call fails as a whole, serves each item alone, so one bad item fails only
-//! itself ([`all_or_each`]; [`Batcher::spawn_with_fallback`] runs it for a batcher).
+//! itself — unless the failure is no item's fault ([`Fallback::transient`]: the connection), when
+//! each item gets the error at once ([`all_or_each`]; [`Batcher::spawn_with_fallback`] runs it
+//! for a batcher).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -111,18 +113,21 @@ pub trait Fallback<Req> {
         items.len() > 1
     }
 
-    /// When a failure of [`Fallback::all`] is no item's fault (the store unreachable, a wait for a
-    /// connection timed out, a deadlock): the error each item is answered with instead of being
-    /// served alone, which would meet the same outage once per item, one after another, while
-    /// every caller behind the batch waits. `None` (the default): serve them alone.
+    /// When a failure of [`Fallback::all`] can be no item's fault (the store unreachable, a wait
+    /// for a connection timed out): the error each item is answered with instead of being served
+    /// alone, which would meet the same outage once per item, one after another, while every
+    /// caller behind the batch waits. Only for callers that retry such an error themselves without
+    /// spending anything (the worker's recorder holds its deliveries through an outage; the API
+    /// answers `503` to an idempotent submission). `None` (the default): serve them alone.
     fn transient(&self, _error: &Self::Error) -> Option<Self::Error> {
         None
     }
 }
 
-/// Serves `items` with one [`Fallback::all`] call; when it fails and the blame may be shared
-/// ([`Fallback::shared_blame`]), serves each item alone with [`Fallback::one`], in order. Otherwise
-/// the lone item gets the batch's error. One result per item, in order.
+/// Serves `items` with one [`Fallback::all`] call; when it fails for no item's fault
+/// ([`Fallback::transient`]), answers each item with that at once; when it fails and the blame may
+/// be shared ([`Fallback::shared_blame`]), serves each item alone with [`Fallback::one`], in order.
+/// Otherwise the lone item gets the batch's error. One result per item, in order.
 pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
     fallback: &F,
     items: &[Req],
@@ -149,7 +154,15 @@ pub async fn all_or_each<Req: Sync, F: Fallback<Req> + Sync>(
         Err(e) if items.len() > 1 && fallback.transient(&e).is_some() => {
             tracing::warn!(error = %longhaul_core::Report(&e), items = items.len(), what = fallback.what(),
                 "a batched call failed for no item's fault; each item gets the error");
-            items.iter().filter_map(|_| fallback.transient(&e)).map(Err).collect()
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match fallback.transient(&e) {
+                    Some(error) => out.push(Err(error)),
+                    // An implementation that changed its mind: this item is served alone.
+                    None => out.push(fallback.one(item).await),
+                }
+            }
+            out
         }
         Err(e) if fallback.shared_blame(items) => {
             tracing::warn!(error = %longhaul_core::Report(&e), items = items.len(), what = fallback.what(),

@@ -58,10 +58,29 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// For a batched call's failure that is no item's fault ([`StoreError::is_retryable`]): the
-    /// error each item is answered with ([`StoreError::BatchFailed`]); `None` for any other.
+    /// For a batched call's failure that cannot be any item's fault — the connection: the
+    /// database unreachable or shutting down, the pool's wait timed out or the pool closed — the
+    /// error each item is answered with ([`StoreError::BatchFailed`], retryable); `None` for any
+    /// other, deadlocks, timeouts of a statement and resource limits included (an item or the
+    /// batch's size can cause those: serving the items alone finds out).
     pub fn for_each_item(&self) -> Option<StoreError> {
-        self.is_retryable().then(|| StoreError::BatchFailed(self.report()))
+        let connection = match self {
+            Self::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            Self::Database(sqlx::Error::Database(db)) => {
+                db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() && {
+                    let code = db.code().unwrap_or_default();
+                    code.starts_with("08") || code.starts_with("57P")
+                }
+            }
+            _ => false,
+        };
+        connection.then(|| StoreError::BatchFailed(self.report()))
     }
 
     /// Whether trying again later may succeed: the database was unreachable, timed out, or
@@ -155,6 +174,9 @@ mod tests {
         assert!(StoreError::NotFound("job").for_each_item().is_none());
         assert!(StoreError::Stopped("recorder").for_each_item().is_none());
         assert!(StoreError::InvalidCursor("x".into()).for_each_item().is_none());
+        // Retryable, but possibly one item's doing: served alone.
+        assert!(StoreError::Database(sqlx::Error::Protocol("x".into())).is_retryable());
+        assert!(StoreError::Database(sqlx::Error::Protocol("x".into())).for_each_item().is_none());
     }
 
     #[test]

@@ -81,10 +81,6 @@ impl Fallback<OperationBegin> for Begins {
         "operation begins"
     }
 
-    fn transient(&self, error: &StoreError) -> Option<StoreError> {
-        error.for_each_item()
-    }
-
     async fn all(&self, items: &[OperationBegin]) -> Result<Vec<Began>, StoreError> {
         self.0.begin_operations(items).await
     }
@@ -103,10 +99,6 @@ impl Fallback<OperationFinish> for Finishes {
 
     fn what(&self) -> &'static str {
         "operation finishes"
-    }
-
-    fn transient(&self, error: &StoreError) -> Option<StoreError> {
-        error.for_each_item()
     }
 
     async fn all(&self, items: &[OperationFinish]) -> Result<Vec<Result<(), StoreError>>, StoreError> {

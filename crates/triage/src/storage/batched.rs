@@ -37,10 +37,6 @@ impl Fallback<(TenantId, TicketId)> for TicketReads {
         "ticket reads"
     }
 
-    fn transient(&self, error: &StoreError) -> Option<StoreError> {
-        error.for_each_item()
-    }
-
     async fn all(
         &self,
         keys: &[(TenantId, TicketId)],
@@ -103,10 +99,6 @@ impl Fallback<Pending> for Writes {
 
     fn what(&self) -> &'static str {
         "ticket triage writes"
-    }
-
-    fn transient(&self, error: &StoreError) -> Option<StoreError> {
-        error.for_each_item()
     }
 
     async fn all(&self, batch: &[Pending]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
