@@ -5,7 +5,8 @@
 //!
 //! Starts, progress and completions of whatever has queued up are written in one transaction per
 //! batch (group commit; on PostgreSQL at most three multi-row statements per batch, each write on
-//! its own if the batch fails — [`all_or_each`]). Failures, retries and cancellations have no
+//! its own if the batch fails — [`all_or_each`] — unless the connection failed, when every write
+//! gets a retryable error at once and its executor holds its delivery until storage is back). Failures, retries and cancellations have no
 //! batched form in storage: each is its own transaction, begun once the batch it arrived with has
 //! committed, and run beside the next batches. An executor waits for each of its writes to be
 //! committed before it goes on, so nothing is acknowledged that storage does not hold, but
