@@ -59,9 +59,9 @@ pub enum StoreError {
 
 impl StoreError {
     /// For a batched call's failure that cannot be any item's fault — the connection: the
-    /// database unreachable or shutting down, the pool's wait timed out or the pool closed — the
-    /// error each item is answered with ([`StoreError::BatchFailed`], retryable); `None` for any
-    /// other, deadlocks, timeouts of a statement and resource limits included (an item or the
+    /// database unreachable, shutting down or refusing connections, the pool's wait timed out or
+    /// the pool closed — the error each item is answered with ([`StoreError::BatchFailed`],
+    /// retryable); `None` for any other, deadlocks, timeouts of a statement and resource limits included (an item or the
     /// batch's size can cause those: serving the items alone finds out).
     pub fn for_each_item(&self) -> Option<StoreError> {
         let connection = match self {
@@ -75,7 +75,9 @@ impl StoreError {
             Self::Database(sqlx::Error::Database(db)) => {
                 db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() && {
                     let code = db.code().unwrap_or_default();
-                    code.starts_with("08") || code.starts_with("57P")
+                    // 55000 here is a database that refuses connections (ALLOW_CONNECTIONS
+                    // false): the batches' plain statements cannot raise it for one item.
+                    code.starts_with("08") || code.starts_with("57P") || code == "55000"
                 }
             }
             _ => false,

@@ -57,6 +57,7 @@ pub mod error;
 pub mod jobs;
 pub mod operators;
 pub mod ops;
+pub mod outage;
 pub mod retention;
 pub mod task_leases;
 pub mod tenants;

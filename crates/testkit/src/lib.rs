@@ -167,6 +167,29 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Makes the (PostgreSQL) database refuse new connections and ends every open one, or lets
+    /// it accept them again: a storage outage for everything but the admin connection.
+    ///
+    /// # Panics
+    /// On SQLite, or when the admin connection fails.
+    pub async fn set_reachable(&self, reachable: bool) {
+        let name = self.pg_name.as_deref().expect("an outage needs a PostgreSQL test database");
+        let mut admin = PgConnection::connect(&pg_admin_url()).await.expect("PostgreSQL admin connection");
+        // Identifiers cannot be bound parameters; `name` is this database's generated name.
+        let sql = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("alter database");
+        if !reachable {
+            // Open connections survive ALLOW_CONNECTIONS; end them, so every pool must reconnect.
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(name)
+                .execute(&mut admin)
+                .await
+                .expect("terminate backends");
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else { return };

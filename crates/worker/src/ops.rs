@@ -1,14 +1,25 @@
 //! The operation log the executors give their pipelines: the store's, with its writes batched
-//! across the jobs of one lane (a queue this worker serves). Every durable step begins its operation before its effect and
-//! finishes it after; one at a time, each was a transaction of its own (about ten per `summarize`
-//! job). Here concurrent jobs' begins share one statement and one commit, and so do their
-//! finishes ([`Batcher`]: while one batch is in flight the next gathers, so a lone step waits for
-//! nothing). Each step still waits for its own write to be committed before it goes on, so a
-//! begun operation is on disk before its effect runs, as with the unbatched log.
+//! across the jobs of one lane (a queue this worker serves). Every durable step begins its
+//! operation before its effect and finishes it after; one at a time, each was a transaction of its
+//! own (about ten per `summarize` job). Here concurrent jobs' begins share one statement and one
+//! commit, and so do their finishes ([`Batcher`]: while one batch is in flight the next gathers, so
+//! a lone step waits for nothing). Each step still waits for its own write to be committed before
+//! it goes on, so a begun operation is on disk before its effect runs, as with the unbatched log.
+//!
+//! **Outages.** A step whose write meets a storage outage waits for storage to come back
+//! ([`hold`]) instead of failing its attempt, so an outage spends no attempt. The wait ends with
+//! the run: when the delivery is abandoned (shutdown past its grace period, a takeover), the job's
+//! cancel is requested, its deadline passes or its stage's timeout does — the stage timeout counts
+//! the wait, so an outage longer than what is left of it still costs that attempt, and a finish
+//! that never landed means the next attempt runs the step again with the same operation id. A batch whose connection fails therefore answers
+//! each of its items at once with a retryable error ([`Fallback::transient`]) rather than trying
+//! them one by one against a database that is down; a batch that fails for any other reason is
+//! still served one by one, so one bad item fails only itself.
 
 use longhaul_core::job::BoxFuture;
 use longhaul_core::{JobContext, JobError, OperationId, OperationLog, OperationState};
 use longhaul_service::batch::{Batcher, Fallback};
+use longhaul_store::outage::hold;
 use longhaul_store::{OperationBegin, OperationFinish, Store, StoreError};
 use serde_json::Value;
 
@@ -20,6 +31,7 @@ type Began = Result<Option<OperationState>, StoreError>;
 /// The store's operation log, batched.
 #[derive(Debug, Clone)]
 pub(crate) struct BatchedOps {
+    store: Store,
     begins: Batcher<OperationBegin, Began>,
     finishes: Batcher<OperationFinish, Result<(), StoreError>>,
 }
@@ -29,7 +41,8 @@ impl BatchedOps {
     pub(crate) fn spawn(store: Store) -> Self {
         Self {
             begins: Batcher::spawn_with_fallback(MAX_BATCH, Begins(store.clone())),
-            finishes: Batcher::spawn_with_fallback(MAX_BATCH, Finishes(store)),
+            finishes: Batcher::spawn_with_fallback(MAX_BATCH, Finishes(store.clone())),
+            store,
         }
     }
 }
@@ -49,8 +62,11 @@ impl OperationLog for BatchedOps {
                 stage: stage.to_owned(),
                 effect: effect.to_owned(),
             };
-            let began = self.begins.call(begin).await.unwrap_or(Err(StoreError::Stopped("operation log")));
-            Ok(began?)
+            let began = hold(&self.store, "operation begin", std::future::pending(), || async {
+                self.begins.call(begin.clone()).await.unwrap_or(Err(StoreError::Stopped("operation log")))
+            })
+            .await;
+            Ok(began.unwrap_or(Err(StoreError::Stopped("operation log")))?)
         })
     }
 
@@ -63,14 +79,16 @@ impl OperationLog for BatchedOps {
         Box::pin(async move {
             let finish =
                 OperationFinish { tenant: ctx.tenant_id.clone(), op: op.clone(), result: result.clone() };
-            let finished =
-                self.finishes.call(finish).await.unwrap_or(Err(StoreError::Stopped("operation log")));
-            Ok(finished?)
+            let finished = hold(&self.store, "operation finish", std::future::pending(), || async {
+                self.finishes.call(finish.clone()).await.unwrap_or(Err(StoreError::Stopped("operation log")))
+            })
+            .await;
+            Ok(finished.unwrap_or(Err(StoreError::Stopped("operation log")))?)
         })
     }
 }
 
-/// Begins in one statement; each alone when it fails.
+/// Begins in one statement; each alone when it fails, all at once when the connection did.
 struct Begins(Store);
 
 impl Fallback<OperationBegin> for Begins {
@@ -79,6 +97,10 @@ impl Fallback<OperationBegin> for Begins {
 
     fn what(&self) -> &'static str {
         "operation begins"
+    }
+
+    fn transient(&self, error: &StoreError) -> Option<StoreError> {
+        error.for_each_item()
     }
 
     async fn all(&self, items: &[OperationBegin]) -> Result<Vec<Began>, StoreError> {
@@ -90,7 +112,7 @@ impl Fallback<OperationBegin> for Begins {
     }
 }
 
-/// Finishes in one statement; each alone when it fails.
+/// Finishes in one statement; each alone when it fails, all at once when the connection did.
 struct Finishes(Store);
 
 impl Fallback<OperationFinish> for Finishes {
@@ -99,6 +121,10 @@ impl Fallback<OperationFinish> for Finishes {
 
     fn what(&self) -> &'static str {
         "operation finishes"
+    }
+
+    fn transient(&self, error: &StoreError) -> Option<StoreError> {
+        error.for_each_item()
     }
 
     async fn all(&self, items: &[OperationFinish]) -> Result<Vec<Result<(), StoreError>>, StoreError> {

@@ -35,6 +35,28 @@ async fn unreachable_database_fails_fast_and_retryable() {
     assert!(err.is_retryable(), "{err:?}");
 }
 
+/// The errors a real outage gives — nothing listening, and a database that refuses connections
+/// (`ALLOW_CONNECTIONS false`, SQLSTATE 55000) — are no batched item's fault: a batch answers
+/// every item at once with a retryable error instead of trying each against a database that is
+/// down.
+#[tokio::test]
+async fn an_outage_is_no_batched_items_fault() {
+    let options = StoreOptions { max_connections: 2, acquire_timeout: Duration::from_secs(1) };
+    let err = Store::connect(Some("postgres://postgres@127.0.0.1:1/postgres"), &options)
+        .await
+        .expect_err("nothing listens on port 1");
+    let each = err.for_each_item().unwrap_or_else(|| panic!("shared by a batch's items: {err:?}"));
+    assert!(each.is_retryable(), "{each:?}");
+
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    db.set_reachable(false).await;
+    let err = db.ping().await.expect_err("the database refuses connections");
+    db.set_reachable(true).await;
+    assert!(err.is_retryable(), "{err:?}");
+    let each = err.for_each_item().unwrap_or_else(|| panic!("shared by a batch's items: {err:?}"));
+    assert!(each.is_retryable(), "{each:?}");
+}
+
 #[tokio::test]
 async fn sqlite_file_is_created_on_first_use() {
     let dir = tempfile::tempdir().expect("dir");

@@ -1,13 +1,16 @@
 //! Ticket reads and triage writes of concurrent jobs, each served in batches ([`Batcher`]): on
 //! PostgreSQL one query per batch of reads and one statement per batch of writes; a batch that
-//! fails is served one by one, so one bad item fails only itself ([`Fallback`]). Each caller still
-//! waits for its own answer — its write committed — before it goes on. [`TicketReader`] serves the
-//! producer's triage route and the pipeline's load stage; [`BatchedTickets`] is the pipeline's
-//! [`TicketStore`] in the worker.
+//! fails is served one by one, so one bad item fails only itself, unless its connection failed,
+//! when every item gets a retryable error at once ([`Fallback`]). Each caller still waits for its
+//! own answer — its write committed — before it goes on. [`TicketReader`] serves the producer's
+//! triage route (an outage answers 503 at once) and the pipeline's load stage; [`BatchedTickets`]
+//! is the pipeline's [`TicketStore`] in the worker, whose calls wait through a storage outage
+//! ([`hold`]) rather than fail the attempt.
 
 use longhaul_core::{JobContext, JobError, OperationId, TenantId, TicketId};
 use longhaul_service::Batcher;
 use longhaul_service::batch::Fallback;
+use longhaul_store::outage::hold;
 use longhaul_store::{Store, StoreError};
 use serde_json::Value;
 
@@ -35,6 +38,10 @@ impl Fallback<(TenantId, TicketId)> for TicketReads {
 
     fn what(&self) -> &'static str {
         "ticket reads"
+    }
+
+    fn transient(&self, error: &StoreError) -> Option<StoreError> {
+        error.for_each_item()
     }
 
     async fn all(
@@ -72,6 +79,7 @@ impl TicketReader {
 /// A [`TicketStore`] over [`Store`] whose reads and writes are batched across concurrent jobs.
 #[derive(Debug, Clone)]
 pub struct BatchedTickets {
+    store: Store,
     reads: TicketReader,
     writes: Batcher<Pending, Result<Value, StoreError>>,
 }
@@ -83,6 +91,7 @@ impl BatchedTickets {
         Self {
             reads: TicketReader::spawn(store.clone()),
             writes: Batcher::spawn_with_fallback(MAX_BATCH, Writes(store.clone())),
+            store: store.clone(),
         }
     }
 }
@@ -99,6 +108,10 @@ impl Fallback<Pending> for Writes {
 
     fn what(&self) -> &'static str {
         "ticket triage writes"
+    }
+
+    fn transient(&self, error: &StoreError) -> Option<StoreError> {
+        error.for_each_item()
     }
 
     async fn all(&self, batch: &[Pending]) -> Result<Vec<Result<Value, StoreError>>, StoreError> {
@@ -122,7 +135,9 @@ impl TicketStore for BatchedTickets {
         tenant: &TenantId,
         ticket: &TicketId,
     ) -> Result<Option<TicketView>, JobError> {
-        Ok(self.reads.get(tenant, ticket).await?)
+        let read =
+            hold(&self.store, "ticket read", std::future::pending(), || self.reads.get(tenant, ticket));
+        Ok(read.await.unwrap_or(Err(StoreError::Stopped("ticket reader")))?)
     }
 
     async fn write_triage(
@@ -136,7 +151,13 @@ impl TicketStore for BatchedTickets {
     ) -> Result<Value, JobError> {
         let pending =
             (ctx.clone(), ticket.clone(), op.clone(), stage.to_owned(), effect.to_owned(), triage.clone());
-        Ok(self.writes.call(pending).await.unwrap_or_else(|| Err(StoreError::Stopped("ticket writer")))?)
+        let written = hold(&self.store, "ticket triage write", std::future::pending(), || async {
+            self.writes
+                .call(pending.clone())
+                .await
+                .unwrap_or_else(|| Err(StoreError::Stopped("ticket writer")))
+        });
+        Ok(written.await.unwrap_or(Err(StoreError::Stopped("ticket writer")))?)
     }
 }
 

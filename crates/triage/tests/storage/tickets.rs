@@ -365,3 +365,50 @@ async fn postgres_batched_triage_writes_use_the_key_once_tickets_is_large() {
     let after = ticket_seq_scans_by(store, 2 * rounds + 2).await;
     assert_eq!(after, before, "the batched triage write on a table of 4 000 tickets scanned it whole");
 }
+
+/// The pipeline's batched ticket reads and writes wait through a storage outage and are answered
+/// once it is over — the attempt that made them is not failed — while the producer's reader
+/// answers at once with a retryable error (its caller gets a 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_batched_tickets_wait_through_an_outage() {
+    use longhaul_triage::TicketStore as _;
+    use longhaul_triage::storage::{BatchedTickets, TicketReader};
+    use std::time::{Duration, Instant};
+
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    storage::migrate(&db).await.expect("triage migrations");
+    let (acme, k) = (tenant("acme"), ticket("SUP-1"));
+    ensure_tenant(&db, &acme).await;
+    storage::upsert_ticket(&db, &acme, &k, "Refund", "Charged twice").await.expect("create");
+    let tickets = BatchedTickets::spawn(&db.store);
+    let reader = TicketReader::spawn(db.store.clone());
+    let c = ctx(&acme, &k, 1);
+    let triage = json!({"category": "billing"});
+
+    db.set_reachable(false).await;
+    let err = reader.get(&acme, &k).await.expect_err("storage is down");
+    assert!(err.is_retryable(), "the producer's read is answered as unavailable: {err}");
+    let load = tokio::spawn({
+        let (tickets, acme, k) = (tickets.clone(), acme.clone(), k.clone());
+        async move { tickets.load_ticket(&acme, &k).await }
+    });
+    let write = tokio::spawn({
+        let (tickets, c, k, triage) = (tickets.clone(), c.clone(), k.clone(), triage.clone());
+        async move { tickets.write_triage(&c, &k, &op(&c), STAGE, EFFECT, &triage).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        assert!(!load.is_finished(), "the read was answered during the outage");
+        assert!(!write.is_finished(), "the write was answered during the outage");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.set_reachable(true).await;
+
+    let view = load.await.expect("load task").expect("read once storage is back").expect("ticket");
+    assert_eq!((view.subject.as_str(), view.revision), ("Refund", 1));
+    let written = write.await.expect("write task").expect("written once storage is back");
+    assert_eq!(written, json!({"written": true, "triage": triage}));
+    assert_eq!(stored(&db, &acme, &k).await, Some(triage.clone()));
+    let state = db.get_operation(&acme, &op(&c)).await.expect("operation");
+    assert!(matches!(state, Some(OperationState::Done { .. })), "{state:?}");
+}

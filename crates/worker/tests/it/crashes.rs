@@ -221,22 +221,10 @@ impl Pipeline for GatedFirstAttempt {
     }
 }
 
-async fn set_database_reachable(name: &str, reachable: bool) {
-    use sqlx::Connection as _;
-    let mut admin = sqlx::PgConnection::connect(&longhaul_testkit::pg_admin_url()).await.expect("admin");
-    let sql = format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {reachable}");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("alter database");
-    if !reachable {
-        let kill = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(kill)).execute(&mut admin).await.expect("terminate");
-    }
-}
-
 /// Item 2 of the correctness issue: an outage of many leases costs no delivery and fails nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
     let db = test_db(Backend::Postgres).await;
-    let name = db.url.rsplit('/').next().expect("database name").to_owned();
     // The default delivery limit, and a lease of 400 ms: the outage below lasts ten leases.
     let q = TestQueue::new(fast_queue).await;
     assert_eq!(q.config().max_deliveries, longhaul_queue::QueueConfig::default().max_deliveries);
@@ -248,7 +236,7 @@ async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
     // Two more jobs whose entries arrive while the database is down: their starts cannot be written.
     let later = [submit(&db, &q, "SUP-16", "s", "b", 5).await, submit(&db, &q, "SUP-17", "s", "b", 5).await];
 
-    set_database_reachable(&name, false).await;
+    db.set_reachable(false).await;
     gate.notify_waiters(); // the running attempt finishes while its outcome cannot be written
     // Every entry stays pending, delivered once, for as long as the outage lasts.
     let outage = Duration::from_millis(400) * 10;
@@ -261,7 +249,7 @@ async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    set_database_reachable(&name, true).await;
+    db.set_reachable(true).await;
 
     // Back: the held attempt's outcome is written, the held starts go through.
     let done = wait_status(&db, &job, JobStatus::Completed).await;
@@ -274,4 +262,66 @@ async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
     w2.shutdown().await.expect("shutdown");
     let s = q.stats().await.expect("stats");
     assert_eq!((s.stream_length, s.pending), (0, 0));
+}
+
+/// Runs one durable step in the load stage once the gate opens (attempt 1 waits for it), counting
+/// the step's runs.
+struct GatedStep {
+    gate: Arc<Notify>,
+    runs: Arc<AtomicU32>,
+}
+
+impl Pipeline for GatedStep {
+    type Kind = TestTriage;
+    async fn run(&self, ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
+        if ctx.attempt() == 1 {
+            self.gate.notified().await;
+        }
+        ctx.stage(longhaul_triage::STAGE_LOAD, async {
+            let n: u32 = ctx
+                .effect("notify", |_op| async { Ok(self.runs.fetch_add(1, Ordering::SeqCst) + 1) })
+                .await?;
+            Ok(serde_json::json!({ "attempt": ctx.attempt(), "run": n }))
+        })
+        .await
+    }
+}
+
+/// A durable step whose operation-log write meets a storage outage waits for storage instead of
+/// failing its attempt: the outage (ten leases) spends no attempt and no delivery, and the step's
+/// effect runs once, after the outage, with its begin committed before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_durable_step_waits_through_an_outage_and_spends_no_attempt() {
+    let db = test_db(Backend::Postgres).await;
+    let q = TestQueue::new(fast_queue).await;
+    let job = submit(&db, &q, "SUP-18", "s", "b", 5).await;
+    let gate = Arc::new(Notify::new());
+    let runs = Arc::new(AtomicU32::new(0));
+    let worker = spawn_worker(&db, &q, GatedStep { gate: gate.clone(), runs: runs.clone() }, settings("w1"));
+    wait_status(&db, &job, JobStatus::Running).await;
+
+    db.set_reachable(false).await;
+    gate.notify_one(); // the step begins while its begin cannot be written (a permit, should it not wait yet)
+    let outage = Duration::from_millis(400) * 10;
+    let deadline = Instant::now() + outage;
+    while Instant::now() < deadline {
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "the effect ran before its begin was committed");
+        for p in q.pending("-", "+").await {
+            assert_eq!(p.deliveries, 1, "entry {} was delivered again during the outage", p.id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.set_reachable(true).await;
+
+    let done = wait_status(&db, &job, JobStatus::Completed).await;
+    worker.shutdown().await.expect("shutdown");
+    assert_eq!(
+        (done.attempts, done.error_message, done.output),
+        (1, None, Some(serde_json::json!({ "attempt": 1, "run": 1 }))),
+        "the outage spent no attempt"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the effect ran once");
+    let op = OperationId::derive(&job, longhaul_triage::STAGE_LOAD, "notify");
+    let state = db.get_operation(&tenant(), &op).await.expect("operation");
+    assert_eq!(state, Some(longhaul_core::OperationState::Done { result: serde_json::json!(1) }));
 }

@@ -1,0 +1,76 @@
+//! Holding a caller through a storage outage: [`hold`] repeats a storage call while it answers
+//! "unavailable" (a retryable [`StoreError`]), so an outage of any length fails nothing that
+//! waits on it. The worker's executors hold their deliveries this way, and pipelines their
+//! durable steps and batched reads and writes, so an outage spends no attempt (unless it outlasts
+//! a stage's timeout, which counts the wait).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::{Store, StoreError};
+
+/// How long a call may keep failing with a "retryable" error while the database answers a ping
+/// before it counts as a permanent failure (a misclassified error must not hold a caller forever).
+pub const REACHABLE_BUT_FAILING: Duration = Duration::from_secs(60);
+
+/// Runs `op` until it answers something other than a retryable error, waiting 50 ms, then twice
+/// as long each time up to 2 s, between tries; logs a warning every 30 s while held and once
+/// when storage is back. An error that persists while `store` answers a ping is returned after
+/// [`REACHABLE_BUT_FAILING`]. `None` when `stop` resolves first (checked between tries: a call
+/// in flight is never dropped halfway); pass [`std::future::pending`] to hold for as long as the
+/// caller itself is polled.
+pub async fn hold<T, F, Fut>(
+    store: &Store,
+    what: &'static str,
+    stop: impl Future<Output = ()>,
+    mut op: F,
+) -> Option<Result<T, StoreError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut stop = std::pin::pin!(stop);
+    let mut backoff = Duration::from_millis(50);
+    let mut held: Option<Instant> = None;
+    let mut next_warning = Instant::now();
+    let mut reachable_since: Option<Instant> = None;
+    loop {
+        match op().await {
+            Err(e) if e.is_retryable() => {
+                if held.is_some_and(|h| h.elapsed() > Duration::from_secs(5)) {
+                    if store.ping().await.is_ok() {
+                        if reachable_since.get_or_insert_with(Instant::now).elapsed() > REACHABLE_BUT_FAILING
+                        {
+                            tracing::error!(error = %e.report(), write = what,
+                                "the database answers but this write keeps failing; giving up on it");
+                            return Some(Err(e));
+                        }
+                    } else {
+                        reachable_since = None;
+                    }
+                }
+                if Instant::now() >= next_warning {
+                    let since = held.get_or_insert_with(Instant::now).elapsed();
+                    tracing::warn!(error = %e.report(), write = what, held_s = since.as_secs(),
+                        "storage unavailable; holding the entry until it is back");
+                    next_warning = Instant::now() + Duration::from_secs(30);
+                }
+                tokio::select! {
+                    () = &mut stop => return None,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => {
+                if let Some(since) = held {
+                    tracing::info!(
+                        write = what,
+                        held_ms = since.elapsed().as_millis() as u64,
+                        "storage is back; going on"
+                    );
+                }
+                return Some(other);
+            }
+        }
+    }
+}
