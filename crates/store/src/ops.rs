@@ -33,7 +33,7 @@ const FINISH: &str = include_str!("../sql/common/operations/finish.sql");
 const SELECT_STATE: &str = include_str!("../sql/common/operations/select_state.sql");
 /// `$1` operations, `$2` tenants, `$3` jobs, `$4` stages, `$5` effects, `$6` attempts, `$7` time.
 const BEGIN_MANY: &str = include_str!("../sql/postgres/operations/begin_many.sql");
-/// `$1` operations, `$2` tenants, `$3` results, `$4` time.
+/// `$1` operations, `$2` tenants, `$3` results, `$4` time, `$5` attempts.
 const FINISH_MANY: &str = include_str!("../sql/postgres/operations/finish_many.sql");
 
 /// One [`Store::begin_operation`] of a batch ([`Store::begin_operations`]).
@@ -56,8 +56,15 @@ pub struct OperationFinish {
     pub tenant: TenantId,
     /// The operation.
     pub op: OperationId,
+    /// The attempt that ran it.
+    pub attempt: u32,
     /// Its result.
     pub result: Value,
+}
+
+/// An attempt number as the `attempt` column holds it.
+fn attempt_arg(attempt: u32) -> i32 {
+    i32::try_from(attempt).unwrap_or(i32::MAX)
 }
 
 /// Per item, whether it is the first of its operation in the batch: only those go into a batch
@@ -100,7 +107,7 @@ impl Store {
         effect: &str,
     ) -> Result<Option<OperationState>, StoreError> {
         let now = now();
-        let attempt = i32::try_from(ctx.attempt).unwrap_or(i32::MAX);
+        let attempt = attempt_arg(ctx.attempt);
         let (op, tenant) = (op.as_str(), ctx.tenant_id.as_str());
         let mut db = self.db.connect().await?;
         let args = [
@@ -127,8 +134,9 @@ impl Store {
         Ok(Some(state))
     }
 
-    /// Records that operation `op` finished with `result`. Finishing an operation that is already
-    /// done keeps the first result.
+    /// Records that attempt `attempt` finished operation `op` with `result`. Finishing an
+    /// operation that is already done keeps the first result; one that a later attempt has begun
+    /// since (this attempt was superseded) is left to that attempt, whose result is the one kept.
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when `op` was never begun; [`StoreError::Database`].
@@ -136,12 +144,14 @@ impl Store {
         &self,
         tenant: &TenantId,
         op: &OperationId,
+        attempt: u32,
         result: &Value,
     ) -> Result<(), StoreError> {
         let now = now();
         let (op, tenant) = (op.as_str(), tenant.as_str());
+        let args = [op.into(), tenant.into(), result.into(), now.into(), attempt_arg(attempt).into()];
         let mut db = self.db.connect().await?;
-        if db.execute(FINISH, &[op.into(), tenant.into(), result.into(), now.into()]).await? == 1 {
+        if db.execute(FINISH, &args).await? == 1 {
             return Ok(());
         }
         let found: Option<(String,)> = db.fetch_optional(SELECT_STATE, &[op.into(), tenant.into()]).await?;
@@ -178,7 +188,7 @@ impl Store {
             .bind(column(|o| o.ctx.job_id.as_str()))
             .bind(column(|o| o.stage.as_str()))
             .bind(column(|o| o.effect.as_str()))
-            .bind(batch.iter().map(|o| i32::try_from(o.ctx.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(batch.iter().map(|o| attempt_arg(o.ctx.attempt)).collect::<Vec<_>>())
             .bind(now())
             .fetch_all(pool)
             .await?;
@@ -207,7 +217,7 @@ impl Store {
         let Db::Postgres(pool) = &self.db else {
             let mut out = Vec::with_capacity(ops.len());
             for o in ops {
-                out.push(self.finish_operation(&o.tenant, &o.op, &o.result).await);
+                out.push(self.finish_operation(&o.tenant, &o.op, o.attempt, &o.result).await);
             }
             return Ok(out);
         };
@@ -221,6 +231,7 @@ impl Store {
             .bind(batch.iter().map(|o| o.tenant.as_str()).collect::<Vec<_>>())
             .bind(batch.iter().map(|o| Json(&o.result)).collect::<Vec<_>>())
             .bind(now())
+            .bind(batch.iter().map(|o| attempt_arg(o.attempt)).collect::<Vec<_>>())
             .fetch_all(pool)
             .await?;
         let finished: HashSet<String> = finished.into_iter().map(|(op,)| op).collect();
@@ -229,7 +240,7 @@ impl Store {
             if first && finished.contains(o.op.as_str()) {
                 out.push(Ok(()));
             } else {
-                out.push(self.finish_operation(&o.tenant, &o.op, &o.result).await);
+                out.push(self.finish_operation(&o.tenant, &o.op, o.attempt, &o.result).await);
             }
         }
         Ok(out)
@@ -267,6 +278,6 @@ impl OperationLog for Store {
         op: &'a OperationId,
         result: &'a Value,
     ) -> BoxFuture<'a, Result<(), JobError>> {
-        Box::pin(async move { Ok(self.finish_operation(&ctx.tenant_id, op, result).await?) })
+        Box::pin(async move { Ok(self.finish_operation(&ctx.tenant_id, op, ctx.attempt, result).await?) })
     }
 }

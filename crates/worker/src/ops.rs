@@ -77,8 +77,12 @@ impl OperationLog for BatchedOps {
         result: &'a Value,
     ) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
-            let finish =
-                OperationFinish { tenant: ctx.tenant_id.clone(), op: op.clone(), result: result.clone() };
+            let finish = OperationFinish {
+                tenant: ctx.tenant_id.clone(),
+                op: op.clone(),
+                attempt: ctx.attempt,
+                result: result.clone(),
+            };
             let finished = hold(&self.store, "operation finish", std::future::pending(), || async {
                 self.finishes.call(finish.clone()).await.unwrap_or(Err(StoreError::Stopped("operation log")))
             })
@@ -132,7 +136,7 @@ impl Fallback<OperationFinish> for Finishes {
     }
 
     async fn one(&self, o: &OperationFinish) -> Result<(), StoreError> {
-        self.0.finish_operation(&o.tenant, &o.op, &o.result).await
+        self.0.finish_operation(&o.tenant, &o.op, o.attempt, &o.result).await
     }
 }
 

@@ -26,6 +26,14 @@ conformance!(operations_run_once_and_keep_results, |store: Store| async move {
         log.begin(&ctx, &op, "apply", "webhook").await.expect("begin"),
         Some(OperationState::Started { attempt: 1 })
     );
+    // Attempt 1 was only superseded, not dead: its late finish is left to attempt 2, so the result
+    // kept is the one attempt 2 goes on with.
+    let superseded = JobContext { attempt: 1, ..ctx.clone() };
+    log.finish(&superseded, &op, &json!({"status": 200, "delivery": "d-0"})).await.expect("late finish");
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Started { attempt: 2 })
+    );
     let result = json!({"status": 200, "delivery": "d-1"});
     log.finish(&ctx, &op, &result).await.expect("finish");
     // Attempt 3 finds it done and reuses the result.
@@ -44,7 +52,7 @@ conformance!(operations_run_once_and_keep_results, |store: Store| async move {
     // Unknown operations and other tenants' operations are not found.
     let unknown = OperationId::derive(&job.job_id, "apply", "notify");
     assert!(matches!(
-        store.finish_operation(&job.tenant_id, &unknown, &json!(1)).await,
+        store.finish_operation(&job.tenant_id, &unknown, 3, &json!(1)).await,
         Err(StoreError::NotFound("operation"))
     ));
     let other = longhaul_core::TenantId::parse("other").expect("tenant");
@@ -71,7 +79,7 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
     // Before the batch: "started" was begun by attempt 1 and never finished; "done" finished.
     store.begin_operation(&ctx(1), &op("started"), "apply", "started").await.expect("begin");
     store.begin_operation(&ctx(1), &op("done"), "apply", "done").await.expect("begin");
-    store.finish_operation(&job.tenant_id, &op("done"), &json!({"first": true})).await.expect("finish");
+    store.finish_operation(&job.tenant_id, &op("done"), 1, &json!({"first": true})).await.expect("finish");
     let other_tenant = setup_job(&store, "other", "T-ops", 3).await;
     let theirs = JobContext {
         job_id: job.job_id.clone(),
@@ -121,20 +129,27 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
         );
     }
 
-    let finish =
-        |effect: &str, result| OperationFinish { tenant: job.tenant_id.clone(), op: op(effect), result };
+    let finish = |attempt, effect: &str, result| OperationFinish {
+        tenant: job.tenant_id.clone(),
+        op: op(effect),
+        attempt,
+        result,
+    };
     let finished = store
         .finish_operations(&[
-            finish("new", json!({"n": 1})),
+            finish(2, "new", json!({"n": 1})),
+            // Attempt 2 was superseded: attempt 3 began "twice" since. Its finish is left to 3.
+            finish(2, "twice", json!({"n": 9})),
             // The first finish of an operation keeps its result, in the batch as across calls.
-            finish("twice", json!({"n": 2})),
-            finish("twice", json!({"n": 3})),
-            finish("done", json!({"first": false})),
-            finish("never", json!(0)),
+            finish(3, "twice", json!({"n": 2})),
+            finish(3, "twice", json!({"n": 3})),
+            finish(2, "done", json!({"first": false})),
+            finish(2, "never", json!(0)),
             // Another tenant cannot finish acme's operation.
             OperationFinish {
                 tenant: other_tenant.tenant_id.clone(),
                 op: op("started"),
+                attempt: 2,
                 result: json!("theirs"),
             },
         ])
@@ -144,6 +159,7 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
     assert_eq!(
         finished,
         vec![
+            Ok(()),
             Ok(()),
             Ok(()),
             Ok(()),
