@@ -7,15 +7,23 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
+
 use crate::{Store, StoreError};
 
 /// How long a call may keep failing with a "retryable" error while the database answers a ping
 /// before it counts as a permanent failure (a misclassified error must not hold a caller forever).
 pub const REACHABLE_BUT_FAILING: Duration = Duration::from_secs(60);
 
-/// Runs `op` until it answers something other than a retryable error, waiting 50 ms, then twice
-/// as long each time up to 2 s, between tries; logs a warning every 30 s while held and once
-/// when storage is back. An error that persists while `store` answers a ping is returned after
+/// How often a held caller asks whether the database answers at all: rarely, since an outage
+/// holds many callers and each ping takes a connection attempt of its own.
+pub const PING_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs `op` until it answers something other than a retryable error, waiting between tries 50 ms,
+/// then twice as long each time up to 1 s, plus a random part up to as long again (so at most 2 s
+/// apart: the many callers an outage holds do not all try again at the same moment); logs a
+/// warning every 30 s while held and once when storage is back. An error that persists while
+/// `store` answers a ping (tried every [`PING_EVERY`] once held 5 s) is returned after
 /// [`REACHABLE_BUT_FAILING`]. `None` when `stop` resolves first (checked between tries: a call
 /// in flight is never dropped halfway); pass [`std::future::pending`] to hold for as long as the
 /// caller itself is polled.
@@ -30,14 +38,21 @@ where
     Fut: Future<Output = Result<T, StoreError>>,
 {
     let mut stop = std::pin::pin!(stop);
-    let mut backoff = Duration::from_millis(50);
+    let mut delays = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(1))
+        .with_jitter()
+        .without_max_times()
+        .build();
     let mut held: Option<Instant> = None;
     let mut next_warning = Instant::now();
     let mut reachable_since: Option<Instant> = None;
+    let mut next_ping = Instant::now();
     loop {
         match op().await {
             Err(e) if e.is_retryable() => {
-                if held.is_some_and(|h| h.elapsed() > Duration::from_secs(5)) {
+                if held.is_some_and(|h| h.elapsed() > Duration::from_secs(5)) && Instant::now() >= next_ping {
+                    next_ping = Instant::now() + PING_EVERY;
                     if store.ping().await.is_ok() {
                         if reachable_since.get_or_insert_with(Instant::now).elapsed() > REACHABLE_BUT_FAILING
                         {
@@ -57,9 +72,8 @@ where
                 }
                 tokio::select! {
                     () = &mut stop => return None,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(2))) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             other => {
                 if let Some(since) = held {
