@@ -119,7 +119,8 @@ pub trait OperationLog: Send + Sync {
         effect: &'a str,
     ) -> BoxFuture<'a, Result<Option<OperationState>, JobError>>;
 
-    /// Records that `op` finished with `result`.
+    /// Records that `op` finished with `result` (the first finish is kept; a finish by an attempt
+    /// that a newer one has since taken the operation from changes nothing).
     ///
     /// # Errors
     /// A retryable [`JobError`] when the log cannot be reached.

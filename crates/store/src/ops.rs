@@ -6,6 +6,11 @@
 //! one that finds it only `started` (the earlier attempt died mid-effect) runs it again with the
 //! same operation id as the receiver's idempotency key.
 //!
+//! A `started` operation belongs to the newest attempt that began it: a begin hands it on only to
+//! a newer (or the same) attempt, and a finish records it as done only for the attempt it belongs
+//! to. So an attempt that was taken over while it still ran (its lease ran out) cannot take the
+//! operation back, and its late finish changes nothing; the result kept is the newer attempt's.
+//!
 //! A *local* effect — a write to a table of a job kind's own in this database, such as the triage
 //! kind's ticket update — may instead record its operation itself, in the transaction (or
 //! statement) of its write, through [`crate::backend`]: one row inserted with

@@ -59,6 +59,61 @@ conformance!(operations_run_once_and_keep_results, |store: Store| async move {
     assert_eq!(store.get_operation(&other, &op).await.expect("get"), None);
 });
 
+conformance!(a_superseded_attempt_cannot_take_an_operation_back, |store: Store| async move {
+    use longhaul_store::{OperationBegin, OperationFinish};
+    let job = setup_job(&store, "acme", "T-late", 3).await;
+    store.create_pending(job.clone()).await.expect("create");
+    let ctx = |attempt| JobContext {
+        job_id: job.job_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        kind: job.kind.clone(),
+        attempt,
+    };
+    // One item at a time: attempt 2 (which took over) begins the step first, then the superseded
+    // attempt 1 begins it too; attempt 2's finish is the one recorded, attempt 1's changes nothing.
+    let op = OperationId::derive(&job.job_id, "apply", "one");
+    assert_eq!(store.begin_operation(&ctx(2), &op, "apply", "one").await.expect("begin"), None);
+    assert_eq!(
+        store.begin_operation(&ctx(1), &op, "apply", "one").await.expect("begin"),
+        Some(OperationState::Started { attempt: 2 })
+    );
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Started { attempt: 2 }),
+        "still attempt 2's"
+    );
+    store.finish_operation(&job.tenant_id, &op, 2, &json!({"by": 2})).await.expect("finish");
+    store.finish_operation(&job.tenant_id, &op, 1, &json!({"by": 1})).await.expect("late finish");
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Done { result: json!({"by": 2}) })
+    );
+
+    // The same in batches: a batch where attempt 3 begins before attempt 2, then both finish.
+    let op = OperationId::derive(&job.job_id, "apply", "many");
+    let begin = |attempt| OperationBegin {
+        ctx: ctx(attempt),
+        op: op.clone(),
+        stage: "apply".into(),
+        effect: "many".into(),
+    };
+    let began = store.begin_operations(&[begin(3), begin(2)]).await.expect("the batch");
+    let began: Vec<_> = began.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+    assert_eq!(began, vec![Ok(None), Ok(Some(OperationState::Started { attempt: 3 }))]);
+    let finish = |attempt| OperationFinish {
+        tenant: job.tenant_id.clone(),
+        op: op.clone(),
+        attempt,
+        result: json!({ "by": attempt }),
+    };
+    let finished = store.finish_operations(&[finish(2), finish(3)]).await.expect("the batch");
+    assert!(finished.iter().all(Result::is_ok), "{finished:?}");
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Done { result: json!({"by": 3}) })
+    );
+});
+
 conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store| async move {
     use longhaul_store::{OperationBegin, OperationFinish};
     let job = setup_job(&store, "acme", "T-ops", 3).await;
