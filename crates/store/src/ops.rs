@@ -8,8 +8,10 @@
 //!
 //! A `started` operation belongs to the newest attempt that began it: a begin hands it on only to
 //! a newer (or the same) attempt, and a finish records it as done only for the attempt it belongs
-//! to. So an attempt that was taken over while it still ran (its lease ran out) cannot take the
-//! operation back, and its late finish changes nothing; the result kept is the newer attempt's.
+//! to. An attempt that was taken over while it still ran (its lease ran out) and meets a step the
+//! newer attempt has begun is told so ([`StoreError::Superseded`], at its begin or its finish), so
+//! it stops there instead of running the step again or going on to the next; it cannot take the
+//! operation back, and its late finish changes nothing: the result kept is the newer attempt's.
 //!
 //! A *local* effect — a write to a table of a job kind's own in this database, such as the triage
 //! kind's ticket update — may instead record its operation itself, in the transaction (or
@@ -35,7 +37,6 @@ const BEGIN: &str = include_str!("../sql/common/operations/begin.sql");
 const SELECT: &str = include_str!("../sql/common/operations/select.sql");
 const RESTART: &str = include_str!("../sql/common/operations/restart.sql");
 const FINISH: &str = include_str!("../sql/common/operations/finish.sql");
-const SELECT_STATE: &str = include_str!("../sql/common/operations/select_state.sql");
 /// `$1` operations, `$2` tenants, `$3` jobs, `$4` stages, `$5` effects, `$6` attempts, `$7` time.
 const BEGIN_MANY: &str = include_str!("../sql/postgres/operations/begin_many.sql");
 /// `$1` operations, `$2` tenants, `$3` results, `$4` time, `$5` attempts.
@@ -103,7 +104,9 @@ impl Store {
     /// before (`None` the first time). See the module docs.
     ///
     /// # Errors
-    /// [`StoreError::Database`]; [`StoreError::Corrupt`] for an unknown stored state.
+    /// [`StoreError::Superseded`] when a later attempt has begun `op` and not finished it (this
+    /// attempt was taken over and must not run the step); [`StoreError::Database`];
+    /// [`StoreError::Corrupt`] for an unknown stored state.
     pub async fn begin_operation(
         &self,
         ctx: &JobContext,
@@ -133,7 +136,10 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("operation"))?;
         let state = OperationState::try_from(row)?;
-        if let OperationState::Started { .. } = state {
+        if let OperationState::Started { attempt: owner } = state {
+            if owner > ctx.attempt {
+                return Err(StoreError::Superseded(owner));
+            }
             db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await?;
         }
         Ok(Some(state))
@@ -144,6 +150,7 @@ impl Store {
     /// since (this attempt was superseded) is left to that attempt, whose result is the one kept.
     ///
     /// # Errors
+    /// [`StoreError::Superseded`] when a later attempt has begun `op` since;
     /// [`StoreError::NotFound`] when `op` was never begun; [`StoreError::Database`].
     pub async fn finish_operation(
         &self,
@@ -159,8 +166,16 @@ impl Store {
         if db.execute(FINISH, &args).await? == 1 {
             return Ok(());
         }
-        let found: Option<(String,)> = db.fetch_optional(SELECT_STATE, &[op.into(), tenant.into()]).await?;
-        found.map(|_| ()).ok_or(StoreError::NotFound("operation"))
+        let row: OperationRow = db
+            .fetch_optional(SELECT, &[op.into(), tenant.into()])
+            .await?
+            .ok_or(StoreError::NotFound("operation"))?;
+        match OperationState::try_from(row)? {
+            OperationState::Started { attempt: owner } if owner > attempt => {
+                Err(StoreError::Superseded(owner))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// [`Store::begin_operation`] for many operations: on PostgreSQL one statement records every

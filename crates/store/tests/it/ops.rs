@@ -26,10 +26,12 @@ conformance!(operations_run_once_and_keep_results, |store: Store| async move {
         log.begin(&ctx, &op, "apply", "webhook").await.expect("begin"),
         Some(OperationState::Started { attempt: 1 })
     );
-    // Attempt 1 was only superseded, not dead: its late finish is left to attempt 2, so the result
-    // kept is the one attempt 2 goes on with.
+    // Attempt 1 was only superseded, not dead: its late finish is refused and left to attempt 2,
+    // so the result kept is the one attempt 2 goes on with.
     let superseded = JobContext { attempt: 1, ..ctx.clone() };
-    log.finish(&superseded, &op, &json!({"status": 200, "delivery": "d-0"})).await.expect("late finish");
+    let late = log.finish(&superseded, &op, &json!({"status": 200, "delivery": "d-0"})).await;
+    let late = late.expect_err("attempt 1 was taken over");
+    assert!(late.to_string().contains("taken over by attempt 2"), "{late}");
     assert_eq!(
         store.get_operation(&job.tenant_id, &op).await.expect("get"),
         Some(OperationState::Started { attempt: 2 })
@@ -70,19 +72,21 @@ conformance!(a_superseded_attempt_cannot_take_an_operation_back, |store: Store| 
         attempt,
     };
     // One item at a time: attempt 2 (which took over) begins the step first, then the superseded
-    // attempt 1 begins it too; attempt 2's finish is the one recorded, attempt 1's changes nothing.
+    // attempt 1 begins it too and is told to stop; attempt 2's finish is the one recorded,
+    // attempt 1's is refused and changes nothing.
     let op = OperationId::derive(&job.job_id, "apply", "one");
     assert_eq!(store.begin_operation(&ctx(2), &op, "apply", "one").await.expect("begin"), None);
-    assert_eq!(
-        store.begin_operation(&ctx(1), &op, "apply", "one").await.expect("begin"),
-        Some(OperationState::Started { attempt: 2 })
-    );
+    assert!(matches!(
+        store.begin_operation(&ctx(1), &op, "apply", "one").await,
+        Err(StoreError::Superseded(2))
+    ));
     assert_eq!(
         store.get_operation(&job.tenant_id, &op).await.expect("get"),
         Some(OperationState::Started { attempt: 2 }),
         "still attempt 2's"
     );
     store.finish_operation(&job.tenant_id, &op, 2, &json!({"by": 2})).await.expect("finish");
+    // Done by attempt 2 now: a late finish is a repeat, answered as any repeat (first kept).
     store.finish_operation(&job.tenant_id, &op, 1, &json!({"by": 1})).await.expect("late finish");
     assert_eq!(
         store.get_operation(&job.tenant_id, &op).await.expect("get"),
@@ -99,7 +103,7 @@ conformance!(a_superseded_attempt_cannot_take_an_operation_back, |store: Store| 
     };
     let began = store.begin_operations(&[begin(3), begin(2)]).await.expect("the batch");
     let began: Vec<_> = began.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
-    assert_eq!(began, vec![Ok(None), Ok(Some(OperationState::Started { attempt: 3 }))]);
+    assert_eq!(began, vec![Ok(None), Err(StoreError::Superseded(3).to_string())]);
     let finish = |attempt| OperationFinish {
         tenant: job.tenant_id.clone(),
         op: op.clone(),
@@ -107,7 +111,8 @@ conformance!(a_superseded_attempt_cannot_take_an_operation_back, |store: Store| 
         result: json!({ "by": attempt }),
     };
     let finished = store.finish_operations(&[finish(2), finish(3)]).await.expect("the batch");
-    assert!(finished.iter().all(Result::is_ok), "{finished:?}");
+    let finished: Vec<_> = finished.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+    assert_eq!(finished, vec![Err(StoreError::Superseded(3).to_string()), Ok(())]);
     assert_eq!(
         store.get_operation(&job.tenant_id, &op).await.expect("get"),
         Some(OperationState::Done { result: json!({"by": 3}) })
@@ -215,7 +220,7 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
         finished,
         vec![
             Ok(()),
-            Ok(()),
+            Err(StoreError::Superseded(3).to_string()),
             Ok(()),
             Ok(()),
             Ok(()),
