@@ -220,7 +220,7 @@ conformance!(operations_are_kept_longer_and_never_those_of_a_live_job, |store: S
         };
         let op = OperationId::derive(&job.job_id, "apply", effect);
         store.begin_operation(&ctx, &op, "apply", effect).await.expect("begin");
-        store.finish_operation(&job.tenant_id, &op, 1, &json!({"sent": effect})).await.expect("finish");
+        store.finish_operation(&job.tenant_id, &op, &json!({"sent": effect})).await.expect("finish");
         let args: [Arg<'_>; 2] = [at.into(), op.as_str().into()];
         store
             .db()
