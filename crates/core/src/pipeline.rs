@@ -110,7 +110,8 @@ pub trait OperationLog: Send + Sync {
     /// interrupted earlier, `Done` when the effect must not run again.
     ///
     /// # Errors
-    /// A retryable [`JobError`] when the log cannot be reached.
+    /// A retryable [`JobError`] when the log cannot be reached, or when a newer attempt of the
+    /// job has begun `op` since (this attempt was taken over: it must not run the step).
     fn begin<'a>(
         &'a self,
         ctx: &'a JobContext,
@@ -119,7 +120,8 @@ pub trait OperationLog: Send + Sync {
         effect: &'a str,
     ) -> BoxFuture<'a, Result<Option<OperationState>, JobError>>;
 
-    /// Records that `op` finished with `result`.
+    /// Records that `op` finished with `result` (the first finish is kept; a finish by an attempt
+    /// that a newer one has since taken the operation from changes nothing and is an error).
     ///
     /// # Errors
     /// A retryable [`JobError`] when the log cannot be reached.

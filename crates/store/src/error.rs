@@ -44,6 +44,10 @@ pub enum StoreError {
     /// stands for. Holds that failure's report.
     #[error("the batched call it was in failed: {0}")]
     BatchFailed(String),
+    /// A step's operation was taken over by a newer attempt of its job (this attempt's lease ran
+    /// out while it still ran): this attempt must not run the step or go on. Not retryable.
+    #[error("the operation was taken over by attempt {0}")]
+    Superseded(u32),
     /// A referenced row does not exist (or belongs to another tenant).
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -123,6 +127,7 @@ impl StoreError {
             | Self::AttemptOutOfRange(_)
             | Self::Random(_)
             | Self::Stopped(_)
+            | Self::Superseded(_)
             | Self::NotFound(_)
             | Self::Corrupt { .. } => false,
         }

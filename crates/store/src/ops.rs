@@ -6,6 +6,13 @@
 //! one that finds it only `started` (the earlier attempt died mid-effect) runs it again with the
 //! same operation id as the receiver's idempotency key.
 //!
+//! A `started` operation belongs to the newest attempt that began it: a begin hands it on only to
+//! a newer (or the same) attempt, and a finish records it as done only for the attempt it belongs
+//! to. An attempt that was taken over while it still ran (its lease ran out) and meets a step the
+//! newer attempt has begun is told so ([`StoreError::Superseded`], at its begin or its finish), so
+//! it stops there instead of running the step again or going on to the next; it cannot take the
+//! operation back, and its late finish changes nothing: the result kept is the newer attempt's.
+//!
 //! A *local* effect — a write to a table of a job kind's own in this database, such as the triage
 //! kind's ticket update — may instead record its operation itself, in the transaction (or
 //! statement) of its write, through [`crate::backend`]: one row inserted with
@@ -30,10 +37,9 @@ const BEGIN: &str = include_str!("../sql/common/operations/begin.sql");
 const SELECT: &str = include_str!("../sql/common/operations/select.sql");
 const RESTART: &str = include_str!("../sql/common/operations/restart.sql");
 const FINISH: &str = include_str!("../sql/common/operations/finish.sql");
-const SELECT_STATE: &str = include_str!("../sql/common/operations/select_state.sql");
 /// `$1` operations, `$2` tenants, `$3` jobs, `$4` stages, `$5` effects, `$6` attempts, `$7` time.
 const BEGIN_MANY: &str = include_str!("../sql/postgres/operations/begin_many.sql");
-/// `$1` operations, `$2` tenants, `$3` results, `$4` time.
+/// `$1` operations, `$2` tenants, `$3` results, `$4` time, `$5` attempts.
 const FINISH_MANY: &str = include_str!("../sql/postgres/operations/finish_many.sql");
 
 /// One [`Store::begin_operation`] of a batch ([`Store::begin_operations`]).
@@ -56,8 +62,15 @@ pub struct OperationFinish {
     pub tenant: TenantId,
     /// The operation.
     pub op: OperationId,
+    /// The attempt that ran it.
+    pub attempt: u32,
     /// Its result.
     pub result: Value,
+}
+
+/// An attempt number as the `attempt` column holds it.
+fn attempt_arg(attempt: u32) -> i32 {
+    i32::try_from(attempt).unwrap_or(i32::MAX)
 }
 
 /// Per item, whether it is the first of its operation in the batch: only those go into a batch
@@ -91,7 +104,9 @@ impl Store {
     /// before (`None` the first time). See the module docs.
     ///
     /// # Errors
-    /// [`StoreError::Database`]; [`StoreError::Corrupt`] for an unknown stored state.
+    /// [`StoreError::Superseded`] when a later attempt has begun `op` and not finished it (this
+    /// attempt was taken over and must not run the step); [`StoreError::Database`];
+    /// [`StoreError::Corrupt`] for an unknown stored state.
     pub async fn begin_operation(
         &self,
         ctx: &JobContext,
@@ -100,7 +115,7 @@ impl Store {
         effect: &str,
     ) -> Result<Option<OperationState>, StoreError> {
         let now = now();
-        let attempt = i32::try_from(ctx.attempt).unwrap_or(i32::MAX);
+        let attempt = attempt_arg(ctx.attempt);
         let (op, tenant) = (op.as_str(), ctx.tenant_id.as_str());
         let mut db = self.db.connect().await?;
         let args = [
@@ -112,40 +127,64 @@ impl Store {
             attempt.into(),
             now.into(),
         ];
-        let inserted: Option<(String,)> = db.fetch_optional(BEGIN, &args).await?;
-        if inserted.is_some() {
-            return Ok(None);
+        // A round that does not answer saw the row change between its read and its restart (done,
+        // or taken by a newer attempt); a row only moves forward, so the next round answers. (An
+        // operation of the same id under another tenant is `NotFound`.)
+        loop {
+            let inserted: Option<(String,)> = db.fetch_optional(BEGIN, &args).await?;
+            if inserted.is_some() {
+                return Ok(None);
+            }
+            let row: OperationRow = db
+                .fetch_optional(SELECT, &[op.into(), tenant.into()])
+                .await?
+                .ok_or(StoreError::NotFound("operation"))?;
+            let state = OperationState::try_from(row)?;
+            if let OperationState::Started { attempt: owner } = state {
+                if owner > ctx.attempt {
+                    return Err(StoreError::Superseded(owner));
+                }
+                if db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await? == 0 {
+                    continue;
+                }
+            }
+            return Ok(Some(state));
+        }
+    }
+
+    /// Records that attempt `attempt` finished operation `op` with `result`. Finishing an
+    /// operation that is already done keeps the first result; one that a later attempt has begun
+    /// since (this attempt was superseded) is left to that attempt, whose result is the one kept.
+    ///
+    /// # Errors
+    /// [`StoreError::Superseded`] when a later attempt has begun `op` since;
+    /// [`StoreError::NotFound`] when `op` was never begun by this attempt; [`StoreError::Database`].
+    pub async fn finish_operation(
+        &self,
+        tenant: &TenantId,
+        op: &OperationId,
+        attempt: u32,
+        result: &Value,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        let (op, tenant) = (op.as_str(), tenant.as_str());
+        let args = [op.into(), tenant.into(), result.into(), now.into(), attempt_arg(attempt).into()];
+        let mut db = self.db.connect().await?;
+        if db.execute(FINISH, &args).await? == 1 {
+            return Ok(());
         }
         let row: OperationRow = db
             .fetch_optional(SELECT, &[op.into(), tenant.into()])
             .await?
             .ok_or(StoreError::NotFound("operation"))?;
-        let state = OperationState::try_from(row)?;
-        if let OperationState::Started { .. } = state {
-            db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await?;
+        match OperationState::try_from(row)? {
+            OperationState::Done { .. } => Ok(()),
+            OperationState::Started { attempt: owner } if owner > attempt => {
+                Err(StoreError::Superseded(owner))
+            }
+            // Started by an earlier attempt: this one never began it (a begin hands it on).
+            OperationState::Started { .. } => Err(StoreError::NotFound("operation begun by this attempt")),
         }
-        Ok(Some(state))
-    }
-
-    /// Records that operation `op` finished with `result`. Finishing an operation that is already
-    /// done keeps the first result.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`] when `op` was never begun; [`StoreError::Database`].
-    pub async fn finish_operation(
-        &self,
-        tenant: &TenantId,
-        op: &OperationId,
-        result: &Value,
-    ) -> Result<(), StoreError> {
-        let now = now();
-        let (op, tenant) = (op.as_str(), tenant.as_str());
-        let mut db = self.db.connect().await?;
-        if db.execute(FINISH, &[op.into(), tenant.into(), result.into(), now.into()]).await? == 1 {
-            return Ok(());
-        }
-        let found: Option<(String,)> = db.fetch_optional(SELECT_STATE, &[op.into(), tenant.into()]).await?;
-        found.map(|_| ()).ok_or(StoreError::NotFound("operation"))
     }
 
     /// [`Store::begin_operation`] for many operations: on PostgreSQL one statement records every
@@ -178,7 +217,7 @@ impl Store {
             .bind(column(|o| o.ctx.job_id.as_str()))
             .bind(column(|o| o.stage.as_str()))
             .bind(column(|o| o.effect.as_str()))
-            .bind(batch.iter().map(|o| i32::try_from(o.ctx.attempt).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+            .bind(batch.iter().map(|o| attempt_arg(o.ctx.attempt)).collect::<Vec<_>>())
             .bind(now())
             .fetch_all(pool)
             .await?;
@@ -207,7 +246,7 @@ impl Store {
         let Db::Postgres(pool) = &self.db else {
             let mut out = Vec::with_capacity(ops.len());
             for o in ops {
-                out.push(self.finish_operation(&o.tenant, &o.op, &o.result).await);
+                out.push(self.finish_operation(&o.tenant, &o.op, o.attempt, &o.result).await);
             }
             return Ok(out);
         };
@@ -221,6 +260,7 @@ impl Store {
             .bind(batch.iter().map(|o| o.tenant.as_str()).collect::<Vec<_>>())
             .bind(batch.iter().map(|o| Json(&o.result)).collect::<Vec<_>>())
             .bind(now())
+            .bind(batch.iter().map(|o| attempt_arg(o.attempt)).collect::<Vec<_>>())
             .fetch_all(pool)
             .await?;
         let finished: HashSet<String> = finished.into_iter().map(|(op,)| op).collect();
@@ -229,7 +269,7 @@ impl Store {
             if first && finished.contains(o.op.as_str()) {
                 out.push(Ok(()));
             } else {
-                out.push(self.finish_operation(&o.tenant, &o.op, &o.result).await);
+                out.push(self.finish_operation(&o.tenant, &o.op, o.attempt, &o.result).await);
             }
         }
         Ok(out)
@@ -267,6 +307,6 @@ impl OperationLog for Store {
         op: &'a OperationId,
         result: &'a Value,
     ) -> BoxFuture<'a, Result<(), JobError>> {
-        Box::pin(async move { Ok(self.finish_operation(&ctx.tenant_id, op, result).await?) })
+        Box::pin(async move { Ok(self.finish_operation(&ctx.tenant_id, op, ctx.attempt, result).await?) })
     }
 }

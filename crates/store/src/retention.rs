@@ -8,7 +8,10 @@
 //!
 //! - **finished jobs** — `completed`, `failed` or `cancelled`, finished before the jobs' cutoff
 //!   (`jobs_finished`) — with every audit row of each, in the same transaction. A live job
-//!   (scheduled, queued, running) is never touched; on PostgreSQL a job row a concurrent writer
+//!   (scheduled, queued, running) is never touched. Its operations still `started` (a step begun
+//!   and never finished) go with it: such an operation belongs to the attempt that began it, and a
+//!   resubmission under the same id counts its attempts from 1 again, so it must find the step new
+//!   (migration 0011 removed those left by earlier pruning). On PostgreSQL a job row a concurrent writer
 //!   holds (a retry on request) is skipped, never waited for.
 //! - **audit rows** older than the jobs' cutoff that concern no job, or a job that no longer exists
 //!   (a row appended while its job was being pruned) (`audit_by_time`).
@@ -34,7 +37,8 @@ use crate::{Store, StoreError};
 
 /// PostgreSQL: `$1` cutoff, `$2` batch; the jobs and their audit rows in one statement.
 const PG_PRUNE_JOBS: &str = include_str!("../sql/postgres/retention/prune_jobs.sql");
-/// SQLite: `$1` cutoff, `$2` batch; the batch's audit rows, then the batch.
+/// SQLite: `$1` cutoff, `$2` batch; the batch's audit rows and started operations, then the batch.
+const SQLITE_PRUNE_JOBS_OPERATIONS: &str = include_str!("../sql/sqlite/retention/prune_jobs_operations.sql");
 const SQLITE_PRUNE_JOBS_AUDIT: &str = include_str!("../sql/sqlite/retention/prune_jobs_audit.sql");
 const SQLITE_PRUNE_JOBS: &str = include_str!("../sql/sqlite/retention/prune_jobs.sql");
 /// `$1` cutoff, `$2` batch.
@@ -77,6 +81,14 @@ impl Pruned {
 struct Counts {
     jobs: i64,
     audit_rows: i64,
+    operations: i64,
+}
+
+/// What one batch of finished jobs took with it.
+struct JobsPruned {
+    jobs: u64,
+    audit_rows: u64,
+    operations: u64,
 }
 
 fn count(n: i64) -> u64 {
@@ -103,7 +115,8 @@ impl Store {
     ) -> Result<Pruned, StoreError> {
         let batch = batch.clamp(1, MAX_PRUNE_BATCH);
         let limit = i64::from(batch);
-        let (jobs, job_audit) = self.prune_jobs(older_than_jobs, limit).await?;
+        let done = self.prune_jobs(older_than_jobs, limit).await?;
+        let (jobs, job_audit) = (done.jobs, done.audit_rows);
         let args: [Arg<'_>; 2] = [older_than_jobs.into(), limit.into()];
         let orphans = self.db.execute(PRUNE_AUDIT, &args).await?;
         let args: [Arg<'_>; 2] = [older_than_ops.into(), limit.into()];
@@ -112,27 +125,32 @@ impl Store {
         Ok(Pruned {
             jobs,
             audit_rows: job_audit + orphans,
-            operations,
+            operations: done.operations + operations,
             more: full(jobs) || full(orphans) || full(operations),
         })
     }
 
-    /// One batch of finished jobs before `cutoff`, with their audit rows: (jobs, audit rows).
-    async fn prune_jobs(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<(u64, u64), StoreError> {
+    /// One batch of finished jobs before `cutoff`, with their audit rows and started operations.
+    async fn prune_jobs(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<JobsPruned, StoreError> {
         let args: [Arg<'_>; 2] = [cutoff.into(), limit.into()];
         match &self.db {
             Db::Postgres(_) => {
                 let counts: Option<Counts> = self.db.fetch_optional(PG_PRUNE_JOBS, &args).await?;
-                Ok(counts.map_or((0, 0), |c| (count(c.jobs), count(c.audit_rows))))
+                Ok(counts.map_or(JobsPruned { jobs: 0, audit_rows: 0, operations: 0 }, |c| JobsPruned {
+                    jobs: count(c.jobs),
+                    audit_rows: count(c.audit_rows),
+                    operations: count(c.operations),
+                }))
             }
             Db::Sqlite(_) => {
                 // The first statement writes, so the transaction holds SQLite's write lock from
                 // its start and both statements choose the same batch.
                 let mut tx = self.db.begin().await?;
-                let audit = tx.execute(SQLITE_PRUNE_JOBS_AUDIT, &args).await?;
+                let audit_rows = tx.execute(SQLITE_PRUNE_JOBS_AUDIT, &args).await?;
+                let operations = tx.execute(SQLITE_PRUNE_JOBS_OPERATIONS, &args).await?;
                 let jobs = tx.execute(SQLITE_PRUNE_JOBS, &args).await?;
                 tx.commit().await?;
-                Ok((jobs, audit))
+                Ok(JobsPruned { jobs, audit_rows, operations })
             }
         }
     }

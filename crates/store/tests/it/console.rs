@@ -62,7 +62,7 @@ conformance!(a_jobs_operation_log_lists_its_steps_in_order, |store: Store| async
     let first = OperationId::derive(&job.job_id, "load", "fetch");
     let second = OperationId::derive(&job.job_id, "apply", "webhook");
     store.begin_operation(&ctx, &first, "load", "fetch").await.expect("begin");
-    store.finish_operation(&job.tenant_id, &first, &json!({"rows": 3})).await.expect("finish");
+    store.finish_operation(&job.tenant_id, &first, 1, &json!({"rows": 3})).await.expect("finish");
     store.begin_operation(&ctx, &second, "apply", "webhook").await.expect("begin");
     // Another job's step is not this job's.
     let other_ctx = JobContext { job_id: other.job_id.clone(), ..ctx.clone() };

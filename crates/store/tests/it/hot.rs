@@ -109,7 +109,7 @@ async fn postgres_a_start_a_progress_write_and_an_operations_finish_are_hot_upda
     let ctx = JobContext { job_id: j.clone(), tenant_id: t.clone(), kind: job.kind.clone(), attempt: 1 };
     let op = OperationId::derive(&j, "apply", "notify");
     store.begin_operation(&ctx, &op, "apply", "notify").await.expect("begin");
-    store.finish_operation(&t, &op, &json!({"sent": true})).await.expect("finish");
+    store.finish_operation(&t, &op, 1, &json!({"sent": true})).await.expect("finish");
     applied(store.complete(&t, &j, 1, &json!({"done": true})).await.expect("complete"));
 
     // The start and the progress write in place; the completion leaves the live phase, so it is

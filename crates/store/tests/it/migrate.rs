@@ -1,8 +1,9 @@
 //! Migrations over data: a job recorded by the schema before job kinds (migrations up to 0003,
 //! written with that schema's own SQL) reads after 0004 as a triage job, with its input and key,
-//! and keeps its id and its place in the order.
+//! and keeps its id and its place in the order. 0011 removes the started operations of jobs pruned
+//! before it.
 
-use longhaul_core::{JobId, JobKey, JobStatus, NewJob, TenantId};
+use longhaul_core::{JobId, JobKey, JobStatus, NewJob, OperationId, OperationState, TenantId};
 use longhaul_store::{JobFilter, Store};
 use longhaul_testkit::{Backend, TestDb};
 use serde_json::json;
@@ -28,19 +29,20 @@ VALUES ('job_ffffffffffffffffffffffffffffffff', 'acme', 'SUP-1', 1, 'completed',
         '2025-01-02T03:04:08+00:00', NULL, NULL);
 ";
 
-/// Runs the store's migrations up to `version` on `db`, as a binary of that version would.
-async fn migrate_to(db: &TestDb, kind: Backend, version: i64) {
+/// Runs the store's migrations up to `version` on `db`, as a binary of that version would, then
+/// `rows` (SQL of that schema).
+async fn migrate_to(db: &TestDb, kind: Backend, version: i64, rows: &str) {
     match kind {
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
             sqlx::migrate!("../../migrations/postgres").run_to(version, &pool).await.expect("migrate");
-            sqlx::raw_sql(OLD_ROWS).execute(&pool).await.expect("rows of the old schema");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(rows)).execute(&pool).await.expect("rows of the old schema");
             pool.close().await;
         }
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&db.url).await.expect("sqlite");
             sqlx::migrate!("../../migrations/sqlite").run_to(version, &pool).await.expect("migrate");
-            sqlx::raw_sql(OLD_ROWS).execute(&pool).await.expect("rows of the old schema");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(rows)).execute(&pool).await.expect("rows of the old schema");
             pool.close().await;
         }
     }
@@ -48,7 +50,7 @@ async fn migrate_to(db: &TestDb, kind: Backend, version: i64) {
 
 async fn jobs_before_kinds_read_as_triage_jobs(kind: Backend) {
     let db = TestDb::unmigrated(kind).await;
-    migrate_to(&db, kind, 3).await;
+    migrate_to(&db, kind, 3, OLD_ROWS).await;
     let store: &Store = &db;
     store.migrate().await.expect("0004");
 
@@ -103,4 +105,57 @@ async fn jobs_before_kinds_read_as_triage_jobs_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jobs_before_kinds_read_as_triage_jobs_postgres() {
     jobs_before_kinds_read_as_triage_jobs(Backend::Postgres).await;
+}
+
+/// Operations as 0010 left them, of `job_0…0` (the job of OLD_ROWS, kept) and of `job_e…e`
+/// (pruned, its step `open` still started by its last attempt and its step `sent` done).
+fn operations_0010(kept: &OperationId, open: &OperationId, sent: &OperationId) -> String {
+    format!(
+        "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt, result,
+                                 created_at, updated_at)
+         VALUES ('{kept}', 'acme', 'job_0123456789abcdef0123456789abcdef', 'apply', 'webhook', 'started', 1,
+                 NULL, '2025-01-02T03:04:06+00:00', '2025-01-02T03:04:06+00:00'),
+                ('{open}', 'acme', 'job_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'apply', 'open', 'started', 3,
+                 NULL, '2025-01-02T03:04:06+00:00', '2025-01-02T03:04:06+00:00'),
+                ('{sent}', 'acme', 'job_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'apply', 'sent', 'done', 3,
+                 '{{\"sent\": 1}}', '2025-01-02T03:04:06+00:00', '2025-01-02T03:04:06+00:00');",
+        kept = kept.as_str(),
+        open = open.as_str(),
+        sent = sent.as_str(),
+    )
+}
+
+/// 0011 removes the started operations of pruned jobs (whose attempt would otherwise own the step
+/// against a resubmission's attempt 1) and keeps done ones and those of kept jobs.
+async fn orphan_started_operations_go(kind: Backend) {
+    let (kept_job, pruned_job) = (
+        JobId::parse("job_0123456789abcdef0123456789abcdef").expect("id"),
+        JobId::parse("job_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee").expect("id"),
+    );
+    let kept = OperationId::derive(&kept_job, "apply", "webhook");
+    let (open, sent) = (
+        OperationId::derive(&pruned_job, "apply", "open"),
+        OperationId::derive(&pruned_job, "apply", "sent"),
+    );
+    let db = TestDb::unmigrated(kind).await;
+    migrate_to(&db, kind, 3, OLD_ROWS).await;
+    migrate_to(&db, kind, 10, &operations_0010(&kept, &open, &sent)).await;
+    let store: &Store = &db;
+    store.migrate().await.expect("0011");
+    let acme = TenantId::parse("acme").expect("tenant");
+    let state = async |op: &OperationId| store.get_operation(&acme, op).await.expect("get");
+    assert_eq!(state(&open).await, None, "{kind:?}");
+    assert_eq!(state(&sent).await, Some(OperationState::Done { result: json!({"sent": 1}) }), "{kind:?}");
+    assert_eq!(state(&kept).await, Some(OperationState::Started { attempt: 1 }), "{kind:?}");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orphan_started_operations_go_sqlite() {
+    orphan_started_operations_go(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orphan_started_operations_go_postgres() {
+    orphan_started_operations_go(Backend::Postgres).await;
 }

@@ -26,6 +26,16 @@ conformance!(operations_run_once_and_keep_results, |store: Store| async move {
         log.begin(&ctx, &op, "apply", "webhook").await.expect("begin"),
         Some(OperationState::Started { attempt: 1 })
     );
+    // Attempt 1 was only superseded, not dead: its late finish is refused and left to attempt 2,
+    // so the result kept is the one attempt 2 goes on with.
+    let superseded = JobContext { attempt: 1, ..ctx.clone() };
+    let late = log.finish(&superseded, &op, &json!({"status": 200, "delivery": "d-0"})).await;
+    let late = late.expect_err("attempt 1 was taken over");
+    assert!(late.to_string().contains("taken over by attempt 2"), "{late}");
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Started { attempt: 2 })
+    );
     let result = json!({"status": 200, "delivery": "d-1"});
     log.finish(&ctx, &op, &result).await.expect("finish");
     // Attempt 3 finds it done and reuses the result.
@@ -44,11 +54,69 @@ conformance!(operations_run_once_and_keep_results, |store: Store| async move {
     // Unknown operations and other tenants' operations are not found.
     let unknown = OperationId::derive(&job.job_id, "apply", "notify");
     assert!(matches!(
-        store.finish_operation(&job.tenant_id, &unknown, &json!(1)).await,
+        store.finish_operation(&job.tenant_id, &unknown, 3, &json!(1)).await,
         Err(StoreError::NotFound("operation"))
     ));
     let other = longhaul_core::TenantId::parse("other").expect("tenant");
     assert_eq!(store.get_operation(&other, &op).await.expect("get"), None);
+});
+
+conformance!(a_superseded_attempt_cannot_take_an_operation_back, |store: Store| async move {
+    use longhaul_store::{OperationBegin, OperationFinish};
+    let job = setup_job(&store, "acme", "T-late", 3).await;
+    store.create_pending(job.clone()).await.expect("create");
+    let ctx = |attempt| JobContext {
+        job_id: job.job_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        kind: job.kind.clone(),
+        attempt,
+    };
+    // One item at a time: attempt 2 (which took over) begins the step first, then the superseded
+    // attempt 1 begins it too and is told to stop; attempt 2's finish is the one recorded,
+    // attempt 1's is refused and changes nothing.
+    let op = OperationId::derive(&job.job_id, "apply", "one");
+    assert_eq!(store.begin_operation(&ctx(2), &op, "apply", "one").await.expect("begin"), None);
+    assert!(matches!(
+        store.begin_operation(&ctx(1), &op, "apply", "one").await,
+        Err(StoreError::Superseded(2))
+    ));
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Started { attempt: 2 }),
+        "still attempt 2's"
+    );
+    store.finish_operation(&job.tenant_id, &op, 2, &json!({"by": 2})).await.expect("finish");
+    // Done by attempt 2 now: a late finish is a repeat, answered as any repeat (first kept).
+    store.finish_operation(&job.tenant_id, &op, 1, &json!({"by": 1})).await.expect("late finish");
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Done { result: json!({"by": 2}) })
+    );
+
+    // The same in batches: a batch where attempt 3 begins before attempt 2, then both finish.
+    let op = OperationId::derive(&job.job_id, "apply", "many");
+    let begin = |attempt| OperationBegin {
+        ctx: ctx(attempt),
+        op: op.clone(),
+        stage: "apply".into(),
+        effect: "many".into(),
+    };
+    let began = store.begin_operations(&[begin(3), begin(2)]).await.expect("the batch");
+    let began: Vec<_> = began.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+    assert_eq!(began, vec![Ok(None), Err(StoreError::Superseded(3).to_string())]);
+    let finish = |attempt| OperationFinish {
+        tenant: job.tenant_id.clone(),
+        op: op.clone(),
+        attempt,
+        result: json!({ "by": attempt }),
+    };
+    let finished = store.finish_operations(&[finish(2), finish(3)]).await.expect("the batch");
+    let finished: Vec<_> = finished.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+    assert_eq!(finished, vec![Err(StoreError::Superseded(3).to_string()), Ok(())]);
+    assert_eq!(
+        store.get_operation(&job.tenant_id, &op).await.expect("get"),
+        Some(OperationState::Done { result: json!({"by": 3}) })
+    );
 });
 
 conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store| async move {
@@ -71,7 +139,7 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
     // Before the batch: "started" was begun by attempt 1 and never finished; "done" finished.
     store.begin_operation(&ctx(1), &op("started"), "apply", "started").await.expect("begin");
     store.begin_operation(&ctx(1), &op("done"), "apply", "done").await.expect("begin");
-    store.finish_operation(&job.tenant_id, &op("done"), &json!({"first": true})).await.expect("finish");
+    store.finish_operation(&job.tenant_id, &op("done"), 1, &json!({"first": true})).await.expect("finish");
     let other_tenant = setup_job(&store, "other", "T-ops", 3).await;
     let theirs = JobContext {
         job_id: job.job_id.clone(),
@@ -121,20 +189,27 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
         );
     }
 
-    let finish =
-        |effect: &str, result| OperationFinish { tenant: job.tenant_id.clone(), op: op(effect), result };
+    let finish = |attempt, effect: &str, result| OperationFinish {
+        tenant: job.tenant_id.clone(),
+        op: op(effect),
+        attempt,
+        result,
+    };
     let finished = store
         .finish_operations(&[
-            finish("new", json!({"n": 1})),
+            finish(2, "new", json!({"n": 1})),
+            // Attempt 2 was superseded: attempt 3 began "twice" since. Its finish is left to 3.
+            finish(2, "twice", json!({"n": 9})),
             // The first finish of an operation keeps its result, in the batch as across calls.
-            finish("twice", json!({"n": 2})),
-            finish("twice", json!({"n": 3})),
-            finish("done", json!({"first": false})),
-            finish("never", json!(0)),
+            finish(3, "twice", json!({"n": 2})),
+            finish(3, "twice", json!({"n": 3})),
+            finish(2, "done", json!({"first": false})),
+            finish(2, "never", json!(0)),
             // Another tenant cannot finish acme's operation.
             OperationFinish {
                 tenant: other_tenant.tenant_id.clone(),
                 op: op("started"),
+                attempt: 2,
                 result: json!("theirs"),
             },
         ])
@@ -145,6 +220,7 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
         finished,
         vec![
             Ok(()),
+            Err(StoreError::Superseded(3).to_string()),
             Ok(()),
             Ok(()),
             Ok(()),
@@ -167,3 +243,63 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
         );
     }
 });
+
+/// A begin that finds the step started by an earlier attempt and then loses the row to that
+/// attempt's finish before its restart lands (PostgreSQL: the finish's transaction holds the row
+/// while the begin's restart waits) answers `Done` with the finished result — not `Started`,
+/// which would run the effect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_begin_that_loses_its_restart_to_a_finish_finds_the_step_done() {
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    let store: Store = (*db).clone();
+    let job = setup_job(&store, "acme", "T-race", 3).await;
+    store.create_pending(job.clone()).await.expect("create");
+    let ctx = |attempt| JobContext {
+        job_id: job.job_id.clone(),
+        tenant_id: job.tenant_id.clone(),
+        kind: job.kind.clone(),
+        attempt,
+    };
+    let op = OperationId::derive(&job.job_id, "apply", "webhook");
+    assert_eq!(store.begin_operation(&ctx(1), &op, "apply", "webhook").await.expect("begin"), None);
+
+    // Attempt 1's finish holds the row in its transaction.
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
+    let mut finish = pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM operations WHERE operation_id = $1 FOR UPDATE")
+        .bind(op.as_str())
+        .execute(&mut *finish)
+        .await
+        .expect("lock");
+    // Attempt 2 (taking over) begins: it reads `started` by attempt 1 and its restart waits.
+    let begin = tokio::spawn({
+        let (store, ctx, op) = (store.clone(), ctx(2), op.clone());
+        async move { store.begin_operation(&ctx, &op, "apply", "webhook").await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("locks");
+        if waiting > 0 {
+            break;
+        }
+        assert!(!begin.is_finished(), "the begin did not wait for the row");
+        assert!(std::time::Instant::now() < deadline, "the begin's restart never waited");
+        tokio::task::yield_now().await;
+    }
+    sqlx::query("UPDATE operations SET state = 'done', result = $2 WHERE operation_id = $1")
+        .bind(op.as_str())
+        .bind(sqlx::types::Json(json!({"by": 1})))
+        .execute(&mut *finish)
+        .await
+        .expect("finish");
+    finish.commit().await.expect("commit");
+    let began = begin.await.expect("join").expect("begin");
+    assert_eq!(began, Some(OperationState::Done { result: json!({"by": 1}) }));
+    pool.close().await;
+}

@@ -220,7 +220,7 @@ conformance!(operations_are_kept_longer_and_never_those_of_a_live_job, |store: S
         };
         let op = OperationId::derive(&job.job_id, "apply", effect);
         store.begin_operation(&ctx, &op, "apply", effect).await.expect("begin");
-        store.finish_operation(&job.tenant_id, &op, &json!({"sent": effect})).await.expect("finish");
+        store.finish_operation(&job.tenant_id, &op, 1, &json!({"sent": effect})).await.expect("finish");
         let args: [Arg<'_>; 2] = [at.into(), op.as_str().into()];
         store
             .db()
@@ -333,3 +333,49 @@ conformance!(a_holder_extends_its_lease_and_an_expired_one_is_taken_over, |store
     assert_eq!(store.task_lease("pruner").await.expect("read"), None);
     assert!(store.acquire_task_lease("pruner", "c", hour).await.expect("c takes"));
 });
+
+conformance!(
+    a_pruned_jobs_started_steps_go_with_it_and_a_resubmission_begins_them_anew,
+    |store: Store| async move {
+        // The job's third and last attempt began two steps; one finished, the other's effect failed.
+        let job = job_in(&store, "ops-life", JobStatus::Failed).await;
+        let ctx = |attempt| JobContext {
+            job_id: job.job_id.clone(),
+            tenant_id: job.tenant_id.clone(),
+            kind: job.kind.clone(),
+            attempt,
+        };
+        let (done_op, open_op) = (
+            OperationId::derive(&job.job_id, "apply", "sent"),
+            OperationId::derive(&job.job_id, "apply", "open"),
+        );
+        store.begin_operation(&ctx(3), &done_op, "apply", "sent").await.expect("begin");
+        store.finish_operation(&job.tenant_id, &done_op, 3, &json!({"sent": 1})).await.expect("finish");
+        store.begin_operation(&ctx(3), &open_op, "apply", "open").await.expect("begin");
+        finished_at(&store, &job.job_id, days_ago(10)).await;
+
+        let pruned = store.prune(days_ago(7), days_ago(30), 100).await.expect("prune");
+        assert_eq!((pruned.jobs, pruned.operations), (1, 1), "the record and its started step: {pruned:?}");
+        assert_eq!(store.get_operation(&job.tenant_id, &open_op).await.expect("get"), None);
+
+        // A resubmission under the same id is a new life: its attempt 1 finds the unfinished step new
+        // (not owned by the old life's attempt 3) and finishes it; the finished one is reused.
+        store.create_pending(job.clone()).await.expect("resubmit");
+        assert_eq!(
+            store.begin_operation(&ctx(1), &open_op, "apply", "open").await.expect("begin anew"),
+            None
+        );
+        store
+            .finish_operation(&job.tenant_id, &open_op, 1, &json!({"opened": 1}))
+            .await
+            .expect("finish anew");
+        assert_eq!(
+            store.get_operation(&job.tenant_id, &open_op).await.expect("get"),
+            Some(longhaul_core::OperationState::Done { result: json!({"opened": 1}) })
+        );
+        assert_eq!(
+            store.begin_operation(&ctx(1), &done_op, "apply", "sent").await.expect("begin done"),
+            Some(longhaul_core::OperationState::Done { result: json!({"sent": 1}) })
+        );
+    }
+);
