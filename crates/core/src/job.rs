@@ -172,7 +172,8 @@ impl Ctx {
     }
 
     /// Runs stage `name` (one of the kind's stages): reports its start and end, and fails the
-    /// attempt as retryable when it runs past the kind's stage timeout. Steps ([`Ctx::effect`])
+    /// attempt as retryable when it runs past the kind's stage timeout (time the operation log
+    /// spends holding a step through a storage outage does not count: [`crate::stage_timer`]). Steps ([`Ctx::effect`])
     /// and progress inside `work` belong to this stage — also when stages run concurrently; work
     /// handed to another task (`tokio::spawn`) runs outside it, so keep steps in `work` itself.
     ///
@@ -196,9 +197,9 @@ impl Ctx {
         let work = STAGE.scope(index, work);
         let result = match self.options.stage_timeout {
             None => work.await,
-            Some(limit) => match tokio::time::timeout(limit, work).await {
-                Ok(result) => result,
-                Err(_) => Err(JobError::new(
+            Some(limit) => match crate::stage_timer::run(limit, work).await {
+                Some(result) => result,
+                None => Err(JobError::new(
                     FailureCase::StageTimeout,
                     format!("stage {stage} ran longer than its timeout of {limit:?}"),
                 )),

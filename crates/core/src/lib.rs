@@ -12,6 +12,7 @@
 //! - [`pipeline`] — the job's identity ([`JobContext`]), stage events ([`PipelineObserver`]) and
 //!   the [`OperationLog`] durable steps go through.
 //! - [`report`] — [`Report`], an error with its chain of causes on one line.
+//! - [`stage_timer`] — a stage's timeout, paused while storage holds a step through an outage.
 //!
 //! Storage (`longhaul-store`) and the queue (`longhaul-queue`) apply these rules; they never
 //! restate them.
@@ -23,6 +24,7 @@ pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod retry;
+pub mod stage_timer;
 
 pub use ids::{IdError, IdempotencyKey, JobId, OperationId, TenantId, TicketId};
 pub use job::{Ctx, Pipeline, Registry, RegistryError};

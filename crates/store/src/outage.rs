@@ -1,8 +1,9 @@
 //! Holding a caller through a storage outage: [`hold`] repeats a storage call while it answers
 //! "unavailable" (a retryable [`StoreError`]), so an outage of any length fails nothing that
 //! waits on it. The worker's executors hold their deliveries this way, and pipelines their
-//! durable steps and batched reads and writes, so an outage spends no attempt (unless it outlasts
-//! a stage's timeout, which counts the wait).
+//! durable steps and batched reads and writes, so an outage spends no attempt: while a caller is
+//! held, the timer of the pipeline stage it runs in is paused ([`longhaul_core::stage_timer`]), so
+//! the wait does not count against the kind's stage timeout.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -24,7 +25,8 @@ pub const PING_EVERY: Duration = Duration::from_secs(10);
 /// apart: the many callers an outage holds do not all try again at the same moment); logs a
 /// warning every 30 s while held and once when storage is back. An error that persists while
 /// `store` answers a ping (tried every [`PING_EVERY`] once held 5 s) is returned after
-/// [`REACHABLE_BUT_FAILING`]. `None` when `stop` resolves first (checked between tries: a call
+/// [`REACHABLE_BUT_FAILING`]. From the first failure on, the caller's pipeline stage does not count
+/// the time against its timeout. `None` when `stop` resolves first (checked between tries: a call
 /// in flight is never dropped halfway); pass [`std::future::pending`] to hold for as long as the
 /// caller itself is polled.
 pub async fn hold<T, F, Fut>(
@@ -45,12 +47,15 @@ where
         .without_max_times()
         .build();
     let mut held: Option<Instant> = None;
+    // The stage this caller runs in (if any) is paused from its first failure until it returns.
+    let mut paused = None;
     let mut next_warning = Instant::now();
     let mut reachable_since: Option<Instant> = None;
     let mut next_ping = Instant::now();
     loop {
         match op().await {
             Err(e) if e.is_retryable() => {
+                paused.get_or_insert_with(longhaul_core::stage_timer::pause);
                 if held.is_some_and(|h| h.elapsed() > Duration::from_secs(5)) && Instant::now() >= next_ping {
                     next_ping = Instant::now() + PING_EVERY;
                     if store.ping().await.is_ok() {

@@ -7,14 +7,14 @@
 //! it goes on, so a begun operation is on disk before its effect runs, as with the unbatched log.
 //!
 //! **Outages.** A step whose write meets a storage outage waits for storage to come back
-//! ([`hold`]) instead of failing its attempt, so an outage spends no attempt. The wait ends with
-//! the run: when the delivery is abandoned (shutdown past its grace period, a takeover), the job's
-//! cancel is requested, its deadline passes or its stage's timeout does — the stage timeout counts
-//! the wait, so an outage longer than what is left of it still costs that attempt, and a finish
-//! that never landed means the next attempt runs the step again with the same operation id. A batch whose connection fails therefore answers
-//! each of its items at once with a retryable error ([`Fallback::transient`]) rather than trying
-//! them one by one against a database that is down; a batch that fails for any other reason is
-//! still served one by one, so one bad item fails only itself.
+//! ([`hold`]) instead of failing its attempt, so an outage spends no attempt. Its stage's timer is
+//! paused meanwhile ([`longhaul_core::stage_timer`]): the wait is not the step's. The wait ends
+//! with the run: when the delivery is abandoned (shutdown past its grace period, a takeover), the
+//! job's cancel is requested or its deadline passes (a promise after submission, which counts the
+//! wait). So that the wait begins at once, a batch whose connection fails answers each of its items
+//! with a retryable error ([`Fallback::transient`]) rather than trying them one by one against a
+//! database that is down; a batch that fails for any other reason is still served one by one, so
+//! one bad item fails only itself.
 
 use longhaul_core::job::BoxFuture;
 use longhaul_core::{JobContext, JobError, OperationId, OperationLog, OperationState};

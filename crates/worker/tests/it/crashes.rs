@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use longhaul_core::{Ctx, JobError, JobKind, JobStatus, OperationId, Pipeline};
+use longhaul_core::{Ctx, JobError, JobKind, JobStatus, KindOptions, OperationId, Pipeline};
 use longhaul_triage::{RuleClassifier, TriageInput};
 use tokio::sync::Notify;
 use wiremock::matchers::method;
@@ -266,13 +266,20 @@ async fn an_outage_of_many_leases_holds_entries_and_fails_nothing() {
 
 /// Runs one durable step in the load stage once the gate opens (attempt 1 waits for it), counting
 /// the step's runs.
-struct GatedStep {
+struct GatedStep<K = TestTriage> {
     gate: Arc<Notify>,
     runs: Arc<AtomicU32>,
+    kind: std::marker::PhantomData<fn() -> K>,
 }
 
-impl Pipeline for GatedStep {
-    type Kind = TestTriage;
+impl<K> GatedStep<K> {
+    fn new(gate: Arc<Notify>, runs: Arc<AtomicU32>) -> Self {
+        Self { gate, runs, kind: std::marker::PhantomData }
+    }
+}
+
+impl<K: JobKind<Input = TriageInput, Output = serde_json::Value>> Pipeline for GatedStep<K> {
+    type Kind = K;
     async fn run(&self, ctx: &Ctx, _input: TriageInput) -> Result<serde_json::Value, JobError> {
         if ctx.attempt() == 1 {
             self.gate.notified().await;
@@ -287,17 +294,41 @@ impl Pipeline for GatedStep {
     }
 }
 
+/// The triage kind with a stage timeout of one second: a quarter of the outage below.
+struct ShortStages;
+
+impl JobKind for ShortStages {
+    const NAME: &'static str = longhaul_triage::KIND;
+    type Input = TriageInput;
+    type Output = serde_json::Value;
+
+    fn options() -> KindOptions {
+        longhaul_triage::Triage::options().with_stage_timeout(Duration::from_secs(1))
+    }
+}
+
 /// A durable step whose operation-log write meets a storage outage waits for storage instead of
 /// failing its attempt: the outage (ten leases) spends no attempt and no delivery, and the step's
 /// effect runs once, after the outage, with its begin committed before it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_durable_step_waits_through_an_outage_and_spends_no_attempt() {
+    durable_step_through_an_outage::<TestTriage>().await;
+}
+
+/// As above with a stage timeout of a quarter of the outage: the stage's timer is paused while the
+/// step waits for storage, so the outage still spends no attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_longer_than_the_stage_timeout_spends_no_attempt() {
+    durable_step_through_an_outage::<ShortStages>().await;
+}
+
+async fn durable_step_through_an_outage<K: JobKind<Input = TriageInput, Output = serde_json::Value>>() {
     let db = test_db(Backend::Postgres).await;
     let q = TestQueue::new(fast_queue).await;
     let job = submit(&db, &q, "SUP-18", "s", "b", 5).await;
     let gate = Arc::new(Notify::new());
     let runs = Arc::new(AtomicU32::new(0));
-    let worker = spawn_worker(&db, &q, GatedStep { gate: gate.clone(), runs: runs.clone() }, settings("w1"));
+    let worker = spawn_worker(&db, &q, GatedStep::<K>::new(gate.clone(), runs.clone()), settings("w1"));
     wait_status(&db, &job, JobStatus::Running).await;
 
     db.set_reachable(false).await;
