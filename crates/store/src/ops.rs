@@ -37,6 +37,8 @@ const BEGIN: &str = include_str!("../sql/common/operations/begin.sql");
 const SELECT: &str = include_str!("../sql/common/operations/select.sql");
 const RESTART: &str = include_str!("../sql/common/operations/restart.sql");
 const FINISH: &str = include_str!("../sql/common/operations/finish.sql");
+const JOB_ATTEMPTS: &str = include_str!("../sql/common/operations/job_attempts.sql");
+const TAKE_OVER: &str = include_str!("../sql/common/operations/take_over.sql");
 /// `$1` operations, `$2` tenants, `$3` jobs, `$4` stages, `$5` effects, `$6` attempts, `$7` time.
 const BEGIN_MANY: &str = include_str!("../sql/postgres/operations/begin_many.sql");
 /// `$1` operations, `$2` tenants, `$3` results, `$4` time, `$5` attempts.
@@ -104,8 +106,10 @@ impl Store {
     /// before (`None` the first time). See the module docs.
     ///
     /// # Errors
-    /// [`StoreError::Superseded`] when a later attempt has begun `op` and not finished it (this
-    /// attempt was taken over and must not run the step); [`StoreError::Database`];
+    /// [`StoreError::Superseded`] when a later attempt of the job's record has begun `op` and not
+    /// finished it (this attempt was taken over and must not run the step; a step left started by
+    /// an earlier life of the job id — an attempt above the record's — is taken over instead);
+    /// [`StoreError::Database`];
     /// [`StoreError::Corrupt`] for an unknown stored state.
     pub async fn begin_operation(
         &self,
@@ -141,10 +145,26 @@ impl Store {
                 .ok_or(StoreError::NotFound("operation"))?;
             let state = OperationState::try_from(row)?;
             if let OperationState::Started { attempt: owner } = state {
-                if owner > ctx.attempt {
-                    return Err(StoreError::Superseded(owner));
-                }
-                if db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await? == 0 {
+                let restart = if owner > ctx.attempt {
+                    // A newer attempt of this life (this one was taken over), or an attempt of an
+                    // earlier life whose step was left started: the record's attempts tell (a
+                    // record starts an attempt before it runs, so this life's owners are at most
+                    // its attempts; no record, no take-over).
+                    let started: Option<(i32,)> =
+                        db.fetch_optional(JOB_ATTEMPTS, &[ctx.job_id.as_str().into(), tenant.into()]).await?;
+                    if started.is_none_or(|(n,)| i64::from(n) >= i64::from(owner)) {
+                        return Err(StoreError::Superseded(owner));
+                    }
+                    let from = attempt_arg(owner);
+                    db.execute(
+                        TAKE_OVER,
+                        &[op.into(), tenant.into(), attempt.into(), now.into(), from.into()],
+                    )
+                    .await?
+                } else {
+                    db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await?
+                };
+                if restart == 0 {
                     continue;
                 }
             }
@@ -157,8 +177,9 @@ impl Store {
     /// since (this attempt was superseded) is left to that attempt, whose result is the one kept.
     ///
     /// # Errors
-    /// [`StoreError::Superseded`] when a later attempt has begun `op` since;
-    /// [`StoreError::NotFound`] when `op` was never begun by this attempt; [`StoreError::Database`].
+    /// [`StoreError::Superseded`] when a later attempt has begun or finished `op` since;
+    /// [`StoreError::NotFound`] when `op` was never begun; [`StoreError::Corrupt`] when it is
+    /// started by an earlier attempt only (this one never began it); [`StoreError::Database`].
     pub async fn finish_operation(
         &self,
         tenant: &TenantId,
@@ -177,13 +198,18 @@ impl Store {
             .fetch_optional(SELECT, &[op.into(), tenant.into()])
             .await?
             .ok_or(StoreError::NotFound("operation"))?;
+        // A finish follows its own attempt's begin, which left the row started by this attempt; an
+        // owner or finisher above it is a newer attempt of this life that took the step over.
+        let owner = u32::try_from(row.attempt).unwrap_or(0);
         match OperationState::try_from(row)? {
+            _ if owner > attempt => Err(StoreError::Superseded(owner)),
             OperationState::Done { .. } => Ok(()),
-            OperationState::Started { attempt: owner } if owner > attempt => {
-                Err(StoreError::Superseded(owner))
-            }
-            // Started by an earlier attempt: this one never began it (a begin hands it on).
-            OperationState::Started { .. } => Err(StoreError::NotFound("operation begun by this attempt")),
+            OperationState::Started { .. } => Err(StoreError::Corrupt {
+                table: "operations",
+                detail: format!(
+                    "finished by attempt {attempt}, which never began it (started by attempt {owner})"
+                ),
+            }),
         }
     }
 

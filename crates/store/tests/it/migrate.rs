@@ -107,9 +107,15 @@ async fn jobs_before_kinds_read_as_triage_jobs_postgres() {
     jobs_before_kinds_read_as_triage_jobs(Backend::Postgres).await;
 }
 
-/// Operations as 0010 left them, of `job_0…0` (the job of OLD_ROWS, kept) and of `job_e…e`
-/// (pruned, its step `open` still started by its last attempt and its step `sent` done).
-fn operations_0010(kept: &OperationId, open: &OperationId, sent: &OperationId) -> String {
+/// Operations as 0010 left them, of `job_0…0` (the job of OLD_ROWS, kept: one started by its
+/// attempt 1, one by attempt 4 of an earlier life of its id) and of `job_e…e` (pruned, its step
+/// `open` still started by its last attempt and its step `sent` done).
+fn operations_0010(
+    kept: &OperationId,
+    open: &OperationId,
+    sent: &OperationId,
+    older: &OperationId,
+) -> String {
     format!(
         "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt, result,
                                  created_at, updated_at)
@@ -118,15 +124,18 @@ fn operations_0010(kept: &OperationId, open: &OperationId, sent: &OperationId) -
                 ('{open}', 'acme', 'job_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'apply', 'open', 'started', 3,
                  NULL, '2025-01-02T03:04:06+00:00', '2025-01-02T03:04:06+00:00'),
                 ('{sent}', 'acme', 'job_eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'apply', 'sent', 'done', 3,
-                 '{{\"sent\": 1}}', '2025-01-02T03:04:06+00:00', '2025-01-02T03:04:06+00:00');",
+                 '{{\"sent\": 1}}', '2025-01-02T03:04:06+00:00', '2025-01-02T03:04:06+00:00'),
+                ('{older}', 'acme', 'job_0123456789abcdef0123456789abcdef', 'apply', 'older', 'started', 4,
+                 NULL, '2025-01-01T03:04:06+00:00', '2025-01-01T03:04:06+00:00');",
         kept = kept.as_str(),
         open = open.as_str(),
         sent = sent.as_str(),
+        older = older.as_str(),
     )
 }
 
-/// 0011 removes the started operations of pruned jobs (whose attempt would otherwise own the step
-/// against a resubmission's attempt 1) and keeps done ones and those of kept jobs.
+/// 0011 removes the started operations an earlier life of their job id left (the record pruned, or
+/// created again with fewer attempts than their owner) and keeps done ones and this life's.
 async fn orphan_started_operations_go(kind: Backend) {
     let (kept_job, pruned_job) = (
         JobId::parse("job_0123456789abcdef0123456789abcdef").expect("id"),
@@ -137,9 +146,10 @@ async fn orphan_started_operations_go(kind: Backend) {
         OperationId::derive(&pruned_job, "apply", "open"),
         OperationId::derive(&pruned_job, "apply", "sent"),
     );
+    let older = OperationId::derive(&kept_job, "apply", "older");
     let db = TestDb::unmigrated(kind).await;
     migrate_to(&db, kind, 3, OLD_ROWS).await;
-    migrate_to(&db, kind, 10, &operations_0010(&kept, &open, &sent)).await;
+    migrate_to(&db, kind, 10, &operations_0010(&kept, &open, &sent, &older)).await;
     let store: &Store = &db;
     store.migrate().await.expect("0011");
     let acme = TenantId::parse("acme").expect("tenant");
@@ -147,6 +157,7 @@ async fn orphan_started_operations_go(kind: Backend) {
     assert_eq!(state(&open).await, None, "{kind:?}");
     assert_eq!(state(&sent).await, Some(OperationState::Done { result: json!({"sent": 1}) }), "{kind:?}");
     assert_eq!(state(&kept).await, Some(OperationState::Started { attempt: 1 }), "{kind:?}");
+    assert_eq!(state(&older).await, None, "above the record's attempts: {kind:?}");
     store.close().await;
 }
 

@@ -61,10 +61,19 @@ conformance!(operations_run_once_and_keep_results, |store: Store| async move {
     assert_eq!(store.get_operation(&other, &op).await.expect("get"), None);
 });
 
+/// Records that `job`'s record has started `n` attempts, as the worker's start does before a run.
+async fn started_attempts(store: &Store, job: &longhaul_core::NewJob, n: i32) {
+    let args: [longhaul_store::backend::Arg<'_>; 2] = [n.into(), job.job_id.as_str().into()];
+    let changed =
+        store.db().execute("UPDATE jobs SET attempts = $1 WHERE job_id = $2", &args).await.expect("attempts");
+    assert_eq!(changed, 1);
+}
+
 conformance!(a_superseded_attempt_cannot_take_an_operation_back, |store: Store| async move {
     use longhaul_store::{OperationBegin, OperationFinish};
     let job = setup_job(&store, "acme", "T-late", 3).await;
     store.create_pending(job.clone()).await.expect("create");
+    started_attempts(&store, &job, 3).await;
     let ctx = |attempt| JobContext {
         job_id: job.job_id.clone(),
         tenant_id: job.tenant_id.clone(),
@@ -86,8 +95,14 @@ conformance!(a_superseded_attempt_cannot_take_an_operation_back, |store: Store| 
         "still attempt 2's"
     );
     store.finish_operation(&job.tenant_id, &op, 2, &json!({"by": 2})).await.expect("finish");
-    // Done by attempt 2 now: a late finish is a repeat, answered as any repeat (first kept).
-    store.finish_operation(&job.tenant_id, &op, 1, &json!({"by": 1})).await.expect("late finish");
+    // Done by attempt 2 now: attempt 1's late finish is told it was taken over (so it stops
+    // instead of going on to a step attempt 2 has not begun yet), and changes nothing.
+    assert!(matches!(
+        store.finish_operation(&job.tenant_id, &op, 1, &json!({"by": 1})).await,
+        Err(StoreError::Superseded(2))
+    ));
+    // Attempt 2 repeating its finish is a repeat: first kept.
+    store.finish_operation(&job.tenant_id, &op, 2, &json!({"again": 2})).await.expect("repeat");
     assert_eq!(
         store.get_operation(&job.tenant_id, &op).await.expect("get"),
         Some(OperationState::Done { result: json!({"by": 2}) })
@@ -244,16 +259,15 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
     }
 });
 
-/// A begin that finds the step started by an earlier attempt and then loses the row to that
-/// attempt's finish before its restart lands (PostgreSQL: the finish's transaction holds the row
-/// while the begin's restart waits) answers `Done` with the finished result — not `Started`,
-/// which would run the effect again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_begin_that_loses_its_restart_to_a_finish_finds_the_step_done() {
+/// Attempt 2 begins a step started by attempt 1 while another transaction holds the row (so its
+/// restart waits); that transaction runs `change` (`$1` the operation) and commits. Returns what
+/// attempt 2's begin answered. PostgreSQL; the job's record has started `attempts`.
+async fn begin_against(change: &'static str, attempts: i32) -> Result<Option<OperationState>, StoreError> {
     let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
     let store: Store = (*db).clone();
     let job = setup_job(&store, "acme", "T-race", 3).await;
     store.create_pending(job.clone()).await.expect("create");
+    started_attempts(&store, &job, attempts).await;
     let ctx = |attempt| JobContext {
         job_id: job.job_id.clone(),
         tenant_id: job.tenant_id.clone(),
@@ -263,15 +277,14 @@ async fn postgres_a_begin_that_loses_its_restart_to_a_finish_finds_the_step_done
     let op = OperationId::derive(&job.job_id, "apply", "webhook");
     assert_eq!(store.begin_operation(&ctx(1), &op, "apply", "webhook").await.expect("begin"), None);
 
-    // Attempt 1's finish holds the row in its transaction.
     let pool = sqlx::PgPool::connect(&db.url).await.expect("postgres");
-    let mut finish = pool.begin().await.expect("begin");
+    let mut other = pool.begin().await.expect("begin");
     sqlx::query("SELECT 1 FROM operations WHERE operation_id = $1 FOR UPDATE")
         .bind(op.as_str())
-        .execute(&mut *finish)
+        .execute(&mut *other)
         .await
         .expect("lock");
-    // Attempt 2 (taking over) begins: it reads `started` by attempt 1 and its restart waits.
+    // Attempt 2 begins: it reads `started` by attempt 1, and its restart waits for the row.
     let begin = tokio::spawn({
         let (store, ctx, op) = (store.clone(), ctx(2), op.clone());
         async move { store.begin_operation(&ctx, &op, "apply", "webhook").await }
@@ -292,14 +305,26 @@ async fn postgres_a_begin_that_loses_its_restart_to_a_finish_finds_the_step_done
         assert!(std::time::Instant::now() < deadline, "the begin's restart never waited");
         tokio::task::yield_now().await;
     }
-    sqlx::query("UPDATE operations SET state = 'done', result = $2 WHERE operation_id = $1")
-        .bind(op.as_str())
-        .bind(sqlx::types::Json(json!({"by": 1})))
-        .execute(&mut *finish)
-        .await
-        .expect("finish");
-    finish.commit().await.expect("commit");
-    let began = begin.await.expect("join").expect("begin");
-    assert_eq!(began, Some(OperationState::Done { result: json!({"by": 1}) }));
+    sqlx::query(change).bind(op.as_str()).execute(&mut *other).await.expect("change");
+    other.commit().await.expect("commit");
+    let began = begin.await.expect("join");
     pool.close().await;
+    began
+}
+
+/// A begin that finds the step started by an earlier attempt and then loses the row to that
+/// attempt's finish before its restart lands answers `Done` with the finished result — not
+/// `Started`, which would run the effect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_begin_that_loses_its_restart_to_a_finish_finds_the_step_done() {
+    let finish = "UPDATE operations SET state = 'done', result = '{\"by\": 1}' WHERE operation_id = $1";
+    let began = begin_against(finish, 2).await.expect("begin");
+    assert_eq!(began, Some(OperationState::Done { result: json!({"by": 1}) }));
+}
+
+/// A begin that loses its restart to a newer attempt's is told it was taken over, not `Started`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_begin_that_loses_its_restart_to_a_newer_attempt_is_superseded() {
+    let newer = "UPDATE operations SET attempt = 3 WHERE operation_id = $1";
+    assert!(matches!(begin_against(newer, 3).await, Err(StoreError::Superseded(3))));
 }

@@ -377,5 +377,31 @@ conformance!(
             store.begin_operation(&ctx(1), &done_op, "apply", "sent").await.expect("begin done"),
             Some(longhaul_core::OperationState::Done { result: json!({"sent": 1}) })
         );
+
+        // A step the old life left started that pruning did not remove (a pruner of an older
+        // release) is taken over by the new life's attempt 1, since the record has started fewer
+        // attempts than its owner; attempt 1 then finishes it.
+        let left = OperationId::derive(&job.job_id, "apply", "left");
+        let args: [Arg<'_>; 4] = [
+            left.as_str().into(),
+            job.tenant_id.as_str().into(),
+            job.job_id.as_str().into(),
+            days_ago(9).into(),
+        ];
+        let insert = "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt,
+                                              result, created_at, updated_at)
+                      VALUES ($1, $2, $3, 'apply', 'left', 'started', 3, NULL, $4, $4)";
+        store.db().execute(insert, &args).await.expect("an old life's step");
+        let args: [Arg<'_>; 1] = [job.job_id.as_str().into()];
+        store.db().execute("UPDATE jobs SET attempts = 1 WHERE job_id = $1", &args).await.expect("started");
+        assert_eq!(
+            store.begin_operation(&ctx(1), &left, "apply", "left").await.expect("take over"),
+            Some(longhaul_core::OperationState::Started { attempt: 3 })
+        );
+        store.finish_operation(&job.tenant_id, &left, 1, &json!({"left": 1})).await.expect("finish");
+        assert_eq!(
+            store.get_operation(&job.tenant_id, &left).await.expect("get"),
+            Some(longhaul_core::OperationState::Done { result: json!({"left": 1}) })
+        );
     }
 );
