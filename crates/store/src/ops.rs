@@ -131,9 +131,10 @@ impl Store {
             attempt.into(),
             now.into(),
         ];
-        // A round that does not answer saw the row change between its read and its restart (done,
-        // or taken by a newer attempt); a row only moves forward, so the next round answers. (An
-        // operation of the same id under another tenant is `NotFound`.)
+        // A round that does not answer saw the row change between its read and its restart: done,
+        // taken by a newer attempt, or taken over from an earlier life (after which its owner is
+        // at most the record's attempts, so that happens once); each is final for this begin by
+        // the next round. (An operation of the same id under another tenant is `NotFound`.)
         loop {
             let inserted: Option<(String,)> = db.fetch_optional(BEGIN, &args).await?;
             if inserted.is_some() {
