@@ -108,7 +108,8 @@ impl Store {
     /// # Errors
     /// [`StoreError::Superseded`] when a later attempt of the job's record has begun `op` and not
     /// finished it (this attempt was taken over and must not run the step; a step left started by
-    /// an earlier life of the job id — an attempt above the record's — is taken over instead);
+    /// an earlier life of the job id — an attempt above the record's — is taken over instead, and
+    /// an attempt of an earlier life, above the record's attempts, is itself superseded);
     /// [`StoreError::Database`];
     /// [`StoreError::Corrupt`] for an unknown stored state.
     pub async fn begin_operation(
@@ -163,6 +164,17 @@ impl Store {
                     )
                     .await?
                 } else {
+                    if owner < ctx.attempt {
+                        // An attempt above the record's is of an earlier life of the job id (one
+                        // still running long after its record was pruned): it must not take this
+                        // life's step back.
+                        let started: Option<(i32,)> = db
+                            .fetch_optional(JOB_ATTEMPTS, &[ctx.job_id.as_str().into(), tenant.into()])
+                            .await?;
+                        if started.is_none_or(|(n,)| i64::from(n) < i64::from(ctx.attempt)) {
+                            return Err(StoreError::Superseded(owner));
+                        }
+                    }
                     db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await?
                 };
                 if restart == 0 {

@@ -216,6 +216,22 @@ mod tests {
                 kind: "test".into(),
                 attempt,
             };
+            // Their records, each with both attempts started (as the worker's start records them).
+            db.store.create_tenant(&tenant, "Acme", None).await.expect("tenant");
+            for n in 0..32 {
+                let job = longhaul_core::NewJob {
+                    job_id: ctx(n, 2).job_id,
+                    tenant_id: tenant.clone(),
+                    kind: "test".into(),
+                    key: format!("T-{n}"),
+                    input: serde_json::json!({}),
+                    max_attempts: 3,
+                    run_at: None,
+                    priority: longhaul_core::Priority::Normal,
+                };
+                db.store.create_pending(job).await.expect("record");
+            }
+            db.store.db().execute("UPDATE jobs SET attempts = 2", &[]).await.expect("attempts");
             let mut calls = Vec::new();
             for n in 0..32 {
                 for attempt in [1, 2] {

@@ -9,6 +9,7 @@ use crate::harness::{conformance, setup_job};
 conformance!(operations_run_once_and_keep_results, |store: Store| async move {
     let job = setup_job(&store, "acme", "T-op", 3).await;
     store.create_pending(job.clone()).await.expect("create");
+    started_attempts(&store, &job, 3).await;
     let mut ctx = JobContext {
         job_id: job.job_id.clone(),
         tenant_id: job.tenant_id.clone(),
@@ -138,6 +139,7 @@ conformance!(batched_operations_answer_as_one_item_calls_in_order, |store: Store
     use longhaul_store::{OperationBegin, OperationFinish};
     let job = setup_job(&store, "acme", "T-ops", 3).await;
     store.create_pending(job.clone()).await.expect("create");
+    started_attempts(&store, &job, 3).await;
     let ctx = |attempt| JobContext {
         job_id: job.job_id.clone(),
         tenant_id: job.tenant_id.clone(),

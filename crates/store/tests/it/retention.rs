@@ -403,5 +403,18 @@ conformance!(
             store.get_operation(&job.tenant_id, &left).await.expect("get"),
             Some(longhaul_core::OperationState::Done { result: json!({"left": 1}) })
         );
+
+        // An attempt of the old life still running (above the record's attempts) cannot take a
+        // step of the new life back.
+        let step = OperationId::derive(&job.job_id, "apply", "step");
+        assert_eq!(store.begin_operation(&ctx(1), &step, "apply", "step").await.expect("begin"), None);
+        assert!(matches!(
+            store.begin_operation(&ctx(5), &step, "apply", "step").await,
+            Err(longhaul_store::StoreError::Superseded(1))
+        ));
+        assert_eq!(
+            store.get_operation(&job.tenant_id, &step).await.expect("get"),
+            Some(longhaul_core::OperationState::Started { attempt: 1 })
+        );
     }
 );
