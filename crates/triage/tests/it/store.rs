@@ -35,6 +35,24 @@ fn job(revision: u64, attempt: u32) -> Job {
     Job::new("acme", "SUP-1", attempt).revision(revision)
 }
 
+/// Records `job` with `attempts` started, as the worker's start does before a run (the operation
+/// log checks a step's owner against the record's attempts).
+async fn recorded(store: &Store, job: &Job, attempts: i32) {
+    let new = longhaul_core::NewJob {
+        job_id: job.ctx.job_id.clone(),
+        tenant_id: job.ctx.tenant_id.clone(),
+        kind: job.ctx.kind.clone(),
+        key: format!("{}@{}", job.input.ticket_id.as_str(), job.input.revision),
+        input: serde_json::to_value(&job.input).expect("input"),
+        max_attempts: 3,
+        run_at: None,
+        priority: longhaul_core::Priority::Normal,
+    };
+    store.create_pending(new).await.expect("record");
+    let args: [longhaul_store::backend::Arg<'_>; 2] = [attempts.into(), job.ctx.job_id.as_str().into()];
+    store.db().execute("UPDATE jobs SET attempts = $1 WHERE job_id = $2", &args).await.expect("attempts");
+}
+
 /// The triage ticket `ticket` of `tenant` holds.
 async fn stored_triage(store: &Store, tenant: &TenantId, ticket: &TicketId) -> Option<Value> {
     storage::get_ticket(store, tenant, ticket).await.expect("read").expect("ticket").triage
@@ -127,6 +145,7 @@ async fn a_retry_reports_and_delivers_what_the_first_attempt_stored(kind: Backen
     let webhook = Arc::new(RecordingWebhook::failing_first(1));
     let pipeline = TriagePipeline::new(store.clone(), classifier.clone(), webhook.clone());
     let (ops, observer) = (Arc::new(store.clone()), Arc::new(NoopObserver));
+    recorded(&store, &job(1, 1), 2).await;
     run(&pipeline, &job(1, 1), ops.clone(), observer.clone()).await.expect_err("the webhook timed out");
     let hook_op = OperationId::derive(&job(1, 1).ctx.job_id, "apply", "webhook");
     assert_eq!(
