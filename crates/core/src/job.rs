@@ -173,9 +173,10 @@ impl Ctx {
 
     /// Runs stage `name` (one of the kind's stages): reports its start and end, and fails the
     /// attempt as retryable when it runs past the kind's stage timeout (time the operation log
-    /// spends holding a step through a storage outage does not count: [`crate::stage_timer`]). Steps ([`Ctx::effect`])
-    /// and progress inside `work` belong to this stage — also when stages run concurrently; work
-    /// handed to another task (`tokio::spawn`) runs outside it, so keep steps in `work` itself.
+    /// spends holding a step through a storage outage does not count: [`crate::stage_timer`]).
+    /// Steps ([`Ctx::effect`]) and progress inside `work` belong to this stage — also when stages
+    /// run concurrently; work handed to another task (`tokio::spawn`) runs outside it, so keep
+    /// steps in `work` itself.
     ///
     /// # Errors
     /// `work`'s error; a stage timeout; an invalid-data error when the kind declares no stage

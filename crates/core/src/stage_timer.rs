@@ -3,12 +3,14 @@
 //! for storage does not count against the stage (an outage must not spend an attempt).
 //!
 //! A stage's budget is its timeout plus every span during which at least one [`Paused`] guard of
-//! that stage was alive. Known limits: the timer is the stage's, not a step's, so while one step
-//! of a stage waits for storage, another step running alongside it in the same stage is not timed
-//! either; the wait is counted from the first failed storage call's answer, so that call's own
-//! time counts; and a stage run inside another stage pauses only the inner one. The guard finds its stage through a task-local the stage sets for exactly
+//! that stage was alive. The guard finds its stage through a task-local the stage sets for exactly
 //! the future it wraps (as the current stage is found), so a guard taken outside every stage — the
 //! worker's own record writes — pauses nothing.
+//!
+//! Known limits: the timer is the stage's, not a step's, so while one step of a stage waits for
+//! storage, another step running alongside it in the same stage is not timed either; the wait is
+//! counted from the first failed storage call's answer, so that call's own time counts; and a
+//! stage run inside another stage pauses only the inner one.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -147,35 +147,31 @@ impl Store {
                 .ok_or(StoreError::NotFound("operation"))?;
             let state = OperationState::try_from(row)?;
             if let OperationState::Started { attempt: owner } = state {
-                let restart = if owner > ctx.attempt {
-                    // A newer attempt of this life (this one was taken over), or an attempt of an
-                    // earlier life whose step was left started: the record's attempts tell (a
-                    // record starts an attempt before it runs, so this life's owners are at most
-                    // its attempts; no record, no take-over).
+                let restart = if owner == ctx.attempt {
+                    // The same attempt repeating its begin.
+                    db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await?
+                } else {
+                    // Another attempt's: the record's attempts tell which life each attempt is
+                    // of (a record starts an attempt before it runs, so this life's attempts are
+                    // at most its count). This attempt above it is of an earlier life, still
+                    // running: it must not take the step; an owner above it is of an earlier life
+                    // and is taken over; an owner above this attempt within it took this one over.
                     let started: Option<(i32,)> =
                         db.fetch_optional(JOB_ATTEMPTS, &[ctx.job_id.as_str().into(), tenant.into()]).await?;
-                    if started.is_none_or(|(n,)| i64::from(n) >= i64::from(owner)) {
-                        return Err(StoreError::Superseded(owner));
-                    }
-                    let from = attempt_arg(owner);
-                    db.execute(
-                        TAKE_OVER,
-                        &[op.into(), tenant.into(), attempt.into(), now.into(), from.into()],
-                    )
-                    .await?
-                } else {
-                    if owner < ctx.attempt {
-                        // An attempt above the record's is of an earlier life of the job id (one
-                        // still running long after its record was pruned): it must not take this
-                        // life's step back.
-                        let started: Option<(i32,)> = db
-                            .fetch_optional(JOB_ATTEMPTS, &[ctx.job_id.as_str().into(), tenant.into()])
-                            .await?;
-                        if started.is_none_or(|(n,)| i64::from(n) < i64::from(ctx.attempt)) {
-                            return Err(StoreError::Superseded(owner));
+                    let started = started.map(|(n,)| i64::from(n));
+                    let (mine, theirs) = (i64::from(ctx.attempt), i64::from(owner));
+                    match started {
+                        Some(n) if mine <= n && theirs > n => {
+                            let from = attempt_arg(owner);
+                            let args = [op.into(), tenant.into(), attempt.into(), now.into(), from.into()];
+                            db.execute(TAKE_OVER, &args).await?
                         }
+                        Some(n) if mine <= n && theirs < mine => {
+                            db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()])
+                                .await?
+                        }
+                        _ => return Err(StoreError::Superseded(owner)),
                     }
-                    db.execute(RESTART, &[op.into(), tenant.into(), attempt.into(), now.into()]).await?
                 };
                 if restart == 0 {
                     continue;

@@ -416,5 +416,25 @@ conformance!(
             store.get_operation(&job.tenant_id, &step).await.expect("get"),
             Some(longhaul_core::OperationState::Started { attempt: 1 })
         );
+        // Nor can it take over a step its own life left started by another of its attempts.
+        let stray = OperationId::derive(&job.job_id, "apply", "stray");
+        let args: [Arg<'_>; 4] = [
+            stray.as_str().into(),
+            job.tenant_id.as_str().into(),
+            job.job_id.as_str().into(),
+            days_ago(9).into(),
+        ];
+        let insert = "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt,
+                                              result, created_at, updated_at)
+                      VALUES ($1, $2, $3, 'apply', 'stray', 'started', 6, NULL, $4, $4)";
+        store.db().execute(insert, &args).await.expect("an old life's step");
+        assert!(matches!(
+            store.begin_operation(&ctx(5), &stray, "apply", "stray").await,
+            Err(longhaul_store::StoreError::Superseded(6))
+        ));
+        assert_eq!(
+            store.get_operation(&job.tenant_id, &stray).await.expect("get"),
+            Some(longhaul_core::OperationState::Started { attempt: 6 })
+        );
     }
 );
