@@ -11,8 +11,8 @@
 //!   (scheduled, queued, running) is never touched. Its operations still `started` (a step begun
 //!   and never finished) go with it: such an operation belongs to the attempt that began it, and a
 //!   resubmission under the same id counts its attempts from 1 again, so it must find the step new
-//!   (migration 0011 removed those left by earlier pruning). On PostgreSQL a job row a concurrent writer
-//!   holds (a retry on request) is skipped, never waited for.
+//!   (migration 0011 removed those left by earlier pruning). On PostgreSQL a job row a concurrent
+//!   writer holds (a retry on request) is skipped, never waited for.
 //! - **audit rows** older than the jobs' cutoff that concern no job, or a job that no longer exists
 //!   (a row appended while its job was being pruned) (`audit_by_time`).
 //! - **operations** begun and last written before the operations' cutoff (`operations_by_time`,
