@@ -6,9 +6,12 @@
 //!
 //! Progress writes are advisory: the pipeline does not wait for them, and the next write of the
 //! job supersedes them (a completion in the same batch takes the stage, see the store's
-//! `write_batch`). A crash loses the ones not yet committed — the record shows an earlier stage and
-//! percentage until the job's next write — and never a start, an outcome or an effect, which are
-//! committed before the worker goes on.
+//! `write_batch`). A batch of progress alone commits on PostgreSQL without waiting for its WAL
+//! flush. A crash of the worker loses the writes not yet committed; a crash of PostgreSQL (or a
+//! failover) also loses committed progress not flushed yet, whose `progress` events may be out
+//! already. Either way the record shows an earlier stage and percentage until the job's next
+//! write, and never loses a start, an outcome or an effect, which are committed (and flushed)
+//! before the worker goes on.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -32,7 +32,7 @@ const CREATE_MANY: &str = include_str!("../../sql/postgres/jobs/create_many.sql"
 const SELECT_MANY: &str = include_str!("../../sql/postgres/jobs/select_many.sql");
 /// `$1` tenants, `$2` jobs, `$3` details, `$4` time.
 const AUDIT_DUPLICATES: &str = include_str!("../../sql/postgres/jobs/audit_duplicates.sql");
-/// `$1` jobs, `$2` tenants, `$3` attempts, `$4` stages, `$5` percents, `$6` time.
+/// `$1` jobs, `$2` tenants, `$3` attempts, `$4` stages, `$5` percents, `$6` time, `$7` advisory.
 const PROGRESS_MANY: &str = include_str!("../../sql/postgres/jobs/progress_many.sql");
 /// `$1` jobs, `$2` tenants, `$3` entry ids, `$4` delivery counts, `$5` entry attempts, `$6` time.
 const START_NEXT_MANY: &str = include_str!("../../sql/postgres/jobs/start_next_many.sql");
@@ -130,8 +130,13 @@ pub(super) async fn write_batch(
         .map(|(&job, &i)| (job, i))
         .collect();
     let mut db = Handle::<Postgres>::open(pool, usize::from(!own.is_empty()) + groups.len() > 1).await?;
-    let mut updated: HashSet<String> =
-        if own.is_empty() { HashSet::new() } else { write_progress(&mut db, progress, &own, now).await? };
+    // Progress alone is advisory: its transaction commits without waiting for the WAL flush.
+    let advisory = writes.is_empty();
+    let mut updated: HashSet<String> = if own.is_empty() {
+        HashSet::new()
+    } else {
+        write_progress(&mut db, progress, &own, now, advisory).await?
+    };
     let mut rows: Vec<Option<JobRow>> = writes.iter().map(|_| None).collect();
     for group in &groups {
         let ws: Vec<&Write> = group.iter().map(|&i| &writes[i]).collect();
@@ -201,12 +206,14 @@ fn last_progress<'a>(progress: &[ProgressWrite<'a>]) -> HashMap<&'a str, usize> 
 }
 
 /// Writes the chosen progress writes (`last`) in job-id order, so concurrent batches lock rows in
-/// the same order. Returns the jobs written.
+/// the same order. Returns the jobs written. `advisory`: nothing else is in the transaction, which
+/// then commits without waiting for its WAL flush (see `progress_many.sql`).
 async fn write_progress(
     db: &mut Handle<Postgres>,
     progress: &[ProgressWrite<'_>],
     last: &HashMap<&str, usize>,
     now: DateTime<Utc>,
+    advisory: bool,
 ) -> Result<HashSet<String>, StoreError> {
     let mut chosen: Vec<&ProgressWrite<'_>> = last.values().map(|&i| &progress[i]).collect();
     chosen.sort_unstable_by_key(|(_, job, ..)| job.as_str());
@@ -218,6 +225,7 @@ async fn write_progress(
         .bind(chosen.iter().map(|(.., stage, _)| *stage).collect::<Vec<_>>())
         .bind(chosen.iter().map(|(.., percent)| i32::from(percent.percent())).collect::<Vec<_>>())
         .bind(now)
+        .bind(advisory)
         .fetch_all(db.connection())
         .await?;
     Ok(updated.into_iter().map(|(job,)| job).collect())

@@ -89,7 +89,8 @@ impl Store {
 
     /// [`Store::record_progress`] for many running attempts in one transaction (one commit).
     /// Returns, per write, whether it was applied; a refused write (stale attempt, finished job)
-    /// changes nothing.
+    /// changes nothing. Progress is advisory: on PostgreSQL this transaction commits without
+    /// waiting for its WAL flush (see [`Store::write_batch`]).
     ///
     /// # Errors
     /// [`StoreError::Database`]: then none of the writes was applied.
@@ -160,6 +161,12 @@ impl Store {
     /// own, in order. In the multi-row form a job's progress write that its
     /// completion (same attempt) supersedes is folded into it: the completion records the stage,
     /// and the progress counts as applied with it. On SQLite each write is a statement of its own.
+    ///
+    /// A batch of progress alone is advisory: on PostgreSQL its transaction commits with
+    /// `synchronous_commit = off` (visible at once, flushed by the WAL writer or by the next
+    /// synchronous commit), so its caller does not wait for an fsync; a crash of the server or a
+    /// failover can lose it, and only it. A batch with a start or a completion commits as the
+    /// server is configured.
     ///
     /// Returns, per progress write, whether it was applied (on PostgreSQL a job written twice
     /// keeps its last write; the earlier ones of the same attempt count as applied with it), and

@@ -347,3 +347,57 @@ async fn a_running_record_without_a_lease_is_taken_over_by_any_delivery() {
         store.close().await;
     }
 }
+
+/// The batched progress statement (PostgreSQL) turns `synchronous_commit` off for its own
+/// transaction when told it is advisory (a batch of progress alone), and leaves it alone otherwise:
+/// the setting is read at commit, so the advisory batch commits without waiting for its flush.
+/// (The commit itself is measured in BENCHMARKS.md: fewer WAL syncs per job at a paced load.)
+#[tokio::test]
+async fn postgres_advisory_progress_turns_off_synchronous_commit_for_its_own_transaction() {
+    use sqlx::Connection as _;
+    const PROGRESS_MANY: &str = include_str!("../../sql/postgres/jobs/progress_many.sql");
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    let j = setup_job(&db, "acme", "T-adv", 3).await;
+    db.create_pending(j.clone()).await.expect("create");
+    applied(db.start_next(&j.tenant_id, &j.job_id, lease("1-0", 1), 1).await.expect("start"));
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    async fn setting(conn: &mut sqlx::PgConnection) -> String {
+        let (s,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
+            .fetch_one(conn)
+            .await
+            .expect("show");
+        s
+    }
+    sqlx::query("SET synchronous_commit = on").execute(&mut conn).await.expect("set");
+    let before = setting(&mut conn).await;
+    for (advisory, percent) in [(true, 40), (false, 50)] {
+        let mut tx = conn.begin().await.expect("begin");
+        let written: Vec<(String,)> = sqlx::query_as(PROGRESS_MANY)
+            .bind(vec![j.job_id.as_str()])
+            .bind(vec![j.tenant_id.as_str()])
+            .bind(vec![1_i32])
+            .bind(vec!["classify"])
+            .bind(vec![percent])
+            .bind(chrono::Utc::now())
+            .bind(advisory)
+            .fetch_all(&mut *tx)
+            .await
+            .expect("progress");
+        assert_eq!(written, [(j.job_id.as_str().to_owned(),)], "the running attempt's progress is written");
+        let during = setting(&mut tx).await;
+        assert_eq!(during, if advisory { "off".to_owned() } else { before.clone() }, "advisory {advisory}");
+        tx.commit().await.expect("commit");
+        assert_eq!(setting(&mut conn).await, before, "only its own transaction commits asynchronously");
+        let r = db.get_job(&j.tenant_id, &j.job_id).await.expect("get").expect("job");
+        assert_eq!(r.progress.percent(), u8::try_from(percent).expect("percent"));
+    }
+    // The store's own batch of progress alone goes through the same statement and is applied.
+    let p = Progress::new(60).expect("p");
+    assert_eq!(
+        db.record_progress_many(&[(&j.tenant_id, &j.job_id, 1, "apply", p)]).await.expect("batch"),
+        [true]
+    );
+    let r = db.get_job(&j.tenant_id, &j.job_id).await.expect("get").expect("job");
+    assert_eq!((r.stage.as_deref(), r.progress.percent()), (Some("apply"), 60));
+    conn.close().await.expect("close");
+}
