@@ -251,14 +251,21 @@ pub struct Resources {
 
 /// The tenants' webhook URLs as stored in the `tenants` table (`producer tenant create
 /// --webhook-url`): where the summarize kind delivers its results. A tenant without one, or no
-/// longer stored, gets no delivery; a storage failure becomes a [`JobError`] as every store error
-/// does (storage out of reach: retryable).
+/// longer stored, gets no delivery. The read waits through a storage outage (as the triage kind's
+/// ticket reads do, [`longhaul_store::outage::hold`]) instead of spending the attempt; any other
+/// storage failure becomes a [`JobError`] as every store error does.
 #[derive(Debug, Clone)]
 pub struct StoredTenantWebhooks(pub Store);
 
 impl TenantWebhooks for StoredTenantWebhooks {
     async fn webhook_url(&self, tenant: &TenantId) -> Result<Option<String>, JobError> {
-        Ok(self.0.get_tenant(tenant).await?.and_then(|t| t.webhook_url))
+        let read =
+            longhaul_store::outage::hold(&self.0, "tenant webhook read", std::future::pending(), || {
+                self.0.get_tenant(tenant)
+            });
+        let tenant =
+            read.await.unwrap_or(Err(longhaul_store::StoreError::Stopped("tenant webhook reader")))?;
+        Ok(tenant.and_then(|t| t.webhook_url))
     }
 }
 

@@ -101,3 +101,25 @@ async fn a_queue_no_kind_uses_is_refused() {
     assert!(format!("{refused:#}").contains("\"triage-x\""), "{refused:#}");
     build("triage-0,summarize-12").await.expect("partitions of the kinds' queues");
 }
+
+/// The summarize kind's webhook URL read waits through a storage outage, as the other pipeline
+/// reads do, instead of failing the attempt (which, on its last attempt, would fail the job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_webhook_read_waits_through_a_storage_outage() {
+    use longhaul_summarize::TenantWebhooks as _;
+    let db = TestDb::new(Backend::Postgres).await;
+    let tenant = longhaul_core::TenantId::parse("acme").expect("tenant");
+    db.create_tenant(&tenant, "Acme", Some("http://127.0.0.1:9/hook")).await.expect("tenant");
+    let webhooks = startup::StoredTenantWebhooks(db.store.clone());
+    db.set_reachable(false).await;
+    let read = tokio::spawn({
+        let (webhooks, tenant) = (webhooks.clone(), tenant.clone());
+        async move { webhooks.webhook_url(&tenant).await }
+    });
+    // Without the hold the read fails within milliseconds; with it, it is still waiting.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(!read.is_finished(), "the read gave up during the outage: {:?}", read.await);
+    db.set_reachable(true).await;
+    let url = read.await.expect("read task").expect("the read once storage is back");
+    assert_eq!(url.as_deref(), Some("http://127.0.0.1:9/hook"));
+}
