@@ -97,6 +97,13 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long a PostgreSQL connection may sit idle in the pool and still be handed out without a
+/// ping. A server that ended it within this window (a restart, `pg_terminate_backend`) fails the
+/// caller's first statement on it with a retryable error instead (workers hold through it, the
+/// API answers `503`). The pool's idle reaper also restarts this clock when it puts a connection
+/// back (every few minutes), without a ping.
+pub const PING_IDLE_AFTER: Duration = Duration::from_millis(500);
+
 /// Application storage. Cheap to clone (it holds a connection pool).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -128,6 +135,22 @@ impl Store {
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|source| StoreError::InvalidUrl { backend: "PostgreSQL", source })?;
             let pool = match PgPoolOptions::new()
+                // sqlx pings a connection when it goes back to the pool and, by default, again
+                // before handing it out: a round trip per use. One idle for less than
+                // `PING_IDLE_AFTER` (mostly: released a moment ago, after its release ping) is
+                // handed out as is, as HikariCP's `aliveBypassWindowMs` does; one idle longer is
+                // pinged first, and a dead one is replaced by a new connection without the caller
+                // seeing it (sqlx logs a warning for it).
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_IDLE_AFTER {
+                            use sqlx::Connection as _;
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect.clone())

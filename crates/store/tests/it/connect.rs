@@ -50,7 +50,15 @@ async fn an_outage_is_no_batched_items_fault() {
 
     let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
     db.set_reachable(false).await;
+    // Past the window the pool pings its (ended) idle connection, drops it and asks for a new one,
+    // which the database refuses: the refusal is what this checks, not the ended connection.
+    tokio::time::sleep(longhaul_store::PING_IDLE_AFTER + Duration::from_millis(100)).await;
     let err = db.ping().await.expect_err("the database refuses connections");
+    assert!(
+        err.report().contains("55000") || err.report().contains("not currently accepting"),
+        "{}",
+        err.report()
+    );
     db.set_reachable(true).await;
     assert!(err.is_retryable(), "{err:?}");
     let each = err.for_each_item().unwrap_or_else(|| panic!("shared by a batch's items: {err:?}"));
@@ -68,4 +76,46 @@ async fn sqlite_file_is_created_on_first_use() {
     store.ping().await.expect("ping");
     assert!(path.exists());
     store.close().await;
+}
+
+/// A pooled connection is handed out without a ping while it is fresh (`PING_IDLE_AFTER`), but one
+/// that sat idle longer is pinged first: a connection the server ended meanwhile (a restart,
+/// `pg_terminate_backend`) is replaced by a new one, and the caller never sees the dead one.
+#[tokio::test]
+async fn postgres_an_idle_connection_the_server_ended_is_replaced_unseen() {
+    use sqlx::Connection as _;
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    let options = StoreOptions { max_connections: 1, acquire_timeout: Duration::from_secs(5) };
+    let store = Store::connect(Some(&db.url), &options).await.expect("store");
+    store.ping().await.expect("the pool's one connection answers");
+    let name = db.url.rsplit('/').next().expect("database name").to_owned();
+    let mut admin =
+        sqlx::PgConnection::connect(&longhaul_testkit::pg_admin_url()).await.expect("admin connection");
+    async fn backends(admin: &mut sqlx::PgConnection, name: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .fetch_one(admin)
+            .await
+            .expect("count backends");
+        n
+    }
+    // The test database's own TestDb store may hold connections too; end them all.
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .expect("terminate");
+    longhaul_testkit::wait_until(Duration::from_secs(10), "the backends to end", async || {
+        match backends(&mut admin, &name).await {
+            0 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
+    // Past the window the pool pings the dead connection before handing it out, and replaces it.
+    tokio::time::sleep(longhaul_store::PING_IDLE_AFTER + Duration::from_millis(100)).await;
+    store.ping().await.expect("the dead connection was replaced before use");
+    assert_eq!(backends(&mut admin, &name).await, 1, "one new connection");
+    store.close().await;
+    admin.close().await.expect("close admin");
 }
