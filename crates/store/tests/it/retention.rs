@@ -267,6 +267,23 @@ conformance!(operations_are_kept_longer_and_never_those_of_a_live_job, |store: S
 });
 
 /// `n` holders, half through each store, ask for lease `name` at once; returns who got it.
+/// Writes operation `op` (stage `apply`, effect `effect`) as a step an earlier life of `job` left
+/// started by attempt `attempt`, nine days ago.
+async fn old_life_step(store: &Store, job: &NewJob, op: &OperationId, effect: &str, attempt: i32) {
+    let args: [Arg<'_>; 6] = [
+        op.as_str().into(),
+        job.tenant_id.as_str().into(),
+        job.job_id.as_str().into(),
+        effect.into(),
+        attempt.into(),
+        days_ago(9).into(),
+    ];
+    let insert = "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt,
+                                          result, created_at, updated_at)
+                  VALUES ($1, $2, $3, 'apply', $4, 'started', $5, NULL, $6, $6)";
+    store.db().execute(insert, &args).await.expect("an old life's step");
+}
+
 async fn race(stores: [&Store; 2], name: &str, n: usize) -> Vec<String> {
     let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let tasks = (0..n).map(|i| {
@@ -382,16 +399,7 @@ conformance!(
         // release) is taken over by the new life's attempt 1, since the record has started fewer
         // attempts than its owner; attempt 1 then finishes it.
         let left = OperationId::derive(&job.job_id, "apply", "left");
-        let args: [Arg<'_>; 4] = [
-            left.as_str().into(),
-            job.tenant_id.as_str().into(),
-            job.job_id.as_str().into(),
-            days_ago(9).into(),
-        ];
-        let insert = "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt,
-                                              result, created_at, updated_at)
-                      VALUES ($1, $2, $3, 'apply', 'left', 'started', 3, NULL, $4, $4)";
-        store.db().execute(insert, &args).await.expect("an old life's step");
+        old_life_step(&store, &job, &left, "left", 3).await;
         let args: [Arg<'_>; 1] = [job.job_id.as_str().into()];
         store.db().execute("UPDATE jobs SET attempts = 1 WHERE job_id = $1", &args).await.expect("started");
         assert_eq!(
@@ -418,16 +426,7 @@ conformance!(
         );
         // Nor can it take over a step its own life left started by another of its attempts.
         let stray = OperationId::derive(&job.job_id, "apply", "stray");
-        let args: [Arg<'_>; 4] = [
-            stray.as_str().into(),
-            job.tenant_id.as_str().into(),
-            job.job_id.as_str().into(),
-            days_ago(9).into(),
-        ];
-        let insert = "INSERT INTO operations (operation_id, tenant_id, job_id, stage, effect, state, attempt,
-                                              result, created_at, updated_at)
-                      VALUES ($1, $2, $3, 'apply', 'stray', 'started', 6, NULL, $4, $4)";
-        store.db().execute(insert, &args).await.expect("an old life's step");
+        old_life_step(&store, &job, &stray, "stray", 6).await;
         assert!(matches!(
             store.begin_operation(&ctx(5), &stray, "apply", "stray").await,
             Err(longhaul_store::StoreError::Superseded(6))
