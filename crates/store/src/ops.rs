@@ -39,6 +39,7 @@ const RESTART: &str = include_str!("../sql/common/operations/restart.sql");
 const FINISH: &str = include_str!("../sql/common/operations/finish.sql");
 const JOB_ATTEMPTS: &str = include_str!("../sql/common/operations/job_attempts.sql");
 const TAKE_OVER: &str = include_str!("../sql/common/operations/take_over.sql");
+const OWNER_JOB_ATTEMPTS: &str = include_str!("../sql/common/operations/owner_job_attempts.sql");
 /// `$1` operations, `$2` tenants, `$3` jobs, `$4` stages, `$5` effects, `$6` attempts, `$7` time.
 const BEGIN_MANY: &str = include_str!("../sql/postgres/operations/begin_many.sql");
 /// `$1` operations, `$2` tenants, `$3` results, `$4` time, `$5` attempts.
@@ -186,9 +187,11 @@ impl Store {
     /// since (this attempt was superseded) is left to that attempt, whose result is the one kept.
     ///
     /// # Errors
-    /// [`StoreError::Superseded`] when a later attempt has begun or finished `op` since;
-    /// [`StoreError::NotFound`] when `op` was never begun; [`StoreError::Corrupt`] when it is
-    /// started by an earlier attempt only (this one never began it); [`StoreError::Database`].
+    /// [`StoreError::Superseded`] when a later attempt has begun or finished `op` since, or when
+    /// this attempt is of an earlier life of the job id (above the record's attempts, or no
+    /// record) whose step the new life took over; [`StoreError::NotFound`] when `op` was never
+    /// begun; [`StoreError::Corrupt`] when it is started by an earlier attempt only (this one
+    /// never began it); [`StoreError::Database`].
     pub async fn finish_operation(
         &self,
         tenant: &TenantId,
@@ -213,12 +216,22 @@ impl Store {
         match OperationState::try_from(row)? {
             _ if owner > attempt => Err(StoreError::Superseded(owner)),
             OperationState::Done { .. } => Ok(()),
-            OperationState::Started { .. } => Err(StoreError::Corrupt {
-                table: "operations",
-                detail: format!(
-                    "finished by attempt {attempt}, which never began it (started by attempt {owner})"
-                ),
-            }),
+            OperationState::Started { .. } => {
+                // Started by a lower attempt: an attempt of an earlier life of the job id (above
+                // the record's attempts, or with no record) after the new life took the step
+                // over; otherwise this attempt never began it.
+                let started: Option<(i32,)> =
+                    db.fetch_optional(OWNER_JOB_ATTEMPTS, &[op.into(), tenant.into()]).await?;
+                if started.is_none_or(|(n,)| i64::from(n) < i64::from(attempt)) {
+                    return Err(StoreError::Superseded(owner));
+                }
+                Err(StoreError::Corrupt {
+                    table: "operations",
+                    detail: format!(
+                        "finished by attempt {attempt}, which never began it (started by attempt {owner})"
+                    ),
+                })
+            }
         }
     }
 

@@ -406,6 +406,16 @@ conformance!(
             store.begin_operation(&ctx(1), &left, "apply", "left").await.expect("take over"),
             Some(longhaul_core::OperationState::Started { attempt: 3 })
         );
+        // The old life's attempt 3, still running, finishes late: superseded, not corruption,
+        // and the step stays the new life's.
+        assert!(matches!(
+            store.finish_operation(&job.tenant_id, &left, 3, &json!({"old": 3})).await,
+            Err(longhaul_store::StoreError::Superseded(1))
+        ));
+        assert_eq!(
+            store.get_operation(&job.tenant_id, &left).await.expect("get"),
+            Some(longhaul_core::OperationState::Started { attempt: 1 })
+        );
         store.finish_operation(&job.tenant_id, &left, 1, &json!({"left": 1})).await.expect("finish");
         assert_eq!(
             store.get_operation(&job.tenant_id, &left).await.expect("get"),
@@ -424,6 +434,14 @@ conformance!(
             store.get_operation(&job.tenant_id, &step).await.expect("get"),
             Some(longhaul_core::OperationState::Started { attempt: 1 })
         );
+        // Within the new life, a finish by a later attempt that never began the step is
+        // corruption, not a late finish of an earlier life.
+        let args: [Arg<'_>; 1] = [job.job_id.as_str().into()];
+        store.db().execute("UPDATE jobs SET attempts = 2 WHERE job_id = $1", &args).await.expect("attempt 2");
+        let err =
+            store.finish_operation(&job.tenant_id, &step, 2, &json!({})).await.expect_err("never began");
+        assert!(matches!(err, longhaul_store::StoreError::Corrupt { .. }), "{err:?}");
+        store.db().execute("UPDATE jobs SET attempts = 1 WHERE job_id = $1", &args).await.expect("attempt 1");
         // Nor can it take over a step its own life left started by another of its attempts.
         let stray = OperationId::derive(&job.job_id, "apply", "stray");
         old_life_step(&store, &job, &stray, "stray", 6).await;
