@@ -13,6 +13,12 @@
 //! it stops there instead of running the step again or going on to the next; it cannot take the
 //! operation back, and its late finish changes nothing: the result kept is the newer attempt's.
 //!
+//! Attempt numbers restart at 1 when a pruned job's id is resubmitted, so an attempt of the
+//! earlier life still running is told apart only while its number is above the new record's
+//! `attempts` (or the record is gone); from then on its begin, finish and outcome write cannot be
+//! told from the new life's attempt of the same number. Fencing that for good needs a per-life
+//! token carried by the attempt and the rows (a life counter in the job record).
+//!
 //! A *local* effect — a write to a table of a job kind's own in this database, such as the triage
 //! kind's ticket update — may instead record its operation itself, in the transaction (or
 //! statement) of its write, through [`crate::backend`]: one row inserted with
