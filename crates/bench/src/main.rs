@@ -19,7 +19,8 @@
 //!
 //! Every run verifies its results (every record completed, one `completed` event per job) before
 //! printing. Figures: jobs/s end to end, enqueue latency p50/p99 (the triage request), enqueue →
-//! completed p50/p99 (from the records' own timestamps), Redis commands per job (`INFO
+//! completed p50/p99 (from the records' own timestamps) split into its wait for a start
+//! (`to_start`) and its run (`running`), Redis commands per job (`INFO
 //! commandstats`), SQL statements and commits per job (`pg_stat_statements`,
 //! `pg_stat_database`), each process's peak RSS, and CPU milliseconds per job of every process
 //! on the path (ours, PostgreSQL's, redis-server, the load generator) — what limits the run.
@@ -443,6 +444,20 @@ async fn scenario(
             .fetch_all(&mut db)
             .await?;
     e2e.sort_by(f64::total_cmp);
+    // Where a job's enqueue → completed time goes: waiting for its start (the queue's hop and the
+    // start's write) and running (the pipeline's stages, its writes, the hops between the
+    // worker's tasks). `started_at` is the last attempt's start: a retried job's wait includes its
+    // failed attempts and their backoff.
+    let split: Vec<(f64, f64)> = sqlx::query_as(
+        "SELECT (extract(epoch FROM started_at - created_at) * 1000)::float8, \
+                (extract(epoch FROM finished_at - started_at) * 1000)::float8 \
+         FROM jobs WHERE started_at IS NOT NULL AND finished_at IS NOT NULL",
+    )
+    .fetch_all(&mut db)
+    .await?;
+    let (mut to_start, mut running): (Vec<f64>, Vec<f64>) = split.into_iter().unzip();
+    to_start.sort_by(f64::total_cmp);
+    running.sort_by(f64::total_cmp);
     enqueue.sort_by(f64::total_cmp);
     let events_streams = shape.events_streams(&sys.prefix, workload.queue());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -506,6 +521,10 @@ async fn scenario(
         "enqueue_p99_ms": pct(&enqueue, 0.99),
         "e2e_p50_ms": pct(&e2e, 0.5),
         "e2e_p99_ms": pct(&e2e, 0.99),
+        "to_start_p50_ms": pct(&to_start, 0.5),
+        "to_start_p99_ms": pct(&to_start, 0.99),
+        "running_p50_ms": pct(&running, 0.5),
+        "running_p99_ms": pct(&running, 0.99),
         "redis_cmds_per_job": ((calls1 - calls0) as f64 / n as f64 * 10.0).round() / 10.0,
         "sql_statements_per_job": per_job(stmts0, stmts1),
         "sql_commits_per_job": per_job(Some(commits0), Some(commits1)),
