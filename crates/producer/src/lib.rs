@@ -166,14 +166,14 @@ impl AppState {
     }
 }
 
-/// Writes the pending records of concurrent requests in one transaction (group commit); each
-/// request waits for its own commit. The task ends when the last handle is dropped.
+/// Writes the pending records of concurrent requests together (group commit, see
+/// [`Store::create_pending_many`]); each request waits for its own commit. The task ends when the last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct PendingWriter {
     batcher: Batcher<NewJob, Result<(JobRecord, bool), StoreError>>,
 }
 
-/// Pending records in one transaction; one by one if it fails ([`Fallback`]).
+/// Pending records of many requests in one call; one by one if it fails as a whole ([`Fallback`]).
 struct PendingRecords(Store);
 
 impl Fallback<NewJob> for PendingRecords {
@@ -189,7 +189,7 @@ impl Fallback<NewJob> for PendingRecords {
     }
 
     async fn all(&self, jobs: &[NewJob]) -> Result<Vec<Result<(JobRecord, bool), StoreError>>, StoreError> {
-        Ok(self.0.create_pending_many(jobs.to_vec()).await?.into_iter().map(Ok).collect())
+        self.0.create_pending_many(jobs.to_vec()).await
     }
 
     async fn one(&self, job: &NewJob) -> Result<(JobRecord, bool), StoreError> {

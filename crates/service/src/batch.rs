@@ -1,5 +1,5 @@
 //! Group commit, written once: a [`Batcher`] hands the requests of concurrent callers to one task,
-//! which serves whatever has queued up in one call (one statement, one transaction) and answers
+//! which serves whatever has queued up in one call (a statement or a transaction) and answers
 //! each caller with its own result. While a batch is in flight the next one gathers, so batches
 //! grow with load and a lone request waits for nothing.
 //!
@@ -88,7 +88,7 @@ pub const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(200
 pub type Each<T, E> = Vec<Result<T, E>>;
 
 /// A call that serves many items at once, and its one-item form for when the batch call fails as a
-/// whole (a batch call is one statement or transaction: one bad item fails all of it).
+/// whole (a batch call is a statement or a transaction: one bad item can fail all of it).
 pub trait Fallback<Req> {
     /// An item's result.
     type Item: Send;
@@ -98,7 +98,8 @@ pub trait Fallback<Req> {
     /// What the items are, for the log line of a fallback (`"pending records"`).
     fn what(&self) -> &'static str;
 
-    /// Serves `items` in one call: one result per item, in order; `Err` when nothing was served.
+    /// Serves `items` in one call: one result per item, in order; `Err` when no item was served
+    /// (none is told it succeeded, so each may be served again).
     fn all(
         &self,
         items: &[Req],

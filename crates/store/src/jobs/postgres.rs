@@ -39,15 +39,19 @@ const START_NEXT_MANY: &str = include_str!("../../sql/postgres/jobs/start_next_m
 /// `$1` jobs, `$2` tenants, `$3` attempts, `$4` outputs, `$5` time, `$6` stages (NULL: unchanged).
 const COMPLETE_MANY: &str = include_str!("../../sql/postgres/jobs/complete_many.sql");
 
-/// Pending records: one statement inserts every new record; only duplicates (rare) cost more
-/// statements (a read, and their `duplicate_enqueue` audit rows). One transaction either way.
+/// Pending records: one statement inserts every new record, committed on its own (one round trip,
+/// no `BEGIN`/`COMMIT`); only duplicates (rare) cost more — a read of their records and their
+/// `duplicate_enqueue` audit rows, in a transaction after it. `Err` when the insert failed, or
+/// its answer was lost after it committed: then no request is answered as created, and a client's
+/// retry (a duplicate of a live job with no queue trace) or the reconciler enqueues what it wrote.
+/// A duplicate whose read or audit row fails gets its own error; the batch's new jobs stay
+/// recorded and answered as created.
 pub(super) async fn create_pending(
     pool: &PgPool,
     records: &[JobRecord],
     now: DateTime<Utc>,
-) -> Result<Vec<(JobRecord, bool)>, StoreError> {
+) -> Result<Vec<Result<(JobRecord, bool), StoreError>>, StoreError> {
     let column = |f: fn(&JobRecord) -> &str| records.iter().map(f).collect::<Vec<&str>>();
-    let mut tx = pool.begin().await?;
     let inserted: Vec<JobRow> = sqlx::query_as(CREATE_MANY)
         .bind(column(|r| r.job_id.as_str()))
         .bind(column(|r| r.tenant_id.as_str()))
@@ -59,51 +63,94 @@ pub(super) async fn create_pending(
         .bind(column(|r| r.status.as_str()))
         .bind(records.iter().map(|r| r.run_at).collect::<Vec<_>>())
         .bind(column(|r| r.priority.as_str()))
-        .fetch_all(&mut *tx)
+        .fetch_all(pool)
         .await?;
-    let mut created = HashMap::with_capacity(inserted.len());
-    for row in inserted {
-        let record = JobRecord::try_from(row)?;
-        created.insert(record.job_id.clone(), record);
-    }
+    // Committed: from here on every failure is one request's own.
+    let mut created: HashMap<String, Result<JobRecord, StoreError>> =
+        inserted.into_iter().map(|row| (row.job_id.clone(), JobRecord::try_from(row))).collect();
     // The first request for a created id is its creator; every other request is a duplicate.
-    let mut claimed = HashSet::new();
-    let duplicates: Vec<&JobRecord> = records
+    let mut seen = HashSet::new();
+    let creator: Vec<bool> = records
         .iter()
-        .filter(|r| !(created.contains_key(&r.job_id) && claimed.insert(r.job_id.clone())))
+        .map(|r| created.contains_key(r.job_id.as_str()) && seen.insert(r.job_id.as_str()))
         .collect();
-    let mut existing = HashMap::new();
-    if !duplicates.is_empty() {
-        let ids: Vec<&str> = duplicates.iter().map(|r| r.job_id.as_str()).collect();
-        let rows: Vec<JobRow> =
-            sqlx::query_as(SELECT_MANY).persistent(false).bind(&ids).fetch_all(&mut *tx).await?;
-        for row in rows {
-            let record = JobRecord::try_from(row)?;
-            existing.insert(record.job_id.clone(), record);
-        }
-        for r in &duplicates {
-            // Another tenant's job reads as missing, as in `get_job`.
-            if existing.get(&r.job_id).is_none_or(|e: &JobRecord| e.tenant_id != r.tenant_id) {
-                return Err(StoreError::NotFound("job"));
+    let duplicates: Vec<&JobRecord> =
+        records.iter().zip(&creator).filter(|&(_, &c)| !c).map(|(r, _)| r).collect();
+    // One result per duplicate request, in order.
+    let found: Vec<Result<Option<JobRecord>, StoreError>> = if duplicates.is_empty() {
+        Vec::new()
+    } else {
+        match record_duplicates(pool, &duplicates, now).await {
+            Ok(found) => found.into_iter().map(Ok).collect(),
+            // The connection failed: every duplicate is answered with it (retryable).
+            Err(e) if e.for_each_item().is_some() => {
+                duplicates.iter().map(|_| Err(StoreError::BatchFailed(e.report()))).collect()
+            }
+            // Something one duplicate may have caused: each on its own finds out.
+            Err(e) => {
+                tracing::warn!(error = %e.report(), duplicates = duplicates.len(), "reading a batch's duplicate requests failed; reading each on its own");
+                let mut each = Vec::with_capacity(duplicates.len());
+                for r in &duplicates {
+                    each.push(record_duplicates(pool, &[r], now).await.map(|mut one| one.pop().flatten()));
+                }
+                each
             }
         }
+    };
+    let mut found = found.into_iter();
+    Ok(records
+        .iter()
+        .zip(creator)
+        .map(|(r, creator)| {
+            if creator {
+                let record = created.remove(r.job_id.as_str()).unwrap_or(Err(StoreError::NotFound("job")));
+                return record.map(|c| (c, true));
+            }
+            match found.next() {
+                Some(Ok(Some(existing))) => Ok((existing, false)),
+                Some(Err(e)) => Err(e),
+                // Another tenant's job reads as missing, as in `get_job`.
+                Some(Ok(None)) | None => Err(StoreError::NotFound("job")),
+            }
+        })
+        .collect())
+}
+
+/// The existing records of `duplicates`, one per request in order, with a `duplicate_enqueue`
+/// audit row for each request whose tenant's job it is, in one transaction. A job id held by
+/// another tenant's job reads as missing (`None`), as in `get_job`, and gets no audit row.
+async fn record_duplicates(
+    pool: &PgPool,
+    duplicates: &[&JobRecord],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<JobRecord>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<&str> = duplicates.iter().map(|r| r.job_id.as_str()).collect();
+    let rows: Vec<JobRow> =
+        sqlx::query_as(SELECT_MANY).persistent(false).bind(&ids).fetch_all(&mut *tx).await?;
+    let mut existing = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let record = JobRecord::try_from(row)?;
+        existing.insert(record.job_id.clone(), record);
+    }
+    // Job ids are unique across tenants: the row found is the request's only if its tenant's.
+    let found: Vec<Option<JobRecord>> = duplicates
+        .iter()
+        .map(|r| existing.get(&r.job_id).filter(|e| e.tenant_id == r.tenant_id).cloned())
+        .collect();
+    let own: Vec<&JobRecord> =
+        duplicates.iter().zip(&found).filter(|(_, f)| f.is_some()).map(|(r, _)| *r).collect();
+    if !own.is_empty() {
         sqlx::query(AUDIT_DUPLICATES)
-            .bind(duplicates.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
-            .bind(&ids)
-            .bind(duplicates.iter().map(|r| Json(enqueue_detail(r))).collect::<Vec<_>>())
+            .bind(own.iter().map(|r| r.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(own.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>())
+            .bind(own.iter().map(|r| Json(enqueue_detail(r))).collect::<Vec<_>>())
             .bind(now)
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
-    let mut claimed = HashSet::new();
-    records
-        .iter()
-        .map(|r| match created.get(&r.job_id) {
-            Some(record) => Ok((record.clone(), claimed.insert(r.job_id.clone()))),
-            None => existing.get(&r.job_id).map(|e| (e.clone(), false)).ok_or(StoreError::NotFound("job")),
-        })
-        .collect()
+    Ok(found)
 }
 
 /// Progress writes, then starts and completions: the progress writes in one statement, the starts

@@ -25,15 +25,17 @@ const COMPLETE: &str = include_str!("../../sql/sqlite/jobs/complete.sql");
 
 /// Pending records, each inserted or found (a duplicate request with its `duplicate_enqueue` audit
 /// row), in one transaction. Rows are written in job-id order, so concurrent batches lock in the
-/// same order and cannot deadlock.
+/// same order and cannot deadlock. A job id held by another tenant's job reads as missing, as in
+/// `get_job`: that request alone gets `NotFound`.
 pub(super) async fn create_pending(
     db: &Db,
     records: &[JobRecord],
-) -> Result<Vec<(JobRecord, bool)>, StoreError> {
+) -> Result<Vec<Result<(JobRecord, bool), StoreError>>, StoreError> {
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by(|&x, &y| records[x].job_id.cmp(&records[y].job_id));
     let mut tx = db.begin().await?;
-    let mut out: Vec<Option<(JobRecord, bool)>> = (0..records.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Result<(JobRecord, bool), StoreError>>> =
+        (0..records.len()).map(|_| None).collect();
     for &i in &order {
         let r = &records[i];
         let args: [Arg<'_>; 10] = [
@@ -52,17 +54,19 @@ pub(super) async fn create_pending(
         let (row, created) = match inserted {
             Some(row) => (row, true),
             None => {
-                let row =
-                    select(&mut tx, &r.tenant_id, &r.job_id).await?.ok_or(StoreError::NotFound("job"))?;
+                let Some(row) = select(&mut tx, &r.tenant_id, &r.job_id).await? else {
+                    out[i] = Some(Err(StoreError::NotFound("job")));
+                    continue;
+                };
                 let (tenant, job, detail) = (&r.tenant_id, Some(&r.job_id), enqueue_detail(r));
                 audit::append(&mut tx, tenant, job, "duplicate_enqueue", &detail, r.created_at).await?;
                 (row, false)
             }
         };
-        out[i] = Some((row.try_into()?, created));
+        out[i] = Some(Ok((row.try_into()?, created)));
     }
     tx.commit().await?;
-    out.into_iter().map(|o| o.ok_or(StoreError::NotFound("job"))).collect()
+    Ok(out.into_iter().map(|o| o.unwrap_or(Err(StoreError::NotFound("job")))).collect())
 }
 
 /// Progress writes, then starts and completions, one statement each (and a `started` audit row for

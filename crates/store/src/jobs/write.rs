@@ -47,17 +47,30 @@ impl Store {
     /// by the core), [`StoreError::Database`] when the database fails.
     pub async fn create_pending(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
         let mut out = self.create_pending_many(vec![job]).await?;
-        out.pop().ok_or(StoreError::NotFound("job"))
+        out.pop().unwrap_or(Err(StoreError::NotFound("job")))
     }
 
-    /// [`Store::create_pending`] for many jobs in one transaction (one commit): how the producer
-    /// records concurrent requests together. Results come back in the order given; a job id that
-    /// appears twice is created once. Rows are written in job-id order, so concurrent batches lock
-    /// in the same order and cannot deadlock.
+    /// [`Store::create_pending`] for many jobs: how the producer records concurrent requests
+    /// together. Results come back in the order given, one per request; a job id that appears
+    /// twice is created once, for its first request. Rows are written in job-id order, so
+    /// concurrent batches lock in the same order and cannot deadlock.
+    ///
+    /// On PostgreSQL one statement writes every new record and commits on its own (one round
+    /// trip, no `BEGIN`/`COMMIT`); duplicates (rare) then read their records and append their
+    /// audit rows in one transaction. On SQLite every request is a statement of one transaction.
     ///
     /// # Errors
-    /// As [`Store::create_pending`]; then none of the jobs was recorded.
-    pub async fn create_pending_many(&self, jobs: Vec<NewJob>) -> Result<Vec<(JobRecord, bool)>, StoreError> {
+    /// The outer error when the batch could not be written. On SQLite nothing was; on PostgreSQL
+    /// the new records' insert failed, or its answer was lost after it committed — no request
+    /// was told it created its job, and the client's retry (which finds a live job with no queue
+    /// trace and enqueues it) or the reconciler enqueues what was written. A request's own error
+    /// (as [`Store::create_pending`]): its job id is another tenant's job, or on PostgreSQL its
+    /// existing record could not be read — the batch's new jobs are recorded and answered as
+    /// created all the same.
+    pub async fn create_pending_many(
+        &self,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Result<(JobRecord, bool), StoreError>>, StoreError> {
         let now = now();
         let records: Vec<JobRecord> = jobs.into_iter().map(|j| JobRecord::pending(j, now)).collect();
         match &self.db {

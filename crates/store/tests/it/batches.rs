@@ -1,7 +1,7 @@
 //! The batched job writes production runs — pending records of many requests, and the worker's
 //! progress, starts and completions of many jobs — each fenced like its single form.
 
-use longhaul_core::{JobStatus, Progress, TransitionError};
+use longhaul_core::{JobStatus, NewJob, Progress, TransitionError};
 use longhaul_store::{JobFilter, Store, WriteOutcome};
 use serde_json::json;
 
@@ -70,12 +70,18 @@ conformance!(starts_and_completions_share_one_transaction, |store: Store| async 
     assert!(store.write_many(&[]).await.expect("empty").is_empty());
 });
 
-conformance!(pending_records_of_many_requests_in_one_transaction, |store: Store| async move {
+conformance!(pending_records_of_many_requests_in_one_batch, |store: Store| async move {
     let a = setup_job(&store, "acme", "T-ma", 3).await;
     let b = setup_job(&store, "acme", "T-mb", 3).await;
     store.create_pending(b.clone()).await.expect("b exists already");
     // Out of id order, b a duplicate of an existing record, a twice in one batch.
-    let results = store.create_pending_many(vec![b.clone(), a.clone(), a.clone()]).await.expect("batch");
+    let results: Vec<_> = store
+        .create_pending_many(vec![b.clone(), a.clone(), a.clone()])
+        .await
+        .expect("batch")
+        .into_iter()
+        .map(|r| r.expect("each"))
+        .collect();
     let summary: Vec<_> = results.iter().map(|(r, created)| (r.job_id.clone(), *created)).collect();
     assert_eq!(summary, [(b.job_id.clone(), false), (a.job_id.clone(), true), (a.job_id.clone(), false)]);
     assert_eq!(
@@ -83,6 +89,92 @@ conformance!(pending_records_of_many_requests_in_one_transaction, |store: Store|
         2
     );
 });
+
+conformance!(a_job_id_of_another_tenant_in_a_batch_fails_that_request_alone, |store: Store| async move {
+    let theirs = setup_job(&store, "other", "T-theirs", 3).await;
+    store.create_pending(theirs.clone()).await.expect("their job");
+    let mine = setup_job(&store, "acme", "T-mine", 3).await;
+    // A request of acme's naming the other tenant's job id, beside a new job of acme's.
+    let clash = NewJob { job_id: theirs.job_id.clone(), ..setup_job(&store, "acme", "T-clash", 3).await };
+    let results = store.create_pending_many(vec![clash, mine.clone()]).await.expect("batch");
+    assert!(matches!(results[0], Err(longhaul_store::StoreError::NotFound("job"))), "{:?}", results[0]);
+    let (record, created) = results[1].as_ref().expect("the new job");
+    assert_eq!((&record.job_id, *created), (&mine.job_id, true));
+    assert!(store.get_job(&mine.tenant_id, &mine.job_id).await.expect("get").is_some(), "recorded");
+    let theirs_now = store.get_job(&theirs.tenant_id, &theirs.job_id).await.expect("get").expect("theirs");
+    assert_eq!(theirs_now.key.as_deref(), Some("T-theirs"), "their record is untouched");
+    let audit = store.job_audit(&theirs.tenant_id, &theirs.job_id).await.expect("audit");
+    assert!(audit.iter().all(|e| e.action != "duplicate_enqueue"), "no audit row on their job: {audit:?}");
+});
+
+conformance!(two_tenants_naming_one_job_id_in_a_batch_each_get_their_own_answer, |store: Store| async move {
+    use longhaul_core::JobId;
+    let theirs = setup_job(&store, "other", "T-o", 3).await;
+    let mine = setup_job(&store, "acme", "T-m", 3).await;
+    store.create_pending(theirs.clone()).await.expect("their job");
+    let clash = NewJob { job_id: theirs.job_id.clone(), ..mine.clone() };
+    // An existing id: the owner's request is a duplicate, the other tenant's reads as missing,
+    // in either order.
+    for batch in [vec![clash.clone(), theirs.clone()], vec![theirs.clone(), clash.clone()]] {
+        let results = store.create_pending_many(batch.clone()).await.expect("batch");
+        for (request, result) in batch.iter().zip(&results) {
+            if request.tenant_id == theirs.tenant_id {
+                let (record, created) = result.as_ref().expect("the owner's duplicate");
+                assert_eq!((&record.tenant_id, *created), (&theirs.tenant_id, false));
+            } else {
+                assert!(matches!(result, Err(longhaul_store::StoreError::NotFound("job"))), "{result:?}");
+            }
+        }
+    }
+    // A new id asked for by one tenant, then another, then the first again: the first creates it,
+    // the second reads it as missing, the third is a duplicate of the first's.
+    let id = JobId::derive(&mine.tenant_id, "test", &longhaul_core::JobKey::Derived("fresh".into()));
+    let ours = NewJob { job_id: id.clone(), ..mine.clone() };
+    let other = NewJob { job_id: id.clone(), ..theirs.clone() };
+    let results = store.create_pending_many(vec![ours.clone(), other, ours]).await.expect("batch");
+    let (first, created) = results[0].as_ref().expect("creator");
+    assert_eq!((&first.tenant_id, *created), (&mine.tenant_id, true));
+    assert!(matches!(results[1], Err(longhaul_store::StoreError::NotFound("job"))), "{:?}", results[1]);
+    let (third, created) = results[2].as_ref().expect("duplicate");
+    assert_eq!((&third.tenant_id, *created), (&mine.tenant_id, false));
+});
+
+/// A duplicate whose audit row fails (here a trigger refuses it) costs that request alone: the
+/// batch's new job is recorded by then (its insert committed on its own) and answered as created,
+/// the other duplicate gets its record and its audit row. On the previous form (one transaction)
+/// the whole batch failed and every request was retried on its own.
+#[tokio::test]
+async fn postgres_a_duplicate_whose_audit_row_fails_leaves_the_new_job_created() {
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    let (old, bad) = (setup_job(&db, "acme", "T-old", 3).await, setup_job(&db, "acme", "T-bad", 3).await);
+    for j in [&old, &bad] {
+        db.create_pending(j.clone()).await.expect("existing");
+    }
+    let refused = format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.job_id = '{}' AND NEW.action = 'duplicate_enqueue' THEN RAISE EXCEPTION 'refused'; END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER refuse BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse();",
+        bad.job_id
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(refused)).execute(&mut conn).await.expect("trigger");
+    let new = setup_job(&db, "acme", "T-new", 3).await;
+    let results = db.create_pending_many(vec![bad.clone(), new.clone(), old.clone()]).await.expect("batch");
+    assert!(matches!(results[0], Err(longhaul_store::StoreError::Database(_))), "{:?}", results[0]);
+    let (record, created) = results[1].as_ref().expect("the new job");
+    assert_eq!((&record.job_id, *created), (&new.job_id, true));
+    let (record, created) = results[2].as_ref().expect("the other duplicate");
+    assert_eq!((&record.job_id, *created), (&old.job_id, false));
+    let actions =
+        |audit: Vec<longhaul_store::AuditEntry>| audit.into_iter().map(|e| e.action).collect::<Vec<_>>();
+    assert_eq!(
+        actions(db.job_audit(&old.tenant_id, &old.job_id).await.expect("audit")),
+        ["enqueued", "duplicate_enqueue"]
+    );
+    assert_eq!(actions(db.job_audit(&bad.tenant_id, &bad.job_id).await.expect("audit")), ["enqueued"]);
+    assert!(db.get_job(&new.tenant_id, &new.job_id).await.expect("get").is_some(), "the new job is recorded");
+}
 
 conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Store| async move {
     use longhaul_store::{StoreError, Write};
@@ -264,7 +356,7 @@ conformance!(progress_and_the_completion_of_one_job_share_a_batch_in_order, |sto
 conformance!(
     in_a_batch_the_first_request_for_an_id_writes_the_record_it_is_told_it_created,
     |store: Store| async move {
-        use longhaul_core::{IdempotencyKey, JobId, NewJob};
+        use longhaul_core::{IdempotencyKey, JobId};
         // Requests sharing an idempotency key share a job id, whatever input they carry. Mixed with
         // other requests in a batch large enough for the database to sort it, the creator (the first
         // request for the id) must get the record written from its own request.
@@ -278,7 +370,13 @@ conformance!(
             batch.push(NewJob { job_id: id.clone(), ..first });
             batch.push(NewJob { job_id: id, ..second });
         }
-        let results = store.create_pending_many(batch.clone()).await.expect("batch");
+        let results: Vec<_> = store
+            .create_pending_many(batch.clone())
+            .await
+            .expect("batch")
+            .into_iter()
+            .map(|r| r.expect("each"))
+            .collect();
         for (request, (record, created)) in batch.iter().zip(&results) {
             let first_for_id = batch.iter().position(|r| r.job_id == request.job_id).expect("present");
             let creator = &batch[first_for_id];

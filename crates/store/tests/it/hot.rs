@@ -253,7 +253,12 @@ async fn postgres_batched_writes_use_the_index_once_jobs_is_large() {
     // in a third (6 updates).
     let round = async |tag: String| {
         let pair = [job(format!("{tag}-a")), job(format!("{tag}-b"))];
-        store.create_pending_many(pair.to_vec()).await.expect("create");
+        store
+            .create_pending_many(pair.to_vec())
+            .await
+            .expect("create")
+            .into_iter()
+            .for_each(|r| drop(r.expect("new")));
         let (_, outcomes) =
             store.write_batch(&[], &pair.iter().map(start).collect::<Vec<_>>()).await.expect("starts");
         outcomes.into_iter().for_each(|o| drop(applied(o.expect("start"))));

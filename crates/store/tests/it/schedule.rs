@@ -153,7 +153,13 @@ conformance!(a_duplicate_returns_the_first_record_unchanged, |store: Store| asyn
     let (t, j) = (first.tenant_id.clone(), first.job_id.clone());
     // The same id asked for at once now and later, with another priority: one record, the first's.
     let again = NewJob { run_at: None, priority: Priority::High, ..first.clone() };
-    let out = store.create_pending_many(vec![first.clone(), again.clone()]).await.expect("batch");
+    let out: Vec<_> = store
+        .create_pending_many(vec![first.clone(), again.clone()])
+        .await
+        .expect("batch")
+        .into_iter()
+        .map(|r| r.expect("each"))
+        .collect();
     assert_eq!((out[0].1, out[1].1), (true, false));
     for (record, _) in &out {
         assert_eq!(
