@@ -167,7 +167,8 @@ impl AppState {
 }
 
 /// Writes the pending records of concurrent requests together (group commit, see
-/// [`Store::create_pending_many`]); each request waits for its own commit. The task ends when the last handle is dropped.
+/// [`Store::create_pending_many`]); each request waits for its own commit. The task ends when the
+/// last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct PendingWriter {
     batcher: Batcher<NewJob, Result<(JobRecord, bool), StoreError>>,

@@ -45,7 +45,8 @@ const COMPLETE_MANY: &str = include_str!("../../sql/postgres/jobs/complete_many.
 /// its answer was lost after it committed: then no request is answered as created, and a client's
 /// retry (a duplicate of a live job with no queue trace) or the reconciler enqueues what it wrote.
 /// A duplicate whose read or audit row fails gets its own error; the batch's new jobs stay
-/// recorded and answered as created.
+/// recorded and answered as created — unless a created row cannot be read back (`Corrupt`): that
+/// request gets the error, its record stays for the reconciler.
 pub(super) async fn create_pending(
     pool: &PgPool,
     records: &[JobRecord],
@@ -86,9 +87,13 @@ pub(super) async fn create_pending(
             Err(e) if e.for_each_item().is_some() => {
                 duplicates.iter().map(|_| Err(StoreError::BatchFailed(e.report()))).collect()
             }
+            // A lone duplicate's own failure.
+            Err(e) if duplicates.len() == 1 => vec![Err(e)],
             // Something one duplicate may have caused: each on its own finds out.
             Err(e) => {
-                tracing::warn!(error = %e.report(), duplicates = duplicates.len(), "reading a batch's duplicate requests failed; reading each on its own");
+                let (error, n) = (e.report(), duplicates.len());
+                let what = "a batch's duplicate requests failed; reading each on its own";
+                tracing::warn!(error, duplicates = n, "{what}");
                 let mut each = Vec::with_capacity(duplicates.len());
                 for r in &duplicates {
                     each.push(record_duplicates(pool, &[r], now).await.map(|mut one| one.pop().flatten()));

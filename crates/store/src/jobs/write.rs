@@ -44,7 +44,9 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::NotFound`] when the job id exists under another tenant (never for ids derived
-    /// by the core), [`StoreError::Database`] when the database fails.
+    /// by the core), [`StoreError::Database`] when the database fails, [`StoreError::BatchFailed`]
+    /// (retryable) when the connection failed while a duplicate's record was read,
+    /// [`StoreError::Corrupt`] when a stored row cannot be read back.
     pub async fn create_pending(&self, job: NewJob) -> Result<(JobRecord, bool), StoreError> {
         let mut out = self.create_pending_many(vec![job]).await?;
         out.pop().unwrap_or(Err(StoreError::NotFound("job")))
@@ -65,8 +67,11 @@ impl Store {
     /// was told it created its job, and the client's retry (which finds a live job with no queue
     /// trace and enqueues it) or the reconciler enqueues what was written. A request's own error
     /// (as [`Store::create_pending`]): its job id is another tenant's job, or on PostgreSQL its
-    /// existing record could not be read — the batch's new jobs are recorded and answered as
-    /// created all the same.
+    /// existing record could not be read or its audit row written (`BatchFailed` when the
+    /// connection failed) — the batch's new jobs are recorded and answered as created all the
+    /// same. If the outer error came after the insert committed and was not the connection's,
+    /// the producer serves each request alone: the creator's request then finds its own record
+    /// and is answered as a duplicate (nothing is lost; the record is enqueued).
     pub async fn create_pending_many(
         &self,
         jobs: Vec<NewJob>,

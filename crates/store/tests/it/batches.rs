@@ -103,8 +103,12 @@ conformance!(a_job_id_of_another_tenant_in_a_batch_fails_that_request_alone, |st
     assert!(store.get_job(&mine.tenant_id, &mine.job_id).await.expect("get").is_some(), "recorded");
     let theirs_now = store.get_job(&theirs.tenant_id, &theirs.job_id).await.expect("get").expect("theirs");
     assert_eq!(theirs_now.key.as_deref(), Some("T-theirs"), "their record is untouched");
-    let audit = store.job_audit(&theirs.tenant_id, &theirs.job_id).await.expect("audit");
-    assert!(audit.iter().all(|e| e.action != "duplicate_enqueue"), "no audit row on their job: {audit:?}");
+    // Audit rows are written under the requesting tenant: neither acme's nor theirs may hold one.
+    for t in [&mine.tenant_id, &theirs.tenant_id] {
+        let audit = store.job_audit(t, &theirs.job_id).await.expect("audit");
+        let duplicate = audit.iter().any(|e| e.action == "duplicate_enqueue");
+        assert!(!duplicate, "no duplicate audit row for {t}: {audit:?}");
+    }
 });
 
 conformance!(two_tenants_naming_one_job_id_in_a_batch_each_get_their_own_answer, |store: Store| async move {
@@ -117,6 +121,7 @@ conformance!(two_tenants_naming_one_job_id_in_a_batch_each_get_their_own_answer,
     // in either order.
     for batch in [vec![clash.clone(), theirs.clone()], vec![theirs.clone(), clash.clone()]] {
         let results = store.create_pending_many(batch.clone()).await.expect("batch");
+        assert_eq!(results.len(), batch.len(), "one answer per request");
         for (request, result) in batch.iter().zip(&results) {
             if request.tenant_id == theirs.tenant_id {
                 let (record, created) = result.as_ref().expect("the owner's duplicate");

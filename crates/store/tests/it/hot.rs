@@ -277,7 +277,9 @@ async fn postgres_batched_writes_use_the_index_once_jobs_is_large() {
     }
     let grown: Vec<_> = (0..4000).map(|i| job(format!("bulk-{i}"))).collect();
     for chunk in grown.chunks(1000) {
-        store.create_pending_many(chunk.to_vec()).await.expect("bulk create");
+        for created in store.create_pending_many(chunk.to_vec()).await.expect("bulk create") {
+            assert!(created.expect("each").1, "every job is new");
+        }
     }
     let before = seq_scans_by(store, 6 * rounds).await;
     round("large".to_owned()).await;
