@@ -116,6 +116,45 @@ async fn one_job_twice_in_a_batch_is_recorded_once() {
     .await;
 }
 
+/// Duplicates whose read loses its connection (a trigger ends its own backend at their audit row)
+/// beside a new job: the new job is answered 202 and enqueued, each duplicate 503 with
+/// `retryable`, and nothing is lost or doubled — the same batch sent again answers 200 for all
+/// three, with one entry per job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_duplicates_that_lose_their_connection_are_retryable_beside_a_new_job() {
+    let t = TestApp::new(Backend::Postgres).await;
+    let item = |doc: &str| json!({"kind": "summarize", "input": summary_input(doc, "Some text.")});
+    let first = batch(&t, json!([item("doc-a"), item("doc-b")])).await;
+    assert_eq!(statuses(&first), [202, 202], "{first:?}");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&t.db.url).await.expect("connect");
+    sqlx::raw_sql(
+        "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.action = 'duplicate_enqueue' THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER cut BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION cut();",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("trigger");
+    let jobs = json!([item("doc-a"), item("doc-c"), item("doc-b")]);
+    let cut = batch(&t, jobs.clone()).await;
+    assert_eq!(statuses(&cut), [503, 202, 503], "{cut:?}");
+    for i in [0, 2] {
+        assert_eq!(cut.json["results"][i]["error"]["retryable"], true, "{}", cut.json["results"][i]);
+    }
+    assert_eq!(cut.json["results"][1]["job"]["status"], "queued");
+    assert_eq!((t.job_rows().await, t.summarize_len().await), (3, 3));
+
+    sqlx::raw_sql("DROP TRIGGER cut ON audit_log").execute(&mut conn).await.expect("drop trigger");
+    let again = batch(&t, jobs).await;
+    assert_eq!(statuses(&again), [200, 200, 200], "{again:?}");
+    assert_eq!(again.json["results"][1]["job"], cut.json["results"][1]["job"]);
+    for i in [0, 1] {
+        assert_eq!(again.json["results"][2 * i]["job"], first.json["results"][i]["job"], "item {}", 2 * i);
+    }
+    assert_eq!((t.job_rows().await, t.summarize_len().await), (3, 3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_is_bounded_in_items_and_bytes() {
     let t = TestApp::new(Backend::Postgres).await;

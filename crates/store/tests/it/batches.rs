@@ -181,6 +181,47 @@ async fn postgres_a_duplicate_whose_audit_row_fails_leaves_the_new_job_created()
     assert!(db.get_job(&new.tenant_id, &new.job_id).await.expect("get").is_some(), "the new job is recorded");
 }
 
+/// The connection lost between the insert and the duplicates' read (here a trigger ends its own
+/// backend at a duplicate's audit row): the insert had committed, so the new job is answered as
+/// created and recorded; each duplicate gets the retryable `BatchFailed` at once, with no audit
+/// row, instead of each being tried again against a database that may be down.
+#[tokio::test]
+async fn postgres_duplicates_whose_connection_is_lost_are_retryable_and_the_new_job_stands() {
+    let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
+    let (one, two) = (setup_job(&db, "acme", "T-one", 3).await, setup_job(&db, "acme", "T-two", 3).await);
+    for j in [&one, &two] {
+        db.create_pending(j.clone()).await.expect("existing");
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+    sqlx::raw_sql(
+        "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.action = 'duplicate_enqueue' THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; \
+           RETURN NEW; END $$; \
+         CREATE TRIGGER cut BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION cut();",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("trigger");
+    let new = setup_job(&db, "acme", "T-new", 3).await;
+    let results = db.create_pending_many(vec![one.clone(), new.clone(), two.clone()]).await.expect("batch");
+    assert_eq!(results.len(), 3);
+    for i in [0, 2] {
+        assert!(
+            matches!(results[i], Err(longhaul_store::StoreError::BatchFailed(_))),
+            "{i}: {:?}",
+            results[i]
+        );
+    }
+    let (record, created) = results[1].as_ref().expect("the new job");
+    assert_eq!((&record.job_id, *created), (&new.job_id, true));
+    sqlx::raw_sql("DROP TRIGGER cut ON audit_log").execute(&mut conn).await.expect("drop trigger");
+    assert!(db.get_job(&new.tenant_id, &new.job_id).await.expect("get").is_some(), "the new job is recorded");
+    for j in [&one, &two] {
+        let audit = db.job_audit(&j.tenant_id, &j.job_id).await.expect("audit");
+        assert_eq!(audit.into_iter().map(|e| e.action).collect::<Vec<_>>(), ["enqueued"], "{}", j.job_id);
+    }
+}
+
 conformance!(a_batch_of_distinct_jobs_is_fenced_like_single_writes, |store: Store| async move {
     use longhaul_store::{StoreError, Write};
     let jobs = [
