@@ -193,6 +193,31 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// (PostgreSQL) Ends the session of whoever inserts an `audit_log` row whose action is
+    /// `action`, from then on (`true`) or no more (`false`): a connection lost in the middle of a
+    /// transaction, at a point the test chooses.
+    ///
+    /// # Panics
+    /// On SQLite, or when the trigger cannot be created or dropped.
+    pub async fn cut_connections_at_audit(&self, action: &str, on: bool) {
+        assert!(self.pg_name.is_some(), "cutting connections needs a PostgreSQL test database");
+        let mut conn = PgConnection::connect(&self.url).await.expect("PostgreSQL test database");
+        let sql = if on {
+            // `action` is the test's own literal.
+            format!(
+                "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                   IF NEW.action = '{action}' THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; \
+                   RETURN NEW; END $$; \
+                 CREATE TRIGGER cut BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION cut();"
+            )
+        } else {
+            "DROP TRIGGER cut ON audit_log; DROP FUNCTION cut();".to_owned()
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect("the cutting trigger");
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else { return };

@@ -126,16 +126,7 @@ async fn postgres_duplicates_that_lose_their_connection_are_retryable_beside_a_n
     let item = |doc: &str| json!({"kind": "summarize", "input": summary_input(doc, "Some text.")});
     let first = batch(&t, json!([item("doc-a"), item("doc-b")])).await;
     assert_eq!(statuses(&first), [202, 202], "{first:?}");
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&t.db.url).await.expect("connect");
-    sqlx::raw_sql(
-        "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.action = 'duplicate_enqueue' THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; \
-           RETURN NEW; END $$; \
-         CREATE TRIGGER cut BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION cut();",
-    )
-    .execute(&mut conn)
-    .await
-    .expect("trigger");
+    t.db.cut_connections_at_audit("duplicate_enqueue", true).await;
     let jobs = json!([item("doc-a"), item("doc-c"), item("doc-b")]);
     let cut = batch(&t, jobs.clone()).await;
     assert_eq!(statuses(&cut), [503, 202, 503], "{cut:?}");
@@ -145,7 +136,7 @@ async fn postgres_duplicates_that_lose_their_connection_are_retryable_beside_a_n
     assert_eq!(cut.json["results"][1]["job"]["status"], "queued");
     assert_eq!((t.job_rows().await, t.summarize_len().await), (3, 3));
 
-    sqlx::raw_sql("DROP TRIGGER cut ON audit_log").execute(&mut conn).await.expect("drop trigger");
+    t.db.cut_connections_at_audit("duplicate_enqueue", false).await;
     let again = batch(&t, jobs).await;
     assert_eq!(statuses(&again), [200, 200, 200], "{again:?}");
     assert_eq!(again.json["results"][1]["job"], cut.json["results"][1]["job"]);

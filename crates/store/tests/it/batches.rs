@@ -192,16 +192,7 @@ async fn postgres_duplicates_whose_connection_is_lost_are_retryable_and_the_new_
     for j in [&one, &two] {
         db.create_pending(j.clone()).await.expect("existing");
     }
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
-    sqlx::raw_sql(
-        "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-           IF NEW.action = 'duplicate_enqueue' THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; \
-           RETURN NEW; END $$; \
-         CREATE TRIGGER cut BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION cut();",
-    )
-    .execute(&mut conn)
-    .await
-    .expect("trigger");
+    db.cut_connections_at_audit("duplicate_enqueue", true).await;
     let new = setup_job(&db, "acme", "T-new", 3).await;
     let results = db.create_pending_many(vec![one.clone(), new.clone(), two.clone()]).await.expect("batch");
     assert_eq!(results.len(), 3);
@@ -214,7 +205,7 @@ async fn postgres_duplicates_whose_connection_is_lost_are_retryable_and_the_new_
     }
     let (record, created) = results[1].as_ref().expect("the new job");
     assert_eq!((&record.job_id, *created), (&new.job_id, true));
-    sqlx::raw_sql("DROP TRIGGER cut ON audit_log").execute(&mut conn).await.expect("drop trigger");
+    db.cut_connections_at_audit("duplicate_enqueue", false).await;
     assert!(db.get_job(&new.tenant_id, &new.job_id).await.expect("get").is_some(), "the new job is recorded");
     for j in [&one, &two] {
         let audit = db.job_audit(&j.tenant_id, &j.job_id).await.expect("audit");
