@@ -9,8 +9,6 @@
 //!   3-primary Redis Cluster of [`cluster`], which is started on first use.
 //! - [`wait_until`] / [`poll_until`] — polls a condition with a deadline and reports the last state
 //!   seen; tests never sleep to synchronise.
-//! - [`gate::TcpGate`] — a TCP forwarder to a real server whose client-to-server direction can be
-//!   held: one client's server stalls while the rest of the test goes on.
 //! - [`procs`] — the built binaries as processes (end-to-end tests, demo, benchmark): start with a
 //!   shared environment, wait for readiness, SIGTERM then SIGKILL, logs.
 //!
@@ -18,7 +16,6 @@
 //! the fixtures at other servers.
 
 pub mod cluster;
-pub mod gate;
 pub mod procs;
 mod tls;
 

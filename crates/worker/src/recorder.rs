@@ -8,29 +8,18 @@
 //! its own if the batch fails — [`all_or_each`] — unless the connection failed, when every write
 //! gets a retryable error at once and its executor holds its delivery until storage is back). Failures, retries and cancellations have no
 //! batched form in storage: each is its own transaction, begun once the batch it arrived with has
-//! committed and its events are out, and run beside the next batches. An executor waits for each
-//! of its writes to be committed before it goes on, so nothing is acknowledged that storage does
-//! not hold, but concurrent jobs share one commit instead of paying one each.
-//!
-//! **The batch's tail.** After its commit a batch emits its `progress` events (a Redis round
-//! trip). That tail runs beside the next batch's write to storage, not before it, so the next
-//! batch's commit does not wait for the previous batch's events. The order still holds: a batch
-//! answers no executor and emits nothing before the previous batch's tail is done (so every earlier
-//! event is out), and an executor whose job has a `progress` event in its own batch is answered
-//! only after that event (with the failures, retries and cancellations, which begin after it too).
-//! A tail that panics is logged; the executors it would have answered see the recorder as gone.
+//! committed, and run beside the next batches. An executor waits for each of its writes to be
+//! committed before it goes on, so nothing is acknowledged that storage does not hold, but
+//! concurrent jobs share one commit instead of paying one each.
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use longhaul_core::{ErrorClass, JobContext, JobId, Progress, TenantId};
 use longhaul_queue::{Event, EventKind, Queue, now_ms};
-use longhaul_service::batch::{Fallback, SLOW_BATCH, all_or_each};
+use longhaul_service::batch::{Fallback, all_or_each};
 use longhaul_store::{AttemptFailure, ProgressWrite, Store, StoreError, Write, WriteOutcome};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -102,12 +91,8 @@ pub enum Request {
 /// Largest batch in one transaction.
 const MAX_BATCH: usize = 256;
 
-/// What a batch leaves to do once committed: emit its `progress` events, then answer the
-/// executors of the jobs they name and begin its failures, retries and cancellations.
-type Tail = JoinHandle<()>;
-
 /// The recorder task. Runs until `stop`, then handles what is already queued and waits for the
-/// last batch's tail and the failures, retries and cancellations it began.
+/// failures, retries and cancellations it began.
 pub(crate) async fn run(
     store: Store,
     queue: Queue,
@@ -118,7 +103,6 @@ pub(crate) async fn run(
     let mut recorder = Recorder { store, queue, progress_interval, throttle: Throttle::default() };
     let singles = TaskTracker::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut tail = None;
     loop {
         tokio::select! {
             biased;
@@ -127,14 +111,11 @@ pub(crate) async fn run(
                 while let Ok(request) = rx.try_recv() {
                     batch.push(request);
                 }
-                tail = recorder.write(std::mem::take(&mut batch), &singles, tail).await;
+                recorder.write(std::mem::take(&mut batch), &singles).await;
                 break;
             }
         }
-        tail = recorder.write(std::mem::take(&mut batch), &singles, tail).await;
-    }
-    if let Some(tail) = tail {
-        finished(tail).await;
+        recorder.write(std::mem::take(&mut batch), &singles).await;
     }
     singles.close();
     singles.wait().await;
@@ -148,17 +129,9 @@ struct Recorder {
 }
 
 impl Recorder {
-    /// Writes one batch of requests: the batched writes and due progress in one transaction. Then,
-    /// once `previous` (the last batch's tail) is done, answers the executors whose jobs have no
-    /// `progress` event in this batch; the rest of the batch — its events, then the answers they
-    /// name and the failures, retries and cancellations — is the tail returned (`None` when the
-    /// batch has no event: then nothing is left).
-    async fn write(
-        &mut self,
-        batch: Vec<Request>,
-        singles: &TaskTracker,
-        previous: Option<Tail>,
-    ) -> Option<Tail> {
+    /// Writes one batch of requests: the batched writes and due progress in one transaction, then
+    /// begins the failures, retries and cancellations.
+    async fn write(&mut self, batch: Vec<Request>, singles: &TaskTracker) {
         let mut progress: Vec<(JobContext, String, Progress)> = Vec::new();
         let (mut writes, mut replies, mut later) = (Vec::new(), Vec::new(), Vec::new());
         let now = Instant::now();
@@ -183,71 +156,17 @@ impl Recorder {
                 }
             }
         }
-        let group = Group { store: &self.store, progress: &progress, applied: OnceLock::new() };
+        let group = Group { store: &self.store, queue: &self.queue, progress: &progress };
         let outcomes = all_or_each(&group, &writes).await;
-        let applied = group.applied.into_inner().unwrap_or_default();
-        let events = progress_events(&progress, &applied);
-        // Every earlier event is out before this batch answers anyone or emits its own.
-        if let Some(previous) = previous {
-            finished(previous).await;
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
         }
-        let announced: HashSet<&str> = events.iter().map(|e| e.job_id.as_str()).collect();
-        let mut held = Vec::new();
-        for ((write, reply), outcome) in writes.iter().zip(replies).zip(outcomes) {
-            if announced.contains(written_job(write).as_str()) {
-                held.push((reply, outcome));
-            } else {
-                let _ = reply.send(outcome);
-            }
+        for (write, reply) in later {
+            let store = self.store.clone();
+            singles.spawn(async move {
+                let _ = reply.send(single(&store, &write).await);
+            });
         }
-        let begin = {
-            let (store, singles) = (self.store.clone(), singles.clone());
-            move || {
-                for (write, reply) in later {
-                    let store = store.clone();
-                    singles.spawn(async move {
-                        let _ = reply.send(single(&store, &write).await);
-                    });
-                }
-            }
-        };
-        if events.is_empty() {
-            begin();
-            return None;
-        }
-        let queue = self.queue.clone();
-        Some(tokio::spawn(async move {
-            let started = Instant::now();
-            publish(&queue, &events).await;
-            let took = started.elapsed();
-            if took >= SLOW_BATCH {
-                // Every executor answered after these events waited as long.
-                tracing::warn!(
-                    events = events.len(),
-                    took_ms = took.as_millis() as u64,
-                    "publishing progress events was slow"
-                );
-            }
-            for (reply, outcome) in held {
-                let _ = reply.send(outcome);
-            }
-            begin();
-        }))
-    }
-}
-
-/// Waits for `tail`; one that panicked is logged (the answers it held are dropped: their
-/// executors see the recorder as gone and leave their entries to be delivered again).
-async fn finished(tail: Tail) {
-    if let Err(e) = tail.await {
-        tracing::error!(error = %e, "a batch's tail (its progress events and the answers after them) failed");
-    }
-}
-
-/// The job a batched write is of.
-fn written_job(write: &Write) -> &JobId {
-    match write {
-        Write::StartNext { job, .. } | Write::Complete { job, .. } => job,
     }
 }
 
@@ -285,12 +204,11 @@ async fn one(store: &Store, write: &Write) -> Result<WriteOutcome, StoreError> {
 }
 
 /// One batch's starts and completions with its progress: one transaction; each write on its own
-/// if that fails (progress is best effort: it is dropped). `applied` holds, once the transaction
-/// committed, which progress writes it applied.
+/// if that fails (progress is best effort: it is dropped).
 struct Group<'a> {
     store: &'a Store,
+    queue: &'a Queue,
     progress: &'a [(JobContext, String, Progress)],
-    applied: OnceLock<Vec<bool>>,
 }
 
 impl Fallback<Write> for Group<'_> {
@@ -313,8 +231,9 @@ impl Fallback<Write> for Group<'_> {
             .collect();
         match self.store.write_batch(&progress_writes, writes).await {
             Ok((applied, outcomes)) => {
-                // `all_or_each` calls `all` once; were it called again, the first answer stands.
-                let _ = self.applied.set(applied);
+                // The progress events go out before any executor hears of its outcome, so a job's
+                // events stay in order.
+                publish_progress(self.queue, self.progress, &applied).await;
                 Ok(outcomes)
             }
             Err(e) => {
@@ -337,9 +256,9 @@ impl Fallback<Write> for Group<'_> {
     }
 }
 
-/// The `progress` events of the applied progress writes.
-fn progress_events(progress: &[(JobContext, String, Progress)], applied: &[bool]) -> Vec<Event> {
-    progress
+/// Emits the `progress` events of the applied progress writes, in one round trip.
+async fn publish_progress(queue: &Queue, progress: &[(JobContext, String, Progress)], applied: &[bool]) {
+    let events: Vec<Event> = progress
         .iter()
         .zip(applied)
         .filter(|(_, applied)| **applied)
@@ -355,12 +274,11 @@ fn progress_events(progress: &[(JobContext, String, Progress)], applied: &[bool]
             event.progress = Some(progress.percent());
             event
         })
-        .collect()
-}
-
-/// Emits `events` in one round trip (best effort: a failure is logged).
-async fn publish(queue: &Queue, events: &[Event]) {
-    if let Err(e) = queue.publish_many(events).await {
+        .collect();
+    if events.is_empty() {
+        return;
+    }
+    if let Err(e) = queue.publish_many(&events).await {
         tracing::warn!(error = %longhaul_core::Report(&e), events = events.len(), "cannot publish progress events");
     }
 }
@@ -368,139 +286,8 @@ async fn publish(queue: &Queue, events: &[Event]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use longhaul_core::{JobKey, Lease, NewJob, Priority};
-    use longhaul_queue::{QueueConfig, RedisConnection};
-    use longhaul_testkit::gate::TcpGate;
-    use longhaul_testkit::{Backend, TestDb, TestQueue, wait_until};
+    use longhaul_core::{JobKey, Lease};
     use serde_json::Value;
-
-    /// The `progress` events on the events stream `key`, in order: (job, stage, percent).
-    async fn stream_progress(conn: &mut RedisConnection, key: &str) -> Vec<(String, String, String)> {
-        let entries: Vec<(String, std::collections::HashMap<String, String>)> =
-            redis::cmd("XRANGE").arg(key).arg("-").arg("+").query_async(conn).await.expect("XRANGE");
-        entries
-            .into_iter()
-            .filter(|(_, f)| f.get("type").map(String::as_str) == Some("progress"))
-            .map(|(_, mut f)| {
-                let mut take = |k: &str| f.remove(k).unwrap_or_default();
-                (take("job"), take("stage"), take("progress"))
-            })
-            .collect()
-    }
-
-    /// A batch is written to storage while the previous batch's `progress` events are held (here
-    /// its Redis link is), so its commit does not wait for them; the order holds all the same: no
-    /// answer of the next batch before those events are out, and a job's completion answered only
-    /// after the event of its own last stage.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_is_written_while_the_last_events_are_held_and_answers_wait_for_them() {
-        let db = TestDb::new(Backend::Postgres).await;
-        let tq = TestQueue::new(|_| {}).await;
-        let (gate, gated) = TcpGate::for_url(&tq.url).await;
-        // A long operation timeout: a held publish waits for the gate instead of failing.
-        let config = QueueConfig { op_timeout: Duration::from_secs(60), ..tq.queue.config().clone() };
-        let queue = Queue::new(&gated, config).expect("queue");
-        queue.ping().await.expect("the gated link is up");
-
-        let tenant = TenantId::parse("acme").expect("tenant");
-        db.create_tenant(&tenant, "Acme", None).await.expect("tenant");
-        let mut ctx = Vec::new();
-        for key in ["T-a", "T-b"] {
-            let job = NewJob {
-                job_id: JobId::derive(&tenant, "test", &JobKey::Derived(key.into())),
-                tenant_id: tenant.clone(),
-                kind: "test".into(),
-                key: key.into(),
-                input: Value::Null,
-                max_attempts: 3,
-                run_at: None,
-                priority: Priority::Normal,
-            };
-            db.create_pending(job.clone()).await.expect("create");
-            let lease = Lease { entry: "1-0".into(), delivery: 1 };
-            db.start_next(&tenant, &job.job_id, lease, 1).await.expect("start");
-            ctx.push(JobContext {
-                job_id: job.job_id,
-                tenant_id: tenant.clone(),
-                kind: "test".into(),
-                attempt: 1,
-            });
-        }
-        let (a, b) = (ctx[0].clone(), ctx[1].clone());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let stop = CancellationToken::new();
-        let recorder = tokio::spawn(run(db.store.clone(), queue, Duration::ZERO, rx, stop.clone()));
-        let progress = |ctx: &JobContext, stage: &str, percent: u8| Request::Progress {
-            ctx: ctx.clone(),
-            stage: stage.into(),
-            progress: Progress::new(percent).expect("percent"),
-        };
-        let complete = |ctx: &JobContext| {
-            let (reply, answer) = oneshot::channel();
-            let write = Write::Complete {
-                tenant: ctx.tenant_id.clone(),
-                job: ctx.job_id.clone(),
-                attempt: 1,
-                output: Value::Bool(true),
-            };
-            (Request::Write(RecordWrite::Batched(write), reply), answer)
-        };
-        let state = async |ctx: &JobContext| {
-            let record = db.get_job(&ctx.tenant_id, &ctx.job_id).await.expect("get").expect("record");
-            (record.stage, record.status)
-        };
-
-        // A batch of progress alone, its events held at the gate once written.
-        gate.hold(true);
-        tx.send(progress(&a, "load", 30)).expect("send");
-        wait_until(Duration::from_secs(10), "a's progress written", async || {
-            let (stage, status) = state(&a).await;
-            if stage.as_deref() == Some("load") { Ok(()) } else { Err((stage, status)) }
-        })
-        .await;
-        // The next batch, b's completion, is written meanwhile; b is answered only after the held
-        // events are out.
-        let (request, mut b_answer) = complete(&b);
-        tx.send(request).expect("send");
-        wait_until(Duration::from_secs(10), "b's completion written", async || {
-            let (stage, status) = state(&b).await;
-            if status == longhaul_core::JobStatus::Completed { Ok(()) } else { Err((stage, status)) }
-        })
-        .await;
-        assert!(b_answer.try_recv().is_err(), "b was answered before the earlier events were out");
-        let events = tq.queue.keys().events();
-        let mut conn = tq.raw().await;
-        assert_eq!(stream_progress(&mut conn, &events).await, []);
-        gate.hold(false);
-        let b_outcome = b_answer.await.expect("b's answer").expect("b completed");
-        assert!(matches!(b_outcome, WriteOutcome::Applied(_)), "{b_outcome:?}");
-        let load = (a.job_id.to_string(), "load".to_owned(), "30".to_owned());
-        assert_eq!(stream_progress(&mut conn, &events).await, std::slice::from_ref(&load));
-
-        // a's last stage and its completion, their events held again: what the stream holds
-        // when a is answered (read at once) must include that stage's event.
-        gate.hold(true);
-        tx.send(progress(&a, "apply", 90)).expect("send");
-        let (request, a_answer) = complete(&a);
-        tx.send(request).expect("send");
-        let answered = tokio::spawn(async move {
-            let outcome = a_answer.await;
-            (outcome, stream_progress(&mut conn, &events).await)
-        });
-        wait_until(Duration::from_secs(10), "a's completion written", async || {
-            let (stage, status) = state(&a).await;
-            if status == longhaul_core::JobStatus::Completed { Ok(()) } else { Err((stage, status)) }
-        })
-        .await;
-        gate.hold(false);
-        let (outcome, seen) = answered.await.expect("the answer's watcher");
-        let outcome = outcome.expect("a's answer").expect("a completed");
-        assert!(matches!(outcome, WriteOutcome::Applied(_)), "{outcome:?}");
-        let apply = (a.job_id.to_string(), "apply".to_owned(), "90".to_owned());
-        assert_eq!(seen, [load, apply], "a's events, in order, all out when a was answered");
-        stop.cancel();
-        recorder.await.expect("the recorder ends");
-    }
 
     #[test]
     fn every_outcome_ends_its_attempt_and_a_start_does_not() {
