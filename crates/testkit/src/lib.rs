@@ -193,23 +193,26 @@ impl TestDb {
 impl TestDb {
     /// (PostgreSQL) Ends the session of whoever inserts an `audit_log` row whose action is
     /// `action`, from then on (`true`) or no more (`false`): a connection lost in the middle of a
-    /// transaction, at a point the test chooses.
+    /// transaction, at a point the test chooses. One action at a time.
     ///
     /// # Panics
-    /// On SQLite, or when the trigger cannot be created or dropped.
+    /// On SQLite, for an action that is not a plain word, or when the trigger cannot be created
+    /// (one is already on) or dropped.
     pub async fn cut_connections_at_audit(&self, action: &str, on: bool) {
         assert!(self.pg_name.is_some(), "cutting connections needs a PostgreSQL test database");
+        assert!(action.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'), "action {action:?}");
         let mut conn = PgConnection::connect(&self.url).await.expect("PostgreSQL test database");
         let sql = if on {
-            // `action` is the test's own literal.
+            // `action` is a plain word (checked above).
             format!(
-                "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                "CREATE FUNCTION longhaul_test_cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
                    IF NEW.action = '{action}' THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; \
                    RETURN NEW; END $$; \
-                 CREATE TRIGGER cut BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION cut();"
+                 CREATE TRIGGER longhaul_test_cut BEFORE INSERT ON audit_log \
+                   FOR EACH ROW EXECUTE FUNCTION longhaul_test_cut();"
             )
         } else {
-            "DROP TRIGGER cut ON audit_log; DROP FUNCTION cut();".to_owned()
+            "DROP TRIGGER longhaul_test_cut ON audit_log; DROP FUNCTION longhaul_test_cut();".to_owned()
         };
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.expect("the cutting trigger");
     }

@@ -116,10 +116,11 @@ async fn one_job_twice_in_a_batch_is_recorded_once() {
     .await;
 }
 
-/// Duplicates whose read loses its connection (a trigger ends its own backend at their audit row)
-/// beside a new job: the new job is answered 202 and enqueued, each duplicate 503 with
+/// Duplicates whose transaction loses its connection (a trigger ends its own backend at their
+/// audit row) beside a new job: the new job is answered 202 and enqueued, each duplicate 503 with
 /// `retryable`, and nothing is lost or doubled — the same batch sent again answers 200 for all
-/// three, with one entry per job.
+/// three, with one entry per job. The items usually share one store batch; however the batcher
+/// splits them the answers are the same (the store's test pins the shared batch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_duplicates_that_lose_their_connection_are_retryable_beside_a_new_job() {
     let t = TestApp::new(Backend::Postgres).await;

@@ -181,10 +181,10 @@ async fn postgres_a_duplicate_whose_audit_row_fails_leaves_the_new_job_created()
     assert!(db.get_job(&new.tenant_id, &new.job_id).await.expect("get").is_some(), "the new job is recorded");
 }
 
-/// The connection lost between the insert and the duplicates' read (here a trigger ends its own
-/// backend at a duplicate's audit row): the insert had committed, so the new job is answered as
-/// created and recorded; each duplicate gets the retryable `BatchFailed` at once, with no audit
-/// row, instead of each being tried again against a database that may be down.
+/// The connection lost after the insert, in the duplicates' transaction (here a trigger ends its
+/// own backend at a duplicate's audit row, after their read): the insert had committed, so the new
+/// job is answered as created and recorded; each duplicate gets the retryable `BatchFailed` at
+/// once, with no audit row, instead of each being tried again against a database that may be down.
 #[tokio::test]
 async fn postgres_duplicates_whose_connection_is_lost_are_retryable_and_the_new_job_stands() {
     let db = longhaul_testkit::TestDb::new(longhaul_testkit::Backend::Postgres).await;
@@ -192,8 +192,8 @@ async fn postgres_duplicates_whose_connection_is_lost_are_retryable_and_the_new_
     for j in [&one, &two] {
         db.create_pending(j.clone()).await.expect("existing");
     }
-    db.cut_connections_at_audit("duplicate_enqueue", true).await;
     let new = setup_job(&db, "acme", "T-new", 3).await;
+    db.cut_connections_at_audit("duplicate_enqueue", true).await;
     let results = db.create_pending_many(vec![one.clone(), new.clone(), two.clone()]).await.expect("batch");
     assert_eq!(results.len(), 3);
     for i in [0, 2] {
